@@ -1,0 +1,34 @@
+import { Builtins, Cli, type BaseContext, type Command } from "clipanion";
+import { VERSION } from "../version.js";
+import { StartCommand } from "./start.js";
+import { StatusCommand } from "./status.js";
+import { VersionCommand } from "./version.js";
+
+export function buildCli(): Cli {
+  const cli = new Cli({
+    binaryLabel: "cara: the Carapace control plane",
+    binaryName: "cara",
+    binaryVersion: VERSION,
+    enableColors: process.stdout.isTTY === true && !process.env.NO_COLOR,
+  });
+  cli.register(StartCommand);
+  cli.register(StatusCommand);
+  cli.register(VersionCommand);
+  cli.register(Builtins.HelpCommand);
+  cli.register(Builtins.VersionCommand);
+  return cli;
+}
+
+/** Runs the CLI: exit 0 ok, 1 the operation failed, 2 usage error (printed to stderr). */
+export async function main(args: string[], context: BaseContext = Cli.defaultContext): Promise<number> {
+  const cli = buildCli();
+  let command: Command<BaseContext>;
+  try {
+    command = cli.process(args, context);
+  } catch (err) {
+    context.stderr.write(cli.error(err, { colored: false }));
+    context.stderr.write("Run 'cara --help' for the list of commands.\n");
+    return 2;
+  }
+  return cli.run(command, context);
+}

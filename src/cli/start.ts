@@ -1,0 +1,63 @@
+import { Command, Option } from "clipanion";
+import { CaraCommand } from "./base.js";
+import { CliUsageError } from "./target.js";
+
+export class StartCommand extends CaraCommand {
+  static override paths = [Command.Default, ["start"]];
+  static override usage = Command.Usage({
+    description: "Start the cara server (the default when no command is given)",
+    details: `
+      Serves the Ops, Tasks, Backup and Update APIs plus \`GET /health\` and \`GET /health/ready\` on one
+      port: HTTP/1.1 and HTTP/2 (h2c) in plaintext, or h2 and HTTP/1.1 over TLS when a certificate and key
+      are given. Connect, gRPC and gRPC-Web clients are all accepted.
+
+      Every RPC needs \`Authorization: Bearer <token>\`. The token is \`CARAPACE_GATEWAY_TOKEN\`, else one
+      generated on first start into \`<state>/auth/token\` (mode 0600), where a local \`cara\` finds it.
+
+      Settings come from flags, then environment (\`CARAPACE_PORT\`, \`CARAPACE_BIND\`, \`CARAPACE_TLS_CERT\`,
+      \`CARAPACE_TLS_KEY\`, \`CARAPACE_LOG_LEVEL\`), then \`<state>/config.json\`, then defaults.
+      SIGTERM or Ctrl-C stops it gracefully: health turns NOT_SERVING, in-flight calls finish (10 s at most).
+    `,
+    examples: [
+      ["Start on 127.0.0.1:18789 with the default state dir", "cara start"],
+      ["Use another port and state dir", "cara start --port 18800 --state-dir /srv/carapace"],
+      ["Listen on all interfaces with TLS", "cara start --bind 0.0.0.0 --tls-cert cert.pem --tls-key key.pem"],
+    ],
+  });
+
+  port = Option.String("--port,-p", { description: "Port to listen on (default 18789; 0 picks a free one)" });
+  bind = Option.String("--bind", { description: "Address to listen on (default 127.0.0.1)" });
+  stateDir = Option.String("--state-dir", { description: "State directory (default: CARAPACE_STATE_DIR or ~/.config/carapace)" });
+  logLevel = Option.String("--log-level", { description: "trace, debug, info, warn, error or fatal (default info)" });
+  tlsCert = Option.String("--tls-cert", { description: "PEM certificate file: serve TLS (h2 + HTTP/1.1)" });
+  tlsKey = Option.String("--tls-key", { description: "PEM private key file for --tls-cert" });
+  allowPlaintext = Option.Boolean("--allow-plaintext", { description: "Allow a non-loopback --bind without TLS (e.g. behind a TLS proxy)" });
+
+  async run(): Promise<number> {
+    const flags: import("../server/options.js").StartFlags = {};
+    if (this.port !== undefined) {
+      if (!/^\d+$/.test(this.port) || Number(this.port) > 65535) throw new CliUsageError(`--port must be a port number 0..65535 (got '${this.port}')`);
+      flags.port = Number(this.port);
+    }
+    if (this.bind !== undefined) flags.bind = this.bind;
+    if (this.stateDir !== undefined) flags.stateDir = this.stateDir;
+    if (this.logLevel !== undefined) flags.logLevel = this.logLevel;
+    if (this.tlsCert !== undefined) flags.tlsCert = this.tlsCert;
+    if (this.tlsKey !== undefined) flags.tlsKey = this.tlsKey;
+    if (this.allowPlaintext !== undefined) flags.allowPlaintext = this.allowPlaintext;
+
+    const { startServer } = await import("../server/server.js");
+    const server = await startServer(flags);
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      process.once("SIGTERM", () => resolve("SIGTERM"));
+      process.once("SIGINT", () => resolve("SIGINT"));
+    });
+    process.once(signal === "SIGINT" ? "SIGINT" : "SIGTERM", () => {
+      this.context.stderr.write("Second signal received: exiting now without waiting for in-flight calls.\n");
+      process.exit(1);
+    });
+    await server.shutdown(signal);
+    await new Promise<void>((resolve) => server.logger.flush(() => resolve()));
+    return 0;
+  }
+}

@@ -1,0 +1,64 @@
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  AuthMode,
+  CheckStatus,
+  OpsService,
+  OverallStatus,
+  SecretSource,
+  type GetStatusResponse,
+} from "../../gen/carapace/ops/v1/ops_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { GetStatusResponseSchema } from "../../gen/carapace/ops/v1/ops_pb.js";
+import type { ServerStatus } from "./status.js";
+
+const CHECK_STATUS = { ok: CheckStatus.OK, warn: CheckStatus.WARN, fail: CheckStatus.FAIL } as const;
+const OVERALL = { healthy: OverallStatus.HEALTHY, degraded: OverallStatus.DEGRADED, failing: OverallStatus.FAILING } as const;
+
+/** Maps the domain status to the wire message. Sections are passed through as already-shaped inits. */
+export function statusToProto(status: ServerStatus): MessageInitShape<typeof GetStatusResponseSchema> {
+  const msg: MessageInitShape<typeof GetStatusResponseSchema> = {
+    version: status.version,
+    startedAt: timestampFromDate(status.startedAt),
+    uptimeSeconds: BigInt(status.uptimeSeconds),
+    pid: status.pid,
+    nodeVersion: status.nodeVersion,
+    platform: status.platform,
+    arch: status.arch,
+    bind: status.bind,
+    port: status.port,
+    tls: status.tls,
+    stateDir: status.stateDir,
+    authMode: status.tokenSource === "env" ? AuthMode.TOKEN_ENV : AuthMode.TOKEN_FILE,
+    secretSource: status.secretSource === "env" ? SecretSource.ENV : SecretSource.GENERATED,
+    overall: OVERALL[status.overall],
+    checks: status.checks.map((c) => ({ name: c.name, status: CHECK_STATUS[c.status], message: c.message, durationMs: c.durationMs })),
+    diagnostics: {
+      memoryRssBytes: BigInt(status.diagnostics.memoryRssBytes),
+      diskFreeBytes: BigInt(status.diagnostics.diskFreeBytes),
+      openFds: status.diagnostics.openFds,
+    },
+    shuttingDown: status.shuttingDown,
+  };
+  const sections = status.sections as Partial<Pick<GetStatusResponse, "logs" | "tasks" | "backup" | "update">>;
+  if (sections.logs) msg.logs = sections.logs;
+  if (sections.tasks) msg.tasks = sections.tasks;
+  if (sections.backup) msg.backup = sections.backup;
+  if (sections.update) msg.update = sections.update;
+  return msg;
+}
+
+export interface OpsDomain {
+  status(): Promise<ServerStatus>;
+}
+
+/** Adapts the ops domain to `carapace.ops.v1.OpsService`. Logs RPCs come with the logs feature. */
+export function opsService(domain: OpsDomain, logsImpl: Pick<ServiceImpl<typeof OpsService>, "tailLogs" | "followLogs">): ServiceImpl<typeof OpsService> {
+  return {
+    async getStatus() {
+      return statusToProto(await domain.status());
+    },
+    tailLogs: logsImpl.tailLogs,
+    followLogs: logsImpl.followLogs,
+  };
+}

@@ -1,0 +1,151 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { once } from "node:events";
+
+export type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface Listener {
+  readonly address: string;
+  readonly port: number;
+  readonly tls: boolean;
+  /** Requests (streams included) that have not finished yet. */
+  readonly inFlight: number;
+  /**
+   * Stops accepting connections, asks HTTP/2 clients to go away (GOAWAY) and closes idle
+   * HTTP/1.1 connections, then waits for in-flight requests to finish. After `timeoutMs`,
+   * whatever is left is cut. Resolves true when everything finished in time.
+   */
+  drain(timeoutMs: number): Promise<boolean>;
+}
+
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * Serves `handler` on one port: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) in plaintext,
+ * told apart by the HTTP/2 connection preface; or, with TLS, h2 and HTTP/1.1 chosen by ALPN.
+ */
+export async function listen(
+  handler: RequestHandler,
+  options: { bind: string; port: number; tls?: { cert: Buffer; key: Buffer } },
+): Promise<Listener> {
+  const sockets = new Set<net.Socket>();
+  const h1Sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const activeOnSocket = new WeakMap<net.Socket, number>();
+  let inFlight = 0;
+  let draining = false;
+  let onIdle: (() => void) | undefined;
+
+  const tracked: RequestHandler = (req, res) => {
+    inFlight++;
+    const socket = req.httpVersionMajor === 1 ? (req.socket as net.Socket) : undefined;
+    if (socket) activeOnSocket.set(socket, (activeOnSocket.get(socket) ?? 0) + 1);
+    if (draining && socket) (res as http.ServerResponse).shouldKeepAlive = false;
+    res.once("close", () => {
+      inFlight--;
+      if (socket) {
+        const left = (activeOnSocket.get(socket) ?? 1) - 1;
+        activeOnSocket.set(socket, left);
+        if (draining && left === 0) socket.destroySoon();
+      }
+      if (inFlight === 0) onIdle?.();
+    });
+    handler(req, res);
+  };
+
+  const trackSocket = (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  };
+  const trackH1Socket = (socket: net.Socket) => {
+    h1Sockets.add(socket);
+    socket.once("close", () => h1Sockets.delete(socket));
+  };
+  const trackSession = (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (draining) session.close();
+  };
+
+  let server: net.Server;
+  if (options.tls) {
+    const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, tracked);
+    secure.on("connection", trackSocket);
+    secure.on("secureConnection", (socket: import("node:tls").TLSSocket) => {
+      if (socket.alpnProtocol !== "h2") trackH1Socket(socket);
+    });
+    secure.on("session", trackSession);
+    server = secure;
+  } else {
+    const h1 = http.createServer(tracked);
+    h1.keepAliveTimeout = 65_000;
+    const h2 = http2.createServer({}, tracked);
+    h2.on("session", trackSession);
+    const plain = net.createServer((socket) => {
+      trackSocket(socket);
+      // Decide by the first bytes: the HTTP/2 preface, or anything else for HTTP/1.1.
+      let seen = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        seen = Buffer.concat([seen, chunk]);
+        const n = Math.min(seen.length, H2_PREFACE.length);
+        const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+        if (isH2 && seen.length < H2_PREFACE.length) return; // need more bytes to be sure
+        socket.off("data", onData);
+        socket.pause();
+        socket.unshift(seen);
+        if (isH2) {
+          // The HTTP/2 session takes the bytes already read from the socket's buffer itself.
+          h2.emit("connection", socket);
+        } else {
+          trackH1Socket(socket);
+          h1.emit("connection", socket);
+          socket.resume();
+        }
+      };
+      socket.on("data", onData);
+      socket.on("error", () => socket.destroy());
+    });
+    server = plain;
+  }
+
+  server.listen({ host: options.bind, port: options.port });
+  await Promise.race([
+    once(server, "listening"),
+    once(server, "error").then(([err]) => {
+      throw err;
+    }),
+  ]);
+  const addr = server.address() as net.AddressInfo;
+
+  return {
+    address: addr.address,
+    port: addr.port,
+    tls: options.tls !== undefined,
+    get inFlight() {
+      return inFlight;
+    },
+    async drain(timeoutMs: number) {
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const session of sessions) session.close();
+      // HTTP/1.1 sockets with nothing in flight are idle keep-alives: close them now; the others
+      // close when their response is done.
+      for (const socket of h1Sockets) if ((activeOnSocket.get(socket) ?? 0) === 0) socket.destroySoon();
+      const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (onIdle = resolve));
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      });
+      const finished = await Promise.race([idle.then(() => true), timedOut]);
+      clearTimeout(timer);
+      for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
+      await closed;
+      return finished;
+    },
+  };
+}

@@ -1,0 +1,179 @@
+import { createContextValues, Code, ConnectError } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { DestinationStream } from "pino";
+import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
+import { OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { TasksService } from "../../gen/carapace/tasks/v1/tasks_pb.js";
+import { UpdateService } from "../../gen/carapace/update/v1/update_pb.js";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { diskFreeCheck, serverSecretCheck, stateDirWritableCheck, storesCheck, type StoreHealth } from "../ops/checks.js";
+import { HealthMonitor } from "../ops/health.js";
+import { createLogger, type Logger } from "../ops/logger.js";
+import { opsService } from "../ops/service.js";
+import { collectStatus, type SectionProvider, type ServerIdentity } from "../ops/status.js";
+import { loadConfig } from "../state/config.js";
+import { acquireStateLock, type StateLock } from "../state/lock.js";
+import { resolveStateDir } from "../state/paths.js";
+import { loadCredentials } from "../state/secrets.js";
+import { prepareStateDir } from "../state/state-dir.js";
+import { VERSION } from "../version.js";
+import { authGate, FailedAuthLimiter, kPeerAddress } from "./auth.js";
+import { grpcHealthService } from "./grpc-health.js";
+import { healthRoutes } from "./health-routes.js";
+import { listen, type Listener } from "./listener.js";
+import { readTlsFiles, resolveServerOptions, isLoopbackAddress, type ServerOptions, type StartFlags } from "./options.js";
+import { unimplementedService } from "./unimplemented.js";
+
+export interface RunningServer {
+  readonly identity: ServerIdentity;
+  readonly options: ServerOptions;
+  readonly port: number;
+  readonly logger: Logger;
+  /** Graceful stop: health goes NOT_SERVING, no new connections, in-flight calls finish (bounded). */
+  shutdown(reason?: string): Promise<void>;
+}
+
+export interface StartDeps {
+  env?: NodeJS.ProcessEnv;
+  /** Where log lines go (default: stdout). */
+  logDestination?: DestinationStream;
+}
+
+/** Maximum size of one request message (streams send many). */
+const READ_MAX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Starts a cara server: prepares and locks the state dir, loads config and credentials, then
+ * serves every API on one port. Throws (with a message for the operator) when it cannot start;
+ * nothing is left locked in that case.
+ */
+export async function startServer(flags: StartFlags, deps: StartDeps = {}): Promise<RunningServer> {
+  const env = deps.env ?? process.env;
+  const stateDir = resolveStateDir(flags.stateDir, env);
+  const paths = await prepareStateDir(stateDir);
+  const lock = await acquireStateLock(stateDir, paths.lock);
+  try {
+    return await startLocked(flags, env, deps, lock, paths);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function startLocked(
+  flags: StartFlags,
+  env: NodeJS.ProcessEnv,
+  deps: StartDeps,
+  lock: StateLock,
+  paths: Awaited<ReturnType<typeof prepareStateDir>>,
+): Promise<RunningServer> {
+  const config = await loadConfig(paths.config);
+  const options = resolveServerOptions(paths.root, flags, config, env);
+  const credentials = await loadCredentials(paths, env);
+  const logger = createLogger(options.logLevel, deps.logDestination);
+  const log = logger.child({ component: "server" });
+  for (const warning of credentials.warnings) log.warn(warning);
+
+  const stores: StoreHealth[] = [
+    { name: "config", loaded: () => ({ ok: true, message: "loaded" }) },
+    { name: "credentials", loaded: () => ({ ok: true, message: "loaded" }) },
+  ];
+  const monitor = new HealthMonitor();
+  monitor.addCheck(stateDirWritableCheck(paths.root));
+  monitor.addCheck(diskFreeCheck(paths.root, options.diskFreeFloorBytes));
+  monitor.addCheck(storesCheck(() => stores));
+  monitor.addCheck(serverSecretCheck(credentials.secretSource));
+
+  const shutdownController = new AbortController();
+  const limiter = new FailedAuthLimiter();
+  const identity: ServerIdentity = {
+    version: VERSION,
+    startedAt: new Date(),
+    startedMonotonicMs: performance.now(),
+    bind: options.bind,
+    port: options.port,
+    tls: options.tls !== undefined,
+    stateDir: paths.root,
+    tokenSource: credentials.tokenSource,
+    secretSource: credentials.secretSource,
+  };
+  const sections = new Map<string, SectionProvider>();
+
+  const notYet = (what: string) => () => {
+    throw new ConnectError(`${what} is not implemented yet (the logs feature, issue #3)`, Code.Unimplemented);
+  };
+  const rpc = connectNodeAdapter({
+    routes(router) {
+      router.service(OpsService, opsService({ status: () => collectStatus(identity, monitor, sections) }, {
+        tailLogs: notYet("carapace.ops.v1.OpsService.TailLogs"),
+        followLogs: notYet("carapace.ops.v1.OpsService.FollowLogs"),
+      }));
+      router.service(TasksService, unimplementedService(TasksService, "durable tasks, issue #4"));
+      router.service(BackupService, unimplementedService(BackupService, "backup and restore, issue #5"));
+      router.service(UpdateService, unimplementedService(UpdateService, "self-update, issue #6"));
+      router.service(
+        Health,
+        grpcHealthService(monitor, [OpsService.typeName, TasksService.typeName, BackupService.typeName, UpdateService.typeName], shutdownController.signal),
+      );
+    },
+    requestGate: authGate(credentials.token, limiter, (address, reason) =>
+      log.warn({ address, reason }, "rejected an RPC: authentication failed"),
+    ),
+    contextValues: (req) => createContextValues().set(kPeerAddress, req.socket.remoteAddress ?? "unknown"),
+    readMaxBytes: READ_MAX_BYTES,
+    jsonOptions: { ignoreUnknownFields: false },
+    fallback(req, res) {
+      const body = JSON.stringify({ error: `no route for ${req.method} ${(req.url ?? "").split("?", 1)[0]}`, see: "GET /health, GET /health/ready, or POST /<package>.<Service>/<Method>" });
+      res.writeHead(404, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+    },
+  });
+  const health = healthRoutes(identity, monitor);
+
+  const tls = options.tls ? await readTlsFiles(options.tls) : undefined;
+  let listener: Listener;
+  try {
+    listener = await listen(
+      (req, res) => {
+        if (!health(req, res)) rpc(req, res);
+      },
+      { bind: options.bind, port: options.port, ...(tls ? { tls } : {}) },
+    );
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === "EADDRINUSE") throw new Error(`port ${options.port} on ${options.bind} is already in use (another server? pick one with --port)`);
+    if (e.code === "EACCES") throw new Error(`not allowed to listen on ${options.bind}:${options.port} (ports below 1024 need privileges; pick another with --port)`);
+    if (e.code === "EADDRNOTAVAIL") throw new Error(`cannot listen on ${options.bind}: no such address on this machine (check --bind)`);
+    throw err;
+  }
+  (identity as { port: number }).port = listener.port;
+  if (!tls && !isLoopbackAddress(options.bind)) {
+    log.warn({ bind: options.bind }, "listening on a non-loopback address WITHOUT TLS (--allow-plaintext): tokens cross the network in plaintext");
+  }
+  if (credentials.secretSource === "generated") log.warn("set CARAPACE_SERVER_SECRET in production (using a generated secret from the state dir)");
+  log.info(
+    { bind: options.bind, port: listener.port, tls: listener.tls, stateDir: paths.root, version: VERSION, authMode: credentials.tokenSource },
+    `listening on ${listener.tls ? "https" : "http"}://${options.bind.includes(":") ? `[${options.bind}]` : options.bind}:${listener.port}`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  return {
+    identity,
+    options,
+    port: listener.port,
+    logger,
+    shutdown(reason = "requested") {
+      stopping ??= (async () => {
+        log.info({ reason, inFlight: listener.inFlight }, "shutting down: draining in-flight calls");
+        monitor.beginShutdown();
+        shutdownController.abort();
+        const drained = await listener.drain(options.shutdownTimeoutMs);
+        if (!drained) log.warn({ timeoutMs: options.shutdownTimeoutMs }, "shutdown timeout reached; cut the calls still in flight");
+        await lock.release();
+        log.info("stopped");
+        logger.flush();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,70 @@
+import { constants } from "node:fs";
+import { readFile } from "node:fs/promises";
+import * as t from "typanion";
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"] as const;
+export type LogLevelName = (typeof LOG_LEVELS)[number];
+
+const isPort = t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(0, 65535)]);
+const isPositiveInt = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1)]);
+const isNonNegativeInt = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]);
+
+/** The schema of `<state>/config.json`. Unknown keys are refused so that typos surface at start. */
+const isConfig = t.isObject({
+  server: t.isOptional(
+    t.isObject({
+      bind: t.isOptional(t.isString()),
+      port: t.isOptional(isPort),
+      tlsCert: t.isOptional(t.isString()),
+      tlsKey: t.isOptional(t.isString()),
+      allowPlaintext: t.isOptional(t.isBoolean()),
+      shutdownTimeoutMs: t.isOptional(isPositiveInt),
+    }),
+  ),
+  logLevel: t.isOptional(t.isEnum(LOG_LEVELS)),
+  health: t.isOptional(
+    t.isObject({
+      diskFreeFloorBytes: t.isOptional(isNonNegativeInt),
+    }),
+  ),
+});
+
+export type CaraConfig = t.InferType<typeof isConfig>;
+
+export class ConfigError extends Error {}
+
+/** Validates parsed JSON against the config schema; the error names every offending key path. */
+export function validateConfig(value: unknown, file: string): CaraConfig {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ConfigError(`invalid config ${file}: the top level must be a JSON object`);
+  }
+  const errors: string[] = [];
+  if (!isConfig(value, { errors })) {
+    const detail = errors
+      .map((e) => e.replace(/^\./, "").replace(": Extraneous property", ": unknown key"))
+      .join("; ");
+    throw new ConfigError(`invalid config ${file}: ${detail}`);
+  }
+  return value;
+}
+
+/** Loads `config.json` if present (it is optional). Refuses symlinks, oversized files and bad JSON. */
+export async function loadConfig(file: string): Promise<CaraConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return {};
+    if (code === "ELOOP") throw new ConfigError(`refusing to read config ${file}: it is a symbolic link`);
+    throw new ConfigError(`cannot read config ${file}: ${(err as Error).message}`);
+  }
+  if (text.length > 1024 * 1024) throw new ConfigError(`config ${file} is larger than 1 MiB`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  return validateConfig(parsed, file);
+}

@@ -1,0 +1,91 @@
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { open, rename, unlink, mkdir, lstat, chmod } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+export const FILE_MODE = 0o600;
+export const DIR_MODE = 0o700;
+
+/** fsync a directory so that a rename or create inside it survives a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The one durable-write helper: every durable file in the state dir is written through it.
+ * temp file beside the target (O_CREAT|O_EXCL|O_NOFOLLOW, 0600) -> write -> fsync -> rename over
+ * the target -> fsync the directory. On any failure the temp file is removed, the target is left
+ * as it was, and the error is thrown: the caller must not acknowledge the change.
+ */
+export async function writeFileDurable(
+  path: string,
+  data: string | Uint8Array,
+  options: { mode?: number } = {},
+): Promise<void> {
+  const mode = options.mode ?? FILE_MODE;
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
+  const handle = await open(
+    tmp,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    mode,
+  );
+  let renamed = false;
+  try {
+    try {
+      await handle.writeFile(data);
+      // open() applies the umask; make the mode exact.
+      await handle.chmod(mode);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, path);
+    renamed = true;
+    await fsyncDir(dir);
+  } finally {
+    if (!renamed) await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/** Appends bytes to a file and fsyncs it (journal writes). Creates the file 0600 when missing. */
+export async function appendFileDurable(path: string, data: string | Uint8Array): Promise<void> {
+  const handle = await open(
+    path,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW,
+    FILE_MODE,
+  );
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Creates a private directory (0700) if missing and refuses one that is a symlink or not a
+ * directory. Returns true when it was created.
+ */
+export async function ensurePrivateDir(path: string): Promise<boolean> {
+  let created = false;
+  try {
+    await mkdir(path, { mode: DIR_MODE });
+    created = true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  const st = await lstat(path);
+  if (st.isSymbolicLink()) {
+    throw new Error(`refusing to use ${path}: it is a symbolic link (remove it or point CARAPACE_STATE_DIR at the real directory)`);
+  }
+  if (!st.isDirectory()) throw new Error(`refusing to use ${path}: it exists and is not a directory`);
+  if ((st.mode & 0o777) !== DIR_MODE) await chmod(path, DIR_MODE);
+  if (created) await fsyncDir(dirname(path)).catch(() => undefined);
+  return created;
+}
