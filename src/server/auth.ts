@@ -89,7 +89,6 @@ export function authGate(
     const waitMs = limiter.blockedForMs(address);
     if (waitMs > 0) {
       const seconds = Math.ceil(waitMs / 1000);
-      ctx.responseHeader.set("retry-after", String(seconds));
       throw new ConnectError(
         `too many failed authentication attempts from ${address}; try again in ${seconds}s`,
         Code.ResourceExhausted,

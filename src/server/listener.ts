@@ -135,17 +135,28 @@ export async function listen(
       // HTTP/1.1 sockets with nothing in flight are idle keep-alives: close them now; the others
       // close when their response is done.
       for (const socket of h1Sockets) if ((activeOnSocket.get(socket) ?? 0) === 0) socket.destroySoon();
+      const deadline = Date.now() + timeoutMs;
       const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (onIdle = resolve));
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), timeoutMs);
-      });
-      const finished = await Promise.race([idle.then(() => true), timedOut]);
-      clearTimeout(timer);
+      const finished = await withDeadline(idle, deadline);
+      // Let HTTP/2 sessions flush their last frames (trailers, GOAWAY) and close on their own.
+      await withDeadline(Promise.all([...sessions].map((s) => (s.closed ? undefined : once(s, "close")))), Math.min(deadline, Date.now() + 1000));
       for (const session of sessions) session.destroy();
       for (const socket of sockets) socket.destroy();
       await closed;
       return finished;
     },
   };
+}
+
+/** Resolves true when `promise` settles before the deadline (epoch ms), false otherwise. */
+async function withDeadline(promise: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([promise.then(() => true), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -18,6 +18,9 @@ export interface StateLock {
   release(): Promise<void>;
 }
 
+/** Locks this process holds: a lock file naming our own pid that is not here is stale (pid reuse, e.g. pid 1 in containers). */
+const heldLocks = new Set<string>();
+
 function isAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
@@ -59,9 +62,11 @@ export async function acquireStateLock(stateDir: string, lockPath = join(stateDi
       try {
         await link(tmp, lockPath);
         await fsyncDir(dirname(lockPath));
+        heldLocks.add(lockPath);
         return {
           path: lockPath,
           release: async () => {
+            if (!heldLocks.delete(lockPath)) return;
             const owner = await readPid(lockPath).catch(() => undefined);
             if (owner === process.pid) await unlink(lockPath).catch(() => undefined);
           },
@@ -71,7 +76,8 @@ export async function acquireStateLock(stateDir: string, lockPath = join(stateDi
       }
       const owner = await readPid(lockPath);
       if (owner === undefined) continue; // released meanwhile: try again
-      if (owner !== process.pid && isAlive(owner)) throw new LockHeldError(owner, stateDir);
+      const live = owner === process.pid ? heldLocks.has(lockPath) : isAlive(owner);
+      if (live) throw new LockHeldError(owner, stateDir);
       // Stale (dead owner or garbage): move it aside, then check that what we moved is the stale
       // lock we looked at and not a live one that another starter just took.
       const aside = `${lockPath}.stale-${process.pid}`;

@@ -1,0 +1,289 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import { stat, writeFile, mkdir } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { test } from "node:test";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { OpsService, CheckStatus } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { TasksService } from "../../gen/carapace/tasks/v1/tasks_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.js";
+import { connectJson, runCara, startCara, tempDir } from "../helpers/cara.js";
+
+const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+
+test("GET /health is 200 with status, monotonic uptime and version; HEAD works; POST is 405", async () => {
+  const s = await startCara();
+  const res = await fetch(`${s.baseUrl}/health`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "application/json; charset=utf-8");
+  const body = (await res.json()) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(body), ["status", "uptimeSeconds", "version"]);
+  assert.equal(body.status, "ok");
+  assert.equal(typeof body.uptimeSeconds, "number");
+  assert.match(String(body.version), /^\d+\.\d+\.\d+/);
+  const head = await fetch(`${s.baseUrl}/health`, { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), "");
+  const post = await fetch(`${s.baseUrl}/health`, { method: "POST" });
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.get("allow"), "GET, HEAD");
+  const live = await fetch(`${s.baseUrl}/health/live`);
+  assert.equal(live.status, 200);
+  const missing = await fetch(`${s.baseUrl}/nope`);
+  assert.equal(missing.status, 404);
+  await s.stop();
+});
+
+test("GET /health/ready is 200 ready with the secret warning, and 503 with failing checks and Retry-After", async () => {
+  const ready = await startCara();
+  const res = await fetch(`${ready.baseUrl}/health/ready`);
+  assert.equal(res.status, 200);
+  const body = (await res.json()) as any;
+  assert.equal(body.status, "ready");
+  assert.deepEqual(body.warnings, [{ name: "server_secret", message: "set CARAPACE_SERVER_SECRET in production (using a generated secret from the state dir)" }]);
+  await ready.stop();
+
+  // A disk floor no filesystem can meet makes the disk check fail.
+  const dir = await tempDir();
+  const stateDir = join(dir, "state");
+  await mkdir(stateDir, { mode: 0o700 });
+  await writeFile(join(stateDir, "config.json"), JSON.stringify({ health: { diskFreeFloorBytes: 2 ** 52 } }));
+  const notReady = await startCara({ stateDir, env: { CARAPACE_SERVER_SECRET: "s".repeat(40) } });
+  const res2 = await fetch(`${notReady.baseUrl}/health/ready`);
+  assert.equal(res2.status, 503);
+  assert.equal(res2.headers.get("retry-after"), "5");
+  const body2 = (await res2.json()) as any;
+  assert.equal(body2.status, "not_ready");
+  assert.equal(body2.failing.length, 1);
+  assert.equal(body2.failing[0].name, "disk");
+  assert.match(body2.failing[0].message, /^only .* free on the state dir's filesystem \(floor 1024\.0 PiB|^only .* free on the state dir's filesystem/);
+  assert.deepEqual(body2.warnings, []);
+  // gRPC health says the same truth.
+  const health = createClient(Health, createGrpcTransport({ baseUrl: notReady.baseUrl }));
+  assert.equal((await health.check({ service: "" })).status, Serving.NOT_SERVING);
+  // liveness stays 200
+  assert.equal((await fetch(`${notReady.baseUrl}/health`)).status, 200);
+  await notReady.stop();
+});
+
+test("RPC auth: missing and wrong tokens are UNAUTHENTICATED, the right one works", async () => {
+  const s = await startCara();
+  const missing = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {});
+  assert.equal(missing.status, 401);
+  assert.equal(missing.json.code, "unauthenticated");
+  assert.match(missing.json.message, /^missing bearer token/);
+  const wrong = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, "x".repeat(43));
+  assert.equal(wrong.status, 401);
+  assert.deepEqual(wrong.json, { code: "unauthenticated", message: "invalid bearer token" });
+  const basic = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Basic ${s.token}` },
+    body: "{}",
+  });
+  assert.equal(basic.status, 401);
+  assert.equal(((await basic.json()) as any).message, "malformed Authorization header: expected 'Bearer <token>'");
+  const ok = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token);
+  assert.equal(ok.status, 200);
+  assert.equal(ok.json.stateDir, s.stateDir);
+  assert.equal(ok.json.authMode, "AUTH_MODE_TOKEN_FILE");
+  assert.equal(ok.json.secretSource, "SECRET_SOURCE_GENERATED");
+  // The token file is private.
+  assert.equal((await stat(join(s.stateDir, "auth", "token"))).mode & 0o777, 0o600);
+  assert.equal((await stat(join(s.stateDir, "auth", "server-secret"))).mode & 0o777, 0o600);
+  assert.equal((await stat(s.stateDir)).mode & 0o777, 0o700);
+  // A failed auth is logged with the address and reason, never the presented token.
+  assert.ok(s.lines.some((l) => l.includes('"reason":"mismatch"') && l.includes("authentication failed")));
+  await s.stop();
+});
+
+test("the 11th bad attempt within a minute is RESOURCE_EXHAUSTED (429 + Retry-After), even with the right token", async () => {
+  const s = await startCara();
+  for (let i = 1; i <= 10; i++) {
+    const r = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, `wrong-${i}`);
+    assert.equal(r.status, 401, `attempt ${i}`);
+  }
+  const eleventh = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, "wrong-11");
+  assert.equal(eleventh.status, 429);
+  assert.equal(eleventh.json.code, "resource_exhausted");
+  assert.match(eleventh.json.message, /^too many failed authentication attempts from 127\.0\.0\.1; try again in \d+s$/);
+  const retryAfter = Number(eleventh.headers.get("retry-after"));
+  assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+  const right = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token);
+  assert.equal(right.status, 429);
+  // Health probes are never rate-limited by auth failures.
+  assert.equal((await fetch(`${s.baseUrl}/health`)).status, 200);
+  await s.stop();
+});
+
+test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", async () => {
+  const s = await startCara({ env: { CARAPACE_SERVER_SECRET: "0123456789abcdef0123456789abcdef-x" } });
+  const transports = {
+    connectBinary: createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1", useBinaryFormat: true }),
+    connectJsonH2: createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "2" }),
+    grpc: createGrpcTransport({ baseUrl: s.baseUrl }),
+    grpcWeb: createGrpcWebTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }),
+  };
+  for (const [name, transport] of Object.entries(transports)) {
+    const client = createClient(OpsService, transport);
+    const status = await client.getStatus({}, bearer(s.token));
+    assert.equal(status.port, s.port, name);
+    assert.equal(status.pid, s.proc.pid, name);
+    assert.equal(status.bind, "127.0.0.1", name);
+    assert.equal(status.tls, false, name);
+    assert.equal(status.stateDir, s.stateDir, name);
+    assert.deepEqual(
+      status.checks.map((c) => [c.name, c.status]),
+      [
+        ["state_dir", CheckStatus.OK],
+        ["disk", CheckStatus.OK],
+        ["stores", CheckStatus.OK],
+        ["server_secret", CheckStatus.OK],
+      ],
+      name,
+    );
+    await assert.rejects(client.getStatus({}), (err: unknown) => err instanceof ConnectError && err.code === Code.Unauthenticated, name);
+  }
+  const json = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token);
+  assert.equal(json.json.secretSource, "SECRET_SOURCE_ENV");
+  assert.equal(json.json.overall, "OVERALL_STATUS_HEALTHY");
+  await s.stop();
+});
+
+test("RPCs of features that have not landed answer UNIMPLEMENTED naming the method; unknown JSON fields are refused", async () => {
+  const s = await startCara();
+  const tasks = createClient(TasksService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
+  await assert.rejects(tasks.getQueueStats({}, bearer(s.token)), (err: unknown) => {
+    assert.ok(err instanceof ConnectError);
+    assert.equal(err.code, Code.Unimplemented);
+    assert.equal(err.rawMessage, "carapace.tasks.v1.TasksService.GetQueueStats is not implemented yet (durable tasks, issue #4)");
+    return true;
+  });
+  const typo = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", { verbose: true }, s.token);
+  assert.equal(typo.status, 400);
+  assert.equal(typo.json.code, "invalid_argument");
+  await s.stop();
+});
+
+test("grpc.health.v1 Check and Watch need no token; Watch reports NOT_SERVING when shutdown starts, then ends", async () => {
+  const s = await startCara({ env: { CARAPACE_SERVER_SECRET: "0123456789abcdef0123456789abcdef-x" } });
+  const health = createClient(Health, createGrpcTransport({ baseUrl: s.baseUrl }));
+  assert.equal((await health.check({ service: "" })).status, Serving.SERVING);
+  assert.equal((await health.check({ service: "carapace.ops.v1.OpsService" })).status, Serving.SERVING);
+  await assert.rejects(health.check({ service: "nope.Service" }), (err: unknown) => err instanceof ConnectError && err.code === Code.NotFound);
+  const seen: Serving[] = [];
+  const watching = (async () => {
+    for await (const msg of health.watch({ service: "" })) {
+      seen.push(msg.status);
+      if (seen.length === 1) s.proc.kill("SIGTERM");
+    }
+  })();
+  await watching;
+  assert.deepEqual(seen, [Serving.SERVING, Serving.NOT_SERVING]);
+  assert.equal(await s.exited, 0);
+});
+
+test("a second server on the same state dir exits 1 naming the pid; a stale lock is taken over", async () => {
+  const first = await startCara();
+  const second = await runCara(["start", "--port", "0", "--state-dir", first.stateDir]);
+  assert.equal(second.code, 1);
+  assert.equal(second.stderr.trim(), `Error: another cara server (pid ${first.proc.pid}) is using ${first.stateDir}`);
+  assert.equal(await first.stop(), 0);
+
+  const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+  await writeFile(join(first.stateDir, "cara.lock"), `${dead.stdout}\n`);
+  const third = await startCara({ stateDir: first.stateDir });
+  assert.equal((await fetch(`${third.baseUrl}/health`)).status, 200);
+  assert.equal(await third.stop(), 0);
+});
+
+test("SIGTERM: an in-flight call completes, new connections are refused, exit 0 within 5 s", async () => {
+  const s = await startCara();
+  // A Connect JSON call whose body arrives in two parts, with SIGTERM in between: it is in flight.
+  const body = "{}";
+  const response = new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port: s.port,
+        method: "POST",
+        path: "/carapace.ops.v1.OpsService/GetStatus",
+        headers: { "content-type": "application/json", "content-length": body.length, authorization: `Bearer ${s.token}` },
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on("error", reject);
+    req.write(body.slice(0, 1));
+    setTimeout(() => {
+      s.proc.kill("SIGTERM");
+      setTimeout(() => req.end(body.slice(1)), 300);
+    }, 200);
+  });
+  const started = Date.now();
+  const done = await response;
+  assert.equal(done.status, 200);
+  assert.equal(JSON.parse(done.text).shuttingDown, true);
+  assert.equal(await s.exited, 0);
+  assert.ok(Date.now() - started < 5000);
+  await assert.rejects(fetch(`${s.baseUrl}/health`));
+  assert.ok(s.lines.some((l) => l.includes('"msg":"stopped"')));
+});
+
+test("start refuses bad config, a short secret and a plaintext non-loopback bind, with exit 1 and the reason", async () => {
+  const dir = await tempDir();
+  const stateDir = join(dir, "s");
+  await mkdir(stateDir, { mode: 0o700 });
+  await writeFile(join(stateDir, "config.json"), JSON.stringify({ server: { port: "18789", tls: true } }));
+  const bad = await runCara(["start", "--state-dir", stateDir]);
+  assert.equal(bad.code, 1);
+  assert.equal(
+    bad.stderr.trim(),
+    `Error: invalid config ${join(stateDir, "config.json")}: server.port: Expected a number (got "18789"); server.tls: unknown key (got true)`,
+  );
+  await writeFile(join(stateDir, "config.json"), "{}");
+  const short = await runCara(["start", "--state-dir", stateDir, "--port", "0"], { env: { CARAPACE_SERVER_SECRET: "too-short" } });
+  assert.equal(short.code, 1);
+  assert.match(short.stderr, /^Error: CARAPACE_SERVER_SECRET is too short \(9 characters; at least 32 required\)/);
+  assert.ok(!short.stderr.includes("too-short"), "the secret itself is not echoed");
+  const open = await runCara(["start", "--state-dir", stateDir, "--port", "0", "--bind", "0.0.0.0"]);
+  assert.equal(open.code, 1);
+  assert.match(open.stderr, /^Error: refusing to listen on 0\.0\.0\.0 without TLS/);
+  const usage = await runCara(["start", "--port", "http"]);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /^Error: --port must be a port number 0\.\.65535 \(got 'http'\)/);
+});
+
+test("--allow-plaintext on a non-loopback bind starts with a warning", async () => {
+  const s = await startCara({ args: ["--bind", "0.0.0.0", "--allow-plaintext"] });
+  assert.ok(s.lines.some((l) => l.includes('"level":"warn"') && l.includes("WITHOUT TLS")));
+  assert.equal((await fetch(`http://127.0.0.1:${s.port}/health`)).status, 200);
+  await s.stop();
+});
+
+test("a state dir owned by another user is refused", { skip: process.getuid?.() !== 0 ? "needs root to chown" : false }, async () => {
+  const dir = await tempDir();
+  const stateDir = join(dir, "other");
+  await mkdir(stateDir, { mode: 0o700 });
+  const { chown } = await import("node:fs/promises");
+  await chown(stateDir, 12345, 12345);
+  const res = await runCara(["start", "--port", "0", "--state-dir", stateDir]);
+  assert.equal(res.code, 1);
+  assert.match(res.stderr, /^Error: refusing to use state dir .* it is owned by uid 12345, but cara runs as uid 0/);
+});
+
+test("a symlinked subdirectory of the state dir is refused", async () => {
+  const dir = await tempDir();
+  const stateDir = join(dir, "s");
+  await mkdir(stateDir, { mode: 0o700 });
+  await mkdir(join(dir, "elsewhere"));
+  const { symlink } = await import("node:fs/promises");
+  await symlink(join(dir, "elsewhere"), join(stateDir, "tasks"));
+  const res = await runCara(["start", "--port", "0", "--state-dir", stateDir]);
+  assert.equal(res.code, 1);
+  assert.equal(res.stderr.trim(), `Error: refusing to use ${join(stateDir, "tasks")}: it is a symbolic link (remove it or point CARAPACE_STATE_DIR at the real directory)`);
+});

@@ -1,0 +1,156 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after } from "node:test";
+import assert from "node:assert/strict";
+
+export const ROOT = new URL("../../", import.meta.url).pathname;
+export const CARA_BIN = join(ROOT, "bin", "cara.js");
+
+const tempDirs: string[] = [];
+const servers: CaraServer[] = [];
+
+/** A fresh temporary directory, removed when the test file ends. */
+export async function tempDir(prefix = "cara-test-"): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
+/** A clean environment for child processes: no CARAPACE_* leaking in from the developer's shell. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("CARAPACE_") && !k.startsWith("NODE_TEST")) env[k] = v;
+  env.NO_COLOR = "1";
+  return { ...env, ...extra };
+}
+
+export interface CaraServer {
+  proc: ChildProcess;
+  port: number;
+  stateDir: string;
+  baseUrl: string;
+  token: string;
+  /** Every line the server printed (stdout and stderr). */
+  lines: string[];
+  /** Resolves with the exit code once the process has exited. */
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Secret values handed in through the environment. */
+  envSecrets: string[];
+}
+
+/**
+ * Starts the real `cara start` on port 0 with a temp state dir and waits for its "listening"
+ * log line. Secrets of every server started are checked against its log at the end of the file.
+ */
+export async function startCara(
+  options: { stateDir?: string; args?: string[]; env?: Record<string, string>; expectFailure?: boolean } = {},
+): Promise<CaraServer> {
+  const stateDir = options.stateDir ?? join(await tempDir(), "state");
+  const proc = spawn(process.execPath, [CARA_BIN, "start", "--port", "0", "--state-dir", stateDir, ...(options.args ?? [])], {
+    env: cleanEnv(options.env),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: string[] = [];
+  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    let buffered = "";
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString("utf8");
+      let nl: number;
+      while ((nl = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        lines.push(line);
+        try {
+          const rec = JSON.parse(line) as { msg?: string; port?: number };
+          if (rec.msg?.startsWith("listening on") && typeof rec.port === "number") resolve(rec.port);
+        } catch {
+          // not JSON (e.g. an error line on stderr)
+        }
+      }
+    };
+    proc.stdout!.on("data", onData);
+    proc.stderr!.on("data", onData);
+    void exited.then((code) => reject(new Error(`cara start exited with ${code} before listening:\n${lines.join("\n")}`)));
+    setTimeout(() => reject(new Error(`cara start did not listen within 10 s:\n${lines.join("\n")}`)), 10_000).unref();
+  });
+  const tokenFromEnv = options.env?.CARAPACE_GATEWAY_TOKEN;
+  const token = tokenFromEnv ?? (await readFile(join(stateDir, "auth", "token"), "utf8")).trim();
+  const server: CaraServer = {
+    proc,
+    port,
+    stateDir,
+    baseUrl: `http://127.0.0.1:${port}`,
+    token,
+    lines,
+    exited,
+    envSecrets: [options.env?.CARAPACE_SERVER_SECRET, options.env?.CARAPACE_GATEWAY_TOKEN].filter((v): v is string => !!v),
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+  servers.push(server);
+  return server;
+}
+
+/** Runs the CLI to completion. */
+export function runCara(
+  args: string[],
+  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [CARA_BIN, ...args], { env: cleanEnv(options.env), stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    proc.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));
+    proc.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`cara ${args.join(" ")} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, options.timeoutMs ?? 20_000);
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A Connect JSON call with plain fetch, as curl would make it. */
+export async function connectJson(
+  server: Pick<CaraServer, "baseUrl">,
+  method: string,
+  body: unknown,
+  token?: string,
+): Promise<{ status: number; headers: Headers; json: any }> {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(`${server.baseUrl}/${method}`, { method: "POST", headers, body: JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, json: text ? JSON.parse(text) : undefined };
+}
+
+after(async () => {
+  for (const s of servers) {
+    if (s.proc.exitCode === null && s.proc.signalCode === null) {
+      s.proc.kill("SIGKILL");
+      await s.exited;
+    }
+  }
+  // No server ever logs its token or its server secret.
+  for (const s of servers) {
+    const secrets = [s.token, ...s.envSecrets];
+    try {
+      secrets.push((await readFile(join(s.stateDir, "auth", "server-secret"), "utf8")).trim());
+    } catch {
+      // secret came from the environment; the test passed it and checks it itself
+    }
+    for (const secret of secrets) {
+      for (const line of s.lines) assert.ok(!line.includes(secret), `a secret appeared in a log line: ${line.slice(0, 80)}...`);
+    }
+  }
+  for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
+});
