@@ -23,6 +23,7 @@ import { healthRoutes } from "./health-routes.js";
 import { listen, type Listener } from "./listener.js";
 import { readTlsFiles, resolveServerOptions, isLoopbackAddress, type ServerOptions, type StartFlags } from "./options.js";
 import { unimplementedService } from "./unimplemented.js";
+import { startTasks, type TasksRuntime } from "../tasks/runtime.js";
 
 export interface RunningServer {
   readonly identity: ServerIdentity;
@@ -74,15 +75,18 @@ async function startLocked(
   const log = logger.child({ component: "server" });
   for (const warning of credentials.warnings) log.warn(warning);
 
+  const tasks: TasksRuntime = await startTasks({ dir: paths.tasksDir, config, env, logger: logger.child({ component: "tasks" }) });
   const stores: StoreHealth[] = [
     { name: "config", loaded: () => ({ ok: true, message: "loaded" }) },
     { name: "credentials", loaded: () => ({ ok: true, message: "loaded" }) },
+    tasks.storeHealth,
   ];
   const monitor = new HealthMonitor();
   monitor.addCheck(stateDirWritableCheck(paths.root));
   monitor.addCheck(diskFreeCheck(paths.root, options.diskFreeFloorBytes));
   monitor.addCheck(storesCheck(() => stores));
   monitor.addCheck(serverSecretCheck(credentials.secretSource));
+  monitor.addCheck(tasks.check);
 
   const shutdownController = new AbortController();
   const limiter = new FailedAuthLimiter();
@@ -97,7 +101,7 @@ async function startLocked(
     tokenSource: credentials.tokenSource,
     secretSource: credentials.secretSource,
   };
-  const sections = new Map<string, SectionProvider>();
+  const sections = new Map<string, SectionProvider>([["tasks", tasks.statusSection]]);
 
   const notYet = (what: string) => () => {
     throw new ConnectError(`${what} is not implemented yet (the logs feature, issue #3)`, Code.Unimplemented);
@@ -108,7 +112,7 @@ async function startLocked(
         tailLogs: notYet("carapace.ops.v1.OpsService.TailLogs"),
         followLogs: notYet("carapace.ops.v1.OpsService.FollowLogs"),
       }));
-      router.service(TasksService, unimplementedService(TasksService, "durable tasks, issue #4"));
+      router.service(TasksService, tasks.service(shutdownController.signal));
       router.service(BackupService, unimplementedService(BackupService, "backup and restore, issue #5"));
       router.service(UpdateService, unimplementedService(UpdateService, "self-update, issue #6"));
       router.service(
@@ -133,6 +137,7 @@ async function startLocked(
   const tls = options.tls ? await readTlsFiles(options.tls) : undefined;
   let listener: Listener;
   try {
+    tasks.worker.start();
     listener = await listen(
       (req, res) => {
         if (!health(req, res)) rpc(req, res);
@@ -141,6 +146,7 @@ async function startLocked(
     );
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
+    await tasks.close(0);
     if (e.code === "EADDRINUSE") throw new Error(`port ${options.port} on ${options.bind} is already in use (another server? pick one with --port)`);
     if (e.code === "EACCES") throw new Error(`not allowed to listen on ${options.bind}:${options.port} (ports below 1024 need privileges; pick another with --port)`);
     if (e.code === "EADDRNOTAVAIL") throw new Error(`cannot listen on ${options.bind}: no such address on this machine (check --bind)`);
@@ -167,7 +173,7 @@ async function startLocked(
         log.info({ reason, inFlight: listener.inFlight }, "shutting down: draining in-flight calls");
         monitor.beginShutdown();
         shutdownController.abort();
-        const drained = await listener.drain(options.shutdownTimeoutMs);
+        const [drained] = await Promise.all([listener.drain(options.shutdownTimeoutMs), tasks.close(options.shutdownTimeoutMs)]);
         if (!drained) log.warn({ timeoutMs: options.shutdownTimeoutMs }, "shutdown timeout reached; cut the calls still in flight");
         await lock.release();
         log.info("stopped");

@@ -22,6 +22,27 @@ const isConfig = t.isObject({
     }),
   ),
   logLevel: t.isOptional(t.isEnum(LOG_LEVELS)),
+  tasks: t.isOptional(
+    t.isObject({
+      concurrency: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 64)])),
+      capacity: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 1_000_000)])),
+      retentionDays: t.isOptional(t.cascade(t.isNumber(), [t.isAtLeast(0)])),
+      leaseGraceMs: t.isOptional(isPositiveInt),
+      backoff: t.isOptional(
+        t.isObject({
+          baseMs: t.isOptional(isPositiveInt),
+          factor: t.isOptional(t.cascade(t.isNumber(), [t.isAtLeast(1)])),
+          capMs: t.isOptional(isPositiveInt),
+        }),
+      ),
+    }),
+  ),
+  agent: t.isOptional(
+    t.isObject({
+      baseUrl: t.isOptional(t.cascade(t.isString(), [t.matchesRegExp(/^https?:\/\/[^\s]+$/)])),
+      model: t.isOptional(t.isString()),
+    }),
+  ),
   health: t.isOptional(
     t.isObject({
       diskFreeFloorBytes: t.isOptional(isNonNegativeInt),

@@ -1,0 +1,349 @@
+/**
+ * The durable task model: the on-disk record (the reference's camelCase queue.json shape plus
+ * our additions), states, policy bounds, payload normalization and the operator transitions.
+ * Pure functions only: no I/O, no RPC.
+ */
+
+export const TASK_STATES = ["queued", "running", "blocked", "retry_wait", "done", "failed", "cancelled"] as const;
+export type TaskStateName = (typeof TASK_STATES)[number];
+export const TERMINAL_STATES: ReadonlySet<TaskStateName> = new Set(["done", "failed", "cancelled"]);
+
+export const BLOCKED_REASONS = [
+  "approval_required",
+  "config_missing",
+  "delivery_failure",
+  "external_dependency",
+  "operator_action_required",
+  "unknown",
+] as const;
+export type BlockedReasonName = (typeof BLOCKED_REASONS)[number];
+
+export interface TaskPolicyRecord {
+  maxAttempts: number;
+  maxTotalRuntimeMs: number;
+  maxTurns: number;
+  maxRunTimeoutSeconds: number;
+}
+
+export const DEFAULT_POLICY: Readonly<TaskPolicyRecord> = Object.freeze({
+  maxAttempts: 100,
+  maxTotalRuntimeMs: 604_800_000,
+  maxTurns: 25,
+  maxRunTimeoutSeconds: 600,
+});
+
+export const POLICY_MAX: Readonly<TaskPolicyRecord> = Object.freeze({
+  maxAttempts: 10_000,
+  maxTotalRuntimeMs: 2_592_000_000,
+  maxTurns: 1_000,
+  maxRunTimeoutSeconds: 86_400,
+});
+
+export type SystemEventPayload = { kind: "systemEvent"; text: string };
+export type AgentTurnPayload = {
+  kind: "agentTurn";
+  message: string;
+  model?: string;
+  route?: string;
+  thinking?: string;
+  timeoutSeconds?: number;
+  allowUnsafeExternalContent?: boolean;
+  deliver?: boolean;
+  channel?: string;
+  to?: string;
+  bestEffortDeliver?: boolean;
+};
+export type BackupTaskPayload = { kind: "backup"; keep: number; sections?: string[] };
+export type UpdateCheckPayload = { kind: "updateCheck"; channel?: string };
+export type TaskPayloadRecord = SystemEventPayload | AgentTurnPayload | BackupTaskPayload | UpdateCheckPayload;
+
+/** One task as stored in queue.json (and as the reference writes it). */
+export interface TaskRecord {
+  id: string;
+  state: TaskStateName;
+  attempts: number;
+  nextRunAtMs: number | null;
+  lastError: string | null;
+  payload: TaskPayloadRecord | Record<string, unknown>;
+  createdAtMs: number;
+  updatedAtMs: number;
+  runIds?: string[];
+  policy: TaskPolicyRecord;
+  blockedReason?: BlockedReasonName;
+  policyExplicit?: boolean;
+  // Beyond the reference (omitted when unset, so reference tools still read the file):
+  priority?: number;
+  idempotencyKey?: string;
+  labels?: Record<string, string>;
+  result?: string;
+  finishedAtMs?: number;
+  runtimeUsedMs?: number;
+  turnsUsed?: number;
+}
+
+export class TaskValidationError extends Error {}
+export class TaskStateError extends Error {}
+export class TaskNotFoundError extends Error {
+  constructor() {
+    super("Task not found");
+  }
+}
+
+export const MAX_PAYLOAD_BYTES = 128 * 1024;
+export const MAX_REASON_CHARS = 1024;
+export const MAX_RESULT_CHARS = 16 * 1024;
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function optString(src: Record<string, unknown>, key: string, out: Record<string, unknown>): void {
+  const v = src[key];
+  if (v === undefined || v === null) return;
+  if (typeof v !== "string") throw new TaskValidationError(`Invalid task payload: ${key} must be a string`);
+  out[key] = v;
+}
+function optBool(src: Record<string, unknown>, key: string, out: Record<string, unknown>): void {
+  const v = src[key];
+  if (v === undefined || v === null) return;
+  if (typeof v !== "boolean") throw new TaskValidationError(`Invalid task payload: ${key} must be a boolean`);
+  out[key] = v;
+}
+
+/**
+ * Validates and normalizes a payload object (`{"kind": ..., ...}`): unknown fields are dropped,
+ * required fields checked, size bounded. Throws TaskValidationError with the reference's words.
+ */
+export function normalizePayload(value: unknown): TaskPayloadRecord {
+  if (!isObj(value)) throw new TaskValidationError("Invalid task payload: expected an object with a kind");
+  const kind = value.kind;
+  let out: Record<string, unknown>;
+  switch (kind) {
+    case "systemEvent": {
+      if (typeof value.text !== "string" || value.text.trim() === "") throw new TaskValidationError("Invalid task payload: systemEvent needs a non-empty text");
+      out = { kind, text: value.text };
+      break;
+    }
+    case "agentTurn": {
+      if (typeof value.message !== "string" || value.message.trim() === "") throw new TaskValidationError("Invalid task payload: agentTurn needs a non-empty message");
+      out = { kind, message: value.message };
+      for (const k of ["model", "route", "thinking", "channel", "to"]) optString(value, k, out);
+      for (const k of ["allowUnsafeExternalContent", "deliver", "bestEffortDeliver"]) optBool(value, k, out);
+      if (value.timeoutSeconds !== undefined && value.timeoutSeconds !== null) {
+        const t = value.timeoutSeconds;
+        if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t > 4_294_967_295) {
+          throw new TaskValidationError("Invalid task payload: timeoutSeconds must be a whole number of seconds");
+        }
+        out.timeoutSeconds = t;
+      }
+      break;
+    }
+    case "backup": {
+      const keep = value.keep ?? 7;
+      if (typeof keep !== "number" || !Number.isInteger(keep) || keep < 1 || keep > 1000) throw new TaskValidationError("Invalid task payload: backup keep must be between 1 and 1000");
+      out = { kind, keep };
+      if (value.sections !== undefined) {
+        if (!Array.isArray(value.sections) || !value.sections.every((s) => typeof s === "string")) throw new TaskValidationError("Invalid task payload: backup sections must be a list of names");
+        out.sections = value.sections;
+      }
+      break;
+    }
+    case "updateCheck": {
+      out = { kind };
+      optString(value, "channel", out);
+      break;
+    }
+    default:
+      throw new TaskValidationError("Invalid task payload: unrecognized payload kind");
+  }
+  if (Buffer.byteLength(JSON.stringify(out)) > MAX_PAYLOAD_BYTES) throw new TaskValidationError(`Invalid task payload: larger than ${MAX_PAYLOAD_BYTES} bytes`);
+  return out as TaskPayloadRecord;
+}
+
+/** Applies policy overrides, refusing out-of-range values with the reference's message. */
+export function applyPolicy(base: TaskPolicyRecord, overrides: Partial<Record<keyof TaskPolicyRecord, number | undefined>>): TaskPolicyRecord {
+  const out = { ...base };
+  for (const key of Object.keys(POLICY_MAX) as (keyof TaskPolicyRecord)[]) {
+    const v = overrides[key];
+    if (v === undefined) continue;
+    if (!Number.isInteger(v) || v < 1 || v > POLICY_MAX[key]) {
+      throw new TaskValidationError(`invalid policy.${key}: must be between 1 and ${POLICY_MAX[key]}`);
+    }
+    out[key] = v;
+  }
+  return out;
+}
+
+/** Trims a reason; blank means absent; longer than 1024 characters is refused. */
+export function normalizeReason(reason: string | undefined): string | undefined {
+  if (reason === undefined) return undefined;
+  const trimmed = reason.trim();
+  if (trimmed === "") return undefined;
+  if ([...trimmed].length > MAX_REASON_CHARS) throw new TaskValidationError(`reason exceeds ${MAX_REASON_CHARS} characters`);
+  return trimmed;
+}
+
+export function isTerminal(state: TaskStateName): boolean {
+  return TERMINAL_STATES.has(state);
+}
+
+/** Whether a task should be picked up by the worker now. */
+export function isDue(task: TaskRecord, now: number): boolean {
+  if (task.state === "queued") return task.nextRunAtMs === null || now >= task.nextRunAtMs;
+  if (task.state === "retry_wait") return task.nextRunAtMs !== null && now >= task.nextRunAtMs;
+  return false;
+}
+
+function without<T extends object, K extends keyof T>(obj: T, ...keys: K[]): T {
+  const copy = { ...obj };
+  for (const k of keys) delete copy[k];
+  return copy;
+}
+
+/** Operator cancel: from any non-terminal state. */
+export function cancelTransition(task: TaskRecord, reason: string | undefined, now: number): TaskRecord {
+  if (isTerminal(task.state)) throw new TaskStateError("Task is already in a terminal state");
+  return { ...without(task, "blockedReason"), state: "cancelled", lastError: reason ?? null, nextRunAtMs: null, updatedAtMs: now, finishedAtMs: now };
+}
+
+/** Operator retry: from failed, blocked, cancelled or retry_wait. Attempts are not reset. */
+export function retryTransition(task: TaskRecord, reason: string | undefined, delayMs: number, now: number): TaskRecord {
+  if (!["failed", "blocked", "cancelled", "retry_wait"].includes(task.state)) throw new TaskStateError("Task is not retryable in its current state");
+  return {
+    ...without(task, "blockedReason", "finishedAtMs"),
+    state: "retry_wait",
+    lastError: reason ?? "retried by operator",
+    nextRunAtMs: now + delayMs,
+    updatedAtMs: now,
+  };
+}
+
+/** Operator resume: only from blocked. */
+export function resumeTransition(task: TaskRecord, reason: string | undefined, delayMs: number, now: number): TaskRecord {
+  if (task.state !== "blocked") throw new TaskStateError("Task is not blocked");
+  return { ...without(task, "blockedReason", "finishedAtMs"), state: "retry_wait", lastError: reason ?? "resumed by operator", nextRunAtMs: now + delayMs, updatedAtMs: now };
+}
+
+export interface TaskPatch {
+  payload?: TaskPayloadRecord;
+  policy?: Partial<Record<keyof TaskPolicyRecord, number | undefined>>;
+  reason?: string;
+  priority?: number;
+  nextRunAtMs?: number;
+  setLabels?: Record<string, string>;
+  removeLabels?: string[];
+}
+
+/** Operator patch: not while running or done. */
+export function patchTransition(task: TaskRecord, patch: TaskPatch, now: number): TaskRecord {
+  const policyKeys = patch.policy ? Object.values(patch.policy).filter((v) => v !== undefined).length : 0;
+  const labelChanges = Object.keys(patch.setLabels ?? {}).length + (patch.removeLabels?.length ?? 0);
+  if (patch.payload === undefined && policyKeys === 0 && patch.reason === undefined && patch.priority === undefined && patch.nextRunAtMs === undefined && labelChanges === 0) {
+    throw new TaskValidationError("Task patch requires payload, policy, or reason");
+  }
+  if (task.state === "running" || task.state === "done") throw new TaskStateError(`Task is ${task.state}; patch rejected`);
+  if (patch.nextRunAtMs !== undefined && task.state !== "queued" && task.state !== "retry_wait") {
+    throw new TaskStateError("nextRunAtMs can only be changed while the task is queued or retry_wait");
+  }
+  const next: TaskRecord = { ...task, updatedAtMs: now };
+  if (patch.payload !== undefined) next.payload = patch.payload;
+  if (policyKeys > 0) {
+    next.policy = applyPolicy(task.policy, patch.policy!);
+    next.policyExplicit = true;
+  }
+  if (patch.reason !== undefined) next.lastError = patch.reason;
+  if (patch.priority !== undefined) next.priority = patch.priority;
+  if (patch.nextRunAtMs !== undefined) next.nextRunAtMs = patch.nextRunAtMs;
+  if (labelChanges > 0) {
+    const labels = { ...(task.labels ?? {}), ...(patch.setLabels ?? {}) };
+    for (const k of patch.removeLabels ?? []) delete labels[k];
+    if (Object.keys(labels).length > 0) next.labels = labels;
+    else delete next.labels;
+  }
+  return next;
+}
+
+/** Validates labels: at most 32, keys 1..63 chars [a-zA-Z0-9_.-/], values ≤ 256 chars. */
+export function validateLabels(labels: Record<string, string>): void {
+  const entries = Object.entries(labels);
+  if (entries.length > 32) throw new TaskValidationError("labels: at most 32 labels per task");
+  for (const [k, v] of entries) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$/.test(k)) throw new TaskValidationError(`labels: invalid key '${k.slice(0, 70)}' (1-63 characters of letters, digits, _ . - /)`);
+    if (v.length > 256) throw new TaskValidationError(`labels: value of '${k}' is longer than 256 characters`);
+  }
+}
+
+/**
+ * Reads one stored record leniently, as the reference does: unknown fields dropped, missing
+ * policy defaulted, unknown state -> failed, unknown blockedReason -> unknown. Returns an error
+ * string for a record that cannot be used at all (missing id, state, attempts, payload, times).
+ */
+export function recordFromDisk(value: unknown): TaskRecord | string {
+  if (!isObj(value)) return "a task record is not an object";
+  const { id, state, attempts, payload, createdAtMs, updatedAtMs } = value;
+  if (typeof id !== "string" || id === "") return "a task record has no id";
+  if (typeof state !== "string") return `task ${id} has no state`;
+  if (typeof attempts !== "number" || !Number.isInteger(attempts) || attempts < 0) return `task ${id} has no valid attempts`;
+  if (!isObj(payload)) return `task ${id} has no payload object`;
+  if (typeof createdAtMs !== "number" || typeof updatedAtMs !== "number") return `task ${id} has no createdAtMs/updatedAtMs`;
+  const rec: TaskRecord = {
+    id,
+    state: (TASK_STATES as readonly string[]).includes(state) ? (state as TaskStateName) : "failed",
+    attempts,
+    nextRunAtMs: typeof value.nextRunAtMs === "number" ? value.nextRunAtMs : null,
+    lastError: typeof value.lastError === "string" ? value.lastError : null,
+    payload,
+    createdAtMs,
+    updatedAtMs,
+    policy: { ...DEFAULT_POLICY },
+  };
+  if (isObj(value.policy)) {
+    for (const k of Object.keys(DEFAULT_POLICY) as (keyof TaskPolicyRecord)[]) {
+      const v = value.policy[k];
+      if (typeof v === "number" && Number.isInteger(v) && v >= 0) rec.policy[k] = v;
+    }
+  }
+  if (Array.isArray(value.runIds)) {
+    const ids = value.runIds.filter((r): r is string => typeof r === "string" && r.trim() !== "");
+    if (ids.length > 0) rec.runIds = ids;
+  }
+  if (typeof value.blockedReason === "string") {
+    rec.blockedReason = (BLOCKED_REASONS as readonly string[]).includes(value.blockedReason) ? (value.blockedReason as BlockedReasonName) : "unknown";
+  }
+  if (value.policyExplicit === true) rec.policyExplicit = true;
+  if (typeof value.priority === "number" && Number.isInteger(value.priority) && value.priority !== 0) rec.priority = value.priority;
+  if (typeof value.idempotencyKey === "string" && value.idempotencyKey !== "") rec.idempotencyKey = value.idempotencyKey;
+  if (isObj(value.labels)) {
+    const labels = Object.fromEntries(Object.entries(value.labels).filter((e): e is [string, string] => typeof e[1] === "string"));
+    if (Object.keys(labels).length > 0) rec.labels = labels;
+  }
+  if (typeof value.result === "string") rec.result = value.result;
+  if (typeof value.finishedAtMs === "number") rec.finishedAtMs = value.finishedAtMs;
+  if (typeof value.runtimeUsedMs === "number" && value.runtimeUsedMs > 0) rec.runtimeUsedMs = value.runtimeUsedMs;
+  if (typeof value.turnsUsed === "number" && value.turnsUsed > 0) rec.turnsUsed = value.turnsUsed;
+  return rec;
+}
+
+/** The record with the reference's field order (then ours), for queue.json and the journal. */
+export function orderedRecord(rec: TaskRecord): TaskRecord {
+  const out: Omit<TaskRecord, "policy"> & { policy?: TaskPolicyRecord } = {
+    id: rec.id,
+    state: rec.state,
+    attempts: rec.attempts,
+    nextRunAtMs: rec.nextRunAtMs,
+    lastError: rec.lastError,
+    payload: rec.payload,
+    createdAtMs: rec.createdAtMs,
+    updatedAtMs: rec.updatedAtMs,
+  };
+  if (rec.runIds && rec.runIds.length > 0) out.runIds = rec.runIds;
+  out.policy = rec.policy;
+  if (rec.blockedReason) out.blockedReason = rec.blockedReason;
+  if (rec.policyExplicit) out.policyExplicit = true;
+  if (rec.priority) out.priority = rec.priority;
+  if (rec.idempotencyKey) out.idempotencyKey = rec.idempotencyKey;
+  if (rec.labels) out.labels = rec.labels;
+  if (rec.result !== undefined) out.result = rec.result;
+  if (rec.finishedAtMs !== undefined) out.finishedAtMs = rec.finishedAtMs;
+  if (rec.runtimeUsedMs) out.runtimeUsedMs = rec.runtimeUsedMs;
+  if (rec.turnsUsed) out.turnsUsed = rec.turnsUsed;
+  return out as TaskRecord;
+}

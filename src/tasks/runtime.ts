@@ -1,0 +1,106 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { TasksService } from "../../gen/carapace/tasks/v1/tasks_pb.js";
+import type { HealthCheck, StoreHealth } from "../ops/checks.js";
+import type { Logger } from "../ops/logger.js";
+import type { CaraConfig } from "../state/config.js";
+import { agentTurnExecutor, RecentEvents, systemEventExecutor } from "./executors.js";
+import { queueStatsValue, tasksService } from "./service.js";
+import { DEFAULT_RETENTION_MS, TaskStore } from "./store.js";
+import { DEFAULT_BACKOFF, Worker, type Executor } from "./worker.js";
+
+export interface TasksRuntime {
+  store: TaskStore;
+  worker: Worker;
+  events: RecentEvents;
+  service(shutdown: AbortSignal): ServiceImpl<typeof TasksService>;
+  storeHealth: StoreHealth;
+  check: HealthCheck;
+  statusSection: () => unknown;
+  /** Stops the worker (waiting up to drainMs for running attempts) and closes the store. */
+  close(drainMs: number): Promise<void>;
+}
+
+/**
+ * Opens the task store (failing closed on corrupt state), builds the executors and the worker
+ * from config. The worker is started by the caller once the server is ready to serve.
+ */
+export async function startTasks(options: {
+  dir: string;
+  config: CaraConfig;
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+  extraExecutors?: Record<string, Executor>;
+}): Promise<TasksRuntime> {
+  const { config, env, logger } = options;
+  const cfg = config.tasks ?? {};
+  const store = await TaskStore.open({
+    dir: options.dir,
+    ...(cfg.capacity !== undefined ? { capacity: cfg.capacity } : {}),
+    retentionMs: cfg.retentionDays !== undefined ? cfg.retentionDays * 86_400_000 : DEFAULT_RETENTION_MS,
+    warn: (message) => logger.warn(message),
+  });
+  if (store.recoveredOnOpen > 0) logger.warn({ count: store.recoveredOnOpen }, "tasks that were running when the server stopped are due again (recovered after restart)");
+  const events = new RecentEvents();
+  const apiKey = env.CARAPACE_AGENT_API_KEY;
+  const executors: Record<string, Executor> = {
+    systemEvent: systemEventExecutor(events, (task, text) => logger.info({ taskId: task.id, event: text }, "system event")),
+    agentTurn: agentTurnExecutor(() => ({
+      ...(config.agent?.baseUrl ? { baseUrl: config.agent.baseUrl } : {}),
+      ...(config.agent?.model ? { model: config.agent.model } : {}),
+      ...(apiKey ? { apiKey } : {}),
+    })),
+    ...options.extraExecutors,
+  };
+  const worker = new Worker(store, executors, {
+    concurrency: cfg.concurrency ?? 4,
+    backoff: { ...DEFAULT_BACKOFF, ...cfg.backoff },
+    ...(cfg.leaseGraceMs !== undefined ? { leaseGraceMs: cfg.leaseGraceMs } : {}),
+    log: logger,
+  });
+  const retentionTimer = setInterval(() => void store.sweepRetention().catch(() => undefined), 3_600_000);
+  retentionTimer.unref();
+  let closed = false;
+  return {
+    store,
+    worker,
+    events,
+    service: (shutdown) => tasksService({ store, worker, shutdown }),
+    storeHealth: {
+      name: "tasks",
+      loaded: () => (closed ? { ok: false, message: "closed" } : { ok: true, message: `${store.size} tasks` }),
+    },
+    check: {
+      name: "tasks",
+      run() {
+        if (closed) return { status: "fail", message: "the task store is closed" };
+        if (store.writeError) return { status: "fail", message: store.writeError };
+        if (!worker.alive) return { status: "warn", message: "the task worker is not running" };
+        const counts = store.counts();
+        return { status: "ok", message: `${store.size} tasks (${counts.queued} queued, ${counts.running} running, ${counts.blocked} blocked); worker ${worker.busy}/${worker.concurrency} busy` };
+      },
+    },
+    statusSection: () => {
+      const v = queueStatsValue(store, worker, Date.now());
+      return {
+        storeLoaded: !closed,
+        workerAlive: v.workerAlive,
+        countsByState: v.counts,
+        total: v.total,
+        capacity: v.capacity,
+        oldestQueuedAgeMs: BigInt(v.oldestQueuedAgeMs ?? 0),
+        workerSlotsBusy: v.workerSlotsBusy,
+        workerSlotsTotal: v.workerSlotsTotal,
+        leasesRescued: BigInt(v.leasesRescued),
+        recentEvents: events.list().map((e) => ({ time: timestampFromMs(e.timeMs), text: e.text, taskId: e.taskId })),
+      };
+    },
+    async close(drainMs: number) {
+      if (closed) return;
+      clearInterval(retentionTimer);
+      await worker.stop(drainMs);
+      closed = true;
+      await store.close();
+    },
+  };
+}
