@@ -3,6 +3,8 @@ import { VERSION } from "../version.js";
 import { StartCommand } from "./start.js";
 import { StatusCommand } from "./status.js";
 import { VersionCommand } from "./version.js";
+import { TASK_COMMANDS } from "./task/commands.js";
+import { VerifyCommand } from "./verify.js";
 
 export function buildCli(): Cli {
   const cli = new Cli({
@@ -14,6 +16,8 @@ export function buildCli(): Cli {
   cli.register(StartCommand);
   cli.register(StatusCommand);
   cli.register(VersionCommand);
+  for (const command of TASK_COMMANDS) cli.register(command);
+  cli.register(VerifyCommand);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;

@@ -68,6 +68,11 @@ export function describeError(err: unknown, target: Target, timeoutMs?: number):
         return `carapace at ${target.display} did not answer within ${timeoutMs ?? "the"} ms (raise --timeout, or check 'cara logs')`;
       case Code.Unimplemented:
         return `carapace at ${target.display} does not support this yet: ${err.rawMessage}`;
+      case Code.NotFound:
+      case Code.InvalidArgument:
+      case Code.FailedPrecondition:
+      case Code.AlreadyExists:
+        return err.rawMessage;
       default:
         return `${err.rawMessage} (${Code[err.code]})`;
     }

@@ -226,12 +226,14 @@ export class Worker {
       this.options.log?.warn({ taskId: task.id, attempt: run.attempt }, "ignored the result of an abandoned attempt (its lease had expired)");
       return;
     }
+    // The slot is free from here: the stored state is still `running`, so nothing re-claims it
+    // before the outcome is recorded.
+    this.running.delete(task.id);
     try {
       await this.finish(run, outcome);
     } catch (err) {
       this.options.log?.warn({ taskId: task.id, err: (err as Error).message }, "could not record the attempt's outcome; it will be retried");
     } finally {
-      if (this.running.get(task.id) === run) this.running.delete(task.id);
       this.wake();
     }
   }

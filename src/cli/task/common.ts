@@ -1,0 +1,205 @@
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Option } from "clipanion";
+import {
+  BlockedReason,
+  TaskPayloadSchema,
+  TaskState,
+  TasksService,
+  type Task,
+  type TaskPayload,
+  type TaskPolicyOverrides,
+} from "../../../gen/carapace/tasks/v1/tasks_pb.js";
+import { ClientCommand } from "../base.js";
+import { describeError, rpcClient } from "../rpc.js";
+import { painter, stripTerminalUnsafe } from "../terminal.js";
+import { CliFailure, CliUsageError, parseTimeout, resolveTarget } from "../target.js";
+import type { Client } from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+
+export const STATE_NAMES: Record<number, string> = {
+  [TaskState.QUEUED]: "queued",
+  [TaskState.RUNNING]: "running",
+  [TaskState.BLOCKED]: "blocked",
+  [TaskState.RETRY_WAIT]: "retry_wait",
+  [TaskState.DONE]: "done",
+  [TaskState.FAILED]: "failed",
+  [TaskState.CANCELLED]: "cancelled",
+};
+const BLOCKED_NAMES: Record<number, string> = {
+  [BlockedReason.APPROVAL_REQUIRED]: "approval_required",
+  [BlockedReason.CONFIG_MISSING]: "config_missing",
+  [BlockedReason.DELIVERY_FAILURE]: "delivery_failure",
+  [BlockedReason.EXTERNAL_DEPENDENCY]: "external_dependency",
+  [BlockedReason.OPERATOR_ACTION_REQUIRED]: "operator_action_required",
+  [BlockedReason.UNKNOWN]: "unknown",
+};
+
+/** Accepts the reference's spellings: retry_wait|retry-wait|retrywait, cancelled|canceled. */
+export function parseStateFilter(value: string): TaskState[] {
+  const out: TaskState[] = [];
+  for (const raw of value.split(",")) {
+    const s = raw.trim().toLowerCase().replace("-", "_");
+    const name = s === "retrywait" ? "retry_wait" : s === "canceled" ? "cancelled" : s;
+    const entry = Object.entries(STATE_NAMES).find(([, n]) => n === name);
+    if (!entry) throw new CliUsageError(`invalid task state filter '${raw.trim()}' (use queued, running, blocked, retry_wait, done, failed, cancelled)`);
+    out.push(Number(entry[0]) as TaskState);
+  }
+  return out;
+}
+
+/** `--payload '{"kind":"agentTurn","message":"..."}'` (the reference's shape) as the wire oneof. */
+export function parsePayloadFlag(text: string): TaskPayload {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new CliUsageError(`invalid --payload JSON (expected an object like {"kind":"systemEvent","text":"hi"}): ${(err as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value) || typeof (value as { kind?: unknown }).kind !== "string") {
+    throw new CliUsageError(`invalid --payload: expected an object with a "kind" (systemEvent, agentTurn, backup, updateCheck)`);
+  }
+  const { kind, ...rest } = value as { kind: string } & Record<string, JsonValue>;
+  try {
+    return fromJson(TaskPayloadSchema, { [kind]: rest });
+  } catch (err) {
+    const msg = (err as Error).message.replace(/^cannot decode message carapace\.tasks\.v1\.TaskPayload from JSON: /, "");
+    throw new CliUsageError(`invalid --payload: ${/key ".*" is unknown/.test(msg) && msg.includes(kind) ? `unknown payload kind '${kind}'` : msg}`);
+  }
+}
+
+export function parseUint(value: string | undefined, flag: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value.trim()) || Number(value) > max) throw new CliUsageError(`${flag} must be a whole number from 0 to ${max} (got '${value}')`);
+  return Number(value);
+}
+
+/** The task as a JSON object in the queue.json record shape (what the reference's CLI printed). */
+export function taskJson(t: Task): Record<string, unknown> {
+  const payload: Record<string, unknown> = t.payload?.kind.case ? { kind: t.payload.kind.case } : {};
+  if (t.payload?.kind.case) {
+    for (const [k, v] of Object.entries(t.payload.kind.value as object)) if (!k.startsWith("$") && v !== undefined) payload[k] = v;
+  }
+  const out: Record<string, unknown> = {
+    id: t.id,
+    state: STATE_NAMES[t.state] ?? "unknown",
+    attempts: t.attempts,
+    nextRunAtMs: t.nextRunAtMs !== undefined ? Number(t.nextRunAtMs) : null,
+    lastError: t.lastError ?? null,
+    payload,
+    createdAtMs: Number(t.createdAtMs),
+    updatedAtMs: Number(t.updatedAtMs),
+  };
+  if (t.runIds.length > 0) out.runIds = t.runIds;
+  if (t.policy) out.policy = { maxAttempts: t.policy.maxAttempts, maxTotalRuntimeMs: Number(t.policy.maxTotalRuntimeMs), maxTurns: t.policy.maxTurns, maxRunTimeoutSeconds: t.policy.maxRunTimeoutSeconds };
+  if (t.blockedReason) out.blockedReason = BLOCKED_NAMES[t.blockedReason] ?? "unknown";
+  if (t.policyExplicit) out.policyExplicit = true;
+  if (t.priority) out.priority = t.priority;
+  if (t.idempotencyKey) out.idempotencyKey = t.idempotencyKey;
+  if (Object.keys(t.labels).length > 0) out.labels = t.labels;
+  if (t.result !== undefined) out.result = t.result;
+  if (t.finishedAtMs !== undefined) out.finishedAtMs = Number(t.finishedAtMs);
+  if (t.runtimeUsedMs) out.runtimeUsedMs = Number(t.runtimeUsedMs);
+  if (t.turnsUsed) out.turnsUsed = t.turnsUsed;
+  if (t.lease) out.lease = { owner: t.lease.owner, expiresAtMs: Number(t.lease.expiresAtMs), heartbeatAtMs: Number(t.lease.heartbeatAtMs) };
+  return out;
+}
+
+const iso = (ms: bigint | number | undefined) => (ms === undefined ? "-" : new Date(Number(ms)).toISOString());
+
+export function payloadSummary(t: Task): string {
+  const k = t.payload?.kind;
+  switch (k?.case) {
+    case "systemEvent":
+      return `systemEvent ${JSON.stringify(k.value.text)}`;
+    case "agentTurn":
+      return `agentTurn ${JSON.stringify(k.value.message)}${k.value.model ? ` (model ${k.value.model})` : ""}`;
+    case "backup":
+      return `backup (keep ${k.value.keep})`;
+    case "updateCheck":
+      return `updateCheck${k.value.channel ? ` (${k.value.channel})` : ""}`;
+    default:
+      return "unknown payload kind";
+  }
+}
+
+/** Human summary of one task. */
+export function formatTask(t: Task, out: NodeJS.WritableStream): string {
+  const p = painter(out);
+  const state = STATE_NAMES[t.state] ?? "unknown";
+  const colour = state === "done" ? p.green : state === "failed" || state === "cancelled" ? p.red : state === "blocked" ? p.yellow : (s: string) => s;
+  const lines = [`Task ${t.id}  ${colour(state)}  (attempts ${t.attempts})`, `  Payload:    ${stripTerminalUnsafe(payloadSummary(t))}`];
+  if (t.policy) lines.push(`  Policy:     maxAttempts ${t.policy.maxAttempts}, maxTotalRuntimeMs ${t.policy.maxTotalRuntimeMs}, maxTurns ${t.policy.maxTurns}, maxRunTimeoutSeconds ${t.policy.maxRunTimeoutSeconds}`);
+  lines.push(`  Created:    ${iso(t.createdAtMs)}   Updated: ${iso(t.updatedAtMs)}`);
+  if (t.nextRunAtMs !== undefined) lines.push(`  Next run:   ${iso(t.nextRunAtMs)}`);
+  if (t.priority) lines.push(`  Priority:   ${t.priority}`);
+  if (Object.keys(t.labels).length > 0) lines.push(`  Labels:     ${Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+  if (t.blockedReason) lines.push(`  Blocked:    ${BLOCKED_NAMES[t.blockedReason]}`);
+  if (t.lastError) lines.push(`  Last error: ${stripTerminalUnsafe(t.lastError)}`);
+  if (t.result !== undefined) lines.push(`  Result:     ${stripTerminalUnsafe(t.result.length > 500 ? `${t.result.slice(0, 500)}…` : t.result)}`);
+  if (t.lease) lines.push(`  Lease:      ${t.lease.owner} until ${iso(t.lease.expiresAtMs)}`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** Base for `cara task ...` commands: connection flags, --json, and a TasksService client. */
+export abstract class TaskCommand extends ClientCommand {
+  json = Option.Boolean("--json", false, { description: "Print one JSON document" });
+  timeout = Option.String("--timeout", "30s", { description: "Give up after this long (default 30s)" });
+
+  protected async call<T>(fn: (client: Client<typeof TasksService>) => Promise<T>): Promise<T> {
+    const timeoutMs = parseTimeout(this.timeout);
+    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const client = await rpcClient(TasksService, target, timeoutMs);
+    try {
+      return await fn(client);
+    } catch (err) {
+      throw new CliFailure(describeError(err, target, timeoutMs));
+    }
+  }
+
+  protected printTask(task: Task | undefined): number {
+    if (!task) throw new CliFailure("the server answered without a task");
+    if (this.json) this.printJson({ task: taskJson(task) });
+    else this.context.stdout.write(formatTask(task, this.context.stdout));
+    return 0;
+  }
+}
+
+/** A task command with the four policy flags (create and update). */
+export abstract class PolicyTaskCommand extends TaskCommand {
+  maxAttempts = Option.String("--max-attempts", { description: "Attempts before giving up (1-10000, default 100)" });
+  maxTotalRuntimeMs = Option.String("--max-total-runtime-ms", { description: "Budget from creation, ms (default 7 days, max 30 days)" });
+  maxTurns = Option.String("--max-turns", { description: "Agent turns per task (1-1000, default 25)" });
+  maxRunTimeoutSeconds = Option.String("--max-run-timeout-seconds", { description: "Per-attempt timeout cap, s (1-86400, default 600)" });
+}
+
+export function policyFromFlags(f: { maxAttempts?: string | undefined; maxTotalRuntimeMs?: string | undefined; maxTurns?: string | undefined; maxRunTimeoutSeconds?: string | undefined }): MessageInitShape<typeof import("../../../gen/carapace/tasks/v1/tasks_pb.js").TaskPolicyOverridesSchema> | undefined {
+  const p: Partial<TaskPolicyOverrides> = {};
+  const a = parseUint(f.maxAttempts, "--max-attempts", 4_294_967_295);
+  const r = parseUint(f.maxTotalRuntimeMs, "--max-total-runtime-ms");
+  const t = parseUint(f.maxTurns, "--max-turns", 4_294_967_295);
+  const s = parseUint(f.maxRunTimeoutSeconds, "--max-run-timeout-seconds", 4_294_967_295);
+  if (a !== undefined) p.maxAttempts = a;
+  if (r !== undefined) p.maxTotalRuntimeMs = BigInt(r);
+  if (t !== undefined) p.maxTurns = t;
+  if (s !== undefined) p.maxRunTimeoutSeconds = s;
+  return Object.keys(p).length > 0 ? p : undefined;
+}
+
+export function parseLabels(values: string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values ?? []) {
+    const eq = v.indexOf("=");
+    if (eq <= 0) throw new CliUsageError(`--label must be key=value (got '${v}')`);
+    out[v.slice(0, eq)] = v.slice(eq + 1);
+  }
+  return out;
+}
+
+export function requireId(id: string): string {
+  const trimmed = id.trim();
+  if (trimmed === "") throw new CliUsageError("task id cannot be empty");
+  return trimmed;
+}
+
+export { timestampDate };

@@ -1,0 +1,430 @@
+/**
+ * The in-memory ring of recent log records (already redacted by the log pipeline), with tail
+ * queries (filters, cursor, byte budget) and live subscriptions for followers whose memory is
+ * bounded: a subscriber that reads too slowly loses the oldest queued records and is told how
+ * many with a `{dropped: N}` marker.
+ */
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const DEFAULT_RING_CAPACITY = 5_000;
+export const MAX_RING_CAPACITY = 50_000;
+/** Default memory budget of the ring: approximate bytes of all held records. */
+export const DEFAULT_RING_MAX_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_TAIL_LIMIT = 200;
+export const DEFAULT_TAIL_MAX_BYTES = 256 * 1024;
+export const DEFAULT_SUBSCRIBER_BUFFER = 1_000;
+
+const RANK: Record<string, number> = { trace: 0, debug: 1, info: 2, warn: 3, error: 4, fatal: 5 };
+
+/** Position of a level in trace < debug < info < warn < error < fatal (unknown levels rank as info). */
+export function levelRank(level: string): number {
+  return RANK[level] ?? 2;
+}
+
+/** One redacted log record. */
+export interface LogEntry {
+  /** From 1, increasing by one per record for the life of the ring. */
+  readonly seq: number;
+  /** Unix time in milliseconds. */
+  readonly time: number;
+  readonly level: LogLevel;
+  readonly component: string;
+  readonly message: string;
+  /** The record's other fields (redacted, JSON-compatible). */
+  readonly fields: Readonly<Record<string, unknown>>;
+}
+
+export type NewLogEntry = Omit<LogEntry, "seq">;
+
+/** Filters shared by tail and follow; every filter that is set must match. */
+export interface LogFilter {
+  /** Only records at this level or above. */
+  minLevel?: LogLevel;
+  /** Only records whose message or component contains this text (case-sensitive). */
+  contains?: string;
+  /** Only records whose message matches (a LogPattern, or a RegExp without the g/y flags). */
+  pattern?: { test(text: string): boolean };
+}
+
+export interface TailQuery extends LogFilter {
+  /** How many of the newest matching records to return (default 200, clamped to 1..capacity). */
+  limit?: number;
+  /** Cursor: only records with seq > afterSeq (pass the previous answer's nextSeq). */
+  afterSeq?: number;
+  /** Upper bound on message bytes + JSON bytes of fields of the answer (default 256 KiB). */
+  maxBytes?: number;
+}
+
+export interface TailResult {
+  /** Matching records, oldest first: the newest `limit` matches, cut to `maxBytes`. */
+  entries: LogEntry[];
+  /** The seq of the newest record considered (the ring's last seq; 0 when nothing was logged). */
+  nextSeq: number;
+  /** True when afterSeq fell out of the ring (or is from the future): records were lost. */
+  reset: boolean;
+  /** True when maxBytes left older matching records out (at least one record is always kept). */
+  truncated: boolean;
+}
+
+/** Tells a follower that this many records were skipped because it read too slowly. */
+export interface DroppedMarker {
+  readonly dropped: number;
+}
+
+export type FollowItem = LogEntry | DroppedMarker;
+
+export function isDroppedMarker(item: FollowItem): item is DroppedMarker {
+  return (item as DroppedMarker).dropped !== undefined;
+}
+
+export interface SubscribeOptions {
+  /** Most records queued for this subscriber before the oldest are dropped (default 1,000). */
+  bufferLimit?: number;
+  /** Ends the subscription at once (queued records are discarded) when aborted. */
+  signal?: AbortSignal;
+}
+
+export interface FollowOptions extends SubscribeOptions {
+  filter?: LogFilter;
+  /** How many of the newest matching records to deliver first (default 200, 0 for none). */
+  tail?: number;
+  /** Deliver the held records after this seq first instead of the last `tail` ones. */
+  afterSeq?: number;
+}
+
+export interface RingStats {
+  /** Records held now. */
+  size: number;
+  capacity: number;
+  /** Seq of the newest record (0 when none was logged). */
+  lastSeq: number;
+  /** Approximate bytes held. */
+  bytes: number;
+  subscribers: number;
+}
+
+export interface LogRingOptions {
+  /** Records held (default 5,000, clamped to 1..50,000). */
+  capacity?: number;
+  /** Memory budget in approximate bytes (default 64 MiB); the oldest records go first. */
+  maxBytes?: number;
+}
+
+interface Slot {
+  entry: LogEntry;
+  rank: number;
+  /** Size used for the memory budget. */
+  weight: number;
+  /** Bytes counted by tail's maxBytes (message + JSON of fields), computed on first use. */
+  answerBytes: number;
+}
+
+function answerBytes(slot: Slot): number {
+  if (slot.answerBytes < 0) {
+    slot.answerBytes = Buffer.byteLength(slot.entry.message) + Buffer.byteLength(JSON.stringify(slot.entry.fields));
+  }
+  return slot.answerBytes;
+}
+
+function slotMatches(slot: Slot, filter: LogFilter, minRank: number): boolean {
+  if (slot.rank < minRank) return false;
+  const e = slot.entry;
+  if (filter.contains && !e.message.includes(filter.contains) && !e.component.includes(filter.contains)) return false;
+  if (filter.pattern && !filter.pattern.test(e.message)) return false;
+  return true;
+}
+
+function clampInt(value: number | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined || !Number.isFinite(value)) return fallback;
+  return Math.min(max, Math.max(min, Math.floor(value)));
+}
+
+/** A live subscription: an async iterable of records and `{dropped: N}` markers. */
+export class LogSubscription implements AsyncIterableIterator<FollowItem> {
+  private backlog: LogEntry[];
+  private backlogIndex = 0;
+  private queue: LogEntry[] = [];
+  private queueHead = 0;
+  private droppedPending = 0;
+  private waiter: ((r: IteratorResult<FollowItem>) => void) | null = null;
+  private ended = false;
+  /** Total records dropped for this subscriber. */
+  droppedTotal = 0;
+  /** @internal Called once when the subscription ends. */
+  onEnd: (() => void) | null = null;
+
+  /** @internal Created by LogRing.subscribe / follow. */
+  constructor(
+    readonly filter: LogFilter,
+    private readonly minRank: number,
+    readonly bufferLimit: number,
+    backlog: LogEntry[],
+    private leadingDropped: number,
+    private readonly detach: (s: LogSubscription) => void,
+  ) {
+    this.backlog = backlog;
+  }
+
+  /** True once close() was called or the signal aborted (queued records may still be read). */
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  /** Records waiting to be read (backlog and live). Never more than bufferLimit live ones. */
+  get pending(): number {
+    return this.backlog.length - this.backlogIndex + this.queue.length - this.queueHead;
+  }
+
+  /** @internal Called by the ring for every appended record. */
+  offer(slot: Slot): void {
+    if (this.ended || !slotMatches(slot, this.filter, this.minRank)) return;
+    const waiter = this.waiter;
+    if (waiter && this.pending === 0 && this.droppedPending === 0) {
+      this.waiter = null;
+      waiter({ value: slot.entry, done: false });
+      return;
+    }
+    if (this.queue.length - this.queueHead >= this.bufferLimit) {
+      this.queueHead++;
+      this.droppedPending++;
+      this.droppedTotal++;
+    }
+    this.queue.push(slot.entry);
+    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  private take(): FollowItem | undefined {
+    if (this.leadingDropped > 0) {
+      const marker = { dropped: this.leadingDropped };
+      this.leadingDropped = 0;
+      return marker;
+    }
+    if (this.backlogIndex < this.backlog.length) {
+      const e = this.backlog[this.backlogIndex++] as LogEntry;
+      if (this.backlogIndex === this.backlog.length) {
+        this.backlog = [];
+        this.backlogIndex = 0;
+      }
+      return e;
+    }
+    if (this.droppedPending > 0) {
+      const marker = { dropped: this.droppedPending };
+      this.droppedPending = 0;
+      return marker;
+    }
+    if (this.queueHead < this.queue.length) {
+      const e = this.queue[this.queueHead] as LogEntry;
+      this.queue[this.queueHead++] = undefined as unknown as LogEntry;
+      if (this.queueHead === this.queue.length) {
+        this.queue = [];
+        this.queueHead = 0;
+      }
+      return e;
+    }
+    return undefined;
+  }
+
+  /** The next record or marker; waits for one; `done` after close() once the queue is read. */
+  next(): Promise<IteratorResult<FollowItem>> {
+    const item = this.take();
+    if (item !== undefined) return Promise.resolve({ value: item, done: false });
+    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    if (this.waiter) return Promise.reject(new Error("LogSubscription.next() called while a previous call is pending"));
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  /** Ends the subscription: no new records; what is already queued can still be read. */
+  close(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.detach(this);
+    this.onEnd?.();
+    this.onEnd = null;
+    const waiter = this.waiter;
+    this.waiter = null;
+    waiter?.({ value: undefined, done: true });
+  }
+
+  /** Ends the subscription and discards what is queued (used by `break` in for-await and abort). */
+  discard(): void {
+    this.backlog = [];
+    this.backlogIndex = 0;
+    this.queue = [];
+    this.queueHead = 0;
+    this.droppedPending = 0;
+    this.leadingDropped = 0;
+    this.close();
+  }
+
+  return(): Promise<IteratorResult<FollowItem>> {
+    this.discard();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/** The ring buffer of recent records. */
+export class LogRing {
+  readonly capacity: number;
+  readonly maxBytes: number;
+  private readonly slots: (Slot | undefined)[];
+  private head = 0;
+  private size = 0;
+  private bytes = 0;
+  private seq = 0;
+  private readonly subscribers = new Set<LogSubscription>();
+
+  constructor(options: LogRingOptions = {}) {
+    this.capacity = clampInt(options.capacity, DEFAULT_RING_CAPACITY, 1, MAX_RING_CAPACITY);
+    this.maxBytes = clampInt(options.maxBytes, DEFAULT_RING_MAX_BYTES, 1, Number.MAX_SAFE_INTEGER);
+    this.slots = new Array<Slot | undefined>(this.capacity);
+  }
+
+  /** Seq of the newest record (0 when none was logged). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** Seq of the oldest record held (lastSeq + 1 when empty). */
+  get oldestSeq(): number {
+    return this.seq - this.size + 1;
+  }
+
+  stats(): RingStats {
+    return { size: this.size, capacity: this.capacity, lastSeq: this.seq, bytes: this.bytes, subscribers: this.subscribers.size };
+  }
+
+  private evictOldest(): void {
+    const slot = this.slots[this.head];
+    if (slot) this.bytes -= slot.weight;
+    this.slots[this.head] = undefined;
+    this.head = (this.head + 1) % this.capacity;
+    this.size--;
+  }
+
+  /**
+   * Appends a record that is already redacted, assigns its seq and hands it to subscribers.
+   * `weight` is its approximate size for the memory budget (default: message and field text).
+   */
+  append(record: NewLogEntry, weight?: number): LogEntry {
+    const entry: LogEntry = {
+      seq: ++this.seq,
+      time: record.time,
+      level: record.level,
+      component: record.component,
+      message: record.message,
+      fields: record.fields,
+    };
+    const slot: Slot = { entry, rank: levelRank(entry.level), weight: 0, answerBytes: -1 };
+    slot.weight = weight ?? answerBytes(slot);
+    if (this.size === this.capacity) this.evictOldest();
+    while (this.size > 0 && this.bytes + slot.weight > this.maxBytes) this.evictOldest();
+    this.slots[(this.head + this.size) % this.capacity] = slot;
+    this.size++;
+    this.bytes += slot.weight;
+    for (const s of this.subscribers) s.offer(slot);
+    return entry;
+  }
+
+  private slotAt(seq: number): Slot {
+    return this.slots[(this.head + (seq - this.oldestSeq)) % this.capacity] as Slot;
+  }
+
+  /** True when a cursor no longer continues the ring: records after it were evicted, or it is ahead. */
+  private cursorLost(afterSeq: number | undefined): boolean {
+    return afterSeq !== undefined && (afterSeq < this.oldestSeq - 1 || afterSeq > this.seq);
+  }
+
+  /** The newest `limit` matching records with seq > floor, newest first. */
+  private collect(filter: LogFilter, floor: number, limit: number): Slot[] {
+    const minRank = filter.minLevel ? levelRank(filter.minLevel) : 0;
+    const out: Slot[] = [];
+    for (let seq = this.seq; seq > floor && out.length < limit; seq--) {
+      const slot = this.slotAt(seq);
+      if (slotMatches(slot, filter, minRank)) out.push(slot);
+    }
+    return out;
+  }
+
+  /**
+   * The newest `limit` records matching the filters (after `afterSeq` unless it fell out of the
+   * ring, which sets `reset`), oldest first, cut from the oldest side to `maxBytes` (which sets
+   * `truncated`; one record is always kept).
+   */
+  tail(query: TailQuery = {}): TailResult {
+    const limit = clampInt(query.limit, DEFAULT_TAIL_LIMIT, 1, Number.MAX_SAFE_INTEGER);
+    const maxBytes = clampInt(query.maxBytes, DEFAULT_TAIL_MAX_BYTES, 1, Number.MAX_SAFE_INTEGER);
+    const reset = this.cursorLost(query.afterSeq);
+    const floor = query.afterSeq === undefined || reset ? this.oldestSeq - 1 : query.afterSeq;
+    const matches = this.collect(query, floor, limit);
+    let total = 0;
+    let kept = 0;
+    for (; kept < matches.length; kept++) {
+      const b = answerBytes(matches[kept] as Slot);
+      if (kept > 0 && total + b > maxBytes) break;
+      total += b;
+    }
+    const entries: LogEntry[] = new Array<LogEntry>(kept);
+    for (let i = 0; i < kept; i++) entries[kept - 1 - i] = (matches[i] as Slot).entry;
+    return { entries, nextSeq: this.seq, reset, truncated: kept < matches.length };
+  }
+
+  /**
+   * Subscribes to records appended from now on that match `filter`. Records are queued per
+   * subscriber up to `bufferLimit`; past that the oldest queued ones are dropped and the next
+   * read yields `{dropped: N}` before the rest.
+   */
+  subscribe(filter: LogFilter = {}, options: SubscribeOptions = {}): LogSubscription {
+    return this.follow({ ...options, filter, tail: 0 });
+  }
+
+  /**
+   * `tail` then `subscribe`, atomically: first the newest `tail` matching records held now (or
+   * all held ones after `afterSeq`, preceded by `{dropped: N}` when records after it were
+   * evicted; a cursor ahead of the ring counts as absent), then live ones.
+   */
+  follow(options: FollowOptions = {}): LogSubscription {
+    const filter = options.filter ?? {};
+    const bufferLimit = clampInt(options.bufferLimit, DEFAULT_SUBSCRIBER_BUFFER, 1, Number.MAX_SAFE_INTEGER);
+    let backlog: LogEntry[] = [];
+    let lost = 0;
+    // A cursor ahead of the ring comes from an earlier process: fall back to the last `tail`.
+    if (options.afterSeq !== undefined && options.afterSeq <= this.seq) {
+      const afterSeq = Math.max(0, Math.floor(options.afterSeq));
+      if (afterSeq < this.oldestSeq - 1) lost = this.oldestSeq - 1 - afterSeq;
+      const floor = Math.max(afterSeq, this.oldestSeq - 1);
+      backlog = this.collect(filter, floor, Number.MAX_SAFE_INTEGER).map((s) => s.entry).reverse();
+    } else {
+      const n = clampInt(options.tail, DEFAULT_TAIL_LIMIT, 0, Number.MAX_SAFE_INTEGER);
+      if (n > 0) backlog = this.collect(filter, this.oldestSeq - 1, n).map((s) => s.entry).reverse();
+    }
+    const minRank = filter.minLevel ? levelRank(filter.minLevel) : 0;
+    const sub = new LogSubscription(filter, minRank, bufferLimit, backlog, lost, (s) => this.subscribers.delete(s));
+    this.subscribers.add(sub);
+    const signal = options.signal;
+    if (signal) {
+      if (signal.aborted) sub.discard();
+      else {
+        const onAbort = () => sub.discard();
+        signal.addEventListener("abort", onAbort, { once: true });
+        sub.onEnd = () => signal.removeEventListener("abort", onAbort);
+      }
+    }
+    return sub;
+  }
+
+  /** Ends every subscription (server shutdown); each can still read what it had queued. */
+  closeAll(): void {
+    for (const s of [...this.subscribers]) s.close();
+  }
+}
