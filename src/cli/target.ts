@@ -99,12 +99,13 @@ export async function resolveTarget(flags: ConnectionFlags, stderr: NodeJS.Writa
   return target;
 }
 
-/** Parses "5s", "500ms", "2m" or a bare number of seconds. */
+/** Parses "5s", "500ms", "2m", "24h" or a bare number of seconds (at most 7 days). */
 export function parseTimeout(value: string, name = "--timeout"): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
-  if (!m) throw new CliUsageError(`${name} must be a duration like 5s, 500ms or 2m (got '${value}')`);
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!m) throw new CliUsageError(`${name} must be a duration like 5s, 500ms, 2m or 24h (got '${value}')`);
   const n = Number(m[1]);
-  const ms = m[2] === "ms" ? n : m[2] === "m" ? n * 60_000 : n * 1000;
-  if (ms <= 0 || ms > 3_600_000) throw new CliUsageError(`${name} must be between 1ms and 1h (got '${value}')`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"]!;
+  const ms = n * unit;
+  if (ms <= 0 || ms > 7 * 86_400_000) throw new CliUsageError(`${name} must be between 1ms and 7 days (got '${value}')`);
   return Math.round(ms);
 }

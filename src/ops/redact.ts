@@ -125,9 +125,16 @@ export function looksLikeCredential(value: string): boolean {
   return /[0-9+/=_~]/.test(value) || /[A-Z]/.test(value.slice(1));
 }
 
-function usableSecrets(knownSecrets: readonly string[] | undefined): string[] {
-  if (!knownSecrets || knownSecrets.length === 0) return [];
-  return knownSecrets.filter((s) => typeof s === "string" && s.trim().length >= MIN_KNOWN_SECRET_LENGTH);
+const NO_SECRETS: readonly string[] = [];
+
+function usableSecret(s: unknown): boolean {
+  return typeof s === "string" && s.trim().length >= MIN_KNOWN_SECRET_LENGTH;
+}
+
+/** The known secrets worth matching (the input itself when all are; no allocation on the hot path). */
+function usableSecrets(knownSecrets: readonly string[] | undefined): readonly string[] {
+  if (!knownSecrets || knownSecrets.length === 0) return NO_SECRETS;
+  return knownSecrets.every(usableSecret) ? knownSecrets : knownSecrets.filter(usableSecret);
 }
 
 function containsKnownSecret(s: string, secrets: readonly string[]): boolean {

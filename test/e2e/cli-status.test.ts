@@ -19,7 +19,7 @@ test("cara status: healthy server, human output, exit 0", async () => {
   assert.match(lines[0]!, new RegExp(`^carapace \\d+\\.\\d+\\.\\d+ at 127\\.0\\.0\\.1:${s.port}: HEALTHY, up \\d+s$`));
   assert.match(lines[1]!, /^ {2}ok {4}state_dir {6}.* is writable$/);
   assert.match(lines[2]!, /^ {2}ok {4}disk {11}\d/);
-  assert.equal(lines[3], "  ok    stores         config, credentials loaded");
+  assert.equal(lines[3], "  ok    stores         config, credentials, tasks loaded");
   assert.equal(lines[4], "  ok    server_secret  from CARAPACE_SERVER_SECRET");
   assert.ok(res.stdout.includes(`  State dir:  ${s.stateDir}\n`));
   assert.ok(res.stdout.includes(`  Listening:  127.0.0.1:${s.port} (plaintext)\n`));
@@ -60,7 +60,7 @@ test("cara status --json prints exactly {health, status} with short enum names",
   assert.equal(doc.status.overall, "healthy");
   assert.deepEqual(
     doc.status.checks.map((c: { name: string; status: string }) => `${c.name}=${c.status}`),
-    ["state_dir=ok", "disk=ok", "stores=ok", "server_secret=ok"],
+    ["state_dir=ok", "disk=ok", "stores=ok", "server_secret=ok", "tasks=ok"],
   );
   assert.equal(typeof doc.status.checks[0].durationMs, "number");
   assert.equal(doc.status.shuttingDown, false);
@@ -100,7 +100,7 @@ test("cara status refuses to send the token in plaintext to a remote host; usage
   assert.match(res.stderr, /^Error: refusing to send the token in plaintext to ops\.example\.invalid: use --tls/);
   const bad = await runCara(["status", "--timeout", "soon"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /^Error: --timeout must be a duration like 5s, 500ms or 2m \(got 'soon'\)/);
+  assert.match(bad.stderr, /^Error: --timeout must be a duration like 5s, 500ms, 2m or 24h \(got 'soon'\)/);
   const unknown = await runCara(["status", "--bogus"]);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /Unknown Syntax Error/);

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { OpsService, CheckStatus } from "../../gen/carapace/ops/v1/ops_pb.js";
-import { TasksService } from "../../gen/carapace/tasks/v1/tasks_pb.js";
+import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.js";
 import { connectJson, runCara, startCara, tempDir } from "../helpers/cara.js";
 
@@ -140,6 +140,7 @@ test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", asy
         ["disk", CheckStatus.OK],
         ["stores", CheckStatus.OK],
         ["server_secret", CheckStatus.OK],
+        ["tasks", CheckStatus.OK],
       ],
       name,
     );
@@ -153,11 +154,11 @@ test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", asy
 
 test("RPCs of features that have not landed answer UNIMPLEMENTED naming the method; unknown JSON fields are refused", async () => {
   const s = await startCara();
-  const tasks = createClient(TasksService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
-  await assert.rejects(tasks.getQueueStats({}, bearer(s.token)), (err: unknown) => {
+  const backup = createClient(BackupService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
+  await assert.rejects(backup.listBackups({}, bearer(s.token)), (err: unknown) => {
     assert.ok(err instanceof ConnectError);
     assert.equal(err.code, Code.Unimplemented);
-    assert.equal(err.rawMessage, "carapace.tasks.v1.TasksService.GetQueueStats is not implemented yet (durable tasks, issue #4)");
+    assert.equal(err.rawMessage, "carapace.backup.v1.BackupService.ListBackups is not implemented yet (backup and restore, issue #5)");
     return true;
   });
   const typo = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", { verbose: true }, s.token);
