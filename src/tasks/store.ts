@@ -77,6 +77,8 @@ export class TaskStore {
   private openBatch: Batch | undefined;
   private queue: Batch[] = [];
   private flushing = false;
+  /** While set, staged batches wait: nothing is written (a consistent copy is being taken). */
+  private holds = 0;
   private journal!: FileHandle;
   private journalBytes = 0;
   private journalEntries = 0;
@@ -370,16 +372,63 @@ export class TaskStore {
       batch.lines.push(change[1] ? `{"op":"put","task":${JSON.stringify(orderedRecord(change[1]))}}\n` : `{"op":"del","id":${JSON.stringify(change[0])}}\n`);
     }
     const done = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
-    if (!this.flushing) {
+    this.kick();
+    return done;
+  }
+
+  private kick(): void {
+    if (!this.flushing && this.holds === 0 && this.queue.length > 0) {
       this.flushing = true;
       setImmediate(() => void this.flushLoop());
     }
-    return done;
+  }
+
+  /** Resolves once no write is in progress and nothing staged is waiting. */
+  private async idle(): Promise<void> {
+    while (this.flushing || (this.queue.length > 0 && this.holds === 0)) await new Promise((r) => setImmediate(r));
+  }
+
+  /**
+   * Runs `fn` while the files on disk hold still: waits for writes in progress, holds new ones
+   * (they queue up and are acknowledged after), then lets them go. Used for consistent backups.
+   */
+  async withWritesHeld<T>(fn: () => Promise<T>): Promise<T> {
+    await this.idle();
+    this.holds++;
+    try {
+      return await fn();
+    } finally {
+      this.holds--;
+      this.kick();
+    }
+  }
+
+  /** Rewrites queue.json from the durable state and empties the journal, holding writes meanwhile. */
+  async checkpoint(): Promise<void> {
+    await this.withWritesHeld(() => this.compact());
+  }
+
+  /**
+   * Stops taking changes and closes the files (e.g. for a restore that replaces them);
+   * `reopen()` loads them again from disk. Mutations meanwhile fail with TaskStoreWriteError.
+   */
+  async suspend(): Promise<void> {
+    await this.close();
+  }
+
+  /** Loads the store again from disk after `suspend()` (the files may have been replaced). */
+  async reopen(): Promise<void> {
+    if (!this.closed) return;
+    this.committed = new Map();
+    await this.load();
+    this.closed = false;
+    await this.recoverRunning();
+    for (const rec of this.committed.values()) this.events.emit("change", rec);
   }
 
   private async flushLoop(): Promise<void> {
     try {
-      while (this.queue.length > 0) {
+      while (this.queue.length > 0 && this.holds === 0) {
         const batch = this.queue.shift()!;
         if (this.openBatch === batch) this.openBatch = undefined;
         const data = Buffer.from(batch.lines.join(""), "utf8");
@@ -435,8 +484,8 @@ export class TaskStore {
   /** Waits for staged writes, compacts, and closes the journal. */
   async close(): Promise<void> {
     if (this.closed) return;
-    while (this.flushing || this.queue.length > 0) await new Promise((r) => setImmediate(r));
     this.closed = true;
+    await this.idle();
     if (this.journalEntries > 0) await this.compact().catch((err: Error) => this.warn(`task queue compaction at close failed: ${err.message}`));
     await this.journal.close();
   }
