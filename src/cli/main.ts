@@ -5,6 +5,7 @@ import { StatusCommand } from "./status.js";
 import { VersionCommand } from "./version.js";
 import { TASK_COMMANDS } from "./task/commands.js";
 import { VerifyCommand } from "./verify.js";
+import { LogsCommand } from "./logs.js";
 
 export function buildCli(): Cli {
   const cli = new Cli({
@@ -18,6 +19,7 @@ export function buildCli(): Cli {
   cli.register(VersionCommand);
   for (const command of TASK_COMMANDS) cli.register(command);
   cli.register(VerifyCommand);
+  cli.register(LogsCommand);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;

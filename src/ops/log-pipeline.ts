@@ -3,8 +3,8 @@
  * to stdout (JSON lines), the rotating file and the in-memory ring.
  *
  * Fast path: a line that is plain ASCII with no escape, no trigger word and no known secret
- * (`lineNeedsRedaction`) is written as is; only the ring needs it parsed. Other lines are parsed,
- * redacted field by field and re-serialized.
+ * (`lineNeedsRedaction`) is written as is, and the ring keeps the line itself, decoded only when
+ * read. Other lines are parsed, redacted field by field and re-serialized.
  */
 import { pino, type DestinationStream } from "pino";
 import { RotatingLogFile, type RotatingFileOptions } from "./log-file.js";
@@ -106,6 +106,18 @@ function boundRecord(record: Record<string, unknown>, maxLength: number): Record
   return out;
 }
 
+/** The level of a pino line without parsing it (the logger puts `"level":"<label>"` first). */
+function levelFromLine(line: string): LogLevel | null {
+  if (!line.startsWith('{"level":"')) return null;
+  const label = line.slice(10, line.indexOf('"', 10));
+  return LEVEL_SET.has(label) ? (label as LogLevel) : null;
+}
+
+/** Decodes a line held by the ring (always one the pipeline wrote, so valid JSON in practice). */
+export function decodeLogLine(line: string): NewLogEntry {
+  return entryFromRecord(parseRecord(line) ?? { msg: line.replace(/\n$/, "") });
+}
+
 function parseRecord(line: string): Record<string, unknown> | null {
   try {
     const value: unknown = JSON.parse(line);
@@ -115,53 +127,65 @@ function parseRecord(line: string): Record<string, unknown> | null {
   }
 }
 
-/** Builds the pipeline; see LogPipelineOptions. */
+/** Open pipelines, flushed synchronously if the process exits without closing them. */
+const openPipelines = new Set<LogPipeline>();
+let exitHookInstalled = false;
+
+function flushAllOnExit(): void {
+  for (const p of openPipelines) {
+    try {
+      p.flush();
+    } catch {
+      // nothing more can be done while exiting
+    }
+  }
+}
+
+/**
+ * Builds the pipeline; see LogPipelineOptions. Until `close()`, its file output is also flushed
+ * on process exit (the stdout destination flushes itself).
+ */
 export function createLogPipeline(options: LogPipelineOptions = {}): LogPipeline {
-  const ring = new LogRing({ capacity: options.ringCapacity, maxBytes: options.ringMaxBytes });
+  const ring = new LogRing({ capacity: options.ringCapacity, maxBytes: options.ringMaxBytes, decodeLine: decodeLogLine });
   const maxLineLength = options.maxLineLength ?? 16 * 1024;
   const stdout: LineSink | null =
     options.stdout === undefined ? pino.destination({ dest: 1, sync: false, maxLength: 16 * 1024 * 1024 }) : options.stdout;
   let secrets: readonly string[] = [...(options.knownSecrets ?? [])];
   let closed = false;
 
-  /** Records the pipeline logs about itself (file trouble), written like any other line. */
+  let file: RotatingLogFile | null = null;
+  let starting = true;
+
+  /**
+   * Records the pipeline logs about itself (file trouble), written like any other line: at once
+   * during start, else on a microtask so they do not interleave with the line being written.
+   */
   const notice = (level: LogLevel, msg: string, extra: Record<string, unknown>): void => {
-    queueMicrotask(() => {
+    const emit = () => {
       const record = { level, time: new Date().toISOString(), pid: process.pid, component: "logs", ...extra, msg };
       destination.write(`${JSON.stringify(record)}\n`);
-    });
+    };
+    if (starting) emit();
+    else queueMicrotask(emit);
   };
 
-  const file = options.file
-    ? new RotatingLogFile({
-        ...options.file,
-        onStateChange: (error, dropped) => {
-          options.file?.onStateChange?.(error, dropped);
-          if (error) {
-            notice("warn", "log file is not writable; logging continues on stdout and in memory", { path: options.file?.path, error: error.message });
-          } else {
-            notice("warn", "log file is writable again", { path: options.file?.path, linesNotWritten: dropped });
-          }
-        },
-      })
-    : null;
-
-  const destination = {
+  const destination: DestinationStream = {
     write(line: string): void {
-      let record = parseRecord(line);
       let out = line;
-      if (record === null || line.length > maxLineLength || lineNeedsRedaction(line, secrets)) {
-        record ??= { level: "info", time: new Date().toISOString(), pid: process.pid, msg: line.replace(/\n$/, "") };
+      let level = levelFromLine(line);
+      if (level === null || line.length > maxLineLength || lineNeedsRedaction(line, secrets)) {
+        let record = parseRecord(line) ?? { level: "info", time: new Date().toISOString(), pid: process.pid, msg: line.replace(/\n$/, "") };
         record = redactFields(record, secrets);
         if (line.length > maxLineLength) record = boundRecord(record, maxLineLength);
         out = `${JSON.stringify(record)}\n`;
+        level = levelOf(record.level);
       } else if (!line.endsWith("\n")) {
         out = `${line}\n`;
       }
       stdout?.write(out);
       if (closed) return;
       file?.write(out);
-      ring.append(entryFromRecord(record), out.length);
+      ring.appendLine(out, level);
     },
   };
 
@@ -173,7 +197,23 @@ export function createLogPipeline(options: LogPipelineOptions = {}): LogPipeline
     }
   };
 
-  return {
+  const fileOptions = options.file;
+  if (fileOptions) {
+    file = new RotatingLogFile({
+      ...fileOptions,
+      onStateChange: (error, dropped) => {
+        fileOptions.onStateChange?.(error, dropped);
+        if (error) {
+          notice("warn", "log file is not writable; logging continues on stdout and in memory", { path: fileOptions.path, error: error.message });
+        } else {
+          notice("warn", "log file is writable again", { path: fileOptions.path, linesNotWritten: dropped });
+        }
+      },
+    });
+  }
+  starting = false;
+
+  const pipeline: LogPipeline = {
     destination,
     ring,
     file,
@@ -187,9 +227,16 @@ export function createLogPipeline(options: LogPipelineOptions = {}): LogPipeline
     close() {
       if (closed) return;
       closed = true;
+      openPipelines.delete(pipeline);
       file?.close();
       flushStdout();
       ring.closeAll();
     },
   };
+  openPipelines.add(pipeline);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on("exit", flushAllOnExit);
+  }
+  return pipeline;
 }

@@ -110,29 +110,44 @@ export interface LogRingOptions {
   capacity?: number;
   /** Memory budget in approximate bytes (default 64 MiB); the oldest records go first. */
   maxBytes?: number;
+  /** Decodes lines stored with `appendLine` (the log pipeline passes its JSON decoder). */
+  decodeLine?: (line: string) => NewLogEntry;
 }
 
+/** A held record: either materialized (`append`) or the serialized line, decoded on demand (`appendLine`). */
 interface Slot {
-  entry: LogEntry;
+  seq: number;
   rank: number;
   /** Size used for the memory budget. */
   weight: number;
+  entry: LogEntry | null;
+  line: string | null;
   /** Bytes counted by tail's maxBytes (message + JSON of fields), computed on first use. */
   answerBytes: number;
 }
 
-function answerBytes(slot: Slot): number {
-  if (slot.answerBytes < 0) {
-    slot.answerBytes = Buffer.byteLength(slot.entry.message) + Buffer.byteLength(JSON.stringify(slot.entry.fields));
-  }
-  return slot.answerBytes;
+/** A filter prepared for matching many records. */
+interface CompiledFilter {
+  minRank: number;
+  contains: string;
+  /** `contains` is printable ASCII without `"` or `\`: a line without it cannot match. */
+  containsInLine: boolean;
+  pattern: LogFilter["pattern"];
 }
 
-function slotMatches(slot: Slot, filter: LogFilter, minRank: number): boolean {
-  if (slot.rank < minRank) return false;
-  const e = slot.entry;
-  if (filter.contains && !e.message.includes(filter.contains) && !e.component.includes(filter.contains)) return false;
-  if (filter.pattern && !filter.pattern.test(e.message)) return false;
+function compileFilter(filter: LogFilter): CompiledFilter {
+  const contains = filter.contains ?? "";
+  return {
+    minRank: filter.minLevel ? levelRank(filter.minLevel) : 0,
+    contains,
+    containsInLine: contains !== "" && /^[\x20-\x21\x23-\x5B\x5D-\x7E]+$/.test(contains),
+    pattern: filter.pattern,
+  };
+}
+
+function entryMatches(e: LogEntry, f: CompiledFilter): boolean {
+  if (f.contains && !e.message.includes(f.contains) && !e.component.includes(f.contains)) return false;
+  if (f.pattern && !f.pattern.test(e.message)) return false;
   return true;
 }
 
@@ -157,8 +172,7 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
 
   /** @internal Created by LogRing.subscribe / follow. */
   constructor(
-    readonly filter: LogFilter,
-    private readonly minRank: number,
+    private readonly filter: CompiledFilter,
     readonly bufferLimit: number,
     backlog: LogEntry[],
     private leadingDropped: number,
@@ -178,12 +192,12 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
   }
 
   /** @internal Called by the ring for every appended record. */
-  offer(slot: Slot): void {
-    if (this.ended || !slotMatches(slot, this.filter, this.minRank)) return;
+  offer(entry: LogEntry, rank: number): void {
+    if (this.ended || rank < this.filter.minRank || !entryMatches(entry, this.filter)) return;
     const waiter = this.waiter;
     if (waiter && this.pending === 0 && this.droppedPending === 0) {
       this.waiter = null;
-      waiter({ value: slot.entry, done: false });
+      waiter({ value: entry, done: false });
       return;
     }
     if (this.queue.length - this.queueHead >= this.bufferLimit) {
@@ -191,7 +205,7 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
       this.droppedPending++;
       this.droppedTotal++;
     }
-    this.queue.push(slot.entry);
+    this.queue.push(entry);
     if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.queueHead);
       this.queueHead = 0;
@@ -277,6 +291,7 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
 export class LogRing {
   readonly capacity: number;
   readonly maxBytes: number;
+  private readonly decodeLine: LogRingOptions["decodeLine"];
   private readonly slots: (Slot | undefined)[];
   private head = 0;
   private size = 0;
@@ -287,6 +302,7 @@ export class LogRing {
   constructor(options: LogRingOptions = {}) {
     this.capacity = clampInt(options.capacity, DEFAULT_RING_CAPACITY, 1, MAX_RING_CAPACITY);
     this.maxBytes = clampInt(options.maxBytes, DEFAULT_RING_MAX_BYTES, 1, Number.MAX_SAFE_INTEGER);
+    this.decodeLine = options.decodeLine;
     this.slots = new Array<Slot | undefined>(this.capacity);
   }
 
@@ -312,28 +328,58 @@ export class LogRing {
     this.size--;
   }
 
+  private store(slot: Slot): void {
+    if (this.size === this.capacity) this.evictOldest();
+    while (this.size > 0 && this.bytes + slot.weight > this.maxBytes) this.evictOldest();
+    this.slots[(this.head + this.size) % this.capacity] = slot;
+    this.size++;
+    this.bytes += slot.weight;
+    if (this.subscribers.size > 0) {
+      const entry = this.entryOf(slot);
+      for (const s of this.subscribers) s.offer(entry, slot.rank);
+    }
+  }
+
   /**
    * Appends a record that is already redacted, assigns its seq and hands it to subscribers.
    * `weight` is its approximate size for the memory budget (default: message and field text).
    */
   append(record: NewLogEntry, weight?: number): LogEntry {
     const entry: LogEntry = {
-      seq: ++this.seq,
+      seq: this.seq + 1,
       time: record.time,
       level: record.level,
       component: record.component,
       message: record.message,
       fields: record.fields,
     };
-    const slot: Slot = { entry, rank: levelRank(entry.level), weight: 0, answerBytes: -1 };
-    slot.weight = weight ?? answerBytes(slot);
-    if (this.size === this.capacity) this.evictOldest();
-    while (this.size > 0 && this.bytes + slot.weight > this.maxBytes) this.evictOldest();
-    this.slots[(this.head + this.size) % this.capacity] = slot;
-    this.size++;
-    this.bytes += slot.weight;
-    for (const s of this.subscribers) s.offer(slot);
+    const slot: Slot = { seq: entry.seq, rank: levelRank(entry.level), weight: 0, entry, line: null, answerBytes: -1 };
+    slot.weight = weight ?? this.answerBytes(slot, entry);
+    this.seq++;
+    this.store(slot);
     return entry;
+  }
+
+  /**
+   * Appends an already redacted serialized record (held as is: compact, and decoded with the
+   * `decodeLine` option only when read). Returns its seq.
+   */
+  appendLine(line: string, level: LogLevel): number {
+    if (!this.decodeLine) throw new Error("LogRing.appendLine needs the decodeLine option");
+    this.seq++;
+    this.store({ seq: this.seq, rank: levelRank(level), weight: line.length, entry: null, line, answerBytes: -1 });
+    return this.seq;
+  }
+
+  private entryOf(slot: Slot): LogEntry {
+    if (slot.entry) return slot.entry;
+    const d = (this.decodeLine as NonNullable<LogRingOptions["decodeLine"]>)(slot.line as string);
+    return { seq: slot.seq, time: d.time, level: d.level, component: d.component, message: d.message, fields: d.fields };
+  }
+
+  private answerBytes(slot: Slot, entry: LogEntry): number {
+    if (slot.answerBytes < 0) slot.answerBytes = Buffer.byteLength(entry.message) + Buffer.byteLength(JSON.stringify(entry.fields));
+    return slot.answerBytes;
   }
 
   private slotAt(seq: number): Slot {
@@ -345,15 +391,20 @@ export class LogRing {
     return afterSeq !== undefined && (afterSeq < this.oldestSeq - 1 || afterSeq > this.seq);
   }
 
-  /** The newest `limit` matching records with seq > floor, newest first. */
-  private collect(filter: LogFilter, floor: number, limit: number): Slot[] {
-    const minRank = filter.minLevel ? levelRank(filter.minLevel) : 0;
-    const out: Slot[] = [];
-    for (let seq = this.seq; seq > floor && out.length < limit; seq--) {
+  /** The newest `limit` matching records with seq > floor, newest first (slots and entries). */
+  private collect(f: CompiledFilter, floor: number, limit: number): { slots: Slot[]; entries: LogEntry[] } {
+    const slots: Slot[] = [];
+    const entries: LogEntry[] = [];
+    for (let seq = this.seq; seq > floor && entries.length < limit; seq--) {
       const slot = this.slotAt(seq);
-      if (slotMatches(slot, filter, minRank)) out.push(slot);
+      if (slot.rank < f.minRank) continue;
+      if (f.containsInLine && slot.line !== null && !slot.line.includes(f.contains)) continue;
+      const entry = this.entryOf(slot);
+      if (!entryMatches(entry, f)) continue;
+      slots.push(slot);
+      entries.push(entry);
     }
-    return out;
+    return { slots, entries };
   }
 
   /**
@@ -366,16 +417,15 @@ export class LogRing {
     const maxBytes = clampInt(query.maxBytes, DEFAULT_TAIL_MAX_BYTES, 1, Number.MAX_SAFE_INTEGER);
     const reset = this.cursorLost(query.afterSeq);
     const floor = query.afterSeq === undefined || reset ? this.oldestSeq - 1 : query.afterSeq;
-    const matches = this.collect(query, floor, limit);
+    const { slots, entries: matches } = this.collect(compileFilter(query), floor, limit);
     let total = 0;
     let kept = 0;
     for (; kept < matches.length; kept++) {
-      const b = answerBytes(matches[kept] as Slot);
+      const b = this.answerBytes(slots[kept] as Slot, matches[kept] as LogEntry);
       if (kept > 0 && total + b > maxBytes) break;
       total += b;
     }
-    const entries: LogEntry[] = new Array<LogEntry>(kept);
-    for (let i = 0; i < kept; i++) entries[kept - 1 - i] = (matches[i] as Slot).entry;
+    const entries = matches.slice(0, kept).reverse();
     return { entries, nextSeq: this.seq, reset, truncated: kept < matches.length };
   }
 
@@ -394,7 +444,7 @@ export class LogRing {
    * evicted; a cursor ahead of the ring counts as absent), then live ones.
    */
   follow(options: FollowOptions = {}): LogSubscription {
-    const filter = options.filter ?? {};
+    const f = compileFilter(options.filter ?? {});
     const bufferLimit = clampInt(options.bufferLimit, DEFAULT_SUBSCRIBER_BUFFER, 1, Number.MAX_SAFE_INTEGER);
     let backlog: LogEntry[] = [];
     let lost = 0;
@@ -402,14 +452,12 @@ export class LogRing {
     if (options.afterSeq !== undefined && options.afterSeq <= this.seq) {
       const afterSeq = Math.max(0, Math.floor(options.afterSeq));
       if (afterSeq < this.oldestSeq - 1) lost = this.oldestSeq - 1 - afterSeq;
-      const floor = Math.max(afterSeq, this.oldestSeq - 1);
-      backlog = this.collect(filter, floor, Number.MAX_SAFE_INTEGER).map((s) => s.entry).reverse();
+      backlog = this.collect(f, Math.max(afterSeq, this.oldestSeq - 1), Number.MAX_SAFE_INTEGER).entries.reverse();
     } else {
       const n = clampInt(options.tail, DEFAULT_TAIL_LIMIT, 0, Number.MAX_SAFE_INTEGER);
-      if (n > 0) backlog = this.collect(filter, this.oldestSeq - 1, n).map((s) => s.entry).reverse();
+      if (n > 0) backlog = this.collect(f, this.oldestSeq - 1, n).entries.reverse();
     }
-    const minRank = filter.minLevel ? levelRank(filter.minLevel) : 0;
-    const sub = new LogSubscription(filter, minRank, bufferLimit, backlog, lost, (s) => this.subscribers.delete(s));
+    const sub = new LogSubscription(f, bufferLimit, backlog, lost, (s) => this.subscribers.delete(s));
     this.subscribers.add(sub);
     const signal = options.signal;
     if (signal) {

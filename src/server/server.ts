@@ -9,6 +9,10 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { diskFreeCheck, serverSecretCheck, stateDirWritableCheck, storesCheck, type StoreHealth } from "../ops/checks.js";
 import { HealthMonitor } from "../ops/health.js";
 import { createLogger, type Logger } from "../ops/logger.js";
+import { createLogPipeline, type LineSink } from "../ops/log-pipeline.js";
+import { logsCheck, logsStatus } from "../ops/logs-status.js";
+import { logsService } from "../ops/logs-service.js";
+import { join } from "node:path";
 import { opsService } from "../ops/service.js";
 import { collectStatus, type SectionProvider, type ServerIdentity } from "../ops/status.js";
 import { loadConfig } from "../state/config.js";
@@ -71,7 +75,13 @@ async function startLocked(
   const config = await loadConfig(paths.config);
   const options = resolveServerOptions(paths.root, flags, config, env);
   const credentials = await loadCredentials(paths, env);
-  const logger = createLogger(options.logLevel, deps.logDestination);
+  const logs = createLogPipeline({
+    ringCapacity: config.logs?.ringCapacity ?? 5_000,
+    file: config.logs?.file === false ? null : { path: join(paths.logsDir, "cara.log"), maxBytes: config.logs?.fileMaxBytes ?? 10 * 1024 * 1024, maxFiles: config.logs?.fileMaxFiles ?? 5 },
+    ...(deps.logDestination ? { stdout: deps.logDestination as unknown as LineSink } : {}),
+    knownSecrets: [credentials.token, credentials.secret, ...(env.CARAPACE_AGENT_API_KEY ? [env.CARAPACE_AGENT_API_KEY] : [])],
+  });
+  const logger = createLogger(options.logLevel, logs.destination);
   const log = logger.child({ component: "server" });
   for (const warning of credentials.warnings) log.warn(warning);
 
@@ -87,6 +97,7 @@ async function startLocked(
   monitor.addCheck(storesCheck(() => stores));
   monitor.addCheck(serverSecretCheck(credentials.secretSource));
   monitor.addCheck(tasks.check);
+  monitor.addCheck(logsCheck(logs));
 
   const shutdownController = new AbortController();
   const limiter = new FailedAuthLimiter();
@@ -101,17 +112,14 @@ async function startLocked(
     tokenSource: credentials.tokenSource,
     secretSource: credentials.secretSource,
   };
-  const sections = new Map<string, SectionProvider>([["tasks", tasks.statusSection]]);
+  const sections = new Map<string, SectionProvider>([
+    ["tasks", tasks.statusSection],
+    ["logs", () => logsStatus(logs)],
+  ]);
 
-  const notYet = (what: string) => () => {
-    throw new ConnectError(`${what} is not implemented yet (the logs feature, issue #3)`, Code.Unimplemented);
-  };
   const rpc = connectNodeAdapter({
     routes(router) {
-      router.service(OpsService, opsService({ status: () => collectStatus(identity, monitor, sections) }, {
-        tailLogs: notYet("carapace.ops.v1.OpsService.TailLogs"),
-        followLogs: notYet("carapace.ops.v1.OpsService.FollowLogs"),
-      }));
+      router.service(OpsService, opsService({ status: () => collectStatus(identity, monitor, sections) }, logsService(logs.ring, shutdownController.signal)));
       router.service(TasksService, tasks.service(shutdownController.signal));
       router.service(BackupService, unimplementedService(BackupService, "backup and restore, issue #5"));
       router.service(UpdateService, unimplementedService(UpdateService, "self-update, issue #6"));
@@ -173,11 +181,12 @@ async function startLocked(
         log.info({ reason, inFlight: listener.inFlight }, "shutting down: draining in-flight calls");
         monitor.beginShutdown();
         shutdownController.abort();
+        logs.ring.closeAll();
         const [drained] = await Promise.all([listener.drain(options.shutdownTimeoutMs), tasks.close(options.shutdownTimeoutMs)]);
         if (!drained) log.warn({ timeoutMs: options.shutdownTimeoutMs }, "shutdown timeout reached; cut the calls still in flight");
         await lock.release();
         log.info("stopped");
-        logger.flush();
+        logs.close();
       })();
       return stopping;
     },

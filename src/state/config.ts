@@ -43,6 +43,14 @@ const isConfig = t.isObject({
       model: t.isOptional(t.isString()),
     }),
   ),
+  logs: t.isOptional(
+    t.isObject({
+      ringCapacity: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(100, 50_000)])),
+      file: t.isOptional(t.isBoolean()),
+      fileMaxBytes: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(65_536)])),
+      fileMaxFiles: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 100)])),
+    }),
+  ),
   health: t.isOptional(
     t.isObject({
       diskFreeFloorBytes: t.isOptional(isNonNegativeInt),

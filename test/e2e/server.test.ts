@@ -141,6 +141,7 @@ test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", asy
         ["stores", CheckStatus.OK],
         ["server_secret", CheckStatus.OK],
         ["tasks", CheckStatus.OK],
+        ["logs", CheckStatus.OK],
       ],
       name,
     );

@@ -1,0 +1,114 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Command, Option } from "clipanion";
+import { LogLevel, OpsService, type LogEntry } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { ClientCommand } from "./base.js";
+import { describeError, rpcClient } from "./rpc.js";
+import { painter, stripTerminalUnsafe } from "./terminal.js";
+import { CliFailure, CliUsageError, resolveTarget } from "./target.js";
+
+const LEVELS: Record<string, LogLevel> = {
+  trace: LogLevel.TRACE,
+  debug: LogLevel.DEBUG,
+  info: LogLevel.INFO,
+  warn: LogLevel.WARN,
+  warning: LogLevel.WARN,
+  error: LogLevel.ERROR,
+  fatal: LogLevel.FATAL,
+};
+const NAMES = ["", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+
+function formatValue(v: unknown): string {
+  return typeof v === "string" ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v);
+}
+
+export class LogsCommand extends ClientCommand {
+  static override paths = [["logs"]];
+  static override usage = Command.Usage({
+    description: "Show the server's recent log lines (redacted), or follow them live",
+    details: `
+      Reads the running server's in-memory log ring (the lines of this process, never a stale file).
+      Secrets (tokens, API keys, passwords, the server's own token and secret) are redacted by the server.
+      With \`--follow\`, new lines stream as they are logged until Ctrl-C (exit 0).
+    `,
+    examples: [
+      ["The last 200 lines", "cara logs"],
+      ["Warnings and errors from the last 1000 lines", "cara logs -n 1000 --level warn"],
+      ["Follow lines mentioning a task", "cara logs -f --grep 7c0e"],
+      ["As JSON lines, for jq", "cara logs --json | jq .message"],
+    ],
+  });
+
+  lines = Option.String("-n,--lines", "200", { description: "How many recent lines (1-5000, default 200)" });
+  follow = Option.Boolean("-f,--follow", false, { description: "Keep streaming new lines" });
+  level = Option.String("--level", { description: "Only this level and above: trace, debug, info, warn, error, fatal" });
+  grep = Option.String("--grep", { description: "Only lines whose message or component contains this text" });
+  pattern = Option.String("--pattern", { description: "Only lines whose message matches this regular expression" });
+  json = Option.Boolean("--json", false, { description: "One JSON object per line" });
+
+  async run(): Promise<number> {
+    if (!/^\d+$/.test(this.lines) || Number(this.lines) < 1 || Number(this.lines) > 5000) throw new CliUsageError(`--lines must be from 1 to 5000 (got '${this.lines}')`);
+    const limit = Number(this.lines);
+    let minLevel: LogLevel | undefined;
+    if (this.level !== undefined) {
+      minLevel = LEVELS[this.level.toLowerCase()];
+      if (minLevel === undefined) throw new CliUsageError(`--level must be one of trace, debug, info, warn, error, fatal (got '${this.level}')`);
+    }
+    const filter = { ...(minLevel ? { minLevel } : {}), contains: this.grep ?? "", pattern: this.pattern ?? "" };
+    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const client = await rpcClient(OpsService, target, this.follow ? 0 : 10_000);
+    const out = this.context.stdout;
+    const print = (e: LogEntry) => out.write(this.json ? `${JSON.stringify(this.entryJson(e))}\n` : this.human(e));
+    try {
+      if (!this.follow) {
+        const res = await client.tailLogs({ limit, filter });
+        if (res.reset) this.context.stderr.write("(older lines were dropped from the server's ring)\n");
+        for (const e of res.entries) print(e);
+        if (res.truncated) this.context.stderr.write("(output cut at the size limit; narrow it with --level/--grep or fewer --lines)\n");
+        return 0;
+      }
+      const stop = new AbortController();
+      const onSignal = () => stop.abort();
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      try {
+        for await (const msg of client.followLogs({ tail: limit, filter }, { signal: stop.signal, timeoutMs: 0 })) {
+          if (msg.event.case === "entry") print(msg.event.value);
+          else if (msg.event.case === "dropped") this.context.stderr.write(`(${msg.event.value} lines skipped: this terminal read too slowly)\n`);
+        }
+        this.context.stderr.write("(the server closed the stream: it is shutting down)\n");
+      } catch (err) {
+        if (stop.signal.aborted) return 0;
+        throw err;
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+      return 0;
+    } catch (err) {
+      if (err instanceof CliFailure) throw err;
+      throw new CliFailure(describeError(err, target));
+    }
+  }
+
+  private entryJson(e: LogEntry) {
+    return {
+      seq: Number(e.seq),
+      time: e.time ? new Date(timestampMs(e.time)).toISOString() : null,
+      level: NAMES[e.level]?.toLowerCase() ?? "info",
+      component: e.component,
+      message: e.message,
+      fields: e.fields ?? {},
+    };
+  }
+
+  private human(e: LogEntry): string {
+    const p = painter(this.context.stdout);
+    const time = e.time ? new Date(timestampMs(e.time)).toISOString() : "-";
+    const name = (NAMES[e.level] ?? "INFO").padEnd(5);
+    const level = e.level >= LogLevel.ERROR ? p.red(name) : e.level === LogLevel.WARN ? p.yellow(name) : e.level <= LogLevel.DEBUG ? p.dim(name) : name;
+    const fields = Object.entries(e.fields ?? {})
+      .map(([k, v]) => `${k}=${formatValue(v)}`)
+      .join(" ");
+    return `${time} ${level} ${stripTerminalUnsafe(e.component || "-")}  ${stripTerminalUnsafe(e.message)}${fields ? ` ${stripTerminalUnsafe(fields)}` : ""}\n`;
+  }
+}
