@@ -35,7 +35,10 @@ export interface TaskStoreOptions {
   capacity?: number;
   /** Terminal tasks older than this are removed (default 30 days; 0 keeps them). */
   retentionMs?: number;
-  /** Journal entries after which queue.json is rewritten and the journal emptied. */
+  /**
+   * Journal entries after which queue.json is rewritten and the journal emptied (at least twice
+   * the number of stored tasks, so the cost of rewriting stays amortized).
+   */
   compactAfterEntries?: number;
   now?: () => number;
   warn?: (message: string) => void;
@@ -452,7 +455,7 @@ export class TaskStore {
           if (rec) this.events.emit("change", rec);
           else this.events.emit("removed", id);
         }
-        if (this.journalEntries >= Math.max(this.compactAfter, 1) && this.queue.length === 0) await this.compact().catch((err: Error) => this.warn(`task queue compaction failed (will retry): ${err.message}`));
+        if (this.journalEntries >= Math.max(this.compactAfter, 2 * this.committed.size, 1) && this.queue.length === 0) await this.compact().catch((err: Error) => this.warn(`task queue compaction failed (will retry): ${err.message}`));
       }
     } finally {
       this.flushing = false;
