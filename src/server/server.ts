@@ -117,9 +117,21 @@ async function startLocked(
     ["logs", () => logsStatus(logs)],
   ]);
 
+  // GetStatus answers are shared for 500 ms (like health evaluations): under load a status costs
+  // one statfs, one /proc read and one pass over the task store per half second, not per call.
+  let cachedStatus: { at: number; shutting: boolean; value: ReturnType<typeof collectStatus> } | undefined;
+  const statusCache = () => {
+    const now = performance.now();
+    if (!cachedStatus || now - cachedStatus.at > 500 || cachedStatus.shutting !== monitor.shuttingDown) {
+      const value = collectStatus(identity, monitor, sections);
+      value.catch(() => (cachedStatus = undefined));
+      cachedStatus = { at: now, shutting: monitor.shuttingDown, value };
+    }
+    return cachedStatus.value;
+  };
   const rpc = connectNodeAdapter({
     routes(router) {
-      router.service(OpsService, opsService({ status: () => collectStatus(identity, monitor, sections) }, logsService(logs.ring, shutdownController.signal)));
+      router.service(OpsService, opsService({ status: statusCache }, logsService(logs.ring, shutdownController.signal)));
       router.service(TasksService, tasks.service(shutdownController.signal));
       router.service(BackupService, unimplementedService(BackupService, "backup and restore, issue #5"));
       router.service(UpdateService, unimplementedService(UpdateService, "self-update, issue #6"));
