@@ -6,6 +6,8 @@ import { VersionCommand } from "./version.js";
 import { TASK_COMMANDS } from "./task/commands.js";
 import { VerifyCommand } from "./verify.js";
 import { LogsCommand } from "./logs.js";
+import { BackupCommand, BackupInspectCommand, BackupListCommand, BackupVerifyCommand } from "./backup.js";
+import { RestoreCommand } from "./restore.js";
 
 export function buildCli(): Cli {
   const cli = new Cli({
@@ -20,6 +22,7 @@ export function buildCli(): Cli {
   for (const command of TASK_COMMANDS) cli.register(command);
   cli.register(VerifyCommand);
   cli.register(LogsCommand);
+  for (const command of [BackupCommand, BackupVerifyCommand, BackupInspectCommand, BackupListCommand, RestoreCommand]) cli.register(command);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;

@@ -3,7 +3,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { Target } from "./target.js";
 
 /** A generated client for `service` on the target, sending the bearer token on every call. */
-export async function rpcClient<S extends DescService>(service: S, target: Target, timeoutMs: number): Promise<Client<S>> {
+export async function rpcClient<S extends DescService>(service: S, target: Target, timeoutMs: number, options: { http2?: boolean } = {}): Promise<Client<S>> {
   const { createConnectTransport } = await import("@connectrpc/connect-node");
   const auth: Interceptor = (next) => (req) => {
     if (target.token !== undefined) req.header.set("authorization", `Bearer ${target.token}`);
@@ -11,7 +11,8 @@ export async function rpcClient<S extends DescService>(service: S, target: Targe
   };
   const transport = createConnectTransport({
     baseUrl: target.baseUrl,
-    httpVersion: target.tls ? "2" : "1.1",
+    // Client streams (upload of an archive) need HTTP/2; h2c is fine on the same port.
+    httpVersion: target.tls || options.http2 ? "2" : "1.1",
     useBinaryFormat: true,
     interceptors: [auth],
     defaultTimeoutMs: timeoutMs,

@@ -27,6 +27,10 @@ import { healthRoutes } from "./health-routes.js";
 import { listen, type Listener } from "./listener.js";
 import { readTlsFiles, resolveServerOptions, isLoopbackAddress, type ServerOptions, type StartFlags } from "./options.js";
 import { unimplementedService } from "./unimplemented.js";
+import { BackupManager } from "../backup/backups.js";
+import { backupService } from "../backup/service.js";
+import { BackupState, backupTaskExecutor } from "../backup/status.js";
+import { recoverInterruptedSwap } from "../backup/swap.js";
 import { startTasks, type TasksRuntime } from "../tasks/runtime.js";
 
 export interface RunningServer {
@@ -85,7 +89,36 @@ async function startLocked(
   const log = logger.child({ component: "server" });
   for (const warning of credentials.warnings) log.warn(warning);
 
-  const tasks: TasksRuntime = await startTasks({ dir: paths.tasksDir, config, env, logger: logger.child({ component: "tasks" }) });
+  const swap = await recoverInterruptedSwap(paths.root);
+  if (swap !== "none") log.warn({ outcome: swap }, "an interrupted restore was completed or undone at start");
+  let tasksRef: TasksRuntime | undefined;
+  const backupState = new BackupState(paths.backupsDir, config.backup?.warnAfterDays ?? 7);
+  const backups = new BackupManager({
+    stateDir: paths.root,
+    backupsDir: paths.backupsDir,
+    secret: credentials.secret,
+    caraVersion: VERSION,
+    writers: {
+      holdWrites: (fn) => (tasksRef ? tasksRef.store.withWritesHeld(fn) : fn()),
+      pause: async () => {
+        await tasksRef?.worker.stop(5_000);
+        await tasksRef?.store.suspend();
+      },
+      resume: async () => {
+        await tasksRef?.store.reopen();
+        if (!monitor.shuttingDown) tasksRef?.worker.start();
+      },
+    },
+    onBackupWritten: (path) => void backupState.recordWritten(path),
+  });
+  const tasks: TasksRuntime = await startTasks({
+    dir: paths.tasksDir,
+    config,
+    env,
+    logger: logger.child({ component: "tasks" }),
+    extraExecutors: { backup: backupTaskExecutor(backups) },
+  });
+  tasksRef = tasks;
   const stores: StoreHealth[] = [
     { name: "config", loaded: () => ({ ok: true, message: "loaded" }) },
     { name: "credentials", loaded: () => ({ ok: true, message: "loaded" }) },
@@ -98,6 +131,7 @@ async function startLocked(
   monitor.addCheck(serverSecretCheck(credentials.secretSource));
   monitor.addCheck(tasks.check);
   monitor.addCheck(logsCheck(logs));
+  monitor.addCheck(backupState.check());
 
   const shutdownController = new AbortController();
   const limiter = new FailedAuthLimiter();
@@ -115,6 +149,7 @@ async function startLocked(
   const sections = new Map<string, SectionProvider>([
     ["tasks", tasks.statusSection],
     ["logs", () => logsStatus(logs)],
+    ["backup", () => backupState.section()],
   ]);
 
   // GetStatus answers are shared for 500 ms (like health evaluations): under load a status costs
@@ -133,7 +168,7 @@ async function startLocked(
     routes(router) {
       router.service(OpsService, opsService({ status: statusCache }, logsService(logs.ring, shutdownController.signal)));
       router.service(TasksService, tasks.service(shutdownController.signal));
-      router.service(BackupService, unimplementedService(BackupService, "backup and restore, issue #5"));
+      router.service(BackupService, backupService(backups, () => void backupState.recordStreamed()));
       router.service(UpdateService, unimplementedService(UpdateService, "self-update, issue #6"));
       router.service(
         Health,

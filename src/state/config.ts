@@ -51,6 +51,11 @@ const isConfig = t.isObject({
       fileMaxFiles: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 100)])),
     }),
   ),
+  backup: t.isOptional(
+    t.isObject({
+      warnAfterDays: t.isOptional(t.cascade(t.isNumber(), [t.isAtLeast(0)])),
+    }),
+  ),
   health: t.isOptional(
     t.isObject({
       diskFreeFloorBytes: t.isOptional(isNonNegativeInt),

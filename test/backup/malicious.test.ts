@@ -163,12 +163,12 @@ test("total size over the limit", async () => {
   only(r, { kind: "too_large", path: "manifest.json", message: "manifest.json lists 102428 bytes, over the 64 KiB limit" });
   // A lying manifest does not help: the stream itself is counted.
   const lying = await refuse(
-    gzipSync(Buffer.concat([backupBlocks(LEGIT), entryBlocks({ name: "tasks/pad", content: Buffer.alloc(100 * 1024, 1) }), END])),
-    { maxTotalBytes: 64 * 1024 },
+    gzipSync(Buffer.concat([backupBlocks(LEGIT), entryBlocks({ name: "tasks/pad", content: Buffer.alloc(2 * 1024 * 1024, 1) }), END])),
+    { maxTotalBytes: 512 * 1024 },
   );
   assert.deepEqual(lying.problems, [
     { kind: "entry_unexpected", path: "tasks/pad", message: "entry 'tasks/pad' is not listed in the manifest" },
-    { kind: "too_large", path: "", message: "archive expands past the 64 KiB limit on its uncompressed size" },
+    { kind: "too_large", path: "", message: "archive expands past the 512 KiB limit on its uncompressed size" },
   ]);
 });
 

@@ -1,0 +1,304 @@
+import { randomBytes, createHash } from "node:crypto";
+import { constants, createReadStream, createWriteStream, openSync } from "node:fs";
+import { copyFile, lstat, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { fsyncDir } from "../state/durable.js";
+import { readBackupArchive, refusalMessage, writeBackupArchive, type Problem, type ReadBackupResult } from "./archive.js";
+import type { Manifest } from "./manifest.js";
+import { listStateFiles, SECTIONS, checkSectionNames, type Exclusion, type SectionName, type StateFile, type StateListing } from "./sections.js";
+import { recoverInterruptedSwap, swapIntoPlace } from "./swap.js";
+
+/** What the running server lets a backup or restore pause: the stores that write into the state dir. */
+export interface StateWriters {
+  /** Runs fn while no store writes (used for the instant a consistent copy is taken). */
+  holdWrites<T>(fn: () => Promise<T>): Promise<T>;
+  /** Stops writers and closes stores before a restore swaps files under them. */
+  pause(): Promise<void>;
+  /** Reloads stores from disk and restarts writers after a restore (or its rollback). */
+  resume(): Promise<void>;
+}
+
+export class BackupRefusedError extends Error {
+  constructor(
+    message: string,
+    readonly problems: Problem[] = [],
+  ) {
+    super(message);
+  }
+}
+/** A precondition of the operation does not hold (e.g. --force needed). */
+export class BackupPreconditionError extends Error {}
+
+export interface BackupSummary {
+  caraVersion: string;
+  createdAt: Date;
+  host: string;
+  sections: { name: SectionName; files: number; bytes: number }[];
+  totalFiles: number;
+  totalBytes: number;
+}
+
+export interface SectionDiff {
+  section: SectionName;
+  added: string[];
+  changed: string[];
+  removed: string[];
+  unchanged: number;
+}
+
+export interface RestoreOutcome {
+  dryRun: boolean;
+  manifest: Manifest;
+  foreign: boolean;
+  diffs: SectionDiff[];
+  restoredSections: SectionName[];
+  preRestoreBackupPath?: string;
+}
+
+export interface BackupManagerOptions {
+  stateDir: string;
+  backupsDir: string;
+  secret: string;
+  caraVersion: string;
+  writers: StateWriters;
+  /** Called after every archive written into backupsDir (status: last backup). */
+  onBackupWritten?: (path: string) => void;
+}
+
+const sha256File = async (path: string): Promise<string> => {
+  const hash = createHash("sha256");
+  await pipeline(createReadStream(path), hash);
+  return hash.digest("hex");
+};
+
+/**
+ * Backups of a live state dir and verified, atomic restores into it. Knows nothing about RPC:
+ * the service adapts streams to and from it.
+ */
+export class BackupManager {
+  constructor(private readonly o: BackupManagerOptions) {}
+
+  get directory(): string {
+    return this.o.backupsDir;
+  }
+
+  /**
+   * Lists the selected sections and takes a consistent copy of the files that live writers
+   * change (the task store) while writes are held, so the archive matches one instant.
+   * Returns the listing (with absPaths pointing at the copies) and a cleanup function.
+   */
+  private async snapshot(sections?: readonly string[]): Promise<{ listing: StateListing; copies: Map<string, string>; cleanup: () => Promise<void> }> {
+    // Inside backups/ (never archived itself), on the state dir's filesystem.
+    await mkdir(this.o.backupsDir, { recursive: true, mode: 0o700 });
+    const snapDir = join(this.o.backupsDir, `.snapshot-${randomBytes(4).toString("hex")}`);
+    await mkdir(snapDir, { mode: 0o700 });
+    try {
+      const copies = new Map<string, string>();
+      const listing = await this.o.writers.holdWrites(async () => {
+        const l = await listStateFiles(this.o.stateDir, sections);
+        for (const f of l.files) {
+          if (f.section !== "tasks") continue;
+          const copy = join(snapDir, f.relPath.replaceAll("/", "__"));
+          await copyFile(f.absPath, copy);
+          const st = await stat(copy);
+          copies.set(f.absPath, copy);
+          (f as { size: number }).size = st.size;
+        }
+        return l;
+      });
+      return { listing, copies, cleanup: () => rm(snapDir, { recursive: true, force: true }) };
+    } catch (err) {
+      await rm(snapDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** What a backup of these sections will hold (for the stream's header). */
+  static summarize(listing: StateListing, caraVersion: string, now: Date): BackupSummary {
+    const sections = listing.sections.map((name) => {
+      const files = listing.files.filter((f) => f.section === name);
+      return { name, files: files.length, bytes: files.reduce((a, f) => a + f.size, 0) };
+    });
+    return { caraVersion, createdAt: now, host: hostname(), sections, totalFiles: listing.files.length, totalBytes: listing.files.reduce((a, f) => a + f.size, 0) };
+  }
+
+  /**
+   * Streams a backup into `output`. `onHeader` receives the summary and exclusions before the
+   * first byte is written.
+   */
+  async createBackup(
+    output: Writable,
+    options: { sections?: readonly string[]; onHeader?: (summary: BackupSummary, excluded: Exclusion[]) => void } = {},
+  ): Promise<{ manifest: Manifest; sha256: string; bytes: number; excluded: Exclusion[] }> {
+    const sections = options.sections && options.sections.length > 0 ? checkSectionNames(options.sections) : undefined;
+    const { listing, copies, cleanup } = await this.snapshot(sections);
+    try {
+      const now = new Date();
+      options.onHeader?.(BackupManager.summarize(listing, this.o.caraVersion, now), listing.excluded);
+      const res = await writeBackupArchive({
+        stateDir: this.o.stateDir,
+        files: listing.files as StateFile[],
+        sections: listing.sections,
+        secret: this.o.secret,
+        caraVersion: this.o.caraVersion,
+        output,
+        now,
+        // Files that live writers change are read from the copies taken while writes were held.
+        readFile: (absPath) => createReadStream("", { fd: openSync(copies.get(absPath) ?? absPath, constants.O_RDONLY | constants.O_NOFOLLOW) }),
+      });
+      return { manifest: res.manifest, sha256: res.sha256, bytes: res.bytes, excluded: listing.excluded };
+    } finally {
+      await cleanup();
+    }
+  }
+
+  /** Writes a backup into the backups dir (temp file + rename, 0600) and keeps the newest `keep` of this prefix. */
+  async backupToDir(prefix: string, keep?: number): Promise<{ path: string; sha256: string; bytes: number }> {
+    await mkdir(this.o.backupsDir, { recursive: true, mode: 0o700 });
+    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+    const final = join(this.o.backupsDir, `${prefix}-${stamp}-${randomBytes(2).toString("hex")}.tar.gz`);
+    const tmp = `${final}.partial`;
+    const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const out = createWriteStream("", { fd: handle.fd, autoClose: false });
+    try {
+      const res = await this.createBackup(out);
+      await new Promise<void>((resolve, reject) => (out.writableFinished ? resolve() : out.once("finish", resolve).once("error", reject)));
+      await handle.sync();
+      await handle.close();
+      await rename(tmp, final);
+      await fsyncDir(this.o.backupsDir);
+      this.o.onBackupWritten?.(final);
+      if (keep !== undefined) await this.prune(prefix, keep);
+      return { path: final, sha256: res.sha256, bytes: res.bytes };
+    } catch (err) {
+      out.destroy();
+      await handle.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async prune(prefix: string, keep: number): Promise<void> {
+    const names = (await readdir(this.o.backupsDir)).filter((n) => n.startsWith(`${prefix}-`) && n.endsWith(".tar.gz")).sort().reverse();
+    for (const n of names.slice(keep)) await unlink(join(this.o.backupsDir, n)).catch(() => undefined);
+  }
+
+  /** Verifies an archive without extracting it. */
+  async inspect(input: Readable, allowForeign = true): Promise<ReadBackupResult> {
+    return readBackupArchive(input, { secret: this.o.secret, allowForeign });
+  }
+
+  /** Resolves a backup name to a path inside the backups dir (no traversal). */
+  backupPath(name: string): string {
+    if (!/^[A-Za-z0-9._-]+\.tar\.gz$/.test(name) || name.startsWith(".")) throw new BackupPreconditionError(`backup name '${name.slice(0, 100)}' is not a file name in ${this.o.backupsDir}`);
+    return join(this.o.backupsDir, name);
+  }
+
+  /**
+   * Verified, atomic restore: stage and verify everything first (nothing in the state dir changes
+   * if the archive has any problem), take a pre-restore backup, pause writers, swap the sections
+   * in, resume. Any failure puts back exactly the previous state.
+   */
+  async restore(input: Readable, options: { dryRun: boolean; sections?: readonly string[]; force: boolean; allowForeign: boolean }): Promise<RestoreOutcome> {
+    const id = randomBytes(4).toString("hex");
+    const staging = join(this.o.stateDir, `.restore-staging-${id}`);
+    const ready = join(this.o.stateDir, `.restore-ready-${id}`);
+    const holding = join(this.o.stateDir, `.restore-holding-${id}`);
+    const wanted = options.sections && options.sections.length > 0 ? checkSectionNames(options.sections) : undefined;
+    await mkdir(staging, { mode: 0o700 });
+    try {
+      const read = await readBackupArchive(input, { secret: this.o.secret, allowForeign: options.allowForeign, stagingDir: staging, ...(wanted ? { sections: wanted } : {}), fsync: !options.dryRun });
+      if (!read.ok || !read.manifest) {
+        const foreignOnly = read.problems.length > 0 && read.problems.every((p) => p.kind === "foreign");
+        throw new BackupRefusedError(foreignOnly ? `${refusalMessage(read.problems)}; pass --allow-foreign to restore a backup made by another deployment` : refusalMessage(read.problems), read.problems);
+      }
+      const manifest = read.manifest;
+      const inArchive = manifest.sections.map((s) => s.name);
+      if (wanted) {
+        const missing = wanted.filter((s) => !inArchive.includes(s));
+        if (missing.length > 0) throw new BackupPreconditionError(`the backup has no section ${missing.join(", ")} (it has: ${inArchive.join(", ") || "none"})`);
+      }
+      const sections = (wanted ?? inArchive).filter((s) => inArchive.includes(s));
+      const diffs = await this.diff(sections, read);
+      const outcome: RestoreOutcome = { dryRun: options.dryRun, manifest, foreign: read.foreign, diffs, restoredSections: [] };
+      if (options.dryRun) return outcome;
+      const overwrites = diffs.reduce((a, d) => a + d.changed.length + d.removed.length, 0);
+      if (overwrites > 0 && !options.force) {
+        throw new BackupPreconditionError(`restore would overwrite or remove ${overwrites} existing file${overwrites > 1 ? "s" : ""} in ${diffs.filter((d) => d.changed.length + d.removed.length > 0).map((d) => d.section).join(", ")}; review with --dry-run, then pass --force (a pre-restore backup is taken first)`);
+      }
+      // Lay the staged sections out as the state dir does (config/config.json -> config.json).
+      await mkdir(ready, { mode: 0o700 });
+      for (const s of sections) {
+        const spec = SECTIONS[s];
+        const from = join(staging, spec.archivePath);
+        try {
+          await lstat(from);
+          await rename(from, join(ready, spec.statePath));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+          if (spec.kind === "dir") await mkdir(join(ready, spec.statePath), { mode: 0o700 });
+        }
+      }
+      const pre = await this.backupToDir("pre-restore");
+      outcome.preRestoreBackupPath = pre.path;
+      await this.o.writers.pause();
+      try {
+        await swapIntoPlace(this.o.stateDir, ready, holding, sections.map((s) => SECTIONS[s].statePath));
+      } catch (err) {
+        await recoverInterruptedSwap(this.o.stateDir).catch(() => undefined);
+        throw err;
+      } finally {
+        await this.o.writers.resume();
+      }
+      outcome.restoredSections = sections;
+      return outcome;
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+      await rm(ready, { recursive: true, force: true });
+    }
+  }
+
+  /** Per section: files the restore would add, change and remove (the section becomes the backup). */
+  private async diff(sections: SectionName[], read: ReadBackupResult): Promise<SectionDiff[]> {
+    const live = await listStateFiles(this.o.stateDir, sections).catch(() => undefined);
+    const out: SectionDiff[] = [];
+    for (const s of sections) {
+      const incoming = new Map(read.files.filter((f) => f.section === s).map((f) => [f.path, f.sha256]));
+      const current = new Map<string, string>();
+      for (const f of live?.files.filter((x) => x.section === s) ?? []) current.set(f.archivePath, await sha256File(f.absPath));
+      const d: SectionDiff = { section: s, added: [], changed: [], removed: [], unchanged: 0 };
+      for (const [path, hash] of incoming) {
+        const had = current.get(path);
+        if (had === undefined) d.added.push(path);
+        else if (had !== hash) d.changed.push(path);
+        else d.unchanged++;
+      }
+      for (const path of current.keys()) if (!incoming.has(path)) d.removed.push(path);
+      out.push(d);
+    }
+    return out;
+  }
+
+  /** Archives in the backups dir, newest first, with what their manifests say. */
+  async list(): Promise<{ name: string; path: string; size: number; mtime: Date; error?: string }[]> {
+    let names: string[];
+    try {
+      names = (await readdir(this.o.backupsDir)).filter((n) => n.endsWith(".tar.gz"));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+    const out = [];
+    for (const name of names) {
+      const path = join(this.o.backupsDir, name);
+      const st = await lstat(path);
+      if (!st.isFile()) continue;
+      out.push({ name, path, size: st.size, mtime: st.mtime });
+    }
+    return out.sort((a, b) => b.mtime.getTime() - a.mtime.getTime());
+  }
+}
+

@@ -1,0 +1,176 @@
+import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { createReadStream } from "node:fs";
+import { once } from "node:events";
+import { PassThrough, type Readable } from "node:stream";
+import { BackupProblemKind, type BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
+import { BackupTooLargeError, PROBLEM_KINDS, StagingError, StateChangedError, type Problem } from "./archive.js";
+import { BackupManager, BackupPreconditionError, BackupRefusedError, type BackupSummary } from "./backups.js";
+import type { Manifest } from "./manifest.js";
+import { StateListingError, type Exclusion } from "./sections.js";
+
+function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof BackupRefusedError) {
+    if (err.problems.some((p) => p.kind === "too_large")) return new ConnectError(err.message, Code.ResourceExhausted);
+    if (err.problems.length > 0 && err.problems.every((p) => p.kind === "foreign")) return new ConnectError(err.message, Code.FailedPrecondition);
+    return new ConnectError(err.message, Code.InvalidArgument);
+  }
+  if (err instanceof StagingError && err.code === "ENOSPC") return new ConnectError(`${err.message}; free space on the state dir's filesystem`, Code.ResourceExhausted);
+  if (err instanceof BackupPreconditionError || err instanceof StateListingError || err instanceof BackupTooLargeError) return new ConnectError(err.message, Code.FailedPrecondition);
+  if (err instanceof StateChangedError) return new ConnectError(err.message, Code.Aborted);
+  if (err instanceof Error && /^unknown backup section/.test(err.message)) return new ConnectError(err.message, Code.InvalidArgument);
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ENOSPC" || code === "EIO") return new ConnectError(`the state dir's filesystem failed (${code}); nothing was changed`, Code.Unavailable);
+  return new ConnectError(`backup failed: ${(err as Error).message}`, Code.Internal);
+}
+
+const problemKind = (p: Problem) => (PROBLEM_KINDS.indexOf(p.kind) + 1) as BackupProblemKind;
+
+function manifestSummary(m: Manifest, foreign: boolean, archive?: { sha256?: string | undefined; bytes?: number | undefined }) {
+  return {
+    formatVersion: m.formatVersion,
+    caraVersion: m.caraVersion,
+    createdAt: timestampFromDate(new Date(m.createdAt)),
+    host: m.host,
+    sections: m.sections.map((s) => ({ name: s.name, fileCount: BigInt(s.files), bytes: BigInt(s.bytes) })),
+    totalFiles: BigInt(m.files.length),
+    totalBytes: BigInt(m.files.reduce((a, f) => a + f.size, 0)),
+    foreign,
+    ...(archive?.sha256 ? { archiveSha256: archive.sha256 } : {}),
+    ...(archive?.bytes !== undefined ? { archiveBytes: BigInt(archive.bytes) } : {}),
+  };
+}
+
+function summaryHeader(s: BackupSummary) {
+  return {
+    formatVersion: 1,
+    caraVersion: s.caraVersion,
+    createdAt: timestampFromDate(s.createdAt),
+    host: s.host,
+    sections: s.sections.map((x) => ({ name: x.name, fileCount: BigInt(x.files), bytes: BigInt(x.bytes) })),
+    totalFiles: BigInt(s.totalFiles),
+    totalBytes: BigInt(s.totalBytes),
+    foreign: false,
+  };
+}
+
+type Part<H> = { part: { case: "header"; value: H } | { case: "chunk"; value: Uint8Array } | { case: undefined; value?: undefined } };
+
+/**
+ * Reads a client stream "header, then chunks": returns the header and a Readable of the
+ * chunks (or of the named archive in the backups dir), with backpressure.
+ */
+async function headerAndBody<H extends { backupName?: string | undefined }>(requests: AsyncIterable<Part<H>>, manager: BackupManager): Promise<{ header: H; body: Readable; pump: Promise<void> }> {
+  const it = requests[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done || first.value.part.case !== "header") throw new ConnectError("the first message must be the header", Code.InvalidArgument);
+  const header = first.value.part.value;
+  if (header.backupName !== undefined) {
+    const path = manager.backupPath(header.backupName);
+    const body = createReadStream(path);
+    await once(body, "open").catch((err: NodeJS.ErrnoException) => {
+      throw new ConnectError(err.code === "ENOENT" ? `no backup named '${header.backupName}' (see cara backup list)` : err.message, err.code === "ENOENT" ? Code.NotFound : Code.Internal);
+    });
+    return { header, body, pump: Promise.resolve() };
+  }
+  const body = new PassThrough();
+  const pump = (async () => {
+    try {
+      for (let r = await it.next(); !r.done; r = await it.next()) {
+        if (r.value.part.case !== "chunk") throw new ConnectError("after the header, only chunks may follow", Code.InvalidArgument);
+        if (!body.write(r.value.part.value)) await once(body, "drain");
+      }
+      body.end();
+    } catch (err) {
+      body.destroy(err as Error);
+    }
+  })();
+  return { header, body, pump };
+}
+
+/** Adapts the backup manager to `carapace.backup.v1.BackupService`. */
+export function backupService(manager: BackupManager, onStreamed?: (sha256: string) => void): ServiceImpl<typeof BackupService> {
+  return {
+    async *createBackup(req) {
+      const out = new PassThrough();
+      type Header = [BackupSummary, Exclusion[]];
+      let resolveHeader!: (h: Header) => void;
+      const header = new Promise<Header>((r) => (resolveHeader = r));
+      const done = manager.createBackup(out, { sections: req.sections, onHeader: (s, ex) => resolveHeader([s, ex]) });
+      done.catch((err: Error) => out.destroy(err));
+      try {
+        const first = await Promise.race([header, done.then(() => undefined)]);
+        if (first) yield { part: { case: "header" as const, value: { manifest: summaryHeader(first[0]), excluded: first[1].map((e) => ({ path: e.path, reason: e.reason })) } } };
+        for await (const chunk of out) yield { part: { case: "chunk" as const, value: chunk as Uint8Array } };
+        const res = await done;
+        onStreamed?.(res.sha256);
+        yield { part: { case: "trailer" as const, value: { archiveSha256: res.sha256, archiveBytes: BigInt(res.bytes) } } };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    async inspectBackup(requests) {
+      try {
+        const { header, body, pump } = await headerAndBody(requests, manager);
+        const res = await manager.inspect(body);
+        await pump;
+        return {
+          ...(res.manifest ? { manifest: manifestSummary(res.manifest, res.foreign, { sha256: res.archiveSha256, bytes: res.archiveBytes }) } : {}),
+          verification: {
+            ok: res.ok && !res.foreign,
+            problems: [
+              ...res.problems.map((p) => ({ kind: problemKind(p), path: p.path, message: p.message })),
+              ...(res.foreign && res.ok ? [{ kind: BackupProblemKind.FOREIGN, path: "manifest.json", message: "the manifest's HMAC does not match this deployment's server secret: the backup was made by another deployment (or the manifest was changed)" }] : []),
+            ],
+            problemsTruncated: res.problemsTruncated,
+          },
+          files: header.includeFiles ? res.files.map((f) => ({ path: f.path, size: BigInt(f.size), mode: f.mode, sha256: f.sha256 })) : [],
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    async restoreBackup(requests) {
+      try {
+        const { header, body, pump } = await headerAndBody(requests, manager);
+        const res = await manager.restore(body, { dryRun: header.dryRun, sections: header.sections, force: header.force, allowForeign: header.allowForeign });
+        await pump;
+        const cap = (l: string[]) => l.slice(0, 1000);
+        return {
+          dryRun: res.dryRun,
+          manifest: manifestSummary(res.manifest, res.foreign),
+          diffs: res.diffs.map((d) => ({
+            section: d.section,
+            addedCount: d.added.length,
+            changedCount: d.changed.length,
+            removedCount: d.removed.length,
+            unchangedCount: d.unchanged,
+            added: cap(d.added),
+            changed: cap(d.changed),
+            removed: cap(d.removed),
+            truncated: d.added.length > 1000 || d.changed.length > 1000 || d.removed.length > 1000,
+          })),
+          restoredSections: res.restoredSections,
+          ...(res.preRestoreBackupPath ? { preRestoreBackupPath: res.preRestoreBackupPath } : {}),
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    async listBackups() {
+      const list = await manager.list();
+      return {
+        directory: manager.directory,
+        backups: list.map((b) => ({
+          name: b.name,
+          path: b.path,
+          sizeBytes: BigInt(b.size),
+          createdAt: timestampFromMs(b.mtime.getTime()),
+          origin: b.name.startsWith("pre-restore-") ? "pre-restore" : b.name.startsWith("scheduled-") ? "scheduled" : "manual",
+          sections: [],
+        })),
+      };
+    },
+  };
+}

@@ -1,0 +1,235 @@
+import { createHash, randomBytes } from "node:crypto";
+import { constants, createReadStream } from "node:fs";
+import { link, lstat, open, rename, unlink } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { Command, Option } from "clipanion";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { BackupService, type BackupManifestSummary, type InspectBackupResponse } from "../../gen/carapace/backup/v1/backup_pb.js";
+import { ClientCommand } from "./base.js";
+import { describeError, rpcClient } from "./rpc.js";
+import { stripTerminalUnsafe } from "./terminal.js";
+import { CliFailure, CliUsageError, parseTimeout, resolveTarget } from "./target.js";
+
+export function humanBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+export function parseSections(value: string | undefined): string[] {
+  return value === undefined ? [] : value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+/** Streams a local file as "header, then chunks" messages. */
+export async function* uploadParts<H>(header: H, file: string): AsyncGenerator<{ part: { case: "header"; value: H } | { case: "chunk"; value: Uint8Array } }> {
+  yield { part: { case: "header", value: header } };
+  for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 })) yield { part: { case: "chunk", value: chunk as Uint8Array } };
+}
+
+export async function checkArchiveFile(file: string): Promise<string> {
+  const path = resolve(file);
+  try {
+    const st = await lstat(path);
+    if (!st.isFile()) throw new CliFailure(`${file} is not a regular file`);
+  } catch (err) {
+    if (err instanceof CliFailure) throw err;
+    throw new CliFailure(`Backup file not found: ${file}`);
+  }
+  return path;
+}
+
+function manifestLines(m: BackupManifestSummary | undefined): string[] {
+  if (!m) return [];
+  return [
+    `  Created:  ${m.createdAt ? timestampDate(m.createdAt).toISOString() : "?"} on ${stripTerminalUnsafe(m.host)} by cara ${stripTerminalUnsafe(m.caraVersion)} (format v${m.formatVersion})`,
+    `  Sections: ${m.sections.map((s) => `${s.name} (${s.fileCount} files, ${humanBytes(Number(s.bytes))})`).join(", ") || "(none)"}`,
+    `  Files:    ${m.totalFiles}, ${humanBytes(Number(m.totalBytes))} uncompressed`,
+  ];
+}
+
+export class BackupCommand extends ClientCommand {
+  static override paths = [["backup"], ["backup", "create"]];
+  static override usage = Command.Usage({
+    category: "Backup",
+    description: "Back up the state directory to a .tar.gz (works while the server runs)",
+    details: `
+      The server takes a consistent snapshot (task store writes are held for the instant of the copy), and
+      streams a gzip'd tar: a marker, a signed manifest (every file's size, mode and SHA-256, with an HMAC keyed
+      from CARAPACE_SERVER_SECRET), then the files. Never included: auth/ (token and server secret: keep those
+      separately), logs/, backups/, updates/, the lock. The file is written to a temp file and renamed (mode 0600);
+      an existing file is refused without --force, and a symlink at the output path is never followed.
+    `,
+    examples: [
+      ["Back up everything", "cara backup --output ./carapace-backup.tar.gz"],
+      ["Only tasks and config, replacing an older file", "cara backup -o ./tasks.tar.gz --sections tasks,config --force"],
+    ],
+  });
+  output = Option.String("-o,--output", { description: "Where to write the archive (default ./carapace-backup-<UTC time>.tar.gz)" });
+  force = Option.Boolean("--force", false, { description: "Replace an existing file" });
+  sections = Option.String("--sections", { description: "Only these sections (config, tasks, sessions, memory, cron, usage)" });
+  json = Option.Boolean("--json", false, { description: "Print the result as one JSON document" });
+  timeout = Option.String("--timeout", "1h", { description: "Give up after this long (default 1h)" });
+
+  async run(): Promise<number> {
+    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+    const output = resolve(this.output ?? `./carapace-backup-${stamp}.tar.gz`);
+    try {
+      const st = await lstat(output);
+      if (st.isSymbolicLink()) throw new CliFailure(`refusing to follow symlink at output path ${output} (cara backup writes only to regular files; remove the symlink and re-run)`);
+      if (!this.force) throw new CliFailure(`refusing to overwrite existing file ${output} (pass --force to overwrite)`);
+      if (!st.isFile()) throw new CliFailure(`${output} exists and is not a regular file`);
+    } catch (err) {
+      if (err instanceof CliFailure) throw err;
+    }
+    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const client = await rpcClient(BackupService, target, parseTimeout(this.timeout));
+    const tmp = join(dirname(output), `.${basename(output)}.${randomBytes(4).toString("hex")}.partial`);
+    const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600).catch((err: Error) => {
+      throw new CliFailure(`cannot write in ${dirname(output)}: ${err.message}`);
+    });
+    const hash = createHash("sha256");
+    let bytes = 0;
+    let header: { manifest?: BackupManifestSummary; excluded: { path: string; reason: string }[] } | undefined;
+    let trailer: { archiveSha256: string; archiveBytes: bigint } | undefined;
+    const tty = (this.context.stderr as { isTTY?: boolean }).isTTY === true && !this.json;
+    try {
+      try {
+        for await (const msg of client.createBackup({ sections: parseSections(this.sections) })) {
+          const p = msg.part;
+          if (p.case === "header") header = p.value;
+          else if (p.case === "chunk") {
+            await handle.write(p.value);
+            hash.update(p.value);
+            bytes += p.value.length;
+            if (tty) this.context.stderr.write(`\r  ${humanBytes(bytes)} written…`);
+          } else if (p.case === "trailer") trailer = p.value;
+        }
+      } catch (err) {
+        throw new CliFailure(describeError(err, target));
+      }
+      if (tty) this.context.stderr.write("\n");
+      const digest = hash.digest("hex");
+      if (!trailer || trailer.archiveSha256 !== digest || Number(trailer.archiveBytes) !== bytes) {
+        throw new CliFailure("the archive received does not match what the server sent (transfer cut short?); nothing was written");
+      }
+      await handle.sync();
+      await handle.close();
+      if (this.force) await rename(tmp, output);
+      else {
+        // link() refuses an existing name: no race between the check above and here.
+        await link(tmp, output).catch((err: NodeJS.ErrnoException) => {
+          throw new CliFailure(err.code === "EEXIST" ? `refusing to overwrite existing file ${output} (pass --force to overwrite)` : err.message);
+        });
+        await unlink(tmp);
+      }
+      const m = header?.manifest;
+      if (this.json) {
+        this.printJson({ path: output, bytes, sha256: digest, sections: m?.sections.map((s) => s.name) ?? [], files: Number(m?.totalFiles ?? 0), excluded: header?.excluded ?? [] });
+      } else {
+        const out = this.context.stdout;
+        out.write(`Backup created successfully\n  Path:     ${output}\n  Size:     ${humanBytes(bytes)} (${bytes})\n  SHA-256:  ${digest}\n`);
+        out.write(`  Included: ${m?.sections.map((s) => s.name).join(", ") || "(empty)"} (${m?.totalFiles ?? 0} files)\n`);
+        const excluded = header?.excluded ?? [];
+        if (excluded.length > 0) {
+          out.write("  Not included (keep these safe separately if you need them):\n");
+          for (const e of excluded) out.write(`    ${stripTerminalUnsafe(e.path)}: ${stripTerminalUnsafe(e.reason)}\n`);
+        }
+      }
+      return 0;
+    } finally {
+      await handle.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+    }
+  }
+}
+
+abstract class InspectingCommand extends ClientCommand {
+  file = Option.String({ name: "file" });
+  json = Option.Boolean("--json", false, { description: "Print one JSON document" });
+
+  protected async inspect(includeFiles: boolean): Promise<InspectBackupResponse> {
+    const path = await checkArchiveFile(this.file);
+    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const client = await rpcClient(BackupService, target, 3_600_000, { http2: true });
+    try {
+      return await client.inspectBackup(uploadParts({ includeFiles }, path));
+    } catch (err) {
+      throw new CliFailure(describeError(err, target));
+    }
+  }
+
+  protected report(res: InspectBackupResponse, verbose: boolean): number {
+    const v = res.verification;
+    if (this.json) {
+      this.printJson({
+        ok: v?.ok ?? false,
+        manifest: res.manifest ? { caraVersion: res.manifest.caraVersion, createdAt: res.manifest.createdAt ? timestampDate(res.manifest.createdAt).toISOString() : null, host: res.manifest.host, foreign: res.manifest.foreign, sections: res.manifest.sections.map((s) => ({ name: s.name, files: Number(s.fileCount), bytes: Number(s.bytes) })), totalFiles: Number(res.manifest.totalFiles), totalBytes: Number(res.manifest.totalBytes), archiveSha256: res.manifest.archiveSha256 ?? null } : null,
+        problems: (v?.problems ?? []).map((p) => ({ path: p.path, message: p.message })),
+        ...(verbose ? { files: res.files.map((f) => ({ path: f.path, size: Number(f.size), mode: f.mode.toString(8), sha256: f.sha256 })) } : {}),
+      });
+    } else {
+      const out = this.context.stdout;
+      out.write(v?.ok ? `OK: ${this.file} is a complete, untampered backup of this deployment\n` : `NOT OK: ${this.file} failed verification\n`);
+      for (const line of manifestLines(res.manifest)) out.write(`${line}\n`);
+      if (res.manifest?.archiveSha256) out.write(`  SHA-256:  ${res.manifest.archiveSha256}\n`);
+      for (const p of v?.problems ?? []) out.write(`  problem: ${stripTerminalUnsafe(p.message)}\n`);
+      if (verbose) for (const f of res.files) out.write(`  ${f.mode.toString(8).padStart(4, "0")} ${String(f.size).padStart(10)}  ${stripTerminalUnsafe(f.path)}\n`);
+    }
+    return v?.ok ? 0 : 1;
+  }
+}
+
+export class BackupVerifyCommand extends InspectingCommand {
+  static override paths = [["backup", "verify"]];
+  static override usage = Command.Usage({
+    category: "Backup",
+    description: "Verify a backup without extracting it (marker, manifest, every hash, the HMAC)",
+    details: "Exit 0 when the archive is complete, untampered and made by this deployment; 1 otherwise, with every problem named.",
+    examples: [["Verify", "cara backup verify ./carapace-backup.tar.gz"]],
+  });
+  async run(): Promise<number> {
+    return this.report(await this.inspect(false), false);
+  }
+}
+
+export class BackupInspectCommand extends InspectingCommand {
+  static override paths = [["backup", "inspect"]];
+  static override usage = Command.Usage({
+    category: "Backup",
+    description: "Show what a backup holds (sections, files, sizes, versions) and verify it",
+    examples: [["Inspect", "cara backup inspect ./carapace-backup.tar.gz"], ["As JSON", "cara backup inspect ./carapace-backup.tar.gz --json"]],
+  });
+  async run(): Promise<number> {
+    return this.report(await this.inspect(true), true);
+  }
+}
+
+export class BackupListCommand extends ClientCommand {
+  static override paths = [["backup", "list"]];
+  static override usage = Command.Usage({ category: "Backup", description: "List the archives in the server's <state>/backups/ (scheduled and pre-restore backups)", examples: [["List", "cara backup list"]] });
+  json = Option.Boolean("--json", false, { description: "Print one JSON document" });
+  async run(): Promise<number> {
+    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const client = await rpcClient(BackupService, target, 30_000);
+    let res;
+    try {
+      res = await client.listBackups({});
+    } catch (err) {
+      throw new CliFailure(describeError(err, target));
+    }
+    if (this.json) {
+      this.printJson({ directory: res.directory, backups: res.backups.map((b) => ({ name: b.name, path: b.path, bytes: Number(b.sizeBytes), createdAt: b.createdAt ? timestampDate(b.createdAt).toISOString() : null, origin: b.origin })) });
+      return 0;
+    }
+    if (res.backups.length === 0) this.context.stdout.write(`No backups in ${res.directory}.\n`);
+    for (const b of res.backups) this.context.stdout.write(`${b.createdAt ? timestampDate(b.createdAt).toISOString() : "?"}  ${humanBytes(Number(b.sizeBytes)).padStart(10)}  ${b.origin.padEnd(11)}  ${b.name}\n`);
+    return 0;
+  }
+}
+
+export { CliUsageError };

@@ -1,0 +1,136 @@
+import { createReadStream } from "node:fs";
+import { Command, Option } from "clipanion";
+import { BackupService, type RestoreBackupResponse } from "../../gen/carapace/backup/v1/backup_pb.js";
+import { checkArchiveFile, parseSections, uploadParts } from "./backup.js";
+import { ClientCommand } from "./base.js";
+import { describeError, rpcClient } from "./rpc.js";
+import { stripTerminalUnsafe } from "./terminal.js";
+import { CliFailure, CliUsageError, resolveTarget } from "./target.js";
+
+interface DiffView {
+  section: string;
+  added: string[];
+  changed: string[];
+  removed: string[];
+  counts: [number, number, number, number];
+}
+
+export class RestoreCommand extends ClientCommand {
+  static override paths = [["restore"]];
+  static override usage = Command.Usage({
+    category: "Backup",
+    description: "Restore the state directory from a backup (verified, atomic, with a pre-restore backup)",
+    details: `
+      The whole archive is verified first (marker, manifest, every hash, the HMAC, and every entry's path and type);
+      an unsafe or damaged archive is refused before anything changes. Then the server takes a backup of the current
+      state into <state>/backups/pre-restore-<time>.tar.gz, pauses the task worker, swaps the restored sections in
+      atomically and resumes. Each restored section becomes exactly what the backup holds; sections not in the
+      backup are left alone. A failure at any point leaves the previous state.
+
+      Overwriting or removing existing files needs --force; use --dry-run first to see what would change.
+      When the server cannot start (e.g. a corrupt queue.json), use --offline (with the server stopped).
+    `,
+    examples: [
+      ["See what would change", "cara restore ./carapace-backup.tar.gz --dry-run"],
+      ["Restore", "cara restore --path ./carapace-backup.tar.gz --force"],
+      ["Only the task queue", "cara restore ./carapace-backup.tar.gz --sections tasks --force"],
+      ["The server will not start: restore offline", "cara restore ./carapace-backup.tar.gz --offline --force --state-dir /srv/carapace"],
+    ],
+  });
+  file = Option.String({ name: "file", required: false });
+  pathFlag = Option.String("--path", { description: "The backup file (same as the positional argument)" });
+  dryRun = Option.Boolean("--dry-run", false, { description: "Show per section what would be added, changed and removed; change nothing" });
+  sections = Option.String("--sections", { description: "Only these sections" });
+  force = Option.Boolean("--force", false, { description: "Allow overwriting and removing existing files" });
+  allowForeign = Option.Boolean("--allow-foreign", false, { description: "Accept a backup made by another deployment (its HMAC does not match)" });
+  offline = Option.Boolean("--offline", false, { description: "Restore directly into --state-dir with no server running" });
+  json = Option.Boolean("--json", false, { description: "Print one JSON document" });
+
+  async run(): Promise<number> {
+    const given = this.pathFlag ?? this.file;
+    if (!given) throw new CliUsageError("which backup? pass it as an argument or with --path FILE");
+    if (this.pathFlag && this.file && this.pathFlag !== this.file) throw new CliUsageError("pass the backup once: as an argument or with --path, not both");
+    const file = await checkArchiveFile(given);
+    const options = { dryRun: this.dryRun, sections: parseSections(this.sections), force: this.force, allowForeign: this.allowForeign };
+    const views = this.offline ? await this.restoreOffline(file, options) : await this.restoreOnline(file, options);
+    return this.print(views);
+  }
+
+  private async restoreOnline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
+    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const client = await rpcClient(BackupService, target, 3_600_000, { http2: true });
+    let res: RestoreBackupResponse;
+    try {
+      res = await client.restoreBackup(uploadParts(o, file));
+    } catch (err) {
+      throw new CliFailure(describeError(err, target));
+    }
+    return {
+      dryRun: res.dryRun,
+      restored: res.restoredSections,
+      pre: res.preRestoreBackupPath,
+      diffs: res.diffs.map((d): DiffView => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, counts: [d.addedCount, d.changedCount, d.removedCount, d.unchangedCount] })),
+    };
+  }
+
+  /** The offline recovery path: the same verified, atomic restore, run here under the state lock. */
+  private async restoreOffline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
+    const { resolveStateDir, statePaths } = await import("../state/paths.js");
+    const { acquireStateLock, LockHeldError } = await import("../state/lock.js");
+    const { BackupManager, BackupPreconditionError, BackupRefusedError } = await import("../backup/backups.js");
+    const { recoverInterruptedSwap } = await import("../backup/swap.js");
+    const { readFile } = await import("node:fs/promises");
+    const stateDir = resolveStateDir(this.stateDir);
+    const paths = statePaths(stateDir);
+    let lock;
+    try {
+      lock = await acquireStateLock(stateDir, paths.lock);
+    } catch (err) {
+      if (err instanceof LockHeldError) throw new CliFailure(`${err.message}: stop it first, or restore through it without --offline`);
+      throw new CliFailure(`cannot lock ${stateDir}: ${(err as Error).message}`);
+    }
+    try {
+      await recoverInterruptedSwap(stateDir);
+      const secret = process.env.CARAPACE_SERVER_SECRET || (await readFile(paths.serverSecret, "utf8").catch(() => "")).trim();
+      if (!secret) throw new CliFailure(`no server secret: set CARAPACE_SERVER_SECRET or keep ${paths.serverSecret} (needed to check the backup's HMAC; or pass --allow-foreign)`);
+      const manager = new BackupManager({
+        stateDir,
+        backupsDir: paths.backupsDir,
+        secret,
+        caraVersion: "offline",
+        writers: { holdWrites: (fn) => fn(), pause: async () => undefined, resume: async () => undefined },
+      });
+      const res = await manager.restore(createReadStream(file), o).catch((err: Error) => {
+        if (err instanceof BackupRefusedError || err instanceof BackupPreconditionError) throw new CliFailure(err.message);
+        throw err;
+      });
+      return {
+        dryRun: res.dryRun,
+        restored: res.restoredSections,
+        pre: res.preRestoreBackupPath,
+        diffs: res.diffs.map((d): DiffView => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, counts: [d.added.length, d.changed.length, d.removed.length, d.unchanged] })),
+      };
+    } finally {
+      await lock.release();
+    }
+  }
+
+  private print(v: { dryRun: boolean; restored: string[]; pre: string | undefined; diffs: DiffView[] }): number {
+    if (this.json) {
+      this.printJson({ dryRun: v.dryRun, restoredSections: v.restored, preRestoreBackupPath: v.pre ?? null, diffs: v.diffs.map((d) => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, unchanged: d.counts[3] })) });
+      return 0;
+    }
+    const out = this.context.stdout;
+    out.write(v.dryRun ? "Dry run: nothing was changed. The restore would do this:\n" : "Restore completed successfully\n");
+    for (const d of v.diffs) {
+      out.write(`  ${d.section}: ${d.counts[0]} added, ${d.counts[1]} changed, ${d.counts[2]} removed, ${d.counts[3]} unchanged\n`);
+      for (const [sign, list] of [["+", d.added], ["~", d.changed], ["-", d.removed]] as const) for (const p of list.slice(0, 20)) out.write(`    ${sign} ${stripTerminalUnsafe(p)}\n`);
+    }
+    if (!v.dryRun) {
+      out.write(`  Restored: ${v.restored.join(", ") || "(nothing)"}\n`);
+      if (v.pre) out.write(`  Pre-restore backup: ${v.pre} (restore it to undo)\n`);
+      if (v.restored.includes("config")) out.write("  config.json was restored: restart the server to apply it.\n");
+    }
+    return 0;
+  }
+}
