@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { OpsService, CheckStatus } from "../../gen/carapace/ops/v1/ops_pb.js";
-import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
+import { UpdateService } from "../../gen/carapace/update/v1/update_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.js";
 import { connectJson, runCara, startCara, tempDir } from "../helpers/cara.js";
 
@@ -142,6 +142,7 @@ test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", asy
         ["server_secret", CheckStatus.OK],
         ["tasks", CheckStatus.OK],
         ["logs", CheckStatus.OK],
+        ["backup", CheckStatus.OK],
       ],
       name,
     );
@@ -155,11 +156,11 @@ test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", asy
 
 test("RPCs of features that have not landed answer UNIMPLEMENTED naming the method; unknown JSON fields are refused", async () => {
   const s = await startCara();
-  const backup = createClient(BackupService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
-  await assert.rejects(backup.listBackups({}, bearer(s.token)), (err: unknown) => {
+  const update = createClient(UpdateService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
+  await assert.rejects(update.getUpdateStatus({}, bearer(s.token)), (err: unknown) => {
     assert.ok(err instanceof ConnectError);
     assert.equal(err.code, Code.Unimplemented);
-    assert.equal(err.rawMessage, "carapace.backup.v1.BackupService.ListBackups is not implemented yet (backup and restore, issue #5)");
+    assert.equal(err.rawMessage, "carapace.update.v1.UpdateService.GetUpdateStatus is not implemented yet (self-update, issue #6)");
     return true;
   });
   const typo = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", { verbose: true }, s.token);

@@ -1,0 +1,176 @@
+import assert from "node:assert/strict";
+import { mkdir, readFile, readdir, stat, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { connectJson, runCara, startCara, tempDir, type CaraServer } from "../helpers/cara.js";
+import { entryBlocks, maliciousArchive, SECRET } from "../backup/fixtures.js";
+
+const cli = (s: CaraServer, args: string[]) => runCara([...args, "--port", String(s.port), "--state-dir", s.stateDir], { env: { CARAPACE_SERVER_SECRET: SECRET } });
+const env = { CARAPACE_SERVER_SECRET: SECRET };
+
+async function listTasks(s: CaraServer): Promise<string[]> {
+  const res = await connectJson(s, "carapace.tasks.v1.TasksService/ListTasks", { limit: 1000 }, s.token);
+  return (res.json.tasks ?? []).map((t: { id: string }) => t.id).sort();
+}
+const createTask = (s: CaraServer, text: string) =>
+  connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
+
+test("backup while tasks are being created is consistent; round trip restores the exact files", async () => {
+  const s = await startCara({ env });
+  await writeFile(join(s.stateDir, "config.json"), JSON.stringify({ logLevel: "info" }));
+  await mkdir(join(s.stateDir, "sessions"), { mode: 0o700 });
+  await writeFile(join(s.stateDir, "sessions", "a.json"), '{"id":"a"}', { mode: 0o640 });
+  for (let i = 0; i < 20; i++) await createTask(s, `before ${i}`);
+  const out = join(await tempDir(), "b.tar.gz");
+  // Creates keep running during the backup.
+  let stop = false;
+  const writer = (async () => {
+    for (let i = 0; !stop; i++) await createTask(s, `during ${i}`);
+  })();
+  const res = await cli(s, ["backup", "--output", out, "--json"]);
+  stop = true;
+  await writer;
+  assert.equal(res.code, 0, res.stderr);
+  const doc = JSON.parse(res.stdout);
+  assert.deepEqual(doc.sections, ["config", "tasks", "sessions"]);
+  assert.match(doc.sha256, /^[0-9a-f]{64}$/);
+  assert.ok(doc.excluded.some((e: { path: string }) => e.path === "auth/"));
+  assert.equal((await stat(out)).mode & 0o777, 0o600);
+  const verify = await cli(s, ["backup", "verify", out]);
+  assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+
+  // Restore into a fresh deployment with the same secret: everything identical, tasks parse.
+  const before = await listTasks(s);
+  await s.stop();
+  const fresh = await startCara({ env });
+  const restored = await runCara(["restore", out, "--force", "--port", String(fresh.port), "--state-dir", fresh.stateDir], { env });
+  assert.equal(restored.code, 0, restored.stderr);
+  assert.match(restored.stdout, /^Restore completed successfully\n/);
+  assert.equal(await readFile(join(fresh.stateDir, "sessions", "a.json"), "utf8"), '{"id":"a"}');
+  assert.equal((await stat(join(fresh.stateDir, "sessions", "a.json"))).mode & 0o777, 0o640);
+  assert.equal(await readFile(join(fresh.stateDir, "config.json"), "utf8"), JSON.stringify({ logLevel: "info" }));
+  const after = await listTasks(fresh);
+  assert.ok(after.length >= 20, "the restored queue loaded");
+  assert.ok(after.every((id) => before.includes(id)), "the backup holds one instant of the queue (no task that did not exist)");
+  await fresh.stop();
+});
+
+test("cara backup refuses an existing file without --force and never follows a symlink", async () => {
+  const s = await startCara({ env });
+  const dir = await tempDir();
+  const out = join(dir, "b.tar.gz");
+  await writeFile(out, "keep me");
+  const refused = await cli(s, ["backup", "-o", out]);
+  assert.equal(refused.code, 1);
+  assert.equal(refused.stderr, `Error: refusing to overwrite existing file ${out} (pass --force to overwrite)\n`);
+  assert.equal(await readFile(out, "utf8"), "keep me");
+  const forced = await cli(s, ["backup", "-o", out, "--force"]);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.notEqual(await readFile(out, "utf8"), "keep me");
+  await writeFile(join(dir, "victim"), "victim");
+  await symlink(join(dir, "victim"), join(dir, "link.tar.gz"));
+  const link = await cli(s, ["backup", "-o", join(dir, "link.tar.gz"), "--force"]);
+  assert.equal(link.code, 1);
+  assert.match(link.stderr, /^Error: refusing to follow symlink at output path/);
+  assert.equal(await readFile(join(dir, "victim"), "utf8"), "victim");
+  assert.deepEqual((await readdir(dir)).sort(), ["b.tar.gz", "link.tar.gz", "victim"], "no temp file left behind");
+  await s.stop();
+});
+
+test("restore: dry-run changes nothing and reports the diff; --force needed; pre-restore backup restores back", async () => {
+  const s = await startCara({ env });
+  await createTask(s, "one");
+  const out = join(await tempDir(), "b.tar.gz");
+  assert.equal((await cli(s, ["backup", "-o", out, "--sections", "tasks"])).code, 0);
+  const one = await listTasks(s);
+  await createTask(s, "two");
+  const two = await listTasks(s);
+  const queueBefore = await readFile(join(s.stateDir, "tasks", "queue.journal"));
+  const dry = await cli(s, ["restore", out, "--dry-run", "--json"]);
+  assert.equal(dry.code, 0, dry.stderr);
+  const d = JSON.parse(dry.stdout);
+  assert.equal(d.dryRun, true);
+  assert.deepEqual(d.diffs.map((x: { section: string }) => x.section), ["tasks"]);
+  assert.deepEqual(d.diffs[0].changed, ["tasks/queue.journal"]);
+  assert.deepEqual(await readFile(join(s.stateDir, "tasks", "queue.journal")), queueBefore, "dry run changed nothing");
+  const noForce = await cli(s, ["restore", "--path", out]);
+  assert.equal(noForce.code, 1);
+  assert.match(noForce.stderr, /restore would overwrite or remove 1 existing file in tasks; review with --dry-run, then pass --force/);
+  assert.deepEqual(await listTasks(s), two);
+  const real = await cli(s, ["restore", out, "--force", "--json"]);
+  assert.equal(real.code, 0, real.stderr);
+  const r = JSON.parse(real.stdout);
+  assert.deepEqual(r.restoredSections, ["tasks"]);
+  assert.deepEqual(await listTasks(s), one, "the live server serves the restored queue");
+  // The pre-restore backup brings the second task back.
+  const back = await cli(s, ["restore", r.preRestoreBackupPath, "--force"]);
+  assert.equal(back.code, 0, back.stderr);
+  assert.deepEqual(await listTasks(s), two);
+  const list = await cli(s, ["backup", "list", "--json"]);
+  assert.ok(JSON.parse(list.stdout).backups.some((b: { origin: string }) => b.origin === "pre-restore"));
+  await s.stop();
+});
+
+test("an unsafe or tampered archive is refused whole, with the entry and rule named, and the state is unchanged", async () => {
+  const s = await startCara({ env });
+  await createTask(s, "keep");
+  const dir = await tempDir();
+  const snapshot = async () => [await readFile(join(s.stateDir, "tasks", "queue.journal"), "utf8"), await listTasks(s)];
+  const before = await snapshot();
+  const cases: [string, Buffer, RegExp][] = [
+    ["traversal", maliciousArchive([entryBlocks({ name: "tasks/../../x", content: "x" })]), /refusing archive: entry 'tasks\/\.\.\/\.\.\/x' /],
+    ["symlink", maliciousArchive([entryBlocks({ name: "tasks/evil", type: "2", linkname: "/etc/passwd", content: "" })]), /refusing archive: entry 'tasks\/evil' /],
+    ["not gzip", Buffer.from("this is not a backup"), /refusing archive: /],
+  ];
+  for (const [name, bytes, message] of cases) {
+    const file = join(dir, `${name}.tar.gz`);
+    await writeFile(file, bytes);
+    const res = await cli(s, ["restore", file, "--force"]);
+    assert.equal(res.code, 1, name);
+    assert.match(res.stderr, message, name);
+    assert.deepEqual(await snapshot(), before, `${name}: state unchanged`);
+  }
+  // A flipped byte in a real backup is caught by verify.
+  const good = join(dir, "good.tar.gz");
+  assert.equal((await cli(s, ["backup", "-o", good])).code, 0);
+  const { gunzipSync, gzipSync } = await import("node:zlib");
+  const tar = gunzipSync(await readFile(good));
+  const at = tar.indexOf(Buffer.from('"keep"'));
+  assert.ok(at > 0);
+  tar[at + 2] ^= 0x01;
+  const bad = join(dir, "flipped.tar.gz");
+  await writeFile(bad, gzipSync(tar));
+  const verify = await cli(s, ["backup", "verify", bad]);
+  assert.equal(verify.code, 1);
+  assert.match(verify.stdout, /^NOT OK: .*\n[\s\S]*problem: .*tasks\/queue\.journal/);
+  // A backup made by another deployment needs --allow-foreign.
+  const other = await startCara({ env: { CARAPACE_SERVER_SECRET: "a-different-deployment-secret-000000000000" } });
+  const foreignFile = join(dir, "foreign.tar.gz");
+  assert.equal((await runCara(["backup", "-o", foreignFile, "--port", String(other.port), "--state-dir", other.stateDir])).code, 0);
+  await other.stop();
+  const foreign = await cli(s, ["restore", foreignFile, "--force"]);
+  assert.equal(foreign.code, 1);
+  assert.match(foreign.stderr, /pass --allow-foreign/);
+  assert.deepEqual(await snapshot(), before);
+  await s.stop();
+});
+
+test("offline restore brings up a server that refused to start; it refuses while a server holds the lock", async () => {
+  const s = await startCara({ env });
+  await createTask(s, "precious");
+  const ids = await listTasks(s);
+  const out = join(await tempDir(), "b.tar.gz");
+  assert.equal((await cli(s, ["backup", "-o", out])).code, 0);
+  const locked = await runCara(["restore", out, "--offline", "--force", "--state-dir", s.stateDir], { env });
+  assert.equal(locked.code, 1);
+  assert.match(locked.stderr, new RegExp(`^Error: another cara server \\(pid ${s.proc.pid}\\) is using ${s.stateDir}: stop it first`));
+  await s.stop();
+  await writeFile(join(s.stateDir, "tasks", "queue.json"), "[{ corrupt");
+  const refused = await runCara(["start", "--port", "0", "--state-dir", s.stateDir], { env });
+  assert.equal(refused.code, 1);
+  const offline = await runCara(["restore", out, "--offline", "--force", "--state-dir", s.stateDir], { env });
+  assert.equal(offline.code, 0, offline.stderr);
+  const again = await startCara({ stateDir: s.stateDir, env });
+  assert.deepEqual(await listTasks(again), ids);
+  await again.stop();
+});
