@@ -16,6 +16,7 @@ import { memory } from "./benchmarks/memory.js";
 import { profile } from "./benchmarks/profile.js";
 import { streaming } from "./benchmarks/streaming.js";
 import { tasks } from "./benchmarks/tasks.js";
+import { logging } from "./benchmarks/logging.js";
 import { unary } from "./benchmarks/unary.js";
 import { installCleanup, killAll, sleep } from "./lib/procs.js";
 import { markdownTable, textTable } from "./lib/report.js";
@@ -23,7 +24,7 @@ import { unavailableRow } from "./lib/stats.js";
 import type { BenchOptions, Benchmark, Row } from "./lib/types.js";
 
 /** Every benchmark, in the order they run. Later features add their module here. */
-export const BENCHMARKS: Benchmark[] = [unary, profile, streaming, cli, memory, tasks];
+export const BENCHMARKS: Benchmark[] = [unary, profile, streaming, cli, memory, tasks, logging];
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
 const BENCH = join(ROOT, "bench");
