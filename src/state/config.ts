@@ -61,6 +61,27 @@ const isConfig = t.isObject({
       diskFreeFloorBytes: t.isOptional(isNonNegativeInt),
     }),
   ),
+  update: t.isOptional(
+    t.isObject({
+      /** GitHub-compatible releases API base, e.g. https://api.github.com/repos/OWNER/REPO. */
+      releasesUrl: t.isOptional(t.cascade(t.isString(), [t.matchesRegExp(/^https?:\/\/[^\s]+$/)])),
+      /** OWNER/REPO: derives the default releasesUrl and certificate identity. */
+      repository: t.isOptional(t.cascade(t.isString(), [t.matchesRegExp(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/)])),
+      /** Exact certificate identity; "{version}" is replaced by the target version. */
+      identity: t.isOptional(t.cascade(t.isString(), [t.matchesRegExp(/^\S+$/)])),
+      issuer: t.isOptional(t.cascade(t.isString(), [t.matchesRegExp(/^https:\/\/\S+$/)])),
+      /** A Sigstore trusted_root.json (default: the pinned public-good root shipped with cara). */
+      trustedRoot: t.isOptional(t.isString()),
+      channel: t.isOptional(t.isEnum(["stable", "beta"] as const)),
+      /** Restart on the new version after applying (like --restart). */
+      restart: t.isOptional(t.isBoolean()),
+      /** Resume an interrupted update at start (within the confirmation window). */
+      autoResume: t.isOptional(t.isBoolean()),
+      /** Backoff before retries 1, 2, 3... (default 5000, 15000, 45000; ±20 % jitter). */
+      retryDelaysMs: t.isOptional(t.cascade(t.isArray(isPositiveInt), [t.hasMinLength(1), t.hasMaxLength(10)])),
+      maxAttempts: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 10)])),
+    }),
+  ),
 });
 
 export type CaraConfig = t.InferType<typeof isConfig>;

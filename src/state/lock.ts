@@ -103,7 +103,7 @@ export async function acquireStateLock(stateDir: string, lockPath = join(stateDi
 }
 
 /** The pid of a live server holding the lock of this state dir, if any (for offline tools). */
-export async function lockOwner(stateDir: string): Promise<number | undefined> {
-  const pid = await readPid(join(stateDir, "cara.lock"));
+export async function lockOwner(stateDir: string, lockPath = join(stateDir, "cara.lock")): Promise<number | undefined> {
+  const pid = await readPid(lockPath);
   return pid !== undefined && isAlive(pid) ? pid : undefined;
 }
