@@ -8,6 +8,7 @@ import { VerifyCommand } from "./verify.js";
 import { LogsCommand } from "./logs.js";
 import { BackupCommand, BackupInspectCommand, BackupListCommand, BackupVerifyCommand } from "./backup.js";
 import { RestoreCommand } from "./restore.js";
+import { InstallCommand, UpdateCommand, UpdateVerifyCommand } from "./update.js";
 
 export function buildCli(): Cli {
   const cli = new Cli({
@@ -23,6 +24,7 @@ export function buildCli(): Cli {
   cli.register(VerifyCommand);
   cli.register(LogsCommand);
   for (const command of [BackupCommand, BackupVerifyCommand, BackupInspectCommand, BackupListCommand, RestoreCommand]) cli.register(command);
+  for (const command of [UpdateCommand, UpdateVerifyCommand, InstallCommand]) cli.register(command);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;

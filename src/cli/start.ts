@@ -47,11 +47,18 @@ export class StartCommand extends CaraCommand {
     if (this.allowPlaintext !== undefined) flags.allowPlaintext = this.allowPlaintext;
 
     const { startServer } = await import("../server/server.js");
-    const server = await startServer(flags);
-    const signal = await new Promise<NodeJS.Signals>((resolve) => {
-      process.once("SIGTERM", () => resolve("SIGTERM"));
-      process.once("SIGINT", () => resolve("SIGINT"));
-    });
+    let restartWith: ((launcher: string) => void) | undefined;
+    const restartRequested = new Promise<string>((resolve) => (restartWith = resolve));
+    const server = await startServer(flags, { onRestartRequested: (launcher) => restartWith?.(launcher) });
+    const stop = await Promise.race([
+      new Promise<{ signal: NodeJS.Signals }>((resolve) => {
+        process.once("SIGTERM", () => resolve({ signal: "SIGTERM" }));
+        process.once("SIGINT", () => resolve({ signal: "SIGINT" }));
+      }),
+      restartRequested.then((launcher) => ({ launcher })),
+    ]);
+    if ("launcher" in stop) return this.restart(server, stop.launcher);
+    const signal = stop.signal;
     process.once(signal === "SIGINT" ? "SIGINT" : "SIGTERM", () => {
       this.context.stderr.write("Second signal received: exiting now without waiting for in-flight calls.\n");
       process.exit(1);
@@ -59,5 +66,21 @@ export class StartCommand extends CaraCommand {
     await server.shutdown(signal);
     await new Promise<void>((resolve) => server.logger.flush(() => resolve()));
     return 0;
+  }
+
+  /**
+   * Restart after an update or rollback: drain and stop this server (releasing the state lock),
+   * then run the install's launcher with the same arguments as a child that inherits stdio.
+   * This process stays as a thin parent (same pid for a supervisor), forwarding signals and
+   * exiting with the child's code.
+   */
+  private async restart(server: Awaited<ReturnType<typeof import("../server/server.js").startServer>>, launcher: string): Promise<number> {
+    await server.shutdown("restarting on the installed version");
+    await new Promise<void>((resolve) => server.logger.flush(() => resolve()));
+    const { spawn } = await import("node:child_process");
+    const child = spawn(process.execPath, [launcher, ...process.argv.slice(2)], { stdio: "inherit" });
+    for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => child.kill(sig));
+    const code = await new Promise<number>((resolve) => child.once("exit", (c, s) => resolve(c ?? (s ? 1 : 0))));
+    return code;
   }
 }

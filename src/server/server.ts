@@ -20,18 +20,19 @@ import { acquireStateLock, type StateLock } from "../state/lock.js";
 import { resolveStateDir } from "../state/paths.js";
 import { loadCredentials } from "../state/secrets.js";
 import { prepareStateDir } from "../state/state-dir.js";
-import { VERSION } from "../version.js";
+import { PACKAGE_ROOT, VERSION } from "../version.js";
 import { authGate, FailedAuthLimiter, kPeerAddress } from "./auth.js";
 import { grpcHealthService } from "./grpc-health.js";
 import { healthRoutes } from "./health-routes.js";
 import { listen, type Listener } from "./listener.js";
 import { readTlsFiles, resolveServerOptions, isLoopbackAddress, type ServerOptions, type StartFlags } from "./options.js";
-import { unimplementedService } from "./unimplemented.js";
 import { BackupManager } from "../backup/backups.js";
 import { backupService } from "../backup/service.js";
 import { BackupState, backupTaskExecutor } from "../backup/status.js";
 import { recoverInterruptedSwap } from "../backup/swap.js";
 import { startTasks, type TasksRuntime } from "../tasks/runtime.js";
+import { createUpdateRuntime } from "../update/runtime.js";
+import { updateService, updateStatusSection } from "../update/service.js";
 
 export interface RunningServer {
   readonly identity: ServerIdentity;
@@ -46,6 +47,11 @@ export interface StartDeps {
   env?: NodeJS.ProcessEnv;
   /** Where log lines go (default: stdout). */
   logDestination?: DestinationStream;
+  /**
+   * Called when an update (or rollback) asks the server to restart on the installed version; the
+   * caller shuts the server down and runs `launcher` (`<install>/bin/cara`) with the same args.
+   */
+  onRestartRequested?: (launcher: string) => void;
 }
 
 /** Maximum size of one request message (streams send many). */
@@ -111,12 +117,23 @@ async function startLocked(
     },
     onBackupWritten: (path) => void backupState.recordWritten(path),
   });
+  let launcher: string | undefined;
+  const updates = await createUpdateRuntime({
+    updatesDir: paths.updatesDir,
+    packageRoot: PACKAGE_ROOT,
+    runningVersion: VERSION,
+    config,
+    backups,
+    logger: logger.child({ component: "update" }),
+    ...(deps.onRestartRequested ? { requestRestart: () => launcher && deps.onRestartRequested?.(launcher) } : {}),
+  });
+  launcher = updates.launcher;
   const tasks: TasksRuntime = await startTasks({
     dir: paths.tasksDir,
     config,
     env,
     logger: logger.child({ component: "tasks" }),
-    extraExecutors: { backup: backupTaskExecutor(backups) },
+    extraExecutors: { backup: backupTaskExecutor(backups), updateCheck: updates.executor },
   });
   tasksRef = tasks;
   const stores: StoreHealth[] = [
@@ -132,6 +149,7 @@ async function startLocked(
   monitor.addCheck(tasks.check);
   monitor.addCheck(logsCheck(logs));
   monitor.addCheck(backupState.check());
+  monitor.addCheck(updates.check);
 
   const shutdownController = new AbortController();
   const limiter = new FailedAuthLimiter();
@@ -150,6 +168,7 @@ async function startLocked(
     ["tasks", tasks.statusSection],
     ["logs", () => logsStatus(logs)],
     ["backup", () => backupState.section()],
+    ["update", () => updateStatusSection(updates.manager)],
   ]);
 
   // GetStatus answers are shared for 500 ms (like health evaluations): under load a status costs
@@ -169,7 +188,7 @@ async function startLocked(
       router.service(OpsService, opsService({ status: statusCache }, logsService(logs.ring, shutdownController.signal)));
       router.service(TasksService, tasks.service(shutdownController.signal));
       router.service(BackupService, backupService(backups, () => void backupState.recordStreamed()));
-      router.service(UpdateService, unimplementedService(UpdateService, "self-update, issue #6"));
+      router.service(UpdateService, updateService(updates.manager, shutdownController.signal));
       router.service(
         Health,
         grpcHealthService(monitor, [OpsService.typeName, TasksService.typeName, BackupService.typeName, UpdateService.typeName], shutdownController.signal),
@@ -216,6 +235,20 @@ async function startLocked(
     { bind: options.bind, port: listener.port, tls: listener.tls, stateDir: paths.root, version: VERSION, authMode: credentials.tokenSource },
     `listening on ${listener.tls ? "https" : "http"}://${options.bind.includes(":") ? `[${options.bind}]` : options.bind}:${listener.port}`,
   );
+
+  // Update protocol after start: once ready, clear the rollback marker (this version is good),
+  // then resume an interrupted update if one is pending and still confirmed.
+  void (async () => {
+    for (let i = 0; !monitor.shuttingDown; i++) {
+      if ((await monitor.evaluate()).ready) {
+        await updates.manager.markHealthy().catch((err: Error) => log.error({ err: err.message }, "could not clear the rollback marker; a restart may roll back"));
+        break;
+      }
+      if (i === 0) log.warn("not ready yet: the rollback marker stays until every check passes");
+      await monitor.waitForChange(5_000, shutdownController.signal).catch(() => undefined);
+    }
+    if (!monitor.shuttingDown) await updates.manager.resumeAtStart(shutdownController.signal);
+  })();
 
   let stopping: Promise<void> | undefined;
   return {

@@ -60,7 +60,7 @@ test("cara status --json prints exactly {health, status} with short enum names",
   assert.equal(doc.status.overall, "healthy");
   assert.deepEqual(
     doc.status.checks.map((c: { name: string; status: string }) => `${c.name}=${c.status}`),
-    ["state_dir=ok", "disk=ok", "stores=ok", "server_secret=ok", "tasks=ok", "logs=ok", "backup=ok"],
+    ["state_dir=ok", "disk=ok", "stores=ok", "server_secret=ok", "tasks=ok", "logs=ok", "backup=ok", "update=ok"],
   );
   assert.equal(typeof doc.status.checks[0].durationMs, "number");
   assert.equal(doc.status.shuttingDown, false);

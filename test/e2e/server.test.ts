@@ -143,6 +143,7 @@ test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", asy
         ["tasks", CheckStatus.OK],
         ["logs", CheckStatus.OK],
         ["backup", CheckStatus.OK],
+        ["update", CheckStatus.OK],
       ],
       name,
     );
@@ -154,15 +155,30 @@ test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", asy
   await s.stop();
 });
 
-test("RPCs of features that have not landed answer UNIMPLEMENTED naming the method; unknown JSON fields are refused", async () => {
+test("UpdateService from a git checkout: status says why self-update does not apply; StartUpdate refuses; unknown JSON fields are refused", async () => {
   const s = await startCara();
   const update = createClient(UpdateService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
-  await assert.rejects(update.getUpdateStatus({}, bearer(s.token)), (err: unknown) => {
-    assert.ok(err instanceof ConnectError);
-    assert.equal(err.code, Code.Unimplemented);
-    assert.equal(err.rawMessage, "carapace.update.v1.UpdateService.GetUpdateStatus is not implemented yet (self-update, issue #6)");
-    return true;
-  });
+  const st = await update.getUpdateStatus({}, bearer(s.token));
+  assert.equal(st.managed, false);
+  assert.match(st.unmanagedReason ?? "", /^running from a git checkout \(.*\); update with `git pull && npm ci && npm run build`/);
+  assert.equal(st.transaction, undefined);
+  await assert.rejects(
+    (async () => {
+      for await (const _ of update.startUpdate({ yes: true }, bearer(s.token))) void _;
+    })(),
+    (err: unknown) => {
+      assert.ok(err instanceof ConnectError);
+      assert.equal(err.code, Code.FailedPrecondition);
+      assert.match(err.rawMessage, /^self-update does not apply to this installation: running from a git checkout/);
+      return true;
+    },
+  );
+  await assert.rejects(
+    (async () => {
+      for await (const _ of update.startUpdate({ yes: false }, bearer(s.token))) void _;
+    })(),
+    (err: unknown) => err instanceof ConnectError && err.code === Code.InvalidArgument && err.rawMessage === "update not confirmed: pass --yes",
+  );
   const typo = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", { verbose: true }, s.token);
   assert.equal(typo.status, 400);
   assert.equal(typo.json.code, "invalid_argument");

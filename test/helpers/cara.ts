@@ -46,10 +46,10 @@ export interface CaraServer {
  * log line. Secrets of every server started are checked against its log at the end of the file.
  */
 export async function startCara(
-  options: { stateDir?: string; args?: string[]; env?: Record<string, string>; expectFailure?: boolean } = {},
+  options: { stateDir?: string; args?: string[]; env?: Record<string, string>; expectFailure?: boolean; bin?: string } = {},
 ): Promise<CaraServer> {
   const stateDir = options.stateDir ?? join(await tempDir(), "state");
-  const proc = spawn(process.execPath, [CARA_BIN, "start", "--port", "0", "--state-dir", stateDir, ...(options.args ?? [])], {
+  const proc = spawn(process.execPath, [options.bin ?? CARA_BIN, "start", "--port", "0", "--state-dir", stateDir, ...(options.args ?? [])], {
     env: cleanEnv(options.env),
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -100,10 +100,10 @@ export async function startCara(
 /** Runs the CLI to completion. */
 export function runCara(
   args: string[],
-  options: { env?: Record<string, string>; timeoutMs?: number } = {},
+  options: { env?: Record<string, string>; timeoutMs?: number; bin?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CARA_BIN, ...args], { env: cleanEnv(options.env), stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(process.execPath, [options.bin ?? CARA_BIN, ...args], { env: cleanEnv(options.env), stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     proc.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));

@@ -1,0 +1,97 @@
+import { existsSync } from "node:fs";
+import { mkdir, readdir, rm } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { DownloadError, downloadFile } from "./download.js";
+import { UpdateError } from "./errors.js";
+import { ensureLayout, switchCurrent, unpackRelease } from "./install.js";
+import { releaseAssets, verifyStagedRelease } from "./release-verify.js";
+import { ReleaseSource, ReleaseSourceError, type Release } from "./releases.js";
+import type { UpdateSettings } from "./settings.js";
+import { normalizeVersion, parseChannel } from "./version.js";
+
+export interface InstallRequest {
+  installDir: string;
+  version?: string;
+  channel?: string;
+  settings: UpdateSettings;
+  userAgent: string;
+  onProgress?: (message: string, done?: number, total?: number) => void;
+}
+
+export interface InstallResult {
+  version: string;
+  installDir: string;
+  installPath: string;
+  launcher: string;
+  sha256: string;
+  signingIdentity: string;
+  previous?: string;
+}
+
+/**
+ * `cara install --dir DIR`: creates (or adds a version to) a managed install from a verified
+ * release, through the same download and verification path as `cara update`.
+ */
+export async function installRelease(req: InstallRequest): Promise<InstallResult> {
+  const installDir = resolve(req.installDir);
+  if (existsSync(installDir)) {
+    const entries = await readdir(installDir);
+    if (entries.length > 0 && !entries.includes("versions")) {
+      throw new UpdateError("precondition", `${installDir} is not empty and is not a cara install (no versions/); pick an empty or new directory`, false);
+    }
+  }
+  const source = new ReleaseSource({ baseUrl: req.settings.releasesUrl, userAgent: req.userAgent });
+  let release: Release;
+  try {
+    release = req.version ? await source.byVersion(normalizeVersion(req.version)) : await source.newest(parseChannel(req.channel ?? req.settings.channel));
+  } catch (err) {
+    if (err instanceof ReleaseSourceError) throw new UpdateError(err.kind === "not_found" ? "not_found" : err.retryable ? "unavailable" : "precondition", err.message, err.retryable);
+    throw err;
+  }
+  const version = normalizeVersion(release.version);
+  const names = releaseAssets(version);
+  const downloads = join(installDir, ".downloads");
+  await mkdir(downloads, { recursive: true, mode: 0o700 });
+  const paths: Record<string, string> = {};
+  let sha256 = "";
+  for (const name of [names.artifact, names.bundle, names.sums, names.sumsBundle]) {
+    const asset = release.assets.find((a) => a.name === name);
+    if (!asset) throw new UpdateError("not_found", `release ${release.tag} has no asset '${name}' (available: ${release.assets.map((a) => a.name).join(", ") || "none"})`, false);
+    const dest = join(downloads, name === names.sums || name === names.sumsBundle ? name.replace("SHA256SUMS", `SHA256SUMS-${version}`) : name);
+    try {
+      const r = await downloadFile({
+        url: asset.url,
+        dest,
+        ...(asset.size > 0 ? { expectedSize: asset.size } : {}),
+        userAgent: req.userAgent,
+        onProgress: (done, total) => req.onProgress?.(`downloading ${name}`, done, total),
+      });
+      if (name === names.artifact) sha256 = r.sha256;
+    } catch (err) {
+      throw new UpdateError(err instanceof DownloadError && !err.retryable ? "precondition" : "unavailable", (err as Error).message, err instanceof DownloadError ? err.retryable : true);
+    }
+    paths[name] = dest;
+  }
+  req.onProgress?.("verifying the Sigstore bundles and SHA256SUMS.txt");
+  let signed;
+  try {
+    signed = await verifyStagedRelease({ version, assetName: names.artifact, sha256, bundle: paths[names.bundle]!, sums: paths[names.sums]!, sumsBundle: paths[names.sumsBundle]! }, req.settings);
+  } catch (err) {
+    await rm(downloads, { recursive: true, force: true });
+    throw new UpdateError("precondition", `${(err as Error).message}; nothing was installed`, false);
+  }
+  req.onProgress?.(`unpacking into ${join(installDir, "versions", version)}`);
+  const unpacked = await unpackRelease(paths[names.artifact]!, installDir, version);
+  await ensureLayout(installDir);
+  const switched = await switchCurrent(installDir, version);
+  await rm(downloads, { recursive: true, force: true });
+  return {
+    version,
+    installDir,
+    installPath: unpacked.path,
+    launcher: join(installDir, "bin", "cara"),
+    sha256,
+    signingIdentity: signed.identity,
+    ...(switched.from && switched.from !== version ? { previous: switched.from } : {}),
+  };
+}

@@ -1,0 +1,60 @@
+import { readFile } from "node:fs/promises";
+import { checksumFor } from "./checksums.js";
+import { runFailure } from "./errors.js";
+import { expectedIdentity, type UpdateSettings } from "./settings.js";
+import { loadTrustedRoot, sha256File, verifyBundle, type VerifiedSignature } from "./verify.js";
+
+/** Asset names of a release of this project. */
+export function releaseAssets(version: string) {
+  const artifact = `carapace-${version}.tar.gz`;
+  return { artifact, bundle: `${artifact}.bundle`, sums: "SHA256SUMS.txt", sumsBundle: "SHA256SUMS.txt.bundle" };
+}
+
+export interface StagedRelease {
+  version: string;
+  assetName: string;
+  /** SHA-256 of the staged artifact (hashed when it was downloaded). */
+  sha256: string;
+  bundle: string;
+  sums: string;
+  sumsBundle: string;
+}
+
+/**
+ * The one verification path for release files (used by `cara update` and `cara install`):
+ * the artifact's Sigstore bundle against its digest, SHA256SUMS.txt's bundle against its digest
+ * (same exact identity and issuer, pinned or configured trusted root), then the artifact's
+ * SHA-256 cross-checked against SHA256SUMS.txt. Throws a non-retryable failure (phase verified).
+ */
+export async function verifyStagedRelease(staged: StagedRelease, settings: UpdateSettings): Promise<VerifiedSignature> {
+  const identity = expectedIdentity(settings, staged.version);
+  let root;
+  try {
+    root = await loadTrustedRoot(settings.trustedRootPath);
+  } catch (err) {
+    throw runFailure((err as Error).message, false, "verified");
+  }
+  const verify = async (bundlePath: string, digest: string, what: string) => {
+    let bundle: Buffer;
+    try {
+      bundle = await readFile(bundlePath);
+    } catch (err) {
+      throw runFailure(`cannot read the staged ${what} bundle: ${(err as Error).message}`, true, "verified");
+    }
+    try {
+      return await verifyBundle({ bundle, digest, identity: { exact: identity }, issuer: settings.issuer, trustedRoot: root });
+    } catch (err) {
+      throw runFailure(what === "artifact" ? (err as Error).message : `${what}: ${(err as Error).message}`, false, "verified");
+    }
+  };
+  const signed = await verify(staged.bundle, staged.sha256, "artifact");
+  await verify(staged.sumsBundle, await sha256File(staged.sums), "SHA256SUMS.txt");
+  let listed: string;
+  try {
+    listed = checksumFor(await readFile(staged.sums, "utf8"), staged.assetName);
+  } catch (err) {
+    throw runFailure((err as Error).message, false, "verified");
+  }
+  if (listed !== staged.sha256) throw runFailure(`SHA-256 mismatch: SHA256SUMS.txt lists ${listed} for ${staged.assetName}, the artifact is ${staged.sha256}`, false, "verified");
+  return signed;
+}
