@@ -504,6 +504,13 @@ export interface ReadBackupOptions {
   limits?: Partial<ArchiveLimits>;
   /** fsync staged files and directories (for a restore that renames them into place). */
   fsync?: boolean;
+  /**
+   * Read only the first two entries, the marker and manifest.json, then stop (listing archives
+   * without decompressing them whole). The marker, the manifest and its HMAC are checked as
+   * usual; no file entry is read, so `files` is empty, `ok` says nothing about the files, and
+   * archiveSha256/archiveBytes are absent. Not with stagingDir.
+   */
+  headOnly?: boolean;
 }
 
 export interface VerifiedFile extends ManifestFile {
@@ -812,6 +819,7 @@ const MARKER_RE = /^carapace-backup v(\d+)\ncreated=([^\n]*)\n$/;
 export async function readBackupArchive(input: Readable, options: ReadBackupOptions): Promise<ReadBackupResult> {
   const limits: ArchiveLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const selected = new Set<SectionName>(options.sections && options.sections.length > 0 ? checkSectionNames(options.sections) : SECTION_NAMES);
+  if (options.headOnly && options.stagingDir !== undefined) throw new Error("readBackupArchive: headOnly cannot stage files");
   const stager = options.stagingDir !== undefined ? await Stager.open(options.stagingDir, options.fsync ?? false) : undefined;
 
   const problems: Problem[] = [];
@@ -827,7 +835,12 @@ export async function readBackupArchive(input: Readable, options: ReadBackupOpti
   // Input → (count, hash, gzip magic, size limit) → gunzip.
   // Large output chunks and read-ahead let zlib inflate while the entries are hashed and written
   // (with the 16 KiB defaults inflate and processing alternate, and throughput halves).
-  const gunzip: Gunzip = createGunzip({ chunkSize: 256 * KiB, readableHighWaterMark: 1 * MiB, writableHighWaterMark: 256 * KiB } as ZlibOptions);
+  // (Reading only the head: small buffers, so little more than the head is read and inflated.)
+  const gunzip: Gunzip = createGunzip(
+    (options.headOnly
+      ? { chunkSize: 16 * KiB, readableHighWaterMark: 16 * KiB, writableHighWaterMark: 16 * KiB }
+      : { chunkSize: 256 * KiB, readableHighWaterMark: 1 * MiB, writableHighWaterMark: 256 * KiB }) as ZlibOptions,
+  );
   const archiveHash = createHash("sha256");
   let compressed = 0;
   let inputError: unknown;
@@ -891,6 +904,8 @@ export async function readBackupArchive(input: Readable, options: ReadBackupOpti
   let foreign = false;
   let markerCreated: string | undefined;
   let complete = false;
+  /** headOnly: the marker and the manifest were read, reading stopped there. */
+  let headRead = false;
   const seen = new Set<string>();
   const verified: VerifiedFile[] = [];
   let staging = stager !== undefined;
@@ -960,6 +975,10 @@ export async function readBackupArchive(input: Readable, options: ReadBackupOpti
       }
       await processEntry(entry, index++);
       last = `entry '${displayPath(entry.path)}'`;
+      if (options.headOnly && index === 2) {
+        headRead = true;
+        return;
+      }
     }
   };
 
@@ -1151,7 +1170,7 @@ export async function readBackupArchive(input: Readable, options: ReadBackupOpti
   let thrown: unknown;
   try {
     await processEntries();
-    complete = true;
+    complete = !headRead;
   } catch (err) {
     if (err instanceof Stop) {
       if (err.problem) {
@@ -1213,7 +1232,7 @@ export async function readBackupArchive(input: Readable, options: ReadBackupOpti
       }
     }
   }
-  if (complete && !manifest && !problems.some((p) => p.kind === "manifest_invalid" || p.kind === "version_unsupported" || p.kind === "too_large")) {
+  if ((complete || headRead) && !manifest && !problems.some((p) => p.kind === "manifest_invalid" || p.kind === "version_unsupported" || p.kind === "too_large")) {
     problems.push(problem("manifest_invalid", "", "archive has no manifest.json"));
   }
 

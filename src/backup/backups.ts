@@ -58,6 +58,22 @@ export interface RestoreOutcome {
   preRestoreBackupPath?: string;
 }
 
+/** One archive in the backups dir (BackupManager.list). */
+export interface BackupListEntry {
+  name: string;
+  path: string;
+  size: number;
+  mtime: Date;
+  /** From the manifest (absent when it could not be read). */
+  createdAt?: Date;
+  sections?: SectionName[];
+  caraVersion?: string;
+  /** The manifest's HMAC does not verify with this deployment's key. */
+  foreign?: boolean;
+  /** Why the marker or manifest could not be read. */
+  error?: string;
+}
+
 export interface BackupManagerOptions {
   stateDir: string;
   backupsDir: string;
@@ -282,8 +298,13 @@ export class BackupManager {
     return out;
   }
 
-  /** Archives in the backups dir, newest first, with what their manifests say. */
-  async list(): Promise<{ name: string; path: string; size: number; mtime: Date; error?: string }[]> {
+  /**
+   * Archives in the backups dir, newest first, with what their manifests say. Only the head of
+   * each archive (marker and manifest) is read; an archive whose head cannot be read is listed
+   * with `error` (and its file time) instead of failing the list. Symlinks, non-regular files and
+   * partial writes (`*.partial`) are skipped.
+   */
+  async list(): Promise<BackupListEntry[]> {
     let names: string[];
     try {
       names = (await readdir(this.o.backupsDir)).filter((n) => n.endsWith(".tar.gz"));
@@ -291,14 +312,36 @@ export class BackupManager {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
       throw err;
     }
-    const out = [];
+    const out: BackupListEntry[] = [];
     for (const name of names) {
       const path = join(this.o.backupsDir, name);
-      const st = await lstat(path);
-      if (!st.isFile()) continue;
-      out.push({ name, path, size: st.size, mtime: st.mtime });
+      const st = await lstat(path).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      out.push({ name, path, size: st.size, mtime: st.mtime, ...(await this.readHead(path)) });
     }
-    return out.sort((a, b) => b.mtime.getTime() - a.mtime.getTime());
+    const time = (e: BackupListEntry) => (e.createdAt ?? e.mtime).getTime();
+    return out.sort((a, b) => time(b) - time(a) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** What the marker and manifest of an archive say (the rest of the archive is not read), or why they cannot be read. */
+  private async readHead(path: string): Promise<Pick<BackupListEntry, "createdAt" | "sections" | "caraVersion" | "foreign" | "error">> {
+    let input: Readable;
+    try {
+      const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      input = handle.createReadStream({ highWaterMark: 64 * 1024 });
+    } catch (err) {
+      return { error: `cannot open it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
+    }
+    try {
+      const res = await readBackupArchive(input, { secret: this.o.secret, allowForeign: true, headOnly: true });
+      const first = res.problems[0];
+      if (!res.manifest || first) return { error: first?.message ?? "archive has no manifest.json" };
+      return { createdAt: new Date(res.manifest.createdAt), sections: res.manifest.sections.map((s) => s.name), caraVersion: res.manifest.caraVersion, foreign: res.foreign };
+    } catch (err) {
+      return { error: `cannot read it: ${(err as Error).message}` };
+    } finally {
+      input.destroy();
+    }
   }
 }
 

@@ -89,6 +89,14 @@ async function headerAndBody<H extends { backupName?: string | undefined }>(requ
   return { header, body, pump };
 }
 
+/** BackupEntry.origin, from the file name: what made the archive. */
+export function backupOrigin(name: string): "task" | "pre-restore" | "pre-update" | "other" {
+  if (name.startsWith("scheduled-")) return "task";
+  if (name.startsWith("pre-restore-")) return "pre-restore";
+  if (name.startsWith("pre-update-")) return "pre-update";
+  return "other";
+}
+
 /** Adapts the backup manager to `carapace.backup.v1.BackupService`. */
 export function backupService(manager: BackupManager, onStreamed?: (sha256: string) => void): ServiceImpl<typeof BackupService> {
   return {
@@ -159,18 +167,24 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
       }
     },
     async listBackups() {
-      const list = await manager.list();
-      return {
-        directory: manager.directory,
-        backups: list.map((b) => ({
-          name: b.name,
-          path: b.path,
-          sizeBytes: BigInt(b.size),
-          createdAt: timestampFromMs(b.mtime.getTime()),
-          origin: b.name.startsWith("pre-restore-") ? "pre-restore" : b.name.startsWith("scheduled-") ? "scheduled" : "manual",
-          sections: [],
-        })),
-      };
+      try {
+        const list = await manager.list();
+        return {
+          directory: manager.directory,
+          backups: list.map((b) => ({
+            name: b.name,
+            path: b.path,
+            sizeBytes: BigInt(b.size),
+            createdAt: timestampFromMs((b.createdAt ?? b.mtime).getTime()),
+            origin: backupOrigin(b.name),
+            sections: b.sections ?? [],
+            ...(b.caraVersion !== undefined ? { caraVersion: b.caraVersion } : {}),
+            ...(b.error !== undefined ? { error: b.error } : {}),
+          })),
+        };
+      } catch (err) {
+        throw toConnectError(err);
+      }
     },
   };
 }

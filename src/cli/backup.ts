@@ -211,7 +211,12 @@ export class BackupInspectCommand extends InspectingCommand {
 
 export class BackupListCommand extends ClientCommand {
   static override paths = [["backup", "list"]];
-  static override usage = Command.Usage({ category: "Backup", description: "List the archives in the server's <state>/backups/ (scheduled and pre-restore backups)", examples: [["List", "cara backup list"]] });
+  static override usage = Command.Usage({
+    category: "Backup",
+    description: "List the archives in the server's <state>/backups/ (backup tasks, pre-restore and pre-update backups)",
+    details: "One line per archive, newest first: time, size, origin, name and the sections its manifest lists (only the head of each archive is read; use `cara backup verify` to check a whole archive). An archive whose marker or manifest cannot be read is listed as unreadable, with the reason.",
+    examples: [["List", "cara backup list"], ["As JSON", "cara backup list --json"]],
+  });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
   async run(): Promise<number> {
     const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
@@ -223,11 +228,27 @@ export class BackupListCommand extends ClientCommand {
       throw new CliFailure(describeError(err, target));
     }
     if (this.json) {
-      this.printJson({ directory: res.directory, backups: res.backups.map((b) => ({ name: b.name, path: b.path, bytes: Number(b.sizeBytes), createdAt: b.createdAt ? timestampDate(b.createdAt).toISOString() : null, origin: b.origin })) });
+      this.printJson({
+        directory: res.directory,
+        backups: res.backups.map((b) => ({
+          name: b.name,
+          path: b.path,
+          bytes: Number(b.sizeBytes),
+          createdAt: b.createdAt ? timestampDate(b.createdAt).toISOString() : null,
+          origin: b.origin,
+          sections: b.sections,
+          caraVersion: b.caraVersion ?? null,
+          error: b.error ?? null,
+        })),
+      });
       return 0;
     }
-    if (res.backups.length === 0) this.context.stdout.write(`No backups in ${res.directory}.\n`);
-    for (const b of res.backups) this.context.stdout.write(`${b.createdAt ? timestampDate(b.createdAt).toISOString() : "?"}  ${humanBytes(Number(b.sizeBytes)).padStart(10)}  ${b.origin.padEnd(11)}  ${b.name}\n`);
+    const out = this.context.stdout;
+    if (res.backups.length === 0) out.write(`No backups in ${res.directory}.\n`);
+    for (const b of res.backups) {
+      const what = b.error !== undefined ? `unreadable: ${stripTerminalUnsafe(b.error)}` : b.sections.join(",") || "(no sections)";
+      out.write(`${b.createdAt ? timestampDate(b.createdAt).toISOString() : "?"}  ${humanBytes(Number(b.sizeBytes)).padStart(10)}  ${b.origin.padEnd(11)}  ${stripTerminalUnsafe(b.name)}  ${what}\n`);
+    }
     return 0;
   }
 }

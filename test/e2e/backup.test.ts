@@ -174,3 +174,41 @@ test("offline restore brings up a server that refused to start; it refuses while
   assert.deepEqual(await listTasks(again), ids);
   await again.stop();
 });
+
+test("backup list shows the sections of each archive from its manifest, and an unreadable archive with the reason", async () => {
+  const s = await startCara({ env });
+  await writeFile(join(s.stateDir, "config.json"), `${JSON.stringify({ logLevel: "info" })}\n`);
+  await createTask(s, "keep me");
+  const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { backup: { keep: 3 } } }, s.token);
+  assert.equal(created.status, 200, JSON.stringify(created.json));
+  const backups = join(s.stateDir, "backups");
+  const deadline = Date.now() + 20_000;
+  let names: string[] = [];
+  while (Date.now() < deadline && !(names = await readdir(backups)).some((n) => /^scheduled-.*\.tar\.gz$/.test(n))) await new Promise((r) => setTimeout(r, 50));
+  const scheduled = names.find((n) => /^scheduled-.*\.tar\.gz$/.test(n));
+  assert.ok(scheduled, `no scheduled archive in ${names.join(", ")}`);
+  await writeFile(join(backups, "copied-in.tar.gz"), "not a backup");
+  const { utimes } = await import("node:fs/promises");
+  await utimes(join(backups, "copied-in.tar.gz"), new Date("2020-01-01T00:00:00Z"), new Date("2020-01-01T00:00:00Z"));
+
+  const json = await cli(s, ["backup", "list", "--json"]);
+  assert.equal(json.code, 0, json.stderr);
+  const doc = JSON.parse(json.stdout);
+  assert.equal(doc.directory, backups);
+  assert.deepEqual(
+    doc.backups.map((b: Record<string, unknown>) => ({ name: b.name, origin: b.origin, sections: b.sections, caraVersion: b.caraVersion, error: b.error })),
+    [
+      { name: scheduled, origin: "task", sections: ["config", "tasks"], caraVersion: "0.1.0", error: null },
+      { name: "copied-in.tar.gz", origin: "other", sections: [], caraVersion: null, error: "archive is not a gzip file (a cara backup is a .tar.gz)" },
+    ],
+  );
+  assert.equal(doc.backups[1].createdAt, "2020-01-01T00:00:00.000Z");
+
+  const human = await cli(s, ["backup", "list"]);
+  assert.equal(human.code, 0, human.stderr);
+  const lines = human.stdout.trimEnd().split("\n");
+  assert.equal(lines.length, 2);
+  assert.match(lines[0]!, new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z +[\\d.]+ (B|KiB)  task         ${scheduled!.replaceAll(".", "\\.")}  config,tasks$`));
+  assert.equal(lines[1], "2020-01-01T00:00:00.000Z        12 B  other        copied-in.tar.gz  unreadable: archive is not a gzip file (a cara backup is a .tar.gz)");
+  await s.stop();
+});
