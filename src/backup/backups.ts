@@ -95,6 +95,9 @@ const sha256File = async (path: string): Promise<string> => {
  * the service adapts streams to and from it.
  */
 export class BackupManager {
+  /** One restore at a time (two would race for the swap marker and the stores). */
+  private restoring = false;
+
   constructor(private readonly o: BackupManagerOptions) {}
 
   get directory(): string {
@@ -219,6 +222,19 @@ export class BackupManager {
    * in, resume. Any failure puts back exactly the previous state.
    */
   async restore(input: Readable, options: { dryRun: boolean; sections?: readonly string[]; force: boolean; allowForeign: boolean }): Promise<RestoreOutcome> {
+    if (this.restoring) {
+      input.destroy();
+      throw new BackupPreconditionError("another restore is in progress; try again once it has finished");
+    }
+    this.restoring = true;
+    try {
+      return await this.restoreOnce(input, options);
+    } finally {
+      this.restoring = false;
+    }
+  }
+
+  private async restoreOnce(input: Readable, options: { dryRun: boolean; sections?: readonly string[]; force: boolean; allowForeign: boolean }): Promise<RestoreOutcome> {
     const id = randomBytes(4).toString("hex");
     const staging = join(this.o.stateDir, `.restore-staging-${id}`);
     const ready = join(this.o.stateDir, `.restore-ready-${id}`);
@@ -264,7 +280,7 @@ export class BackupManager {
       try {
         await swapIntoPlace(this.o.stateDir, ready, holding, sections.map((s) => SECTIONS[s].statePath));
       } catch (err) {
-        await recoverInterruptedSwap(this.o.stateDir).catch(() => undefined);
+        await recoverInterruptedSwap(this.o.stateDir, { removeLeftovers: false }).catch(() => undefined);
         throw err;
       } finally {
         await this.o.writers.resume();

@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { lstat, readFile, rename, rm, mkdir } from "node:fs/promises";
+import { lstat, readdir, readFile, rename, rm, rmdir, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fsyncDir, writeFileDurable } from "../state/durable.js";
 
@@ -26,6 +26,20 @@ export interface SwapMarker {
 
 export const MARKER_NAME = "restore-swap.json";
 
+/**
+ * Test hook for crash tests (test/e2e/backup.test.ts), inert unless the environment variable
+ * CARA_TEST_PAUSE_AT names this step as `swap:<step>`: then the process writes
+ * `CARA_TEST_PAUSED_AT swap:<step>` to stderr and waits (a minute, or until killed) so that a test
+ * can SIGKILL it at exactly that point. Steps: `marker` (intent recorded, nothing moved yet),
+ * `moved:<entry>` (after each entry moved, e.g. `moved:tasks`), `swapped` (every entry in place,
+ * old ones not yet deleted).
+ */
+async function testPause(step: string): Promise<void> {
+  if (process.env.CARA_TEST_PAUSE_AT !== `swap:${step}`) return;
+  process.stderr.write(`CARA_TEST_PAUSED_AT swap:${step}\n`);
+  await new Promise((resolve) => setTimeout(resolve, 60_000));
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await lstat(path);
@@ -48,6 +62,7 @@ export async function swapIntoPlace(stateDir: string, staged: string, holding: s
   const marker: SwapMarker = { phase: "swapping", holding, staged, entries, present };
   await mkdir(holding, { recursive: true, mode: 0o700 });
   await writeFileDurable(markerPath, JSON.stringify(marker));
+  await testPause("marker");
   for (const entry of entries) {
     const live = join(stateDir, entry);
     if (await exists(live)) await rename(live, join(holding, entry));
@@ -55,9 +70,11 @@ export async function swapIntoPlace(stateDir: string, staged: string, holding: s
     if (await exists(next)) await rename(next, live);
     await fsyncDir(stateDir);
     await afterMove?.(entry);
+    await testPause(`moved:${entry}`);
   }
   await fsyncDir(holding).catch(() => undefined);
   await writeFileDurable(markerPath, JSON.stringify({ ...marker, phase: "swapped" }));
+  await testPause("swapped");
   await finishSwap(stateDir, { ...marker, phase: "swapped" });
 }
 
@@ -94,10 +111,34 @@ async function finishSwap(stateDir: string, marker: SwapMarker): Promise<void> {
 }
 
 /**
- * Called before the stores load (server start, offline restore): completes or undoes a swap that
- * a crash interrupted. Returns what it did, for the log.
+ * Called before the stores load (server start, offline restore), with the state lock held and no
+ * restore running: completes or undoes a swap that a crash interrupted, then (unless
+ * `removeLeftovers` is false) removes what a killed restore or backup leaves behind: staging
+ * directories (`.restore-staging-*`, `.restore-ready-*`), empty holding directories, and in
+ * `backups/` snapshot copies (`.snapshot-*`) and partial archives (`*.partial`). A holding
+ * directory that still has content is kept (it may be the only copy of the previous state).
+ * Returns what it did to the swap, for the log.
  */
-export async function recoverInterruptedSwap(stateDir: string): Promise<"none" | "rolled-back" | "rolled-forward"> {
+export async function recoverInterruptedSwap(stateDir: string, options: { removeLeftovers?: boolean } = {}): Promise<"none" | "rolled-back" | "rolled-forward"> {
+  const outcome = await recoverSwap(stateDir);
+  if (options.removeLeftovers !== false) await removeLeftovers(stateDir);
+  return outcome;
+}
+
+async function removeLeftovers(stateDir: string): Promise<void> {
+  const names = await readdir(stateDir).catch(() => [] as string[]);
+  for (const name of names) {
+    const path = join(stateDir, name);
+    if (/^\.restore-(staging|ready)-[0-9a-f]+$/.test(name)) await rm(path, { recursive: true, force: true }).catch(() => undefined);
+    else if (/^\.restore-holding-[0-9a-f]+$/.test(name)) await rmdir(path).catch(() => undefined); // only when empty
+  }
+  const backups = join(stateDir, "backups");
+  for (const name of await readdir(backups).catch(() => [] as string[])) {
+    if (/^\.snapshot-[0-9a-f]+$/.test(name) || name.endsWith(".tar.gz.partial")) await rm(join(backups, name), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+async function recoverSwap(stateDir: string): Promise<"none" | "rolled-back" | "rolled-forward"> {
   let text: string;
   try {
     text = await readFile(join(stateDir, MARKER_NAME), { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW });
@@ -105,8 +146,13 @@ export async function recoverInterruptedSwap(stateDir: string): Promise<"none" |
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return "none";
     throw err;
   }
-  const marker = JSON.parse(text) as SwapMarker;
-  if (!Array.isArray(marker.entries) || !Array.isArray(marker.present) || typeof marker.holding !== "string" || typeof marker.staged !== "string" || dirname(marker.holding) !== stateDir || dirname(marker.staged) !== stateDir) {
+  let marker: SwapMarker;
+  try {
+    marker = JSON.parse(text) as SwapMarker;
+  } catch {
+    marker = {} as SwapMarker;
+  }
+  if (typeof marker !== "object" || marker === null || !Array.isArray(marker.entries) || !Array.isArray(marker.present) || typeof marker.holding !== "string" || typeof marker.staged !== "string" || dirname(marker.holding) !== stateDir || dirname(marker.staged) !== stateDir) {
     throw new Error(`restore marker ${join(stateDir, MARKER_NAME)} is damaged; inspect ${stateDir} by hand (the previous state may be in a .restore-* directory), then remove the marker`);
   }
   if (marker.phase === "swapped") {

@@ -70,3 +70,43 @@ test("a crash before anything moved, and a crash after the swap completed (marke
   assert.deepEqual(await snapshot(b.state), NEW);
   assert.equal(await recoverInterruptedSwap(b.state), "none");
 });
+
+test("recovery removes what a killed restore or backup left behind, but keeps a holding dir with content", async () => {
+  const { state } = await setup();
+  const put = async (rel: string, content = "x") => {
+    await mkdir(join(state, rel, ".."), { recursive: true });
+    await writeFile(join(state, rel), content);
+  };
+  await put(".restore-staging-0a1b2c3d/tasks/queue.json");
+  await put(".restore-ready-0a1b2c3d/config.json");
+  await mkdir(join(state, ".restore-holding-0a1b2c3d"));
+  await put(".restore-holding-99aa88bb/tasks/queue.json", "only copy");
+  await put("backups/.snapshot-1234abcd/tasks__queue.json");
+  await put("backups/scheduled-20260101T000000Z-ab12.tar.gz.partial");
+  await put("backups/scheduled-20260101T000000Z-ab12.tar.gz", "archive");
+  await put(".restore-staging-notes.txt", "not ours");
+  assert.equal(await recoverInterruptedSwap(state), "none");
+  assert.deepEqual(await snapshot(state), {
+    ...OLD,
+    "/.restore-holding-99aa88bb/tasks/queue.json": "only copy",
+    "/.restore-staged/config.json": "new-config",
+    "/.restore-staged/sessions/a.json": "new-session",
+    "/.restore-staged/tasks/queue.json": "new-queue",
+    "/backups/scheduled-20260101T000000Z-ab12.tar.gz": "archive",
+    "/.restore-staging-notes.txt": "not ours",
+  });
+  assert.deepEqual((await readdir(state)).filter((n) => n.startsWith(".restore-holding")), [".restore-holding-99aa88bb"]);
+
+  // Called by a failed restore (other operations may be running): leftovers are not touched.
+  await put(".restore-staging-feedbeef/x");
+  assert.equal(await recoverInterruptedSwap(state, { removeLeftovers: false }), "none");
+  assert.ok((await readdir(state)).includes(".restore-staging-feedbeef"));
+});
+
+test("a marker that is not JSON is reported as damaged, naming the way out", async () => {
+  const { state } = await setup();
+  await writeFile(join(state, MARKER_NAME), "{ half a mark");
+  await assert.rejects(recoverInterruptedSwap(state), {
+    message: `restore marker ${join(state, MARKER_NAME)} is damaged; inspect ${state} by hand (the previous state may be in a .restore-* directory), then remove the marker`,
+  });
+});

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdir, readFile, readdir, stat, symlink, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { connectJson, runCara, startCara, tempDir, type CaraServer } from "../helpers/cara.js";
@@ -174,6 +174,174 @@ test("offline restore brings up a server that refused to start; it refuses while
   assert.deepEqual(await listTasks(again), ids);
   await again.stop();
 });
+
+// ---------------------------------------------------------------------------------------------
+// kill -9 during the restore swap (src/backup/swap.ts, test hook CARA_TEST_PAUSE_AT=swap:<step>)
+
+/** Every file of the sections config, tasks and sessions (state-dir relative path → bytes). */
+async function sectionFiles(stateDir: string): Promise<Record<string, Buffer>> {
+  const out: Record<string, Buffer> = {};
+  const walk = async (rel: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(join(stateDir, rel), { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    for (const e of entries) {
+      if (e.isDirectory()) await walk(`${rel}/${e.name}`);
+      else out[`${rel}/${e.name}`] = await readFile(join(stateDir, rel, e.name));
+    }
+  };
+  try {
+    out["config.json"] = await readFile(join(stateDir, "config.json"));
+  } catch {
+    // no config section
+  }
+  await walk("tasks");
+  await walk("sessions");
+  return out;
+}
+
+/** The same, as a restore of `archive` lays it out (config/config.json → config.json). */
+async function archiveSectionFiles(archive: string): Promise<Record<string, Buffer>> {
+  const { gunzipSync } = await import("node:zlib");
+  const { walkTar } = await import("../backup/fixtures.js");
+  const tar = gunzipSync(await readFile(archive));
+  const out: Record<string, Buffer> = {};
+  for (const e of walkTar(tar)) {
+    if (e.name === "config/config.json") out["config.json"] = tar.subarray(e.dataStart, e.dataStart + e.size);
+    else if (e.name.startsWith("tasks/") || e.name.startsWith("sessions/")) out[e.name] = tar.subarray(e.dataStart, e.dataStart + e.size);
+  }
+  return out;
+}
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * A state dir in its OLD state (config, 2 sessions, tasks old-*) and an archive of its NEW state
+ * (other config, other sessions, tasks new-*), both with a compacted task store so that pausing
+ * the store for the swap changes no byte.
+ */
+async function oldStateAndNewArchive(): Promise<{ state: string; archive: string; newIds: string[]; oldIds: string[] }> {
+  const s = await startCara({ env });
+  await writeFile(join(s.stateDir, "config.json"), `${JSON.stringify({ logLevel: "info", logs: { ringCapacity: 3000 } })}\n`);
+  await mkdir(join(s.stateDir, "sessions", "agent"), { recursive: true, mode: 0o700 });
+  await writeFile(join(s.stateDir, "sessions", "agent", "a.jsonl"), '{"turn":1,"text":"new a"}\n');
+  await writeFile(join(s.stateDir, "sessions", "b.jsonl"), '{"turn":1,"text":"new b"}\n', { mode: 0o640 });
+  for (let i = 0; i < 3; i++) await createTask(s, `new-${i}`);
+  const newIds = await listTasks(s);
+  assert.equal(await s.stop(), 0);
+  const again = await startCara({ stateDir: s.stateDir, env });
+  const archive = join(await tempDir(), "new.tar.gz");
+  assert.equal((await cli(again, ["backup", "-o", archive])).code, 0);
+  // Now the OLD state: more tasks, another config, a changed, a removed and an added session.
+  for (let i = 0; i < 2; i++) await createTask(again, `old-${i}`);
+  const oldIds = await listTasks(again);
+  await writeFile(join(again.stateDir, "config.json"), `${JSON.stringify({ logLevel: "info", logs: { ringCapacity: 2000 } })}\n`);
+  await writeFile(join(again.stateDir, "sessions", "agent", "a.jsonl"), '{"turn":1,"text":"old a"}\n{"turn":2}\n');
+  await rm(join(again.stateDir, "sessions", "b.jsonl"));
+  await writeFile(join(again.stateDir, "sessions", "c.jsonl"), '{"turn":1,"text":"old c"}\n');
+  assert.equal(await again.stop(), 0);
+  return { state: s.stateDir, archive, newIds, oldIds };
+}
+
+/** A copy of `state` (one crash scenario each). */
+async function copyState(state: string): Promise<string> {
+  const dest = join(await tempDir(), "state");
+  await cp(state, dest, { recursive: true });
+  return dest;
+}
+
+async function assertNoRestoreLeftovers(stateDir: string): Promise<void> {
+  const names = await readdir(stateDir);
+  assert.deepEqual(names.filter((n) => n.startsWith(".restore-") || n === "restore-swap.json"), [], "no staging, holding or marker left");
+  assert.deepEqual((await readdir(join(stateDir, "backups"))).filter((n) => n.startsWith(".snapshot-") || n.endsWith(".partial")), []);
+}
+
+for (const [step, outcome] of [
+  ["moved:tasks", "old"],
+  ["swapped", "new"],
+] as const) {
+  test(`kill -9 of the server during the restore swap (at ${step}): the next start has exactly the ${outcome} state`, async () => {
+    const fixture = await oldStateAndNewArchive();
+    const state = await copyState(fixture.state);
+    const s = await startCara({ stateDir: state, env: { ...env, CARA_TEST_PAUSE_AT: `swap:${step}` } });
+    const oldFiles = await sectionFiles(state);
+    const newFiles = await archiveSectionFiles(fixture.archive);
+    assert.notDeepEqual(oldFiles, newFiles);
+    assert.deepEqual(await listTasks(s), fixture.oldIds);
+
+    const restore = runCara(["restore", fixture.archive, "--force", "--port", String(s.port), "--state-dir", state], { env });
+    await waitFor(`the swap to reach ${step}`, () => s.lines.includes(`CARA_TEST_PAUSED_AT swap:${step}`));
+    const during = await sectionFiles(state);
+    if (step === "moved:tasks") {
+      // Really mid-swap: config and tasks are the new ones, sessions still the old ones.
+      assert.deepEqual(during["config.json"], newFiles["config.json"]);
+      assert.deepEqual(during["tasks/queue.json"], newFiles["tasks/queue.json"]);
+      assert.deepEqual(during["sessions/c.jsonl"], oldFiles["sessions/c.jsonl"]);
+    } else {
+      assert.deepEqual(during, newFiles);
+    }
+    await s.stop("SIGKILL");
+    assert.equal((await restore).code, 1, "the client saw the server die");
+
+    const after = await startCara({ stateDir: state, env });
+    assert.ok(
+      after.lines.some((l) => l.includes("an interrupted restore was completed or undone at start") && l.includes(outcome === "old" ? '"outcome":"rolled-back"' : '"outcome":"rolled-forward"')),
+      after.lines.join("\n"),
+    );
+    assert.deepEqual(await sectionFiles(state), outcome === "old" ? oldFiles : newFiles);
+    assert.deepEqual(await listTasks(after), outcome === "old" ? fixture.oldIds : fixture.newIds);
+    await assertNoRestoreLeftovers(state);
+    assert.equal(await after.stop(), 0);
+  });
+}
+
+for (const step of ["marker", "moved:sessions"] as const) {
+  test(`kill -9 of an offline restore during the swap (at ${step}): the next start has exactly the old state`, async () => {
+    const { spawn } = await import("node:child_process");
+    const { CARA_BIN, cleanEnv } = await import("../helpers/cara.js");
+    const fixture = await oldStateAndNewArchive();
+    const state = await copyState(fixture.state);
+    const oldFiles = await sectionFiles(state);
+    const proc = spawn(process.execPath, [CARA_BIN, "restore", fixture.archive, "--offline", "--force", "--state-dir", state], {
+      env: cleanEnv({ ...env, CARA_TEST_PAUSE_AT: `swap:${step}` }),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    proc.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
+    proc.stdout.resume();
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => proc.once("exit", (_code, signal) => resolve(signal)));
+    try {
+      await waitFor(`the offline swap to reach ${step}`, () => stderr.includes(`CARA_TEST_PAUSED_AT swap:${step}\n`));
+      assert.ok((await readdir(state)).includes("restore-swap.json"), "the swap marker is down");
+    } finally {
+      proc.kill("SIGKILL");
+    }
+    assert.equal(await exited, "SIGKILL");
+
+    const after = await startCara({ stateDir: state, env });
+    assert.ok(after.lines.some((l) => l.includes('"outcome":"rolled-back"')), after.lines.join("\n"));
+    assert.deepEqual(await sectionFiles(state), oldFiles);
+    assert.deepEqual(await listTasks(after), fixture.oldIds);
+    await assertNoRestoreLeftovers(state);
+    // The pre-restore backup taken before the swap is there and readable.
+    const list = JSON.parse((await cli(after, ["backup", "list", "--json"])).stdout);
+    assert.deepEqual(
+      list.backups.map((b: { origin: string; sections: string[]; error: string | null }) => [b.origin, b.sections, b.error]),
+      [["pre-restore", ["config", "tasks", "sessions"], null]],
+    );
+    assert.equal(await after.stop(), 0);
+  });
+}
 
 test("backup list shows the sections of each archive from its manifest, and an unreadable archive with the reason", async () => {
   const s = await startCara({ env });
