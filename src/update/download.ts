@@ -224,6 +224,8 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
   }
   let keepPart = true;
   let renamed = false;
+  let syncError: unknown;
+  let background: Promise<void> = Promise.resolve();
   try {
     const st = await handle.stat();
     if (!st.isFile()) throw new DownloadError(`refusing to write partial download ${part}: it is not a regular file`, { retryable: false });
@@ -318,6 +320,8 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
       let pending: Buffer[] = [];
       let pendingBytes = 0;
       let inflight: Promise<void> = Promise.resolve();
+      let lastSync = 0;
+      let syncing = false;
       const currentHash = hash;
       const schedule = async () => {
         if (pendingBytes === 0) return await inflight;
@@ -330,6 +334,17 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
         // Hash while the previous write is still running on the thread pool.
         for (const b of bufs) currentHash.update(b);
         await inflight;
+        // Start write-back early (one datasync at a time, every 8 MiB) so that the final fsync
+        // has little left to flush. Its error is kept: on Linux a write-back error is reported
+        // once per descriptor, so the final fsync could not be trusted to see it again.
+        if (position + n - lastSync >= 8 * CHUNK && !syncing) {
+          lastSync = position + n;
+          syncing = true;
+          background = inflight
+            .then(() => handle.datasync())
+            .catch((err: unknown) => void (syncError ??= err))
+            .finally(() => (syncing = false));
+        }
         inflight = writeAll(handle, bufs, n, position).then(
           () => opts.onProgress?.(position + n, total),
           (err: unknown) => {
@@ -382,6 +397,7 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
     }
   } finally {
     // An empty part is worth nothing to the next attempt.
+    await background;
     if (keepPart && !renamed) keepPart = ((await handle.stat().catch(() => undefined))?.size ?? 0) > 0;
     await handle.close().catch(() => undefined);
     if (!keepPart && !renamed) await unlink(part).catch(() => undefined);
@@ -393,8 +409,10 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
       throw new DownloadError("downloaded artifact is empty", { retryable: false });
     }
     try {
+      await background;
       await h.truncate(size);
       await h.sync();
+      if (syncError !== undefined) throw syncError;
       // The dest was checked at the start; check again right before the rename.
       await regularFileSize(dest, "artifact");
       await rename(part, dest);

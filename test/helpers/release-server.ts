@@ -258,7 +258,15 @@ export async function startReleaseServer(initial: FakeRelease[] = []): Promise<R
     (async () => {
       for await (const chunk of source as AsyncIterable<Buffer>) {
         entry.bytesSent += chunk.length;
-        if (!res.write(chunk)) await new Promise<void>((resolve) => res.once("drain", resolve).once("close", resolve));
+        if (!res.write(chunk)) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              res.off("drain", done).off("close", done);
+              resolve();
+            };
+            res.on("drain", done).on("close", done);
+          });
+        }
         if (res.destroyed) return;
       }
       if (cut) {
