@@ -380,3 +380,44 @@ test("backup list shows the sections of each archive from its manifest, and an u
   assert.equal(lines[1], "2020-01-01T00:00:00.000Z        12 B  other        copied-in.tar.gz  unreadable: archive is not a gzip file (a cara backup is a .tar.gz)");
   await s.stop();
 });
+
+test("backup check: ok on a new deployment; a restart 8 days after its first use without a backup warns; a backup clears it", async () => {
+  const getStatus = async (s: CaraServer) => (await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).json;
+  const backupCheck = async (s: CaraServer) => (await getStatus(s)).checks.find((c: { name: string }) => c.name === "backup");
+  const ready = async (s: CaraServer) => (await fetch(`${s.baseUrl}/health/ready`)).json() as Promise<{ status: string; warnings: { name: string; message: string }[] }>;
+
+  const s = await startCara({ env });
+  const todo = `run 'cara backup --output FILE', or schedule a task of kind backup (payload {"keep": N}) to write archives into ${join(s.stateDir, "backups")}`;
+  const check = await backupCheck(s);
+  // The first check without any backup recorded when the deployment was first used.
+  const firstUse = JSON.parse(await readFile(join(s.stateDir, "backups", "first-use.json"), "utf8")) as { atMs: number };
+  assert.deepEqual({ status: check.status, message: check.message }, {
+    status: "CHECK_STATUS_OK",
+    message: `no backup yet (deployment first used ${new Date(firstUse.atMs).toISOString()}; this check warns after 7 days without one): ${todo}`,
+  });
+  assert.ok(Date.now() - firstUse.atMs < 60_000, "a new deployment was first used moments ago");
+  assert.deepEqual((await ready(s)).warnings.filter((w) => w.name === "backup"), []);
+  await s.stop();
+
+  // The deployment has been in use for 8 days without a backup: the restart does not reset that.
+  const eightDaysAgo = Date.now() - 8 * 86_400_000;
+  await writeFile(join(s.stateDir, "backups", "first-use.json"), JSON.stringify({ atMs: eightDaysAgo }));
+  const again = await startCara({ stateDir: s.stateDir, env });
+  const r = await ready(again);
+  assert.equal(r.status, "ready", "a warning does not make the server unready");
+  assert.deepEqual(r.warnings.filter((w) => w.name === "backup"), [
+    { name: "backup", message: `no backup of this deployment since it was first used 8 days ago (${new Date(eightDaysAgo).toISOString()}), more than 7 days: ${todo}` },
+  ]);
+
+  // A backup (here streamed to the CLI) clears it.
+  const out = join(await tempDir(), "b.tar.gz");
+  assert.equal((await cli(again, ["backup", "-o", out])).code, 0);
+  await new Promise((resolve) => setTimeout(resolve, 600)); // health evaluations are shared for 500 ms
+  const after = await backupCheck(again);
+  assert.equal(after.status, "CHECK_STATUS_OK");
+  assert.match(after.message, /^last backup \d{4}-\d\d-\d\dT[\d:.]+Z \(\(streamed to a client\)\)$/);
+  const status = await getStatus(again);
+  assert.equal(status.backup.lastBackupPath, "(streamed to a client)");
+  assert.deepEqual((await ready(again)).warnings.filter((w) => w.name === "backup"), []);
+  await again.stop();
+});

@@ -191,9 +191,12 @@ describe("self-update end to end", { concurrency: false }, () => {
   });
 
   test("cara update --rollback switches by hand, through the server and while it is down", async () => {
-    const r = await cli(srv, ["update", "--rollback", "--version", "0.9.0", "--reason", "testing"]);
+    const refused = await cli(srv, ["update", "--rollback"]);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr, "Error: the previous version v0.9.2 was rolled back automatically (it never became ready); name the version to switch to with --version (installed: v0.9.2, v0.9.1, v0.9.0)\n");
+    const r = await cli(srv, ["update", "--rollback", "--version", "0.9.0", "--reason", "testing", "--restore-state"]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, "Rolled back: current is now v0.9.0 (was v0.9.1).\nRestart cara to run v0.9.0.\n");
+    assert.match(r.stdout, /^Rolled back: current is now v0\.9\.0 \(was v0\.9\.1\)\.\nState restored from .*\/backups\/pre-update-[^/]+\.tar\.gz\.\nRestart cara to run v0\.9\.0\.\n$/);
     assert.equal(await current(), "versions/0.9.0");
     await srv.stop();
     const down = await runCara(["update", "--rollback", "--version", "0.9.1", "--state-dir", stateDir, "--port", String(srv.port)], { bin: launcher });
