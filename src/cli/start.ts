@@ -69,18 +69,18 @@ export class StartCommand extends CaraCommand {
   }
 
   /**
-   * Restart after an update or rollback: drain and stop this server (releasing the state lock),
-   * then run the install's launcher with the same arguments as a child that inherits stdio.
-   * This process stays as a thin parent (same pid for a supervisor), forwarding signals and
-   * exiting with the child's code.
+   * Restart after an update or rollback: drain and stop this server (releasing the state lock).
+   * Under the install's launcher (which sets CARA_LAUNCHER), exit with 75 and the launcher starts
+   * the now-current version. Started some other way, run the launcher as a child that inherits
+   * stdio; this process stays as a thin parent, forwarding signals and its exit code.
    */
   private async restart(server: Awaited<ReturnType<typeof import("../server/server.js").startServer>>, launcher: string): Promise<number> {
     await server.shutdown("restarting on the installed version");
     await new Promise<void>((resolve) => server.logger.flush(() => resolve()));
+    if (process.env.CARA_LAUNCHER) return 75;
     const { spawn } = await import("node:child_process");
     const child = spawn(process.execPath, [launcher, ...process.argv.slice(2)], { stdio: "inherit" });
     for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => child.kill(sig));
-    const code = await new Promise<number>((resolve) => child.once("exit", (c, s) => resolve(c ?? (s ? 1 : 0))));
-    return code;
+    return new Promise<number>((resolve) => child.once("exit", (c, s) => resolve(c ?? (s ? 1 : 0))));
   }
 }

@@ -17,7 +17,7 @@ import { CaraCommand, ClientCommand } from "./base.js";
 import { humanBytes } from "./backup.js";
 import { messageToCliJson } from "./json.js";
 import { describeError, rpcClient } from "./rpc.js";
-import { CliFailure, CliUsageError, parseTimeout, resolveTarget } from "./target.js";
+import { CliFailure, CliUsageError, isLoopbackHost, parseTimeout, resolveTarget } from "./target.js";
 import { stripTerminalUnsafe } from "./terminal.js";
 
 const PHASES = ["", "created", "downloading", "downloaded", "verified", "applying", "applied", "failed"];
@@ -94,7 +94,7 @@ export class UpdateCommand extends ClientCommand {
       return await this.runInstall(client);
     } catch (err) {
       if (err instanceof CliFailure || err instanceof CliUsageError) throw err;
-      if (this.rollback && isConnectionRefused(err)) return this.runLocalRollback();
+      if (this.rollback && isConnectionRefused(err) && isLoopbackHost(target.host)) return this.runLocalRollback();
       const message = describeError(err, target, timeoutMs);
       if (this.check) {
         this.context.stderr.write(`Failed to check for updates: ${message}\n`);
@@ -157,10 +157,14 @@ export class UpdateCommand extends ClientCommand {
     if (this.restoreState) throw new CliFailure("--restore-state needs the server running (or run `cara restore FILE --offline` after rolling back)");
     const { detectInstall } = await import("../update/install.js");
     const { rollbackInstall } = await import("../update/manager.js");
+    const { lockOwner } = await import("../state/lock.js");
+    const { UpdateLock } = await import("../update/update-lock.js");
     const install = await detectInstall(PACKAGE_ROOT);
     if (!install.managed) throw new CliFailure(`the server is not running and self-update does not apply here: ${install.reason}`);
-    const updatesDir = statePaths(resolveStateDir(this.stateDir)).updatesDir;
-    const r = await rollbackInstall(install.installDir, updatesDir, this.version, this.reason).catch((err: Error) => {
+    const paths = statePaths(resolveStateDir(this.stateDir));
+    const owner = await lockOwner(paths.root);
+    if (owner !== undefined) throw new CliFailure(`a server (pid ${owner}) holds ${paths.root} but did not answer on this port; pass its --port, or stop it first`);
+    const r = await new UpdateLock(paths.updatesDir).run(() => rollbackInstall(install.installDir, paths.updatesDir, this.version, this.reason)).catch((err: Error) => {
       throw new CliFailure(err.message);
     });
     if (this.json) this.printJson({ fromVersion: r.from, toVersion: r.to, restartNeeded: true, restarting: false, offline: true });
@@ -256,10 +260,13 @@ export class UpdateCommand extends ClientCommand {
     if (r.outcome === UpdateOutcome.FAILED) {
       const err = this.context.stderr;
       err.write(`Update failed (phase: ${phaseName(r.failedPhase)}): ${stripTerminalUnsafe(r.error)}\n`);
+      const beforeApply = r.failedPhase !== UpdatePhase.APPLYING && r.failedPhase !== UpdatePhase.APPLIED;
       err.write(
         r.retryable
           ? "This failure is retryable; rerun `cara update` to resume.\n"
-          : "This failure is non-retryable and nothing was applied; resolve the release artifact/policy mismatch before retrying (the next `cara update` starts a fresh transaction).\n",
+          : beforeApply
+            ? "This failure is non-retryable and nothing was applied; resolve the cause before retrying (the next `cara update` starts a fresh transaction).\n"
+            : "This failure is non-retryable; check which version is current with `cara update --status` (the next `cara update` starts a fresh transaction).\n",
       );
       return 1;
     }

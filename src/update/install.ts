@@ -1,4 +1,5 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { pipeline } from "node:stream/promises";
 import { constants, existsSync } from "node:fs";
 import { lstat, mkdir, open, readFile, readdir, readlink, realpath, rename, rm, symlink } from "node:fs/promises";
 import { basename, dirname, join, sep } from "node:path";
@@ -83,8 +84,9 @@ export async function switchCurrent(installDir: string, version: string): Promis
   const target = join("versions", version);
   if (!existsSync(join(installDir, target, "bin", "cara.js"))) throw new InstallError(`version v${version} is not installed in ${join(installDir, "versions")}`);
   const from = await currentVersion(installDir);
-  await replaceLink(installDir, "current", target);
+  // previous first: a crash between the two leaves previous right and current unchanged.
   if (from && from !== version) await replaceLink(installDir, "previous", join("versions", from));
+  await replaceLink(installDir, "current", target);
   await fsyncDir(installDir);
   return { ...(from ? { from } : {}), to: version };
 }
@@ -112,37 +114,63 @@ export async function writeLauncher(installDir: string): Promise<string> {
 /** Entry types a release tarball may contain. */
 const ALLOWED_TYPES = new Set(["File", "OldFile", "Directory"]);
 
+/** The artifact SHA-256 a version directory was unpacked from (stamp written before it was renamed into place). */
+export async function unpackedFrom(installDir: string, version: string): Promise<string | undefined> {
+  try {
+    return (await readFile(join(installDir, "versions", version, STAMP), "utf8")).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+const STAMP = ".artifact-sha256";
+
 /**
- * Unpacks a verified release artifact into `<install>/versions/<version>/`: extracted into a
- * hidden staging dir beside it, checked (top directory `carapace-<version>/`, regular files and
- * directories only, package.json names that version, bin/cara.js present), every file fsynced,
- * then renamed into place. An existing complete directory for that version is reused (resume).
+ * Unpacks a verified release artifact into `<install>/versions/<version>/`: the file is read once
+ * through one descriptor, hashed while it is extracted (it must still have `sha256`, the digest
+ * that was verified), into a hidden staging dir beside the target; checked (top directory
+ * `carapace-<version>/`, regular files and directories only, package.json names that version,
+ * bin/cara.js present), stamped with the digest, every file fsynced, then renamed into place.
+ * An existing directory is reused only when its stamp equals `sha256` (resume after a crash).
  */
-export async function unpackRelease(artifact: string, installDir: string, version: string): Promise<{ path: string; reused: boolean }> {
+export async function unpackRelease(artifact: string, installDir: string, version: string, sha256: string): Promise<{ path: string; reused: boolean }> {
   const versionsDir = join(installDir, "versions");
   const dest = join(versionsDir, version);
   await mkdir(versionsDir, { recursive: true, mode: 0o755 });
-  if (await isCompleteVersion(dest, version)) return { path: dest, reused: true };
+  if ((await isCompleteVersion(dest, version)) && (await unpackedFrom(installDir, version)) === sha256) return { path: dest, reused: true };
   const staging = join(versionsDir, `.staging-${version}-${randomBytes(6).toString("hex")}`);
   await mkdir(staging, { mode: 0o755 });
   try {
     const top = `carapace-${version}/`;
     let refused: string | undefined;
-    await tar.x({
-      file: artifact,
-      cwd: staging,
-      strip: 1,
-      strict: true,
-      preserveOwner: false,
-      filter: (path, entry) => {
-        const type = (entry as tar.ReadEntry).type;
-        if (!path.startsWith(top) && path !== top.slice(0, -1)) refused ??= `entry '${path}' is outside ${top}`;
-        else if (!ALLOWED_TYPES.has(type)) refused ??= `entry '${path}' is a ${type} (only files and directories are allowed)`;
-        return refused === undefined;
-      },
-    });
+    const handle = await open(artifact, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const hash = createHash("sha256");
+    try {
+      const source = handle.createReadStream({ autoClose: false, highWaterMark: 1024 * 1024 });
+      source.on("data", (chunk) => hash.update(chunk as Buffer));
+      await pipeline(
+        source,
+        tar.x({
+          cwd: staging,
+          strip: 1,
+          strict: true,
+          preserveOwner: false,
+          filter: (path, entry) => {
+            const type = (entry as tar.ReadEntry).type;
+            if (!path.startsWith(top) && path !== top.slice(0, -1)) refused ??= `entry '${path}' is outside ${top}`;
+            else if (!ALLOWED_TYPES.has(type)) refused ??= `entry '${path}' is a ${type} (only files and directories are allowed)`;
+            return refused === undefined;
+          },
+        }),
+      );
+    } finally {
+      await handle.close();
+    }
+    const actual = hash.digest("hex");
+    if (actual !== sha256) throw new InstallError(`staged artifact changed between verify and apply (sha256 ${actual}, verified ${sha256})`);
     if (refused) throw new InstallError(`refusing release artifact: ${refused}`);
     if (!(await isCompleteVersion(staging, version))) throw new InstallError(`release artifact for v${version} is not a carapace release (package.json version or bin/cara.js missing)`);
+    await writeFileDurable(join(staging, STAMP), `${sha256}\n`, { mode: 0o644 });
     await fsyncTree(staging);
     await rm(dest, { recursive: true, force: true });
     await rename(staging, dest);

@@ -49,6 +49,7 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
     throw err;
   }
   const version = normalizeVersion(release.version);
+  if (req.version && version !== normalizeVersion(req.version)) throw new UpdateError("precondition", `release source answered ${release.tag} when asked for v${normalizeVersion(req.version)}; refusing it`, false);
   const names = releaseAssets(version);
   const downloads = join(installDir, ".downloads");
   await mkdir(downloads, { recursive: true, mode: 0o700 });
@@ -81,7 +82,7 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
     throw new UpdateError("precondition", `${(err as Error).message}; nothing was installed`, false);
   }
   req.onProgress?.(`unpacking into ${join(installDir, "versions", version)}`);
-  const unpacked = await unpackRelease(paths[names.artifact]!, installDir, version);
+  const unpacked = await unpackRelease(paths[names.artifact]!, installDir, version, sha256);
   await ensureLayout(installDir);
   const switched = await switchCurrent(installDir, version);
   await rm(downloads, { recursive: true, force: true });

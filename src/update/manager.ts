@@ -1,12 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import semver from "semver";
 import type { Logger } from "../ops/logger.js";
 import { DownloadError, downloadFile } from "./download.js";
 import { runFailure, UpdateError } from "./errors.js";
-import { currentVersion, ensureLayout, installedVersions, previousVersion, switchCurrent, unpackRelease, type InstallInfo } from "./install.js";
+import { LAUNCHER_SCRIPT } from "./launcher.js";
+import { currentVersion, ensureLayout, writeLauncher, installedVersions, previousVersion, switchCurrent, unpackedFrom, unpackRelease, type InstallInfo } from "./install.js";
 import { ReleaseSource, ReleaseSourceError, type Release, type ReleaseAsset } from "./releases.js";
 import { loadMarker, writeMarker, type RollbackMarkerFile } from "./rollback-marker.js";
 import { APPLY_CONFIRMATION_TTL_MS, type UpdateSettings } from "./settings.js";
@@ -185,11 +187,16 @@ export class UpdateManager {
   }
 
   private async fetchRelease(version: string | undefined, channel: Channel): Promise<Release> {
+    let release: Release;
     try {
-      return version ? await this.source.byVersion(version) : await this.source.newest(channel);
+      release = version ? await this.source.byVersion(version) : await this.source.newest(channel);
     } catch (err) {
       throw releaseError(err);
     }
+    if (version && semverValid(release.version) !== version) {
+      throw new UpdateError("precondition", `release source answered ${release.tag} when asked for v${version}; refusing it (check update.releasesUrl)`, false);
+    }
+    return release;
   }
 
   /**
@@ -224,6 +231,7 @@ export class UpdateManager {
         }
         requireAssets(release, target);
         tx = this.newTransaction(target);
+        await this.discardStaged(tx); // files staged by an earlier transaction are not trusted
         await this.persist(tx);
       }
       return this.runWithRetries({ tx, ...(release ? { release } : {}), mode: "explicit", resumed, progress: () => {}, ...(signal ? { signal } : {}), outcome: {} }, onProgress, restart);
@@ -318,10 +326,52 @@ export class UpdateManager {
     return { outcome: "already_up_to_date", fromVersion: this.o.runningVersion, toVersion: version, resumed: false, sha256: "", bundleVerified: false, checksumVerified: false, signingIdentity: "", installPath: "", restartNeeded: false, restarting: false };
   }
 
+  private failed(ctx: RunContext, error: UpdateError): UpdateOutcome {
+    return { ...this.baseOutcome(ctx), outcome: "failed", restartNeeded: false, restarting: false, error };
+  }
+
+  /** Records a failure that ends the transaction (the next StartUpdate starts a fresh one). */
+  private async stop(ctx: RunContext, message: string, phase: TxPhase, kind: UpdateError["kind"] = "precondition"): Promise<UpdateOutcome> {
+    const { tx } = ctx;
+    tx.state = "failed";
+    if (tx.phase !== "failed") tx.failedPhase = phase;
+    tx.phase = "failed";
+    tx.lastError = message;
+    tx.retryable = false;
+    delete tx.nextAttemptAtMs;
+    await this.persist(tx).catch((err: Error) => this.log.error({ err: err.message }, "could not record the update failure"));
+    this.log.warn({ version: tx.version, phase, err: message }, "update stopped");
+    return this.failed(ctx, new UpdateError(kind, message, false, phase));
+  }
+
   private async runWithRetries(ctx: RunContext, onProgress: (p: Progress) => void, restart: boolean): Promise<UpdateOutcome> {
     const { tx } = ctx;
     ctx.progress = (p) => onProgress({ ...p, attempt: tx.attempt, maxAttempts: tx.maxAttempts, version: tx.version });
+    const resumeFrom: TxPhase = tx.phase === "failed" ? (tx.failedPhase && tx.failedPhase !== "failed" ? tx.failedPhase : "created") : tx.phase;
+    if (ctx.resumed) {
+      // Work a crash may already have finished, or that must not be redone.
+      const marker = await loadMarker(this.o.updatesDir).catch(() => undefined);
+      if (marker?.startupState === "rolled_back" && marker.toVersion === tx.version && marker.installDir === (this.o.install.managed ? this.o.install.installDir : "")) {
+        return this.stop(ctx, `v${tx.version} was rolled back (${marker.reason ?? "by hand"}); not applying it again — run \`cara update --version ${tx.version}\` to retry it deliberately`, resumeFrom);
+      }
+      if (this.o.install.managed && (await currentVersion(this.o.install.installDir)) === tx.version && tx.sha256 && (await unpackedFrom(this.o.install.installDir, tx.version)) === tx.sha256) {
+        tx.state = "applied";
+        tx.phase = "applied";
+        tx.retryable = false;
+        tx.lastError = null;
+        delete tx.failedPhase;
+        await this.persist(tx);
+        this.log.info({ version: tx.version }, "the interrupted update had already switched to its version; marked applied");
+        return { ...this.baseOutcome(ctx), outcome: "applied", bundleVerified: true, checksumVerified: true, restartNeeded: this.o.runningVersion !== tx.version, restarting: false };
+      }
+      if (ctx.mode === "automatic" && (tx.applyConfirmedUntilMs ?? 0) < this.now()) {
+        return this.stop(ctx, `stale update transaction ${tx.id} requires fresh operator confirmation before applying; run \`cara update\` to resume it (staged files are kept)`, resumeFrom);
+      }
+    }
     for (;;) {
+      if (tx.attempt >= tx.maxAttempts) {
+        return this.stop(ctx, `update transaction retry budget exhausted (${tx.attempt}/${tx.maxAttempts}); the next \`cara update\` starts a fresh transaction`, resumeFrom);
+      }
       tx.attempt += 1;
       tx.state = "in_progress";
       tx.retryable = true;
@@ -336,7 +386,7 @@ export class UpdateManager {
         tx.phase = "applied";
         tx.retryable = false;
         tx.lastError = null;
-        await this.persist(tx).catch((err: Error) => this.log.error({ err: err.message }, "update applied but the transaction could not be marked applied"));
+        await this.persist(tx).catch((err: Error) => this.log.error({ err: err.message }, "update applied but the transaction could not be marked applied (a rerun detects it)"));
         const restarting = restart && this.o.requestRestart !== undefined;
         const outcome = { ...this.baseOutcome(ctx), outcome: "applied" as const, restartNeeded: !restarting, restarting };
         this.log.info({ from: outcome.fromVersion, to: tx.version, sha256: tx.sha256, restarting }, "update applied");
@@ -346,7 +396,19 @@ export class UpdateManager {
         failure = err instanceof UpdateError ? err.withPhase(tx.phase) : runFailure((err as Error).message, true, tx.phase);
       }
       const phase = failure.phase ?? tx.phase;
-      let retryable = failure.retryable && !(ctx.signal?.aborted ?? false);
+      if (ctx.signal?.aborted) {
+        // Stopped (shutdown, client gone): not the transaction's fault. Keep it resumable and
+        // do not count the attempt.
+        tx.attempt -= 1;
+        tx.state = "failed";
+        tx.phase = "failed";
+        tx.failedPhase = phase;
+        tx.lastError = `interrupted in ${phase}: ${failure.message}`;
+        tx.retryable = true;
+        await this.persist(tx).catch((err: Error) => this.log.error({ err: err.message }, "could not record the interruption"));
+        return this.failed(ctx, new UpdateError("unavailable", `update interrupted in ${phase} (server stopping or client gone); \`cara update\` or the next server start resumes it`, true, phase));
+      }
+      let retryable = failure.retryable;
       let message = failure.message;
       if (retryable && tx.attempt >= tx.maxAttempts) {
         retryable = false;
@@ -363,13 +425,16 @@ export class UpdateManager {
       this.log.warn({ version: tx.version, phase, attempt: tx.attempt, retryable, err: message }, "update attempt failed");
       if (!retryable) {
         if (phase === "verified") await this.discardStaged(tx);
-        return { ...this.baseOutcome(ctx), outcome: "failed", restartNeeded: false, restarting: false, error: new UpdateError(failure.kind, message, false, phase) };
+        return this.failed(ctx, new UpdateError(failure.kind, message, false, phase));
       }
       ctx.progress({ phase, message: `retrying in ${Math.round(delay / 1000)} s: ${message}`, bytesDone: 0, bytesTotal: 0 });
       try {
         await sleep(delay, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
       } catch {
-        return { ...this.baseOutcome(ctx), outcome: "failed", restartNeeded: false, restarting: false, error: new UpdateError("unavailable", `${message} (interrupted while waiting to retry; rerun \`cara update\` to resume)`, true, phase) };
+        tx.nextAttemptAtMs = undefined as unknown as number;
+        delete tx.nextAttemptAtMs;
+        await this.persist(tx).catch(() => undefined);
+        return this.failed(ctx, new UpdateError("unavailable", `${message} (interrupted while waiting to retry; \`cara update\` or the next server start resumes it)`, true, phase));
       }
     }
   }
@@ -440,7 +505,7 @@ export class UpdateManager {
 
     // 3. Apply: confirmation, pre-update backup, unpack, marker, switch.
     if (ctx.mode === "automatic" && (tx.applyConfirmedUntilMs ?? 0) < this.now()) {
-      throw runFailure(`stale update transaction ${tx.id} requires fresh operator confirmation before applying; rerun \`cara update\` to resume intentionally`, false, "verified");
+      throw runFailure(`stale update transaction ${tx.id} requires fresh operator confirmation before applying; run \`cara update\` to resume it (staged files are kept)`, false, "applying");
     }
     if (!this.o.install.managed) throw this.notManaged();
     const installDir = this.o.install.installDir;
@@ -452,11 +517,9 @@ export class UpdateManager {
         throw runFailure(`pre-update backup failed: ${(err as Error).message}`, true, "applying");
       }
     }
-    const again = await sha256File(staged.staged);
-    if (again !== tx.sha256) throw runFailure(`staged artifact changed between verify and apply (sha256 ${again}, verified ${tx.sha256})`, false, "applying");
     ctx.progress({ phase: "applying", message: `unpacking into ${join(installDir, "versions", tx.version)}`, bytesDone: 0, bytesTotal: 0 });
     try {
-      const unpacked = await unpackRelease(staged.staged, installDir, tx.version);
+      const unpacked = await unpackRelease(staged.staged, installDir, tx.version, tx.sha256!);
       ctx.outcome.installPath = unpacked.path;
       const from = (await currentVersion(installDir)) ?? this.o.runningVersion;
       if (from !== tx.version) {
@@ -544,6 +607,12 @@ export class UpdateManager {
 
   /** Marks the rollback marker cleared once this version is ready (the launcher will not roll back). */
   async markHealthy(): Promise<void> {
+    if (this.o.install.managed) {
+      // A launcher fix ships with the version that brings it: refresh it once this version is good.
+      const installDir = this.o.install.installDir;
+      const current = await readFile(join(installDir, "bin", "cara"), "utf8").catch(() => "");
+      if (current !== LAUNCHER_SCRIPT) await writeLauncher(installDir).catch((err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"));
+    }
     const marker = await loadMarker(this.o.updatesDir).catch(() => undefined);
     if (!marker || marker.startupState !== "started" || marker.toVersion !== this.o.runningVersion) return;
     marker.startupState = "cleared";
@@ -557,18 +626,33 @@ export class UpdateManager {
     if (req.reason !== undefined && req.reason.length > 1024) throw new UpdateError("invalid", "reason is longer than 1024 characters", false);
     const installDir = this.o.install.installDir;
     return this.withLock(async () => {
-      const result = await rollbackInstall(installDir, this.o.updatesDir, req.targetVersion, req.reason, this.now());
-      let restoredBackupPath: string | undefined;
+      let backup: string | undefined;
       if (req.restoreState) {
-        const backup = result.marker?.backupPath;
-        if (!backup || !this.o.restore) throw new UpdateError("precondition", "no pre-update backup recorded; restore one with `cara restore`", false);
-        await this.o.restore(backup);
-        restoredBackupPath = backup;
+        // Every precondition before anything changes.
+        const marker = await loadMarker(this.o.updatesDir).catch(() => undefined);
+        const from = await currentVersion(installDir);
+        const target = req.targetVersion ? parseInput(() => normalizeVersion(req.targetVersion!)) : await previousVersion(installDir);
+        backup = marker?.backupPath;
+        if (!backup || !this.o.restore || !existsSync(backup)) throw new UpdateError("precondition", "no pre-update backup recorded; restore one with `cara restore`", false);
+        if (marker!.fromVersion !== target || marker!.toVersion !== from) {
+          throw new UpdateError("precondition", `the recorded pre-update backup was taken when v${marker!.fromVersion} was replaced by v${marker!.toVersion}, not for v${from} -> v${target ?? "?"}; roll back without --restore-state and restore a backup with \`cara restore\``, false);
+        }
+      }
+      const markerBefore = await loadMarker(this.o.updatesDir).catch(() => undefined);
+      const result = await rollbackInstall(installDir, this.o.updatesDir, req.targetVersion, req.reason, this.now());
+      if (backup) {
+        try {
+          await this.o.restore!(backup);
+        } catch (err) {
+          await switchCurrent(installDir, result.from).catch(() => undefined);
+          if (markerBefore) await writeMarker(this.o.updatesDir, markerBefore).catch(() => undefined);
+          throw new UpdateError("precondition", `restoring ${backup} failed: ${(err as Error).message}; switched current back to v${result.from}, nothing else changed`, false);
+        }
       }
       const restarting = (req.restart ?? false) && this.o.requestRestart !== undefined;
       if (restarting) setTimeout(() => this.o.requestRestart?.(), 200).unref();
-      this.log.warn({ from: result.from, to: result.to, reason: req.reason }, "rolled back the installed version");
-      return { fromVersion: result.from, toVersion: result.to, restartNeeded: !restarting, restarting, ...(restoredBackupPath ? { restoredBackupPath } : {}) };
+      this.log.warn({ from: result.from, to: result.to, reason: req.reason, restored: backup }, "rolled back the installed version");
+      return { fromVersion: result.from, toVersion: result.to, restartNeeded: !restarting, restarting, ...(backup ? { restoredBackupPath: backup } : {}) };
     });
   }
 }
@@ -599,8 +683,11 @@ export async function rollbackInstall(
   const marker = marker0;
   await switchCurrent(installDir, wanted);
   await mkdir(updatesDir, { recursive: true, mode: 0o700 });
+  const samePair = marker !== undefined && marker.fromVersion === wanted && marker.toVersion === from;
   const next: RollbackMarkerFile = {
     ...(marker ?? {}),
+    backupPath: undefined,
+    ...(samePair && marker?.backupPath ? { backupPath: marker.backupPath } : {}),
     startupState: "rolled_back",
     fromVersion: wanted,
     toVersion: from ?? "unknown",
@@ -612,6 +699,8 @@ export async function rollbackInstall(
   await writeMarker(updatesDir, next);
   return { from: from ?? "unknown", to: wanted, marker: next };
 }
+
+const semverValid = (v: string) => semver.valid(v.replace(/^v/, ""));
 
 function parseInput<T>(fn: () => T): T {
   try {

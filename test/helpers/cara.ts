@@ -76,6 +76,10 @@ export async function startCara(
     proc.stderr!.on("data", onData);
     void exited.then((code) => reject(new Error(`cara start exited with ${code} before listening:\n${lines.join("\n")}`)));
     setTimeout(() => reject(new Error(`cara start did not listen within 10 s:\n${lines.join("\n")}`)), 10_000).unref();
+  }).catch((err: unknown) => {
+    // Never leave a server behind when the test gives up on it.
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    throw err;
   });
   const tokenFromEnv = options.env?.CARAPACE_GATEWAY_TOKEN;
   const token = tokenFromEnv ?? (await readFile(join(stateDir, "auth", "token"), "utf8")).trim();

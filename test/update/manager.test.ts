@@ -40,7 +40,7 @@ async function setup(releases: FakeRelease[], opts: { running?: string; retryDel
   const updatesDir = join(dir, "state", "updates");
   await mkdir(updatesDir, { recursive: true, mode: 0o700 });
   const running = opts.running ?? "0.9.0";
-  await unpackRelease(artifacts[running]!, installDir, running);
+  await unpackRelease(artifacts[running]!, installDir, running, sha256(await readFile(artifacts[running]!)));
   await ensureLayout(installDir);
   await switchCurrent(installDir, running);
   const settings = resolveUpdateSettings({ update: { releasesUrl: server.baseUrl, repository: TEST_REPO, trustedRoot: rootPath, retryDelaysMs: opts.retryDelaysMs ?? [20, 40, 80] } });
@@ -279,9 +279,88 @@ describe("update transaction (manager, real release server, test trust root)", (
     const out = await env.manager.resumeAtStart(new AbortController().signal);
     assert.equal(out?.outcome, "failed");
     assert.match(out!.error!.message, /^stale update transaction 2b6f5a0e-.* requires fresh operator confirmation before applying/);
+    assert.equal(server.requests().length, 0, "checked before any network access");
+    const tx = await loadTransaction(env.updatesDir);
+    assert.deepEqual([tx?.state, tx?.failedPhase, tx?.retryable], ["failed", "created", false]);
     await assertNothingApplied(env, "0.9.1");
     // An explicit rerun starts fresh and applies.
     assert.equal((await env.run()).outcome, "applied");
+  });
+
+  test("a transaction interrupted at its last attempt stops cleanly; the next run starts fresh", async () => {
+    const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
+    await persistTransaction(env.updatesDir, {
+      id: "3b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10", version: "0.9.1", assetName: "carapace-0.9.1.tar.gz", state: "in_progress", attempt: 3, maxAttempts: 3,
+      startedAtMs: Date.now(), updatedAtMs: Date.now(), stagedPath: null, bundlePath: null, sha256: null, lastError: null, phase: "downloading", retryable: true,
+      applyConfirmedUntilMs: Date.now() + 60_000,
+    });
+    const out = await env.run();
+    assert.equal(out.outcome, "failed");
+    assert.equal(out.error!.message, "update transaction retry budget exhausted (3/3); the next `cara update` starts a fresh transaction");
+    assert.equal(server.requests(/download/).length, 0);
+    const tx = await loadTransaction(env.updatesDir);
+    assert.deepEqual([tx?.state, tx?.retryable, tx?.attempt], ["failed", false, 3]);
+    const again = await env.run();
+    assert.equal(again.outcome, "applied");
+    assert.equal(again.resumed, false);
+  });
+
+  test("an interrupted run (shutdown, client gone) stays resumable and the attempt is not counted", async () => {
+    const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
+    server.hangNext("/carapace-0.9.1.tar.gz");
+    const controller = new AbortController();
+    const running = env.manager.start({ yes: true }, () => {}, controller.signal);
+    await new Promise((r) => setTimeout(r, 300));
+    controller.abort();
+    const out = await running;
+    assert.equal(out.outcome, "failed");
+    assert.equal(out.error!.retryable, true);
+    const tx = await loadTransaction(env.updatesDir);
+    assert.deepEqual([tx?.state, tx?.retryable, tx?.attempt, tx?.failedPhase], ["failed", true, 0, "downloading"]);
+    assert.equal((await env.manager.status()).resumePending, true);
+    const resumed = await env.manager.resumeAtStart(new AbortController().signal);
+    assert.equal(resumed?.outcome, "applied", resumed?.error?.message);
+    assert.equal(resumed?.resumed, true);
+  });
+
+  test("a resumed transaction whose version is already current is marked applied, not redone", async () => {
+    const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
+    const digest = sha256(await readFile(artifacts["0.9.1"]!));
+    await unpackRelease(artifacts["0.9.1"]!, env.installDir, "0.9.1", digest);
+    await switchCurrent(env.installDir, "0.9.1");
+    await persistTransaction(env.updatesDir, {
+      id: "4b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10", version: "0.9.1", assetName: "carapace-0.9.1.tar.gz", state: "in_progress", attempt: 1, maxAttempts: 3,
+      startedAtMs: Date.now(), updatedAtMs: Date.now(), stagedPath: null, bundlePath: null, sha256: digest, lastError: null, phase: "applying", retryable: true,
+      applyConfirmedUntilMs: Date.now() - 1,
+    });
+    const out = await env.manager.resumeAtStart(new AbortController().signal);
+    assert.equal(out?.outcome, "applied");
+    assert.equal(server.requests().length, 0);
+    assert.deepEqual(env.backups, []);
+    assert.equal((await loadTransaction(env.updatesDir))?.state, "applied");
+  });
+
+  test("a version the launcher rolled back is not applied again by a resume", async () => {
+    const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
+    await writeFile(join(env.updatesDir, "rollback.json"), JSON.stringify({ startupState: "rolled_back", fromVersion: "0.9.0", toVersion: "0.9.1", installDir: env.installDir, appliedAtMs: 1, rolledBackAtMs: 2, reason: "v0.9.1 never became ready" }));
+    await persistTransaction(env.updatesDir, {
+      id: "5b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10", version: "0.9.1", assetName: "carapace-0.9.1.tar.gz", state: "in_progress", attempt: 1, maxAttempts: 3,
+      startedAtMs: Date.now(), updatedAtMs: Date.now(), stagedPath: null, bundlePath: null, sha256: null, lastError: null, phase: "applying", retryable: true,
+      applyConfirmedUntilMs: Date.now() + 60_000,
+    });
+    const out = await env.manager.resumeAtStart(new AbortController().signal);
+    assert.equal(out?.outcome, "failed");
+    assert.match(out!.error!.message, /^v0\.9\.1 was rolled back \(v0\.9\.1 never became ready\); not applying it again/);
+    await assertNothingApplied(env, "0.9.1");
+  });
+
+  test("a release source that answers another version than the pinned one is refused", async () => {
+    const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
+    server.respond("/releases/tags/v0.9.5", (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ tag_name: "v0.9.1", html_url: "http://x/", assets: [] }));
+    });
+    await assert.rejects(env.run({ version: "0.9.5" }), { kind: "precondition", message: /^release source answered v0\.9\.1 when asked for v0\.9\.5/ });
   });
 
   test("rollback switches current back and records it; unknown versions are refused", async () => {
@@ -295,6 +374,26 @@ describe("update transaction (manager, real release server, test trust root)", (
     assert.equal(marker?.startupState, "rolled_back");
     assert.equal(marker?.reason, "rolled back by hand: channels broke");
     await assert.rejects(env.manager.rollback({ restoreState: true, targetVersion: "0.9.1" }), { message: "no pre-update backup recorded; restore one with `cara restore`" });
+    assert.equal(await current(env.installDir), "versions/0.9.0", "a refused rollback changes nothing");
+  });
+
+  test("rollback with restore_state restores the pre-update backup of that switch, and undoes the switch if the restore fails", async () => {
+    const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
+    const restored: string[] = [];
+    let failRestore = true;
+    (env.manager as unknown as { o: { restore: (p: string) => Promise<void> } }).o.restore = async (p) => {
+      if (failRestore) throw new Error("disk full");
+      restored.push(p);
+    };
+    const applied = await env.run();
+    assert.equal(applied.outcome, "applied");
+    await assert.rejects(env.manager.rollback({ restoreState: true }), { kind: "precondition", message: /^restoring .*pre-update-0\.9\.1\.tar\.gz failed: disk full; switched current back to v0\.9\.1, nothing else changed$/ });
+    assert.equal(await current(env.installDir), "versions/0.9.1");
+    failRestore = false;
+    const r = await env.manager.rollback({ restoreState: true });
+    assert.equal(r.restoredBackupPath, applied.preUpdateBackupPath);
+    assert.deepEqual(restored, [applied.preUpdateBackupPath]);
+    assert.equal(await current(env.installDir), "versions/0.9.0");
   });
 
   test("StartUpdate needs confirmation and a managed install", async () => {
