@@ -1,0 +1,119 @@
+/**
+ * The stable launcher `<install>/bin/cara` (src/update/launcher.ts), run for real against a
+ * managed install whose versions are tiny stand-ins: bin/cara.js prints its version and argv,
+ * and exits with the code in CARA_FAKE_EXIT (or 75 once, to ask for a restart).
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ensureLayout, switchCurrent } from "../../src/update/install.js";
+import { cleanEnv, tempDir } from "../helpers/cara.js";
+
+async function fakeInstall() {
+  const dir = await tempDir();
+  const installDir = join(dir, "install");
+  const stateDir = join(dir, "state");
+  await mkdir(join(stateDir, "updates"), { recursive: true });
+  for (const v of ["1.0.0", "1.1.0"]) {
+    const root = join(installDir, "versions", v);
+    await mkdir(join(root, "bin"), { recursive: true });
+    await writeFile(join(root, "package.json"), JSON.stringify({ name: "carapace-cara", version: v, type: "module" }));
+    await writeFile(
+      join(root, "bin", "cara.js"),
+      `import { existsSync, writeFileSync } from "node:fs";
+const flag = process.env.CARA_FAKE_RESTART_ONCE;
+console.log("ran ${v} " + process.argv.slice(2).join(" ") + (process.env.CARA_LAUNCHER ? " supervised" : ""));
+if (flag && !existsSync(flag)) { writeFileSync(flag, ""); process.exit(75); }
+process.exit(Number(process.env.CARA_FAKE_EXIT ?? 0));
+`,
+    );
+  }
+  await ensureLayout(installDir);
+  await switchCurrent(installDir, "1.0.0");
+  await switchCurrent(installDir, "1.1.0");
+  const markerFile = join(stateDir, "updates", "rollback.json");
+  const marker = (state: string, extra: Record<string, unknown> = {}) =>
+    writeFile(markerFile, JSON.stringify({ startupState: state, fromVersion: "1.0.0", toVersion: "1.1.0", installDir, appliedAtMs: 1, ...extra }));
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    spawnSync(process.execPath, [join(installDir, "bin", "cara"), ...args, "--state-dir", stateDir], { encoding: "utf8", env: cleanEnv(env) });
+  const readMarker = async () => JSON.parse(await readFile(markerFile, "utf8")) as Record<string, unknown>;
+  const current = () => readlink(join(installDir, "current"));
+  return { installDir, stateDir, marker, run, readMarker, current, dir };
+}
+
+test("first start of a new version marks it started; a start that never became ready is rolled back next time", async () => {
+  const f = await fakeInstall();
+  await f.marker("pending");
+  const first = f.run(["start"], { CARA_FAKE_EXIT: "1" });
+  assert.equal(first.status, 1);
+  assert.match(first.stdout, /^ran 1\.1\.0 start --state-dir .* supervised\n$/);
+  assert.equal((await f.readMarker()).startupState, "started");
+  const second = f.run(["start"]);
+  assert.equal(second.status, 0);
+  assert.match(second.stderr, /^cara launcher: v1\.1\.0 was started at .* but never became ready; rolled back to v1\.0\.0\n$/);
+  assert.match(second.stdout, /^ran 1\.0\.0 start/);
+  assert.equal(await f.current(), "versions/1.0.0");
+  assert.equal(await readlink(join(f.installDir, "previous")), "versions/1.1.0");
+  const m = await f.readMarker();
+  assert.equal(m.startupState, "rolled_back");
+  assert.equal(typeof m.rolledBackAtMs, "number");
+});
+
+test("`cara` with no verb starts the server and runs the protocol; --help and other commands do not", async () => {
+  const f = await fakeInstall();
+  await f.marker("pending");
+  assert.match(f.run(["start", "--help"]).stdout, /^ran 1\.1\.0 start --help --state-dir/);
+  assert.equal((await f.readMarker()).startupState, "pending");
+  assert.match(f.run(["status"]).stdout, /^ran 1\.1\.0 status --state-dir .*[^d]\n$/, "other commands run in-process, unsupervised");
+  assert.equal((await f.readMarker()).startupState, "pending");
+  f.run([]);
+  assert.equal((await f.readMarker()).startupState, "started");
+});
+
+test("while a live server holds the state lock, the launcher leaves the marker alone", async () => {
+  const f = await fakeInstall();
+  await f.marker("started", { startedAtMs: 5 });
+  await writeFile(join(f.stateDir, "cara.lock"), `${process.pid}\n`);
+  f.run(["start"]);
+  assert.equal((await f.readMarker()).startupState, "started");
+  assert.equal(await f.current(), "versions/1.1.0");
+});
+
+test("exit code 75 restarts the then-current version (restart after an update)", async () => {
+  const f = await fakeInstall();
+  const r = f.run(["start"], { CARA_FAKE_RESTART_ONCE: join(f.dir, "restarted") });
+  assert.equal(r.status, 0);
+  assert.equal(r.stdout.split("\n").filter((l) => l.startsWith("ran 1.1.0 start")).length, 2);
+});
+
+test("markers that do not apply are left alone: another install, current not the new version, a crash after switching back", async () => {
+  const f = await fakeInstall();
+  await f.marker("started", { installDir: "/elsewhere" });
+  f.run(["start"]);
+  assert.equal(await f.current(), "versions/1.1.0");
+  await f.marker("started", { toVersion: "2.0.0" });
+  f.run(["start"]);
+  assert.equal(await f.current(), "versions/1.1.0");
+  assert.equal((await f.readMarker()).startupState, "started");
+  // current already points at fromVersion: the rollback happened, only its record is missing.
+  await switchCurrent(f.installDir, "1.0.0");
+  await f.marker("started");
+  f.run(["start"]);
+  assert.equal((await f.readMarker()).startupState, "rolled_back");
+  assert.equal(await f.current(), "versions/1.0.0");
+});
+
+test("a marker naming an unsafe version or a missing rollback target is reported, and the current version still starts", async () => {
+  const f = await fakeInstall();
+  await f.marker("started", { fromVersion: "../../etc" });
+  const bad = f.run(["start"]);
+  assert.match(bad.stderr, /rollback check failed: .*names an invalid version/);
+  assert.match(bad.stdout, /^ran 1\.1\.0 start/);
+  await f.marker("started", { fromVersion: "0.9.0" });
+  const missing = f.run(["start"]);
+  assert.match(missing.stderr, /rollback check failed: version 0\.9\.0 is not installed/);
+  assert.match(String((await f.readMarker()).reason), /never became ready, but rolling back to v0\.9\.0 failed/);
+  assert.equal(await f.current(), "versions/1.1.0");
+});
