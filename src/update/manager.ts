@@ -320,6 +320,7 @@ export class UpdateManager {
     ctx.tx.state = "in_progress";
     await this.persist(ctx.tx);
     ctx.progress({ phase, message, bytesDone: bytes?.done ?? 0, bytesTotal: bytes?.total ?? 0 });
+    await testPause(phase);
   }
 
   private upToDate(version: string): UpdateOutcome {
@@ -534,6 +535,7 @@ export class UpdateManager {
       }
       await ensureLayout(installDir);
       await switchCurrent(installDir, tx.version);
+      await testPause("switched");
     } catch (err) {
       throw runFailure(`apply failed: ${(err as Error).message}`, false, "applying");
     }
@@ -698,6 +700,15 @@ export async function rollbackInstall(
   };
   await writeMarker(updatesDir, next);
   return { from: from ?? "unknown", to: wanted, marker: next };
+}
+
+/**
+ * Crash tests only: with CARA_TEST_UPDATE_PAUSE_AFTER=<phase|switched> the run stops for good
+ * right after that point is on disk, so a test can kill -9 the server exactly there. Inert
+ * unless that variable is set.
+ */
+async function testPause(point: string): Promise<void> {
+  if (process.env.CARA_TEST_UPDATE_PAUSE_AFTER === point) await new Promise(() => {});
 }
 
 const semverValid = (v: string) => semver.valid(v.replace(/^v/, ""));

@@ -250,6 +250,41 @@ describe("self-update end to end", { concurrency: false }, () => {
     await srv.stop();
   });
 
+  const crashPoints = [
+    ["downloaded", "0.9.4"],
+    ["verified", "0.9.5"],
+    ["applying", "0.9.6"],
+    ["switched", "0.9.7"],
+  ] as const;
+  for (const [point, v] of crashPoints) {
+    test(`kill -9 right after '${point}': the next start completes the update without downloading the artifact again`, async () => {
+      releases[v] = await signedRelease(kit, buildRelease(v), v);
+      server.setReleases(Object.values(releases));
+      srv = await startCara({ stateDir, bin: launcher, env: { CARA_TEST_UPDATE_PAUSE_AFTER: point } });
+      const update = spawn(process.execPath, [join(ROOT, "bin", "cara.js"), "update", "--yes", "--version", v, "--port", String(srv.port), "--state-dir", stateDir], { env: cleanEnv(), stdio: "ignore" });
+      const txFile = join(stateDir, "updates", "transaction.json");
+      await waitFor(`the transaction to reach ${point}`, async () => {
+        if (point === "switched") return (await current()) === `versions/${v}` ? true : undefined;
+        const tx = JSON.parse(await readFile(txFile, "utf8")) as { phase: string; version: string };
+        return tx.version === v && tx.phase === point ? true : undefined;
+      });
+      const serverPid = (await connectJson(srv, "carapace.ops.v1.OpsService/GetStatus", {}, srv.token)).json.pid as number;
+      process.kill(serverPid, "SIGKILL");
+      await srv.exited;
+      update.kill();
+      server.clearLog();
+      srv = await startCara({ stateDir, bin: launcher });
+      const done = await waitFor("the resumed update to finish", async () => {
+        const tx = JSON.parse(await readFile(txFile, "utf8")) as { state: string; version: string };
+        return tx.version === v && tx.state === "applied" ? tx : undefined;
+      }, 30_000);
+      assert.equal(done.state, "applied");
+      assert.equal(await current(), `versions/${v}`);
+      assert.equal(server.requests(`/carapace-${v}.tar.gz`).length, 0, "the verified artifact is not downloaded again");
+      await srv.stop();
+    });
+  }
+
   test("cara update verify: the reference's real bundle verifies offline by digest, any other identity fails", async () => {
     const bundle = join(ROOT, "test", "fixtures", "update", "v0.7.0-sha256sums.bundle");
     const digest = "sha256:acc4012c1a51190fc354e4e5d77ebe0779097e36d30e3ce523efb05581394163";
