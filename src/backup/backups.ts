@@ -1,5 +1,5 @@
 import { randomBytes, createHash } from "node:crypto";
-import { constants, createReadStream, createWriteStream, openSync } from "node:fs";
+import { constants, createReadStream, createWriteStream } from "node:fs";
 import { copyFile, lstat, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -166,7 +166,7 @@ export class BackupManager {
         output,
         now,
         // Files that live writers change are read from the copies taken while writes were held.
-        readFile: (absPath) => createReadStream("", { fd: openSync(copies.get(absPath) ?? absPath, constants.O_RDONLY | constants.O_NOFOLLOW) }),
+        readFrom: copies,
       });
       return { manifest: res.manifest, sha256: res.sha256, bytes: res.bytes, excluded: listing.excluded };
     } finally {

@@ -28,7 +28,7 @@
  * a section root that is a link) makes the listing fail, naming the path: it is neither followed
  * nor silently skipped.
  */
-import type { Dirent } from "node:fs";
+import { lstatSync, type Dirent, type Stats } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -298,6 +298,7 @@ async function collectSection(
     return true;
   }
   const stack: string[] = [spec.statePath];
+  let sliceStart = performance.now();
   while (stack.length > 0) {
     const relDir = stack.pop()!;
     let entries: Dirent[];
@@ -307,13 +308,16 @@ async function collectSection(
       if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
       throw err;
     }
-    const stats = await Promise.all(
-      entries.map(async (e) => {
-        const rel = `${relDir}/${e.name}`;
-        return { e, rel, st: e.isDirectory() || e.isFile() ? await lstatOrUndefined(join(stateDir, rel)) : undefined };
-      }),
-    );
-    for (const { e, rel, st: s } of stats) {
+    // lstat with synchronous calls (metadata of a directory just read is cached: microseconds
+    // each), letting the event loop run every few milliseconds. Thousands of concurrent
+    // promise-based lstats cost tens of MiB of memory and more time, while writes are held.
+    for (const e of entries) {
+      const rel = `${relDir}/${e.name}`;
+      const s = e.isDirectory() || e.isFile() ? lstatSyncOrUndefined(join(stateDir, rel)) : undefined;
+      if (performance.now() - sliceStart > 10) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
       const bad = unsafePathRule(rel);
       if (bad) {
         errors.push({ path: displayPath(rel), reason: `the archive format refuses its name (it ${bad})` });
@@ -340,6 +344,15 @@ async function collectSection(
     }
   }
   return true;
+}
+
+function lstatSyncOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
 }
 
 async function lstatOrUndefined(path: string) {

@@ -298,3 +298,61 @@ test("output backpressure: a slow consumer still receives the whole archive", as
   assert.equal(sha256(all), written.sha256);
   assert.equal((await readBuffer(all)).ok, true);
 });
+
+test("readFrom: a file with a snapshot copy is archived from the copy (both passes)", async () => {
+  const root = await tempDir();
+  const state = join(root, "state");
+  await populateState(state);
+  const copy = join(root, "queue-copy.json");
+  await writeFile(copy, '{"version":9,"tasks":[]}\n'); // same size as the live file, other bytes
+  const listing = await listStateFiles(state);
+  const out = join(root, "b.tar.gz");
+  const written = await writeBackupArchive({
+    stateDir: state,
+    files: listing.files,
+    sections: listing.sections,
+    secret: SECRET,
+    caraVersion: "0.1.0",
+    output: createWriteStream(out),
+    readFrom: new Map([[join(state, "tasks", "queue.json"), copy]]),
+  });
+  assert.equal(written.manifest.files.find((f) => f.path === "tasks/queue.json")?.sha256, sha256('{"version":9,"tasks":[]}\n'));
+  const tar = gunzip(await readFile(out));
+  const span = walkTar(tar).find((e) => e.name === "tasks/queue.json")!;
+  assert.equal(tar.toString("utf8", span.dataStart, span.dataStart + span.size), '{"version":9,"tasks":[]}\n');
+  assert.equal((await readBuffer(await readFile(out))).ok, true);
+});
+
+test("staging with fsync (a restore): every file byte-identical with its mode, whatever its size class", async () => {
+  const { root, files, archive } = await fixture();
+  const staging = join(root, "staging-fsync");
+  await mkdir(staging, { mode: 0o700 });
+  const result = await readBackupArchive(createReadStream(archive), { secret: SECRET, stagingDir: staging, fsync: true });
+  assert.equal(result.ok, true);
+  assert.equal(result.files.length, Object.keys(files).length);
+  const sizes = result.files.map((f) => f.size);
+  assert.ok(sizes.some((n) => n <= 256 * 1024) && sizes.some((n) => n > 256 * 1024 && n <= 1024 * 1024) && sizes.some((n) => n > 1024 * 1024), "small, medium and large files");
+  for (const f of result.files) {
+    const rel = f.path === "config/config.json" ? "config.json" : f.path === "usage/usage.json" ? "usage.json" : f.path;
+    assert.deepEqual(await readFile(f.stagedPath!), files[rel]!.content, f.path);
+    assert.equal((await stat(f.stagedPath!)).mode & 0o777, files[rel]!.mode, f.path);
+  }
+});
+
+test("an output that fails mid-archive fails the backup with its error (no hang, output destroyed)", async () => {
+  const root = await tempDir();
+  const state = join(root, "state");
+  await populateState(state);
+  const listing = await listStateFiles(state);
+  let received = 0;
+  const { Writable } = await import("node:stream");
+  const output = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      received += chunk.length;
+      cb(received > 1024 ? new Error("disk full (test)") : null);
+    },
+  });
+  await assert.rejects(writeBackupArchive({ stateDir: state, files: listing.files, secret: SECRET, caraVersion: "0.1.0", output }), { message: "disk full (test)" });
+  assert.equal(output.destroyed, true);
+  assert.ok(received > 1024);
+});
