@@ -11,6 +11,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { backup } from "./benchmarks/backup.js";
 import { cli } from "./benchmarks/cli.js";
 import { memory } from "./benchmarks/memory.js";
 import { profile } from "./benchmarks/profile.js";
@@ -24,7 +25,7 @@ import { unavailableRow } from "./lib/stats.js";
 import type { BenchOptions, Benchmark, Row } from "./lib/types.js";
 
 /** Every benchmark, in the order they run. Later features add their module here. */
-export const BENCHMARKS: Benchmark[] = [unary, profile, streaming, cli, memory, tasks, logging];
+export const BENCHMARKS: Benchmark[] = [unary, profile, streaming, cli, memory, tasks, logging, backup];
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
 const BENCH = join(ROOT, "bench");
