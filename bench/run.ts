@@ -13,19 +13,21 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { backup } from "./benchmarks/backup.js";
 import { cli } from "./benchmarks/cli.js";
+import { download } from "./benchmarks/download.js";
 import { memory } from "./benchmarks/memory.js";
 import { profile } from "./benchmarks/profile.js";
 import { streaming } from "./benchmarks/streaming.js";
 import { tasks } from "./benchmarks/tasks.js";
 import { logging } from "./benchmarks/logging.js";
 import { unary } from "./benchmarks/unary.js";
+import { verify } from "./benchmarks/verify.js";
 import { installCleanup, killAll, sleep } from "./lib/procs.js";
 import { markdownTable, textTable } from "./lib/report.js";
 import { unavailableRow } from "./lib/stats.js";
 import type { BenchOptions, Benchmark, Row } from "./lib/types.js";
 
 /** Every benchmark, in the order they run. Later features add their module here. */
-export const BENCHMARKS: Benchmark[] = [unary, profile, streaming, cli, memory, tasks, logging, backup];
+export const BENCHMARKS: Benchmark[] = [unary, profile, streaming, cli, memory, tasks, logging, backup, verify, download];
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
 const BENCH = join(ROOT, "bench");
