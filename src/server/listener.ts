@@ -139,7 +139,8 @@ export async function listen(
       const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (onIdle = resolve));
       const finished = await withDeadline(idle, deadline);
       // Let HTTP/2 sessions flush their last frames (trailers, GOAWAY) and close on their own.
-      await withDeadline(Promise.all([...sessions].map((s) => (s.closed ? undefined : once(s, "close")))), Math.min(deadline, Date.now() + 1000));
+      // (Up to 3 s: a loaded client can take a while to read them and close its side.)
+      await withDeadline(Promise.all([...sessions].map((s) => (s.closed ? undefined : once(s, "close")))), Math.min(deadline, Date.now() + 3000));
       for (const session of sessions) session.destroy();
       for (const socket of sockets) socket.destroy();
       await closed;

@@ -238,14 +238,25 @@ async function startLocked(
 
   // Update protocol after start: once ready, clear the rollback marker (this version is good),
   // then resume an interrupted update if one is pending and still confirmed.
+  // A version on probation (marker `started`) that is not ready within update.readyTimeoutMs
+  // exits for a restart under the launcher, which then rolls it back.
   void (async () => {
+    const onProbation = await updates.manager.onProbation();
+    const deadline = Date.now() + (config.update?.readyTimeoutMs ?? 60_000);
     for (let i = 0; !monitor.shuttingDown; i++) {
-      if ((await monitor.evaluate()).ready) {
+      const evaluation = await monitor.evaluate();
+      if (evaluation.ready) {
         await updates.manager.markHealthy().catch((err: Error) => log.error({ err: err.message }, "could not clear the rollback marker; a restart may roll back"));
         break;
       }
-      if (i === 0) log.warn("not ready yet: the rollback marker stays until every check passes");
-      await monitor.waitForChange(5_000, shutdownController.signal).catch(() => undefined);
+      if (i === 0 && onProbation) log.warn("not ready yet: the rollback marker stays until every check passes");
+      if (onProbation && Date.now() >= deadline && launcher && deps.onRestartRequested && env.CARA_LAUNCHER) {
+        const failing = evaluation.results.filter((r) => r.status === "fail").map((r) => `${r.name}: ${r.message}`).join("; ");
+        log.error({ failing }, `v${VERSION} did not become ready within ${Math.round((config.update?.readyTimeoutMs ?? 60_000) / 1000)} s after an update; exiting so the launcher rolls back`);
+        deps.onRestartRequested(launcher);
+        return;
+      }
+      await monitor.waitForChange(Math.max(100, Math.min(5_000, deadline - Date.now())), shutdownController.signal).catch(() => undefined);
     }
     if (!monitor.shuttingDown) await updates.manager.resumeAtStart(shutdownController.signal);
   })();

@@ -80,6 +80,8 @@ const isConfig = t.isObject({
       /** Backoff before retries 1, 2, 3... (default 5000, 15000, 45000; ±20 % jitter). */
       retryDelaysMs: t.isOptional(t.cascade(t.isArray(isPositiveInt), [t.hasMinLength(1), t.hasMaxLength(10)])),
       maxAttempts: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 10)])),
+      /** How long a freshly updated version may take to become ready before it is rolled back. */
+      readyTimeoutMs: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1_000, 3_600_000)])),
     }),
   ),
 });

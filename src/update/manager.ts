@@ -607,6 +607,13 @@ export class UpdateManager {
     return report;
   }
 
+  /** Whether this version runs on probation: started by the launcher after an update, not yet ready. */
+  async onProbation(): Promise<boolean> {
+    if (!this.o.install.managed) return false;
+    const marker = await loadMarker(this.o.updatesDir).catch(() => undefined);
+    return marker?.startupState === "started" && marker.toVersion === this.o.runningVersion && marker.installDir === this.o.install.installDir;
+  }
+
   /** Marks the rollback marker cleared once this version is ready (the launcher will not roll back). */
   async markHealthy(): Promise<void> {
     if (this.o.install.managed) {

@@ -285,6 +285,28 @@ describe("self-update end to end", { concurrency: false }, () => {
     });
   }
 
+  test("a new version that starts but never becomes ready is rolled back after update.readyTimeoutMs", async () => {
+    const configFile = join(stateDir, "config.json");
+    const config = JSON.parse(await readFile(configFile, "utf8")) as Record<string, Record<string, unknown>>;
+    // Not ready: a free-space floor no disk meets fails the disk check (for every version).
+    await writeFile(configFile, JSON.stringify({ ...config, update: { ...config.update, readyTimeoutMs: 2000 }, health: { diskFreeFloorBytes: Number.MAX_SAFE_INTEGER } }));
+    const v = "0.9.8";
+    releases[v] = await signedRelease(kit, buildRelease(v), v);
+    server.setReleases(Object.values(releases));
+    srv = await startCara({ stateDir, bin: launcher });
+    const r = await cli(srv, ["update", "--yes", "--restart"]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor("the rollback", async () => ((await readFile(join(stateDir, "updates", "rollback.json"), "utf8")).includes('"rolled_back"') ? true : undefined), 30_000);
+    assert.equal(await current(), "versions/0.9.7");
+    assert.ok(srv.lines.some((l) => l.includes("v0.9.8 did not become ready within 2 s after an update; exiting so the launcher rolls back")), srv.lines.join("\n"));
+    const port = await waitFor("the rolled-back server", () => listeningPorts(srv)[2]);
+    const st = await status(port);
+    assert.equal(st.currentVersion, "0.9.7");
+    assert.equal(st.rollbackMarker?.state, "ROLLBACK_STATE_ROLLED_BACK");
+    await srv.stop();
+    await writeFile(configFile, JSON.stringify(config));
+  });
+
   test("cara update verify: the reference's real bundle verifies offline by digest, any other identity fails", async () => {
     const bundle = join(ROOT, "test", "fixtures", "update", "v0.7.0-sha256sums.bundle");
     const digest = "sha256:acc4012c1a51190fc354e4e5d77ebe0779097e36d30e3ce523efb05581394163";
