@@ -41,8 +41,8 @@ export class UpdateCommand extends ClientCommand {
     description: "Check for, install, inspect or roll back a signed release of cara",
     details: `
       Self-update from signed releases, fail-closed: an artifact is applied only after its Sigstore bundle
-      verifies against the pinned trusted root with the exact certificate identity
-      (\`https://github.com/<owner>/<repo>/.github/workflows/release.yml@refs/tags/v<version>\`) and issuer,
+      verifies against the pinned trusted root with the exact certificate identity (the release workflow
+      github.com/<owner>/<repo>/.github/workflows/release.yml at tag v<version>) and issuer,
       with a transparency-log entry, and its SHA-256 matches the (also signed) SHA256SUMS.txt. Nothing can
       switch verification off; forks configure \`update.identity\`, \`update.issuer\`, \`update.trustedRoot\`.
 
@@ -51,7 +51,7 @@ export class UpdateCommand extends ClientCommand {
       are retried with backoff (about 5 s, 15 s, 45 s; 3 attempts), authenticity failures stop and apply nothing.
       Before applying, the server takes a backup (\`<state>/backups/pre-update-*.tar.gz\`). The new version is
       unpacked beside the old one (\`<install>/versions/<v>\`) and \`<install>/current\` is switched atomically;
-      a version that never becomes ready is rolled back by the launcher at the next start.
+      a version that crashes or is not ready in time (update.readyTimeoutMs) is rolled back by the launcher.
 
       Self-update needs a managed install (\`cara install --dir DIR\`); a git checkout or npm install says how
       to update instead. Modes: (default) install, --check, --status, --rollback, --reset-transaction.
