@@ -12,5 +12,5 @@ function find(dir) {
 const only = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 const flags = process.argv.slice(2).filter((a) => a.startsWith("-"));
 const files = only.length > 0 ? only : find("test").sort();
-const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=120000", ...flags, ...files], { stdio: "inherit" });
+const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=240000", ...flags, ...files], { stdio: "inherit" });
 process.exit(result.status ?? 1);

@@ -1,0 +1,102 @@
+/**
+ * Shared set-up of the self-update end-to-end tests (update.test.ts, update-crash.test.ts): real
+ * releases built by `npm run release`, signed by a test trust root, served by a local
+ * GitHub-compatible release server, a state dir whose config points the updater at them, and
+ * helpers to drive the CLI and the server started through a managed install's launcher.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before } from "node:test";
+import * as tar from "tar";
+import { connectJson, ROOT, runCara, tempDir, type CaraServer } from "../helpers/cara.js";
+import { startReleaseServer, type FakeRelease, type ReleaseServer } from "../helpers/release-server.js";
+import { signedRelease, TEST_REPO } from "../update/fixtures.js";
+import { createTestTrustRoot, type TestTrustRoot } from "../update/sigstore-kit.js";
+
+export let kit: TestTrustRoot;
+export let work: string;
+export let releasesDir: string;
+export let server: ReleaseServer;
+export let stateDir: string;
+export let installDir: string;
+export let launcher: string;
+export const releases: Record<string, FakeRelease> = {};
+
+export function buildRelease(version: string): string {
+  const out = join(releasesDir, version);
+  const r = spawnSync(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--version", version, "--out", out, "--no-build"], { encoding: "utf8" });
+  assert.equal(r.status, 0, `release ${version} failed: ${r.stderr}`);
+  return join(out, `carapace-${version}.tar.gz`);
+}
+
+/** A validly signed release whose server cannot start (module-level throw). */
+export async function buildBrokenRelease(version: string): Promise<string> {
+  const good = buildRelease(version);
+  const dir = join(releasesDir, `broken-${version}`);
+  await mkdir(dir, { recursive: true });
+  await tar.x({ file: good, cwd: dir });
+  await writeFile(join(dir, `carapace-${version}`, "dist", "src", "server", "server.js"), 'throw new Error("this build is broken");\n');
+  const out = join(dir, `carapace-${version}.tar.gz`);
+  await tar.c({ gzip: true, file: out, cwd: dir, portable: true }, [`carapace-${version}`]);
+  return out;
+}
+
+export function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const tick = async () => {
+      try {
+        const v = await fn();
+        if (v !== undefined && v !== false) return resolve(v);
+      } catch {
+        // not yet
+      }
+      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
+      setTimeout(tick, 50);
+    };
+    void tick();
+  });
+}
+
+export const listeningPorts = (s: CaraServer) =>
+  s.lines.flatMap((l) => {
+    try {
+      const r = JSON.parse(l) as { msg?: string; port?: number };
+      return r.msg?.startsWith("listening on") && r.port ? [r.port] : [];
+    } catch {
+      return [];
+    }
+  });
+
+export const cli = (s: { port: number }, args: string[], timeoutMs = 60_000) => runCara([...args, "--port", String(s.port), "--state-dir", stateDir], { timeoutMs });
+export const current = () => readlink(join(installDir, "current"));
+
+export async function status(port: number) {
+  const r = await connectJson({ baseUrl: `http://127.0.0.1:${port}` }, "carapace.update.v1.UpdateService/GetUpdateStatus", {}, (await readFile(join(stateDir, "auth", "token"), "utf8")).trim());
+  return r.json as { currentVersion: string; rollbackMarker?: { state: string; reason?: string; fromVersion: string; toVersion: string }; transaction?: { state: string; phase: string }; previousVersion?: string; installedVersions: string[]; managed: boolean };
+}
+
+/** Registers the hooks: test releases v0.9.0 and v0.9.1, the release server, the state dir with its update config. */
+export function useUpdateWorld(): void {
+before(async () => {
+  work = await tempDir();
+  releasesDir = join(work, "releases");
+  kit = await createTestTrustRoot();
+  const rootPath = join(work, "trusted_root.json");
+  await kit.writeTo(rootPath);
+  for (const v of ["0.9.0", "0.9.1"]) releases[v] = await signedRelease(kit, buildRelease(v), v);
+  server = await startReleaseServer(Object.values(releases));
+  stateDir = join(work, "state");
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await writeFile(
+    join(stateDir, "config.json"),
+    JSON.stringify({ update: { releasesUrl: server.baseUrl, repository: TEST_REPO, trustedRoot: rootPath, retryDelaysMs: [200, 400, 800] } }),
+  );
+  installDir = join(work, "opt", "carapace");
+  launcher = join(installDir, "bin", "cara");
+});
+after(async () => server?.close());
+}
+
