@@ -54,6 +54,17 @@ export class StartCommand extends CaraCommand {
       new Promise<{ signal: NodeJS.Signals }>((resolve) => {
         process.once("SIGTERM", () => resolve({ signal: "SIGTERM" }));
         process.once("SIGINT", () => resolve({ signal: "SIGINT" }));
+        // Under the install's launcher: if the launcher dies (even by kill -9), stop too rather
+        // than linger unsupervised holding the state dir.
+        if (process.env.CARA_LAUNCHER) {
+          const parent = process.ppid;
+          setInterval(() => {
+            if (process.ppid !== parent) {
+              server.logger.warn({ launcherPid: parent }, "the launcher is gone; shutting down");
+              resolve({ signal: "SIGTERM" });
+            }
+          }, 1000).unref();
+        }
       }),
       restartRequested.then((launcher) => ({ launcher })),
     ]);

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { cleanEnv, ROOT, runCara, startCara, type CaraServer } from "../helpers/cara.js";
+import { cleanEnv, connectJson, ROOT, runCara, startCara, type CaraServer } from "../helpers/cara.js";
 import { signedRelease } from "../update/fixtures.js";
 import { buildBrokenRelease, cli, current, installDir, kit, launcher, listeningPorts, releases, releasesDir, server, stateDir, status, useUpdateWorld, waitFor, work } from "./update-world.js";
 
@@ -123,6 +123,21 @@ describe("self-update end to end", { concurrency: false }, () => {
     assert.equal(down.code, 0, down.stderr);
     assert.match(down.stdout, /^The server is not running; rolled back the install in .*: current is now v0\.9\.1 \(was v0\.9\.0\)\.\n/);
     assert.equal(await current(), "versions/0.9.1");
+  });
+
+  test("a server whose launcher is killed -9 shuts itself down instead of lingering", async () => {
+    srv = await startCara({ stateDir, bin: launcher });
+    const pid = (await connectJson(srv, "carapace.ops.v1.OpsService/GetStatus", {}, srv.token)).json.pid as number;
+    srv.proc.kill("SIGKILL");
+    await srv.exited;
+    await waitFor("the orphaned server to stop", () => {
+      try {
+        process.kill(pid, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    }, 15_000);
   });
 
   test("cara update verify: the reference's real bundle verifies offline by digest, any other identity fails", async () => {
