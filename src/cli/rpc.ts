@@ -43,6 +43,9 @@ function networkCode(err: unknown): string | undefined {
     if (typeof code === "string" && code in NETWORK_REASONS) return code;
     e = (e as { cause?: unknown }).cause;
   }
+  // An error the server sent (a ConnectError without a local cause) may mention a network code
+  // of its own (e.g. the release source was unreachable): that is not our connection failing.
+  if (err instanceof ConnectError && err.cause === undefined) return undefined;
   const text = String((err as Error)?.message ?? "");
   return Object.keys(NETWORK_REASONS).find((k) => text.includes(k));
 }

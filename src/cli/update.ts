@@ -1,4 +1,5 @@
 import { createInterface } from "node:readline/promises";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, Option } from "clipanion";
 import {
   CheckForUpdateResponseSchema,
@@ -95,10 +96,11 @@ export class UpdateCommand extends ClientCommand {
     } catch (err) {
       if (err instanceof CliFailure || err instanceof CliUsageError) throw err;
       if (this.rollback && isConnectionRefused(err) && isLoopbackHost(target.host)) return this.runLocalRollback();
-      const message = describeError(err, target, timeoutMs);
+      const fromServer = err instanceof ConnectError && err.cause === undefined && err.code !== Code.Unauthenticated;
+      const message = fromServer ? err.rawMessage : describeError(err, target, timeoutMs);
       if (this.check) {
         this.context.stderr.write(`Failed to check for updates: ${message}\n`);
-        if (/\(Unavailable\)$/.test(message)) this.context.stderr.write("This may be a temporary issue; retry in a moment.\n");
+        if (fromServer && err.code === Code.Unavailable) this.context.stderr.write("This may be a temporary issue; retry in a moment.\n");
         return 1;
       }
       throw new CliFailure(message);

@@ -44,6 +44,10 @@ describe("self-update end to end", { concurrency: false }, () => {
     const j = await cli(srv, ["update", "--check", "--json"]);
     const doc = JSON.parse(j.stdout) as Record<string, unknown>;
     assert.deepEqual([doc.currentVersion, doc.latestVersion, doc.updateAvailable, doc.managed, doc.channel], ["0.9.0", "0.9.1", true, true, "stable"]);
+    server.fail("/releases", [503]);
+    const down = await cli(srv, ["update", "--check"]);
+    assert.equal(down.code, 1);
+    assert.equal(down.stderr, "Failed to check for updates: release source returned HTTP 503 (unexpected response)\nThis may be a temporary issue; retry in a moment.\n");
   });
 
   test("a release signed for another identity is refused by the CLI, nothing applied", async () => {
