@@ -57,7 +57,7 @@ export class StartCommand extends CaraCommand {
         // Under the install's launcher: if the launcher dies (even by kill -9), stop too rather
         // than linger unsupervised holding the state dir.
         if (process.env.CARA_LAUNCHER) {
-          const parent = process.ppid;
+          const parent = Number(process.env.CARA_LAUNCHER_PID) || process.ppid;
           setInterval(() => {
             if (process.ppid !== parent) {
               server.logger.warn({ launcherPid: parent }, "the launcher is gone; shutting down");
@@ -68,12 +68,24 @@ export class StartCommand extends CaraCommand {
       }),
       restartRequested.then((launcher) => ({ launcher })),
     ]);
-    if ("launcher" in stop) return this.restart(server, stop.launcher);
+    // A stop signal during a restart's drain turns the restart into a stop.
+    let stopRequested = false;
+    if ("launcher" in stop) {
+      const note = () => void (stopRequested = true);
+      process.on("SIGTERM", note).on("SIGINT", note);
+      return this.restart(server, stop.launcher, () => stopRequested);
+    }
     const signal = stop.signal;
-    process.once(signal === "SIGINT" ? "SIGINT" : "SIGTERM", () => {
-      this.context.stderr.write("Second signal received: exiting now without waiting for in-flight calls.\n");
-      process.exit(1);
-    });
+    if (process.env.CARA_LAUNCHER) {
+      // Under the launcher the same stop can arrive twice (from a supervisor to the whole group,
+      // and forwarded by the launcher): repeats are the same request, not "exit now".
+      process.on("SIGTERM", () => {}).on("SIGINT", () => {});
+    } else {
+      process.once(signal === "SIGINT" ? "SIGINT" : "SIGTERM", () => {
+        this.context.stderr.write("Second signal received: exiting now without waiting for in-flight calls.\n");
+        process.exit(1);
+      });
+    }
     await server.shutdown(signal);
     await new Promise<void>((resolve) => server.logger.flush(() => resolve()));
     return 0;
@@ -85,9 +97,10 @@ export class StartCommand extends CaraCommand {
    * the now-current version. Started some other way, run the launcher as a child that inherits
    * stdio; this process stays as a thin parent, forwarding signals and its exit code.
    */
-  private async restart(server: Awaited<ReturnType<typeof import("../server/server.js").startServer>>, launcher: string): Promise<number> {
+  private async restart(server: Awaited<ReturnType<typeof import("../server/server.js").startServer>>, launcher: string, stopRequested: () => boolean): Promise<number> {
     await server.shutdown("restarting on the installed version");
     await new Promise<void>((resolve) => server.logger.flush(() => resolve()));
+    if (stopRequested()) return 0;
     if (process.env.CARA_LAUNCHER) return 75;
     const { spawn } = await import("node:child_process");
     const child = spawn(process.execPath, [launcher, ...process.argv.slice(2)], { stdio: "inherit" });

@@ -172,9 +172,19 @@ export async function unpackRelease(artifact: string, installDir: string, versio
     if (!(await isCompleteVersion(staging, version))) throw new InstallError(`release artifact for v${version} is not a carapace release (package.json version or bin/cara.js missing)`);
     await writeFileDurable(join(staging, STAMP), `${sha256}\n`, { mode: 0o644 });
     await fsyncTree(staging);
-    await rm(dest, { recursive: true, force: true });
+    // Replace an existing (unstamped or different) copy by renames, so `dest` is missing only
+    // between two renames, never while a tree is being deleted.
+    const aside = join(versionsDir, `.old-${version}-${randomBytes(6).toString("hex")}`);
+    const hadOld = await rename(dest, aside).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === "ENOENT") return false;
+        throw err;
+      },
+    );
     await rename(staging, dest);
     await fsyncDir(versionsDir);
+    if (hadOld) await rm(aside, { recursive: true, force: true });
     return { path: dest, reused: false };
   } catch (err) {
     await rm(staging, { recursive: true, force: true });

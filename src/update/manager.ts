@@ -7,7 +7,7 @@ import semver from "semver";
 import type { Logger } from "../ops/logger.js";
 import { DownloadError, downloadFile } from "./download.js";
 import { runFailure, UpdateError } from "./errors.js";
-import { LAUNCHER_SCRIPT } from "./launcher.js";
+import { LAUNCHER_PROTOCOL, launcherProtocolOf } from "./launcher.js";
 import { currentVersion, ensureLayout, writeLauncher, installedVersions, previousVersion, switchCurrent, unpackedFrom, unpackRelease, type InstallInfo } from "./install.js";
 import { ReleaseSource, ReleaseSourceError, type Release, type ReleaseAsset } from "./releases.js";
 import { loadMarker, writeMarker, type RollbackMarkerFile } from "./rollback-marker.js";
@@ -366,7 +366,7 @@ export class UpdateManager {
         return { ...this.baseOutcome(ctx), outcome: "applied", bundleVerified: true, checksumVerified: true, restartNeeded: this.o.runningVersion !== tx.version, restarting: false };
       }
       if (ctx.mode === "automatic" && (tx.applyConfirmedUntilMs ?? 0) < this.now()) {
-        return this.stop(ctx, `stale update transaction ${tx.id} requires fresh operator confirmation before applying; run \`cara update\` to resume it (staged files are kept)`, resumeFrom);
+        return this.stop(ctx, `stale update transaction ${tx.id} requires fresh operator confirmation before applying; run \`cara update\` to start it again`, resumeFrom);
       }
     }
     for (;;) {
@@ -506,7 +506,7 @@ export class UpdateManager {
 
     // 3. Apply: confirmation, pre-update backup, unpack, marker, switch.
     if (ctx.mode === "automatic" && (tx.applyConfirmedUntilMs ?? 0) < this.now()) {
-      throw runFailure(`stale update transaction ${tx.id} requires fresh operator confirmation before applying; run \`cara update\` to resume it (staged files are kept)`, false, "applying");
+      throw runFailure(`stale update transaction ${tx.id} requires fresh operator confirmation before applying; run \`cara update\` to start it again`, false, "applying");
     }
     if (!this.o.install.managed) throw this.notManaged();
     const installDir = this.o.install.installDir;
@@ -620,7 +620,8 @@ export class UpdateManager {
       // A launcher fix ships with the version that brings it: refresh it once this version is good.
       const installDir = this.o.install.installDir;
       const current = await readFile(join(installDir, "bin", "cara"), "utf8").catch(() => "");
-      if (current !== LAUNCHER_SCRIPT) await writeLauncher(installDir).catch((err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"));
+      // Only upgrade it: a rolled-back older version must not replace a newer launcher.
+      if (launcherProtocolOf(current) < LAUNCHER_PROTOCOL) await writeLauncher(installDir).catch((err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"));
     }
     const marker = await loadMarker(this.o.updatesDir).catch(() => undefined);
     if (!marker || marker.startupState !== "started" || marker.toVersion !== this.o.runningVersion) return;

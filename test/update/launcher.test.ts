@@ -43,22 +43,38 @@ process.exit(Number(process.env.CARA_FAKE_EXIT ?? 0));
   return { installDir, stateDir, marker, run, readMarker, current, dir };
 }
 
-test("first start of a new version marks it started; a start that never became ready is rolled back next time", async () => {
+test("a new version that exits with an error on its first run is rolled back at once", async () => {
   const f = await fakeInstall();
   await f.marker("pending");
   const first = f.run(["start"], { CARA_FAKE_EXIT: "1" });
   assert.equal(first.status, 1);
-  assert.match(first.stdout, /^ran 1\.1\.0 start --state-dir .* supervised\n$/);
-  assert.equal((await f.readMarker()).startupState, "started");
-  const second = f.run(["start"]);
-  assert.equal(second.status, 0);
-  assert.match(second.stderr, /^cara launcher: v1\.1\.0 was started at .* but never became ready; rolled back to v1\.0\.0\n$/);
-  assert.match(second.stdout, /^ran 1\.0\.0 start/);
+  assert.match(first.stdout, /^ran 1\.1\.0 start --state-dir .* supervised\nran 1\.0\.0 start --state-dir .* supervised\n$/);
+  assert.match(first.stderr, /cara launcher: the new version exited with 1 before it became ready\ncara launcher: v1\.1\.0 was started at .* but never became ready; rolled back to v1\.0\.0\n/);
   assert.equal(await f.current(), "versions/1.0.0");
   assert.equal(await readlink(join(f.installDir, "previous")), "versions/1.1.0");
   const m = await f.readMarker();
   assert.equal(m.startupState, "rolled_back");
   assert.equal(typeof m.rolledBackAtMs, "number");
+});
+
+test("a marker still `started` at the next start (the version never became ready) is rolled back", async () => {
+  const f = await fakeInstall();
+  await f.marker("started", { startedAtMs: Date.parse("2026-01-01T00:00:00Z") });
+  const r = f.run(["start"]);
+  assert.equal(r.status, 0);
+  assert.equal(r.stderr, "cara launcher: v1.1.0 was started at 2026-01-01T00:00:00.000Z but never became ready; rolled back to v1.0.0\n");
+  assert.match(r.stdout, /^ran 1\.0\.0 start/);
+  assert.equal(await f.current(), "versions/1.0.0");
+});
+
+test("a version that exits normally on its first run is not rolled back; the marker stays for the server to clear", async () => {
+  const f = await fakeInstall();
+  await f.marker("pending");
+  const r = f.run(["start"]);
+  assert.equal(r.status, 0);
+  assert.equal(r.stdout.split("\n").filter(Boolean).length, 1);
+  assert.equal((await f.readMarker()).startupState, "started");
+  assert.equal(await f.current(), "versions/1.1.0");
 });
 
 test("`cara` with no verb starts the server and runs the protocol; --help and other commands do not", async () => {
@@ -68,8 +84,34 @@ test("`cara` with no verb starts the server and runs the protocol; --help and ot
   assert.equal((await f.readMarker()).startupState, "pending");
   assert.match(f.run(["status"]).stdout, /^ran 1\.1\.0 status --state-dir .*[^d]\n$/, "other commands run in-process, unsupervised");
   assert.equal((await f.readMarker()).startupState, "pending");
+  const optsFirst = spawnSync(process.execPath, [join(f.installDir, "bin", "cara"), "--state-dir", f.stateDir, "status"], { encoding: "utf8", env: cleanEnv() });
+  assert.match(optsFirst.stdout, /^ran 1\.1\.0 --state-dir .* status\n$/, "options before a command do not make it a server start");
+  assert.equal((await f.readMarker()).startupState, "pending");
   f.run([]);
   assert.equal((await f.readMarker()).startupState, "started");
+});
+
+test("one launcher per state dir: a second one leaves the marker alone", async () => {
+  const f = await fakeInstall();
+  await f.marker("started", { startedAtMs: 5 });
+  await writeFile(join(f.stateDir, "updates", "launcher.lock"), `${process.pid}\n`);
+  const r = f.run(["start"]);
+  assert.match(r.stderr, /^cara launcher: another launcher supervises .*; not touching the rollback marker\n/);
+  assert.equal((await f.readMarker()).startupState, "started");
+  assert.equal(await f.current(), "versions/1.1.0");
+  // A dead owner's lock is taken over (and removed on exit).
+  await writeFile(join(f.stateDir, "updates", "launcher.lock"), "999999999\n");
+  f.run(["start"]);
+  assert.equal((await f.readMarker()).startupState, "rolled_back");
+  await assert.rejects(readFile(join(f.stateDir, "updates", "launcher.lock")), { code: "ENOENT" });
+});
+
+test("a restart loop is bounded", async () => {
+  const f = await fakeInstall();
+  const r = f.run(["start"], { CARA_FAKE_EXIT: "75" });
+  assert.equal(r.status, 1);
+  assert.equal(r.stdout.split("\n").filter((l) => l.startsWith("ran 1.1.0")).length, 6);
+  assert.match(r.stderr, /more than 5 restarts within a minute; giving up/);
 });
 
 test("while a live server holds the state lock, the launcher leaves the marker alone", async () => {
@@ -115,5 +157,6 @@ test("a marker naming an unsafe version or a missing rollback target is reported
   const missing = f.run(["start"]);
   assert.match(missing.stderr, /rollback check failed: version 0\.9\.0 is not installed/);
   assert.match(String((await f.readMarker()).reason), /never became ready, but rolling back to v0\.9\.0 failed/);
+  assert.equal((await f.readMarker()).startupState, "rollback_failed");
   assert.equal(await f.current(), "versions/1.1.0");
 });
