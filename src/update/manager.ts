@@ -432,7 +432,6 @@ export class UpdateManager {
       try {
         await sleep(delay, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
       } catch {
-        tx.nextAttemptAtMs = undefined as unknown as number;
         delete tx.nextAttemptAtMs;
         await this.persist(tx).catch(() => undefined);
         return this.failed(ctx, new UpdateError("unavailable", `${message} (interrupted while waiting to retry; \`cara update\` or the next server start resumes it)`, true, phase));
@@ -681,16 +680,15 @@ export async function rollbackInstall(
   const wanted = target ? parseInput(() => normalizeVersion(target)) : await previousVersion(installDir);
   const from = await currentVersion(installDir);
   if (!wanted) throw new UpdateError("precondition", "no previous version to roll back to", false);
-  const marker0 = await loadMarker(updatesDir).catch(() => undefined);
-  if (!target && marker0?.startupState === "rolled_back" && marker0.toVersion === wanted && marker0.rolledBackAtMs !== undefined && !marker0.reason?.startsWith("rolled back by hand")) {
-    const installed = (await installedVersions(installDir)).map((v) => `v${v}`).join(", ");
-    throw new UpdateError("precondition", `the previous version v${wanted} was rolled back automatically (it never became ready); name the version to switch to with --version (installed: ${installed})`, false);
+  const marker = await loadMarker(updatesDir).catch(() => undefined);
+  const installed = await installedVersions(installDir);
+  if (!target && marker?.startupState === "rolled_back" && marker.toVersion === wanted && marker.rolledBackAtMs !== undefined && !marker.reason?.startsWith("rolled back by hand")) {
+    throw new UpdateError("precondition", `the previous version v${wanted} was rolled back automatically (it never became ready); name the version to switch to with --version (installed: ${installed.map((v) => `v${v}`).join(", ")})`, false);
   }
-  if (!(await installedVersions(installDir)).includes(wanted)) {
+  if (!installed.includes(wanted)) {
     throw new UpdateError("not_found", `version v${wanted} is not installed in ${join(installDir, "versions")}`, false);
   }
   if (from === wanted) throw new UpdateError("precondition", `v${wanted} is already current`, false);
-  const marker = marker0;
   await switchCurrent(installDir, wanted);
   await mkdir(updatesDir, { recursive: true, mode: 0o700 });
   const samePair = marker !== undefined && marker.fromVersion === wanted && marker.toVersion === from;
