@@ -8,19 +8,19 @@
  * over, 416 means "already complete" when the part has the expected size and "start over"
  * otherwise. Memory stays flat: the body is streamed to disk.
  *
- * node:http(s) is used directly rather than fetch: on a local 50 MB transfer it is about 1.6x
- * faster than undici's web streams (see bench / the update issue for numbers). Redirects (GitHub
- * sends assets through a CDN) are followed by hand, up to 10, http(s) only.
+ * The transfer uses ./http1-get.ts (the socket read into one reused buffer, each chunk hashed and
+ * written before the next read) rather than node:http or fetch: on 2 vCPUs that is what keeps the
+ * download level with curl (bench/README.md, "self-update"). Redirects (GitHub sends assets
+ * through a CDN) are followed by hand, up to 10, http(s) only.
  *
  * One call is one attempt; the caller retries (DownloadError.retryable) with its own backoff.
  * Messages name the artifact's file name, never the URL (CDN URLs carry signed query strings).
  */
 import { createHash, type Hash } from "node:crypto";
-import { constants } from "node:fs";
+import { constants, writeSync } from "node:fs";
 import { lstat, open, rename, unlink, type FileHandle } from "node:fs/promises";
-import { request as httpRequest, type IncomingMessage } from "node:http";
-import { request as httpsRequest } from "node:https";
 import { basename, dirname } from "node:path";
+import { http1Get, HttpTimeoutError, HttpTruncatedError, type Http1Response } from "./http1-get.js";
 
 export interface DownloadOptions {
   url: string;
@@ -84,19 +84,12 @@ function reasonOf(err: unknown): string {
   return String(err);
 }
 
-function retryAfter(res: IncomingMessage): number | undefined {
-  const value = res.headers["retry-after"];
+function retryAfter(headers: Readonly<Record<string, string>>): number | undefined {
+  const value = headers["retry-after"];
   if (value === undefined) return undefined;
   if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}
-
-class TimeoutError extends Error {
-  constructor(ms: number) {
-    super(`no data for ${ms} ms`);
-    this.name = "TimeoutError";
-  }
 }
 
 /** Refuses a symlink (or anything but a regular file) at `path`; returns its size, or undefined if absent. */
@@ -122,16 +115,10 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes `bufs` (`n` bytes in all) at `position`, finishing any short write. */
-async function writeAll(handle: FileHandle, bufs: Buffer[], n: number, position: number): Promise<void> {
-  const { bytesWritten } = await handle.writev(bufs, position);
-  if (bytesWritten >= n) return;
-  const rest = Buffer.concat(bufs).subarray(bytesWritten);
+/** Writes all of `buf` at `position`, finishing any short write. */
+function writeFullySync(fd: number, buf: Buffer, position: number): void {
   let done = 0;
-  while (done < rest.length) {
-    const r = await handle.write(rest, done, rest.length - done, position + bytesWritten + done);
-    done += r.bytesWritten;
-  }
+  while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done, position + done);
 }
 
 /** Hashes the first `length` bytes of an open file. */
@@ -148,47 +135,24 @@ async function hashPrefix(handle: FileHandle, length: number): Promise<Hash> {
   return hash;
 }
 
-interface Response {
-  res: IncomingMessage;
-  /** Aborts the underlying request. */
-  destroy(err?: Error): void;
-  /** Whether the idle timeout fired (the body then fails with a plain "aborted"). */
-  timedOut(): boolean;
-}
-
-/** One GET, following redirects; resolves on the final response's headers. */
-function get(url: URL, headers: Record<string, string>, timeoutMs: number, signal: AbortSignal | undefined, name: string, redirects = 0): Promise<Response> {
-  return new Promise<Response>((resolve, reject) => {
-    const doRequest = url.protocol === "https:" ? httpsRequest : httpRequest;
-    const req = doRequest(url, { method: "GET", headers, ...(signal ? { signal } : {}) });
-    let timedOut = false;
-    req.setTimeout(timeoutMs, () => {
-      timedOut = true;
-      req.destroy(new TimeoutError(timeoutMs));
-    });
-    req.once("error", reject);
-    req.once("response", (res) => {
-      const status = res.statusCode ?? 0;
-      if ([301, 302, 303, 307, 308].includes(status) && res.headers.location !== undefined) {
-        res.resume();
-        req.destroy();
-        if (redirects >= MAX_REDIRECTS) return reject(new DownloadError(`artifact download of ${name} redirected more than ${MAX_REDIRECTS} times`, { retryable: false, status }));
-        let next: URL;
-        try {
-          next = new URL(res.headers.location, url);
-        } catch {
-          return reject(new DownloadError(`artifact download of ${name} redirected to an invalid URL`, { retryable: false, status }));
-        }
-        if (next.protocol !== "https:" && next.protocol !== "http:") {
-          return reject(new DownloadError(`artifact download of ${name} redirected to a ${next.protocol} URL`, { retryable: false, status }));
-        }
-        get(next, headers, timeoutMs, signal, name, redirects + 1).then(resolve, reject);
-        return;
-      }
-      resolve({ res, destroy: (err?: Error) => req.destroy(err), timedOut: () => timedOut });
-    });
-    req.end();
-  });
+/** One GET, following redirects; resolves on the final response's head. */
+async function get(url: URL, headers: Record<string, string>, timeoutMs: number, signal: AbortSignal | undefined, name: string, redirects = 0): Promise<Http1Response> {
+  const res = await http1Get(url, { headers, timeoutMs, ...(signal ? { signal } : {}) });
+  const status = res.status;
+  const location = res.headers.location;
+  if (![301, 302, 303, 307, 308].includes(status) || location === undefined) return res;
+  res.destroy();
+  if (redirects >= MAX_REDIRECTS) throw new DownloadError(`artifact download of ${name} redirected more than ${MAX_REDIRECTS} times`, { retryable: false, status });
+  let next: URL;
+  try {
+    next = new URL(location, url);
+  } catch {
+    throw new DownloadError(`artifact download of ${name} redirected to an invalid URL`, { retryable: false, status });
+  }
+  if (next.protocol !== "https:" && next.protocol !== "http:") {
+    throw new DownloadError(`artifact download of ${name} redirected to a ${next.protocol} URL`, { retryable: false, status });
+  }
+  return get(next, headers, timeoutMs, signal, name, redirects + 1);
 }
 
 /** Download one artifact (see the module comment). */
@@ -249,19 +213,18 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
     for (let attempt = 0; ; attempt++) {
       const headers: Record<string, string> = { "User-Agent": opts.userAgent, Accept: "application/octet-stream", "Accept-Encoding": "identity" };
       if (offset > 0) headers.Range = `bytes=${offset}-`;
-      let response: Response;
+      let response: Http1Response;
       try {
         response = await get(url, headers, timeoutMs, opts.signal, name);
       } catch (err) {
         if (err instanceof DownloadError) throw err;
         throw transportError(err, name, opts.signal, 0);
       }
-      const { res } = response;
-      const status = res.statusCode ?? 0;
+      const status = response.status;
 
       if (status === 416 && offset > 0 && attempt === 0) {
-        res.resume();
-        const m = /^bytes \*\/(\d+)$/.exec(String(res.headers["content-range"] ?? ""));
+        response.destroy();
+        const m = /^bytes \*\/(\d+)$/.exec(String(response.headers["content-range"] ?? ""));
         const total = m ? Number(m[1]) : undefined;
         if ((expected !== undefined && offset === expected) || (expected === undefined && total === offset)) {
           return await finish(handle, hash, offset, resumedFrom);
@@ -273,9 +236,8 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
         // The server ignored Range: the body is the whole file.
         await startOver();
       } else if (status === 206) {
-        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers["content-range"] ?? ""));
+        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(response.headers["content-range"] ?? ""));
         if (!m || Number(m[1]) !== offset) {
-          res.resume();
           response.destroy();
           if (attempt > 0) throw new DownloadError(`artifact download of ${name} returned a range that was not asked for`, { retryable: true, status });
           await startOver();
@@ -292,15 +254,13 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
           throw tooBig(Number(m[3]));
         }
       } else if (status !== 200) {
-        res.resume();
         response.destroy();
         const retryable = status === 429 || status === 408 || (status >= 500 && status <= 599);
-        const after = retryAfter(res);
+        const after = retryAfter(response.headers);
         throw new DownloadError(`artifact download returned HTTP ${status} for ${name}`, { retryable, status, ...(after !== undefined ? { retryAfterMs: after } : {}) });
       }
 
-      const lengthHeader = res.headers["content-length"];
-      const bodyLength = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
+      const bodyLength = response.contentLength;
       const total = bodyLength !== undefined ? offset + bodyLength : expected;
       if (bodyLength !== undefined && offset + bodyLength > limit) {
         response.destroy();
@@ -313,77 +273,55 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
         throw tooBig(offset + bodyLength);
       }
 
-      // Chunks are batched to about 1 MiB per write, with one write in flight while the next batch
-      // arrives. Before any error is reported every byte received is on disk (and hashed), so the
-      // .part is always a clean prefix for the next attempt.
-      let received = 0;
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      let inflight: Promise<void> = Promise.resolve();
-      let lastSync = 0;
-      let syncing = false;
+      // Each chunk is hashed and written before the next read: a synchronous positioned write
+      // straight from the read buffer (one copy, into the page cache, at most 1 MiB per call; a
+      // write on the thread pool would need a copy and a thread hop, which costs more on 2 vCPUs
+      // than it saves). So before any error is reported the .part holds exactly the bytes received:
+      // a clean prefix for the next attempt. Write-back starts early (one datasync at a time, every
+      // 8 MiB) so that the final fsync has little left to flush. Its error is kept: on Linux a
+      // write-back error is reported once per descriptor, so the final fsync could not be trusted
+      // to see it again.
+      const fd = handle.fd;
       const currentHash = hash;
-      const schedule = async () => {
-        if (pendingBytes === 0) return await inflight;
-        const bufs = pending;
-        const n = pendingBytes;
-        const position = offset + received;
-        pending = [];
-        pendingBytes = 0;
-        received += n;
-        // Hash while the previous write is still running on the thread pool.
-        for (const b of bufs) currentHash.update(b);
-        await inflight;
-        // Start write-back early (one datasync at a time, every 8 MiB) so that the final fsync
-        // has little left to flush. Its error is kept: on Linux a write-back error is reported
-        // once per descriptor, so the final fsync could not be trusted to see it again.
-        if (position + n - lastSync >= 8 * CHUNK && !syncing) {
-          lastSync = position + n;
-          syncing = true;
-          background = inflight
-            .then(() => handle.datasync())
-            .catch((err: unknown) => void (syncError ??= err))
-            .finally(() => (syncing = false));
-        }
-        inflight = writeAll(handle, bufs, n, position).then(
-          () => opts.onProgress?.(position + n, total),
-          (err: unknown) => {
-            throw new DownloadError(`cannot write ${part}: ${reasonOf(err)}`, { retryable: false, cause: err });
-          },
-        );
-        // Reported by the next schedule() or drain().
-        inflight.catch(() => undefined);
-      };
-      const drain = async () => {
-        await schedule();
-        await inflight;
-      };
+      let position = offset;
+      let lastSync = offset;
+      let lastProgress = offset;
+      let syncing = false;
       try {
-        for await (const chunk of res as AsyncIterable<Buffer>) {
-          if (offset + received + pendingBytes + chunk.length > limit) {
-            response.destroy();
+        await response.readBody((chunk) => {
+          if (position + chunk.length > limit) {
             keepPart = false;
-            await inflight.catch(() => undefined);
-            throw tooBig(offset + received + pendingBytes + chunk.length);
+            throw tooBig(position + chunk.length);
           }
-          pending.push(chunk);
-          pendingBytes += chunk.length;
-          if (pendingBytes >= CHUNK) await schedule();
-        }
-        await drain();
+          try {
+            writeFullySync(fd, chunk, position);
+          } catch (err) {
+            throw new DownloadError(`cannot write ${part}: ${reasonOf(err)}`, { retryable: false, cause: err });
+          }
+          currentHash.update(chunk);
+          position += chunk.length;
+          if (position - lastSync >= 8 * CHUNK && !syncing) {
+            lastSync = position;
+            syncing = true;
+            background = handle
+              .datasync()
+              .catch((err: unknown) => void (syncError ??= err))
+              .finally(() => (syncing = false));
+          }
+          if (position - lastProgress >= CHUNK) {
+            lastProgress = position;
+            opts.onProgress?.(position, total);
+          }
+        });
       } catch (err) {
-        if (err instanceof DownloadError) {
-          response.destroy();
-          await inflight.catch(() => undefined);
-          throw err;
+        if (err instanceof DownloadError) throw err;
+        if (err instanceof HttpTruncatedError) {
+          throw new DownloadError(`artifact download of ${name} was cut off after ${position}${total !== undefined ? ` of ${total}` : ""} bytes`, { retryable: true, status, cause: err });
         }
-        await drain();
-        throw transportError(response.timedOut() ? new TimeoutError(timeoutMs) : err, name, opts.signal, offset + received);
+        throw transportError(err, name, opts.signal, position);
       }
-      if (bodyLength !== undefined && received < bodyLength) {
-        throw new DownloadError(`artifact download of ${name} was cut off after ${offset + received} of ${offset + bodyLength} bytes`, { retryable: true, status });
-      }
-      const size = offset + received;
+      if (position > lastProgress) opts.onProgress?.(position, total);
+      const size = position;
       if (size === 0) {
         keepPart = false;
         throw new DownloadError("downloaded artifact is empty", { retryable: false, status });
@@ -428,7 +366,7 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
 
 function transportError(err: unknown, name: string, signal: AbortSignal | undefined, bytes: number): DownloadError {
   if (signal?.aborted) return new DownloadError(`artifact download of ${name} was cancelled`, { retryable: true, cause: err });
-  if (err instanceof TimeoutError) {
+  if (err instanceof HttpTimeoutError) {
     return new DownloadError(`artifact download of ${name} timed out (${err.message}${bytes > 0 ? ` after ${bytes} bytes` : ""})`, { retryable: true, cause: err });
   }
   const what = bytes > 0 ? `was interrupted after ${bytes} bytes` : "failed";

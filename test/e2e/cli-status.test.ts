@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -7,6 +6,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
 import { runCara, startCara, tempDir } from "../helpers/cara.js";
+import { selfSignedCert } from "../helpers/tls-cert.js";
 
 const SECRET = "a-long-enough-server-secret-for-tests-0001";
 
@@ -116,13 +116,7 @@ test("cara version and cara version --json", async () => {
 });
 
 test("TLS: h2 and HTTP/1.1 over one TLS port; cara status --tls --tls-ca works", async () => {
-  const dir = await tempDir();
-  const cert = join(dir, "cert.pem");
-  const key = join(dir, "key.pem");
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert,
-  ], { stdio: "ignore" });
+  const { cert, key } = await selfSignedCert();
   const s = await startCara({ args: ["--tls-cert", cert, "--tls-key", key], env: { CARAPACE_SERVER_SECRET: SECRET } });
   assert.ok(s.lines.some((l) => l.includes(`listening on https://127.0.0.1:${s.port}`)));
   const ca = await readFile(cert);
