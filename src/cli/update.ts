@@ -285,6 +285,18 @@ export class UpdateCommand extends ClientCommand {
   }
 }
 
+function trustedRootLine(s: GetUpdateStatusResponse): string {
+  const refresh = s.trustRefresh ? "TUF refresh before each verification" : "TUF refresh off";
+  switch (s.trustedRootOrigin) {
+    case "configured":
+      return `${s.trustedRootPath} (update.trustedRoot; never refreshed)`;
+    case "refreshed":
+      return `${s.trustedRootPath} (fetched through TUF${s.trustedRootRefreshedAtMs !== undefined ? ` ${new Date(Number(s.trustedRootRefreshedAtMs)).toISOString()}` : ""}; ${refresh})`;
+    default:
+      return `${s.trustedRootPath} (pinned with cara; ${refresh})`;
+  }
+}
+
 export function formatStatus(s: GetUpdateStatusResponse): string {
   const lines: string[] = [];
   lines.push(`Running version:   v${s.currentVersion}`);
@@ -295,6 +307,7 @@ export function formatStatus(s: GetUpdateStatusResponse): string {
   } else {
     lines.push(`Install:           not managed: ${s.unmanagedReason ?? ""}`);
   }
+  lines.push(`Trusted root:      ${trustedRootLine(s)}`);
   const tx = s.transaction;
   if (s.transactionError) lines.push(`Transaction:       UNREADABLE: ${s.transactionError}`);
   else if (tx) {
@@ -323,7 +336,8 @@ export class UpdateVerifyCommand extends CaraCommand {
     details: `
       Checks that the bundle is a valid Sigstore signature over the artifact (or over \`sha256:<hex>\`), made by
       a certificate from the trusted root with exactly the given identity and OIDC issuer, with a verified
-      transparency-log entry. Uses the trusted root pinned with cara unless --trusted-root is given; needs no
+      transparency-log entry. Uses the trusted root pinned with cara unless --trusted-root is given (\`cara
+      update --status\` names the root the server verifies with, e.g. one refreshed through TUF); needs no
       network. Flags follow \`cosign verify-blob\`. An identity regexp is always anchored (^...$).
       Exit 0 when verified, 1 when not (with the reason), 2 for usage errors.
     `,
@@ -450,6 +464,7 @@ export class InstallCommand extends CaraCommand {
         out.write(`  Version dir:       ${r.installPath}\n`);
         out.write(`  SHA-256:           ${r.sha256}\n`);
         out.write(`  Signing identity:  ${r.signingIdentity}\n`);
+        out.write(`  Trusted root:      ${r.trustedRoot}${r.trustRefreshError !== undefined ? ` (TUF refresh failed: ${r.trustRefreshError})` : ""}\n`);
         out.write(`  Launcher:          ${r.launcher}\n`);
         out.write(`Start it with: ${r.launcher} start   (add ${r.installDir}/bin to PATH)\n`);
       }

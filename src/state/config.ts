@@ -72,6 +72,12 @@ const isConfig = t.isObject({
       issuer: t.isOptional(t.cascade(t.isString(), [t.matchesRegExp(/^https:\/\/\S+$/)])),
       /** A Sigstore trusted_root.json (default: the pinned public-good root shipped with cara). */
       trustedRoot: t.isOptional(t.isString()),
+      /** Refresh the trusted root through TUF before verifying an update (default true; unused with trustedRoot). */
+      trustRefresh: t.isOptional(t.isBoolean()),
+      /** TUF repository for that refresh (default https://tuf-repo-cdn.sigstore.dev). */
+      tufMirror: t.isOptional(t.cascade(t.isString(), [t.matchesRegExp(/^https?:\/\/[^\s]+$/)])),
+      /** The initial root.json of a tufMirror other than the default one. */
+      tufRoot: t.isOptional(t.isString()),
       channel: t.isOptional(t.isEnum(["stable", "beta"] as const)),
       /** Restart on the new version after applying (like --restart). */
       restart: t.isOptional(t.isBoolean()),

@@ -5,6 +5,7 @@ import { DownloadError, downloadFile } from "./download.js";
 import { UpdateError } from "./errors.js";
 import { ensureLayout, switchCurrent, unpackRelease } from "./install.js";
 import { releaseAssets, verifyStagedRelease } from "./release-verify.js";
+import { refreshFailureNote, resolveTrustedRoot, type ResolvedTrustedRoot, type TrustedRootOrigin } from "./trust-root.js";
 import { ReleaseSource, ReleaseSourceError, type Release } from "./releases.js";
 import type { UpdateSettings } from "./settings.js";
 import { normalizeVersion, parseChannel } from "./version.js";
@@ -26,6 +27,9 @@ export interface InstallResult {
   sha256: string;
   signingIdentity: string;
   previous?: string;
+  /** Which trusted root verified the release, and why a TUF refresh failed when it did. */
+  trustedRoot: TrustedRootOrigin;
+  trustRefreshError?: string;
 }
 
 /**
@@ -73,13 +77,19 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
     }
     paths[name] = dest;
   }
-  req.onProgress?.("verifying the Sigstore bundles and SHA256SUMS.txt");
+  if (req.settings.trustRefresh) req.onProgress?.("refreshing the Sigstore trusted root through TUF");
   let signed;
+  let root: ResolvedTrustedRoot | undefined;
   try {
-    signed = await verifyStagedRelease({ version, assetName: names.artifact, sha256, bundle: paths[names.bundle]!, sums: paths[names.sums]!, sumsBundle: paths[names.sumsBundle]! }, req.settings);
+    // The TUF cache and the refreshed root live in .downloads, removed with it: the installed
+    // server refreshes into its own state dir before its first update.
+    root = await resolveTrustedRoot(req.settings, downloads, { refresh: true });
+    if (root.refresh?.ok === false) req.onProgress?.(`could not refresh the trusted root through TUF (${root.refresh.reason}); using the ${root.origin} one`);
+    req.onProgress?.(`verifying the Sigstore bundles and SHA256SUMS.txt (${root.origin} trusted root)`);
+    signed = await verifyStagedRelease({ version, assetName: names.artifact, sha256, bundle: paths[names.bundle]!, sums: paths[names.sums]!, sumsBundle: paths[names.sumsBundle]! }, req.settings, root.source);
   } catch (err) {
     await rm(downloads, { recursive: true, force: true });
-    throw new UpdateError("precondition", `${(err as Error).message}; nothing was installed`, false);
+    throw new UpdateError("precondition", `${(err as Error).message}${root ? refreshFailureNote(root) : ""}; nothing was installed`, false);
   }
   req.onProgress?.(`unpacking into ${join(installDir, "versions", version)}`);
   const unpacked = await unpackRelease(paths[names.artifact]!, installDir, version, sha256);
@@ -94,5 +104,7 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
     sha256,
     signingIdentity: signed.identity,
     ...(switched.from && switched.from !== version ? { previous: switched.from } : {}),
+    trustedRoot: root.origin,
+    ...(root.refresh?.ok === false ? { trustRefreshError: root.refresh.reason } : {}),
   };
 }

@@ -25,6 +25,7 @@ import {
 } from "./transaction.js";
 import { UpdateBusyError, UpdateLock } from "./update-lock.js";
 import { releaseAssets, verifyStagedRelease } from "./release-verify.js";
+import { refreshFailureNote, resolveTrustedRoot, trustedRootLocation, type ResolvedTrustedRoot, type TrustedRootOrigin } from "./trust-root.js";
 import { sha256File } from "./verify.js";
 import { compareTarget, InvalidUpdateInput, isPrerelease, normalizeVersion, parseChannel, type Channel } from "./version.js";
 
@@ -93,6 +94,8 @@ export interface UpdateStatusReport {
   resumePending: boolean;
   inProgress: boolean;
   installedVersions: string[];
+  trustedRoot: { origin: TrustedRootOrigin; path: string; refreshedAtMs?: number };
+  trustRefresh: boolean;
 }
 
 export interface RollbackRequest {
@@ -495,9 +498,16 @@ export class UpdateManager {
       ctx.progress({ phase: "downloaded", message: `${assets.artifact} is already staged with the recorded SHA-256; not downloading again`, bytesDone: 0, bytesTotal: 0 });
     }
 
-    // 2. Verify (always, it is cheap): artifact bundle, SHA256SUMS bundle, checksum cross-check.
-    ctx.progress({ phase: tx.phase, message: "verifying the Sigstore bundle", bytesDone: 0, bytesTotal: 0 });
-    const signed = await verifyStagedRelease({ version: tx.version, assetName: tx.assetName, sha256: tx.sha256!, bundle: staged.bundle, sums: sumsPath, sumsBundle: `${sumsPath}.bundle` }, this.o.settings);
+    // 2. Verify (always, it is cheap): artifact bundle, SHA256SUMS bundle, checksum cross-check,
+    // against the trusted root refreshed through TUF first when that is on (./trust-root.ts).
+    if (this.o.settings.trustRefresh) ctx.progress({ phase: tx.phase, message: "refreshing the Sigstore trusted root through TUF", bytesDone: 0, bytesTotal: 0 });
+    const root = await this.trustedRoot();
+    ctx.progress({ phase: tx.phase, message: `verifying the Sigstore bundle (${root.origin} trusted root)`, bytesDone: 0, bytesTotal: 0 });
+    const signed = await verifyStagedRelease({ version: tx.version, assetName: tx.assetName, sha256: tx.sha256!, bundle: staged.bundle, sums: sumsPath, sumsBundle: `${sumsPath}.bundle` }, this.o.settings, root.source).catch(
+      (err: UpdateError) => {
+        throw runFailure(`${err.message}${refreshFailureNote(root)}`, err.retryable, "verified");
+      },
+    );
     ctx.outcome.bundleVerified = true;
     ctx.outcome.checksumVerified = true;
     ctx.outcome.signingIdentity = signed.identity;
@@ -564,6 +574,20 @@ export class UpdateManager {
     }
   }
 
+  /** The trusted root for this verification, refreshed through TUF first when configured; a refresh failure is logged, not fatal. */
+  private async trustedRoot(): Promise<ResolvedTrustedRoot> {
+    let resolved: ResolvedTrustedRoot;
+    try {
+      resolved = await resolveTrustedRoot(this.o.settings, this.o.updatesDir, { refresh: true });
+    } catch (err) {
+      throw runFailure((err as Error).message, false, "verified");
+    }
+    const r = resolved.refresh;
+    if (r?.ok === true && r.changed) this.log.info({ path: resolved.source.path }, "refreshed the Sigstore trusted root through TUF");
+    if (r?.ok === false) this.log.warn({ reason: r.reason, using: resolved.origin }, `could not refresh the Sigstore trusted root through TUF; verifying with the ${resolved.origin} root`);
+    return resolved;
+  }
+
   /** After a verification failure the staged files are not trusted: remove them so a fresh run downloads again. */
   private async discardStaged(tx: UpdateTransaction): Promise<void> {
     const staged = stagedPaths(this.o.updatesDir, tx.assetName);
@@ -578,6 +602,8 @@ export class UpdateManager {
       resumePending: false,
       inProgress: await this.lock.held(),
       installedVersions: [],
+      trustedRoot: await trustedRootLocation(this.o.settings, this.o.updatesDir),
+      trustRefresh: this.o.settings.trustRefresh !== undefined,
     };
     try {
       const tx = await loadTransaction(this.o.updatesDir);

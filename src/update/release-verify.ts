@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { checksumFor } from "./checksums.js";
 import { runFailure } from "./errors.js";
 import { expectedIdentity, type UpdateSettings } from "./settings.js";
-import { loadTrustedRoot, sha256File, verifyBundle, type VerifiedSignature } from "./verify.js";
+import { sha256File, verifyBundle, type TrustedRootSource, type VerifiedSignature } from "./verify.js";
 
 /** Asset names of a release of this project. */
 export function releaseAssets(version: string) {
@@ -23,17 +23,11 @@ export interface StagedRelease {
 /**
  * The one verification path for release files (used by `cara update` and `cara install`):
  * the artifact's Sigstore bundle against its digest, SHA256SUMS.txt's bundle against its digest
- * (same exact identity and issuer, pinned or configured trusted root), then the artifact's
+ * (same exact identity and issuer, against `root`: see ./trust-root.ts), then the artifact's
  * SHA-256 cross-checked against SHA256SUMS.txt. Throws a non-retryable failure (phase verified).
  */
-export async function verifyStagedRelease(staged: StagedRelease, settings: UpdateSettings): Promise<VerifiedSignature> {
+export async function verifyStagedRelease(staged: StagedRelease, settings: UpdateSettings, root: TrustedRootSource): Promise<VerifiedSignature> {
   const identity = expectedIdentity(settings, staged.version);
-  let root;
-  try {
-    root = await loadTrustedRoot(settings.trustedRootPath);
-  } catch (err) {
-    throw runFailure((err as Error).message, false, "verified");
-  }
   const verify = async (bundlePath: string, digest: string, what: string) => {
     let bundle: Buffer;
     try {

@@ -153,6 +153,10 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
         ...(s.transactionError ? { transactionError: s.transactionError } : {}),
         ...(s.markerError ? { rollbackMarkerError: s.markerError } : {}),
         installedVersions: s.installedVersions,
+        trustedRootOrigin: s.trustedRoot.origin,
+        trustedRootPath: s.trustedRoot.path,
+        ...(s.trustedRoot.refreshedAtMs !== undefined ? { trustedRootRefreshedAtMs: BigInt(s.trustedRoot.refreshedAtMs) } : {}),
+        trustRefresh: s.trustRefresh,
       };
     },
 

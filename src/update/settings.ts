@@ -1,4 +1,5 @@
 import type { CaraConfig } from "../state/config.js";
+import { DEFAULT_TUF_MIRROR, type TrustRefreshSettings } from "./trust-root.js";
 import { type Channel } from "./version.js";
 
 /** The project's own GitHub repository: default release source and signing identity. */
@@ -12,8 +13,10 @@ export interface UpdateSettings {
   /** Exact certificate identity with "{version}" for the target version. */
   identityTemplate: string;
   issuer: string;
-  /** A trusted_root.json; undefined → the pinned public-good root shipped with cara. */
+  /** A trusted_root.json; undefined → the one refreshed through TUF, else the pinned public-good root. */
   trustedRootPath?: string;
+  /** TUF refresh of the trusted root before verifying; undefined with a configured root or `trustRefresh: false`. */
+  trustRefresh?: TrustRefreshSettings;
   channel: Channel;
   restart: boolean;
   autoResume: boolean;
@@ -30,6 +33,9 @@ export function resolveUpdateSettings(config: CaraConfig): UpdateSettings {
     identityTemplate: u.identity ?? `https://github.com/${repo}/.github/workflows/release.yml@refs/tags/v{version}`,
     issuer: u.issuer ?? GITHUB_ACTIONS_ISSUER,
     ...(u.trustedRoot ? { trustedRootPath: u.trustedRoot } : {}),
+    ...(!u.trustedRoot && u.trustRefresh !== false
+      ? { trustRefresh: { mirrorUrl: (u.tufMirror ?? DEFAULT_TUF_MIRROR).replace(/\/+$/, ""), ...(u.tufRoot ? { initialRootPath: u.tufRoot } : {}), timeoutMs: 5_000 } }
+      : {}),
     channel: u.channel ?? "stable",
     restart: u.restart ?? false,
     autoResume: u.autoResume ?? true,

@@ -213,6 +213,11 @@ function trustMaterial(l: Libs, source: TrustedRootSource): TrustMaterial {
   return tm;
 }
 
+/** Checks that a trusted root document is usable for verification; errors name `source.path`. */
+export async function checkTrustedRoot(source: TrustedRootSource): Promise<void> {
+  trustMaterial(await libs(), source);
+}
+
 /** Reads and checks a trusted_root.json (default: the pinned one). Errors name the file. */
 export async function loadTrustedRoot(path?: string): Promise<TrustedRootSource> {
   const file = resolve(path ?? defaultTrustedRootPath());

@@ -75,7 +75,7 @@ export const current = () => readlink(join(installDir, "current"));
 
 export async function status(port: number) {
   const r = await connectJson({ baseUrl: `http://127.0.0.1:${port}` }, "carapace.update.v1.UpdateService/GetUpdateStatus", {}, (await readFile(join(stateDir, "auth", "token"), "utf8")).trim());
-  return r.json as { currentVersion: string; rollbackMarker?: { state: string; reason?: string; fromVersion: string; toVersion: string }; transaction?: { state: string; phase: string }; previousVersion?: string; installedVersions: string[]; managed: boolean };
+  return r.json as { currentVersion: string; rollbackMarker?: { state: string; reason?: string; fromVersion: string; toVersion: string }; transaction?: { state: string; phase: string }; previousVersion?: string; installedVersions: string[]; managed: boolean; trustedRootOrigin: string; trustedRootPath: string; trustedRootRefreshedAtMs?: string; trustRefresh?: boolean };
 }
 
 /** Registers the hooks: test releases v0.9.0 and v0.9.1, the release server, the state dir with its update config. */

@@ -7,10 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { cleanEnv, connectJson, ROOT, runCara, startCara, type CaraServer } from "../helpers/cara.js";
-import { signedRelease } from "../update/fixtures.js";
+import { signedRelease, TEST_REPO } from "../update/fixtures.js";
+import { startTufRepo } from "../update/tuf-kit.js";
 import { buildBrokenRelease, cli, current, installDir, kit, launcher, listeningPorts, releases, releasesDir, server, stateDir, status, useUpdateWorld, waitFor, work } from "./update-world.js";
 
 useUpdateWorld();
@@ -22,10 +24,33 @@ describe("self-update end to end", { concurrency: false }, () => {
     const r = await runCara(["install", "--dir", installDir, "--version", "0.9.0", "--state-dir", stateDir], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`^Installed cara v0\\.9\\.0 into ${installDir}\\.\\n`));
-    assert.match(r.stdout, /Signing identity: {2}https:\/\/github\.com\/test\/cara\/\.github\/workflows\/release\.yml@refs\/tags\/v0\.9\.0\n/);
+    assert.match(r.stdout, /Signing identity: {2}https:\/\/github\.com\/test\/cara\/\.github\/workflows\/release\.yml@refs\/tags\/v0\.9\.0\n {2}Trusted root: {6}configured\n/);
     assert.equal(await current(), "versions/0.9.0");
     const v = spawnSync(process.execPath, [launcher, "version"], { encoding: "utf8", env: cleanEnv() });
     assert.match(v.stdout, /0\.9\.0/);
+  });
+
+  test("cara install with no configured root verifies with the root refreshed through TUF; with the mirror down the pinned root refuses the test CA", async () => {
+    const tuf = await startTufRepo();
+    try {
+      tuf.publish(`${JSON.stringify(kit.trustedRootJson)}\n`);
+      const state = join(work, "tuf-state");
+      await mkdir(state, { recursive: true, mode: 0o700 });
+      const update = { releasesUrl: server.baseUrl, repository: TEST_REPO, tufMirror: tuf.url, tufRoot: tuf.initialRootPath };
+      await writeFile(join(state, "config.json"), JSON.stringify({ update }));
+      const dir = join(work, "tuf-install");
+      const r = await runCara(["install", "--dir", dir, "--version", "0.9.0", "--state-dir", state], { timeoutMs: 60_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /\n {2}Trusted root: {6}refreshed\n/);
+      assert.ok(tuf.requests.includes("/targets/trusted_root.json"), tuf.requests.join(" "));
+
+      await writeFile(join(state, "config.json"), JSON.stringify({ update: { ...update, tufMirror: "http://127.0.0.1:9" } }));
+      const offline = await runCara(["install", "--dir", join(work, "tuf-install-2"), "--version", "0.9.0", "--state-dir", state], { timeoutMs: 60_000 });
+      assert.equal(offline.code, 1);
+      assert.match(offline.stderr, /^Error: install failed: bundle verification failed: .* \(verified against the pinned trusted root; the TUF refresh before it failed: .*ECONNREFUSED.*\); nothing was installed\n$/);
+    } finally {
+      await tuf.close();
+    }
   });
 
   test("a git checkout says self-update does not apply, and how to update", async () => {
@@ -98,6 +123,9 @@ describe("self-update end to end", { concurrency: false }, () => {
     assert.match(st.rollbackMarker?.reason ?? "", /never became ready/);
     const plain = await cli(srv, ["update", "--status"]);
     assert.match(plain.stdout, /Rollback marker: {3}rolled_back \(v0\.9\.1 -> v0\.9\.2/);
+    assert.match(plain.stdout, /\nTrusted root: {6}\/\S+\/trusted_root\.json \(update\.trustedRoot; never refreshed\)\n/);
+    // JSON leaves out false and absent fields.
+    assert.deepEqual([st.trustedRootOrigin, st.trustRefresh, st.trustedRootRefreshedAtMs], ["configured", undefined, undefined]);
     const overall = await cli(srv, ["status", "--json"]);
     const doc = JSON.parse(overall.stdout) as { status: { checks: { name: string; status: string; message: string }[] } };
     const checks = doc.status.checks;

@@ -14,6 +14,8 @@ import { startReleaseServer, type FakeRelease, type ReleaseServer } from "../hel
 import { tempDir } from "../helpers/cara.js";
 import { buildFakeArtifact, identityFor, sha256, signedRelease, TEST_REPO } from "./fixtures.js";
 import { createTestTrustRoot, type TestTrustRoot } from "./sigstore-kit.js";
+import { startTufRepo } from "./tuf-kit.js";
+import { defaultTrustedRootPath } from "../../src/update/verify.js";
 
 let kit: TestTrustRoot;
 let work: string;
@@ -32,7 +34,7 @@ before(async () => {
 after(async () => server.close());
 
 let counter = 0;
-async function setup(releases: FakeRelease[], opts: { running?: string; retryDelaysMs?: number[] } = {}) {
+async function setup(releases: FakeRelease[], opts: { running?: string; retryDelaysMs?: number[]; update?: Record<string, unknown> } = {}) {
   server.setReleases(releases);
   server.clearLog();
   const dir = join(work, `case-${++counter}`);
@@ -43,7 +45,7 @@ async function setup(releases: FakeRelease[], opts: { running?: string; retryDel
   await unpackRelease(artifacts[running]!, installDir, running, sha256(await readFile(artifacts[running]!)));
   await ensureLayout(installDir);
   await switchCurrent(installDir, running);
-  const settings = resolveUpdateSettings({ update: { releasesUrl: server.baseUrl, repository: TEST_REPO, trustedRoot: rootPath, retryDelaysMs: opts.retryDelaysMs ?? [20, 40, 80] } });
+  const settings = resolveUpdateSettings({ update: { releasesUrl: server.baseUrl, repository: TEST_REPO, trustedRoot: rootPath, retryDelaysMs: opts.retryDelaysMs ?? [20, 40, 80], ...opts.update } });
   const backups: string[] = [];
   const manager = new UpdateManager({
     updatesDir,
@@ -394,6 +396,37 @@ describe("update transaction (manager, real release server, test trust root)", (
     assert.equal(r.restoredBackupPath, applied.preUpdateBackupPath);
     assert.deepEqual(restored, [applied.preUpdateBackupPath]);
     assert.equal(await current(env.installDir), "versions/0.9.0");
+  });
+
+  test("no configured root: the trusted root is refreshed through TUF before verifying; offline it falls back, and the pinned root refuses a foreign CA", async () => {
+    const tuf = await startTufRepo();
+    try {
+      tuf.publish(`${JSON.stringify(kit.trustedRootJson)}\n`);
+      const update = { trustedRoot: undefined, tufMirror: tuf.url, tufRoot: tuf.initialRootPath };
+      const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")], { update });
+      const out = await env.run();
+      assert.equal(out.outcome, "applied", out.error?.message);
+      const messages = env.progress.map((p) => p.message);
+      assert.ok(messages.includes("refreshing the Sigstore trusted root through TUF"), messages.join("\n"));
+      assert.ok(messages.includes("verifying the Sigstore bundle (refreshed trusted root)"), messages.join("\n"));
+      assert.deepEqual(JSON.parse(await readFile(join(env.updatesDir, "trusted_root.json"), "utf8")), kit.trustedRootJson);
+      const st = await env.manager.status();
+      assert.deepEqual([st.trustedRoot.origin, st.trustedRoot.path, st.trustRefresh], ["refreshed", join(env.updatesDir, "trusted_root.json"), true]);
+      assert.ok(Math.abs(st.trustedRoot.refreshedAtMs! - Date.now()) < 60_000);
+
+      // Offline, nothing refreshed before: the pinned public-good root cannot vouch for the test CA.
+      const offline = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")], { update: { ...update, tufMirror: "http://127.0.0.1:9" } });
+      const refused = await offline.run();
+      assert.equal(refused.outcome, "failed");
+      assert.equal(refused.error!.retryable, false);
+      assert.equal(refused.error!.phase, "verified");
+      assert.match(refused.error!.message, /^bundle verification failed: .* \(verified against the pinned trusted root; the TUF refresh before it failed: refreshing the TUF metadata failed: .*ECONNREFUSED.*\)$/);
+      assert.ok(offline.progress.some((p) => p.message === "verifying the Sigstore bundle (pinned trusted root)"));
+      await assertNothingApplied(offline, "0.9.1");
+      assert.deepEqual((await offline.manager.status()).trustedRoot, { origin: "pinned", path: defaultTrustedRootPath() });
+    } finally {
+      await tuf.close();
+    }
   });
 
   test("StartUpdate needs confirmation and a managed install", async () => {

@@ -1,0 +1,164 @@
+/**
+ * Which Sigstore trusted root verifies a release, and keeping it current.
+ *
+ * Order: `update.trustedRoot` from config (the operator's own root; never refreshed), else the
+ * root last fetched through TUF into `<state>/updates/trusted_root.json`, else the root pinned
+ * with cara (assets/sigstore/trusted_root.json). Verification itself never needs the network.
+ *
+ * Refresh (before an update is verified, best effort, bounded by a timeout): @sigstore/tuf walks
+ * the TUF root chain from its embedded seed (or `update.tufRoot` for another mirror) and the
+ * metadata cached in `updates/tuf/`, checks the timestamp -> snapshot -> targets signatures,
+ * versions and expiry, and downloads trusted_root.json by the length and hashes that targets
+ * lists. Only then is the document checked as a trusted root and written with the durable
+ * helper. A refresh that fails for any reason changes nothing: verification goes on with the
+ * previous root and the reason is reported. Sigstore rotates keys by adding them to the root
+ * (old keys keep their validity windows), so the refreshed root also verifies older releases.
+ */
+import { access, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { ensurePrivateDir, writeFileDurable } from "../state/durable.js";
+import type { UpdateSettings } from "./settings.js";
+import { checkTrustedRoot, defaultTrustedRootPath, loadTrustedRoot, type TrustedRootSource } from "./verify.js";
+
+export const DEFAULT_TUF_MIRROR = "https://tuf-repo-cdn.sigstore.dev";
+const TRUSTED_ROOT_TARGET = "trusted_root.json";
+
+export type TrustedRootOrigin = "configured" | "refreshed" | "pinned";
+
+export type RefreshResult = { ok: true; changed: boolean } | { ok: false; reason: string };
+
+export interface ResolvedTrustedRoot {
+  source: TrustedRootSource;
+  origin: TrustedRootOrigin;
+  /** Set when a refresh was attempted for this resolution. */
+  refresh?: RefreshResult;
+}
+
+export interface TrustRefreshSettings {
+  mirrorUrl: string;
+  /** Initial root.json of the mirror; undefined → the seed shipped in @sigstore/tuf (public-good only). */
+  initialRootPath?: string;
+  timeoutMs: number;
+}
+
+/** Where a refreshed trusted root is kept. */
+export function refreshedRootPath(updatesDir: string): string {
+  return join(updatesDir, TRUSTED_ROOT_TARGET);
+}
+
+// @sigstore/tuf wraps tuf-js errors in a TUFError whose own message can be unhelpful
+// ("error downloading target undefined"); the code and the cause say what went wrong.
+const TUF_STEPS: Record<string, string> = {
+  TUF_INIT_CACHE_ERROR: "cannot initialize the TUF cache",
+  TUF_REFRESH_METADATA_ERROR: "refreshing the TUF metadata failed",
+  TUF_FIND_TARGET_ERROR: `the TUF repository lists no ${TRUSTED_ROOT_TARGET}`,
+  TUF_DOWNLOAD_TARGET_ERROR: `downloading ${TRUSTED_ROOT_TARGET} failed`,
+  TUF_READ_TARGET_ERROR: `cannot read the cached ${TRUSTED_ROOT_TARGET}`,
+};
+
+function reasonOf(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const step = TUF_STEPS[(err as { code?: string }).code ?? ""];
+  const cause = (err as { cause?: unknown }).cause;
+  if (step !== undefined) return cause instanceof Error ? `${step}: ${reasonOf(cause)}` : step;
+  return cause instanceof Error && cause.message && !err.message.includes(cause.message) ? `${err.message}: ${reasonOf(cause)}` : err.message;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Fetches the current trusted root through TUF (metadata cached in `cacheDir`) and, when it is a
+ * usable trusted root, stores it at `dest` with the durable helper. Never throws.
+ */
+export async function refreshTrustedRoot(o: TrustRefreshSettings & { cacheDir: string; dest: string }): Promise<RefreshResult> {
+  try {
+    if (o.initialRootPath === undefined && o.mirrorUrl !== DEFAULT_TUF_MIRROR) {
+      throw new Error(`update.tufMirror ${o.mirrorUrl} needs update.tufRoot (that repository's initial root.json)`);
+    }
+    await ensurePrivateDir(o.cacheDir);
+    const text = await withTimeout(
+      (async () => {
+        const { initTUF } = await import("@sigstore/tuf");
+        const client = await initTUF({
+          mirrorURL: o.mirrorUrl,
+          cachePath: o.cacheDir,
+          ...(o.initialRootPath !== undefined ? { rootPath: o.initialRootPath } : {}),
+          timeout: o.timeoutMs,
+          retry: { retries: 1 },
+        }).catch((err: unknown) => {
+          // initTUF's refresh throws tuf-js errors unwrapped.
+          if (String((err as { code?: unknown }).code).startsWith("TUF_")) throw err;
+          throw Object.assign(new Error("TUF refresh", { cause: err }), { code: "TUF_REFRESH_METADATA_ERROR" });
+        });
+        return client.getTarget(TRUSTED_ROOT_TARGET);
+      })(),
+      o.timeoutMs * 3,
+      "the TUF refresh",
+    );
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      throw new Error(`the ${TRUSTED_ROOT_TARGET} served by TUF is not JSON (${reasonOf(err)})`);
+    }
+    await checkTrustedRoot({ path: `${o.mirrorUrl}/targets/${TRUSTED_ROOT_TARGET}`, json });
+    const previous = await readFile(o.dest, "utf8").catch(() => undefined);
+    if (previous === text) return { ok: true, changed: false };
+    await writeFileDurable(o.dest, text);
+    return { ok: true, changed: true };
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    // Local metadata that no longer loads keeps failing until the cache is gone.
+    const hint = code === "TUF_INIT_CACHE_ERROR" || err instanceof SyntaxError ? ` (remove ${o.cacheDir} to start again from the seed root)` : "";
+    return { ok: false, reason: `${reasonOf(err)}${hint}` };
+  }
+}
+
+/** Where the next verification's root comes from, without reading or refreshing it (for status). */
+export async function trustedRootLocation(settings: UpdateSettings, updatesDir: string): Promise<{ origin: TrustedRootOrigin; path: string; refreshedAtMs?: number }> {
+  if (settings.trustedRootPath !== undefined) return { origin: "configured", path: settings.trustedRootPath };
+  const dest = refreshedRootPath(updatesDir);
+  const st = await stat(dest).catch(() => undefined);
+  if (st) return { origin: "refreshed", path: dest, refreshedAtMs: Math.floor(st.mtimeMs) };
+  return { origin: "pinned", path: defaultTrustedRootPath() };
+}
+
+/**
+ * The trusted root to verify with (see the module comment). With `refresh`, a TUF refresh is
+ * tried first when no root is configured. A configured or refreshed root that cannot be read or
+ * is not a usable trusted root fails closed (the error names the file); only a missing refreshed
+ * root falls back to the pinned one.
+ */
+export async function resolveTrustedRoot(settings: UpdateSettings, updatesDir: string, opts: { refresh: boolean }): Promise<ResolvedTrustedRoot> {
+  if (settings.trustedRootPath !== undefined) return { source: await loadTrustedRoot(settings.trustedRootPath), origin: "configured" };
+  const dest = refreshedRootPath(updatesDir);
+  let refresh: RefreshResult | undefined;
+  if (opts.refresh && settings.trustRefresh !== undefined) {
+    refresh = await refreshTrustedRoot({ ...settings.trustRefresh, cacheDir: join(updatesDir, "tuf"), dest });
+  }
+  const withRefresh = refresh !== undefined ? { refresh } : {};
+  const present = await access(dest).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => err.code !== "ENOENT",
+  );
+  if (present) {
+    try {
+      return { source: await loadTrustedRoot(dest), origin: "refreshed", ...withRefresh };
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; remove ${dest} to verify with the root pinned with cara (a later TUF refresh writes it again)`, { cause: err });
+    }
+  }
+  return { source: await loadTrustedRoot(defaultTrustedRootPath()), origin: "pinned", ...withRefresh };
+}
+
+/** What to add to a verification failure when the TUF refresh before it failed (the likely cause after a key rotation). */
+export function refreshFailureNote(root: ResolvedTrustedRoot): string {
+  return root.refresh?.ok === false ? ` (verified against the ${root.origin} trusted root; the TUF refresh before it failed: ${root.refresh.reason})` : "";
+}
