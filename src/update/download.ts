@@ -64,6 +64,8 @@ export const DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 300_000;
 const MAX_REDIRECTS = 10;
 const CHUNK = 1024 * 1024;
+/** Reads at least this large are written as they are; smaller ones are gathered up to CHUNK. */
+const SMALL_READ = 256 * 1024;
 
 /** The artifact's file name for messages: the URL's last path segment, without query or credentials. */
 function artifactName(url: URL, dest: string): string {
@@ -220,118 +222,141 @@ export async function downloadFile(opts: DownloadOptions): Promise<DownloadResul
         if (err instanceof DownloadError) throw err;
         throw transportError(err, name, opts.signal, 0);
       }
-      const status = response.status;
+      // Whatever happens below, the connection does not outlive this attempt (a no-op once the body was read).
+      try {
+        const status = response.status;
 
-      if (status === 416 && offset > 0 && attempt === 0) {
-        response.destroy();
-        const m = /^bytes \*\/(\d+)$/.exec(String(response.headers["content-range"] ?? ""));
-        const total = m ? Number(m[1]) : undefined;
-        if ((expected !== undefined && offset === expected) || (expected === undefined && total === offset)) {
-          return await finish(handle, hash, offset, resumedFrom);
-        }
-        await startOver();
-        continue;
-      }
-      if (status === 200 && offset > 0) {
-        // The server ignored Range: the body is the whole file.
-        await startOver();
-      } else if (status === 206) {
-        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(response.headers["content-range"] ?? ""));
-        if (!m || Number(m[1]) !== offset) {
-          response.destroy();
-          if (attempt > 0) throw new DownloadError(`artifact download of ${name} returned a range that was not asked for`, { retryable: true, status });
+        if (status === 416 && offset > 0 && attempt === 0) {
+          const m = /^bytes \*\/(\d+)$/.exec(String(response.headers["content-range"] ?? ""));
+          const total = m ? Number(m[1]) : undefined;
+          if ((expected !== undefined && offset === expected) || (expected === undefined && total === offset)) {
+            return await finish(handle, hash, offset, resumedFrom);
+          }
           await startOver();
           continue;
         }
-        if (m[3] !== "*" && Number(m[3]) > limit) {
-          response.destroy();
-          keepPart = false;
-          throw tooBig(Number(m[3]));
-        }
-        if (m[3] !== "*" && expected !== undefined && Number(m[3]) !== expected) {
-          response.destroy();
-          keepPart = false;
-          throw tooBig(Number(m[3]));
-        }
-      } else if (status !== 200) {
-        response.destroy();
-        const retryable = status === 429 || status === 408 || (status >= 500 && status <= 599);
-        const after = retryAfter(response.headers);
-        throw new DownloadError(`artifact download returned HTTP ${status} for ${name}`, { retryable, status, ...(after !== undefined ? { retryAfterMs: after } : {}) });
-      }
-
-      const bodyLength = response.contentLength;
-      const total = bodyLength !== undefined ? offset + bodyLength : expected;
-      if (bodyLength !== undefined && offset + bodyLength > limit) {
-        response.destroy();
-        keepPart = false;
-        throw tooBig(offset + bodyLength);
-      }
-      if (bodyLength !== undefined && expected !== undefined && offset + bodyLength !== expected) {
-        response.destroy();
-        keepPart = false;
-        throw tooBig(offset + bodyLength);
-      }
-
-      // Each chunk is hashed and written before the next read: a synchronous positioned write
-      // straight from the read buffer (one copy, into the page cache, at most 1 MiB per call; a
-      // write on the thread pool would need a copy and a thread hop, which costs more on 2 vCPUs
-      // than it saves). So before any error is reported the .part holds exactly the bytes received:
-      // a clean prefix for the next attempt. Write-back starts early (one datasync at a time, every
-      // 8 MiB) so that the final fsync has little left to flush. Its error is kept: on Linux a
-      // write-back error is reported once per descriptor, so the final fsync could not be trusted
-      // to see it again.
-      const fd = handle.fd;
-      const currentHash = hash;
-      let position = offset;
-      let lastSync = offset;
-      let lastProgress = offset;
-      let syncing = false;
-      try {
-        await response.readBody((chunk) => {
-          if (position + chunk.length > limit) {
-            keepPart = false;
-            throw tooBig(position + chunk.length);
+        if (status === 200 && offset > 0) {
+          // The server ignored Range: the body is the whole file.
+          await startOver();
+        } else if (status === 206) {
+          const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(response.headers["content-range"] ?? ""));
+          if (!m || Number(m[1]) !== offset) {
+            if (attempt > 0) throw new DownloadError(`artifact download of ${name} returned a range that was not asked for`, { retryable: true, status });
+            await startOver();
+            continue;
           }
+          if (m[3] !== "*" && Number(m[3]) > limit) {
+            keepPart = false;
+            throw tooBig(Number(m[3]));
+          }
+          if (m[3] !== "*" && expected !== undefined && Number(m[3]) !== expected) {
+            keepPart = false;
+            throw tooBig(Number(m[3]));
+          }
+        } else if (status !== 200) {
+          const retryable = status === 429 || status === 408 || (status >= 500 && status <= 599);
+          const after = retryAfter(response.headers);
+          throw new DownloadError(`artifact download returned HTTP ${status} for ${name}`, { retryable, status, ...(after !== undefined ? { retryAfterMs: after } : {}) });
+        }
+
+        const bodyLength = response.contentLength;
+        const total = bodyLength !== undefined ? offset + bodyLength : expected;
+        if (bodyLength !== undefined && offset + bodyLength > limit) {
+          keepPart = false;
+          throw tooBig(offset + bodyLength);
+        }
+        if (bodyLength !== undefined && expected !== undefined && offset + bodyLength !== expected) {
+          keepPart = false;
+          throw tooBig(offset + bodyLength);
+        }
+
+        // Each chunk is hashed and written before the next read, by synchronous positioned writes
+        // into the page cache (a write on the thread pool would need a copy and a thread hop, which
+        // costs more on 2 vCPUs than it saves). Large reads are written straight from the read
+        // buffer; small ones (TLS hands over 16 KiB at a time, chunked bodies can be tiny) are
+        // gathered first, so one write carries up to 1 MiB and the event loop is never held long.
+        // Gathered bytes are written before any error is reported: the .part always holds exactly
+        // the bytes received, a clean prefix for the next attempt. Write-back starts early (one
+        // datasync at a time, every 8 MiB) so that the final fsync has little left to flush. Its
+        // error is kept: on Linux a write-back error is reported once per descriptor, so the final
+        // fsync could not be trusted to see it again.
+        const fd = handle.fd;
+        const currentHash = hash;
+        let position = offset; // received and hashed
+        let written = offset; // on disk
+        let stage: Buffer | undefined;
+        let staged = 0;
+        let lastSync = offset;
+        let lastProgress = offset;
+        let syncing = false;
+        const put = (buf: Buffer) => {
           try {
-            writeFullySync(fd, chunk, position);
+            writeFullySync(fd, buf, written);
           } catch (err) {
             throw new DownloadError(`cannot write ${part}: ${reasonOf(err)}`, { retryable: false, cause: err });
           }
-          currentHash.update(chunk);
-          position += chunk.length;
-          if (position - lastSync >= 8 * CHUNK && !syncing) {
-            lastSync = position;
+          written += buf.length;
+          if (written - lastSync >= 8 * CHUNK && !syncing) {
+            lastSync = written;
             syncing = true;
             background = handle
               .datasync()
               .catch((err: unknown) => void (syncError ??= err))
               .finally(() => (syncing = false));
           }
-          if (position - lastProgress >= CHUNK) {
-            lastProgress = position;
-            opts.onProgress?.(position, total);
+          if (written - lastProgress >= CHUNK) {
+            lastProgress = written;
+            opts.onProgress?.(written, total);
           }
-        });
-      } catch (err) {
-        if (err instanceof DownloadError) throw err;
-        if (err instanceof HttpTruncatedError) {
-          throw new DownloadError(`artifact download of ${name} was cut off after ${position}${total !== undefined ? ` of ${total}` : ""} bytes`, { retryable: true, status, cause: err });
+        };
+        const flush = () => {
+          if (staged === 0) return;
+          const n = staged;
+          staged = 0;
+          put(stage!.subarray(0, n));
+        };
+        try {
+          await response.readBody((chunk) => {
+            if (position + chunk.length > limit) {
+              keepPart = false;
+              throw tooBig(position + chunk.length);
+            }
+            currentHash.update(chunk);
+            position += chunk.length;
+            if (chunk.length >= SMALL_READ) {
+              flush();
+              put(chunk);
+              return;
+            }
+            if (staged + chunk.length > CHUNK) flush();
+            stage ??= Buffer.allocUnsafe(CHUNK);
+            chunk.copy(stage, staged);
+            staged += chunk.length;
+          });
+          flush();
+        } catch (err) {
+          if (err instanceof DownloadError) throw err;
+          flush();
+          if (err instanceof HttpTruncatedError) {
+            throw new DownloadError(`artifact download of ${name} was cut off after ${position}${total !== undefined ? ` of ${total}` : ""} bytes`, { retryable: true, status, cause: err });
+          }
+          throw transportError(err, name, opts.signal, position);
         }
-        throw transportError(err, name, opts.signal, position);
+        if (written > lastProgress) opts.onProgress?.(written, total);
+        const size = position;
+        if (size === 0) {
+          keepPart = false;
+          throw new DownloadError("downloaded artifact is empty", { retryable: false, status });
+        }
+        if (expected !== undefined && size !== expected) {
+          if (size < expected) throw new DownloadError(`artifact download of ${name} was cut off after ${size} of ${expected} bytes`, { retryable: true, status });
+          keepPart = false;
+          throw tooBig(size);
+        }
+        return await finish(handle, hash, size, resumedFrom);
+      } finally {
+        response.destroy();
       }
-      if (position > lastProgress) opts.onProgress?.(position, total);
-      const size = position;
-      if (size === 0) {
-        keepPart = false;
-        throw new DownloadError("downloaded artifact is empty", { retryable: false, status });
-      }
-      if (expected !== undefined && size !== expected) {
-        if (size < expected) throw new DownloadError(`artifact download of ${name} was cut off after ${size} of ${expected} bytes`, { retryable: true, status });
-        keepPart = false;
-        throw tooBig(size);
-      }
-      return await finish(handle, hash, size, resumedFrom);
     }
   } finally {
     // An empty part is worth nothing to the next attempt.

@@ -75,6 +75,8 @@ export interface Http1Response {
 }
 
 const MAX_HEAD_BYTES = 64 * 1024;
+const MAX_INTERIM = 10;
+const STOP = Symbol("stop reading");
 const MAX_CHUNK_LINE = 4096;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values: visible ASCII, obs-text, space and tab; no CR, LF or NUL.
@@ -173,6 +175,14 @@ class ChunkedDecoder implements BodyDecoder {
   }
 }
 
+/** Where the head ends: after the first empty line (CRLF CRLF, or a bare LF for either line end). */
+function headEnd(buf: Buffer): number {
+  const crlf = buf.indexOf("\n\r\n");
+  const lf = buf.indexOf("\n\n");
+  if (crlf === -1) return lf === -1 ? -1 : lf + 2;
+  return lf === -1 || crlf < lf ? crlf + 3 : lf + 2;
+}
+
 interface ParsedHead {
   status: number;
   headers: Record<string, string>;
@@ -183,7 +193,8 @@ function parseHead(text: string): ParsedHead {
   const statusLine = lines.shift() ?? "";
   const m = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
   if (!m) throw new HttpProtocolError(`invalid status line ${JSON.stringify(statusLine.slice(0, 60))}`);
-  const headers: Record<string, string> = {};
+  // No prototype: a header named "constructor" is just a header.
+  const headers: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const line of lines) {
     if (line === "") continue;
     if (line[0] === " " || line[0] === "\t") throw new HttpProtocolError("folded header lines are not allowed");
@@ -191,7 +202,9 @@ function parseHead(text: string): ParsedHead {
     const name = colon > 0 ? line.slice(0, colon) : "";
     if (!TOKEN.test(name)) throw new HttpProtocolError(`invalid header line ${JSON.stringify(line.slice(0, 60))}`);
     const key = name.toLowerCase();
-    const value = line.slice(colon + 1).trim();
+    // Optional whitespace is space and tab only (String.trim would also take e.g. U+00A0).
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    if (/[\0\r]/.test(value)) throw new HttpProtocolError(`invalid value in header ${JSON.stringify(name)}`);
     const previous = headers[key];
     if (previous === undefined) headers[key] = value;
     else if (key === "content-length") {
@@ -245,6 +258,9 @@ export function http1Get(url: URL, opts: Http1GetOptions): Promise<Http1Response
     const readBuffer = Buffer.allocUnsafe(opts.readBufferBytes ?? 1024 * 1024);
     let phase: "head" | "waiting" | "body" | "done" = "head";
     let headBytes: Buffer = Buffer.alloc(0);
+    /** Bytes of interim (1xx) heads already consumed, and how many there were. */
+    let headSeen = 0;
+    let interim = 0;
     /** Body bytes that arrived with the head, before readBody was called. */
     let early: Buffer[] = [];
     let decoder: BodyDecoder;
@@ -263,38 +279,40 @@ export function http1Get(url: URL, opts: Http1GetOptions): Promise<Http1Response
       else settleBody?.reject(failure);
     };
     const complete = () => {
+      if (phase === "done") return;
       phase = "done";
       socket.destroy();
       opts.signal?.removeEventListener("abort", onAbort);
       settleBody?.resolve();
     };
+    /** The consumer, until the response is destroyed or aborted from inside it: then no more bytes. */
+    const emit = (chunk: Buffer) => {
+      if (phase !== "body") throw STOP;
+      consumer!(chunk);
+    };
     /** Feeds body bytes to the decoder; false once the body is complete or failed. */
     const feedBody = (buf: Buffer): boolean => {
       try {
-        if (decoder.feed(buf, consumer!)) {
+        if (decoder.feed(buf, emit)) {
           complete();
           return false;
         }
         return true;
       } catch (err) {
-        fail(err);
+        if (err !== STOP) fail(err);
         return false;
       }
     };
     const onHeadBytes = (buf: Buffer): boolean => {
       headBytes = headBytes.length === 0 ? Buffer.from(buf) : Buffer.concat([headBytes, buf]);
       for (;;) {
-        const endCrlf = headBytes.indexOf("\r\n\r\n");
-        const endLf = headBytes.indexOf("\n\n");
-        const end = endCrlf !== -1 && (endLf === -1 || endCrlf < endLf) ? endCrlf + 4 : endLf !== -1 ? endLf + 2 : -1;
-        if (end === -1) {
-          if (headBytes.length > MAX_HEAD_BYTES) fail(new HttpProtocolError(`response head larger than ${MAX_HEAD_BYTES} bytes`));
-          return true;
-        }
-        if (end > MAX_HEAD_BYTES) {
+        const end = headEnd(headBytes);
+        // One budget for all heads of this response, interim ones included.
+        if ((end === -1 ? headBytes.length : end) + headSeen > MAX_HEAD_BYTES) {
           fail(new HttpProtocolError(`response head larger than ${MAX_HEAD_BYTES} bytes`));
           return false;
         }
+        if (end === -1) return true;
         let parsed: ParsedHead;
         let framing: ReturnType<typeof decoderFor>;
         try {
@@ -303,7 +321,9 @@ export function http1Get(url: URL, opts: Http1GetOptions): Promise<Http1Response
           if (parsed.status === 101) throw new HttpProtocolError("unexpected 101 Switching Protocols");
           if (parsed.status >= 100 && parsed.status < 200) {
             // Interim (100 Continue, 103 Early Hints): the real response follows.
-            headBytes = Buffer.from(rest);
+            if (++interim > MAX_INTERIM) throw new HttpProtocolError(`more than ${MAX_INTERIM} interim (1xx) responses`);
+            headSeen += end;
+            headBytes = rest;
             continue;
           }
           framing = decoderFor(parsed.status, parsed.headers);

@@ -77,7 +77,7 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
     }
     paths[name] = dest;
   }
-  if (req.settings.trustRefresh) req.onProgress?.("refreshing the Sigstore trusted root through TUF");
+  if (req.settings.tuf?.refresh) req.onProgress?.("refreshing the Sigstore trusted root through TUF");
   let signed;
   let root: ResolvedTrustedRoot | undefined;
   try {

@@ -500,7 +500,7 @@ export class UpdateManager {
 
     // 2. Verify (always, it is cheap): artifact bundle, SHA256SUMS bundle, checksum cross-check,
     // against the trusted root refreshed through TUF first when that is on (./trust-root.ts).
-    if (this.o.settings.trustRefresh) ctx.progress({ phase: tx.phase, message: "refreshing the Sigstore trusted root through TUF", bytesDone: 0, bytesTotal: 0 });
+    if (this.o.settings.tuf?.refresh) ctx.progress({ phase: tx.phase, message: "refreshing the Sigstore trusted root through TUF", bytesDone: 0, bytesTotal: 0 });
     const root = await this.trustedRoot();
     ctx.progress({ phase: tx.phase, message: `verifying the Sigstore bundle (${root.origin} trusted root)`, bytesDone: 0, bytesTotal: 0 });
     const signed = await verifyStagedRelease({ version: tx.version, assetName: tx.assetName, sha256: tx.sha256!, bundle: staged.bundle, sums: sumsPath, sumsBundle: `${sumsPath}.bundle` }, this.o.settings, root.source).catch(
@@ -603,7 +603,7 @@ export class UpdateManager {
       inProgress: await this.lock.held(),
       installedVersions: [],
       trustedRoot: await trustedRootLocation(this.o.settings, this.o.updatesDir),
-      trustRefresh: this.o.settings.trustRefresh !== undefined,
+      trustRefresh: this.o.settings.tuf?.refresh === true,
     };
     try {
       const tx = await loadTransaction(this.o.updatesDir);

@@ -1,5 +1,5 @@
 import type { CaraConfig } from "../state/config.js";
-import { DEFAULT_TUF_MIRROR, type TrustRefreshSettings } from "./trust-root.js";
+import { DEFAULT_TUF_MIRROR, type TufSettings } from "./trust-root.js";
 import { type Channel } from "./version.js";
 
 /** The project's own GitHub repository: default release source and signing identity. */
@@ -15,8 +15,8 @@ export interface UpdateSettings {
   issuer: string;
   /** A trusted_root.json; undefined → the one refreshed through TUF, else the pinned public-good root. */
   trustedRootPath?: string;
-  /** TUF refresh of the trusted root before verifying; undefined with a configured root or `trustRefresh: false`. */
-  trustRefresh?: TrustRefreshSettings;
+  /** Where the trusted root is refreshed from through TUF, and whether it is; undefined with a configured root. */
+  tuf?: TufSettings;
   channel: Channel;
   restart: boolean;
   autoResume: boolean;
@@ -33,8 +33,15 @@ export function resolveUpdateSettings(config: CaraConfig): UpdateSettings {
     identityTemplate: u.identity ?? `https://github.com/${repo}/.github/workflows/release.yml@refs/tags/v{version}`,
     issuer: u.issuer ?? GITHUB_ACTIONS_ISSUER,
     ...(u.trustedRoot ? { trustedRootPath: u.trustedRoot } : {}),
-    ...(!u.trustedRoot && u.trustRefresh !== false
-      ? { trustRefresh: { mirrorUrl: (u.tufMirror ?? DEFAULT_TUF_MIRROR).replace(/\/+$/, ""), ...(u.tufRoot ? { initialRootPath: u.tufRoot } : {}), timeoutMs: 5_000 } }
+    ...(!u.trustedRoot
+      ? {
+          tuf: {
+            mirrorUrl: (u.tufMirror ?? DEFAULT_TUF_MIRROR).replace(/\/+$/, ""),
+            ...(u.tufRoot ? { initialRootPath: u.tufRoot } : {}),
+            timeoutMs: 5_000,
+            refresh: u.trustRefresh !== false,
+          },
+        }
       : {}),
     channel: u.channel ?? "stable",
     restart: u.restart ?? false,

@@ -263,6 +263,20 @@ test("a symlink at dest or .part is refused and its target left alone", async ()
   assert.equal(await exists(dest2), false);
 });
 
+test("a chunked body of tiny and large chunks is written in order (small reads gathered, large ones written as they are)", async () => {
+  const dest = await destIn();
+  server.respond(DL_PATH, (_req, res) => {
+    res.writeHead(200);
+    let at = 0;
+    for (; at < 3000; at++) res.write(DATA.subarray(at, at + 1)); // 3000 one-byte chunks
+    res.write(DATA.subarray(at, at + 1_500_000)); // then large ones
+    res.end(DATA.subarray(at + 1_500_000));
+  });
+  const result = await downloadFile(opts(dest, { expectedSize: SIZE }));
+  assert.deepEqual(result, { path: dest, bytes: SIZE, sha256: SHA, resumedFrom: 0 });
+  assert.ok((await readFile(dest)).equals(DATA));
+});
+
 test("an empty body is final: downloaded artifact is empty", async () => {
   const dest = await destIn();
   await rejectsWith(downloadFile({ url: server.assetUrl("v1.0.0", "empty.bin"), dest, userAgent: UA }), { message: "downloaded artifact is empty", retryable: false, status: 200 });

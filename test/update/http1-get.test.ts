@@ -159,6 +159,22 @@ test("a body ended by the connection's close; 1xx interim responses skipped; 204
   }
 });
 
+test("lenient head endings (LF, LF CRLF); header names are not looked up on Object.prototype", async () => {
+  const srv = await rawServer((s, head) => {
+    if (head.startsWith("GET /lf")) s.end("HTTP/1.1 200 OK\nContent-Length: 2\n\nlf");
+    else s.end("HTTP/1.1 200 OK\r\nContent-Length: 5\n\r\nmixed");
+  });
+  try {
+    const lf = await http1Get(srv.url("/lf"), OPTS);
+    assert.equal((await body(lf)).toString(), "lf");
+    const mixed = await http1Get(srv.url("/mixed"), OPTS);
+    assert.equal(mixed.headers.constructor, undefined);
+    assert.equal((await body(mixed)).toString(), "mixed");
+  } finally {
+    await srv.close();
+  }
+});
+
 test("a body cut short is HttpTruncatedError: Content-Length and chunked", async () => {
   const srv = await rawServer((s, head) => {
     if (head.startsWith("GET /length")) s.end("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n1234");
@@ -194,8 +210,13 @@ test("protocol errors are HttpProtocolError, before or while reading the body", 
     "/huge": `HTTP/1.1 200 OK\r\n${"X-Pad: ".concat("a".repeat(1000), "\r\n").repeat(70)}\r\n`,
     "/early": "HTTP/1.1 200 OK\r\n",
     "/none": "",
+    "/interim": `${"HTTP/1.1 100 Continue\r\n\r\n".repeat(11)}HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n`,
+    "/interimbig": `${`HTTP/1.1 103 Early Hints\r\nLink: <${"a".repeat(20_000)}>\r\n\r\n`.repeat(4)}HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n`,
+    "/nul": "HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n",
+    "/cr": "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",
+    "/nbsp": "HTTP/1.1 200 OK\r\nContent-Length: 5\xa0\r\n\r\nhello",
   };
-  const srv = await rawServer((s, head) => s.end(answers[head.split(" ")[1]!] ?? ""));
+  const srv = await rawServer((s, head) => s.end(Buffer.from(answers[head.split(" ")[1]!] ?? "", "latin1")));
   try {
     const cases: [string, string][] = [
       ["/status", 'invalid status line "HTTP/2 200 OK"'],
@@ -209,6 +230,11 @@ test("protocol errors are HttpProtocolError, before or while reading the body", 
       ["/huge", "response head larger than 65536 bytes"],
       ["/early", "the connection closed in the middle of the response head"],
       ["/none", "the connection closed before a response"],
+      ["/interim", "more than 10 interim (1xx) responses"],
+      ["/interimbig", "response head larger than 65536 bytes"], // one budget for all heads
+      ["/nul", 'invalid value in header "X-A"'],
+      ["/cr", 'invalid value in header "X-A"'],
+      ["/nbsp", 'invalid Content-Length "5\xa0"'], // only space and tab are trimmed
     ];
     for (const [path, message] of cases) {
       await assert.rejects(http1Get(srv.url(path), OPTS), (err: unknown) => {
@@ -236,6 +262,7 @@ test("timeouts: no answer, and a body that stalls; an abort; a consumer that thr
   const srv = await rawServer((s, head) => {
     if (head.startsWith("GET /stall")) s.write("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
     else if (head.startsWith("GET /big")) s.write(`HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n${"x".repeat(1000)}`);
+    else if (head.startsWith("GET /chunks")) s.write(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${"1\r\nx\r\n".repeat(50)}`);
     // GET /hang: never answered
   });
   try {
@@ -265,6 +292,18 @@ test("timeouts: no answer, and a body that stalls; an abort; a consumer that thr
     );
     await closed; // the server saw the connection go
     assert.equal(srv.requests.length, count + 1);
+
+    // Destroyed from inside the consumer: no further bytes are handed over, even from the same read.
+    const stopped = await http1Get(srv.url("/chunks"), { ...OPTS, readBufferBytes: 64 * 1024 });
+    let calls = 0;
+    await assert.rejects(
+      stopped.readBody(() => {
+        calls++;
+        stopped.destroy();
+      }),
+      /the response was discarded/,
+    );
+    assert.equal(calls, 1);
 
     const discarded = await http1Get(srv.url("/big"), OPTS);
     discarded.destroy();

@@ -15,6 +15,7 @@ import { tempDir } from "../helpers/cara.js";
 import { buildFakeArtifact, identityFor, sha256, signedRelease, TEST_REPO } from "./fixtures.js";
 import { createTestTrustRoot, type TestTrustRoot } from "./sigstore-kit.js";
 import { startTufRepo } from "./tuf-kit.js";
+import { tufDir } from "../../src/update/trust-root.js";
 import { defaultTrustedRootPath } from "../../src/update/verify.js";
 
 let kit: TestTrustRoot;
@@ -409,10 +410,11 @@ describe("update transaction (manager, real release server, test trust root)", (
       const messages = env.progress.map((p) => p.message);
       assert.ok(messages.includes("refreshing the Sigstore trusted root through TUF"), messages.join("\n"));
       assert.ok(messages.includes("verifying the Sigstore bundle (refreshed trusted root)"), messages.join("\n"));
-      assert.deepEqual(JSON.parse(await readFile(join(env.updatesDir, "trusted_root.json"), "utf8")), kit.trustedRootJson);
       const st = await env.manager.status();
-      assert.deepEqual([st.trustedRoot.origin, st.trustedRoot.path, st.trustRefresh], ["refreshed", join(env.updatesDir, "trusted_root.json"), true]);
+      const stored = join(await tufDir(env.updatesDir, { mirrorUrl: tuf.url, initialRootPath: tuf.initialRootPath, timeoutMs: 5000, refresh: true }), "trusted_root.json");
+      assert.deepEqual([st.trustedRoot.origin, st.trustedRoot.path, st.trustRefresh], ["refreshed", stored, true]);
       assert.ok(Math.abs(st.trustedRoot.refreshedAtMs! - Date.now()) < 60_000);
+      assert.deepEqual(JSON.parse(await readFile(stored, "utf8")), kit.trustedRootJson);
 
       // Offline, nothing refreshed before: the pinned public-good root cannot vouch for the test CA.
       const offline = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")], { update: { ...update, tufMirror: "http://127.0.0.1:9" } });

@@ -3,7 +3,7 @@ import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { resolveUpdateSettings } from "../../src/update/settings.js";
-import { DEFAULT_TUF_MIRROR, refreshedRootPath, refreshTrustedRoot, resolveTrustedRoot } from "../../src/update/trust-root.js";
+import { DEFAULT_TUF_MIRROR, refreshedRootPath, refreshTrustedRoot, resolveTrustedRoot, trustedRootLocation, tufDir } from "../../src/update/trust-root.js";
 import { defaultTrustedRootPath } from "../../src/update/verify.js";
 import { tempDir } from "../helpers/cara.js";
 import { createTestTrustRoot, type TestTrustRoot } from "./sigstore-kit.js";
@@ -29,21 +29,35 @@ async function updatesDir(): Promise<string> {
   return dir;
 }
 
+/** A refresh into `dir` (a TUF directory: its metadata/ cache and trusted_root.json). */
 function refresh(dir: string, extra: { mirrorUrl?: string; initialRootPath?: string } = {}) {
-  return refreshTrustedRoot({ mirrorUrl: repo.url, initialRootPath: repo.initialRootPath, timeoutMs: 2000, cacheDir: join(dir, "tuf"), dest: refreshedRootPath(dir), ...extra });
+  return refreshTrustedRoot({ mirrorUrl: repo.url, initialRootPath: repo.initialRootPath, timeoutMs: 2000, dir, ...extra });
 }
 
 const settingsFor = (update: Record<string, unknown>) => resolveUpdateSettings({ update: { tufMirror: repo.url, tufRoot: repo.initialRootPath, ...update } });
 
-test("settings: refresh on by default from the public-good mirror; off with a configured root or trustRefresh: false", () => {
-  assert.deepEqual(resolveUpdateSettings({}).trustRefresh, { mirrorUrl: DEFAULT_TUF_MIRROR, timeoutMs: 5000 });
-  assert.deepEqual(resolveUpdateSettings({ update: { tufMirror: "https://tuf.example.com/", tufRoot: "/etc/cara/root.json" } }).trustRefresh, {
+test("settings: refresh on by default from the public-good mirror; off with trustRefresh: false; no TUF with a configured root", () => {
+  assert.deepEqual(resolveUpdateSettings({}).tuf, { mirrorUrl: DEFAULT_TUF_MIRROR, timeoutMs: 5000, refresh: true });
+  assert.deepEqual(resolveUpdateSettings({ update: { tufMirror: "https://tuf.example.com/", tufRoot: "/etc/cara/root.json", trustRefresh: false } }).tuf, {
     mirrorUrl: "https://tuf.example.com",
     initialRootPath: "/etc/cara/root.json",
     timeoutMs: 5000,
+    refresh: false,
   });
-  assert.equal(resolveUpdateSettings({ update: { trustedRoot: "/etc/cara/trusted_root.json" } }).trustRefresh, undefined);
-  assert.equal(resolveUpdateSettings({ update: { trustRefresh: false } }).trustRefresh, undefined);
+  assert.equal(resolveUpdateSettings({ update: { trustedRoot: "/etc/cara/trusted_root.json" } }).tuf, undefined);
+});
+
+test("the TUF directory is keyed by mirror and root of trust", async () => {
+  const updates = await updatesDir();
+  const base = { mirrorUrl: repo.url, initialRootPath: repo.initialRootPath, timeoutMs: 1000, refresh: true };
+  const dir = await tufDir(updates, base);
+  assert.match(dir, new RegExp(`^${updates}/tuf/127\\.0\\.0\\.1_\\d+-[0-9a-f]{16}$`));
+  assert.equal(await tufDir(updates, base), dir);
+  assert.notEqual(await tufDir(updates, { ...base, mirrorUrl: `${repo.url}/other` }), dir);
+  const otherAnchor = join(updates, "..", "root.json");
+  await writeFile(otherAnchor, `${await readFile(repo.initialRootPath, "utf8")} `);
+  assert.notEqual(await tufDir(updates, { ...base, initialRootPath: otherAnchor }), dir);
+  assert.match(await tufDir(updates, { mirrorUrl: DEFAULT_TUF_MIRROR, timeoutMs: 1000, refresh: true }), /\/tuf\/tuf-repo-cdn\.sigstore\.dev-[0-9a-f]{16}$/);
 });
 
 test("a refresh fetches trusted_root.json through TUF and stores it durably (0600); unchanged the second time; a new one replaces it", async () => {
@@ -56,6 +70,15 @@ test("a refresh fetches trusted_root.json through TUF and stores it durably (060
   assert.deepEqual(repo.requests, ["/2.root.json", "/timestamp.json", "/snapshot.json", "/targets.json", "/targets/trusted_root.json"]);
 
   assert.deepEqual(await refresh(dir), { ok: true, changed: false });
+
+  // Refreshes of one directory do not overlap: the second starts when the first has stored its root.
+  const fresh = await updatesDir();
+  repo.requests.length = 0;
+  assert.deepEqual(await Promise.all([refresh(fresh), refresh(fresh)]), [
+    { ok: true, changed: true },
+    { ok: true, changed: false },
+  ]);
+  assert.deepEqual(repo.requests.slice(0, 5), ["/2.root.json", "/timestamp.json", "/snapshot.json", "/targets.json", "/targets/trusted_root.json"]);
 
   const next = `${JSON.stringify(other.trustedRootJson, null, 2)}\n`;
   repo.publish(next);
@@ -134,23 +157,31 @@ test("resolveTrustedRoot: configured first (no refresh), then refreshed, then pi
 
   const pinned = await resolveTrustedRoot(settingsFor({ trustRefresh: false }), dir, { refresh: true });
   assert.deepEqual([pinned.origin, pinned.source.path, pinned.refresh], ["pinned", defaultTrustedRootPath(), undefined]);
+  assert.deepEqual(repo.requests, []);
 
+  const stored = refreshedRootPath(await tufDir(dir, settingsFor({}).tuf!));
   const refreshed = await resolveTrustedRoot(settingsFor({}), dir, { refresh: true });
-  assert.deepEqual([refreshed.origin, refreshed.source.path, refreshed.refresh], ["refreshed", refreshedRootPath(dir), { ok: true, changed: true }]);
+  assert.deepEqual([refreshed.origin, refreshed.source.path, refreshed.refresh], ["refreshed", stored, { ok: true, changed: true }]);
   assert.deepEqual(refreshed.source.json, kit.trustedRootJson);
+  assert.deepEqual(await trustedRootLocation(settingsFor({}), dir), { origin: "refreshed", path: stored, refreshedAtMs: Math.floor((await stat(stored)).mtimeMs) });
 
-  // Offline: the root refreshed earlier is used; the failure is reported, not fatal.
-  const offline = await resolveTrustedRoot(settingsFor({ tufMirror: "http://127.0.0.1:9" }), dir, { refresh: true });
-  assert.equal(offline.origin, "refreshed");
-  assert.equal(offline.refresh?.ok, false);
+  // The refresh fails (the repository's timestamp expired): the root refreshed earlier is used; the failure is reported, not fatal.
+  repo.expireTimestamp();
+  const failed = await resolveTrustedRoot(settingsFor({}), dir, { refresh: true });
+  repo.publish(rootText);
+  assert.deepEqual([failed.origin, failed.refresh?.ok], ["refreshed", false]);
+  // With the refresh off, the root refreshed earlier for this mirror and anchor is still used.
+  assert.equal((await resolveTrustedRoot(settingsFor({ trustRefresh: false }), dir, { refresh: true })).origin, "refreshed");
+  // Another mirror never uses it: offline there, verification falls back to the pinned root.
+  const elsewhere = await resolveTrustedRoot(settingsFor({ tufMirror: "http://127.0.0.1:9" }), dir, { refresh: true });
+  assert.deepEqual([elsewhere.origin, elsewhere.refresh?.ok], ["pinned", false]);
+  assert.deepEqual(await trustedRootLocation(settingsFor({ tufMirror: "http://127.0.0.1:9" }), dir), { origin: "pinned", path: defaultTrustedRootPath() });
 
-  await writeFile(refreshedRootPath(dir), "{ not json");
+  await writeFile(stored, "{ not json");
   await assert.rejects(resolveTrustedRoot(settingsFor({ trustRefresh: false }), dir, { refresh: true }), {
-    message: new RegExp(
-      `^failed to initialize sigstore trust root from ${refreshedRootPath(dir)}: not valid JSON .*; remove ${refreshedRootPath(dir)} to verify with the root pinned with cara \\(a later TUF refresh writes it again\\)$`,
-    ),
+    message: new RegExp(`^failed to initialize sigstore trust root from ${stored}: not valid JSON .*; remove ${stored} to verify with the root pinned with cara \\(a later TUF refresh writes it again\\)$`),
   });
   // A successful refresh repairs it.
   assert.equal((await resolveTrustedRoot(settingsFor({}), dir, { refresh: true })).origin, "refreshed");
-  assert.equal(await readFile(refreshedRootPath(dir), "utf8"), rootText);
+  assert.equal(await readFile(stored, "utf8"), rootText);
 });
