@@ -102,8 +102,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** The refresh running (or timed out but still running) per TUF directory; never rejects. */
-const inflight = new Map<string, Promise<unknown>>();
+/** Per TUF directory, the last refresh queued: resolves when its TUF work has ended (even after its caller gave up waiting). */
+const inflight = new Map<string, Promise<void>>();
 
 /**
  * Fetches the current trusted root through TUF (metadata cached in `<dir>/metadata`) and, when
@@ -113,6 +113,15 @@ const inflight = new Map<string, Promise<unknown>>();
 export async function refreshTrustedRoot(o: Omit<TufSettings, "refresh"> & { dir: string }): Promise<RefreshResult> {
   const cacheDir = join(o.dir, "metadata");
   const dest = refreshedRootPath(o.dir);
+  // Queue behind the previous refresh of this directory, in call order (registered before any await).
+  const previous = inflight.get(o.dir);
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  inflight.set(o.dir, gate);
+  void gate.then(() => {
+    if (inflight.get(o.dir) === gate) inflight.delete(o.dir);
+  });
+  let work: Promise<string> | undefined;
   try {
     if (o.initialRootPath === undefined && o.mirrorUrl !== DEFAULT_TUF_MIRROR) {
       throw new Error(`update.tufMirror ${o.mirrorUrl} needs update.tufRoot (that repository's initial root.json)`);
@@ -120,28 +129,22 @@ export async function refreshTrustedRoot(o: Omit<TufSettings, "refresh"> & { dir
     await ensurePrivateDir(dirname(o.dir));
     await ensurePrivateDir(o.dir);
     await ensurePrivateDir(cacheDir);
-    const previous = inflight.get(o.dir);
     if (previous !== undefined) await withTimeout(previous, o.timeoutMs * 3, "the previous TUF refresh");
-    const work = (async () => {
-        const { initTUF } = await import("@sigstore/tuf");
-        const client = await initTUF({
-          mirrorURL: o.mirrorUrl,
-          cachePath: cacheDir,
-          ...(o.initialRootPath !== undefined ? { rootPath: o.initialRootPath } : {}),
-          timeout: o.timeoutMs,
-          retry: { retries: 1 },
-        }).catch((err: unknown) => {
-          // initTUF's refresh throws tuf-js errors unwrapped.
-          if (String((err as { code?: unknown }).code).startsWith("TUF_")) throw err;
-          throw Object.assign(new Error("TUF refresh", { cause: err }), { code: "TUF_REFRESH_METADATA_ERROR" });
-        });
-        return client.getTarget(TRUSTED_ROOT_TARGET);
+    work = (async () => {
+      const { initTUF } = await import("@sigstore/tuf");
+      const client = await initTUF({
+        mirrorURL: o.mirrorUrl,
+        cachePath: cacheDir,
+        ...(o.initialRootPath !== undefined ? { rootPath: o.initialRootPath } : {}),
+        timeout: o.timeoutMs,
+        retry: { retries: 1 },
+      }).catch((err: unknown) => {
+        // initTUF's refresh throws tuf-js errors unwrapped.
+        if (String((err as { code?: unknown }).code).startsWith("TUF_")) throw err;
+        throw Object.assign(new Error("TUF refresh", { cause: err }), { code: "TUF_REFRESH_METADATA_ERROR" });
+      });
+      return client.getTarget(TRUSTED_ROOT_TARGET);
     })();
-    const tracked = work.catch(() => undefined);
-    inflight.set(o.dir, tracked);
-    void tracked.finally(() => {
-      if (inflight.get(o.dir) === tracked) inflight.delete(o.dir);
-    });
     const text = await withTimeout(work, o.timeoutMs * 3, "the TUF refresh");
     let json: unknown;
     try {
@@ -159,6 +162,10 @@ export async function refreshTrustedRoot(o: Omit<TufSettings, "refresh"> & { dir
     // Local metadata that no longer loads keeps failing until the cache is gone.
     const hint = code === "TUF_INIT_CACHE_ERROR" || err instanceof SyntaxError ? ` (remove ${cacheDir} to start again from the root of trust)` : "";
     return { ok: false, reason: `${reasonOf(err)}${hint}` };
+  } finally {
+    // The next refresh of this directory starts once this one has stored its root, or, when this
+    // caller stopped waiting, once its TUF work has ended.
+    void (work ?? Promise.resolve()).then(release, release);
   }
 }
 
