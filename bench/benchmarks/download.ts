@@ -10,19 +10,22 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { rm, writeFile } from "node:fs/promises";
+import { createReadStream, existsSync } from "node:fs";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { startReleaseServer } from "../../test/helpers/release-server.js";
+import { selfSignedCert } from "../../test/helpers/tls-cert.js";
 import { makeRow } from "../lib/stats.js";
 import type { BenchOptions, BenchResult, Benchmark } from "../lib/types.js";
 
 /** Runs a command; resolves with its wall time and what it printed on stdout. */
-function timed(cmd: string, args: string[]): Promise<{ ms: number; stdout: string }> {
+function timed(cmd: string, args: string[], env?: Record<string, string>): Promise<{ ms: number; stdout: string }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const proc = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...(env ? { env: { ...process.env, ...env } } : {}) });
     let out = "";
     let err = "";
     proc.stdout.on("data", (c: Buffer) => (out += c.toString()));
@@ -43,6 +46,14 @@ export const download: Benchmark = {
     await writeFile(file, randomBytes(size));
     const server = await startReleaseServer([{ tag: "v1.0.0", assets: [{ name: "carapace-1.0.0.tar.gz", file }] }]);
     const url = server.assetUrl("v1.0.0", "carapace-1.0.0.tar.gz");
+    // The real path is https (GitHub's CDN): the same file over TLS, trusted through NODE_EXTRA_CA_CERTS / --cacert.
+    const tls = await selfSignedCert();
+    const tlsServer = createHttpsServer({ cert: await readFile(tls.cert), key: await readFile(tls.key) }, (_req, res) => {
+      res.writeHead(200, { "Content-Length": String(size), "Content-Type": "application/octet-stream" });
+      createReadStream(file).pipe(res);
+    });
+    await new Promise<void>((resolve) => tlsServer.listen(0, "127.0.0.1", resolve));
+    const tlsUrl = `https://localhost:${(tlsServer.address() as AddressInfo).port}/carapace-1.0.0.tar.gz`;
     const script = join(opts.tmp, "download-ours.mjs");
     await writeFile(
       script,
@@ -57,6 +68,8 @@ process.stdout.write(String(performance.now() - t0));
     const oursProcess: number[] = [];
     const curl: number[] = [];
     const curlHash: number[] = [];
+    const oursTls: number[] = [];
+    const curlTls: number[] = [];
     try {
       // Alternate so both see the same page cache and machine state.
       for (let i = 0; i < reps + 1; i++) {
@@ -70,7 +83,13 @@ process.stdout.write(String(performance.now() - t0));
         const tCurlHash = (await timed("sh", ["-c", `curl -s -f -o '${b}' '${url}' && sha256sum '${b}' >/dev/null`])).ms;
         await rm(a, { force: true });
         await rm(b, { force: true });
+        const tOursTls = Number((await timed(process.execPath, [script, tlsUrl, a], { NODE_EXTRA_CA_CERTS: tls.cert })).stdout);
+        const tCurlTls = (await timed("curl", ["-s", "-f", "--cacert", tls.cert, "-o", b, tlsUrl])).ms;
+        await rm(a, { force: true });
+        await rm(b, { force: true });
         if (i === 0) continue; // warm-up
+        oursTls.push(size / 1048576 / (tOursTls / 1000));
+        curlTls.push(size / 1048576 / (tCurlTls / 1000));
         ours.push(size / 1048576 / (tOurs / 1000));
         oursProcess.push(size / 1048576 / (runOurs.ms / 1000));
         curl.push(size / 1048576 / (tCurl / 1000));
@@ -78,7 +97,9 @@ process.stdout.write(String(performance.now() - t0));
       }
     } finally {
       await server.close();
+      await new Promise<void>((resolve) => tlsServer.close(() => resolve()));
     }
+    opts.log(`download over https: ours ${oursTls.map((v) => v.toFixed(0)).join(", ")} MiB/s; curl ${curlTls.map((v) => v.toFixed(0)).join(", ")} MiB/s`);
     opts.log(`download: ours ${ours.map((v) => v.toFixed(0)).join(", ")} MiB/s (whole process ${oursProcess.map((v) => v.toFixed(0)).join(", ")}); curl ${curl.map((v) => v.toFixed(0)).join(", ")} MiB/s; curl + sha256sum ${curlHash.map((v) => v.toFixed(0)).join(", ")} MiB/s`);
     const curlRow = makeRow({ group: "download", name: `curl -s -o (${size / 1048576} MiB, local HTTP)`, unit: "MiB/s", samples: curl });
     return {
@@ -98,6 +119,14 @@ process.stdout.write(String(performance.now() - t0));
           unit: "MiB/s",
           samples: oursProcess,
           baseline: { name: "curl", samples: curl },
+        }),
+        makeRow({ group: "download", name: `curl -s --cacert -o over https (${size / 1048576} MiB, local TLS)`, unit: "MiB/s", samples: curlTls }),
+        makeRow({
+          group: "download",
+          name: "downloadFile call over https",
+          unit: "MiB/s",
+          samples: oursTls,
+          baseline: { name: "curl over https", samples: curlTls },
         }),
         makeRow({
           group: "download",
