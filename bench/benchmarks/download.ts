@@ -21,8 +21,13 @@ import { selfSignedCert } from "../../test/helpers/tls-cert.js";
 import { makeRow } from "../lib/stats.js";
 import type { BenchOptions, BenchResult, Benchmark } from "../lib/types.js";
 
-/** Runs a command; resolves with its wall time and what it printed on stdout. */
+/**
+ * Runs a command; resolves with its wall time and what it printed on stdout. Dirty pages left by
+ * earlier runs (and benchmarks) are flushed first, outside the timing: ours fsyncs, curl does
+ * not, so otherwise ours would wait for writes that are not its own.
+ */
 function timed(cmd: string, args: string[], env?: Record<string, string>): Promise<{ ms: number; stdout: string }> {
+  spawnSync("sync");
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const proc = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...(env ? { env: { ...process.env, ...env } } : {}) });

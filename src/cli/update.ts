@@ -42,10 +42,12 @@ export class UpdateCommand extends ClientCommand {
     description: "Check for, install, inspect or roll back a signed release of cara",
     details: `
       Self-update from signed releases, fail-closed: an artifact is applied only after its Sigstore bundle
-      verifies against the pinned trusted root with the exact certificate identity (the release workflow
+      verifies against the Sigstore trusted root with the exact certificate identity (the release workflow
       github.com/<owner>/<repo>/.github/workflows/release.yml at tag v<version>) and issuer,
       with a transparency-log entry, and its SHA-256 matches the (also signed) SHA256SUMS.txt. Nothing can
       switch verification off; forks configure \`update.identity\`, \`update.issuer\`, \`update.trustedRoot\`.
+      The trusted root is refreshed through TUF before verifying (kept in \`<state>/updates/tuf/\`); offline,
+      the last refreshed one or the one pinned with cara is used (\`update.trustRefresh: false\` stops fetching).
 
       The update runs as a durable transaction (\`<state>/updates/transaction.json\`): interrupted runs resume
       (a verified download is not fetched again, a partial one continues with HTTP Range), transient failures

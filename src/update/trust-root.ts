@@ -161,7 +161,8 @@ export async function refreshTrustedRoot(o: Omit<TufSettings, "refresh"> & { dir
     const code = (err as { code?: string }).code;
     // Local metadata that no longer loads keeps failing until the cache is gone.
     const hint = code === "TUF_INIT_CACHE_ERROR" || err instanceof SyntaxError ? ` (remove ${cacheDir} to start again from the root of trust)` : "";
-    return { ok: false, reason: `${reasonOf(err)}${hint}` };
+    // Fetch errors quote URLs; a mirror URL may carry credentials.
+    return { ok: false, reason: `${reasonOf(err)}${hint}`.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/\s@]*@/gi, "$1") };
   } finally {
     // The next refresh of this directory starts once this one has stored its root, or, when this
     // caller stopped waiting, once its TUF work has ended.
