@@ -1,8 +1,8 @@
 /**
  * Artifact download throughput of the updater (src/update/download.ts `downloadFile`: streamed to
  * `<dest>.part`, hashed while writing, fsynced and renamed) versus `curl -s -o` of the same file
- * from the same local HTTP server, in the same run. Both download in their own process (ours runs
- * the built dist/ module), so the server in this process serves both the same way.
+ * from the same local HTTP server (the test release server, in its own process), in the same run.
+ * Both download in their own process (ours runs the built dist/ module).
  *
  * The goal row times the downloadFile call inside its process, which is what an update costs
  * (the server that downloads is already running); curl is timed as a whole process (its start-up
@@ -10,14 +10,12 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createReadStream, existsSync } from "node:fs";
-import { readFile, rm, writeFile } from "node:fs/promises";
-import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import { existsSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
-import { startReleaseServer } from "../../test/helpers/release-server.js";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { selfSignedCert } from "../../test/helpers/tls-cert.js";
+import { forkWorker, nextMessage, stopProcess } from "../lib/procs.js";
 import { makeRow } from "../lib/stats.js";
 import type { BenchOptions, BenchResult, Benchmark } from "../lib/types.js";
 
@@ -49,16 +47,15 @@ export const download: Benchmark = {
     const size = (opts.quick ? 32 : 128) * 1024 * 1024;
     const file = join(opts.tmp, "artifact.bin");
     await writeFile(file, randomBytes(size));
-    const server = await startReleaseServer([{ tag: "v1.0.0", assets: [{ name: "carapace-1.0.0.tar.gz", file }] }]);
-    const url = server.assetUrl("v1.0.0", "carapace-1.0.0.tar.gz");
-    // The real path is https (GitHub's CDN): the same file over TLS, trusted through NODE_EXTRA_CA_CERTS / --cacert.
+    // The servers run in their own process (bench/workers/release-server.ts); the real path is
+    // https (GitHub's CDN), so the same file is also served over TLS, trusted through
+    // NODE_EXTRA_CA_CERTS (ours) and --cacert (curl).
     const tls = await selfSignedCert();
-    const tlsServer = createHttpsServer({ cert: await readFile(tls.cert), key: await readFile(tls.key) }, (_req, res) => {
-      res.writeHead(200, { "Content-Length": String(size), "Content-Type": "application/octet-stream" });
-      createReadStream(file).pipe(res);
-    });
-    await new Promise<void>((resolve) => tlsServer.listen(0, "127.0.0.1", resolve));
-    const tlsUrl = `https://localhost:${(tlsServer.address() as AddressInfo).port}/carapace-1.0.0.tar.gz`;
+    const serverProc = forkWorker(fileURLToPath(new URL("../workers/release-server.ts", import.meta.url)));
+    serverProc.stdout?.resume();
+    serverProc.stderr?.on("data", (c: Buffer) => process.stderr.write(`[release-server] ${c.toString()}`));
+    serverProc.send({ type: "config", file, cert: tls.cert, key: tls.key });
+    const { url, tlsUrl } = await nextMessage<{ url: string; tlsUrl: string }>(serverProc, (m) => m?.type === "listening", 20_000, "release server start");
     const script = join(opts.tmp, "download-ours.mjs");
     await writeFile(
       script,
@@ -101,8 +98,7 @@ process.stdout.write(String(performance.now() - t0));
         curlHash.push(size / 1048576 / (tCurlHash / 1000));
       }
     } finally {
-      await server.close();
-      await new Promise<void>((resolve) => tlsServer.close(() => resolve()));
+      await stopProcess(serverProc, "SIGTERM", 3000);
     }
     opts.log(`download over https: ours ${oursTls.map((v) => v.toFixed(0)).join(", ")} MiB/s; curl ${curlTls.map((v) => v.toFixed(0)).join(", ")} MiB/s`);
     opts.log(`download: ours ${ours.map((v) => v.toFixed(0)).join(", ")} MiB/s (whole process ${oursProcess.map((v) => v.toFixed(0)).join(", ")}); curl ${curl.map((v) => v.toFixed(0)).join(", ")} MiB/s; curl + sha256sum ${curlHash.map((v) => v.toFixed(0)).join(", ")} MiB/s`);
