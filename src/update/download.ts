@@ -20,6 +20,7 @@ import { createHash, type Hash } from "node:crypto";
 import { constants, writeSync } from "node:fs";
 import { lstat, open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname } from "node:path";
+import { fsyncDir } from "../state/durable.js";
 import { http1Get, HttpTimeoutError, HttpTruncatedError, type Http1Response } from "./http1-get.js";
 
 export interface DownloadOptions {
@@ -106,15 +107,6 @@ async function regularFileSize(path: string, what: string): Promise<number | und
   if (st.isSymbolicLink()) throw new DownloadError(`refusing to write ${what} ${path}: it is a symbolic link`, { retryable: false });
   if (!st.isFile()) throw new DownloadError(`refusing to write ${what} ${path}: it is not a regular file`, { retryable: false });
   return st.size;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Writes all of `buf` at `position`, finishing any short write. */
