@@ -5,21 +5,16 @@ import { basename, dirname, join, resolve } from "node:path";
 import { Command, Option } from "clipanion";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { BackupService, type BackupManifestSummary, type InspectBackupResponse } from "../../gen/carapace/backup/v1/backup_pb.js";
+import { formatBytes } from "../format-bytes.js";
+import { writeFully } from "../state/durable.js";
+import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 import { ClientCommand } from "./base.js";
 import { describeError, rpcClient } from "./rpc.js";
 import { stripTerminalUnsafe } from "./terminal.js";
 import { CliFailure, CliUsageError, parseTimeout, resolveTarget } from "./target.js";
 
-export function humanBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
-}
+/** Kept for the commands that import it from here. */
+export const humanBytes = formatBytes;
 
 export function parseSections(value: string | undefined): string[] {
   return value === undefined ? [] : value.split(",").map((s) => s.trim()).filter((s) => s !== "");
@@ -103,13 +98,16 @@ export class BackupCommand extends ClientCommand {
           const p = msg.part;
           if (p.case === "header") header = p.value;
           else if (p.case === "chunk") {
-            await handle.write(p.value);
+            await writeFully(handle, p.value, null).catch((err: unknown) => {
+              throw new LocalWriteError(err);
+            });
             hash.update(p.value);
             bytes += p.value.length;
             if (tty) this.context.stderr.write(`\r  ${humanBytes(bytes)} written…`);
           } else if (p.case === "trailer") trailer = p.value;
         }
       } catch (err) {
+        if (err instanceof LocalWriteError) throw new CliFailure(describeLocalWrite(err.cause, output));
         throw new CliFailure(describeError(err, target));
       }
       if (tty) this.context.stderr.write("\n");
@@ -117,8 +115,12 @@ export class BackupCommand extends ClientCommand {
       if (!trailer || trailer.archiveSha256 !== digest || Number(trailer.archiveBytes) !== bytes) {
         throw new CliFailure("the archive received does not match what the server sent (transfer cut short?); nothing was written");
       }
-      await handle.sync();
-      await handle.close();
+      try {
+        await handle.sync();
+        await handle.close();
+      } catch (err) {
+        throw new CliFailure(describeLocalWrite(err, output));
+      }
       if (this.force) await rename(tmp, output);
       else {
         // link() refuses an existing name: no race between the check above and here.
@@ -146,6 +148,18 @@ export class BackupCommand extends ClientCommand {
       await unlink(tmp).catch(() => undefined);
     }
   }
+}
+
+/** Writing the local output file failed (not the server or the connection). */
+class LocalWriteError extends Error {
+  constructor(override readonly cause: unknown) {
+    super((cause as Error).message);
+  }
+}
+
+function describeLocalWrite(err: unknown, output: string): string {
+  if (isDiskFull(err)) return `${describeDiskFull(err, output, `cannot write ${output}`)}, or choose another --output. Nothing was written`;
+  return `cannot write ${output}: ${(err as Error).message}. Nothing was written`;
 }
 
 abstract class InspectingCommand extends ClientCommand {

@@ -1,6 +1,9 @@
 import { constants } from "node:fs";
 import { open, statfs, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { formatBytes } from "../format-bytes.js";
+
+export { formatBytes };
 
 export type CheckVerdict = "ok" | "warn" | "fail";
 
@@ -38,17 +41,6 @@ export function stateDirWritableCheck(stateDir: string): HealthCheck {
       }
     },
   };
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 /** Bytes available to this process on the filesystem that holds `dir`. */

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { open, rename, unlink, mkdir, lstat, chmod } from "node:fs/promises";
+import { open, rename, unlink, mkdir, lstat, chmod, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 export const FILE_MODE = 0o600;
@@ -38,6 +38,7 @@ export async function writeFileDurable(
   let renamed = false;
   try {
     try {
+      // writeFile loops over short writes itself.
       await handle.writeFile(data);
       // open() applies the umask; make the mode exact.
       await handle.chmod(mode);
@@ -48,8 +49,38 @@ export async function writeFileDurable(
     await rename(tmp, path);
     renamed = true;
     await fsyncDir(dir);
+  } catch (err) {
+    throw withPath(err, path);
   } finally {
     if (!renamed) await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/**
+ * Names the file in an I/O error that lacks it (errors from a file handle carry no path), so
+ * that "no space left" can say where: the operator needs to know which filesystem to free.
+ */
+export function withPath(err: unknown, path: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (e instanceof Error && e.path === undefined) e.path = path;
+  return err;
+}
+
+/**
+ * Writes all of `data` at `position` (or at the current position when null). A write may be
+ * short: on a nearly full filesystem Linux writes what fits and reports the count without an
+ * error; the next write then fails with ENOSPC. Ignoring the count would let a caller fsync and
+ * acknowledge bytes that were never written, so this loops until everything is written or the
+ * write fails. A zero-byte write is treated as the disk being full.
+ */
+export async function writeFully(handle: FileHandle, data: Uint8Array, position: number | null): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, position === null ? null : position + done);
+    if (bytesWritten <= 0) {
+      throw Object.assign(new Error("ENOSPC: no space left on device, write (no bytes were written)"), { code: "ENOSPC", syscall: "write" });
+    }
+    done += bytesWritten;
   }
 }
 

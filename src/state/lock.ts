@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { link, open, readFile, rename, unlink } from "node:fs/promises";
 import { join, dirname } from "node:path";
-import { fsyncDir } from "./durable.js";
+import { fsyncDir, withPath } from "./durable.js";
 
 export class LockHeldError extends Error {
   constructor(
@@ -54,9 +54,13 @@ export async function acquireStateLock(stateDir: string, lockPath = join(stateDi
   try {
     await handle.writeFile(`${process.pid}\n`);
     await handle.sync();
-  } finally {
-    await handle.close();
+  } catch (err) {
+    // E.g. a full disk: leave no empty temp file behind.
+    await handle.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw withPath(err, lockPath);
   }
+  await handle.close();
   try {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {

@@ -56,7 +56,7 @@ function toConnectError(err: unknown): ConnectError {
   if (err instanceof TaskNotFoundError) return new ConnectError(err.message, Code.NotFound);
   if (err instanceof TaskStateError) return new ConnectError(err.message, Code.FailedPrecondition);
   if (err instanceof TaskQueueFullError) return new ConnectError(err.message, Code.ResourceExhausted);
-  if (err instanceof TaskStoreWriteError) return new ConnectError(err.message, Code.Unavailable);
+  if (err instanceof TaskStoreWriteError) return new ConnectError(err.message, err.diskFull ? Code.ResourceExhausted : Code.Unavailable);
   return new ConnectError("internal error", Code.Internal);
 }
 

@@ -3,7 +3,8 @@ import { EventEmitter } from "node:events";
 import { constants } from "node:fs";
 import { open, readdir, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { fsyncDir, writeFileDurable, FILE_MODE } from "../state/durable.js";
+import { fsyncDir, writeFileDurable, writeFully, FILE_MODE } from "../state/durable.js";
+import { COMMIT_LINE, parseJournal } from "./journal.js";
 import {
   DEFAULT_POLICY,
   isTerminal,
@@ -19,6 +20,7 @@ export const MAX_QUEUE_FILE_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_CAPACITY = 10_000;
 export const DEFAULT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 const MAX_CORRUPT_COPIES = 8;
+const CLOSED_FOR_SHUTDOWN = "the task store is closed (the server is shutting down)";
 
 export class TaskStoreCorruptError extends Error {}
 export class TaskQueueFullError extends Error {
@@ -27,7 +29,15 @@ export class TaskQueueFullError extends Error {
   }
 }
 /** A durable write failed: nothing of the mutation was kept. */
-export class TaskStoreWriteError extends Error {}
+export class TaskStoreWriteError extends Error {
+  constructor(
+    message: string,
+    /** The filesystem is full (ENOSPC/EDQUOT): retrying helps only once space is freed. */
+    readonly diskFull = false,
+  ) {
+    super(message);
+  }
+}
 
 export interface TaskStoreOptions {
   /** `<state>/tasks` */
@@ -84,11 +94,14 @@ export class TaskStore {
   private holds = 0;
   private journal!: FileHandle;
   private journalBytes = 0;
+  /** Bytes past journalBytes may exist (a failed write whose truncate failed too). */
+  private journalDirty = false;
   private journalEntries = 0;
   private readonly compactAfter: number;
   private readonly now: () => number;
   private readonly warn: (message: string) => void;
   private closed = false;
+  private closedReason = CLOSED_FOR_SHUTDOWN;
   private lastWriteError: string | undefined;
 
   private constructor(options: TaskStoreOptions) {
@@ -114,6 +127,20 @@ export class TaskStore {
     await store.sweepRetention();
     return store;
   }
+
+  /**
+   * Proves that the task queue files in `dir` load, writing nothing (no copies, no repairs):
+   * used on a staged restore before it replaces the live queue. Throws TaskStoreCorruptError.
+   */
+  static async check(dir: string): Promise<{ tasks: number }> {
+    const store = new TaskStore({ dir });
+    store.readOnly = true;
+    await store.load();
+    return { tasks: store.committed.size };
+  }
+
+  /** Set by check(): load() reads and validates only. */
+  private readOnly = false;
 
   private async load(): Promise<void> {
     const raw = await readLimited(this.queueFile);
@@ -143,73 +170,76 @@ export class TaskStore {
     }
     // Replay the journal on top.
     const jraw = (await readLimited(this.journalFile)) ?? Buffer.alloc(0);
-    let offset = 0;
-    let goodEnd = 0;
-    let entries = 0;
-    while (offset < jraw.length) {
-      const nl = jraw.indexOf(10, offset);
-      if (nl < 0) {
-        // A torn last line: its write never completed, so it was never acknowledged.
-        this.warn(`ignored an incomplete last line in ${this.journalFile} (interrupted write)`);
-        break;
+    const journal = parseJournal(jraw);
+    if (journal.problem !== undefined) await this.failCorrupt(this.journalFile, jraw, journal.problem);
+    for (const op of journal.ops) {
+      if (op.op === "del") {
+        this.committed.delete(op.id);
+        continue;
       }
-      const line = jraw.subarray(offset, nl).toString("utf8");
-      offset = nl + 1;
-      let entry: { op?: unknown; task?: unknown; id?: unknown };
-      try {
-        entry = JSON.parse(line) as typeof entry;
-      } catch (err) {
-        await this.failCorrupt(this.journalFile, jraw, `line ${entries + 1}: ${(err as Error).message}`);
-        return;
-      }
-      if (entry.op === "put") {
-        const rec = recordFromDisk(entry.task);
-        if (typeof rec === "string") await this.failCorrupt(this.journalFile, jraw, `line ${entries + 1}: ${rec}`);
-        else this.committed.set(rec.id, rec);
-      } else if (entry.op === "del" && typeof entry.id === "string") {
-        this.committed.delete(entry.id);
-      } else {
-        await this.failCorrupt(this.journalFile, jraw, `line ${entries + 1}: unknown journal entry`);
-      }
-      entries++;
-      goodEnd = offset;
+      const rec = recordFromDisk(op.task);
+      if (typeof rec === "string") await this.failCorrupt(this.journalFile, jraw, `line ${op.line}: ${rec}`);
+      else this.committed.set(rec.id, rec);
+    }
+    if (journal.tornBytes > 0) {
+      this.warn(
+        `dropped the last ${journal.tornBytes} bytes of ${this.journalFile}` +
+          (journal.tornOps > 0 ? ` (${journal.tornOps} changes of a batch that was never acknowledged)` : "") +
+          ": a write there was cut short (crash or full disk) and never acknowledged",
+      );
+    }
+    if (this.readOnly) return;
+    if (journal.holeBytes > 0) {
+      // Zeros were never written by cara: an older version wrote past the end of the file after
+      // a short write on a full disk. Changes that should have been there are lost; keep a copy.
+      const kept = await this.keepCopy(this.journalFile, jraw).then((c) => `a copy of the damaged journal is at ${c}`, (err: Error) => `no copy could be kept (${err.message})`);
+      this.warn(`skipped ${journal.holeBytes} zero bytes in ${this.journalFile} from offset ${journal.firstHoleAt} (left by an interrupted write on a full disk); the changes around them were loaded, ${kept}`);
     }
     this.journal = await open(this.journalFile, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, FILE_MODE);
-    if (goodEnd < jraw.length) {
-      await this.journal.truncate(goodEnd);
+    if (journal.goodEnd < jraw.length) {
+      await this.journal.truncate(journal.goodEnd);
       await this.journal.sync();
     }
-    this.journalBytes = goodEnd;
-    this.journalEntries = entries;
+    this.journalBytes = journal.goodEnd;
+    this.journalEntries = journal.ops.length;
     this.resetView();
+    // A journal with holes is rewritten clean at once (best effort: a full disk retries later).
+    if (journal.holeBytes > 0) await this.compact().catch((err: Error) => this.warn(`task queue compaction failed (will retry): ${err.message}`));
+  }
+
+  /** Writes `bytes` to a new `<file>.corrupt.<ms>` (0600, fsync'ed) and returns its path. */
+  private async keepCopy(file: string, bytes: Buffer): Promise<string> {
+    let stamp = this.now();
+    let copy = `${file}.corrupt.${stamp}`;
+    let handle: FileHandle | undefined;
+    while (!handle) {
+      try {
+        handle = await open(copy, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, FILE_MODE);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+        copy = `${file}.corrupt.${++stamp}`;
+      }
+    }
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      await unlink(copy).catch(() => undefined);
+      throw err;
+    }
+    await handle.close();
+    await fsyncDir(dirname(file));
+    await pruneCorruptCopies(file);
+    return copy;
   }
 
   private async failCorrupt(file: string, bytes: Buffer, problem: string): Promise<never> {
-    let kept: string;
-    try {
-      let stamp = this.now();
-      let copy = `${file}.corrupt.${stamp}`;
-      let handle: FileHandle | undefined;
-      while (!handle) {
-        try {
-          handle = await open(copy, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, FILE_MODE);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-          copy = `${file}.corrupt.${++stamp}`;
-        }
-      }
-      try {
-        await handle.writeFile(bytes);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await fsyncDir(dirname(file));
-      await pruneCorruptCopies(file);
-      kept = `A copy was kept at ${copy}.`;
-    } catch (err) {
-      kept = `Could not keep a copy (${(err as Error).message}).`;
-    }
+    if (this.readOnly) throw new TaskStoreCorruptError(`task queue file ${file} is corrupt (${problem})`);
+    const kept = await this.keepCopy(file, bytes).then(
+      (copy) => `A copy was kept at ${copy}.`,
+      (err: Error) => `Could not keep a copy (${err.message}).`,
+    );
     throw new TaskStoreCorruptError(
       `task queue file ${file} is corrupt (${problem}); refusing to start rather than lose tasks. ${kept} ` +
         `Repair or remove the file, or restore the state from a backup ('cara restore FILE --offline'), then start again.`,
@@ -415,16 +445,28 @@ export class TaskStore {
    * Stops taking changes and closes the files (e.g. for a restore that replaces them);
    * `reopen()` loads them again from disk. Mutations meanwhile fail with TaskStoreWriteError.
    */
-  async suspend(): Promise<void> {
+  async suspend(reason = "the task store is paused; retry in a few seconds"): Promise<void> {
+    this.closedReason = reason;
     await this.close();
+  }
+
+  /** Why mutations are refused, while the store is closed (undefined while open). */
+  get closedBecause(): string | undefined {
+    return this.closed ? this.closedReason : undefined;
   }
 
   /** Loads the store again from disk after `suspend()` (the files may have been replaced). */
   async reopen(): Promise<void> {
     if (!this.closed) return;
     this.committed = new Map();
-    await this.load();
+    try {
+      await this.load();
+    } catch (err) {
+      this.closedReason = `the task queue could not be loaded again: ${(err as Error).message}`;
+      throw err;
+    }
     this.closed = false;
+    this.closedReason = CLOSED_FOR_SHUTDOWN;
     await this.recoverRunning();
     for (const rec of this.committed.values()) this.events.emit("change", rec);
   }
@@ -434,9 +476,15 @@ export class TaskStore {
       while (this.queue.length > 0 && this.holds === 0) {
         const batch = this.queue.shift()!;
         if (this.openBatch === batch) this.openBatch = undefined;
-        const data = Buffer.from(batch.lines.join(""), "utf8");
+        const data = Buffer.from(batch.lines.join("") + COMMIT_LINE, "utf8");
         try {
-          await this.journal.write(data, 0, data.length, this.journalBytes);
+          // A failed write earlier may have left bytes past the true end: cut them first, so
+          // nothing unacknowledged ever sits between two acknowledged batches.
+          if (this.journalDirty) {
+            await this.journal.truncate(this.journalBytes);
+            this.journalDirty = false;
+          }
+          await writeFully(this.journal, data, this.journalBytes);
           await this.journal.datasync();
         } catch (err) {
           await this.rollback(batch, err as Error);
@@ -463,14 +511,24 @@ export class TaskStore {
   }
 
   private async rollback(failed: Batch, err: Error): Promise<void> {
-    const message = `task store write to ${this.journalFile} failed (${(err as NodeJS.ErrnoException).code ?? err.message}); nothing was changed`;
+    const code = (err as NodeJS.ErrnoException).code;
+    const message =
+      code === "ENOSPC" || code === "EDQUOT"
+        ? `task store write to ${this.journalFile} failed: the filesystem is full (${code}); nothing was changed. Free space on it (or raise the quota), then retry`
+        : `task store write to ${this.journalFile} failed (${code ?? err.message}); nothing was changed`;
     this.lastWriteError = message;
-    await this.journal.truncate(this.journalBytes).catch(() => undefined);
+    // Back to the true length (what was acknowledged). If even that fails, the next write
+    // truncates first and fails again rather than write after unacknowledged bytes.
+    this.journalDirty = true;
+    await this.journal
+      .truncate(this.journalBytes)
+      .then(() => (this.journalDirty = false))
+      .catch(() => undefined);
     const rejected = [failed, ...this.queue];
     this.queue = [];
     this.openBatch = undefined;
     this.resetView();
-    const error = new TaskStoreWriteError(message);
+    const error = new TaskStoreWriteError(message, code === "ENOSPC" || code === "EDQUOT");
     for (const b of rejected) for (const w of b.waiters) w.reject(error);
   }
 
@@ -494,7 +552,7 @@ export class TaskStore {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new TaskStoreWriteError("the task store is closed (the server is shutting down)");
+    if (this.closed) throw new TaskStoreWriteError(this.closedReason);
   }
 }
 
