@@ -9,7 +9,7 @@ import { fsyncDir } from "../state/durable.js";
 import { readBackupArchive, refusalMessage, writeBackupArchive, type Problem, type ReadBackupResult } from "./archive.js";
 import type { Manifest } from "./manifest.js";
 import { listStateFiles, SECTIONS, checkSectionNames, type Exclusion, type SectionName, type StateFile, type StateListing } from "./sections.js";
-import { recoverInterruptedSwap, swapIntoPlace } from "./swap.js";
+import { finishSwap, recoverInterruptedSwap, rollBackSwap, swapIntoPlace, type SwapMarker } from "./swap.js";
 
 /** What the running server lets a backup or restore pause: the stores that write into the state dir. */
 export interface StateWriters {
@@ -31,6 +31,8 @@ export class BackupRefusedError extends Error {
 }
 /** A precondition of the operation does not hold (e.g. --force needed). */
 export class BackupPreconditionError extends Error {}
+/** A restore swapped its state in, the stores could not load it, and the previous state was put back. */
+export class RestoreRolledBackError extends Error {}
 
 export interface BackupSummary {
   caraVersion: string;
@@ -82,6 +84,11 @@ export interface BackupManagerOptions {
   writers: StateWriters;
   /** Called after every archive written into backupsDir (status: last backup). */
   onBackupWritten?: (path: string) => void;
+  /**
+   * Proves that a staged restore (laid out as a state dir at `root`; `entries` will be swapped
+   * in) loads, writing nothing; throws with the reason when it would not.
+   */
+  checkRestored?: (root: string, entries: readonly string[]) => Promise<void>;
 }
 
 const sha256File = async (path: string): Promise<string> => {
@@ -274,16 +281,39 @@ export class BackupManager {
           if (spec.kind === "dir") await mkdir(join(ready, spec.statePath), { mode: 0o700 });
         }
       }
-      const pre = await this.backupToDir("pre-restore");
-      outcome.preRestoreBackupPath = pre.path;
+      const entries = sections.map((s) => SECTIONS[s].statePath);
+      // Prove the restored state loads before anything live changes: an archive whose hashes
+      // match can still hold a queue or config this version cannot load.
+      if (this.o.checkRestored) {
+        await this.o.checkRestored(ready, entries).catch((err: Error) => {
+          throw new BackupRefusedError(`the backup's state would not load, so nothing was changed: ${err.message.replaceAll(`${ready}/`, "")}`);
+        });
+      }
+      // Writers stop first: a change acknowledged after the pre-restore backup would be in
+      // neither that backup nor the restored state. Meanwhile they answer "retry shortly".
       await this.o.writers.pause();
+      let resumed = false;
       try {
-        await swapIntoPlace(this.o.stateDir, ready, holding, sections.map((s) => SECTIONS[s].statePath));
-      } catch (err) {
-        await recoverInterruptedSwap(this.o.stateDir, { removeLeftovers: false }).catch(() => undefined);
-        throw err;
+        const pre = await this.backupToDir("pre-restore");
+        outcome.preRestoreBackupPath = pre.path;
+        let marker: SwapMarker;
+        try {
+          marker = await swapIntoPlace(this.o.stateDir, ready, holding, entries);
+        } catch (err) {
+          await recoverInterruptedSwap(this.o.stateDir, { removeLeftovers: false }).catch(() => undefined);
+          throw err;
+        }
+        try {
+          await this.o.writers.resume();
+          resumed = true;
+        } catch (err) {
+          // The stores refused the new files: put the previous state back (resumed below).
+          await rollBackSwap(this.o.stateDir, marker);
+          throw new RestoreRolledBackError(`the restored state failed to load (${(err as Error).message}); the previous state was put back and nothing was changed`);
+        }
+        await finishSwap(this.o.stateDir, marker);
       } finally {
-        await this.o.writers.resume();
+        if (!resumed) await this.o.writers.resume();
       }
       outcome.restoredSections = sections;
       return outcome;

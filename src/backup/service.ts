@@ -5,7 +5,7 @@ import { once } from "node:events";
 import { PassThrough, type Readable } from "node:stream";
 import { BackupProblemKind, type BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { BackupTooLargeError, PROBLEM_KINDS, StagingError, StateChangedError, type Problem } from "./archive.js";
-import { BackupManager, BackupPreconditionError, BackupRefusedError, type BackupSummary } from "./backups.js";
+import { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary } from "./backups.js";
 import type { Manifest } from "./manifest.js";
 import { StateListingError, type Exclusion } from "./sections.js";
 
@@ -18,7 +18,7 @@ function toConnectError(err: unknown): ConnectError {
   }
   if (err instanceof StagingError && err.code === "ENOSPC") return new ConnectError(`${err.message}; free space on the state dir's filesystem`, Code.ResourceExhausted);
   if (err instanceof BackupPreconditionError || err instanceof StateListingError || err instanceof BackupTooLargeError) return new ConnectError(err.message, Code.FailedPrecondition);
-  if (err instanceof StateChangedError) return new ConnectError(err.message, Code.Aborted);
+  if (err instanceof StateChangedError || err instanceof RestoreRolledBackError) return new ConnectError(err.message, Code.Aborted);
   if (err instanceof Error && /^unknown backup section/.test(err.message)) return new ConnectError(err.message, Code.InvalidArgument);
   const code = (err as NodeJS.ErrnoException).code;
   if (code === "ENOSPC" || code === "EIO") return new ConnectError(`the state dir's filesystem failed (${code}); nothing was changed`, Code.Unavailable);

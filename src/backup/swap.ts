@@ -9,12 +9,14 @@ import { fsyncDir, writeFileDurable } from "../state/durable.js";
  * intent before anything moves:
  *   phase "swapping": old entries are moved into `holding`, staged ones into place. A crash here
  *                     is rolled BACK on the next start (every entry returns from `holding`).
- *   phase "swapped":  every staged entry is in place. A crash here is rolled FORWARD (the old
- *                     entries in `holding` are deleted).
+ *   phase "swapped":  every staged entry is in place (and was proven to load before the swap).
+ *                     A crash here is rolled FORWARD (the old entries in `holding` are deleted).
+ *   phase "rolling-back": the swapped-in state failed to load in the running server; the old
+ *                     entries are on their way back. A crash here is rolled BACK.
  * The marker is removed last. Entries are top-level names in the state dir (`tasks`, `config.json`).
  */
 export interface SwapMarker {
-  phase: "swapping" | "swapped";
+  phase: "swapping" | "swapped" | "rolling-back";
   /** Directory (inside the state dir) holding the previous entries. */
   holding: string;
   /** Directory (inside the state dir) holding the staged entries. */
@@ -52,10 +54,12 @@ async function exists(path: string): Promise<boolean> {
 
 /**
  * Swaps `entries` from `staged` into `stateDir` (an entry missing from `staged` means "the
- * restored section is empty": the live one is removed). `afterMove` is a test hook point called
- * after each entry moves, so tests can crash there.
+ * restored section is empty": the live one is removed). The previous entries stay in `holding`
+ * until the caller either keeps the new state (`finishSwap`) or puts the old one back
+ * (`rollBackSwap`), e.g. when a store fails to load the new files. `afterMove` is a test hook
+ * point called after each entry moves, so tests can crash there.
  */
-export async function swapIntoPlace(stateDir: string, staged: string, holding: string, entries: string[], afterMove?: (entry: string) => Promise<void>): Promise<void> {
+export async function swapIntoPlace(stateDir: string, staged: string, holding: string, entries: string[], afterMove?: (entry: string) => Promise<void>): Promise<SwapMarker> {
   const markerPath = join(stateDir, MARKER_NAME);
   const present: string[] = [];
   for (const entry of entries) if (await exists(join(staged, entry))) present.push(entry);
@@ -73,13 +77,18 @@ export async function swapIntoPlace(stateDir: string, staged: string, holding: s
     await testPause(`moved:${entry}`);
   }
   await fsyncDir(holding).catch(() => undefined);
-  await writeFileDurable(markerPath, JSON.stringify({ ...marker, phase: "swapped" }));
+  const swapped: SwapMarker = { ...marker, phase: "swapped" };
+  await writeFileDurable(markerPath, JSON.stringify(swapped));
   await testPause("swapped");
-  await finishSwap(stateDir, { ...marker, phase: "swapped" });
+  return swapped;
 }
 
-/** Undoes a swap in progress: every entry moved to `holding` returns; staged ones are dropped. */
+/**
+ * Undoes a swap: every entry moved to `holding` returns; staged ones are dropped. A swap that
+ * had completed is first marked "rolling-back", so a crash in the middle still ends in the old state.
+ */
 export async function rollBackSwap(stateDir: string, marker: SwapMarker): Promise<void> {
+  if (marker.phase === "swapped") await writeFileDurable(join(stateDir, MARKER_NAME), JSON.stringify({ ...marker, phase: "rolling-back" }));
   for (const entry of marker.entries) {
     const held = join(marker.holding, entry);
     const live = join(stateDir, entry);
@@ -103,7 +112,8 @@ async function movedIn(marker: SwapMarker, entry: string): Promise<boolean> {
   return marker.present.includes(entry) && !(await exists(join(marker.staged, entry)));
 }
 
-async function finishSwap(stateDir: string, marker: SwapMarker): Promise<void> {
+/** Keeps the swapped-in state: the previous entries in `holding` are deleted, then the marker. */
+export async function finishSwap(stateDir: string, marker: SwapMarker): Promise<void> {
   await rm(marker.holding, { recursive: true, force: true });
   await rm(marker.staged, { recursive: true, force: true });
   await rm(join(stateDir, MARKER_NAME), { force: true });

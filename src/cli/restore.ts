@@ -79,6 +79,7 @@ export class RestoreCommand extends ClientCommand {
     const { acquireStateLock, LockHeldError } = await import("../state/lock.js");
     const { BackupManager, BackupPreconditionError, BackupRefusedError } = await import("../backup/backups.js");
     const { recoverInterruptedSwap } = await import("../backup/swap.js");
+    const { checkStateLoads } = await import("../state/loadable.js");
     const { readFile } = await import("node:fs/promises");
     const stateDir = resolveStateDir(this.stateDir);
     const paths = statePaths(stateDir);
@@ -99,6 +100,7 @@ export class RestoreCommand extends ClientCommand {
         secret,
         caraVersion: "offline",
         writers: { holdWrites: (fn) => fn(), pause: async () => undefined, resume: async () => undefined },
+        checkRestored: checkStateLoads,
       });
       const res = await manager.restore(createReadStream(file), o).catch((err: Error) => {
         if (err instanceof BackupRefusedError || err instanceof BackupPreconditionError) throw new CliFailure(err.message);

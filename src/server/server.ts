@@ -16,6 +16,8 @@ import { join } from "node:path";
 import { opsService } from "../ops/service.js";
 import { collectStatus, type SectionProvider, type ServerIdentity } from "../ops/status.js";
 import { loadConfig } from "../state/config.js";
+import { checkStateLoads } from "../state/loadable.js";
+import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 import { acquireStateLock, type StateLock } from "../state/lock.js";
 import { resolveStateDir } from "../state/paths.js";
 import { loadCredentials } from "../state/secrets.js";
@@ -65,12 +67,17 @@ const READ_MAX_BYTES = 8 * 1024 * 1024;
 export async function startServer(flags: StartFlags, deps: StartDeps = {}): Promise<RunningServer> {
   const env = deps.env ?? process.env;
   const stateDir = resolveStateDir(flags.stateDir, env);
-  const paths = await prepareStateDir(stateDir);
-  const lock = await acquireStateLock(stateDir, paths.lock);
   try {
-    return await startLocked(flags, env, deps, lock, paths);
+    const paths = await prepareStateDir(stateDir);
+    const lock = await acquireStateLock(stateDir, paths.lock);
+    try {
+      return await startLocked(flags, env, deps, lock, paths);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
   } catch (err) {
-    await lock.release();
+    if (isDiskFull(err)) throw new Error(describeDiskFull(err, stateDir, "cannot start"));
     throw err;
   }
 }
@@ -108,7 +115,7 @@ async function startLocked(
       holdWrites: (fn) => (tasksRef ? tasksRef.store.withWritesHeld(fn) : fn()),
       pause: async () => {
         await tasksRef?.worker.stop(5_000);
-        await tasksRef?.store.suspend();
+        await tasksRef?.store.suspend("a restore is replacing the state; retry in a few seconds");
       },
       resume: async () => {
         await tasksRef?.store.reopen();
@@ -116,6 +123,7 @@ async function startLocked(
       },
     },
     onBackupWritten: (path) => void backupState.recordWritten(path),
+    checkRestored: checkStateLoads,
   });
   let launcher: string | undefined;
   const updates = await createUpdateRuntime({

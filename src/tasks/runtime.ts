@@ -68,12 +68,12 @@ export async function startTasks(options: {
     service: (shutdown) => tasksService({ store, worker, shutdown }),
     storeHealth: {
       name: "tasks",
-      loaded: () => (closed ? { ok: false, message: "closed" } : { ok: true, message: `${store.size} tasks` }),
+      loaded: () => (store.closedBecause !== undefined ? { ok: false, message: store.closedBecause } : { ok: true, message: `${store.size} tasks` }),
     },
     check: {
       name: "tasks",
       run() {
-        if (closed) return { status: "fail", message: "the task store is closed" };
+        if (store.closedBecause !== undefined) return { status: "fail", message: store.closedBecause };
         if (store.writeError) return { status: "fail", message: store.writeError };
         if (!worker.alive) return { status: "warn", message: "the task worker is not running" };
         const counts = store.counts();
@@ -83,7 +83,7 @@ export async function startTasks(options: {
     statusSection: () => {
       const v = queueStatsValue(store, worker, Date.now());
       return {
-        storeLoaded: !closed,
+        storeLoaded: store.closedBecause === undefined,
         workerAlive: v.workerAlive,
         countsByState: v.counts,
         total: v.total,

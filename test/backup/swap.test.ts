@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { MARKER_NAME, recoverInterruptedSwap, swapIntoPlace } from "../../src/backup/swap.js";
+import { finishSwap, MARKER_NAME, recoverInterruptedSwap, rollBackSwap, swapIntoPlace } from "../../src/backup/swap.js";
 import { tempDir } from "../helpers/cara.js";
 
 /** A state dir with old sections, and a staging dir with new ones (config.json new, sessions new, cron removed). */
@@ -35,8 +35,26 @@ const NEW = { "/tasks/queue.json": "new-queue", "/sessions/a.json": "new-session
 
 test("a completed swap leaves exactly the new sections and no leftovers", async () => {
   const { state, staged, holding, entries } = await setup();
-  await swapIntoPlace(state, staged, holding, entries);
+  const marker = await swapIntoPlace(state, staged, holding, entries);
+  assert.equal(marker.phase, "swapped");
+  await finishSwap(state, marker);
   assert.deepEqual(await snapshot(state), NEW);
+  assert.deepEqual((await readdir(state)).sort(), ["config.json", "sessions", "tasks"]);
+});
+
+test("a swapped state that fails to load is rolled back; a crash during that rollback still ends in the old state", async () => {
+  const { state, staged, holding, entries } = await setup();
+  const marker = await swapIntoPlace(state, staged, holding, entries);
+  await rollBackSwap(state, marker);
+  assert.deepEqual(await snapshot(state), OLD);
+  assert.deepEqual((await readdir(state)).sort(), ["config.json", "cron", "tasks"]);
+
+  // Crash right after the rollback was recorded: the next start finishes it.
+  const b = await setup();
+  const m = await swapIntoPlace(b.state, b.staged, b.holding, b.entries);
+  await writeFile(join(b.state, MARKER_NAME), JSON.stringify({ ...m, phase: "rolling-back" }));
+  assert.equal(await recoverInterruptedSwap(b.state), "rolled-back");
+  assert.deepEqual(await snapshot(b.state), OLD);
 });
 
 test("a crash after any step of the swap is rolled back to exactly the old state", async () => {
@@ -63,9 +81,7 @@ test("a crash before anything moved, and a crash after the swap completed (marke
 
   const b = await setup();
   await swapIntoPlace(b.state, b.staged, b.holding, b.entries);
-  await mkdir(b.holding);
   await writeFile(join(b.holding, "left.json"), "old");
-  await writeFile(join(b.state, MARKER_NAME), JSON.stringify({ phase: "swapped", holding: b.holding, staged: b.staged, entries: b.entries, present: [] }));
   assert.equal(await recoverInterruptedSwap(b.state), "rolled-forward");
   assert.deepEqual(await snapshot(b.state), NEW);
   assert.equal(await recoverInterruptedSwap(b.state), "none");

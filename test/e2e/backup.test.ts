@@ -47,7 +47,7 @@ test("backup while tasks are being created is consistent; round trip restores th
   assert.equal(restored.code, 0, restored.stderr);
   assert.match(restored.stdout, /^Restore completed successfully\n/);
   assert.equal(await readFile(join(fresh.stateDir, "sessions", "a.json"), "utf8"), '{"id":"a"}');
-  assert.equal((await stat(join(fresh.stateDir, "sessions", "a.json"))).mode & 0o777, 0o640);
+  assert.equal((await stat(join(fresh.stateDir, "sessions", "a.json"))).mode & 0o777, 0o600, "restored files are private whatever mode they had");
   assert.equal(await readFile(join(fresh.stateDir, "config.json"), "utf8"), JSON.stringify({ logLevel: "info" }));
   const after = await listTasks(fresh);
   assert.ok(after.length >= 20, "the restored queue loaded");
@@ -419,5 +419,35 @@ test("backup check: ok on a new deployment; a restart 8 days after its first use
   const status = await getStatus(again);
   assert.equal(status.backup.lastBackupPath, "(streamed to a client)");
   assert.deepEqual((await ready(again)).warnings.filter((w) => w.name === "backup"), []);
+  await again.stop();
+});
+
+test("a backup whose task queue would not load is refused before the swap, online and offline; the server stays ready", async () => {
+  const s = await startCara({ env });
+  await createTask(s, "keep");
+  const before = await listTasks(s);
+  const { gzipSync } = await import("node:zlib");
+  const { backupBlocks, END, OTHER_SECRET } = await import("../backup/fixtures.js");
+  // Hashes and HMAC check out (signed by another deployment), but the queue is not JSON.
+  const file = join(await tempDir(), "unloadable.tar.gz");
+  await writeFile(file, gzipSync(Buffer.concat([backupBlocks([{ path: "tasks/queue.json", content: "[{ not json" }], { secret: OTHER_SECRET }), END])));
+  const online = await cli(s, ["restore", file, "--force", "--allow-foreign"]);
+  assert.equal(online.code, 1);
+  // (The JSON parser's own words differ between Node versions.)
+  assert.match(online.stderr, /^Error: the backup's state would not load, so nothing was changed: task queue file tasks\/queue\.json is corrupt \(Expected property name or '\}' in JSON at position [^\n]*\)\n$/);
+  assert.deepEqual(await listTasks(s), before);
+  const ready = await fetch(`${s.baseUrl}/health/ready`);
+  assert.equal(ready.status, 200);
+  assert.equal((await createTask(s, "still writable")).status, 200);
+  const list = await cli(s, ["backup", "list", "--json"]);
+  assert.equal(JSON.parse(list.stdout).backups.filter((b: { origin: string }) => b.origin === "pre-restore").length, 0, "refused before the pre-restore backup");
+  const ids = await listTasks(s);
+  await s.stop();
+
+  const offline = await runCara(["restore", file, "--offline", "--force", "--allow-foreign", "--state-dir", s.stateDir], { env });
+  assert.equal(offline.code, 1);
+  assert.match(offline.stderr, /^Error: the backup's state would not load, so nothing was changed: task queue file tasks\/queue\.json is corrupt/);
+  const again = await startCara({ stateDir: s.stateDir, env });
+  assert.deepEqual(await listTasks(again), ids);
   await again.stop();
 });
