@@ -64,6 +64,8 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 
+/** Every restored file is private to the server's user, whatever mode the archive records. */
+export const RESTORED_FILE_MODE = 0o600;
 /** gzip level of written archives (the benchmark compares with `tar -czf` at the same level). */
 export const COMPRESSION_LEVEL = 6;
 /** Largest single file in an archive. */
@@ -558,8 +560,9 @@ export interface ReadBackupOptions {
   /**
    * An existing directory (created by the caller on the state dir's filesystem, ideally empty)
    * that receives the files of the selected sections as they stream, under their archive paths
-   * (`config/config.json`, `tasks/queue.json`, ...): files O_EXCL|O_NOFOLLOW created 0600 and
-   * given the manifest mode once complete and verified, directories 0700. Writing stops at the
+   * (`config/config.json`, `tasks/queue.json`, ...): files O_EXCL|O_NOFOLLOW created 0600 (the
+   * manifest's mode is recorded, never applied: state files are private whatever the archive
+   * says), directories 0700. Writing stops at the
    * first problem; on ANY problem (or a thrown error) the caller must discard the whole
    * directory. Nothing is ever written outside it.
    */
@@ -996,6 +999,8 @@ export async function readBackupArchive(input: Readable, options: ReadBackupOpti
   /** headOnly: the marker and the manifest were read, reading stopped there. */
   let headRead = false;
   const seen = new Set<string>();
+  /** Directory entries seen (files and directories share one namespace). */
+  const seenDirs = new Set<string>();
   const verified: VerifiedFile[] = [];
   let staging = stager !== undefined;
 
@@ -1162,6 +1167,9 @@ export async function readBackupArchive(input: Readable, options: ReadBackupOpti
       return skipBody(e);
     }
     if (isDir) {
+      // A directory and a file at one path (either order) is a duplicate like any other.
+      if (seen.has(path) || seenDirs.has(path)) add(problem("duplicate_path", e.path, `entry '${displayPath(path)}' appears more than once`));
+      seenDirs.add(path);
       if (!isSectionDirectory(path)) add(problem("outside_sections", e.path, `directory entry '${displayPath(e.path)}' is outside every backup section`));
       return skipBody(e);
     }
@@ -1173,7 +1181,7 @@ export async function readBackupArchive(input: Readable, options: ReadBackupOpti
     if (e.size > limits.maxFileBytes) {
       throw new Stop(problem("too_large", e.path, `entry '${displayPath(e.path)}' is ${e.size} bytes, over the ${formatLimit(limits.maxFileBytes)} per-file limit`));
     }
-    if (seen.has(path)) {
+    if (seen.has(path) || seenDirs.has(path)) {
       add(problem("duplicate_path", e.path, `entry '${displayPath(path)}' appears more than once`));
       return skipBody(e);
     }
@@ -1205,10 +1213,10 @@ export async function readBackupArchive(input: Readable, options: ReadBackupOpti
       if (digest === listed.sha256) {
         const target = await stager.prepare(path);
         if (content.length <= SYNC_WRITE_MAX) {
-          await stager.writeWholeSync(target, content, listed.mode, path);
+          await stager.writeWholeSync(target, content, RESTORED_FILE_MODE, path);
         } else {
           stager.pool.check();
-          await stager.pool.add(content.length, () => stager.writeWhole(target, content, listed.mode, path));
+          await stager.pool.add(content.length, () => stager.writeWhole(target, content, RESTORED_FILE_MODE, path));
         }
         stagedPath = target;
       }
@@ -1234,7 +1242,7 @@ export async function readBackupArchive(input: Readable, options: ReadBackupOpti
       }
       const digest = hash.digest("hex");
       if (digest === listed.sha256) {
-        await stager.finish(handle, listed.mode, path);
+        await stager.finish(handle, RESTORED_FILE_MODE, path);
         stagedPath = target;
       } else {
         await handle.close();

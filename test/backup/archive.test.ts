@@ -53,7 +53,7 @@ test("problem kinds map 1:1 to the proto enum", () => {
   assert.equal(COMPRESSION_LEVEL, 6);
 });
 
-test("round trip: staged files are byte-identical with the same modes", async () => {
+test("round trip: staged files are byte-identical and private (0600) whatever mode the archive records", async () => {
   const { root, files, archive, written, bytes } = await fixture();
   assert.equal(written.sha256, sha256(bytes));
   assert.equal(written.bytes, bytes.length);
@@ -85,7 +85,8 @@ test("round trip: staged files are byte-identical with the same modes", async ()
     assert.equal(f.stagedPath, join(staging, f.path));
     const original = files[rel]!;
     assert.deepEqual(await readFile(f.stagedPath!), original.content, f.path);
-    assert.equal((await stat(f.stagedPath!)).mode & 0o777, original.mode, f.path);
+    assert.equal((await stat(f.stagedPath!)).mode & 0o777, 0o600, f.path);
+    assert.equal(f.mode, original.mode, `${f.path}: the manifest still records the mode`);
   }
   for (const dir of (await tree(staging)).filter((p) => p.endsWith("/"))) {
     assert.equal((await stat(join(staging, dir))).mode & 0o777, 0o700, dir);
@@ -323,7 +324,7 @@ test("readFrom: a file with a snapshot copy is archived from the copy (both pass
   assert.equal((await readBuffer(await readFile(out))).ok, true);
 });
 
-test("staging with fsync (a restore): every file byte-identical with its mode, whatever its size class", async () => {
+test("staging with fsync (a restore): every file byte-identical and 0600, whatever its size class", async () => {
   const { root, files, archive } = await fixture();
   const staging = join(root, "staging-fsync");
   await mkdir(staging, { mode: 0o700 });
@@ -335,7 +336,7 @@ test("staging with fsync (a restore): every file byte-identical with its mode, w
   for (const f of result.files) {
     const rel = f.path === "config/config.json" ? "config.json" : f.path === "usage/usage.json" ? "usage.json" : f.path;
     assert.deepEqual(await readFile(f.stagedPath!), files[rel]!.content, f.path);
-    assert.equal((await stat(f.stagedPath!)).mode & 0o777, files[rel]!.mode, f.path);
+    assert.equal((await stat(f.stagedPath!)).mode & 0o777, 0o600, f.path);
   }
 });
 

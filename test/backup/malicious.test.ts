@@ -105,6 +105,13 @@ test("duplicate path", async () => {
   only(r, { kind: "duplicate_path", path: "tasks/queue.json", message: "entry 'tasks/queue.json' appears more than once" });
   const marker = await refuse(maliciousArchive([entryBlocks({ name: ".carapace-backup", content: MARKER })]));
   only(marker, { kind: "duplicate_path", path: ".carapace-backup", message: "entry '.carapace-backup' appears more than once" });
+  // A directory and a file at one path, in either order, are duplicates too.
+  const dirThenFile = await refuse(
+    maliciousArchive([entryBlocks({ name: "sessions/a/", type: "5" }), entryBlocks({ name: "sessions/a", content: "x" })], [{ path: "sessions/a", content: "x" }]),
+  );
+  assert.deepEqual(dirThenFile.problems[0], { kind: "duplicate_path", path: "sessions/a", message: "entry 'sessions/a' appears more than once" });
+  const fileThenDir = await refuse(maliciousArchive([entryBlocks({ name: "tasks/queue.json/", type: "5" })]));
+  only(fileThenDir, { kind: "duplicate_path", path: "tasks/queue.json/", message: "entry 'tasks/queue.json' appears more than once" });
 });
 
 test("paths outside the sections", async () => {
