@@ -2,6 +2,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 
 export type RequestHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -25,13 +26,55 @@ export interface Listener {
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /**
+ * What one connection may cost before it is cut. Every connection is bounded, so idle, slow or
+ * half-open sockets cannot exhaust file descriptors or memory: an unauthenticated client gets
+ * a few seconds to say something useful.
+ */
+export interface ConnectionLimits {
+  /** Plaintext: until the first bytes arrive (HTTP/1.1 or the HTTP/2 preface). TLS: the handshake. */
+  firstByteMs: number;
+  /** HTTP/1.1: until a request's headers are complete (slowloris). */
+  headersMs: number;
+  /** HTTP/1.1 keep-alive between requests, and an HTTP/2 connection with no open stream. */
+  idleMs: number;
+  /** Open connections at most; more are closed at once (and logged). */
+  maxConnections: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  firstByteMs: 10_000,
+  headersMs: 10_000,
+  idleMs: 60_000,
+  maxConnections: defaultMaxConnections(),
+};
+
+/**
+ * 4,096, or fewer when the process may open fewer files: the cap must bite before the file
+ * descriptor limit does, leaving room for the stores, logs and backups.
+ */
+export function defaultMaxConnections(limitsFile = "/proc/self/limits"): number {
+  try {
+    const text = readFileSync(limitsFile, "utf8");
+    const soft = /^Max open files\s+(\d+)/m.exec(text)?.[1];
+    if (soft !== undefined) return Math.max(16, Math.min(4_096, Number(soft) - 128));
+  } catch {
+    // not Linux: keep the default
+  }
+  return 4_096;
+}
+
+/** Events worth a log line: connections refused at the cap (counted per burst). */
+export type ListenerEvent = { kind: "connections_dropped"; count: number; max: number };
+
+/**
  * Serves `handler` on one port: HTTP/1.1 and HTTP/2 with prior knowledge (h2c) in plaintext,
  * told apart by the HTTP/2 connection preface; or, with TLS, h2 and HTTP/1.1 chosen by ALPN.
  */
 export async function listen(
   handler: RequestHandler,
-  options: { bind: string; port: number; tls?: { cert: Buffer; key: Buffer } },
+  options: { bind: string; port: number; tls?: { cert: Buffer; key: Buffer }; limits?: Partial<ConnectionLimits>; onEvent?: (event: ListenerEvent) => void },
 ): Promise<Listener> {
+  const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
   const sockets = new Set<net.Socket>();
   const h1Sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -69,11 +112,30 @@ export async function listen(
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
     if (draining) session.close();
+    // Idle: no open stream for idleMs. A quiet stream (a log follow) keeps its session.
+    let open = 0;
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      open++;
+      stream.once("close", () => open--);
+    });
+    session.setTimeout(limits.idleMs, () => {
+      if (open === 0) session.close();
+    });
+  };
+  const httpTimeouts = (server: { headersTimeout: number; requestTimeout: number; keepAliveTimeout?: number }) => {
+    server.headersTimeout = limits.headersMs;
+    server.keepAliveTimeout = limits.idleMs;
+    // The whole request body (not the response: streams may last hours). Uploads go over HTTP/2.
+    server.requestTimeout = Math.max(limits.headersMs, 300_000);
   };
 
   let server: net.Server;
   if (options.tls) {
-    const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, tracked);
+    const secure = http2.createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, handshakeTimeout: limits.firstByteMs }, tracked);
+    httpTimeouts(secure as unknown as http.Server);
+    // HTTP/1.1 over TLS: timeouts are checked every second (the option is not read here, the
+    // property is, when the server starts listening).
+    (secure as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = 1_000;
     secure.on("connection", trackSocket);
     secure.on("secureConnection", (socket: import("node:tls").TLSSocket) => {
       if (socket.alpnProtocol !== "h2") trackH1Socket(socket);
@@ -81,12 +143,19 @@ export async function listen(
     secure.on("session", trackSession);
     server = secure;
   } else {
-    const h1 = http.createServer(tracked);
-    h1.keepAliveTimeout = 65_000;
+    // Timeouts are checked every second (Node's default is every 30 s).
+    const h1 = http.createServer({ connectionsCheckingInterval: 1_000 }, tracked);
+    httpTimeouts(h1);
+    // This server never listens itself (it is handed sockets), but Node enforces headersTimeout
+    // and requestTimeout only for servers whose connection tracking started, which happens on
+    // 'listening'. Start it (test: slowloris in test/server/listener.test.ts).
+    h1.emit("listening");
     const h2 = http2.createServer({}, tracked);
     h2.on("session", trackSession);
     const plain = net.createServer((socket) => {
       trackSocket(socket);
+      // Until the first bytes tell the protocol, the socket is nobody's: bound it here.
+      socket.setTimeout(limits.firstByteMs, () => socket.destroy());
       // Decide by the first bytes: the HTTP/2 preface, or anything else for HTTP/1.1.
       let seen = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
@@ -95,6 +164,7 @@ export async function listen(
         const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
         if (isH2 && seen.length < H2_PREFACE.length) return; // need more bytes to be sure
         socket.off("data", onData);
+        socket.setTimeout(0);
         socket.pause();
         socket.unshift(seen);
         if (isH2) {
@@ -112,6 +182,16 @@ export async function listen(
     server = plain;
   }
 
+  server.maxConnections = limits.maxConnections;
+  // One log line per burst of refused connections, not one per connection.
+  let dropped = 0;
+  server.on("drop", () => {
+    if (dropped++ > 0) return;
+    setTimeout(() => {
+      options.onEvent?.({ kind: "connections_dropped", count: dropped, max: limits.maxConnections });
+      dropped = 0;
+    }, 1_000).unref();
+  });
   server.listen({ host: options.bind, port: options.port });
   await Promise.race([
     once(server, "listening"),

@@ -1,4 +1,6 @@
 import { readFile } from "node:fs/promises";
+import { isIP } from "node:net";
+import type { ConnectionLimits } from "./listener.js";
 import type { CaraConfig, LogLevelName } from "../state/config.js";
 import { LOG_LEVELS } from "../state/config.js";
 
@@ -27,6 +29,10 @@ export interface ServerOptions {
   logLevel: LogLevelName;
   shutdownTimeoutMs: number;
   diskFreeFloorBytes: number;
+  /** Bounds on every connection (defaults in listener.ts). */
+  connectionLimits: Partial<ConnectionLimits>;
+  /** Proxies whose X-Forwarded-For names the client (normalized IPs). */
+  trustedProxies: string[];
 }
 
 export class OptionsError extends Error {}
@@ -46,6 +52,12 @@ function parseLevel(value: string, source: string): LogLevelName {
 }
 
 const nonEmpty = (v: string | undefined) => (v !== undefined && v.trim() !== "" ? v : undefined);
+
+/** One spelling per address: IPv4-mapped IPv6 (`::ffff:1.2.3.4`) becomes the IPv4 address, lower case. */
+export function normalizeAddress(address: string): string {
+  const a = address.trim().toLowerCase();
+  return a.startsWith("::ffff:") && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
+}
 
 /** Whether an address only accepts connections from this machine. */
 export function isLoopbackAddress(host: string): boolean {
@@ -85,6 +97,16 @@ export function resolveServerOptions(
     logLevel,
     shutdownTimeoutMs: server.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
     diskFreeFloorBytes: config.health?.diskFreeFloorBytes ?? DEFAULT_DISK_FLOOR_BYTES,
+    connectionLimits: {
+      ...(server.connections?.firstByteMs !== undefined ? { firstByteMs: server.connections.firstByteMs } : {}),
+      ...(server.connections?.headersMs !== undefined ? { headersMs: server.connections.headersMs } : {}),
+      ...(server.connections?.idleMs !== undefined ? { idleMs: server.connections.idleMs } : {}),
+      ...(server.connections?.max !== undefined ? { maxConnections: server.connections.max } : {}),
+    },
+    trustedProxies: (server.trustedProxies ?? []).map((p) => {
+      if (isIP(p.trim()) === 0) throw new OptionsError(`server.trustedProxies: '${p}' is not an IP address`);
+      return normalizeAddress(p.trim());
+    }),
   };
   if (certFile !== undefined && keyFile !== undefined) options.tls = { certFile, keyFile };
   if (!options.tls && !isLoopbackAddress(bind) && !allowPlaintext) {

@@ -19,6 +19,20 @@ const isConfig = t.isObject({
       tlsKey: t.isOptional(t.isString()),
       allowPlaintext: t.isOptional(t.isBoolean()),
       shutdownTimeoutMs: t.isOptional(isPositiveInt),
+      /** Bounds on every connection (see src/server/listener.ts). */
+      connections: t.isOptional(
+        t.isObject({
+          firstByteMs: t.isOptional(isPositiveInt),
+          headersMs: t.isOptional(isPositiveInt),
+          idleMs: t.isOptional(isPositiveInt),
+          max: t.isOptional(isPositiveInt),
+        }),
+      ),
+      /**
+       * Addresses of reverse proxies whose X-Forwarded-For is trusted for the client address
+       * (failed-auth limits). Exact IPs; default none.
+       */
+      trustedProxies: t.isOptional(t.isArray(t.isString())),
     }),
   ),
   logLevel: t.isOptional(t.isEnum(LOG_LEVELS)),
@@ -49,6 +63,8 @@ const isConfig = t.isObject({
       file: t.isOptional(t.isBoolean()),
       fileMaxBytes: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(65_536)])),
       fileMaxFiles: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 100)])),
+      /** FollowLogs streams open at once (default 64); more are refused with RESOURCE_EXHAUSTED. */
+      maxFollowers: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 10_000)])),
     }),
   ),
   backup: t.isOptional(
