@@ -17,8 +17,16 @@ export interface FailedAuthLimiterOptions {
   windowMs?: number;
   /** Addresses tracked at most (oldest evicted first), so a flood cannot grow memory. */
   maxAddresses?: number;
+  /**
+   * Failed attempts allowed from all addresses together within the window (default 100): one
+   * attacker with many addresses (an IPv6 prefix) still gets a bounded number of guesses.
+   * Blocking everyone's wrong tokens is safe because the right token is never blocked.
+   */
+  maxGlobalFailures?: number;
   now?: () => number;
 }
+
+
 
 /**
  * Counts failed authentications per client address in a sliding window. After `maxFailures`
@@ -30,24 +38,46 @@ export class FailedAuthLimiter {
   private readonly maxFailures: number;
   private readonly windowMs: number;
   private readonly maxAddresses: number;
+  private readonly maxGlobalFailures: number;
+  private readonly global: number[] = [];
   private readonly now: () => number;
 
   constructor(options: FailedAuthLimiterOptions = {}) {
     this.maxFailures = options.maxFailures ?? 10;
     this.windowMs = options.windowMs ?? 60_000;
     this.maxAddresses = options.maxAddresses ?? 10_000;
+    this.maxGlobalFailures = options.maxGlobalFailures ?? 100;
     this.now = options.now ?? Date.now;
   }
 
   /** Milliseconds until the address may try again, or 0 when it may try now. */
   blockedForMs(address: string): number {
-    const list = this.recent(address);
-    if (list.length < this.maxFailures) return 0;
-    const oldest = list[list.length - this.maxFailures]!;
+    return this.blocked(address)?.waitMs ?? 0;
+  }
+
+  /** Why and how long the address must wait: its own failures, or everyone's together. */
+  blocked(address: string): { waitMs: number; scope: "address" | "all" } | undefined {
+    const own = this.waitFor(this.recent(address), this.maxFailures);
+    const all = this.waitFor(this.pruned(this.global), this.maxGlobalFailures);
+    if (own === 0 && all === 0) return undefined;
+    return own >= all ? { waitMs: own, scope: "address" } : { waitMs: all, scope: "all" };
+  }
+
+  private waitFor(list: number[], max: number): number {
+    if (list.length < max) return 0;
+    const oldest = list[list.length - max]!;
     return Math.max(1, oldest + this.windowMs - this.now());
   }
 
+  private pruned(list: number[]): number[] {
+    const cutoff = this.now() - this.windowMs;
+    while (list.length > 0 && list[0]! <= cutoff) list.shift();
+    return list;
+  }
+
   recordFailure(address: string): void {
+    this.global.push(this.now());
+    if (this.global.length > this.maxGlobalFailures) this.global.splice(0, this.global.length - this.maxGlobalFailures);
     const list = this.recent(address);
     list.push(this.now());
     if (list.length > this.maxFailures) list.splice(0, list.length - this.maxFailures);
@@ -69,6 +99,38 @@ export class FailedAuthLimiter {
   }
 }
 
+export type TokenVerdict = "ok" | "missing" | "malformed" | "mismatch";
+
+/** Checks an Authorization header against the token (constant time). */
+export function tokenCheck(token: string): (authorization: string | null | undefined) => TokenVerdict {
+  const expected = digest(token);
+  return (header) => {
+    if (header === null || header === undefined) return "missing";
+    if (!header.startsWith("Bearer ")) return "malformed";
+    return tokenMatches(expected, header.slice(7).trim()) ? "ok" : "mismatch";
+  };
+}
+
+/**
+ * The client's address for rate limits: the socket's peer, or, when that peer is a trusted
+ * reverse proxy, the nearest address in X-Forwarded-For that is not itself a trusted proxy
+ * (the rightmost untrusted hop: the leftmost ones are whatever the client chose to send).
+ */
+export function clientAddress(peer: string, forwardedFor: string | null | undefined, trustedProxies: ReadonlySet<string>): string {
+  const normalize = (a: string) => {
+    const t = a.trim().toLowerCase().replace(/^\[|\]$/g, "");
+    return t.startsWith("::ffff:") && /^\d+\.\d+\.\d+\.\d+$/.test(t.slice(7)) ? t.slice(7) : t;
+  };
+  let address = normalize(peer);
+  if (!trustedProxies.has(address) || !forwardedFor) return address;
+  const hops = forwardedFor.split(",").map(normalize).filter((h) => h !== "");
+  for (let i = hops.length - 1; i >= 0; i--) {
+    address = hops[i] as string;
+    if (!trustedProxies.has(address)) break;
+  }
+  return address;
+}
+
 /** Services that answer without a token: the standard gRPC health protocol (used by probes). */
 const PUBLIC_SERVICES = new Set(["grpc.health.v1.Health"]);
 
@@ -82,25 +144,26 @@ export function authGate(
   limiter: FailedAuthLimiter,
   onFailure?: (address: string, reason: string) => void,
 ): (ctx: HandlerContext) => void {
-  const expected = digest(token);
+  const check = tokenCheck(token);
   return (ctx) => {
     if (PUBLIC_SERVICES.has(ctx.service.typeName)) return;
+    // The right token always gets in: a lockout must not let anyone sharing an address (a
+    // proxy, a NAT) shut the operator out. Guessing stays limited: wrong tokens count, and a
+    // locked-out address learns nothing but "wait".
+    const reason = check(ctx.requestHeader.get("authorization"));
+    if (reason === "ok") return;
     const address = ctx.values.get(kPeerAddress);
-    const waitMs = limiter.blockedForMs(address);
-    if (waitMs > 0) {
-      const seconds = Math.ceil(waitMs / 1000);
+    const blocked = limiter.blocked(address);
+    if (blocked) {
+      const seconds = Math.ceil(blocked.waitMs / 1000);
       throw new ConnectError(
-        `too many failed authentication attempts from ${address}; try again in ${seconds}s`,
+        blocked.scope === "address"
+          ? `too many failed authentication attempts from ${address}; try again in ${seconds}s`
+          : `too many failed authentication attempts from all clients; try again in ${seconds}s (the right token is always accepted)`,
         Code.ResourceExhausted,
         { "retry-after": String(seconds) },
       );
     }
-    const header = ctx.requestHeader.get("authorization");
-    let reason: string | undefined;
-    if (header === null) reason = "missing";
-    else if (!header.startsWith("Bearer ")) reason = "malformed";
-    else if (!tokenMatches(expected, header.slice(7).trim())) reason = "mismatch";
-    if (reason === undefined) return;
     limiter.recordFailure(address);
     onFailure?.(address, reason);
     throw new ConnectError(

@@ -21,9 +21,10 @@ function sendJson(req: Req, res: Res, status: number, body: unknown, headers: Re
 /**
  * The unauthenticated probes: `GET|HEAD /health` (alias `/health/live`): liveness, always 200
  * while the listener is up; `GET|HEAD /health/ready`: 200 when no check fails, else 503 with
- * the failing checks and `Retry-After: 5`. Returns false for any other path.
+ * the failing checks and `Retry-After: 5` (their messages only for a caller with the bearer
+ * token: they name paths and sizes). Returns false for any other path.
  */
-export function healthRoutes(identity: ServerIdentity, monitor: HealthMonitor) {
+export function healthRoutes(identity: ServerIdentity, monitor: HealthMonitor, authorized: (req: Req) => boolean = () => false) {
   return (req: Req, res: Res): boolean => {
     const path = (req.url ?? "").split("?", 1)[0];
     if (path !== "/health" && path !== "/health/live" && path !== "/health/ready") return false;
@@ -36,14 +37,19 @@ export function healthRoutes(identity: ServerIdentity, monitor: HealthMonitor) {
       sendJson(req, res, 200, { status: "ok", ...base });
       return true;
     }
+    // Messages name paths and sizes: only a caller with the token sees them. Anyone else
+    // learns which checks fail, and where to look.
+    const detailed = authorized(req);
+    const view = ({ name, message }: { name: string; message: string }) => (detailed ? { name, message } : { name });
+    const hint = detailed ? {} : { detail: "send the bearer token (Authorization: Bearer ...) or run 'cara status' to see why" };
     monitor.evaluate().then(
       (evaluation) => {
-        const warnings = evaluation.results.filter((r) => r.status === "warn").map(({ name, message }) => ({ name, message }));
+        const warnings = evaluation.results.filter((r) => r.status === "warn").map(view);
         if (evaluation.ready) {
-          sendJson(req, res, 200, { status: "ready", ...base, warnings });
+          sendJson(req, res, 200, { status: "ready", ...base, warnings, ...(warnings.length > 0 ? hint : {}) });
         } else {
-          const failing = evaluation.results.filter((r) => r.status === "fail").map(({ name, message }) => ({ name, message }));
-          sendJson(req, res, 503, { status: "not_ready", ...base, failing, warnings }, { "retry-after": "5" });
+          const failing = evaluation.results.filter((r) => r.status === "fail").map(view);
+          sendJson(req, res, 503, { status: "not_ready", ...base, failing, warnings, ...hint }, { "retry-after": "5" });
         }
       },
       () => sendJson(req, res, 503, { status: "not_ready", ...base, failing: [{ name: "health", message: "health evaluation failed" }] }, { "retry-after": "5" }),

@@ -23,7 +23,7 @@ import { resolveStateDir } from "../state/paths.js";
 import { loadCredentials } from "../state/secrets.js";
 import { prepareStateDir } from "../state/state-dir.js";
 import { PACKAGE_ROOT, VERSION } from "../version.js";
-import { authGate, FailedAuthLimiter, kPeerAddress } from "./auth.js";
+import { authGate, clientAddress, FailedAuthLimiter, kPeerAddress, tokenCheck } from "./auth.js";
 import { grpcHealthService } from "./grpc-health.js";
 import { healthRoutes } from "./health-routes.js";
 import { listen, type Listener } from "./listener.js";
@@ -55,6 +55,28 @@ export interface StartDeps {
    */
   onRestartRequested?: (launcher: string) => void;
 }
+
+/** The X-Forwarded-For header as one string (Node joins repeated headers; http2 may give an array). */
+function forwardedFor(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(",") : value;
+}
+
+/**
+ * Invalid UTF-8 in a JSON body is refused (invalid_argument), not silently replaced with U+FFFD.
+ * (connect-es reads `textDecoder` from the JSON options; the adapter's type does not list it.)
+ */
+const fatalUtf8 = new TextDecoder("utf-8", { fatal: true });
+const strictUtf8 = {
+  textDecoder: {
+    decode(data: Uint8Array): string {
+      try {
+        return fatalUtf8.decode(data);
+      } catch {
+        throw new Error("the JSON request body is not valid UTF-8");
+      }
+    },
+  },
+} as object;
 
 /** Maximum size of one request message (streams send many). */
 const READ_MAX_BYTES = 8 * 1024 * 1024;
@@ -161,6 +183,7 @@ async function startLocked(
 
   const shutdownController = new AbortController();
   const limiter = new FailedAuthLimiter();
+  const trustedProxies = new Set(options.trustedProxies);
   const identity: ServerIdentity = {
     version: VERSION,
     startedAt: new Date(),
@@ -193,7 +216,7 @@ async function startLocked(
   };
   const rpc = connectNodeAdapter({
     routes(router) {
-      router.service(OpsService, opsService({ status: statusCache }, logsService(logs.ring, shutdownController.signal)));
+      router.service(OpsService, opsService({ status: statusCache }, logsService(logs.ring, shutdownController.signal, { ...(config.logs?.maxFollowers !== undefined ? { maxFollowers: config.logs.maxFollowers } : {}) })));
       router.service(TasksService, tasks.service(shutdownController.signal));
       router.service(BackupService, backupService(backups, () => void backupState.recordStreamed()));
       router.service(UpdateService, updateService(updates.manager, shutdownController.signal));
@@ -205,16 +228,17 @@ async function startLocked(
     requestGate: authGate(credentials.token, limiter, (address, reason) =>
       log.warn({ address, reason }, "rejected an RPC: authentication failed"),
     ),
-    contextValues: (req) => createContextValues().set(kPeerAddress, req.socket.remoteAddress ?? "unknown"),
+    contextValues: (req) => createContextValues().set(kPeerAddress, clientAddress(req.socket.remoteAddress ?? "unknown", forwardedFor(req.headers["x-forwarded-for"]), trustedProxies)),
     readMaxBytes: READ_MAX_BYTES,
-    jsonOptions: { ignoreUnknownFields: false },
+    jsonOptions: { ignoreUnknownFields: false, ...strictUtf8 },
     fallback(req, res) {
       const body = JSON.stringify({ error: `no route for ${req.method} ${(req.url ?? "").split("?", 1)[0]}`, see: "GET /health, GET /health/ready, or POST /<package>.<Service>/<Method>" });
       res.writeHead(404, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body) });
       res.end(body);
     },
   });
-  const health = healthRoutes(identity, monitor);
+  const checkToken = tokenCheck(credentials.token);
+  const health = healthRoutes(identity, monitor, (req) => checkToken(req.headers.authorization) === "ok");
 
   const tls = options.tls ? await readTlsFiles(options.tls) : undefined;
   let listener: Listener;
@@ -224,7 +248,13 @@ async function startLocked(
       (req, res) => {
         if (!health(req, res)) rpc(req, res);
       },
-      { bind: options.bind, port: options.port, ...(tls ? { tls } : {}) },
+      {
+        bind: options.bind,
+        port: options.port,
+        ...(tls ? { tls } : {}),
+        limits: options.connectionLimits,
+        onEvent: (e) => log.warn({ dropped: e.count, maxConnections: e.max }, `refused ${e.count} connections: ${e.max} are open, the most allowed (server.connections.max); idle ones are cut after their timeout`),
+      },
     );
   } catch (err) {
     const e = err as NodeJS.ErrnoException;

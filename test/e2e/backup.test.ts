@@ -384,7 +384,7 @@ test("backup list shows the sections of each archive from its manifest, and an u
 test("backup check: ok on a new deployment; a restart 8 days after its first use without a backup warns; a backup clears it", async () => {
   const getStatus = async (s: CaraServer) => (await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).json;
   const backupCheck = async (s: CaraServer) => (await getStatus(s)).checks.find((c: { name: string }) => c.name === "backup");
-  const ready = async (s: CaraServer) => (await fetch(`${s.baseUrl}/health/ready`)).json() as Promise<{ status: string; warnings: { name: string; message: string }[] }>;
+  const ready = async (s: CaraServer) => (await fetch(`${s.baseUrl}/health/ready`, { headers: { authorization: `Bearer ${s.token}` } })).json() as Promise<{ status: string; warnings: { name: string; message: string }[] }>;
 
   const s = await startCara({ env });
   const todo = `run 'cara backup --output FILE', or schedule a task of kind backup (payload {"keep": N}) to write archives into ${join(s.stateDir, "backups")}`;

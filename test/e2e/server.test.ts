@@ -42,7 +42,14 @@ test("GET /health/ready is 200 ready with the secret warning, and 503 with faili
   assert.equal(res.status, 200);
   const body = (await res.json()) as any;
   assert.equal(body.status, "ready");
-  assert.deepEqual(body.warnings, [{ name: "server_secret", message: "set CARAPACE_SERVER_SECRET in production (using a generated secret from the state dir)" }]);
+  // Without the token: which checks, not why (messages name paths and sizes).
+  assert.deepEqual(body.warnings, [{ name: "server_secret" }]);
+  assert.equal(body.detail, "send the bearer token (Authorization: Bearer ...) or run 'cara status' to see why");
+  const withToken = (await (await fetch(`${ready.baseUrl}/health/ready`, { headers: { authorization: `Bearer ${ready.token}` } })).json()) as any;
+  assert.deepEqual(withToken.warnings, [{ name: "server_secret", message: "set CARAPACE_SERVER_SECRET in production (using a generated secret from the state dir)" }]);
+  assert.equal(withToken.detail, undefined);
+  const wrongToken = (await (await fetch(`${ready.baseUrl}/health/ready`, { headers: { authorization: "Bearer nope" } })).json()) as any;
+  assert.deepEqual(wrongToken.warnings, [{ name: "server_secret" }]);
   await ready.stop();
 
   // A disk floor no filesystem can meet makes the disk check fail.
@@ -56,10 +63,12 @@ test("GET /health/ready is 200 ready with the secret warning, and 503 with faili
   assert.equal(res2.headers.get("retry-after"), "5");
   const body2 = (await res2.json()) as any;
   assert.equal(body2.status, "not_ready");
-  assert.equal(body2.failing.length, 1);
-  assert.equal(body2.failing[0].name, "disk");
-  assert.match(body2.failing[0].message, /^only .* free on the state dir's filesystem \(floor 1024\.0 PiB|^only .* free on the state dir's filesystem/);
+  assert.deepEqual(body2.failing, [{ name: "disk" }]);
   assert.deepEqual(body2.warnings, []);
+  assert.ok(!JSON.stringify(body2).includes(stateDir), "no path for anonymous callers");
+  const detailed = (await (await fetch(`${notReady.baseUrl}/health/ready`, { headers: { authorization: `Bearer ${notReady.token}` } })).json()) as any;
+  assert.equal(detailed.failing.length, 1);
+  assert.match(detailed.failing[0].message, /^only .* free on the state dir's filesystem \(floor 4096\.0 TiB\); free some space$/);
   // gRPC health says the same truth.
   const health = createClient(Health, createGrpcTransport({ baseUrl: notReady.baseUrl }));
   assert.equal((await health.check({ service: "" })).status, Serving.NOT_SERVING);
@@ -98,7 +107,7 @@ test("RPC auth: missing and wrong tokens are UNAUTHENTICATED, the right one work
   await s.stop();
 });
 
-test("the 11th bad attempt within a minute is RESOURCE_EXHAUSTED (429 + Retry-After), even with the right token", async () => {
+test("the 11th bad attempt within a minute is RESOURCE_EXHAUSTED (429 + Retry-After); the right token still gets in", async () => {
   const s = await startCara();
   for (let i = 1; i <= 10; i++) {
     const r = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, `wrong-${i}`);
@@ -110,10 +119,32 @@ test("the 11th bad attempt within a minute is RESOURCE_EXHAUSTED (429 + Retry-Af
   assert.match(eleventh.json.message, /^too many failed authentication attempts from 127\.0\.0\.1; try again in \d+s$/);
   const retryAfter = Number(eleventh.headers.get("retry-after"));
   assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+  // Whoever shares the address with the guesser is not locked out: the right token works.
   const right = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token);
-  assert.equal(right.status, 429);
+  assert.equal(right.status, 200);
+  assert.equal((await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, "wrong-12")).status, 429, "still locked for wrong tokens");
+  // X-Forwarded-For from a client that is not a configured proxy changes nothing.
+  const spoofed = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, { method: "POST", headers: { "content-type": "application/json", authorization: "Bearer x", "x-forwarded-for": "198.51.100.7" }, body: "{}" });
+  assert.equal(spoofed.status, 429);
   // Health probes are never rate-limited by auth failures.
   assert.equal((await fetch(`${s.baseUrl}/health`)).status, 200);
+  await s.stop();
+});
+
+test("behind a trusted proxy, failed attempts count per forwarded client, not per proxy", async () => {
+  const stateDir = join(await tempDir(), "state");
+  await mkdir(stateDir, { mode: 0o700 });
+  await writeFile(join(stateDir, "config.json"), JSON.stringify({ server: { trustedProxies: ["127.0.0.1"] } }));
+  const s = await startCara({ stateDir });
+  const call = (token: string, forwarded: string) =>
+    fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "x-forwarded-for": forwarded }, body: "{}" });
+  // The client may prepend anything; the proxy appends the address it saw (the rightmost hop).
+  for (let i = 0; i < 10; i++) assert.equal((await call("wrong", "1.1.1.1, 203.0.113.5")).status, 401);
+  const locked = await call("wrong", "9.9.9.9, 203.0.113.5");
+  assert.equal(locked.status, 429);
+  assert.match(((await locked.json()) as any).message, /^too many failed authentication attempts from 203\.0\.113\.5; try again in \d+s$/);
+  assert.equal((await call("wrong", "203.0.113.6")).status, 401, "another client behind the same proxy is not locked out");
+  assert.equal((await call(s.token, "203.0.113.5")).status, 200, "the right token always works");
   await s.stop();
 });
 
@@ -305,4 +336,15 @@ test("a symlinked subdirectory of the state dir is refused", async () => {
   const res = await runCara(["start", "--port", "0", "--state-dir", stateDir]);
   assert.equal(res.code, 1);
   assert.equal(res.stderr.trim(), `Error: refusing to use ${join(stateDir, "tasks")}: it is a symbolic link (remove it or point CARAPACE_STATE_DIR at the real directory)`);
+});
+
+test("a JSON body with invalid UTF-8 is refused with invalid_argument and changes nothing", async () => {
+  const s = await startCara();
+  const body = Buffer.concat([Buffer.from('{"payload":{"systemEvent":{"text":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}}}')]);
+  const res = await fetch(`${s.baseUrl}/carapace.tasks.v1.TasksService/CreateTask`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${s.token}` }, body });
+  assert.equal(res.status, 400);
+  assert.deepEqual(await res.json(), { code: "invalid_argument", message: "the JSON request body is not valid UTF-8" });
+  const list = await connectJson(s, "carapace.tasks.v1.TasksService/ListTasks", {}, s.token);
+  assert.deepEqual(list.json.tasks ?? [], []);
+  await s.stop();
 });
