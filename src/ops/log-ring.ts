@@ -15,6 +15,8 @@ export const DEFAULT_RING_MAX_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_TAIL_LIMIT = 200;
 export const DEFAULT_TAIL_MAX_BYTES = 256 * 1024;
 export const DEFAULT_SUBSCRIBER_BUFFER = 1_000;
+/** Bytes of live records queued per subscriber before the oldest are dropped. */
+export const DEFAULT_SUBSCRIBER_BUFFER_BYTES = 256 * 1024;
 
 const RANK: Record<string, number> = { trace: 0, debug: 1, info: 2, warn: 3, error: 4, fatal: 5 };
 
@@ -82,6 +84,8 @@ export function isDroppedMarker(item: FollowItem): item is DroppedMarker {
 export interface SubscribeOptions {
   /** Most records queued for this subscriber before the oldest are dropped (default 1,000). */
   bufferLimit?: number;
+  /** Most bytes of records queued for this subscriber (default 256 KiB): a slow reader costs at most this. */
+  bufferBytes?: number;
   /** Ends the subscription at once (queued records are discarded) when aborted. */
   signal?: AbortSignal;
 }
@@ -158,10 +162,18 @@ function clampInt(value: number | undefined, fallback: number, min: number, max:
 
 /** A live subscription: an async iterable of records and `{dropped: N}` markers. */
 export class LogSubscription implements AsyncIterableIterator<FollowItem> {
-  private backlog: LogEntry[];
+  /**
+   * The backlog is the seqs of the records to send first, read from the ring only when sent:
+   * a follower that does not read holds a few bytes per record, not the records. One evicted
+   * meanwhile is reported as dropped.
+   */
+  private backlog: number[];
   private backlogIndex = 0;
+  private backlogDropped = 0;
   private queue: LogEntry[] = [];
+  private weights: number[] = [];
   private queueHead = 0;
+  private queuedBytes = 0;
   private droppedPending = 0;
   private waiter: ((r: IteratorResult<FollowItem>) => void) | null = null;
   private ended = false;
@@ -174,9 +186,11 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
   constructor(
     private readonly filter: CompiledFilter,
     readonly bufferLimit: number,
-    backlog: LogEntry[],
+    readonly bufferBytes: number,
+    backlog: number[],
     private leadingDropped: number,
     private readonly detach: (s: LogSubscription) => void,
+    private readonly resolve: (seq: number) => LogEntry | undefined,
   ) {
     this.backlog = backlog;
   }
@@ -191,8 +205,13 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
     return this.backlog.length - this.backlogIndex + this.queue.length - this.queueHead;
   }
 
-  /** @internal Called by the ring for every appended record. */
-  offer(entry: LogEntry, rank: number): void {
+  /** Approximate bytes of live records queued (at most bufferBytes, or one record). */
+  get pendingBytes(): number {
+    return this.queuedBytes;
+  }
+
+  /** @internal Called by the ring for every appended record; `weight` is its approximate size. */
+  offer(entry: LogEntry, rank: number, weight = 0): void {
     if (this.ended || rank < this.filter.minRank || !entryMatches(entry, this.filter)) return;
     const waiter = this.waiter;
     if (waiter && this.pending === 0 && this.droppedPending === 0) {
@@ -200,14 +219,20 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
       waiter({ value: entry, done: false });
       return;
     }
-    if (this.queue.length - this.queueHead >= this.bufferLimit) {
+    // Make room: the oldest queued records go first (one record always fits).
+    while (this.queue.length - this.queueHead > 0 && (this.queue.length - this.queueHead >= this.bufferLimit || this.queuedBytes + weight > this.bufferBytes)) {
+      this.queuedBytes -= this.weights[this.queueHead] ?? 0;
+      this.queue[this.queueHead] = undefined as unknown as LogEntry;
       this.queueHead++;
       this.droppedPending++;
       this.droppedTotal++;
     }
     this.queue.push(entry);
+    this.weights.push(weight);
+    this.queuedBytes += weight;
     if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.queueHead);
+      this.weights = this.weights.slice(this.queueHead);
       this.queueHead = 0;
     }
   }
@@ -218,25 +243,42 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
       this.leadingDropped = 0;
       return marker;
     }
-    if (this.backlogIndex < this.backlog.length) {
-      const e = this.backlog[this.backlogIndex++] as LogEntry;
+    while (this.backlogIndex < this.backlog.length) {
+      const entry = this.resolve(this.backlog[this.backlogIndex] as number);
+      if (entry === undefined) {
+        // Evicted from the ring before this follower read it.
+        this.backlogIndex++;
+        this.backlogDropped++;
+        this.droppedTotal++;
+        continue;
+      }
+      if (this.backlogDropped > 0) {
+        const marker = { dropped: this.backlogDropped };
+        this.backlogDropped = 0;
+        return marker;
+      }
+      this.backlogIndex++;
       if (this.backlogIndex === this.backlog.length) {
         this.backlog = [];
         this.backlogIndex = 0;
       }
-      return e;
+      return entry;
     }
-    if (this.droppedPending > 0) {
-      const marker = { dropped: this.droppedPending };
+    const dropped = this.droppedPending + this.backlogDropped;
+    if (dropped > 0) {
       this.droppedPending = 0;
-      return marker;
+      this.backlogDropped = 0;
+      return { dropped };
     }
     if (this.queueHead < this.queue.length) {
       const e = this.queue[this.queueHead] as LogEntry;
+      this.queuedBytes -= this.weights[this.queueHead] ?? 0;
       this.queue[this.queueHead++] = undefined as unknown as LogEntry;
       if (this.queueHead === this.queue.length) {
         this.queue = [];
+        this.weights = [];
         this.queueHead = 0;
+        this.queuedBytes = 0;
       }
       return e;
     }
@@ -270,8 +312,11 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
   discard(): void {
     this.backlog = [];
     this.backlogIndex = 0;
+    this.backlogDropped = 0;
     this.queue = [];
+    this.weights = [];
     this.queueHead = 0;
+    this.queuedBytes = 0;
     this.droppedPending = 0;
     this.leadingDropped = 0;
     this.close();
@@ -336,7 +381,7 @@ export class LogRing {
     this.bytes += slot.weight;
     if (this.subscribers.size > 0) {
       const entry = this.entryOf(slot);
-      for (const s of this.subscribers) s.offer(entry, slot.rank);
+      for (const s of this.subscribers) s.offer(entry, slot.rank, slot.weight);
     }
   }
 
@@ -389,6 +434,12 @@ export class LogRing {
   /** True when a cursor no longer continues the ring: records after it were evicted, or it is ahead. */
   private cursorLost(afterSeq: number | undefined): boolean {
     return afterSeq !== undefined && (afterSeq < this.oldestSeq - 1 || afterSeq > this.seq);
+  }
+
+  /** The record with this seq while the ring holds it. */
+  private entryAt(seq: number): LogEntry | undefined {
+    if (seq < this.oldestSeq || seq > this.seq) return undefined;
+    return this.entryOf(this.slotAt(seq));
   }
 
   /** The newest `limit` matching records with seq > floor, newest first (slots and entries). */
@@ -446,18 +497,19 @@ export class LogRing {
   follow(options: FollowOptions = {}): LogSubscription {
     const f = compileFilter(options.filter ?? {});
     const bufferLimit = clampInt(options.bufferLimit, DEFAULT_SUBSCRIBER_BUFFER, 1, Number.MAX_SAFE_INTEGER);
-    let backlog: LogEntry[] = [];
+    const bufferBytes = clampInt(options.bufferBytes, DEFAULT_SUBSCRIBER_BUFFER_BYTES, 1, Number.MAX_SAFE_INTEGER);
+    let backlog: number[] = [];
     let lost = 0;
     // A cursor ahead of the ring comes from an earlier process: fall back to the last `tail`.
     if (options.afterSeq !== undefined && options.afterSeq <= this.seq) {
       const afterSeq = Math.max(0, Math.floor(options.afterSeq));
       if (afterSeq < this.oldestSeq - 1) lost = this.oldestSeq - 1 - afterSeq;
-      backlog = this.collect(f, Math.max(afterSeq, this.oldestSeq - 1), Number.MAX_SAFE_INTEGER).entries.reverse();
+      backlog = this.collect(f, Math.max(afterSeq, this.oldestSeq - 1), Number.MAX_SAFE_INTEGER).slots.map((s) => s.seq).reverse();
     } else {
       const n = clampInt(options.tail, DEFAULT_TAIL_LIMIT, 0, Number.MAX_SAFE_INTEGER);
-      if (n > 0) backlog = this.collect(f, this.oldestSeq - 1, n).entries.reverse();
+      if (n > 0) backlog = this.collect(f, this.oldestSeq - 1, n).slots.map((s) => s.seq).reverse();
     }
-    const sub = new LogSubscription(f, bufferLimit, backlog, lost, (s) => this.subscribers.delete(s));
+    const sub = new LogSubscription(f, bufferLimit, bufferBytes, backlog, lost, (s) => this.subscribers.delete(s), (seq) => this.entryAt(seq));
     this.subscribers.add(sub);
     const signal = options.signal;
     if (signal) {

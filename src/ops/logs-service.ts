@@ -31,8 +31,16 @@ function invalid(err: unknown): never {
   throw err;
 }
 
-/** TailLogs and FollowLogs over the server's redacted in-memory ring. */
-export function logsService(ring: LogRing, shutdown: AbortSignal): Pick<ServiceImpl<typeof OpsService>, "tailLogs" | "followLogs"> {
+export const DEFAULT_MAX_FOLLOWERS = 64;
+
+/**
+ * TailLogs and FollowLogs over the server's redacted in-memory ring. Each follower costs at
+ * most its queue of bytes (a slow reader is told how many records it missed), and at most
+ * `maxFollowers` follow at once.
+ */
+export function logsService(ring: LogRing, shutdown: AbortSignal, options: { maxFollowers?: number } = {}): Pick<ServiceImpl<typeof OpsService>, "tailLogs" | "followLogs"> {
+  const maxFollowers = options.maxFollowers ?? DEFAULT_MAX_FOLLOWERS;
+  let followers = 0;
   return {
     tailLogs(req) {
       let query;
@@ -51,11 +59,28 @@ export function logsService(ring: LogRing, shutdown: AbortSignal): Pick<ServiceI
       } catch (err) {
         invalid(err);
       }
-      const signal = AbortSignal.any([ctx.signal, shutdown]);
-      const sub = ring.follow({ filter: query.filter, tail: query.tail, ...(query.afterSeq !== undefined ? { afterSeq: query.afterSeq } : {}), bufferLimit: 1000, signal });
-      for await (const item of sub) {
-        if (isDroppedMarker(item)) yield { event: { case: "dropped" as const, value: BigInt(item.dropped) } };
-        else yield { event: { case: "entry" as const, value: toProtoEntry(item) } };
+      if (followers >= maxFollowers) {
+        throw new ConnectError(`${maxFollowers} log streams are open already (logs.maxFollowers); close one (e.g. another 'cara logs -f') or use TailLogs`, Code.ResourceExhausted);
+      }
+      followers++;
+      // The place is freed when the stream ends or its caller goes away, whichever is first
+      // (a generator parked at a yield for a caller that left may never resume).
+      let released = false;
+      const release = () => {
+        if (!released) followers--;
+        released = true;
+      };
+      ctx.signal.addEventListener("abort", release, { once: true });
+      try {
+        const signal = AbortSignal.any([ctx.signal, shutdown]);
+        const sub = ring.follow({ filter: query.filter, tail: query.tail, ...(query.afterSeq !== undefined ? { afterSeq: query.afterSeq } : {}), bufferLimit: 1000, signal });
+        for await (const item of sub) {
+          if (isDroppedMarker(item)) yield { event: { case: "dropped" as const, value: BigInt(item.dropped) } };
+          else yield { event: { case: "entry" as const, value: toProtoEntry(item) } };
+        }
+      } finally {
+        ctx.signal.removeEventListener("abort", release);
+        release();
       }
     },
   };

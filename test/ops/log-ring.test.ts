@@ -207,3 +207,29 @@ test("aborting or breaking out of a subscription ends it at once", async () => {
   assert.equal(sub2.pending, 0);
   assert.equal(ring.stats().subscribers, 0);
 });
+
+test("a slow follower's live queue is bounded in bytes, not only in records", async () => {
+  const ring = new LogRing({ capacity: 50_000 });
+  const sub = ring.subscribe({}, { bufferLimit: 10_000, bufferBytes: 64 * 1024 });
+  const big = "x".repeat(1000);
+  fill(ring, 1_000, (i) => rec(`${i} ${big}`));
+  assert.ok(sub.pendingBytes <= 64 * 1024, `${sub.pendingBytes} bytes queued`);
+  assert.ok(sub.pending < 70, `${sub.pending} records queued`);
+  const [first] = await take(sub, 1);
+  assert.deepEqual(first, { dropped: 1_000 - sub.pending });
+  sub.close();
+});
+
+test("a follower's backlog holds positions, not records: what the ring evicts before it is read is reported dropped", async () => {
+  const ring = new LogRing({ capacity: 100 });
+  fill(ring, 100);
+  const sub = ring.follow({ afterSeq: 0 });
+  assert.equal(sub.pending, 100);
+  assert.equal(sub.pendingBytes, 0, "no record is held for the backlog");
+  assert.deepEqual(messages((await take(sub, 2)) as LogEntry[]), ["m1", "m2"]);
+  fill(ring, 50, (i) => rec(`n${i}`)); // evicts m1..m50; m3..m50 were still unread
+  const items = await take(sub, 3);
+  assert.deepEqual(items[0], { dropped: 48 });
+  assert.deepEqual(messages(items.slice(1) as LogEntry[]), ["m51", "m52"]);
+  sub.close();
+});
