@@ -8,8 +8,9 @@ import { BackupTooLargeError, PROBLEM_KINDS, StagingError, StateChangedError, ty
 import { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary } from "./backups.js";
 import type { Manifest } from "./manifest.js";
 import { StateListingError, type Exclusion } from "./sections.js";
+import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 
-function toConnectError(err: unknown): ConnectError {
+function toConnectError(err: unknown, manager: BackupManager): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof BackupRefusedError) {
     if (err.problems.some((p) => p.kind === "too_large")) return new ConnectError(err.message, Code.ResourceExhausted);
@@ -21,7 +22,8 @@ function toConnectError(err: unknown): ConnectError {
   if (err instanceof StateChangedError || err instanceof RestoreRolledBackError) return new ConnectError(err.message, Code.Aborted);
   if (err instanceof Error && /^unknown backup section/.test(err.message)) return new ConnectError(err.message, Code.InvalidArgument);
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === "ENOSPC" || code === "EIO") return new ConnectError(`the state dir's filesystem failed (${code}); nothing was changed`, Code.Unavailable);
+  if (isDiskFull(err)) return new ConnectError(`${describeDiskFull(err, manager.directory, "backup failed")}; nothing was changed`, Code.ResourceExhausted);
+  if (code === "EIO") return new ConnectError(`the state dir's filesystem failed (${code}); nothing was changed`, Code.Unavailable);
   return new ConnectError(`backup failed: ${(err as Error).message}`, Code.Internal);
 }
 
@@ -106,6 +108,10 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
       let resolveHeader!: (h: Header) => void;
       const header = new Promise<Header>((r) => (resolveHeader = r));
       const done = manager.createBackup(out, { sections: req.sections, onHeader: (s, ex) => resolveHeader([s, ex]) });
+      // The failure reaches the caller through `done`; the stream's own error event must not go
+      // unheard (an unhandled 'error' would take the whole server down, e.g. a snapshot on a
+      // full disk failing before the first chunk).
+      out.on("error", () => undefined);
       done.catch((err: Error) => out.destroy(err));
       try {
         const first = await Promise.race([header, done.then(() => undefined)]);
@@ -115,7 +121,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         onStreamed?.(res.sha256);
         yield { part: { case: "trailer" as const, value: { archiveSha256: res.sha256, archiveBytes: BigInt(res.bytes) } } };
       } catch (err) {
-        throw toConnectError(err);
+        throw toConnectError(err, manager);
       }
     },
     async inspectBackup(requests) {
@@ -136,7 +142,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
           files: header.includeFiles ? res.files.map((f) => ({ path: f.path, size: BigInt(f.size), mode: f.mode, sha256: f.sha256 })) : [],
         };
       } catch (err) {
-        throw toConnectError(err);
+        throw toConnectError(err, manager);
       }
     },
     async restoreBackup(requests) {
@@ -163,7 +169,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
           ...(res.preRestoreBackupPath ? { preRestoreBackupPath: res.preRestoreBackupPath } : {}),
         };
       } catch (err) {
-        throw toConnectError(err);
+        throw toConnectError(err, manager);
       }
     },
     async listBackups() {
@@ -183,7 +189,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
           })),
         };
       } catch (err) {
-        throw toConnectError(err);
+        throw toConnectError(err, manager);
       }
     },
   };

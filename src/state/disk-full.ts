@@ -13,18 +13,22 @@ export function isDiskFull(err: unknown): boolean {
  * free on that filesystem, and what to do. `fallbackPath` names the place when the error does not.
  */
 export function describeDiskFull(err: unknown, fallbackPath: string, doing: string): string {
-  const e = err as NodeJS.ErrnoException;
-  const path = e.path ?? fallbackPath;
+  const e = err as NodeJS.ErrnoException & { dest?: string };
+  // A copy names its source in `path` and what it was writing in `dest`.
+  const path = e.dest ?? e.path ?? fallbackPath;
+  // The file (a temp file, a snapshot) may be gone by now: ask about its nearest existing ancestor.
   let free = "";
-  for (const dir of [path, dirname(path)]) {
+  let where = dirname(path);
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
     try {
       const st = statfsSync(dir);
       free = `, ${formatBytes(Number(st.bavail) * Number(st.bsize))} free`;
+      where = dir;
       break;
     } catch {
-      // the file itself may not exist: try its directory
+      if (dirname(dir) === dir) break;
     }
   }
   const what = e.code === "EDQUOT" ? "the disk quota is exhausted" : "the filesystem is full";
-  return `${doing}: ${what} (${e.code} writing ${path}${free}). Free space on that filesystem (see 'df -h ${dirname(path)}'), then try again`;
+  return `${doing}: ${what} (${e.code} writing ${path}${free}). Free space on that filesystem (see 'df -h ${where}'), then try again`;
 }
