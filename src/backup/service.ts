@@ -106,6 +106,9 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
       let resolveHeader!: (h: Header) => void;
       const header = new Promise<Header>((r) => (resolveHeader = r));
       const done = manager.createBackup(out, { sections: req.sections, onHeader: (s, ex) => resolveHeader([s, ex]) });
+      // The error reaches the caller through `done`; the stream's own error event must not go
+      // unheard (an unknown section name used to crash the server here).
+      out.on("error", () => {});
       done.catch((err: Error) => out.destroy(err));
       try {
         const first = await Promise.race([header, done.then(() => undefined)]);
