@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Code, ConnectError, type HandlerContext, createContextKey } from "@connectrpc/connect";
+import { Code, type HandlerContext, createContextKey } from "@connectrpc/connect";
+import { rpcError } from "../wire/error-details.js";
 
 /** The client's socket address, set per request by the server so interceptors can see it. */
 export const kPeerAddress = createContextKey<string>("unknown", { description: "peer address" });
@@ -75,7 +76,8 @@ const PUBLIC_SERVICES = new Set(["grpc.health.v1.Health"]);
 /**
  * The bearer-token gate in front of every RPC; it runs once the request headers are in, before
  * any of the body is read. Answers UNAUTHENTICATED for a missing or wrong token and
- * RESOURCE_EXHAUSTED (HTTP 429 with Retry-After over Connect) once an address failed too often.
+ * RESOURCE_EXHAUSTED (HTTP 429 with Retry-After over Connect, and RetryInfo in every protocol)
+ * once an address failed too often. Both carry ErrorInfo with a stable reason.
  */
 export function authGate(
   token: string,
@@ -89,9 +91,10 @@ export function authGate(
     const waitMs = limiter.blockedForMs(address);
     if (waitMs > 0) {
       const seconds = Math.ceil(waitMs / 1000);
-      throw new ConnectError(
+      throw rpcError(
         `too many failed authentication attempts from ${address}; try again in ${seconds}s`,
         Code.ResourceExhausted,
+        { reason: "AUTH_RATE_LIMITED", retryAfterMs: seconds * 1000 },
         { "retry-after": String(seconds) },
       );
     }
@@ -103,13 +106,14 @@ export function authGate(
     if (reason === undefined) return;
     limiter.recordFailure(address);
     onFailure?.(address, reason);
-    throw new ConnectError(
+    throw rpcError(
       reason === "missing"
         ? "missing bearer token: send 'Authorization: Bearer <token>' (the token is in <state>/auth/token or CARAPACE_GATEWAY_TOKEN)"
         : reason === "malformed"
           ? "malformed Authorization header: expected 'Bearer <token>'"
           : "invalid bearer token",
       Code.Unauthenticated,
+      { reason: reason === "missing" ? "TOKEN_MISSING" : reason === "malformed" ? "TOKEN_MALFORMED" : "TOKEN_INVALID" },
     );
   };
 }
