@@ -19,6 +19,8 @@ const isConfig = t.isObject({
       tlsKey: t.isOptional(t.isString()),
       allowPlaintext: t.isOptional(t.isBoolean()),
       shutdownTimeoutMs: t.isOptional(isPositiveInt),
+      /** gRPC server reflection: "token" (default: served, behind the bearer token) or "off". */
+      reflection: t.isOptional(t.isEnum(["token", "off"] as const)),
     }),
   ),
   logLevel: t.isOptional(t.isEnum(LOG_LEVELS)),

@@ -76,7 +76,11 @@ test("RPC auth: missing and wrong tokens are UNAUTHENTICATED, the right one work
   assert.match(missing.json.message, /^missing bearer token/);
   const wrong = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, "x".repeat(43));
   assert.equal(wrong.status, 401);
-  assert.deepEqual(wrong.json, { code: "unauthenticated", message: "invalid bearer token" });
+  assert.deepEqual(wrong.json, {
+    code: "unauthenticated",
+    message: "invalid bearer token",
+    details: [{ type: "google.rpc.ErrorInfo", value: "Cg1UT0tFTl9JTlZBTElEEgxjYXJhcGFjZS5kZXY", debug: { reason: "TOKEN_INVALID", domain: "carapace.dev" } }],
+  });
   const basic = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Basic ${s.token}` },
@@ -155,7 +159,7 @@ test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", asy
   await s.stop();
 });
 
-test("UpdateService from a git checkout: status says why self-update does not apply; StartUpdate refuses; unknown JSON fields are refused", async () => {
+test("UpdateService from a git checkout: status says why self-update does not apply; StartUpdate refuses", async () => {
   const s = await startCara();
   const update = createClient(UpdateService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
   const st = await update.getUpdateStatus({}, bearer(s.token));
@@ -179,9 +183,6 @@ test("UpdateService from a git checkout: status says why self-update does not ap
     })(),
     (err: unknown) => err instanceof ConnectError && err.code === Code.InvalidArgument && err.rawMessage === "update not confirmed: pass --yes",
   );
-  const typo = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", { verbose: true }, s.token);
-  assert.equal(typo.status, 400);
-  assert.equal(typo.json.code, "invalid_argument");
   await s.stop();
 });
 
