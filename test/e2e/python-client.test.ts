@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 import { ROOT, cleanEnv, startCara, tempDir } from "../helpers/cara.js";
+import { readmeBlock } from "../helpers/readme.js";
 
 const exec = promisify(execFile);
 
@@ -24,17 +25,16 @@ function missingTools(): string | false {
 const skip = missingTools();
 if (skip) console.log(`# ${skip}`);
 
-/** The README's protoc command: Python messages, type stubs and grpcio stubs for the API and google.rpc. */
-async function generateStubs(out: string): Promise<void> {
-  const files = (await readdir(join(ROOT, "proto"), { recursive: true }))
-    .filter((f) => f.endsWith(".proto") && (f.startsWith("carapace/") || f.startsWith("google/")))
-    .sort();
-  await exec(PROTOC, ["-I", "proto", `--python_out=${out}`, `--pyi_out=${out}`, `--grpc_python_out=${out}`, `--plugin=protoc-gen-grpc_python=${GRPC_PLUGIN}`, ...files], { cwd: ROOT });
+/** The README's protoc command, run as written in `dir` (with proto/ linked in); the stubs land in dir/clients/python. */
+async function generateStubs(dir: string): Promise<string> {
+  await symlink(join(ROOT, "proto"), join(dir, "proto"));
+  const command = readmeBlock("<!-- python-client.test.ts runs this command -->", "sh");
+  await exec("bash", ["-ec", command], { cwd: dir, env: { ...process.env, PATH: `/usr/bin:${process.env.PATH ?? ""}` } });
+  return join(dir, "clients", "python");
 }
 
 test("a Python grpcio client (stubs from Debian's protoc) calls GetStatus, CreateTask/GetTask, TailLogs, FollowLogs and reads error details", { skip }, async () => {
-  const stubs = await tempDir("cara-py-");
-  await generateStubs(stubs);
+  const stubs = await generateStubs(await tempDir("cara-py-"));
   const s = await startCara();
   const nonce = `n${process.pid}${Date.now()}`;
   const { stdout } = await exec(PYTHON, [join(ROOT, "test", "python", "client.py"), stubs, `127.0.0.1:${s.port}`, s.token, nonce], { env: cleanEnv({ PYTHONDONTWRITEBYTECODE: "1" }), timeout: 60_000 });
@@ -69,6 +69,10 @@ test("a Python grpcio client (stubs from Debian's protoc) calls GetStatus, Creat
   });
   assert.equal(out.no_token.code, "UNAUTHENTICATED");
   assert.deepEqual(out.no_token.status.error_info, { reason: "TOKEN_MISSING", domain: "carapace.dev" });
+  // The README's Python example, as written, against the same server.
+  const example = await exec(PYTHON, ["-c", `import sys; sys.path.insert(0, ${JSON.stringify(stubs)})\n${readmeBlock("<!-- python-client.test.ts runs this block -->", "python")}`], { env: cleanEnv({ CARA_ADDRESS: `127.0.0.1:${s.port}`, TOKEN: s.token }), timeout: 30_000 });
+  assert.match(example.stdout, /^\d+\.\d+\.\d+\S*\n\['limit'\]\n$/);
+
   assert.deepEqual(out.unknown_method, {
     code: "UNIMPLEMENTED",
     message: "unknown method /carapace.ops.v1.OpsService/Nope: carapace.ops.v1.OpsService has no method Nope (it has GetStatus, TailLogs, FollowLogs)",
