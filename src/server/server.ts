@@ -208,6 +208,7 @@ async function startLocked(
     jsonOptions: { ignoreUnknownFields: true },
     // RPC-shaped requests for no route get UNIMPLEMENTED in their protocol; plain HTTP lands here.
     fallback: notFoundJson,
+    onHandlerError: (method, err) => log.error({ rpc: `${method.parent.typeName}/${method.name}`, err: (err as Error)?.message }, "an RPC handler failed after answering began"),
   });
   const health = healthRoutes(identity, monitor);
 
