@@ -20,10 +20,10 @@ const INSTALL = "apt-get install -y python3-grpcio protobuf-compiler protobuf-co
 function missingTools(): string | false {
   const missing = [PROTOC, GRPC_PLUGIN, PYTHON].filter((p) => !existsSync(p));
   if (missing.length === 0 && spawnSync(PYTHON, ["-c", "import grpc, google.protobuf"]).status !== 0) missing.push("python3-grpcio");
-  return missing.length > 0 ? `SKIPPED: the Python client test needs Debian's python3-grpcio, protobuf-compiler and protobuf-compiler-grpc (missing: ${missing.join(", ")}); install them with: ${INSTALL}` : false;
+  return missing.length > 0 ? `the Python client tests need Debian's python3-grpcio, protobuf-compiler and protobuf-compiler-grpc (missing: ${missing.join(", ")}); install them with: ${INSTALL}` : false;
 }
 const skip = missingTools();
-if (skip) console.log(`# ${skip}`);
+if (skip) console.log(`SKIPPED: ${skip}`);
 
 /** The README's protoc command, run as written in `dir` (with proto/ linked in); the stubs land in dir/clients/python. */
 async function generateStubs(dir: string): Promise<string> {
