@@ -89,11 +89,14 @@ export function isSectionName(name: string): name is SectionName {
   return Object.prototype.hasOwnProperty.call(SECTIONS, name);
 }
 
+/** A section name that is not one of SECTION_NAMES. */
+export class UnknownSectionError extends Error {}
+
 /** Throws for an unknown section name, listing the known ones (the message the API returns). */
 export function checkSectionNames(names: readonly string[]): SectionName[] {
   const out: SectionName[] = [];
   for (const name of names) {
-    if (!isSectionName(name)) throw new Error(`unknown backup section '${name}' (known: ${SECTION_NAMES.join(", ")})`);
+    if (!isSectionName(name)) throw new UnknownSectionError(`unknown backup section '${name}' (known: ${SECTION_NAMES.join(", ")})`);
     if (!out.includes(name)) out.push(name);
   }
   return out;

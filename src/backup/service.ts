@@ -7,24 +7,32 @@ import { BackupProblemKind, type BackupService } from "../../gen/carapace/backup
 import { BackupTooLargeError, PROBLEM_KINDS, StagingError, StateChangedError, type Problem } from "./archive.js";
 import { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary } from "./backups.js";
 import type { Manifest } from "./manifest.js";
-import { StateListingError, type Exclusion } from "./sections.js";
+import { StateListingError, UnknownSectionError, type Exclusion } from "./sections.js";
 import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
+import { invalidField, rpcError } from "../wire/error-details.js";
 
-function toConnectError(err: unknown, manager: BackupManager): ConnectError {
+/**
+ * Maps domain errors to Connect codes with ErrorInfo (a stable reason) and, for a bad field,
+ * BadRequest. `sectionsField` is where the calling RPC takes section names; `directory` is the
+ * backups dir (named when the disk is full and the error does not say where).
+ */
+function toConnectError(err: unknown, directory: string, sectionsField = "sections"): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof BackupRefusedError) {
-    if (err.problems.some((p) => p.kind === "too_large")) return new ConnectError(err.message, Code.ResourceExhausted);
-    if (err.problems.length > 0 && err.problems.every((p) => p.kind === "foreign")) return new ConnectError(err.message, Code.FailedPrecondition);
-    return new ConnectError(err.message, Code.InvalidArgument);
+    if (err.problems.some((p) => p.kind === "too_large")) return rpcError(err.message, Code.ResourceExhausted, { reason: "BACKUP_TOO_LARGE" });
+    if (err.problems.length > 0 && err.problems.every((p) => p.kind === "foreign")) return rpcError(err.message, Code.FailedPrecondition, { reason: "BACKUP_FOREIGN" });
+    return rpcError(err.message, Code.InvalidArgument, { reason: "BACKUP_REFUSED" });
   }
-  if (err instanceof StagingError && err.code === "ENOSPC") return new ConnectError(`${err.message}; free space on the state dir's filesystem`, Code.ResourceExhausted);
-  if (err instanceof BackupPreconditionError || err instanceof StateListingError || err instanceof BackupTooLargeError) return new ConnectError(err.message, Code.FailedPrecondition);
-  if (err instanceof StateChangedError || err instanceof RestoreRolledBackError) return new ConnectError(err.message, Code.Aborted);
-  if (err instanceof Error && /^unknown backup section/.test(err.message)) return new ConnectError(err.message, Code.InvalidArgument);
+  if (err instanceof StagingError && err.code === "ENOSPC") return rpcError(`${err.message}; free space on the state dir's filesystem`, Code.ResourceExhausted, { reason: "DISK_FULL" });
+  if (err instanceof BackupTooLargeError) return rpcError(err.message, Code.FailedPrecondition, { reason: "BACKUP_TOO_LARGE" });
+  if (err instanceof BackupPreconditionError || err instanceof StateListingError) return rpcError(err.message, Code.FailedPrecondition, { reason: "BACKUP_PRECONDITION" });
+  if (err instanceof StateChangedError) return rpcError(err.message, Code.Aborted, { reason: "BACKUP_STATE_CHANGED", retryAfterMs: 1000 });
+  if (err instanceof RestoreRolledBackError) return rpcError(err.message, Code.Aborted, { reason: "RESTORE_ROLLED_BACK" });
+  if (err instanceof UnknownSectionError) return invalidField(err.message, "BACKUP_SECTION_UNKNOWN", sectionsField);
+  if (isDiskFull(err)) return rpcError(`${describeDiskFull(err, directory, "backup failed")}; nothing was changed`, Code.ResourceExhausted, { reason: "DISK_FULL" });
   const code = (err as NodeJS.ErrnoException).code;
-  if (isDiskFull(err)) return new ConnectError(`${describeDiskFull(err, manager.directory, "backup failed")}; nothing was changed`, Code.ResourceExhausted);
-  if (code === "EIO") return new ConnectError(`the state dir's filesystem failed (${code}); nothing was changed`, Code.Unavailable);
-  return new ConnectError(`backup failed: ${(err as Error).message}`, Code.Internal);
+  if (code === "EIO") return rpcError(`the state dir's filesystem failed (${code}); nothing was changed`, Code.Unavailable, { reason: "STATE_DIR_UNAVAILABLE" });
+  return rpcError(`backup failed: ${(err as Error).message}`, Code.Internal, { reason: "INTERNAL" });
 }
 
 const problemKind = (p: Problem) => (PROBLEM_KINDS.indexOf(p.kind) + 1) as BackupProblemKind;
@@ -66,13 +74,14 @@ type Part<H> = { part: { case: "header"; value: H } | { case: "chunk"; value: Ui
 async function headerAndBody<H extends { backupName?: string | undefined }>(requests: AsyncIterable<Part<H>>, manager: BackupManager): Promise<{ header: H; body: Readable; pump: Promise<void> }> {
   const it = requests[Symbol.asyncIterator]();
   const first = await it.next();
-  if (first.done || first.value.part.case !== "header") throw new ConnectError("the first message must be the header", Code.InvalidArgument);
+  if (first.done || first.value.part.case !== "header") throw invalidField("the first message must be the header", "BACKUP_STREAM_INVALID", "header");
   const header = first.value.part.value;
   if (header.backupName !== undefined) {
     const path = manager.backupPath(header.backupName);
     const body = createReadStream(path);
     await once(body, "open").catch((err: NodeJS.ErrnoException) => {
-      throw new ConnectError(err.code === "ENOENT" ? `no backup named '${header.backupName}' (see cara backup list)` : err.message, err.code === "ENOENT" ? Code.NotFound : Code.Internal);
+      if (err.code === "ENOENT") throw rpcError(`no backup named '${header.backupName}' (see cara backup list)`, Code.NotFound, { reason: "BACKUP_NOT_FOUND" });
+      throw rpcError(err.message, Code.Internal, { reason: "INTERNAL" });
     });
     return { header, body, pump: Promise.resolve() };
   }
@@ -80,7 +89,7 @@ async function headerAndBody<H extends { backupName?: string | undefined }>(requ
   const pump = (async () => {
     try {
       for (let r = await it.next(); !r.done; r = await it.next()) {
-        if (r.value.part.case !== "chunk") throw new ConnectError("after the header, only chunks may follow", Code.InvalidArgument);
+        if (r.value.part.case !== "chunk") throw invalidField("after the header, only chunks may follow", "BACKUP_STREAM_INVALID", "chunk");
         if (!body.write(r.value.part.value)) await once(body, "drain");
       }
       body.end();
@@ -109,8 +118,8 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
       const header = new Promise<Header>((r) => (resolveHeader = r));
       const done = manager.createBackup(out, { sections: req.sections, onHeader: (s, ex) => resolveHeader([s, ex]) });
       // The failure reaches the caller through `done`; the stream's own error event must not go
-      // unheard (an unhandled 'error' would take the whole server down, e.g. a snapshot on a
-      // full disk failing before the first chunk).
+      // unheard (an unhandled 'error' would take the whole server down: an unknown section
+      // name, or a snapshot on a full disk failing before the first chunk).
       out.on("error", () => undefined);
       done.catch((err: Error) => out.destroy(err));
       try {
@@ -121,7 +130,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         onStreamed?.(res.sha256);
         yield { part: { case: "trailer" as const, value: { archiveSha256: res.sha256, archiveBytes: BigInt(res.bytes) } } };
       } catch (err) {
-        throw toConnectError(err, manager);
+        throw toConnectError(err, manager.directory);
       }
     },
     async inspectBackup(requests) {
@@ -142,7 +151,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
           files: header.includeFiles ? res.files.map((f) => ({ path: f.path, size: BigInt(f.size), mode: f.mode, sha256: f.sha256 })) : [],
         };
       } catch (err) {
-        throw toConnectError(err, manager);
+        throw toConnectError(err, manager.directory);
       }
     },
     async restoreBackup(requests) {
@@ -169,7 +178,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
           ...(res.preRestoreBackupPath ? { preRestoreBackupPath: res.preRestoreBackupPath } : {}),
         };
       } catch (err) {
-        throw toConnectError(err, manager);
+        throw toConnectError(err, manager.directory, "header.sections");
       }
     },
     async listBackups() {
@@ -189,7 +198,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
           })),
         };
       } catch (err) {
-        throw toConnectError(err, manager);
+        throw toConnectError(err, manager.directory);
       }
     },
   };

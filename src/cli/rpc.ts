@@ -1,5 +1,6 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
+import { errorInfoOf } from "../wire/error-details.js";
 import type { Target } from "./target.js";
 
 /** A generated client for `service` on the target, sending the bearer token on every call. */
@@ -37,17 +38,27 @@ const NETWORK_REASONS: Record<string, string> = {
 };
 
 function networkCode(err: unknown): string | undefined {
+  // An error the server sent carries its ErrorInfo: whatever its message mentions (e.g. the
+  // release source's ECONNREFUSED), our connection to the server worked.
+  if (isServerError(err)) return undefined;
   let e: unknown = err;
   for (let i = 0; i < 4 && e; i++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && code in NETWORK_REASONS) return code;
     e = (e as { cause?: unknown }).cause;
   }
-  // An error the server sent (a ConnectError without a local cause) may mention a network code
-  // of its own (e.g. the release source was unreachable): that is not our connection failing.
+  // A ConnectError without a local cause came over the wire (from a server without ErrorInfo).
   if (err instanceof ConnectError && err.cause === undefined) return undefined;
   const text = String((err as Error)?.message ?? "");
   return Object.keys(NETWORK_REASONS).find((k) => text.includes(k));
+}
+
+/**
+ * True for an error the server answered (it carries the server's google.rpc.ErrorInfo), as
+ * opposed to one raised here (connection refused, timeout, TLS).
+ */
+export function isServerError(err: unknown): err is ConnectError {
+  return errorInfoOf(err) !== undefined;
 }
 
 /** One line for a person: what failed and what to do next. Never includes the token. */

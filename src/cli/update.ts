@@ -1,5 +1,5 @@
 import { createInterface } from "node:readline/promises";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { Command, Option } from "clipanion";
 import {
   CheckForUpdateResponseSchema,
@@ -17,7 +17,8 @@ import { VERSION, PACKAGE_ROOT } from "../version.js";
 import { CaraCommand, ClientCommand } from "./base.js";
 import { humanBytes } from "./backup.js";
 import { messageToCliJson } from "./json.js";
-import { describeError, rpcClient } from "./rpc.js";
+import { retryDelayMsOf } from "../wire/error-details.js";
+import { describeError, isServerError, rpcClient } from "./rpc.js";
 import { CliFailure, CliUsageError, isLoopbackHost, parseTimeout, resolveTarget } from "./target.js";
 import { stripTerminalUnsafe } from "./terminal.js";
 
@@ -27,6 +28,7 @@ const MARKER = ["", "pending", "started", "cleared", "rolled_back"];
 const TX_STATES = ["", "in_progress", "applied", "failed"];
 
 function isConnectionRefused(err: unknown): boolean {
+  if (isServerError(err)) return false;
   let e: unknown = err;
   for (let i = 0; i < 5 && e; i++) {
     if ((e as { code?: unknown }).code === "ECONNREFUSED" || String((e as Error).message ?? "").includes("ECONNREFUSED")) return true;
@@ -98,11 +100,13 @@ export class UpdateCommand extends ClientCommand {
     } catch (err) {
       if (err instanceof CliFailure || err instanceof CliUsageError) throw err;
       if (this.rollback && isConnectionRefused(err) && isLoopbackHost(target.host)) return this.runLocalRollback();
-      const fromServer = err instanceof ConnectError && err.cause === undefined && err.code !== Code.Unauthenticated;
+      // The server's own words when it answered (ErrorInfo), except a refused token (described
+      // with what to do about it); otherwise what went wrong reaching it.
+      const fromServer = isServerError(err) && err.code !== Code.Unauthenticated;
       const message = fromServer ? err.rawMessage : describeError(err, target, timeoutMs);
       if (this.check) {
         this.context.stderr.write(`Failed to check for updates: ${message}\n`);
-        if (fromServer && err.code === Code.Unavailable) this.context.stderr.write("This may be a temporary issue; retry in a moment.\n");
+        if (fromServer && retryDelayMsOf(err) !== undefined) this.context.stderr.write("This may be a temporary issue; retry in a moment.\n");
         return 1;
       }
       throw new CliFailure(message);

@@ -1,6 +1,7 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { invalidField, rpcError } from "../wire/error-details.js";
 import type { OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
 import type { LogFilter as ProtoLogFilter } from "../../gen/carapace/ops/v1/ops_pb.js";
 import { checkFollowQuery, checkTailQuery, isLogQueryError, levelFromNumber } from "./log-query.js";
@@ -26,8 +27,11 @@ function rawFilter(filter: ProtoLogFilter | undefined) {
   };
 }
 
+/** Filter fields live under `filter` in the requests; the others are top-level. */
+const FILTER_FIELDS = new Set(["min_level", "contains", "pattern"]);
+
 function invalid(err: unknown): never {
-  if (isLogQueryError(err)) throw new ConnectError((err as Error).message, Code.InvalidArgument);
+  if (isLogQueryError(err)) throw invalidField(err.message, "LOG_QUERY_INVALID", FILTER_FIELDS.has(err.field) ? `filter.${err.field}` : err.field);
   throw err;
 }
 
@@ -60,7 +64,7 @@ export function logsService(ring: LogRing, shutdown: AbortSignal, options: { max
         invalid(err);
       }
       if (followers >= maxFollowers) {
-        throw new ConnectError(`${maxFollowers} log streams are open already (logs.maxFollowers); close one (e.g. another 'cara logs -f') or use TailLogs`, Code.ResourceExhausted);
+        throw rpcError(`${maxFollowers} log streams are open already (logs.maxFollowers); close one (e.g. another 'cara logs -f') or use TailLogs`, Code.ResourceExhausted, { reason: "LOG_FOLLOWERS_LIMIT", retryAfterMs: 5_000 });
       }
       followers++;
       // The place is freed when the stream ends or its caller goes away, whichever is first

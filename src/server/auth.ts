@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Code, ConnectError, type HandlerContext, createContextKey } from "@connectrpc/connect";
+import { Code, type HandlerContext, createContextKey } from "@connectrpc/connect";
+import { rpcError } from "../wire/error-details.js";
 
 /** The client's socket address, set per request by the server so interceptors can see it. */
 export const kPeerAddress = createContextKey<string>("unknown", { description: "peer address" });
@@ -137,7 +138,8 @@ const PUBLIC_SERVICES = new Set(["grpc.health.v1.Health"]);
 /**
  * The bearer-token gate in front of every RPC; it runs once the request headers are in, before
  * any of the body is read. Answers UNAUTHENTICATED for a missing or wrong token and
- * RESOURCE_EXHAUSTED (HTTP 429 with Retry-After over Connect) once an address failed too often.
+ * RESOURCE_EXHAUSTED (HTTP 429 with Retry-After over Connect, and RetryInfo in every protocol)
+ * once an address failed too often. Both carry ErrorInfo with a stable reason.
  */
 export function authGate(
   token: string,
@@ -156,23 +158,25 @@ export function authGate(
     const blocked = limiter.blocked(address);
     if (blocked) {
       const seconds = Math.ceil(blocked.waitMs / 1000);
-      throw new ConnectError(
+      throw rpcError(
         blocked.scope === "address"
           ? `too many failed authentication attempts from ${address}; try again in ${seconds}s`
           : `too many failed authentication attempts from all clients; try again in ${seconds}s (the right token is always accepted)`,
         Code.ResourceExhausted,
+        { reason: "AUTH_RATE_LIMITED", retryAfterMs: seconds * 1000 },
         { "retry-after": String(seconds) },
       );
     }
     limiter.recordFailure(address);
     onFailure?.(address, reason);
-    throw new ConnectError(
+    throw rpcError(
       reason === "missing"
         ? "missing bearer token: send 'Authorization: Bearer <token>' (the token is in <state>/auth/token or CARAPACE_GATEWAY_TOKEN)"
         : reason === "malformed"
           ? "malformed Authorization header: expected 'Bearer <token>'"
           : "invalid bearer token",
       Code.Unauthenticated,
+      { reason: reason === "missing" ? "TOKEN_MISSING" : reason === "malformed" ? "TOKEN_MALFORMED" : "TOKEN_INVALID" },
     );
   };
 }

@@ -1,4 +1,5 @@
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
+import { rpcError } from "../wire/error-details.js";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.js";
 import type { HealthMonitor } from "../ops/health.js";
 
@@ -16,7 +17,7 @@ export function grpcHealthService(
   const current = async () => ((await monitor.evaluate()).ready ? Serving.SERVING : Serving.NOT_SERVING);
   return {
     async check(req) {
-      if (!known.has(req.service)) throw new ConnectError(`unknown service '${req.service}'`, Code.NotFound);
+      if (!known.has(req.service)) throw rpcError(`unknown service '${req.service}'`, Code.NotFound, { reason: "SERVICE_NOT_FOUND" });
       return { status: await current() };
     },
     async *watch(req, ctx) {

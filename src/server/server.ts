@@ -1,5 +1,4 @@
 import { createContextValues, Code, ConnectError } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DestinationStream } from "pino";
 import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
@@ -27,6 +26,10 @@ import { authGate, clientAddress, FailedAuthLimiter, kPeerAddress, tokenCheck } 
 import { grpcHealthService } from "./grpc-health.js";
 import { healthRoutes } from "./health-routes.js";
 import { listen, type Listener } from "./listener.js";
+import { errorInfoInterceptor } from "./error-info.js";
+import { registerReflection } from "./reflection.js";
+import { rpcAdapter } from "./rpc-adapter.js";
+import { notFoundJson } from "./unknown-route.js";
 import { readTlsFiles, resolveServerOptions, isLoopbackAddress, type ServerOptions, type StartFlags } from "./options.js";
 import { BackupManager } from "../backup/backups.js";
 import { backupService } from "../backup/service.js";
@@ -214,7 +217,7 @@ async function startLocked(
     }
     return cachedStatus.value;
   };
-  const rpc = connectNodeAdapter({
+  const rpc = rpcAdapter({
     routes(router) {
       router.service(OpsService, opsService({ status: statusCache }, logsService(logs.ring, shutdownController.signal, { ...(config.logs?.maxFollowers !== undefined ? { maxFollowers: config.logs.maxFollowers } : {}) })));
       router.service(TasksService, tasks.service(shutdownController.signal));
@@ -224,18 +227,19 @@ async function startLocked(
         Health,
         grpcHealthService(monitor, [OpsService.typeName, TasksService.typeName, BackupService.typeName, UpdateService.typeName], shutdownController.signal),
       );
+      if (config.server?.reflection !== "off") registerReflection(router);
     },
+    interceptors: [errorInfoInterceptor()],
     requestGate: authGate(credentials.token, limiter, (address, reason) =>
       log.warn({ address, reason }, "rejected an RPC: authentication failed"),
     ),
     contextValues: (req) => createContextValues().set(kPeerAddress, clientAddress(req.socket.remoteAddress ?? "unknown", forwardedFor(req.headers["x-forwarded-for"]), trustedProxies)),
     readMaxBytes: READ_MAX_BYTES,
-    jsonOptions: { ignoreUnknownFields: false, ...strictUtf8 },
-    fallback(req, res) {
-      const body = JSON.stringify({ error: `no route for ${req.method} ${(req.url ?? "").split("?", 1)[0]}`, see: "GET /health, GET /health/ready, or POST /<package>.<Service>/<Method>" });
-      res.writeHead(404, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body) });
-      res.end(body);
-    },
+    // Forward compatible: a JSON client one proto version ahead keeps working, as in binary.
+    jsonOptions: { ignoreUnknownFields: true, ...strictUtf8 },
+    // RPC-shaped requests for no route get UNIMPLEMENTED in their protocol; plain HTTP lands here.
+    fallback: notFoundJson,
+    onHandlerError: (method, err) => log.error({ rpc: `${method.parent.typeName}/${method.name}`, err: (err as Error)?.message }, "an RPC handler failed after answering began"),
   });
   const checkToken = tokenCheck(credentials.token);
   const health = healthRoutes(identity, monitor, (req) => checkToken(req.headers.authorization) === "ok");

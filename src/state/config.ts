@@ -33,6 +33,8 @@ const isConfig = t.isObject({
        * (failed-auth limits). Exact IPs; default none.
        */
       trustedProxies: t.isOptional(t.isArray(t.isString())),
+      /** gRPC server reflection: "token" (default: served, behind the bearer token) or "off". */
+      reflection: t.isOptional(t.isEnum(["token", "off"] as const)),
     }),
   ),
   logLevel: t.isOptional(t.isEnum(LOG_LEVELS)),

@@ -81,7 +81,18 @@ export interface TaskRecord {
   turnsUsed?: number;
 }
 
-export class TaskValidationError extends Error {}
+/** A request the task rules refuse; `field` is the request field at fault, as a proto field path. */
+export class TaskValidationError extends Error {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** camelCase (queue.json, JSON names) to snake_case (proto field names), for field paths. */
+const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 export class TaskStateError extends Error {}
 export class TaskNotFoundError extends Error {
   constructor() {
@@ -98,13 +109,13 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object
 function optString(src: Record<string, unknown>, key: string, out: Record<string, unknown>): void {
   const v = src[key];
   if (v === undefined || v === null) return;
-  if (typeof v !== "string") throw new TaskValidationError(`Invalid task payload: ${key} must be a string`);
+  if (typeof v !== "string") throw new TaskValidationError(`Invalid task payload: ${key} must be a string`, `payload.${snake(String(src.kind))}.${snake(key)}`);
   out[key] = v;
 }
 function optBool(src: Record<string, unknown>, key: string, out: Record<string, unknown>): void {
   const v = src[key];
   if (v === undefined || v === null) return;
-  if (typeof v !== "boolean") throw new TaskValidationError(`Invalid task payload: ${key} must be a boolean`);
+  if (typeof v !== "boolean") throw new TaskValidationError(`Invalid task payload: ${key} must be a boolean`, `payload.${snake(String(src.kind))}.${snake(key)}`);
   out[key] = v;
 }
 
@@ -113,24 +124,24 @@ function optBool(src: Record<string, unknown>, key: string, out: Record<string, 
  * required fields checked, size bounded. Throws TaskValidationError with the reference's words.
  */
 export function normalizePayload(value: unknown): TaskPayloadRecord {
-  if (!isObj(value)) throw new TaskValidationError("Invalid task payload: expected an object with a kind");
+  if (!isObj(value)) throw new TaskValidationError("Invalid task payload: expected an object with a kind", "payload");
   const kind = value.kind;
   let out: Record<string, unknown>;
   switch (kind) {
     case "systemEvent": {
-      if (typeof value.text !== "string" || value.text.trim() === "") throw new TaskValidationError("Invalid task payload: systemEvent needs a non-empty text");
+      if (typeof value.text !== "string" || value.text.trim() === "") throw new TaskValidationError("Invalid task payload: systemEvent needs a non-empty text", "payload.system_event.text");
       out = { kind, text: value.text };
       break;
     }
     case "agentTurn": {
-      if (typeof value.message !== "string" || value.message.trim() === "") throw new TaskValidationError("Invalid task payload: agentTurn needs a non-empty message");
+      if (typeof value.message !== "string" || value.message.trim() === "") throw new TaskValidationError("Invalid task payload: agentTurn needs a non-empty message", "payload.agent_turn.message");
       out = { kind, message: value.message };
       for (const k of ["model", "route", "thinking", "channel", "to"]) optString(value, k, out);
       for (const k of ["allowUnsafeExternalContent", "deliver", "bestEffortDeliver"]) optBool(value, k, out);
       if (value.timeoutSeconds !== undefined && value.timeoutSeconds !== null) {
         const t = value.timeoutSeconds;
         if (typeof t !== "number" || !Number.isInteger(t) || t < 0 || t > 4_294_967_295) {
-          throw new TaskValidationError("Invalid task payload: timeoutSeconds must be a whole number of seconds");
+          throw new TaskValidationError("Invalid task payload: timeoutSeconds must be a whole number of seconds", "payload.agent_turn.timeout_seconds");
         }
         out.timeoutSeconds = t;
       }
@@ -138,10 +149,10 @@ export function normalizePayload(value: unknown): TaskPayloadRecord {
     }
     case "backup": {
       const keep = value.keep ?? 7;
-      if (typeof keep !== "number" || !Number.isInteger(keep) || keep < 1 || keep > 1000) throw new TaskValidationError("Invalid task payload: backup keep must be between 1 and 1000");
+      if (typeof keep !== "number" || !Number.isInteger(keep) || keep < 1 || keep > 1000) throw new TaskValidationError("Invalid task payload: backup keep must be between 1 and 1000", "payload.backup.keep");
       out = { kind, keep };
       if (value.sections !== undefined) {
-        if (!Array.isArray(value.sections) || !value.sections.every((s) => typeof s === "string")) throw new TaskValidationError("Invalid task payload: backup sections must be a list of names");
+        if (!Array.isArray(value.sections) || !value.sections.every((s) => typeof s === "string")) throw new TaskValidationError("Invalid task payload: backup sections must be a list of names", "payload.backup.sections");
         out.sections = value.sections;
       }
       break;
@@ -152,9 +163,9 @@ export function normalizePayload(value: unknown): TaskPayloadRecord {
       break;
     }
     default:
-      throw new TaskValidationError("Invalid task payload: unrecognized payload kind");
+      throw new TaskValidationError("Invalid task payload: unrecognized payload kind", "payload");
   }
-  if (Buffer.byteLength(JSON.stringify(out)) > MAX_PAYLOAD_BYTES) throw new TaskValidationError(`Invalid task payload: larger than ${MAX_PAYLOAD_BYTES} bytes`);
+  if (Buffer.byteLength(JSON.stringify(out)) > MAX_PAYLOAD_BYTES) throw new TaskValidationError(`Invalid task payload: larger than ${MAX_PAYLOAD_BYTES} bytes`, "payload");
   return out as TaskPayloadRecord;
 }
 
@@ -165,7 +176,7 @@ export function applyPolicy(base: TaskPolicyRecord, overrides: Partial<Record<ke
     const v = overrides[key];
     if (v === undefined) continue;
     if (!Number.isInteger(v) || v < 1 || v > POLICY_MAX[key]) {
-      throw new TaskValidationError(`invalid policy.${key}: must be between 1 and ${POLICY_MAX[key]}`);
+      throw new TaskValidationError(`invalid policy.${key}: must be between 1 and ${POLICY_MAX[key]}`, `policy.${snake(key)}`);
     }
     out[key] = v;
   }
@@ -177,7 +188,7 @@ export function normalizeReason(reason: string | undefined): string | undefined 
   if (reason === undefined) return undefined;
   const trimmed = reason.trim();
   if (trimmed === "") return undefined;
-  if ([...trimmed].length > MAX_REASON_CHARS) throw new TaskValidationError(`reason exceeds ${MAX_REASON_CHARS} characters`);
+  if ([...trimmed].length > MAX_REASON_CHARS) throw new TaskValidationError(`reason exceeds ${MAX_REASON_CHARS} characters`, "reason");
   return trimmed;
 }
 
@@ -262,12 +273,12 @@ export function patchTransition(task: TaskRecord, patch: TaskPatch, now: number)
 }
 
 /** Validates labels: at most 32, keys 1..63 chars [a-zA-Z0-9_.-/], values ≤ 256 chars. */
-export function validateLabels(labels: Record<string, string>): void {
+export function validateLabels(labels: Record<string, string>, field = "labels"): void {
   const entries = Object.entries(labels);
-  if (entries.length > 32) throw new TaskValidationError("labels: at most 32 labels per task");
+  if (entries.length > 32) throw new TaskValidationError("labels: at most 32 labels per task", field);
   for (const [k, v] of entries) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$/.test(k)) throw new TaskValidationError(`labels: invalid key '${k.slice(0, 70)}' (1-63 characters of letters, digits, _ . - /)`);
-    if (v.length > 256) throw new TaskValidationError(`labels: value of '${k}' is longer than 256 characters`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$/.test(k)) throw new TaskValidationError(`labels: invalid key '${k.slice(0, 70)}' (1-63 characters of letters, digits, _ . - /)`, field);
+    if (v.length > 256) throw new TaskValidationError(`labels: value of '${k}' is longer than 256 characters`, field);
   }
 }
 

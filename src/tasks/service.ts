@@ -1,5 +1,6 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { invalidField, rpcError } from "../wire/error-details.js";
 import {
   BlockedReason,
   TaskPayloadSchema,
@@ -49,15 +50,20 @@ const PROTO_TO_STATE = new Map<number, TaskStateName>(Object.entries(STATE_TO_PR
 const MAX_LIST_LIMIT = 1000;
 const DEFAULT_LIST_LIMIT = 100;
 
-/** Maps domain errors to Connect codes; messages are already written for people. */
+/**
+ * Maps domain errors to Connect codes with ErrorInfo (a stable reason) and, for a bad field,
+ * BadRequest; messages are already written for people.
+ */
 function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
-  if (err instanceof TaskValidationError) return new ConnectError(err.message, Code.InvalidArgument);
-  if (err instanceof TaskNotFoundError) return new ConnectError(err.message, Code.NotFound);
-  if (err instanceof TaskStateError) return new ConnectError(err.message, Code.FailedPrecondition);
-  if (err instanceof TaskQueueFullError) return new ConnectError(err.message, Code.ResourceExhausted);
-  if (err instanceof TaskStoreWriteError) return new ConnectError(err.message, err.diskFull ? Code.ResourceExhausted : Code.Unavailable);
-  return new ConnectError("internal error", Code.Internal);
+  if (err instanceof TaskValidationError) return invalidField(err.message, "TASK_INVALID_ARGUMENT", err.field);
+  if (err instanceof TaskNotFoundError) return rpcError(err.message, Code.NotFound, { reason: "TASK_NOT_FOUND" });
+  if (err instanceof TaskStateError) return rpcError(err.message, Code.FailedPrecondition, { reason: "TASK_STATE_CONFLICT" });
+  if (err instanceof TaskQueueFullError) return rpcError(err.message, Code.ResourceExhausted, { reason: "TASK_QUEUE_FULL" });
+  if (err instanceof TaskStoreWriteError) {
+    return err.diskFull ? rpcError(err.message, Code.ResourceExhausted, { reason: "DISK_FULL" }) : rpcError(err.message, Code.Unavailable, { reason: "TASK_STORE_UNAVAILABLE" });
+  }
+  return rpcError("internal error", Code.Internal, { reason: "INTERNAL" });
 }
 
 function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
@@ -72,9 +78,9 @@ function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args
 
 /** The wire payload (a oneof) as the stored `{"kind": ...}` object, validated. */
 export function payloadFromProto(payload: TaskPayload | undefined): TaskPayloadRecord {
-  if (!payload) throw new TaskValidationError("payload is required");
+  if (!payload) throw new TaskValidationError("payload is required", "payload");
   const { kind } = payload;
-  if (kind.case === undefined) throw new TaskValidationError("Invalid task payload: unrecognized payload kind");
+  if (kind.case === undefined) throw new TaskValidationError("Invalid task payload: unrecognized payload kind", "payload");
   const value = kind.value as unknown as Record<string, unknown>;
   const out: Record<string, unknown> = { kind: kind.case };
   for (const [k, v] of Object.entries(value)) {
@@ -134,13 +140,13 @@ function policyOverrides(p: TaskPolicyOverrides | undefined): Partial<Record<key
 
 function msField(name: string, v: bigint | undefined): number | undefined {
   if (v === undefined) return undefined;
-  if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) throw new TaskValidationError(`${name} must be between 0 and ${Number.MAX_SAFE_INTEGER}`);
+  if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) throw new TaskValidationError(`${name} must be between 0 and ${Number.MAX_SAFE_INTEGER}`, name);
   return Number(v);
 }
 
 function taskId(id: string): string {
   const trimmed = id.trim();
-  if (trimmed === "") throw new TaskValidationError("task id cannot be empty");
+  if (trimmed === "") throw new TaskValidationError("task id cannot be empty", "id");
   return trimmed;
 }
 
@@ -157,7 +163,7 @@ function decodePageToken(token: string): PageCursor | undefined {
   } catch {
     // fall through
   }
-  throw new TaskValidationError("page_token is not one this server issued (pass next_page_token from the previous answer)");
+  throw new TaskValidationError("page_token is not one this server issued (pass next_page_token from the previous answer)", "page_token");
 }
 
 /** Newest updatedAt first; ties by id so pages are stable. */
@@ -189,7 +195,7 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       if (req.priority !== undefined && req.priority !== 0) init.priority = req.priority;
       if (req.idempotencyKey !== undefined) {
         const key = req.idempotencyKey.trim();
-        if (key === "" || key.length > 200) throw new TaskValidationError("idempotency_key must be 1..200 characters");
+        if (key === "" || key.length > 200) throw new TaskValidationError("idempotency_key must be 1..200 characters", "idempotency_key");
         init.idempotencyKey = key;
       }
       if (Object.keys(req.labels).length > 0) init.labels = { ...req.labels };
@@ -200,11 +206,11 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
     getTask: guard(async (req) => ({ task: taskToProto(find(req.id), worker) })),
     listTasks: guard(async (req) => {
       const limit = req.limit ?? DEFAULT_LIST_LIMIT;
-      if (limit > MAX_LIST_LIMIT) throw new TaskValidationError(`limit must be between 0 and ${MAX_LIST_LIMIT} (got ${limit})`);
+      if (limit > MAX_LIST_LIMIT) throw new TaskValidationError(`limit must be between 0 and ${MAX_LIST_LIMIT} (got ${limit})`, "limit");
       const states = new Set<TaskStateName>();
       for (const s of req.states) {
         const name = PROTO_TO_STATE.get(s);
-        if (!name) throw new TaskValidationError(`invalid task state filter (allowed: ${TASK_STATES.join(", ")})`);
+        if (!name) throw new TaskValidationError(`invalid task state filter (allowed: ${TASK_STATES.join(", ")})`, "states");
         states.add(name);
       }
       const labels = Object.entries(req.labels);
@@ -245,7 +251,7 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       const next = msField("next_run_at_ms", req.nextRunAtMs);
       if (next !== undefined) patch.nextRunAtMs = next;
       if (Object.keys(req.setLabels).length > 0) {
-        validateLabels(req.setLabels);
+        validateLabels(req.setLabels, "set_labels");
         patch.setLabels = { ...req.setLabels };
       }
       if (req.removeLabels.length > 0) patch.removeLabels = [...req.removeLabels];

@@ -2,7 +2,8 @@ import type { TxPhase } from "./transaction.js";
 
 /**
  * Why an update operation could not go on. `kind` decides the RPC code (the service maps it);
- * `retryable` whether rerunning resumes; `phase` where a transaction run failed.
+ * `retryable` whether rerunning resumes; `phase` where a transaction run failed; `field` the
+ * request field at fault (a proto field path) for an invalid request.
  */
 export type UpdateErrorKind = "invalid" | "precondition" | "not_found" | "unavailable";
 
@@ -12,12 +13,13 @@ export class UpdateError extends Error {
     message: string,
     readonly retryable = kind === "unavailable",
     readonly phase?: TxPhase,
+    readonly field?: string,
   ) {
     super(message);
   }
 
   withPhase(phase: TxPhase): UpdateError {
-    return this.phase ? this : new UpdateError(this.kind, this.message, this.retryable, phase);
+    return this.phase ? this : new UpdateError(this.kind, this.message, this.retryable, phase, this.field);
   }
 }
 

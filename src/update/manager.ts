@@ -153,6 +153,11 @@ export class UpdateManager {
   private readonly now: () => number;
   private readonly log: Logger;
 
+  /** How long a client should wait before rerunning after a passing failure: the first retry delay. */
+  get retryHintMs(): number {
+    return this.o.settings.retryDelaysMs[0] ?? 5_000;
+  }
+
   constructor(private readonly o: UpdateManagerOptions) {
     this.lock = new UpdateLock(o.updatesDir);
     this.source = new ReleaseSource({ baseUrl: o.settings.releasesUrl, userAgent: `cara/${o.runningVersion}` });
@@ -171,8 +176,8 @@ export class UpdateManager {
 
   /** Newest release on a channel (or a pinned version) compared with the running version. */
   async check(req: CheckRequest): Promise<CheckResult> {
-    const channel = parseInput(() => parseChannel(req.channel || this.o.settings.channel));
-    const pinned = req.version ? parseInput(() => normalizeVersion(req.version!)) : undefined;
+    const channel = parseInput(() => parseChannel(req.channel || this.o.settings.channel), "channel");
+    const pinned = req.version ? parseInput(() => normalizeVersion(req.version!), "version") : undefined;
     const release = await this.fetchRelease(pinned, channel);
     const latest = parseInput(() => normalizeVersion(release.version));
     const cmp = compareTarget(this.o.runningVersion, latest, req.allowDowngrade ?? false);
@@ -207,9 +212,9 @@ export class UpdateManager {
    * before a transaction runs are UpdateErrors; a failed run resolves with outcome "failed".
    */
   async start(req: StartRequest, onProgress: (p: Progress) => void = () => {}, signal?: AbortSignal): Promise<UpdateOutcome> {
-    const channel = parseInput(() => parseChannel(req.channel || this.o.settings.channel));
-    const pinned = req.version ? parseInput(() => normalizeVersion(req.version!)) : undefined;
-    if (!req.yes) throw new UpdateError("invalid", "update not confirmed: pass --yes", false);
+    const channel = parseInput(() => parseChannel(req.channel || this.o.settings.channel), "channel");
+    const pinned = req.version ? parseInput(() => normalizeVersion(req.version!), "version") : undefined;
+    if (!req.yes) throw new UpdateError("invalid", "update not confirmed: pass --yes", false, undefined, "yes");
     if (!this.o.install.managed) throw this.notManaged();
     const restart = req.restart || this.o.settings.restart;
     return this.withLock(async () => {
@@ -658,7 +663,7 @@ export class UpdateManager {
 
   async rollback(req: RollbackRequest): Promise<RollbackResult> {
     if (!this.o.install.managed) throw this.notManaged();
-    if (req.reason !== undefined && req.reason.length > 1024) throw new UpdateError("invalid", "reason is longer than 1024 characters", false);
+    if (req.reason !== undefined && req.reason.length > 1024) throw new UpdateError("invalid", "reason is longer than 1024 characters", false, undefined, "reason");
     const installDir = this.o.install.installDir;
     return this.withLock(async () => {
       let backup: string | undefined;
@@ -666,7 +671,7 @@ export class UpdateManager {
         // Every precondition before anything changes.
         const marker = await loadMarker(this.o.updatesDir).catch(() => undefined);
         const from = await currentVersion(installDir);
-        const target = req.targetVersion ? parseInput(() => normalizeVersion(req.targetVersion!)) : await previousVersion(installDir);
+        const target = req.targetVersion ? parseInput(() => normalizeVersion(req.targetVersion!), "target_version") : await previousVersion(installDir);
         backup = marker?.backupPath;
         if (!backup || !this.o.restore || !existsSync(backup)) throw new UpdateError("precondition", "no pre-update backup recorded; restore one with `cara restore`", false);
         if (marker!.fromVersion !== target || marker!.toVersion !== from) {
@@ -703,7 +708,7 @@ export async function rollbackInstall(
   reason: string | undefined,
   now = Date.now(),
 ): Promise<{ from: string; to: string; marker?: RollbackMarkerFile }> {
-  const wanted = target ? parseInput(() => normalizeVersion(target)) : await previousVersion(installDir);
+  const wanted = target ? parseInput(() => normalizeVersion(target), "target_version") : await previousVersion(installDir);
   const from = await currentVersion(installDir);
   if (!wanted) throw new UpdateError("precondition", "no previous version to roll back to", false);
   const marker = await loadMarker(updatesDir).catch(() => undefined);
@@ -745,11 +750,11 @@ async function testPause(point: string): Promise<void> {
 
 const semverValid = (v: string) => semver.valid(v.replace(/^v/, ""));
 
-function parseInput<T>(fn: () => T): T {
+function parseInput<T>(fn: () => T, field?: string): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof InvalidUpdateInput) throw new UpdateError("invalid", err.message, false);
+    if (err instanceof InvalidUpdateInput) throw new UpdateError("invalid", err.message, false, undefined, field);
     throw err;
   }
 }

@@ -10,22 +10,35 @@ import {
   type UpdateService,
   type UpdateTransactionSchema,
 } from "../../gen/carapace/update/v1/update_pb.js";
+import { rpcError } from "../wire/error-details.js";
 import { UpdateError } from "./errors.js";
 import type { Progress, UpdateManager, UpdateOutcome } from "./manager.js";
 import { MARKER_STATES, type RollbackMarkerFile } from "./rollback-marker.js";
 import { TX_PHASES, TX_STATES, type TxPhase, type UpdateTransaction } from "./transaction.js";
 
-const CODES: Record<UpdateError["kind"], Code> = {
-  invalid: Code.InvalidArgument,
-  precondition: Code.FailedPrecondition,
-  not_found: Code.NotFound,
-  unavailable: Code.Unavailable,
+const CODES: Record<UpdateError["kind"], [Code, string]> = {
+  invalid: [Code.InvalidArgument, "UPDATE_INVALID_ARGUMENT"],
+  precondition: [Code.FailedPrecondition, "UPDATE_PRECONDITION"],
+  not_found: [Code.NotFound, "UPDATE_NOT_FOUND"],
+  unavailable: [Code.Unavailable, "UPDATE_UNAVAILABLE"],
 };
 
-function toConnectError(err: unknown): ConnectError {
+/**
+ * Maps an UpdateError to its code with ErrorInfo (a stable reason), BadRequest for a bad field
+ * and RetryInfo when rerunning may succeed (`retryMs`: the manager's first retry delay).
+ */
+function toConnectError(err: unknown, retryMs: number): ConnectError {
   if (err instanceof ConnectError) return err;
-  if (err instanceof UpdateError) return new ConnectError(err.message, CODES[err.kind]);
-  return new ConnectError(`update failed: ${(err as Error).message}`, Code.Internal);
+  if (err instanceof UpdateError) {
+    const [code, reason] = CODES[err.kind];
+    return rpcError(err.message, code, {
+      reason,
+      ...(err.field ? { fieldViolations: [{ field: err.field, description: err.message }] } : {}),
+      ...(err.retryable ? { retryAfterMs: retryMs } : {}),
+      ...(err.phase ? { metadata: { phase: err.phase } } : {}),
+    });
+  }
+  return rpcError(`update failed: ${(err as Error).message}`, Code.Internal, { reason: "INTERNAL" });
 }
 
 export const phaseToProto = (p: TxPhase | undefined): UpdatePhase => (p ? ((TX_PHASES.indexOf(p) + 1) as UpdatePhase) : UpdatePhase.UNSPECIFIED);
@@ -101,7 +114,7 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
         const { publishedAt, ...rest } = r;
         return { ...rest, ...(publishedAt ? { publishedAt: timestampFromDate(publishedAt) } : {}) };
       } catch (err) {
-        throw toConnectError(err);
+        throw toConnectError(err, manager.retryHintMs);
       }
     },
 
@@ -131,11 +144,14 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
       }
       await run;
       while (queue.length > 0) yield queue.shift()!;
-      if (finished.error !== undefined) throw toConnectError(finished.error);
+      if (finished.error !== undefined) throw toConnectError(finished.error, manager.retryHintMs);
       const outcome = finished.outcome!;
       const phase = outcome.outcome === "applied" ? UpdatePhase.APPLIED : outcome.outcome === "failed" ? UpdatePhase.FAILED : UpdatePhase.UNSPECIFIED;
       yield { phase, message: outcome.error?.message ?? (outcome.outcome === "applied" ? `v${outcome.toVersion} applied` : `already up to date (v${outcome.toVersion})`), version: outcome.toVersion, result: resultToProto(outcome) };
-      if (outcome.error) throw new ConnectError(outcome.error.message, outcome.error.retryable ? Code.Unavailable : Code.FailedPrecondition);
+      if (outcome.error) {
+        const e = outcome.error;
+        throw toConnectError(new UpdateError(e.retryable ? "unavailable" : "precondition", e.message, e.retryable, e.phase), manager.retryHintMs);
+      }
     },
 
     async getUpdateStatus() {
@@ -170,7 +186,7 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
         });
         return { ...r };
       } catch (err) {
-        throw toConnectError(err);
+        throw toConnectError(err, manager.retryHintMs);
       }
     },
   };

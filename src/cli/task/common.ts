@@ -60,11 +60,13 @@ export function parsePayloadFlag(text: string): TaskPayload {
     throw new CliUsageError(`invalid --payload: expected an object with a "kind" (systemEvent, agentTurn, backup, updateCheck)`);
   }
   const { kind, ...rest } = value as { kind: string } & Record<string, JsonValue>;
+  // The kinds are the payload oneof's fields: ask the schema, not the decoder's error message.
+  const kinds = TaskPayloadSchema.fields.map((f) => f.jsonName);
+  if (!kinds.includes(kind)) throw new CliUsageError(`invalid --payload: unknown payload kind '${kind}' (known: ${kinds.join(", ")})`);
   try {
     return fromJson(TaskPayloadSchema, { [kind]: rest });
   } catch (err) {
-    const msg = (err as Error).message.replace(/^cannot decode message carapace\.tasks\.v1\.TaskPayload from JSON: /, "");
-    throw new CliUsageError(`invalid --payload: ${/key ".*" is unknown/.test(msg) && msg.includes(kind) ? `unknown payload kind '${kind}'` : msg}`);
+    throw new CliUsageError(`invalid --payload: ${(err as Error).message.replace(/^cannot decode message carapace\.tasks\.v1\.TaskPayload from JSON: /, "")}`);
   }
 }
 

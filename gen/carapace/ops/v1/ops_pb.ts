@@ -15,6 +15,8 @@ export const file_carapace_ops_v1_ops: GenFile = /*@__PURE__*/
   fileDesc("ChljYXJhcGFjZS9vcHMvdjEvb3BzLnByb3RvEg9jYXJhcGFjZS5vcHMudjEiEgoQR2V0U3RhdHVzUmVxdWVzdCJpCgVDaGVjaxIMCgRuYW1lGAEgASgJEiwKBnN0YXR1cxgCIAEoDjIcLmNhcmFwYWNlLm9wcy52MS5DaGVja1N0YXR1cxIPCgdtZXNzYWdlGAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgNIlIKC0RpYWdub3N0aWNzEhgKEG1lbW9yeV9yc3NfYnl0ZXMYASABKAQSFwoPZGlza19mcmVlX2J5dGVzGAIgASgEEhAKCG9wZW5fZmRzGAMgASgNIncKCkxvZ3NTdGF0dXMSEQoJZmlsZV9wYXRoGAEgASgJEhcKD2ZpbGVfc2l6ZV9ieXRlcxgCIAEoBBIUCgxyaW5nX2VudHJpZXMYAyABKA0SFQoNcmluZ19jYXBhY2l0eRgEIAEoDRIQCghsYXN0X3NlcRgFIAEoBCJWCgtTeXN0ZW1FdmVudBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0ZXh0GAIgASgJEg8KB3Rhc2tfaWQYAyABKAki/AIKC1Rhc2tzU3RhdHVzEhQKDHN0b3JlX2xvYWRlZBgBIAEoCBIUCgx3b3JrZXJfYWxpdmUYAiABKAgSSAoPY291bnRzX2J5X3N0YXRlGAMgAygLMi8uY2FyYXBhY2Uub3BzLnYxLlRhc2tzU3RhdHVzLkNvdW50c0J5U3RhdGVFbnRyeRINCgV0b3RhbBgEIAEoDRIQCghjYXBhY2l0eRgFIAEoDRIcChRvbGRlc3RfcXVldWVkX2FnZV9tcxgGIAEoAxIZChF3b3JrZXJfc2xvdHNfYnVzeRgHIAEoDRIaChJ3b3JrZXJfc2xvdHNfdG90YWwYCCABKA0SFgoObGVhc2VzX3Jlc2N1ZWQYCSABKAQSMwoNcmVjZW50X2V2ZW50cxgKIAMoCzIcLmNhcmFwYWNlLm9wcy52MS5TeXN0ZW1FdmVudBo0ChJDb3VudHNCeVN0YXRlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ASKUAQoMQmFja3VwU3RhdHVzEjIKDmxhc3RfYmFja3VwX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIfChdsYXN0X2JhY2t1cF9hZ2Vfc2Vjb25kcxgCIAEoAxIYChBsYXN0X2JhY2t1cF9wYXRoGAMgASgJEhUKDWFyY2hpdmVfY291bnQYBCABKA0i0QEKDFVwZGF0ZVN0YXR1cxIPCgdtYW5hZ2VkGAEgASgIEhcKD2N1cnJlbnRfdmVyc2lvbhgCIAEoCRIYChBwcmV2aW91c192ZXJzaW9uGAMgASgJEhkKEXRyYW5zYWN0aW9uX3N0YXRlGAQgASgJEhkKEXRyYW5zYWN0aW9uX3BoYXNlGAUgASgJEhsKE3RyYW5zYWN0aW9uX3ZlcnNpb24YBiABKAkSEgoKbGFzdF9lcnJvchgHIAEoCRIWCg5yb2xsYmFja19zdGF0ZRgIIAEoCSKoBQoRR2V0U3RhdHVzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRIuCgpzdGFydGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg51cHRpbWVfc2Vjb25kcxgDIAEoAxILCgNwaWQYBCABKAUSFAoMbm9kZV92ZXJzaW9uGAUgASgJEhAKCHBsYXRmb3JtGAYgASgJEgwKBGFyY2gYByABKAkSDAoEYmluZBgIIAEoCRIMCgRwb3J0GAkgASgNEgsKA3RscxgKIAEoCBIRCglzdGF0ZV9kaXIYCyABKAkSLAoJYXV0aF9tb2RlGAwgASgOMhkuY2FyYXBhY2Uub3BzLnYxLkF1dGhNb2RlEjQKDXNlY3JldF9zb3VyY2UYDSABKA4yHS5jYXJhcGFjZS5vcHMudjEuU2VjcmV0U291cmNlEi8KB292ZXJhbGwYDiABKA4yHi5jYXJhcGFjZS5vcHMudjEuT3ZlcmFsbFN0YXR1cxImCgZjaGVja3MYDyADKAsyFi5jYXJhcGFjZS5vcHMudjEuQ2hlY2sSMQoLZGlhZ25vc3RpY3MYECABKAsyHC5jYXJhcGFjZS5vcHMudjEuRGlhZ25vc3RpY3MSFQoNc2h1dHRpbmdfZG93bhgRIAEoCBIpCgRsb2dzGBQgASgLMhsuY2FyYXBhY2Uub3BzLnYxLkxvZ3NTdGF0dXMSKwoFdGFza3MYFSABKAsyHC5jYXJhcGFjZS5vcHMudjEuVGFza3NTdGF0dXMSLQoGYmFja3VwGBYgASgLMh0uY2FyYXBhY2Uub3BzLnYxLkJhY2t1cFN0YXR1cxItCgZ1cGRhdGUYFyABKAsyHS5jYXJhcGFjZS5vcHMudjEuVXBkYXRlU3RhdHVzIrgBCghMb2dFbnRyeRILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoFbGV2ZWwYAyABKA4yGS5jYXJhcGFjZS5vcHMudjEuTG9nTGV2ZWwSEQoJY29tcG9uZW50GAQgASgJEg8KB21lc3NhZ2UYBSABKAkSJwoGZmllbGRzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJcCglMb2dGaWx0ZXISLAoJbWluX2xldmVsGAEgASgOMhkuY2FyYXBhY2Uub3BzLnYxLkxvZ0xldmVsEhAKCGNvbnRhaW5zGAIgASgJEg8KB3BhdHRlcm4YAyABKAkipwEKD1RhaWxMb2dzUmVxdWVzdBISCgVsaW1pdBgBIAEoBUgAiAEBEioKBmZpbHRlchgCIAEoCzIaLmNhcmFwYWNlLm9wcy52MS5Mb2dGaWx0ZXISFgoJYWZ0ZXJfc2VxGAMgASgESAGIAQESFgoJbWF4X2J5dGVzGAQgASgFSAKIAQFCCAoGX2xpbWl0QgwKCl9hZnRlcl9zZXFCDAoKX21heF9ieXRlcyJyChBUYWlsTG9nc1Jlc3BvbnNlEioKB2VudHJpZXMYASADKAsyGS5jYXJhcGFjZS5vcHMudjEuTG9nRW50cnkSEAoIbmV4dF9zZXEYAiABKAQSDQoFcmVzZXQYAyABKAgSEQoJdHJ1bmNhdGVkGAQgASgIIoEBChFGb2xsb3dMb2dzUmVxdWVzdBIRCgR0YWlsGAEgASgFSACIAQESKgoGZmlsdGVyGAIgASgLMhouY2FyYXBhY2Uub3BzLnYxLkxvZ0ZpbHRlchIWCglhZnRlcl9zZXEYAyABKARIAYgBAUIHCgVfdGFpbEIMCgpfYWZ0ZXJfc2VxIlwKEkZvbGxvd0xvZ3NSZXNwb25zZRIqCgVlbnRyeRgBIAEoCzIZLmNhcmFwYWNlLm9wcy52MS5Mb2dFbnRyeUgAEhEKB2Ryb3BwZWQYAiABKARIAEIHCgVldmVudCpuCgtDaGVja1N0YXR1cxIcChhDSEVDS19TVEFUVVNfVU5TUEVDSUZJRUQQABITCg9DSEVDS19TVEFUVVNfT0sQARIVChFDSEVDS19TVEFUVVNfV0FSThACEhUKEUNIRUNLX1NUQVRVU19GQUlMEAMqhAEKDU92ZXJhbGxTdGF0dXMSHgoaT1ZFUkFMTF9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZPVkVSQUxMX1NUQVRVU19IRUFMVEhZEAESGwoXT1ZFUkFMTF9TVEFUVVNfREVHUkFERUQQAhIaChZPVkVSQUxMX1NUQVRVU19GQUlMSU5HEAMqWAoIQXV0aE1vZGUSGQoVQVVUSF9NT0RFX1VOU1BFQ0lGSUVEEAASFwoTQVVUSF9NT0RFX1RPS0VOX0VOVhABEhgKFEFVVEhfTU9ERV9UT0tFTl9GSUxFEAIqYQoMU2VjcmV0U291cmNlEh0KGVNFQ1JFVF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIVChFTRUNSRVRfU09VUkNFX0VOVhABEhsKF1NFQ1JFVF9TT1VSQ0VfR0VORVJBVEVEEAIqoQEKCExvZ0xldmVsEhkKFUxPR19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD0xPR19MRVZFTF9UUkFDRRABEhMKD0xPR19MRVZFTF9ERUJVRxACEhIKDkxPR19MRVZFTF9JTkZPEAMSEgoOTE9HX0xFVkVMX1dBUk4QBBITCg9MT0dfTEVWRUxfRVJST1IQBRITCg9MT0dfTEVWRUxfRkFUQUwQBjKUAgoKT3BzU2VydmljZRJXCglHZXRTdGF0dXMSIS5jYXJhcGFjZS5vcHMudjEuR2V0U3RhdHVzUmVxdWVzdBoiLmNhcmFwYWNlLm9wcy52MS5HZXRTdGF0dXNSZXNwb25zZSIDkAIBElQKCFRhaWxMb2dzEiAuY2FyYXBhY2Uub3BzLnYxLlRhaWxMb2dzUmVxdWVzdBohLmNhcmFwYWNlLm9wcy52MS5UYWlsTG9nc1Jlc3BvbnNlIgOQAgESVwoKRm9sbG93TG9ncxIiLmNhcmFwYWNlLm9wcy52MS5Gb2xsb3dMb2dzUmVxdWVzdBojLmNhcmFwYWNlLm9wcy52MS5Gb2xsb3dMb2dzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
+ * GetStatus takes no parameters.
+ *
  * @generated from message carapace.ops.v1.GetStatusRequest
  */
 export type GetStatusRequest = Message<"carapace.ops.v1.GetStatusRequest"> & {
@@ -41,6 +43,8 @@ export type Check = Message<"carapace.ops.v1.Check"> & {
   name: string;
 
   /**
+   * The verdict: ok, warn or fail.
+   *
    * @generated from field: carapace.ops.v1.CheckStatus status = 2;
    */
   status: CheckStatus;
@@ -158,11 +162,15 @@ export const LogsStatusSchema: GenMessage<LogsStatus> = /*@__PURE__*/
  */
 export type SystemEvent = Message<"carapace.ops.v1.SystemEvent"> & {
   /**
+   * When the event was recorded.
+   *
    * @generated from field: google.protobuf.Timestamp time = 1;
    */
   time?: Timestamp | undefined;
 
   /**
+   * The event's text, as given in the task's payload.
+   *
    * @generated from field: string text = 2;
    */
   text: string;
@@ -210,13 +218,15 @@ export type TasksStatus = Message<"carapace.ops.v1.TasksStatus"> & {
   countsByState: { [key: string]: number };
 
   /**
-   * Tasks stored in total, and the configured capacity.
+   * Tasks stored in total.
    *
    * @generated from field: uint32 total = 4;
    */
   total: number;
 
   /**
+   * The configured capacity (tasks.capacity): at most this many tasks are stored.
+   *
    * @generated from field: uint32 capacity = 5;
    */
   capacity: number;
@@ -229,13 +239,15 @@ export type TasksStatus = Message<"carapace.ops.v1.TasksStatus"> & {
   oldestQueuedAgeMs: bigint;
 
   /**
-   * Worker slots in use and configured.
+   * Worker slots running an attempt now.
    *
    * @generated from field: uint32 worker_slots_busy = 7;
    */
   workerSlotsBusy: number;
 
   /**
+   * Worker slots configured (tasks.concurrency).
+   *
    * @generated from field: uint32 worker_slots_total = 8;
    */
   workerSlotsTotal: number;
@@ -318,35 +330,44 @@ export type UpdateStatus = Message<"carapace.ops.v1.UpdateStatus"> & {
   managed: boolean;
 
   /**
-   * Version running now, and the one before the last update (empty when none).
+   * Version running now.
    *
    * @generated from field: string current_version = 2;
    */
   currentVersion: string;
 
   /**
+   * The version before the last update (empty when none).
+   *
    * @generated from field: string previous_version = 3;
    */
   previousVersion: string;
 
   /**
-   * The update transaction, if any: its state (in_progress, applied, failed), phase and error.
+   * The update transaction's state (in_progress, applied, failed); empty when there is none,
+   * "corrupt" when transaction.json cannot be read.
    *
    * @generated from field: string transaction_state = 4;
    */
   transactionState: string;
 
   /**
+   * The transaction's phase (created, downloading, ..., applied), or "failed (in <phase>)".
+   *
    * @generated from field: string transaction_phase = 5;
    */
   transactionPhase: string;
 
   /**
+   * The version the transaction installs.
+   *
    * @generated from field: string transaction_version = 6;
    */
   transactionVersion: string;
 
   /**
+   * The transaction's last error (or why transaction.json cannot be read); empty when none.
+   *
    * @generated from field: string last_error = 7;
    */
   lastError: string;
@@ -367,6 +388,8 @@ export const UpdateStatusSchema: GenMessage<UpdateStatus> = /*@__PURE__*/
   messageDesc(file_carapace_ops_v1_ops, 7);
 
 /**
+ * The server's status: identity, listener, credentials, checks and per-feature sections.
+ *
  * @generated from message carapace.ops.v1.GetStatusResponse
  */
 export type GetStatusResponse = Message<"carapace.ops.v1.GetStatusResponse"> & {
@@ -378,6 +401,8 @@ export type GetStatusResponse = Message<"carapace.ops.v1.GetStatusResponse"> & {
   version: string;
 
   /**
+   * When the server process started.
+   *
    * @generated from field: google.protobuf.Timestamp started_at = 2;
    */
   startedAt?: Timestamp | undefined;
@@ -390,6 +415,8 @@ export type GetStatusResponse = Message<"carapace.ops.v1.GetStatusResponse"> & {
   uptimeSeconds: bigint;
 
   /**
+   * The server's process id.
+   *
    * @generated from field: int32 pid = 4;
    */
   pid: number;
@@ -402,25 +429,29 @@ export type GetStatusResponse = Message<"carapace.ops.v1.GetStatusResponse"> & {
   nodeVersion: string;
 
   /**
-   * process.platform and process.arch, e.g. "linux" and "x64".
+   * process.platform, e.g. "linux".
    *
    * @generated from field: string platform = 6;
    */
   platform: string;
 
   /**
+   * process.arch, e.g. "x64".
+   *
    * @generated from field: string arch = 7;
    */
   arch: string;
 
   /**
-   * The address and port the server listens on.
+   * The address the server listens on.
    *
    * @generated from field: string bind = 8;
    */
   bind: string;
 
   /**
+   * The port the server listens on.
+   *
    * @generated from field: uint32 port = 9;
    */
   port: number;
@@ -433,16 +464,22 @@ export type GetStatusResponse = Message<"carapace.ops.v1.GetStatusResponse"> & {
   tls: boolean;
 
   /**
+   * Absolute path of the state directory.
+   *
    * @generated from field: string state_dir = 11;
    */
   stateDir: string;
 
   /**
+   * Where the bearer token comes from.
+   *
    * @generated from field: carapace.ops.v1.AuthMode auth_mode = 12;
    */
   authMode: AuthMode;
 
   /**
+   * Where the server secret comes from.
+   *
    * @generated from field: carapace.ops.v1.SecretSource secret_source = 13;
    */
   secretSource: SecretSource;
@@ -455,11 +492,15 @@ export type GetStatusResponse = Message<"carapace.ops.v1.GetStatusResponse"> & {
   overall: OverallStatus;
 
   /**
+   * Every health check, in a stable order.
+   *
    * @generated from field: repeated carapace.ops.v1.Check checks = 15;
    */
   checks: Check[];
 
   /**
+   * Process-level measurements.
+   *
    * @generated from field: carapace.ops.v1.Diagnostics diagnostics = 16;
    */
   diagnostics?: Diagnostics | undefined;
@@ -472,21 +513,29 @@ export type GetStatusResponse = Message<"carapace.ops.v1.GetStatusResponse"> & {
   shuttingDown: boolean;
 
   /**
+   * The log pipeline.
+   *
    * @generated from field: carapace.ops.v1.LogsStatus logs = 20;
    */
   logs?: LogsStatus | undefined;
 
   /**
+   * The durable task queue.
+   *
    * @generated from field: carapace.ops.v1.TasksStatus tasks = 21;
    */
   tasks?: TasksStatus | undefined;
 
   /**
+   * Backups of the state dir.
+   *
    * @generated from field: carapace.ops.v1.BackupStatus backup = 22;
    */
   backup?: BackupStatus | undefined;
 
   /**
+   * Self-update.
+   *
    * @generated from field: carapace.ops.v1.UpdateStatus update = 23;
    */
   update?: UpdateStatus | undefined;
@@ -513,11 +562,15 @@ export type LogEntry = Message<"carapace.ops.v1.LogEntry"> & {
   seq: bigint;
 
   /**
+   * When the record was logged.
+   *
    * @generated from field: google.protobuf.Timestamp time = 2;
    */
   time?: Timestamp | undefined;
 
   /**
+   * The record's severity.
+   *
    * @generated from field: carapace.ops.v1.LogLevel level = 3;
    */
   level: LogLevel;
@@ -530,6 +583,8 @@ export type LogEntry = Message<"carapace.ops.v1.LogEntry"> & {
   component: string;
 
   /**
+   * The log line, redacted.
+   *
    * @generated from field: string message = 5;
    */
   message: string;
@@ -586,6 +641,8 @@ export const LogFilterSchema: GenMessage<LogFilter> = /*@__PURE__*/
   messageDesc(file_carapace_ops_v1_ops, 10);
 
 /**
+ * Which records TailLogs returns.
+ *
  * @generated from message carapace.ops.v1.TailLogsRequest
  */
 export type TailLogsRequest = Message<"carapace.ops.v1.TailLogsRequest"> & {
@@ -597,6 +654,8 @@ export type TailLogsRequest = Message<"carapace.ops.v1.TailLogsRequest"> & {
   limit?: number | undefined;
 
   /**
+   * Which records match (unset: all).
+   *
    * @generated from field: carapace.ops.v1.LogFilter filter = 2;
    */
   filter?: LogFilter | undefined;
@@ -624,6 +683,8 @@ export const TailLogsRequestSchema: GenMessage<TailLogsRequest> = /*@__PURE__*/
   messageDesc(file_carapace_ops_v1_ops, 11);
 
 /**
+ * A snapshot of matching records and the cursor for the next call.
+ *
  * @generated from message carapace.ops.v1.TailLogsResponse
  */
 export type TailLogsResponse = Message<"carapace.ops.v1.TailLogsResponse"> & {
@@ -665,6 +726,8 @@ export const TailLogsResponseSchema: GenMessage<TailLogsResponse> = /*@__PURE__*
   messageDesc(file_carapace_ops_v1_ops, 12);
 
 /**
+ * Which records FollowLogs streams.
+ *
  * @generated from message carapace.ops.v1.FollowLogsRequest
  */
 export type FollowLogsRequest = Message<"carapace.ops.v1.FollowLogsRequest"> & {
@@ -676,6 +739,8 @@ export type FollowLogsRequest = Message<"carapace.ops.v1.FollowLogsRequest"> & {
   tail?: number | undefined;
 
   /**
+   * Which records match (unset: all).
+   *
    * @generated from field: carapace.ops.v1.LogFilter filter = 2;
    */
   filter?: LogFilter | undefined;
@@ -696,10 +761,14 @@ export const FollowLogsRequestSchema: GenMessage<FollowLogsRequest> = /*@__PURE_
   messageDesc(file_carapace_ops_v1_ops, 13);
 
 /**
+ * One event of the follow stream.
+ *
  * @generated from message carapace.ops.v1.FollowLogsResponse
  */
 export type FollowLogsResponse = Message<"carapace.ops.v1.FollowLogsResponse"> & {
   /**
+   * A record, or a marker for records skipped.
+   *
    * @generated from oneof carapace.ops.v1.FollowLogsResponse.event
    */
   event: {
@@ -735,6 +804,8 @@ export const FollowLogsResponseSchema: GenMessage<FollowLogsResponse> = /*@__PUR
  */
 export enum CheckStatus {
   /**
+   * Not set; never sent by the server.
+   *
    * @generated from enum value: CHECK_STATUS_UNSPECIFIED = 0;
    */
   UNSPECIFIED = 0,
@@ -774,6 +845,8 @@ export const CheckStatusSchema: GenEnum<CheckStatus> = /*@__PURE__*/
  */
 export enum OverallStatus {
   /**
+   * Not set; never sent by the server.
+   *
    * @generated from enum value: OVERALL_STATUS_UNSPECIFIED = 0;
    */
   UNSPECIFIED = 0,
@@ -813,6 +886,8 @@ export const OverallStatusSchema: GenEnum<OverallStatus> = /*@__PURE__*/
  */
 export enum AuthMode {
   /**
+   * Not set; never sent by the server.
+   *
    * @generated from enum value: AUTH_MODE_UNSPECIFIED = 0;
    */
   UNSPECIFIED = 0,
@@ -845,6 +920,8 @@ export const AuthModeSchema: GenEnum<AuthMode> = /*@__PURE__*/
  */
 export enum SecretSource {
   /**
+   * Not set; never sent by the server.
+   *
    * @generated from enum value: SECRET_SOURCE_UNSPECIFIED = 0;
    */
   UNSPECIFIED = 0,
@@ -877,36 +954,50 @@ export const SecretSourceSchema: GenEnum<SecretSource> = /*@__PURE__*/
  */
 export enum LogLevel {
   /**
+   * Not set: in a filter, no minimum level.
+   *
    * @generated from enum value: LOG_LEVEL_UNSPECIFIED = 0;
    */
   UNSPECIFIED = 0,
 
   /**
+   * Finest detail, off unless --log-level trace.
+   *
    * @generated from enum value: LOG_LEVEL_TRACE = 1;
    */
   TRACE = 1,
 
   /**
+   * Diagnostic detail.
+   *
    * @generated from enum value: LOG_LEVEL_DEBUG = 2;
    */
   DEBUG = 2,
 
   /**
+   * Normal operation.
+   *
    * @generated from enum value: LOG_LEVEL_INFO = 3;
    */
   INFO = 3,
 
   /**
+   * Something an operator should look at.
+   *
    * @generated from enum value: LOG_LEVEL_WARN = 4;
    */
   WARN = 4,
 
   /**
+   * An operation failed.
+   *
    * @generated from enum value: LOG_LEVEL_ERROR = 5;
    */
   ERROR = 5,
 
   /**
+   * The server cannot go on.
+   *
    * @generated from enum value: LOG_LEVEL_FATAL = 6;
    */
   FATAL = 6,

@@ -1,0 +1,136 @@
+/**
+ * The Node request handler for every RPC, like connect-node's `connectNodeAdapter` (same router,
+ * same request/response conversion) plus what that adapter leaves bare:
+ * - an RPC-shaped request for no route answers UNIMPLEMENTED in the caller's protocol
+ *   (unknown-route.ts); a plain HTTP request goes to `fallback`;
+ * - 415 names the accepted content types (`Accept-Post` and a JSON body), 405 the allowed
+ *   methods (`Allow`), and 505 (a bidi stream over HTTP/1.1) says HTTP/2 is needed.
+ */
+import type { DescMethod } from "@bufbuild/protobuf";
+import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
+import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { rpcError } from "../wire/error-details.js";
+import type { RequestHandler } from "./listener.js";
+import { displayPath, requestPath, rpcProtocolOf, unknownMethodError, writeRpcError } from "./unknown-route.js";
+
+type NodeHandlerFn = RequestHandler;
+type NodeServerRequest = Parameters<RequestHandler>[0];
+type NodeServerResponse = Parameters<typeof universalResponseToNodeResponse>[1];
+
+export interface RpcAdapterOptions extends ConnectRouterOptions {
+  routes(router: ConnectRouter): void;
+  contextValues?: (req: NodeServerRequest) => ContextValues;
+  /** A plain HTTP request (not RPC-shaped) for no RPC route: static files, a JSON 404, ... */
+  fallback: NodeHandlerFn;
+  /** A handler failed after its response began (default: console.error). */
+  onHandlerError?: (method: DescMethod, reason: unknown) => void;
+}
+
+/** Content types each protocol accepts for a method of this kind. */
+function acceptedContentTypes(handler: UniversalHandler): string[] {
+  const unary = handler.method.methodKind === "unary";
+  const out: string[] = [];
+  for (const p of handler.protocolNames) {
+    if (p === "connect") out.push(...(unary ? ["application/json", "application/proto"] : ["application/connect+json", "application/connect+proto"]));
+    else if (p === "grpc") out.push("application/grpc", "application/grpc+proto", "application/grpc+json");
+    else if (p === "grpc-web") out.push("application/grpc-web", "application/grpc-web+proto", "application/grpc-web+json");
+  }
+  return out;
+}
+
+function jsonResponse(status: number, body: unknown, extra: Record<string, string>): UniversalServerResponse {
+  const bytes = new TextEncoder().encode(JSON.stringify(body));
+  return {
+    status,
+    header: new Headers({ "content-type": "application/json; charset=utf-8", ...extra }),
+    body: (async function* () {
+      yield bytes;
+    })(),
+  };
+}
+
+/** Adds what a client needs to fix a refused request to connect's bare 415/405/505 answers. */
+function explainRefusal(res: UniversalServerResponse, handler: UniversalHandler, req: NodeServerRequest): UniversalServerResponse {
+  const path = displayPath(requestPath(req));
+  if (res.status === 415) {
+    const accepted = acceptedContentTypes(handler);
+    const given = req.headers["content-type"] ?? "";
+    return jsonResponse(415, { error: `unsupported content type '${displayPath(String(given))}' for ${path}`, accepted }, { "accept-post": accepted.join(", ") });
+  }
+  if (res.status === 405) {
+    const allowed = handler.allowedMethods.join(", ");
+    const why = handler.allowedMethods.includes("GET") ? "" : " (GET is only for RPCs without side effects)";
+    return jsonResponse(405, { error: `method ${req.method} not allowed for ${path}; use ${allowed}${why}` }, { allow: allowed });
+  }
+  if (res.status === 505) {
+    const body = jsonResponse(505, { error: `${path} is a bidirectional stream: it needs HTTP/2 (h2c with prior knowledge, or TLS with ALPN h2)` }, {});
+    res.header?.forEach((v, k) => body.header!.set(k, v));
+    return body;
+  }
+  return res;
+}
+
+/**
+ * A unary Connect request whose body is not valid protobuf binary: connect-es answers 500
+ * `internal` ("parse binary: ..."), as if the server had failed. It is the request that is
+ * wrong, as for malformed JSON (400 `invalid_argument`), so say so, with the message type.
+ * (Only this unary Connect answer: the gRPC convention for an unparsable request is INTERNAL,
+ * which gRPC clients expect.)
+ */
+async function malformedBinaryIsInvalidArgument(res: UniversalServerResponse, handler: UniversalHandler): Promise<UniversalServerResponse> {
+  if (res.status !== 500 || res.header?.get("content-encoding") || res.body === undefined) return res;
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) chunks.push(chunk);
+  const bytes = Buffer.concat(chunks);
+  const again: UniversalServerResponse = { ...res, body: (async function* () { yield bytes; })() };
+  let parsed: { code?: unknown; message?: unknown };
+  try {
+    parsed = JSON.parse(bytes.toString("utf8")) as typeof parsed;
+  } catch {
+    return again;
+  }
+  const prefix = "parse binary: ";
+  if (parsed.code !== "internal" || typeof parsed.message !== "string" || !parsed.message.startsWith(prefix)) return again;
+  const err = rpcError(`the request body is not a valid ${handler.method.input.typeName} in protobuf binary (${parsed.message.slice(prefix.length)})`, Code.InvalidArgument, { reason: "MALFORMED_REQUEST" });
+  const body = errorToJsonBytes(err, {});
+  const header = new Headers(res.header);
+  header.set("content-length", String(body.byteLength));
+  return { status: codeToHttpStatus(Code.InvalidArgument), header, body: (async function* () { yield body; })() };
+}
+
+/** The RPC handler: every service the routes register, on the given router options. */
+export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
+  if (options.acceptCompression === undefined) options.acceptCompression = [compressionGzip, compressionBrotli];
+  const router = createConnectRouter(options);
+  options.routes(router);
+  const routes = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
+  const services = new Map<string, string[]>();
+  for (const h of router.handlers) services.set(h.service.typeName, [...(services.get(h.service.typeName) ?? []), h.method.name]);
+  const onHandlerError = options.onHandlerError ?? ((method, reason) => console.error(`handler for rpc ${method.name} of ${method.parent.typeName} failed`, reason));
+
+  return (req, res) => {
+    const path = requestPath(req);
+    const handler = routes.get(path);
+    if (!handler) {
+      const protocol = rpcProtocolOf(req);
+      if (protocol === undefined) options.fallback(req, res);
+      else writeRpcError(req, res, protocol, unknownMethodError(path, services));
+      return;
+    }
+    const uReq = universalRequestFromNodeRequest(req, res as NodeServerResponse, undefined, options.contextValues?.(req));
+    handler(uReq)
+      .then((uRes) => (uRes.status === 500 ? malformedBinaryIsInvalidArgument(uRes, handler) : uRes))
+      .then((uRes) => universalResponseToNodeResponse(explainRefusal(uRes, handler, req), res as NodeServerResponse))
+      .catch((reason: unknown) => {
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        onHandlerError(handler.method, reason);
+      });
+  };
+}
