@@ -24,6 +24,8 @@ import { PACKAGE_ROOT, VERSION } from "../version.js";
 import { authGate, FailedAuthLimiter, kPeerAddress } from "./auth.js";
 import { grpcHealthService } from "./grpc-health.js";
 import { healthRoutes } from "./health-routes.js";
+import { corsRoutes } from "./cors.js";
+import { consoleRoutes, consoleUrl, loadAssetSet } from "./static-assets.js";
 import { listen, type Listener } from "./listener.js";
 import { readTlsFiles, resolveServerOptions, isLoopbackAddress, type ServerOptions, type StartFlags } from "./options.js";
 import { BackupManager } from "../backup/backups.js";
@@ -207,6 +209,12 @@ async function startLocked(
     },
   });
   const health = healthRoutes(identity, monitor);
+  // The browser console (built into dist/web) and CORS for pages of other origins that use the API.
+  const consoleOn = config.server?.console !== false;
+  const consoleAssets = consoleOn ? await loadAssetSet(join(PACKAGE_ROOT, "dist", "web")).catch((err: Error) => void log.error({ err: err.message }, "could not load the console")) : undefined;
+  if (consoleOn && !consoleAssets) log.warn("the console is not available (no dist/web/index.html: run `npm run build`); the API is unaffected");
+  const web = consoleOn ? consoleRoutes(consoleAssets) : () => false;
+  const cors = corsRoutes(config.server?.cors?.allowedOrigins ?? []);
 
   const tls = options.tls ? await readTlsFiles(options.tls) : undefined;
   let listener: Listener;
@@ -214,7 +222,7 @@ async function startLocked(
     tasks.worker.start();
     listener = await listen(
       (req, res) => {
-        if (!health(req, res)) rpc(req, res);
+        if (!web(req, res) && !cors(req, res) && !health(req, res)) rpc(req, res);
       },
       { bind: options.bind, port: options.port, ...(tls ? { tls } : {}) },
     );
@@ -231,9 +239,10 @@ async function startLocked(
     log.warn({ bind: options.bind }, "listening on a non-loopback address WITHOUT TLS (--allow-plaintext): tokens cross the network in plaintext");
   }
   if (credentials.secretSource === "generated") log.warn("set CARAPACE_SERVER_SECRET in production (using a generated secret from the state dir)");
+  const consoleAt = consoleAssets ? consoleUrl(options.bind, listener.port, listener.tls) : undefined;
   log.info(
-    { bind: options.bind, port: listener.port, tls: listener.tls, stateDir: paths.root, version: VERSION, authMode: credentials.tokenSource },
-    `listening on ${listener.tls ? "https" : "http"}://${options.bind.includes(":") ? `[${options.bind}]` : options.bind}:${listener.port}`,
+    { bind: options.bind, port: listener.port, tls: listener.tls, stateDir: paths.root, version: VERSION, authMode: credentials.tokenSource, ...(consoleAt ? { console: consoleAt } : {}) },
+    `listening on ${listener.tls ? "https" : "http"}://${options.bind.includes(":") ? `[${options.bind}]` : options.bind}:${listener.port}${consoleAt ? `; console at ${consoleAt}` : ""}`,
   );
 
   // Update protocol after start: once ready, clear the rollback marker (this version is good),
