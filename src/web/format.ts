@@ -51,5 +51,6 @@ export const tsMs = (t: Timestamp | undefined): number | undefined => (t ? times
 export function relative(ms: number | bigint | undefined, now: number): string {
   if (ms === undefined) return "—";
   const diff = (Number(ms) - now) / 1000;
+  if (Math.abs(diff) < 1) return "just now";
   return diff >= 0 ? `in ${duration(diff)}` : `${duration(-diff)} ago`;
 }

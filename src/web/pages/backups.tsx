@@ -263,15 +263,17 @@ function VerifyPanel({ name, onClose }: { name: string; onClose: () => void }) {
 
 function DiffView({ res }: { res: RestoreBackupResponse }) {
   return (
-    <table class="diff">
-      <caption>What the restore would change (dry run: nothing was changed)</caption>
+    <>
+    <p class="table-title" id="diff-title">What the restore would change (dry run: nothing was changed yet)</p>
+    <div class="table-wrap">
+    <table class="diff" aria-labelledby="diff-title">
       <thead>
         <tr>
           <th scope="col">Section</th>
           <th scope="col">Added</th>
           <th scope="col">Changed</th>
           <th scope="col">Removed</th>
-          <th scope="col">Unchanged</th>
+          <th scope="col">Same</th>
         </tr>
       </thead>
       <tbody>
@@ -305,6 +307,8 @@ function DiffView({ res }: { res: RestoreBackupResponse }) {
         ))}
       </tbody>
     </table>
+    </div>
+    </>
   );
 }
 

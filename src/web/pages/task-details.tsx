@@ -3,7 +3,7 @@ import { useEffect, useState } from "preact/hooks";
 import { BlockedReasonSchema, TaskState, type Task } from "../../../gen/carapace/tasks/v1/tasks_pb.js";
 import { tasks, unary } from "../api.js";
 import { isCancel, report, type Problem } from "../errors.js";
-import { dateTime, enumName, relative } from "../format.js";
+import { dateTime, duration, enumName, relative } from "../format.js";
 import { useNow } from "../hooks.js";
 import { payloadJson } from "../task-payload.js";
 import { POLICY_FIELDS, policyError, type PolicyKey } from "../task-payload.js";
@@ -125,7 +125,7 @@ export function TaskDetails({ id, onChanged }: { id: string; onChanged: () => vo
           ["Last error", task.lastError ? <span class="break">{task.lastError}</span> : "—"],
           ...(task.result ? ([["Result", <span class="break">{task.result}</span>]] as [string, preact.ComponentChildren][]) : []),
           ...(task.lease ? ([["Lease", `${task.lease.owner}, expires ${relative(task.lease.expiresAtMs, now)}`]] as [string, string][]) : []),
-          ["Policy", p ? `${p.maxAttempts} attempts, ${p.maxTotalRuntimeMs} ms total, ${p.maxTurns} turns, ${p.maxRunTimeoutSeconds} s per run${task.policyExplicit ? "" : " (not enforced: legacy task)"}` : "—"],
+          ["Policy", p ? `${p.maxAttempts} attempts, ${duration(Number(p.maxTotalRuntimeMs) / 1000)} in total, ${p.maxTurns} turns, ${duration(p.maxRunTimeoutSeconds)} per run${task.policyExplicit ? "" : " (not enforced: legacy task)"}` : "—"],
           ["Labels", Object.keys(task.labels).length ? Object.entries(task.labels).map(([k, v]) => `${k}=${v}`).join(", ") : "—"],
         ]}
       />

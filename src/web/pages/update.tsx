@@ -1,3 +1,4 @@
+import { Code } from "@connectrpc/connect";
 import { useState } from "preact/hooks";
 import {
   RollbackStateSchema,
@@ -35,7 +36,9 @@ export function UpdatePage() {
       setCheck(await updates.checkForUpdate({ channel }, unary()));
     } catch (err) {
       const p = report(err);
-      setCheckProblem({ ...p, text: `Could not check for updates: ${p.text}` });
+      // Unavailable is the release source being unreachable (offline, DNS, 5xx): say so plainly.
+      const hint = p.code === Code.Unavailable ? " The release source did not answer: this machine may be offline. Nothing was changed; try again later." : "";
+      setCheckProblem({ ...p, text: `${p.text}.${hint}`.replace(/\.\./, ".") });
     } finally {
       setChecking(false);
     }
@@ -97,13 +100,13 @@ export function UpdatePage() {
               />
             )}
             {checkProblem && (
-              <Notice tone="fail" title="Update check failed" live>
+              <Notice tone="fail" title="Could not check for updates" live>
                 <span data-testid="check-error">{checkProblem.text}</span>
               </Notice>
             )}
           </div>
           {s?.managed && check?.updateAvailable && <StartUpdate version={check.latestVersion} channel={channel} onEnd={status.refresh} />}
-          {s && !s.managed && <p class="muted">Self-update needs a managed install (`cara install --dir …`); {s.unmanagedReason}</p>}
+          {s && !s.managed && <p class="muted">Installing an update from here needs a managed install (see “This installation”); checking works everywhere.</p>}
         </Section>
       </div>
       <div class="grid-2">
