@@ -47,7 +47,7 @@ test("the server serves the built console at / and /console/..., says where on s
   // API behaviour is unchanged: unknown routes answer JSON 404, /health and RPCs as before.
   const post = await fetch(`${s.baseUrl}/`, { method: "POST" });
   assert.equal(post.status, 404);
-  assert.equal((await post.json()).error, "no route for POST /");
+  assert.equal(((await post.json()) as { error: string }).error, "no route for POST /");
   assert.equal((await fetch(`${s.baseUrl}/health`)).status, 200);
   assert.equal((await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).status, 200);
   assert.equal((await fetch(`${s.baseUrl}/assets/..%2f..%2fpackage.json`)).status, 404);
