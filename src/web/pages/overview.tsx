@@ -41,8 +41,8 @@ export function OverviewPage() {
         <>
           {secretWarning && (
             <Notice tone="warn" title="Set CARAPACE_SERVER_SECRET in production">
-              {secretCheck?.message ?? "The server uses a generated secret from the state dir."} Backups and other integrity tags are keyed from this secret: generate one with{" "}
-              <code>openssl rand -base64 48</code> and set it in the server's environment.
+              This server uses a secret it generated into its state dir. Backup manifests and other integrity tags are keyed from it, and backups leave it out: a rebuilt deployment with a new secret cannot verify its old backups. Generate one with{" "}
+              <code>openssl rand -base64 48</code>, set it in the server's environment and restart.
             </Notice>
           )}
           <div class="verdict" data-testid="verdict">
