@@ -6,12 +6,15 @@
 //   dist/web/assets/favicon-<hash>.svg
 //   every text file also as .gz and .br (compressed here, once, at the highest levels)
 //
+// Files are replaced atomically (temp file + rename) and stale ones removed only afterwards, so a
+// server starting while another build runs (the test suite builds in parallel) always finds a
+// complete console; content-hashed names of unchanged sources are simply rewritten in place.
 // Deterministic: the same sources give the same bytes (esbuild output depends only on its
 // inputs; gzip is written without name or timestamp). Prints the first-load size, gzipped.
 // Usage: node scripts/build-web.mjs [--out DIR]
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { brotliCompressSync, constants as zc, gzipSync } from "node:zlib";
@@ -35,9 +38,17 @@ function hashedName(name, ext, data) {
   return `${name}-${hash}.${ext}`;
 }
 
+/** Writes a file by temp + rename: readers see the old or the new file, never half of one. */
+async function writeAtomic(path, data) {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
 async function main() {
-  await rm(OUT, { recursive: true, force: true });
   await mkdir(ASSETS, { recursive: true });
+  /** Every file this build produces (relative to OUT), with its bytes. */
+  const files = new Map();
 
   const result = await build({
     absWorkingDir: ROOT,
@@ -50,6 +61,7 @@ async function main() {
     jsx: "automatic",
     jsxImportSource: "preact",
     outdir: ASSETS,
+    write: false,
     entryNames: "[name]-[hash]",
     assetNames: "[name]-[hash]",
     charset: "utf8",
@@ -60,14 +72,15 @@ async function main() {
     define: { "process.env.NODE_ENV": '"production"' },
     tsconfig: join(SRC, "tsconfig.json"),
   });
-  const outputs = Object.keys(result.metafile.outputs).map((p) => resolve(ROOT, p));
+  const outputs = result.outputFiles.map((f) => f.path);
   const script = outputs.find((p) => p.endsWith(".js"));
   const style = outputs.find((p) => p.endsWith(".css"));
-  if (!script || !style) throw new Error(`esbuild did not produce one .js and one .css (got ${outputs.map((p) => relative(ROOT, p)).join(", ")})`);
+  if (!script || !style || outputs.length !== 2) throw new Error(`esbuild did not produce one .js and one .css (got ${outputs.map((p) => relative(ROOT, p)).join(", ")})`);
+  for (const f of result.outputFiles) files.set(relative(OUT, f.path), Buffer.from(f.contents));
 
   const favicon = readFileSync(join(SRC, "favicon.svg"));
   const faviconName = hashedName("favicon", "svg", favicon);
-  await writeFile(join(ASSETS, faviconName), favicon);
+  files.set(`assets/${faviconName}`, favicon);
 
   const url = (p) => `/assets/${relative(ASSETS, p)}`;
   const template = await readFile(join(SRC, "index.html"), "utf8");
@@ -76,19 +89,20 @@ async function main() {
     .replace("{{style}}", url(style))
     .replace("{{script}}", url(script));
   if (/\{\{\w+\}\}/.test(html)) throw new Error("src/web/index.html has a placeholder the build does not fill");
-  await writeFile(join(OUT, "index.html"), html);
+  files.set("index.html", Buffer.from(html));
 
   // Precompress every text file (the server picks br, gzip or identity per Accept-Encoding).
-  const files = [join(OUT, "index.html"), ...(await readdir(ASSETS)).map((n) => join(ASSETS, n))];
   const sizes = new Map();
-  for (const file of files) {
-    const data = await readFile(file);
+  for (const [name, data] of [...files]) {
     const gz = gzipSync(data, { level: zc.Z_BEST_COMPRESSION });
     const br = brotliCompressSync(data, { params: { [zc.BROTLI_PARAM_QUALITY]: zc.BROTLI_MAX_QUALITY, [zc.BROTLI_PARAM_SIZE_HINT]: data.length } });
-    await writeFile(`${file}.gz`, gz);
-    await writeFile(`${file}.br`, br);
-    sizes.set(relative(OUT, file), { raw: data.length, gz: gz.length, br: br.length });
+    files.set(`${name}.gz`, gz);
+    files.set(`${name}.br`, br);
+    sizes.set(name, { raw: data.length, gz: gz.length, br: br.length });
   }
+  // The page last: by the time it names the new files they are all in place.
+  for (const [name, data] of [...files].sort(([a], [b]) => (a.startsWith("index.html") ? 1 : 0) - (b.startsWith("index.html") ? 1 : 0))) await writeAtomic(join(OUT, name), data);
+  for (const entry of await readdir(ASSETS)) if (!files.has(`assets/${entry}`)) await rm(join(ASSETS, entry), { force: true });
   const total = [...sizes.values()].reduce((a, s) => ({ raw: a.raw + s.raw, gz: a.gz + s.gz, br: a.br + s.br }), { raw: 0, gz: 0, br: 0 });
   const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
   const lines = [...sizes].map(([name, s]) => `  ${name.padEnd(34)} ${kb(s.raw).padStart(10)}  gzip ${kb(s.gz).padStart(9)}  br ${kb(s.br).padStart(9)}`);

@@ -119,3 +119,30 @@ test("tasks: cancel a queued task, filter by state, edit its policy (bounds chec
   await c.context.close();
   await s.stop();
 });
+
+test("tasks: a blocked task (no LLM provider, attempts used up) shows why; raise its attempts and resume it", browserTest, async () => {
+  const s = await startCara();
+  const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { agentTurn: { message: "summarize" } }, policy: { maxAttempts: 1 } }, s.token);
+  const id = created.json.task.id as string;
+  const c = await openConsole(s, { path: `/console/tasks/${id}` });
+  const { page } = c;
+  await signIn(page, s.token);
+  const details = page.locator("#task-details");
+  await page.locator("[data-testid=task-state]", { hasText: "blocked" }).waitFor();
+  await details.getByText("no LLM provider configured").first().waitFor();
+  assert.ok(await details.getByRole("button", { name: "Cancel" }).isEnabled());
+  await details.getByRole("button", { name: "Edit policy…" }).click();
+  await details.getByLabel(/^Max attempts/).fill("5");
+  await details.getByRole("button", { name: "Save policy" }).click();
+  await details.getByText("1 of 5").waitFor();
+  await details.getByRole("button", { name: "Resume" }).click();
+  // Resumed: the worker runs it again (and, still without a provider, it waits to retry).
+  await details.getByText("2 of 5").waitFor();
+  const task = (await connectJson(s, "carapace.tasks.v1.TasksService/GetTask", { id }, s.token)).json.task;
+  assert.equal(task.attempts, 2);
+  assert.notEqual(task.state, "TASK_STATE_BLOCKED");
+  await screenshot(page, "tasks-resumed-desktop");
+  assertCleanPage(c, s.baseUrl);
+  await c.context.close();
+  await s.stop();
+});

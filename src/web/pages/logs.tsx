@@ -1,4 +1,5 @@
 import type { JsonObject } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { LogLevel, LogLevelSchema } from "../../../gen/carapace/ops/v1/ops_pb.js";
 import { ops, unary } from "../api.js";
@@ -142,7 +143,7 @@ export function LogsPage() {
           if (stop.signal.aborted || isCancel(err)) return;
           const p = report(err);
           setProblem(p);
-          if (p.code === 3 /* InvalidArgument: a bad filter; waiting will not fix it */) return;
+          if (p.code === Code.InvalidArgument) return; // a bad filter: waiting will not fix it
         }
         await sleep(Math.min(10_000, 1000 * 2 ** Math.min(attempt, 4)), stop.signal);
       }
