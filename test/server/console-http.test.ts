@@ -128,3 +128,36 @@ test("default: no origin is allowed", async () => {
   assert.equal(res.headers.get("access-control-allow-origin"), null);
   await s.stop();
 });
+
+test("over TLS (h2, as browsers use it) the console answers with the same headers and precompressed bodies", async () => {
+  const { selfSignedCert } = await import("../helpers/tls-cert.js");
+  const http2 = await import("node:http2");
+  const { cert, key } = await selfSignedCert();
+  const s = await startCara({ args: ["--tls-cert", cert, "--tls-key", key] });
+  const listening = s.lines.map((l) => JSON.parse(l) as { msg: string }).find((r) => r.msg.startsWith("listening on"))!;
+  assert.equal(listening.msg, `listening on https://127.0.0.1:${s.port}; console at https://127.0.0.1:${s.port}/`);
+  const session = http2.connect(`https://127.0.0.1:${s.port}`, { ca: await readFile(cert) });
+  try {
+    const get = (path: string, headers: Record<string, string> = {}) =>
+      new Promise<{ headers: Record<string, unknown>; body: Buffer }>((resolve, reject) => {
+        const req = session.request({ ":path": path, ...headers });
+        const chunks: Buffer[] = [];
+        let head: Record<string, unknown> = {};
+        req.on("response", (h) => (head = h));
+        req.on("data", (c: Buffer) => chunks.push(c));
+        req.on("end", () => resolve({ headers: head, body: Buffer.concat(chunks) }));
+        req.on("error", reject);
+        req.end();
+      });
+    const page = await get("/console/logs", { "accept-encoding": "br" });
+    assert.equal(page.headers[":status"], 200);
+    assert.equal(page.headers["content-encoding"], "br");
+    assert.match(String(page.headers["content-security-policy"]), /frame-ancestors 'none'/);
+    assert.deepEqual(page.body, await readFile(join(ROOT, "dist", "web", "index.html.br")));
+    const missing = await get("/assets/%2e%2e/%2e%2e/package.json");
+    assert.equal(missing.headers[":status"], 404);
+  } finally {
+    session.close();
+  }
+  await s.stop();
+});
