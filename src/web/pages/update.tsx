@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { useState } from "preact/hooks";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import {
   RollbackStateSchema,
   UpdateOutcome,
@@ -154,18 +154,28 @@ function StartUpdate({ version, channel, onEnd }: { version: string; channel: st
   const [confirming, setConfirming] = useState(false);
   const [progress, setProgress] = useState<StartUpdateResponse | undefined>();
   const [lines, setLines] = useState<string[]>([]);
+  // The download figures of the last message that had them (later phases send none).
+  const [transfer, setTransfer] = useState({ done: 0, total: 0, what: "" });
   const [problem, setProblem] = useState<Problem | undefined>();
   const [running, setRunning] = useState(false);
   const signal = useUnmountSignal();
+  const log = useRef<HTMLPreElement>(null);
+  // Keep the newest step in view.
+  useLayoutEffect(() => {
+    if (log.current) log.current.scrollTop = log.current.scrollHeight;
+  }, [lines]);
   const start = async () => {
     setRunning(true);
     setConfirming(false);
     setProblem(undefined);
     setLines([]);
+    setTransfer({ done: 0, total: 0, what: "" });
     try {
       for await (const msg of updates.startUpdate({ version, channel, restart, yes: true }, { signal })) {
         setProgress(msg);
-        if (msg.message) setLines((l) => [...l.slice(-19), msg.message]);
+        if (msg.phase === UpdatePhase.DOWNLOADING && msg.bytesTotal > 0n) setTransfer({ done: Number(msg.bytesDone), total: Number(msg.bytesTotal), what: msg.message.replace(/^downloading /, "") });
+        // One line per step (download progress repeats the same message).
+        if (msg.message) setLines((l) => (l[l.length - 1] === msg.message ? l : [...l.slice(-49), msg.message]));
       }
     } catch (err) {
       if (!isCancel(err)) setProblem(report(err));
@@ -209,13 +219,17 @@ function StartUpdate({ version, channel, onEnd }: { version: string; channel: st
               </li>
             ))}
           </ol>
-          <progress max={Number(progress.bytesTotal) || 1} value={Number(progress.bytesDone)} aria-label="Download progress" />
+          <progress max={transfer.total || 1} value={transfer.total ? transfer.done : 0} aria-label="Download progress" />
           <span class="num">
             {" "}
-            {bytes(progress.bytesDone)}
-            {progress.bytesTotal ? ` of ${bytes(progress.bytesTotal)}` : ""} · attempt {progress.attempt} of {progress.maxAttempts}
+            {transfer.what ? `${transfer.what}: ` : ""}
+            {bytes(transfer.done)}
+            {transfer.total ? ` of ${bytes(transfer.total)}` : ""}
+            {progress.maxAttempts ? ` · attempt ${progress.attempt} of ${progress.maxAttempts}` : ""}
           </span>
-          <pre class="update-log">{lines.join("\n")}</pre>
+          <pre class="update-log" ref={log}>
+            {lines.join("\n")}
+          </pre>
         </div>
       )}
       {result && (
