@@ -3,7 +3,7 @@
 //
 // Builds cara (npm run build) and packs one platform-independent, self-contained release asset:
 //
-//   DIR/carapace-<version>.tar.gz   carapace-<version>/{package.json, bin/cara.js, dist/{src,gen},
+//   DIR/carapace-<version>.tar.gz   carapace-<version>/{package.json, bin/cara.js, dist/{src,gen,web},
 //                                   assets/ (if any), README.md, LICENSE* (if any), node_modules/
 //                                   (production dependencies only, copied from ./node_modules as
 //                                   listed in package-lock.json)}
@@ -158,14 +158,15 @@ function productionPackages(pkg) {
   return out.sort();
 }
 
-/** Every compiled file under dist/<area> whose TypeScript source still exists in <area>. */
-function addCompiled(members, top, area) {
+/** Every compiled file under dist/<area> whose TypeScript source still exists in <area> (`skip`: subdirectories tsc does not compile). */
+function addCompiled(members, top, area, skip = []) {
   const walk = (rel) => {
     const srcDir = join(ROOT, area, rel);
     if (!existsSync(srcDir)) return;
     for (const entry of sortedDir(srcDir)) {
       const relPath = rel === "" ? entry.name : `${rel}/${entry.name}`;
       if (entry.isDirectory()) {
+        if (skip.includes(relPath)) continue;
         walk(relPath);
       } else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")) {
         const js = relPath.replace(/\.ts$/, ".js");
@@ -273,8 +274,11 @@ async function main() {
   members.addData(`${top}/package.json`, Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
 
   members.addFile(`${top}/bin/cara.js`, join(ROOT, "bin", "cara.js"));
-  addCompiled(members, top, "src");
+  // src/web is the browser console: esbuild bundles it into dist/web (scripts/build-web.mjs).
+  addCompiled(members, top, "src", ["web"]);
   addCompiled(members, top, "gen");
+  if (!existsSync(join(ROOT, "dist", "web", "index.html"))) throw new Error("dist/web/index.html is missing; the console is not built (run npm run build)");
+  members.addTree(`${top}/dist/web`, join(ROOT, "dist", "web"));
   if (existsSync(join(ROOT, "assets"))) members.addTree(`${top}/assets`, join(ROOT, "assets"));
   members.addFile(`${top}/README.md`, join(ROOT, "README.md"));
   for (const entry of sortedDir(ROOT)) {

@@ -1,7 +1,9 @@
 // Runs every test/**/*.test.ts with node:test (Node 20 has no glob support in --test).
 // Extra arguments are passed to node, e.g. `npm test -- --test-name-pattern=status`.
+// `--browser-only` (npm run test:browser) runs only the browser tests (test/web) and fails when
+// Chromium is missing; a plain run skips them then, and says so first.
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
 function find(dir) {
@@ -9,8 +11,22 @@ function find(dir) {
     e.isDirectory() ? find(join(dir, e.name)) : e.name.endsWith(".test.ts") ? [join(dir, e.name)] : [],
   );
 }
-const only = process.argv.slice(2).filter((a) => !a.startsWith("-"));
-const flags = process.argv.slice(2).filter((a) => a.startsWith("-"));
-const files = only.length > 0 ? only : find("test").sort();
-const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=240000", ...flags, ...files], { stdio: "inherit" });
+const args = process.argv.slice(2);
+const browserOnly = args.includes("--browser-only");
+const only = args.filter((a) => !a.startsWith("-"));
+const flags = args.filter((a) => a.startsWith("-") && a !== "--browser-only");
+const files = only.length > 0 ? only : find(browserOnly ? join("test", "web") : "test").sort();
+
+const chromium = process.env.CARA_CHROMIUM ?? "/usr/bin/chromium";
+const env = { ...process.env };
+if (browserOnly) {
+  if (!existsSync(chromium)) {
+    process.stderr.write(`npm run test:browser: Chromium not found at ${chromium}. Install it (apt-get install chromium) or set CARA_CHROMIUM.\n`);
+    process.exit(1);
+  }
+  env.CARA_BROWSER_TESTS = "required";
+} else if (!existsSync(chromium) && files.some((f) => f.startsWith(join("test", "web")))) {
+  process.stdout.write(`NOTE: Chromium not found at ${chromium}: the browser tests in test/web are SKIPPED (install it with apt-get install chromium; npm run test:browser fails without it).\n`);
+}
+const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=240000", ...flags, ...files], { stdio: "inherit", env });
 process.exit(result.status ?? 1);

@@ -4,10 +4,11 @@ import { createReadStream } from "node:fs";
 import { once } from "node:events";
 import { PassThrough, type Readable } from "node:stream";
 import { BackupProblemKind, type BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
-import { BackupTooLargeError, PROBLEM_KINDS, StagingError, StateChangedError, type Problem } from "./archive.js";
-import { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary } from "./backups.js";
+import { BackupTooLargeError, PROBLEM_KINDS, StagingError, StateChangedError, type Problem, type ReadBackupResult } from "./archive.js";
+import { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary, type RestoreOutcome } from "./backups.js";
 import type { Manifest } from "./manifest.js";
 import { StateListingError, UnknownSectionError, type Exclusion } from "./sections.js";
+import { BackupUploads, UploadError } from "./uploads.js";
 import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 import { invalidField, rpcError } from "../wire/error-details.js";
 
@@ -29,6 +30,11 @@ function toConnectError(err: unknown, directory: string, sectionsField = "sectio
   if (err instanceof StateChangedError) return rpcError(err.message, Code.Aborted, { reason: "BACKUP_STATE_CHANGED", retryAfterMs: 1000 });
   if (err instanceof RestoreRolledBackError) return rpcError(err.message, Code.Aborted, { reason: "RESTORE_ROLLED_BACK" });
   if (err instanceof UnknownSectionError) return invalidField(err.message, "BACKUP_SECTION_UNKNOWN", sectionsField);
+  if (err instanceof UploadError) {
+    if (err.kind === "invalid") return rpcError(err.message, Code.InvalidArgument, { reason: "BACKUP_UPLOAD_INVALID" });
+    if (err.kind === "precondition") return rpcError(err.message, Code.FailedPrecondition, { reason: "BACKUP_UPLOAD_PRECONDITION" });
+    return rpcError(err.message, Code.ResourceExhausted, { reason: "BACKUP_UPLOAD_LIMIT" });
+  }
   if (isDiskFull(err)) return rpcError(`${describeDiskFull(err, directory, "backup failed")}; nothing was changed`, Code.ResourceExhausted, { reason: "DISK_FULL" });
   const code = (err as NodeJS.ErrnoException).code;
   if (code === "EIO") return rpcError(`the state dir's filesystem failed (${code}); nothing was changed`, Code.Unavailable, { reason: "STATE_DIR_UNAVAILABLE" });
@@ -65,6 +71,22 @@ function summaryHeader(s: BackupSummary) {
   };
 }
 
+/** A stream of the archive named `name` in the backups dir; a bad name is InvalidArgument, an unknown one NotFound. */
+async function openStored(manager: BackupManager, name: string, field: string): Promise<Readable> {
+  let path: string;
+  try {
+    path = manager.backupPath(name);
+  } catch (err) {
+    throw invalidField((err as Error).message, "BACKUP_NAME_INVALID", field);
+  }
+  const body = createReadStream(path);
+  await once(body, "open").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") throw rpcError(`no backup named '${name}' (see cara backup list)`, Code.NotFound, { reason: "BACKUP_NOT_FOUND" });
+    throw rpcError(err.message, Code.Internal, { reason: "INTERNAL" });
+  });
+  return body;
+}
+
 type Part<H> = { part: { case: "header"; value: H } | { case: "chunk"; value: Uint8Array } | { case: undefined; value?: undefined } };
 
 /**
@@ -76,15 +98,7 @@ async function headerAndBody<H extends { backupName?: string | undefined }>(requ
   const first = await it.next();
   if (first.done || first.value.part.case !== "header") throw invalidField("the first message must be the header", "BACKUP_STREAM_INVALID", "header");
   const header = first.value.part.value;
-  if (header.backupName !== undefined) {
-    const path = manager.backupPath(header.backupName);
-    const body = createReadStream(path);
-    await once(body, "open").catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") throw rpcError(`no backup named '${header.backupName}' (see cara backup list)`, Code.NotFound, { reason: "BACKUP_NOT_FOUND" });
-      throw rpcError(err.message, Code.Internal, { reason: "INTERNAL" });
-    });
-    return { header, body, pump: Promise.resolve() };
-  }
+  if (header.backupName !== undefined) return { header, body: await openStored(manager, header.backupName, "header.backup_name"), pump: Promise.resolve() };
   const body = new PassThrough();
   const pump = (async () => {
     try {
@@ -100,8 +114,47 @@ async function headerAndBody<H extends { backupName?: string | undefined }>(requ
   return { header, body, pump };
 }
 
+/** InspectBackupResponse for a verified archive. */
+function inspectAnswer(res: ReadBackupResult, includeFiles: boolean) {
+  return {
+    ...(res.manifest ? { manifest: manifestSummary(res.manifest, res.foreign, { sha256: res.archiveSha256, bytes: res.archiveBytes }) } : {}),
+    verification: {
+      ok: res.ok && !res.foreign,
+      problems: [
+        ...res.problems.map((p) => ({ kind: problemKind(p), path: p.path, message: p.message })),
+        ...(res.foreign && res.ok ? [{ kind: BackupProblemKind.FOREIGN, path: "manifest.json", message: "the manifest's HMAC does not match this deployment's server secret: the backup was made by another deployment (or the manifest was changed)" }] : []),
+      ],
+      problemsTruncated: res.problemsTruncated,
+    },
+    files: includeFiles ? res.files.map((f) => ({ path: f.path, size: BigInt(f.size), mode: f.mode, sha256: f.sha256 })) : [],
+  };
+}
+
+/** RestoreBackupResponse for a restore (or its dry run). */
+function restoreAnswer(res: RestoreOutcome) {
+  const cap = (l: string[]) => l.slice(0, 1000);
+  return {
+    dryRun: res.dryRun,
+    manifest: manifestSummary(res.manifest, res.foreign),
+    diffs: res.diffs.map((d) => ({
+      section: d.section,
+      addedCount: d.added.length,
+      changedCount: d.changed.length,
+      removedCount: d.removed.length,
+      unchangedCount: d.unchanged,
+      added: cap(d.added),
+      changed: cap(d.changed),
+      removed: cap(d.removed),
+      truncated: d.added.length > 1000 || d.changed.length > 1000 || d.removed.length > 1000,
+    })),
+    restoredSections: res.restoredSections,
+    ...(res.preRestoreBackupPath ? { preRestoreBackupPath: res.preRestoreBackupPath } : {}),
+  };
+}
+
 /** BackupEntry.origin, from the file name: what made the archive. */
-export function backupOrigin(name: string): "task" | "pre-restore" | "pre-update" | "other" {
+export function backupOrigin(name: string): "task" | "pre-restore" | "pre-update" | "upload" | "other" {
+  if (name.startsWith("upload-")) return "upload";
   if (name.startsWith("scheduled-")) return "task";
   if (name.startsWith("pre-restore-")) return "pre-restore";
   if (name.startsWith("pre-update-")) return "pre-update";
@@ -110,6 +163,7 @@ export function backupOrigin(name: string): "task" | "pre-restore" | "pre-update
 
 /** Adapts the backup manager to `carapace.backup.v1.BackupService`. */
 export function backupService(manager: BackupManager, onStreamed?: (sha256: string) => void): ServiceImpl<typeof BackupService> {
+  const uploads = new BackupUploads(manager.directory);
   return {
     async *createBackup(req) {
       const out = new PassThrough();
@@ -138,18 +192,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         const { header, body, pump } = await headerAndBody(requests, manager);
         const res = await manager.inspect(body);
         await pump;
-        return {
-          ...(res.manifest ? { manifest: manifestSummary(res.manifest, res.foreign, { sha256: res.archiveSha256, bytes: res.archiveBytes }) } : {}),
-          verification: {
-            ok: res.ok && !res.foreign,
-            problems: [
-              ...res.problems.map((p) => ({ kind: problemKind(p), path: p.path, message: p.message })),
-              ...(res.foreign && res.ok ? [{ kind: BackupProblemKind.FOREIGN, path: "manifest.json", message: "the manifest's HMAC does not match this deployment's server secret: the backup was made by another deployment (or the manifest was changed)" }] : []),
-            ],
-            problemsTruncated: res.problemsTruncated,
-          },
-          files: header.includeFiles ? res.files.map((f) => ({ path: f.path, size: BigInt(f.size), mode: f.mode, sha256: f.sha256 })) : [],
-        };
+        return inspectAnswer(res, header.includeFiles);
       } catch (err) {
         throw toConnectError(err, manager.directory);
       }
@@ -159,26 +202,33 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         const { header, body, pump } = await headerAndBody(requests, manager);
         const res = await manager.restore(body, { dryRun: header.dryRun, sections: header.sections, force: header.force, allowForeign: header.allowForeign });
         await pump;
-        const cap = (l: string[]) => l.slice(0, 1000);
-        return {
-          dryRun: res.dryRun,
-          manifest: manifestSummary(res.manifest, res.foreign),
-          diffs: res.diffs.map((d) => ({
-            section: d.section,
-            addedCount: d.added.length,
-            changedCount: d.changed.length,
-            removedCount: d.removed.length,
-            unchangedCount: d.unchanged,
-            added: cap(d.added),
-            changed: cap(d.changed),
-            removed: cap(d.removed),
-            truncated: d.added.length > 1000 || d.changed.length > 1000 || d.removed.length > 1000,
-          })),
-          restoredSections: res.restoredSections,
-          ...(res.preRestoreBackupPath ? { preRestoreBackupPath: res.preRestoreBackupPath } : {}),
-        };
+        return restoreAnswer(res);
       } catch (err) {
         throw toConnectError(err, manager.directory, "header.sections");
+      }
+    },
+    async inspectStoredBackup(req) {
+      try {
+        const res = await manager.inspect(await openStored(manager, req.backupName, "backup_name"));
+        return { result: inspectAnswer(res, req.includeFiles) };
+      } catch (err) {
+        throw toConnectError(err, manager.directory);
+      }
+    },
+    async restoreStoredBackup(req) {
+      try {
+        const body = await openStored(manager, req.backupName, "backup_name");
+        return { result: restoreAnswer(await manager.restore(body, { dryRun: req.dryRun, sections: req.sections, force: req.force, allowForeign: req.allowForeign })) };
+      } catch (err) {
+        throw toConnectError(err, manager.directory);
+      }
+    },
+    async uploadBackup(req) {
+      try {
+        const res = await uploads.append({ uploadId: req.uploadId, offset: req.offset, chunk: req.chunk, finish: req.finish });
+        return { uploadId: res.uploadId, bytesReceived: BigInt(res.bytesReceived), backupName: res.backupName ?? "", sha256: res.sha256 ?? "" };
+      } catch (err) {
+        throw toConnectError(err, manager.directory);
       }
     },
     async listBackups() {

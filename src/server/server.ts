@@ -25,6 +25,8 @@ import { PACKAGE_ROOT, VERSION } from "../version.js";
 import { authGate, clientAddress, FailedAuthLimiter, kPeerAddress, tokenCheck } from "./auth.js";
 import { grpcHealthService } from "./grpc-health.js";
 import { healthRoutes } from "./health-routes.js";
+import { corsRoutes } from "./cors.js";
+import { consoleRoutes, consoleUrl, loadAssetSet } from "./static-assets.js";
 import { listen, type Listener } from "./listener.js";
 import { errorInfoInterceptor } from "./error-info.js";
 import { registerReflection } from "./reflection.js";
@@ -243,6 +245,12 @@ async function startLocked(
   });
   const checkToken = tokenCheck(credentials.token);
   const health = healthRoutes(identity, monitor, (req) => checkToken(req.headers.authorization) === "ok");
+  // The browser console (built into dist/web) and CORS for pages of other origins that use the API.
+  const consoleOn = config.server?.console !== false;
+  const consoleAssets = consoleOn ? await loadAssetSet(join(PACKAGE_ROOT, "dist", "web")).catch((err: Error) => void log.error({ err: err.message }, "could not load the console")) : undefined;
+  if (consoleOn && !consoleAssets) log.warn("the console is not available (no dist/web/index.html: run `npm run build`); the API is unaffected");
+  const web = consoleOn ? consoleRoutes(consoleAssets) : () => false;
+  const cors = corsRoutes(config.server?.cors?.allowedOrigins ?? []);
 
   const tls = options.tls ? await readTlsFiles(options.tls) : undefined;
   let listener: Listener;
@@ -250,7 +258,7 @@ async function startLocked(
     tasks.worker.start();
     listener = await listen(
       (req, res) => {
-        if (!health(req, res)) rpc(req, res);
+        if (!web(req, res) && !cors(req, res) && !health(req, res)) rpc(req, res);
       },
       {
         bind: options.bind,
@@ -273,9 +281,10 @@ async function startLocked(
     log.warn({ bind: options.bind }, "listening on a non-loopback address WITHOUT TLS (--allow-plaintext): tokens cross the network in plaintext");
   }
   if (credentials.secretSource === "generated") log.warn("set CARAPACE_SERVER_SECRET in production (using a generated secret from the state dir)");
+  const consoleAt = consoleAssets ? consoleUrl(options.bind, listener.port, listener.tls) : undefined;
   log.info(
-    { bind: options.bind, port: listener.port, tls: listener.tls, stateDir: paths.root, version: VERSION, authMode: credentials.tokenSource },
-    `listening on ${listener.tls ? "https" : "http"}://${options.bind.includes(":") ? `[${options.bind}]` : options.bind}:${listener.port}`,
+    { bind: options.bind, port: listener.port, tls: listener.tls, stateDir: paths.root, version: VERSION, authMode: credentials.tokenSource, ...(consoleAt ? { console: consoleAt } : {}) },
+    `listening on ${listener.tls ? "https" : "http"}://${options.bind.includes(":") ? `[${options.bind}]` : options.bind}:${listener.port}${consoleAt ? `; console at ${consoleAt}` : ""}`,
   );
 
   // Update protocol after start: once ready, clear the rollback marker (this version is good),

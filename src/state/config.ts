@@ -8,6 +8,21 @@ export type LogLevelName = (typeof LOG_LEVELS)[number];
 const isPort = t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(0, 65535)]);
 const isPositiveInt = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(1)]);
 const isNonNegativeInt = t.cascade(t.isNumber(), [t.isInteger(), t.isAtLeast(0)]);
+/** An exact browser origin as the Origin header carries it ("https://ops.example.com:8443": no path, no slash). */
+const isOrigin = t.makeValidator<unknown, string>({
+  test: (value, state): value is string => {
+    let origin: string | undefined;
+    try {
+      origin = typeof value === "string" && /^https?:\/\//i.test(value) ? new URL(value).origin : undefined;
+    } catch {
+      origin = undefined;
+    }
+    if (origin !== undefined && origin === value) return true;
+    const hint = origin ? `; write it as ${origin}` : " like https://ops.example.com";
+    state?.errors?.push(`${state.p ?? "."}: Expected an exact origin${hint} (got ${JSON.stringify(value)})`);
+    return false;
+  },
+});
 
 /** The schema of `<state>/config.json`. Unknown keys are refused so that typos surface at start. */
 const isConfig = t.isObject({
@@ -35,6 +50,10 @@ const isConfig = t.isObject({
       trustedProxies: t.isOptional(t.isArray(t.isString())),
       /** gRPC server reflection: "token" (default: served, behind the bearer token) or "off". */
       reflection: t.isOptional(t.isEnum(["token", "off"] as const)),
+      /** Serve the browser console at / (default true). */
+      console: t.isOptional(t.isBoolean()),
+      /** Origins (besides the console's own) whose pages may call the API. */
+      cors: t.isOptional(t.isObject({ allowedOrigins: t.isOptional(t.isArray(isOrigin)) })),
     }),
   ),
   logLevel: t.isOptional(t.isEnum(LOG_LEVELS)),

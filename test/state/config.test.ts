@@ -16,9 +16,17 @@ test("config errors name the key path and the rule", () => {
     [{ logLevel: "loud" }, 'invalid config c.json: logLevel: Expected one of "trace", "debug", "info", "warn", "error", or "fatal" (got "loud")'],
     [[], "invalid config c.json: the top level must be a JSON object"],
     [{ health: { diskFreeFloorBytes: -1 } }, "invalid config c.json: health.diskFreeFloorBytes: Expected to be at least 0 (got -1)"],
+    [{ server: { console: "yes" } }, 'invalid config c.json: server.console: Expected a boolean (got "yes")'],
+    [{ server: { cors: { allowedOrigins: ["https://ops.example.com/"] } } }, 'invalid config c.json: server.cors.allowedOrigins[0]: Expected an exact origin; write it as https://ops.example.com (got "https://ops.example.com/")'],
+    [{ server: { cors: { allowedOrigins: ["http://a.example", "HTTP://B.example:80"] } } }, 'invalid config c.json: server.cors.allowedOrigins[1]: Expected an exact origin; write it as http://b.example (got "HTTP://B.example:80")'],
+    [{ server: { cors: { allowedOrigins: ["*"] } } }, 'invalid config c.json: server.cors.allowedOrigins[0]: Expected an exact origin like https://ops.example.com (got "*")'],
+    [{ server: { cors: { allowedOrigins: "https://a.example" } } }, 'invalid config c.json: server.cors.allowedOrigins: Expected an array (got "https://a.example")'],
+    [{ server: { cors: { origins: [] } } }, "invalid config c.json: server.cors.origins: unknown key (got an array)"],
   ];
   for (const [value, message] of cases) assert.throws(() => validateConfig(value, "c.json"), { message });
   assert.deepEqual(validateConfig({ server: { port: 1, bind: "::1" }, logLevel: "debug" }, "c.json"), { server: { port: 1, bind: "::1" }, logLevel: "debug" });
+  const cors = { server: { console: false, cors: { allowedOrigins: ["https://ops.example.com", "http://127.0.0.1:5173", "http://[::1]:8080"] } } };
+  assert.deepEqual(validateConfig(structuredClone(cors), "c.json"), cors);
 });
 
 test("loadConfig: missing file is an empty config; bad JSON and symlinks are refused with the file named", async () => {

@@ -104,6 +104,9 @@ test("the archive: one top directory, production files only, normalized metadata
     "dist/src/update/releases.js",
     "dist/src/update/download.js",
     "dist/gen/carapace/ops/v1/ops_pb.js",
+    "dist/web/index.html",
+    "dist/web/index.html.gz",
+    "dist/web/index.html.br",
     "node_modules/semver/package.json",
     "node_modules/tar/package.json",
     "node_modules/@sigstore/verify/package.json",
@@ -112,6 +115,13 @@ test("the archive: one top directory, production files only, normalized metadata
     "node_modules/clipanion/package.json",
   ]) {
     assert.ok(has(p), `missing ${p}`);
+  }
+  // The built console ships whole: its content-hashed bundle and stylesheet, each precompressed.
+  for (const ext of ["js", "css"]) {
+    for (const suffix of ["", ".gz", ".br"]) {
+      const re = new RegExp(`^${TOP}/dist/web/assets/app-[A-Z0-9]{8}\\.${ext}${suffix.replace(".", "\\.")}$`);
+      assert.equal(paths.filter((p) => re.test(p)).length, 1, `one dist/web/assets/app-<hash>.${ext}${suffix}`);
+    }
   }
   // Dev dependencies (and what only they pull in), sources and tests stay out.
   for (const p of paths) {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file carapace/backup/v1/backup.proto.
  */
 export const file_carapace_backup_v1_backup: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jYXJhcGFjZS9iYWNrdXAvdjEvYmFja3VwLnByb3RvEhJjYXJhcGFjZS5iYWNrdXAudjEiQAoNQmFja3VwU2VjdGlvbhIMCgRuYW1lGAEgASgJEhIKCmZpbGVfY291bnQYAiABKAQSDQoFYnl0ZXMYAyABKAQi0QIKFUJhY2t1cE1hbmlmZXN0U3VtbWFyeRIWCg5mb3JtYXRfdmVyc2lvbhgBIAEoDRIUCgxjYXJhX3ZlcnNpb24YAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgEIAEoCRIzCghzZWN0aW9ucxgFIAMoCzIhLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBTZWN0aW9uEhMKC3RvdGFsX2ZpbGVzGAYgASgEEhMKC3RvdGFsX2J5dGVzGAcgASgEEg8KB2ZvcmVpZ24YCCABKAgSGwoOYXJjaGl2ZV9zaGEyNTYYCSABKAlIAIgBARIaCg1hcmNoaXZlX2J5dGVzGAogASgESAGIAQFCEQoPX2FyY2hpdmVfc2hhMjU2QhAKDl9hcmNoaXZlX2J5dGVzIkYKCkJhY2t1cEZpbGUSDAoEcGF0aBgBIAEoCRIMCgRzaXplGAIgASgEEgwKBG1vZGUYAyABKA0SDgoGc2hhMjU2GAQgASgJIicKE0NyZWF0ZUJhY2t1cFJlcXVlc3QSEAoIc2VjdGlvbnMYASADKAkiRAoTQ3JlYXRlQmFja3VwVHJhaWxlchIWCg5hcmNoaXZlX3NoYTI1NhgBIAEoCRIVCg1hcmNoaXZlX2J5dGVzGAIgASgEIogBChJDcmVhdGVCYWNrdXBIZWFkZXISOwoIbWFuaWZlc3QYASABKAsyKS5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwTWFuaWZlc3RTdW1tYXJ5EjUKCGV4Y2x1ZGVkGAIgAygLMiMuY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cEV4Y2x1c2lvbiKlAQoUQ3JlYXRlQmFja3VwUmVzcG9uc2USOAoGaGVhZGVyGAEgASgLMiYuY2FyYXBhY2UuYmFja3VwLnYxLkNyZWF0ZUJhY2t1cEhlYWRlckgAEg8KBWNodW5rGAIgASgMSAASOgoHdHJhaWxlchgDIAEoCzInLmNhcmFwYWNlLmJhY2t1cC52MS5DcmVhdGVCYWNrdXBUcmFpbGVySABCBgoEcGFydCIvCg9CYWNrdXBFeGNsdXNpb24SDAoEcGF0aBgBIAEoCRIOCgZyZWFzb24YAiABKAkiVgoTSW5zcGVjdEJhY2t1cEhlYWRlchIYCgtiYWNrdXBfbmFtZRgBIAEoCUgAiAEBEhUKDWluY2x1ZGVfZmlsZXMYAiABKAhCDgoMX2JhY2t1cF9uYW1lImoKFEluc3BlY3RCYWNrdXBSZXF1ZXN0EjkKBmhlYWRlchgBIAEoCzInLmNhcmFwYWNlLmJhY2t1cC52MS5JbnNwZWN0QmFja3VwSGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIGCgRwYXJ0ImMKDUJhY2t1cFByb2JsZW0SMwoEa2luZBgBIAEoDjIlLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBQcm9ibGVtS2luZBIMCgRwYXRoGAIgASgJEg8KB21lc3NhZ2UYAyABKAkicQoSQmFja3VwVmVyaWZpY2F0aW9uEgoKAm9rGAEgASgIEjMKCHByb2JsZW1zGAIgAygLMiEuY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cFByb2JsZW0SGgoScHJvYmxlbXNfdHJ1bmNhdGVkGAMgASgIIsEBChVJbnNwZWN0QmFja3VwUmVzcG9uc2USOwoIbWFuaWZlc3QYASABKAsyKS5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwTWFuaWZlc3RTdW1tYXJ5EjwKDHZlcmlmaWNhdGlvbhgCIAEoCzImLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBWZXJpZmljYXRpb24SLQoFZmlsZXMYAyADKAsyHi5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwRmlsZSKIAQoTUmVzdG9yZUJhY2t1cEhlYWRlchIPCgdkcnlfcnVuGAEgASgIEhAKCHNlY3Rpb25zGAIgAygJEg0KBWZvcmNlGAMgASgIEhUKDWFsbG93X2ZvcmVpZ24YBCABKAgSGAoLYmFja3VwX25hbWUYBSABKAlIAIgBAUIOCgxfYmFja3VwX25hbWUiagoUUmVzdG9yZUJhY2t1cFJlcXVlc3QSOQoGaGVhZGVyGAEgASgLMicuY2FyYXBhY2UuYmFja3VwLnYxLlJlc3RvcmVCYWNrdXBIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQivgEKC1NlY3Rpb25EaWZmEg8KB3NlY3Rpb24YASABKAkSEwoLYWRkZWRfY291bnQYAiABKA0SFQoNY2hhbmdlZF9jb3VudBgDIAEoDRIVCg1yZW1vdmVkX2NvdW50GAQgASgNEhcKD3VuY2hhbmdlZF9jb3VudBgFIAEoDRINCgVhZGRlZBgGIAMoCRIPCgdjaGFuZ2VkGAcgAygJEg8KB3JlbW92ZWQYCCADKAkSEQoJdHJ1bmNhdGVkGAkgASgIIvIBChVSZXN0b3JlQmFja3VwUmVzcG9uc2USDwoHZHJ5X3J1bhgBIAEoCBI7CghtYW5pZmVzdBgCIAEoCzIpLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBNYW5pZmVzdFN1bW1hcnkSLgoFZGlmZnMYAyADKAsyHy5jYXJhcGFjZS5iYWNrdXAudjEuU2VjdGlvbkRpZmYSGQoRcmVzdG9yZWRfc2VjdGlvbnMYBCADKAkSJAoXcHJlX3Jlc3RvcmVfYmFja3VwX3BhdGgYBSABKAlIAIgBAUIaChhfcHJlX3Jlc3RvcmVfYmFja3VwX3BhdGgiFAoSTGlzdEJhY2t1cHNSZXF1ZXN0IvkBCgtCYWNrdXBFbnRyeRIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoBBIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgZzaGEyNTYYBSABKAlIAIgBARIQCghzZWN0aW9ucxgGIAMoCRIZCgxjYXJhX3ZlcnNpb24YByABKAlIAYgBARIOCgZvcmlnaW4YCCABKAkSEgoFZXJyb3IYCSABKAlIAogBAUIJCgdfc2hhMjU2Qg8KDV9jYXJhX3ZlcnNpb25CCAoGX2Vycm9yIloKE0xpc3RCYWNrdXBzUmVzcG9uc2USMAoHYmFja3VwcxgBIAMoCzIfLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBFbnRyeRIRCglkaXJlY3RvcnkYAiABKAkq3wQKEUJhY2t1cFByb2JsZW1LaW5kEiMKH0JBQ0tVUF9QUk9CTEVNX0tJTkRfVU5TUEVDSUZJRUQQABImCiJCQUNLVVBfUFJPQkxFTV9LSU5EX01BUktFUl9JTlZBTElEEAESKAokQkFDS1VQX1BST0JMRU1fS0lORF9NQU5JRkVTVF9JTlZBTElEEAISKwonQkFDS1VQX1BST0JMRU1fS0lORF9WRVJTSU9OX1VOU1VQUE9SVEVEEAMSHwobQkFDS1VQX1BST0JMRU1fS0lORF9GT1JFSUdOEAQSJQohQkFDS1VQX1BST0JMRU1fS0lORF9IQVNIX01JU01BVENIEAUSJQohQkFDS1VQX1BST0JMRU1fS0lORF9TSVpFX01JU01BVENIEAYSJQohQkFDS1VQX1BST0JMRU1fS0lORF9FTlRSWV9NSVNTSU5HEAcSKAokQkFDS1VQX1BST0JMRU1fS0lORF9FTlRSWV9VTkVYUEVDVEVEEAgSIwofQkFDS1VQX1BST0JMRU1fS0lORF9VTlNBRkVfUEFUSBAJEiMKH0JBQ0tVUF9QUk9CTEVNX0tJTkRfVU5TQUZFX1RZUEUQChImCiJCQUNLVVBfUFJPQkxFTV9LSU5EX0RVUExJQ0FURV9QQVRIEAsSKAokQkFDS1VQX1BST0JMRU1fS0lORF9PVVRTSURFX1NFQ1RJT05TEAwSIQodQkFDS1VQX1BST0JMRU1fS0lORF9UT09fTEFSR0UQDRInCiNCQUNLVVBfUFJPQkxFTV9LSU5EX0NPUlJVUFRfQVJDSElWRRAOMqkDCg1CYWNrdXBTZXJ2aWNlEmMKDENyZWF0ZUJhY2t1cBInLmNhcmFwYWNlLmJhY2t1cC52MS5DcmVhdGVCYWNrdXBSZXF1ZXN0GiguY2FyYXBhY2UuYmFja3VwLnYxLkNyZWF0ZUJhY2t1cFJlc3BvbnNlMAESZgoNSW5zcGVjdEJhY2t1cBIoLmNhcmFwYWNlLmJhY2t1cC52MS5JbnNwZWN0QmFja3VwUmVxdWVzdBopLmNhcmFwYWNlLmJhY2t1cC52MS5JbnNwZWN0QmFja3VwUmVzcG9uc2UoARJmCg1SZXN0b3JlQmFja3VwEiguY2FyYXBhY2UuYmFja3VwLnYxLlJlc3RvcmVCYWNrdXBSZXF1ZXN0GikuY2FyYXBhY2UuYmFja3VwLnYxLlJlc3RvcmVCYWNrdXBSZXNwb25zZSgBEmMKC0xpc3RCYWNrdXBzEiYuY2FyYXBhY2UuYmFja3VwLnYxLkxpc3RCYWNrdXBzUmVxdWVzdBonLmNhcmFwYWNlLmJhY2t1cC52MS5MaXN0QmFja3Vwc1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Ch9jYXJhcGFjZS9iYWNrdXAvdjEvYmFja3VwLnByb3RvEhJjYXJhcGFjZS5iYWNrdXAudjEiQAoNQmFja3VwU2VjdGlvbhIMCgRuYW1lGAEgASgJEhIKCmZpbGVfY291bnQYAiABKAQSDQoFYnl0ZXMYAyABKAQi0QIKFUJhY2t1cE1hbmlmZXN0U3VtbWFyeRIWCg5mb3JtYXRfdmVyc2lvbhgBIAEoDRIUCgxjYXJhX3ZlcnNpb24YAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgEIAEoCRIzCghzZWN0aW9ucxgFIAMoCzIhLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBTZWN0aW9uEhMKC3RvdGFsX2ZpbGVzGAYgASgEEhMKC3RvdGFsX2J5dGVzGAcgASgEEg8KB2ZvcmVpZ24YCCABKAgSGwoOYXJjaGl2ZV9zaGEyNTYYCSABKAlIAIgBARIaCg1hcmNoaXZlX2J5dGVzGAogASgESAGIAQFCEQoPX2FyY2hpdmVfc2hhMjU2QhAKDl9hcmNoaXZlX2J5dGVzIkYKCkJhY2t1cEZpbGUSDAoEcGF0aBgBIAEoCRIMCgRzaXplGAIgASgEEgwKBG1vZGUYAyABKA0SDgoGc2hhMjU2GAQgASgJIicKE0NyZWF0ZUJhY2t1cFJlcXVlc3QSEAoIc2VjdGlvbnMYASADKAkiRAoTQ3JlYXRlQmFja3VwVHJhaWxlchIWCg5hcmNoaXZlX3NoYTI1NhgBIAEoCRIVCg1hcmNoaXZlX2J5dGVzGAIgASgEIogBChJDcmVhdGVCYWNrdXBIZWFkZXISOwoIbWFuaWZlc3QYASABKAsyKS5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwTWFuaWZlc3RTdW1tYXJ5EjUKCGV4Y2x1ZGVkGAIgAygLMiMuY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cEV4Y2x1c2lvbiKlAQoUQ3JlYXRlQmFja3VwUmVzcG9uc2USOAoGaGVhZGVyGAEgASgLMiYuY2FyYXBhY2UuYmFja3VwLnYxLkNyZWF0ZUJhY2t1cEhlYWRlckgAEg8KBWNodW5rGAIgASgMSAASOgoHdHJhaWxlchgDIAEoCzInLmNhcmFwYWNlLmJhY2t1cC52MS5DcmVhdGVCYWNrdXBUcmFpbGVySABCBgoEcGFydCIvCg9CYWNrdXBFeGNsdXNpb24SDAoEcGF0aBgBIAEoCRIOCgZyZWFzb24YAiABKAkiVgoTSW5zcGVjdEJhY2t1cEhlYWRlchIYCgtiYWNrdXBfbmFtZRgBIAEoCUgAiAEBEhUKDWluY2x1ZGVfZmlsZXMYAiABKAhCDgoMX2JhY2t1cF9uYW1lImoKFEluc3BlY3RCYWNrdXBSZXF1ZXN0EjkKBmhlYWRlchgBIAEoCzInLmNhcmFwYWNlLmJhY2t1cC52MS5JbnNwZWN0QmFja3VwSGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIGCgRwYXJ0ImMKDUJhY2t1cFByb2JsZW0SMwoEa2luZBgBIAEoDjIlLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBQcm9ibGVtS2luZBIMCgRwYXRoGAIgASgJEg8KB21lc3NhZ2UYAyABKAkicQoSQmFja3VwVmVyaWZpY2F0aW9uEgoKAm9rGAEgASgIEjMKCHByb2JsZW1zGAIgAygLMiEuY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cFByb2JsZW0SGgoScHJvYmxlbXNfdHJ1bmNhdGVkGAMgASgIIsEBChVJbnNwZWN0QmFja3VwUmVzcG9uc2USOwoIbWFuaWZlc3QYASABKAsyKS5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwTWFuaWZlc3RTdW1tYXJ5EjwKDHZlcmlmaWNhdGlvbhgCIAEoCzImLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBWZXJpZmljYXRpb24SLQoFZmlsZXMYAyADKAsyHi5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwRmlsZSKIAQoTUmVzdG9yZUJhY2t1cEhlYWRlchIPCgdkcnlfcnVuGAEgASgIEhAKCHNlY3Rpb25zGAIgAygJEg0KBWZvcmNlGAMgASgIEhUKDWFsbG93X2ZvcmVpZ24YBCABKAgSGAoLYmFja3VwX25hbWUYBSABKAlIAIgBAUIOCgxfYmFja3VwX25hbWUiagoUUmVzdG9yZUJhY2t1cFJlcXVlc3QSOQoGaGVhZGVyGAEgASgLMicuY2FyYXBhY2UuYmFja3VwLnYxLlJlc3RvcmVCYWNrdXBIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQivgEKC1NlY3Rpb25EaWZmEg8KB3NlY3Rpb24YASABKAkSEwoLYWRkZWRfY291bnQYAiABKA0SFQoNY2hhbmdlZF9jb3VudBgDIAEoDRIVCg1yZW1vdmVkX2NvdW50GAQgASgNEhcKD3VuY2hhbmdlZF9jb3VudBgFIAEoDRINCgVhZGRlZBgGIAMoCRIPCgdjaGFuZ2VkGAcgAygJEg8KB3JlbW92ZWQYCCADKAkSEQoJdHJ1bmNhdGVkGAkgASgIIvIBChVSZXN0b3JlQmFja3VwUmVzcG9uc2USDwoHZHJ5X3J1bhgBIAEoCBI7CghtYW5pZmVzdBgCIAEoCzIpLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBNYW5pZmVzdFN1bW1hcnkSLgoFZGlmZnMYAyADKAsyHy5jYXJhcGFjZS5iYWNrdXAudjEuU2VjdGlvbkRpZmYSGQoRcmVzdG9yZWRfc2VjdGlvbnMYBCADKAkSJAoXcHJlX3Jlc3RvcmVfYmFja3VwX3BhdGgYBSABKAlIAIgBAUIaChhfcHJlX3Jlc3RvcmVfYmFja3VwX3BhdGgiFAoSTGlzdEJhY2t1cHNSZXF1ZXN0IvkBCgtCYWNrdXBFbnRyeRIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoBBIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgZzaGEyNTYYBSABKAlIAIgBARIQCghzZWN0aW9ucxgGIAMoCRIZCgxjYXJhX3ZlcnNpb24YByABKAlIAYgBARIOCgZvcmlnaW4YCCABKAkSEgoFZXJyb3IYCSABKAlIAogBAUIJCgdfc2hhMjU2Qg8KDV9jYXJhX3ZlcnNpb25CCAoGX2Vycm9yIloKE0xpc3RCYWNrdXBzUmVzcG9uc2USMAoHYmFja3VwcxgBIAMoCzIfLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBFbnRyeRIRCglkaXJlY3RvcnkYAiABKAkiSAoaSW5zcGVjdFN0b3JlZEJhY2t1cFJlcXVlc3QSEwoLYmFja3VwX25hbWUYASABKAkSFQoNaW5jbHVkZV9maWxlcxgCIAEoCCJYChtJbnNwZWN0U3RvcmVkQmFja3VwUmVzcG9uc2USOQoGcmVzdWx0GAEgASgLMikuY2FyYXBhY2UuYmFja3VwLnYxLkluc3BlY3RCYWNrdXBSZXNwb25zZSJ6ChpSZXN0b3JlU3RvcmVkQmFja3VwUmVxdWVzdBITCgtiYWNrdXBfbmFtZRgBIAEoCRIPCgdkcnlfcnVuGAIgASgIEhAKCHNlY3Rpb25zGAMgAygJEg0KBWZvcmNlGAQgASgIEhUKDWFsbG93X2ZvcmVpZ24YBSABKAgiWAobUmVzdG9yZVN0b3JlZEJhY2t1cFJlc3BvbnNlEjkKBnJlc3VsdBgBIAEoCzIpLmNhcmFwYWNlLmJhY2t1cC52MS5SZXN0b3JlQmFja3VwUmVzcG9uc2UiVwoTVXBsb2FkQmFja3VwUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg0KBWNodW5rGAMgASgMEg4KBmZpbmlzaBgEIAEoCCJmChRVcGxvYWRCYWNrdXBSZXNwb25zZRIRCgl1cGxvYWRfaWQYASABKAkSFgoOYnl0ZXNfcmVjZWl2ZWQYAiABKAQSEwoLYmFja3VwX25hbWUYAyABKAkSDgoGc2hhMjU2GAQgASgJKt8EChFCYWNrdXBQcm9ibGVtS2luZBIjCh9CQUNLVVBfUFJPQkxFTV9LSU5EX1VOU1BFQ0lGSUVEEAASJgoiQkFDS1VQX1BST0JMRU1fS0lORF9NQVJLRVJfSU5WQUxJRBABEigKJEJBQ0tVUF9QUk9CTEVNX0tJTkRfTUFOSUZFU1RfSU5WQUxJRBACEisKJ0JBQ0tVUF9QUk9CTEVNX0tJTkRfVkVSU0lPTl9VTlNVUFBPUlRFRBADEh8KG0JBQ0tVUF9QUk9CTEVNX0tJTkRfRk9SRUlHThAEEiUKIUJBQ0tVUF9QUk9CTEVNX0tJTkRfSEFTSF9NSVNNQVRDSBAFEiUKIUJBQ0tVUF9QUk9CTEVNX0tJTkRfU0laRV9NSVNNQVRDSBAGEiUKIUJBQ0tVUF9QUk9CTEVNX0tJTkRfRU5UUllfTUlTU0lORxAHEigKJEJBQ0tVUF9QUk9CTEVNX0tJTkRfRU5UUllfVU5FWFBFQ1RFRBAIEiMKH0JBQ0tVUF9QUk9CTEVNX0tJTkRfVU5TQUZFX1BBVEgQCRIjCh9CQUNLVVBfUFJPQkxFTV9LSU5EX1VOU0FGRV9UWVBFEAoSJgoiQkFDS1VQX1BST0JMRU1fS0lORF9EVVBMSUNBVEVfUEFUSBALEigKJEJBQ0tVUF9QUk9CTEVNX0tJTkRfT1VUU0lERV9TRUNUSU9OUxAMEiEKHUJBQ0tVUF9QUk9CTEVNX0tJTkRfVE9PX0xBUkdFEA0SJwojQkFDS1VQX1BST0JMRU1fS0lORF9DT1JSVVBUX0FSQ0hJVkUQDjKBBgoNQmFja3VwU2VydmljZRJjCgxDcmVhdGVCYWNrdXASJy5jYXJhcGFjZS5iYWNrdXAudjEuQ3JlYXRlQmFja3VwUmVxdWVzdBooLmNhcmFwYWNlLmJhY2t1cC52MS5DcmVhdGVCYWNrdXBSZXNwb25zZTABEmYKDUluc3BlY3RCYWNrdXASKC5jYXJhcGFjZS5iYWNrdXAudjEuSW5zcGVjdEJhY2t1cFJlcXVlc3QaKS5jYXJhcGFjZS5iYWNrdXAudjEuSW5zcGVjdEJhY2t1cFJlc3BvbnNlKAESZgoNUmVzdG9yZUJhY2t1cBIoLmNhcmFwYWNlLmJhY2t1cC52MS5SZXN0b3JlQmFja3VwUmVxdWVzdBopLmNhcmFwYWNlLmJhY2t1cC52MS5SZXN0b3JlQmFja3VwUmVzcG9uc2UoARJjCgtMaXN0QmFja3VwcxImLmNhcmFwYWNlLmJhY2t1cC52MS5MaXN0QmFja3Vwc1JlcXVlc3QaJy5jYXJhcGFjZS5iYWNrdXAudjEuTGlzdEJhY2t1cHNSZXNwb25zZSIDkAIBEnsKE0luc3BlY3RTdG9yZWRCYWNrdXASLi5jYXJhcGFjZS5iYWNrdXAudjEuSW5zcGVjdFN0b3JlZEJhY2t1cFJlcXVlc3QaLy5jYXJhcGFjZS5iYWNrdXAudjEuSW5zcGVjdFN0b3JlZEJhY2t1cFJlc3BvbnNlIgOQAgESdgoTUmVzdG9yZVN0b3JlZEJhY2t1cBIuLmNhcmFwYWNlLmJhY2t1cC52MS5SZXN0b3JlU3RvcmVkQmFja3VwUmVxdWVzdBovLmNhcmFwYWNlLmJhY2t1cC52MS5SZXN0b3JlU3RvcmVkQmFja3VwUmVzcG9uc2USYQoMVXBsb2FkQmFja3VwEicuY2FyYXBhY2UuYmFja3VwLnYxLlVwbG9hZEJhY2t1cFJlcXVlc3QaKC5jYXJhcGFjZS5iYWNrdXAudjEuVXBsb2FkQmFja3VwUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Size of one section inside an archive.
@@ -795,7 +795,7 @@ export type BackupEntry = Message<"carapace.backup.v1.BackupEntry"> & {
 
   /**
    * What made it, from the file name: "task" (backup payload), "pre-restore", "pre-update",
-   * or "other" (e.g. copied in by hand).
+   * "upload" (UploadBackup), or "other" (e.g. copied in by hand).
    *
    * @generated from field: string origin = 8;
    */
@@ -844,6 +844,209 @@ export type ListBackupsResponse = Message<"carapace.backup.v1.ListBackupsRespons
  */
 export const ListBackupsResponseSchema: GenMessage<ListBackupsResponse> = /*@__PURE__*/
   messageDesc(file_carapace_backup_v1_backup, 19);
+
+/**
+ * InspectStoredBackup input.
+ *
+ * @generated from message carapace.backup.v1.InspectStoredBackupRequest
+ */
+export type InspectStoredBackupRequest = Message<"carapace.backup.v1.InspectStoredBackupRequest"> & {
+  /**
+   * Archive file name in `<state>/backups/`, as ListBackups gives it.
+   *
+   * @generated from field: string backup_name = 1;
+   */
+  backupName: string;
+
+  /**
+   * Also return the manifest's per-file list.
+   *
+   * @generated from field: bool include_files = 2;
+   */
+  includeFiles: boolean;
+};
+
+/**
+ * Describes the message carapace.backup.v1.InspectStoredBackupRequest.
+ * Use `create(InspectStoredBackupRequestSchema)` to create a new message.
+ */
+export const InspectStoredBackupRequestSchema: GenMessage<InspectStoredBackupRequest> = /*@__PURE__*/
+  messageDesc(file_carapace_backup_v1_backup, 20);
+
+/**
+ * InspectStoredBackup output.
+ *
+ * @generated from message carapace.backup.v1.InspectStoredBackupResponse
+ */
+export type InspectStoredBackupResponse = Message<"carapace.backup.v1.InspectStoredBackupResponse"> & {
+  /**
+   * The same answer InspectBackup gives.
+   *
+   * @generated from field: carapace.backup.v1.InspectBackupResponse result = 1;
+   */
+  result?: InspectBackupResponse | undefined;
+};
+
+/**
+ * Describes the message carapace.backup.v1.InspectStoredBackupResponse.
+ * Use `create(InspectStoredBackupResponseSchema)` to create a new message.
+ */
+export const InspectStoredBackupResponseSchema: GenMessage<InspectStoredBackupResponse> = /*@__PURE__*/
+  messageDesc(file_carapace_backup_v1_backup, 21);
+
+/**
+ * RestoreStoredBackup input: RestoreBackupHeader's options for a stored archive.
+ *
+ * @generated from message carapace.backup.v1.RestoreStoredBackupRequest
+ */
+export type RestoreStoredBackupRequest = Message<"carapace.backup.v1.RestoreStoredBackupRequest"> & {
+  /**
+   * Archive file name in `<state>/backups/`, as ListBackups gives it.
+   *
+   * @generated from field: string backup_name = 1;
+   */
+  backupName: string;
+
+  /**
+   * Verify and compute the per-section diff, change nothing.
+   *
+   * @generated from field: bool dry_run = 2;
+   */
+  dryRun: boolean;
+
+  /**
+   * Sections to restore; empty = every section in the archive.
+   *
+   * @generated from field: repeated string sections = 3;
+   */
+  sections: string[];
+
+  /**
+   * Confirms overwriting existing state (see RestoreBackupHeader.force).
+   *
+   * @generated from field: bool force = 4;
+   */
+  force: boolean;
+
+  /**
+   * Accept an archive made by another deployment (see RestoreBackupHeader.allow_foreign).
+   *
+   * @generated from field: bool allow_foreign = 5;
+   */
+  allowForeign: boolean;
+};
+
+/**
+ * Describes the message carapace.backup.v1.RestoreStoredBackupRequest.
+ * Use `create(RestoreStoredBackupRequestSchema)` to create a new message.
+ */
+export const RestoreStoredBackupRequestSchema: GenMessage<RestoreStoredBackupRequest> = /*@__PURE__*/
+  messageDesc(file_carapace_backup_v1_backup, 22);
+
+/**
+ * RestoreStoredBackup output.
+ *
+ * @generated from message carapace.backup.v1.RestoreStoredBackupResponse
+ */
+export type RestoreStoredBackupResponse = Message<"carapace.backup.v1.RestoreStoredBackupResponse"> & {
+  /**
+   * The same answer RestoreBackup gives.
+   *
+   * @generated from field: carapace.backup.v1.RestoreBackupResponse result = 1;
+   */
+  result?: RestoreBackupResponse | undefined;
+};
+
+/**
+ * Describes the message carapace.backup.v1.RestoreStoredBackupResponse.
+ * Use `create(RestoreStoredBackupResponseSchema)` to create a new message.
+ */
+export const RestoreStoredBackupResponseSchema: GenMessage<RestoreStoredBackupResponse> = /*@__PURE__*/
+  messageDesc(file_carapace_backup_v1_backup, 23);
+
+/**
+ * UploadBackup input: one piece of the archive.
+ *
+ * @generated from message carapace.backup.v1.UploadBackupRequest
+ */
+export type UploadBackupRequest = Message<"carapace.backup.v1.UploadBackupRequest"> & {
+  /**
+   * Empty on the first call; afterwards the upload_id that call answered.
+   *
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * Position of `chunk` in the file: the bytes received so far (0 on the first call).
+   *
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * Next bytes of the archive, at most 1 MiB (may be empty).
+   *
+   * @generated from field: bytes chunk = 3;
+   */
+  chunk: Uint8Array;
+
+  /**
+   * This is the last piece: store the file and answer its name.
+   *
+   * @generated from field: bool finish = 4;
+   */
+  finish: boolean;
+};
+
+/**
+ * Describes the message carapace.backup.v1.UploadBackupRequest.
+ * Use `create(UploadBackupRequestSchema)` to create a new message.
+ */
+export const UploadBackupRequestSchema: GenMessage<UploadBackupRequest> = /*@__PURE__*/
+  messageDesc(file_carapace_backup_v1_backup, 24);
+
+/**
+ * UploadBackup output.
+ *
+ * @generated from message carapace.backup.v1.UploadBackupResponse
+ */
+export type UploadBackupResponse = Message<"carapace.backup.v1.UploadBackupResponse"> & {
+  /**
+   * Identifies the upload in the next calls.
+   *
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * Bytes received so far (the next call's offset).
+   *
+   * @generated from field: uint64 bytes_received = 2;
+   */
+  bytesReceived: bigint;
+
+  /**
+   * Set once finished: the archive's name in `<state>/backups/`.
+   *
+   * @generated from field: string backup_name = 3;
+   */
+  backupName: string;
+
+  /**
+   * Set once finished: SHA-256 (lowercase hex) of the stored file.
+   *
+   * @generated from field: string sha256 = 4;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message carapace.backup.v1.UploadBackupResponse.
+ * Use `create(UploadBackupResponseSchema)` to create a new message.
+ */
+export const UploadBackupResponseSchema: GenMessage<UploadBackupResponse> = /*@__PURE__*/
+  messageDesc(file_carapace_backup_v1_backup, 25);
 
 /**
  * Kind of a problem found while verifying an archive.
@@ -978,7 +1181,10 @@ export const BackupProblemKindSchema: GenEnum<BackupProblemKind> = /*@__PURE__*/
  * needs. Never archived: `auth/` (token, server secret), update staging, logs, lock files.
  *
  * Client-streaming RPCs (InspectBackup, RestoreBackup) need HTTP/2 (h2c or TLS h2): Connect
- * cannot stream requests over HTTP/1.1, so browsers cannot call them.
+ * cannot stream requests over HTTP/1.1, so browsers cannot call them. Browsers (Connect-Web over
+ * fetch, which cannot send request streams) use the unary RPCs instead: UploadBackup puts an
+ * archive into `<state>/backups/` one chunk per call, then InspectStoredBackup and
+ * RestoreStoredBackup work on any archive there by name.
  *
  * Common error codes: Unauthenticated (bad token); InvalidArgument for a malformed request
  * stream ("the first message must be the header", "header sent twice", "chunk exceeds 1 MiB")
@@ -1054,6 +1260,46 @@ export const BackupService: GenService<{
     methodKind: "unary";
     input: typeof ListBackupsRequestSchema;
     output: typeof ListBackupsResponseSchema;
+  },
+  /**
+   * InspectBackup for an archive in `<state>/backups/`, as one unary call (for browsers).
+   * Errors: InvalidArgument (a name with a path separator or ".."); NotFound (unknown name).
+   *
+   * @generated from rpc carapace.backup.v1.BackupService.InspectStoredBackup
+   */
+  inspectStoredBackup: {
+    methodKind: "unary";
+    input: typeof InspectStoredBackupRequestSchema;
+    output: typeof InspectStoredBackupResponseSchema;
+  },
+  /**
+   * RestoreBackup from an archive in `<state>/backups/`, as one unary call (for browsers). Same
+   * checks, dry run, pre-restore backup and errors as RestoreBackup with header.backup_name.
+   *
+   * @generated from rpc carapace.backup.v1.BackupService.RestoreStoredBackup
+   */
+  restoreStoredBackup: {
+    methodKind: "unary";
+    input: typeof RestoreStoredBackupRequestSchema;
+    output: typeof RestoreStoredBackupResponseSchema;
+  },
+  /**
+   * Uploads an archive into `<state>/backups/` in pieces, one unary call per chunk, so a client
+   * that cannot stream a request (a browser) can hand over a file of any size with flat memory
+   * on both sides. The first call (empty upload_id) opens the upload; each call appends `chunk`
+   * at `offset`, which must equal the bytes received so far; the call with `finish` syncs the
+   * file and names it `upload-<UTC time>-<random>.tar.gz`. The archive is not checked here: use
+   * InspectStoredBackup. An upload idle for 15 minutes is discarded.
+   * Errors: InvalidArgument (chunk over 1 MiB, unknown upload_id, offset on a new upload);
+   * FailedPrecondition "offset N does not match the M bytes received" (resume from M);
+   * ResourceExhausted (more than 4 uploads open, the archive size limit, or a full disk).
+   *
+   * @generated from rpc carapace.backup.v1.BackupService.UploadBackup
+   */
+  uploadBackup: {
+    methodKind: "unary";
+    input: typeof UploadBackupRequestSchema;
+    output: typeof UploadBackupResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_carapace_backup_v1_backup, 0);
