@@ -442,6 +442,18 @@ export class LogRing {
     return this.entryOf(this.slotAt(seq));
   }
 
+  /**
+   * The seqs of the newest `limit` matching records with seq > floor, newest first. Records are
+   * decoded only when a text filter needs them (a follow's backlog of 5,000 decoded records per
+   * follower was most of what followers cost).
+   */
+  private collectSeqs(f: CompiledFilter, floor: number, limit: number): number[] {
+    if (f.contains !== "" || f.pattern !== undefined) return this.collect(f, floor, limit).slots.map((s) => s.seq);
+    const seqs: number[] = [];
+    for (let seq = this.seq; seq > floor && seqs.length < limit; seq--) if (this.slotAt(seq).rank >= f.minRank) seqs.push(seq);
+    return seqs;
+  }
+
   /** The newest `limit` matching records with seq > floor, newest first (slots and entries). */
   private collect(f: CompiledFilter, floor: number, limit: number): { slots: Slot[]; entries: LogEntry[] } {
     const slots: Slot[] = [];
@@ -504,10 +516,10 @@ export class LogRing {
     if (options.afterSeq !== undefined && options.afterSeq <= this.seq) {
       const afterSeq = Math.max(0, Math.floor(options.afterSeq));
       if (afterSeq < this.oldestSeq - 1) lost = this.oldestSeq - 1 - afterSeq;
-      backlog = this.collect(f, Math.max(afterSeq, this.oldestSeq - 1), Number.MAX_SAFE_INTEGER).slots.map((s) => s.seq).reverse();
+      backlog = this.collectSeqs(f, Math.max(afterSeq, this.oldestSeq - 1), Number.MAX_SAFE_INTEGER).reverse();
     } else {
       const n = clampInt(options.tail, DEFAULT_TAIL_LIMIT, 0, Number.MAX_SAFE_INTEGER);
-      if (n > 0) backlog = this.collect(f, this.oldestSeq - 1, n).slots.map((s) => s.seq).reverse();
+      if (n > 0) backlog = this.collectSeqs(f, this.oldestSeq - 1, n).reverse();
     }
     const sub = new LogSubscription(f, bufferLimit, bufferBytes, backlog, lost, (s) => this.subscribers.delete(s), (seq) => this.entryAt(seq));
     this.subscribers.add(sub);

@@ -37,6 +37,12 @@ export interface ConnectionLimits {
   headersMs: number;
   /** HTTP/1.1 keep-alive between requests, and an HTTP/2 connection with no open stream. */
   idleMs: number;
+  /**
+   * A request body that stalls: HTTP/1.1, the whole request must arrive within this time;
+   * HTTP/2, a stream whose request is not complete is reset after this long without a byte.
+   * (A client that vanished mid-request holds nothing for longer.)
+   */
+  requestMs: number;
   /** Open connections at most; more are closed at once (and logged). */
   maxConnections: number;
 }
@@ -45,6 +51,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   firstByteMs: 10_000,
   headersMs: 10_000,
   idleMs: 60_000,
+  requestMs: 60_000,
   maxConnections: defaultMaxConnections(),
 };
 
@@ -117,6 +124,11 @@ export async function listen(
     session.on("stream", (stream: http2.ServerHttp2Stream) => {
       open++;
       stream.once("close", () => open--);
+      // Quiet for requestMs: fine once the request is complete (a follow waiting for news),
+      // not while its body is still expected (a client that went away mid-upload).
+      stream.setTimeout(limits.requestMs, () => {
+        if (!stream.endAfterHeaders && !stream.readableEnded) stream.close(http2.constants.NGHTTP2_CANCEL);
+      });
     });
     session.setTimeout(limits.idleMs, () => {
       if (open === 0) session.close();
@@ -125,8 +137,8 @@ export async function listen(
   const httpTimeouts = (server: { headersTimeout: number; requestTimeout: number; keepAliveTimeout?: number }) => {
     server.headersTimeout = limits.headersMs;
     server.keepAliveTimeout = limits.idleMs;
-    // The whole request body (not the response: streams may last hours). Uploads go over HTTP/2.
-    server.requestTimeout = Math.max(limits.headersMs, 300_000);
+    // The whole request (not the response: streams may last hours). Uploads go over HTTP/2.
+    server.requestTimeout = Math.max(limits.headersMs, limits.requestMs);
   };
 
   let server: net.Server;

@@ -101,6 +101,7 @@ export function resolveServerOptions(
       ...(server.connections?.firstByteMs !== undefined ? { firstByteMs: server.connections.firstByteMs } : {}),
       ...(server.connections?.headersMs !== undefined ? { headersMs: server.connections.headersMs } : {}),
       ...(server.connections?.idleMs !== undefined ? { idleMs: server.connections.idleMs } : {}),
+      ...(server.connections?.requestMs !== undefined ? { requestMs: server.connections.requestMs } : {}),
       ...(server.connections?.max !== undefined ? { maxConnections: server.connections.max } : {}),
     },
     trustedProxies: (server.trustedProxies ?? []).map((p) => {

@@ -105,6 +105,47 @@ async function malformedBinaryIsInvalidArgument(res: UniversalServerResponse, ha
   return { status: codeToHttpStatus(Code.InvalidArgument), header, body: (async function* () { yield body; })() };
 }
 
+/**
+ * The same for a Connect stream: the parse error is the first and only envelope of the answer
+ * (an end-of-stream message), so only the first chunk is looked at; every other answer streams
+ * through untouched.
+ */
+function malformedBinaryStreamIsInvalidArgument(res: UniversalServerResponse, handler: UniversalHandler): UniversalServerResponse {
+  const body = res.body;
+  if (res.status !== 200 || body === undefined || !(Symbol.asyncIterator in body) || !/^application\/connect\+proto/.test(res.header?.get("content-type") ?? "")) return res;
+  return {
+    ...res,
+    body: (async function* () {
+      let first = true;
+      for await (const chunk of body as AsyncIterable<Uint8Array>) {
+        if (first) {
+          first = false;
+          yield rewriteEndStream(chunk, handler);
+        } else yield chunk;
+      }
+    })(),
+  };
+}
+
+function rewriteEndStream(chunk: Uint8Array, handler: UniversalHandler): Uint8Array {
+  const buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  if (buf.length < 5 || (buf[0]! & 0x02) === 0 || buf.readUInt32BE(1) !== buf.length - 5) return chunk;
+  let end: { error?: { code?: unknown; message?: unknown } };
+  try {
+    end = JSON.parse(buf.subarray(5).toString("utf8")) as typeof end;
+  } catch {
+    return chunk;
+  }
+  const message = end.error?.message;
+  if (end.error?.code !== "internal" || typeof message !== "string" || !message.startsWith("parse binary: ")) return chunk;
+  const err = rpcError(`the request is not a valid ${handler.method.input.typeName} in protobuf binary (${message.slice(14)})`, Code.InvalidArgument, { reason: "MALFORMED_REQUEST" });
+  const json = Buffer.from(JSON.stringify({ error: JSON.parse(new TextDecoder().decode(errorToJsonBytes(err, {}))) as unknown }));
+  const head = Buffer.alloc(5);
+  head[0] = buf[0]!;
+  head.writeUInt32BE(json.length, 1);
+  return Buffer.concat([head, json]);
+}
+
 /** The RPC handler: every service the routes register, on the given router options. */
 export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
   if (options.acceptCompression === undefined) options.acceptCompression = [compressionGzip, compressionBrotli];
@@ -126,7 +167,7 @@ export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
     }
     const uReq = universalRequestFromNodeRequest(req, res as NodeServerResponse, undefined, options.contextValues?.(req));
     handler(uReq)
-      .then((uRes) => (uRes.status === 500 ? malformedBinaryIsInvalidArgument(uRes, handler) : uRes))
+      .then((uRes) => (uRes.status === 500 ? malformedBinaryIsInvalidArgument(uRes, handler) : handler.method.methodKind === "unary" ? uRes : malformedBinaryStreamIsInvalidArgument(uRes, handler)))
       .then((uRes) => universalResponseToNodeResponse(explainRefusal(uRes, handler, req), res as NodeServerResponse))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;

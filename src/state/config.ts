@@ -40,6 +40,7 @@ const isConfig = t.isObject({
           firstByteMs: t.isOptional(isPositiveInt),
           headersMs: t.isOptional(isPositiveInt),
           idleMs: t.isOptional(isPositiveInt),
+          requestMs: t.isOptional(isPositiveInt),
           max: t.isOptional(isPositiveInt),
         }),
       ),

@@ -115,9 +115,10 @@ test("plain HTTP is not RPC: GET /nope is the JSON 404, health routes work, a Co
   const nope = await fetch(`${s.baseUrl}/nope`);
   assert.equal(nope.status, 404);
   assert.deepEqual(await nope.json(), { error: "no route for GET /nope", see: "GET /health, GET /health/ready, or POST /<package>.<Service>/<Method>" });
-  const page = await fetch(`${s.baseUrl}/console/index.html`);
-  assert.equal(page.status, 404);
-  assert.equal(((await page.json()) as any).error, "no route for GET /console/index.html");
+  // /console/... are the console's deep links: the page, not an RPC.
+  const page = await fetch(`${s.baseUrl}/console/tasks`);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
   assert.equal((await fetch(`${s.baseUrl}/health`)).status, 200);
   const url = `${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus?encoding=json&message=%7B%7D`;
   const anonymous = await fetch(url);

@@ -155,3 +155,36 @@ test("TLS: HTTP/1.1 request headers that never complete are cut after headersMs"
   clearInterval(drip);
   assert.ok(t >= 400 && t < 5_000, `cut after ${t} ms`);
 });
+
+test("a request body that stalls is cut after requestMs (HTTP/1.1: the whole request; HTTP/2: the stream)", async () => {
+  const l = await listen(
+    (req, res) => {
+      req.resume();
+      req.on("end", () => res.end("got it"));
+    },
+    { bind: "127.0.0.1", port: 0, limits: { requestMs: 600, headersMs: 300 } },
+  );
+  listeners.push(l);
+  const h1 = await rawSocket(l.port);
+  h1.socket.write("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly part of it");
+  const t1 = await h1.closed;
+  assert.ok(t1 >= 500 && t1 < 5_000, `HTTP/1.1 cut after ${t1} ms`);
+
+  const session = http2.connect(`http://127.0.0.1:${l.port}`);
+  const started = Date.now();
+  const req = session.request({ ":method": "POST", ":path": "/y" }, { endStream: false });
+  req.write("only part of it");
+  req.resume();
+  const [code] = await new Promise<[number]>((resolve) => req.once("close", () => resolve([req.rstCode])));
+  const t2 = Date.now() - started;
+  assert.equal(code, http2.constants.NGHTTP2_CANCEL);
+  assert.ok(t2 >= 500 && t2 < 5_000, `HTTP/2 stream reset after ${t2} ms`);
+  // A complete request on the same connection is answered.
+  const ok = session.request({ ":method": "POST", ":path": "/z" });
+  ok.end("all of it");
+  let body = "";
+  ok.on("data", (d: Buffer) => (body += d.toString()));
+  await once(ok, "end");
+  assert.equal(body, "got it");
+  session.destroy();
+});

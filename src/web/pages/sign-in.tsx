@@ -7,8 +7,9 @@ import { session } from "../session.js";
 
 /**
  * Asks for the bearer token once and checks it with GetStatus before keeping it. A wrong token
- * is "token rejected"; after too many failures the server answers 429 and the form waits the
- * Retry-After time out, as the CLI reports it.
+ * is "token rejected"; after too many failures the server answers 429 and the form counts down
+ * its Retry-After, as the CLI reports it. The form stays usable: the server always accepts the
+ * right token, even from an address that is over its limit.
  */
 export function SignIn() {
   const [token, setToken] = useState("");
@@ -49,7 +50,7 @@ export function SignIn() {
     }
   };
 
-  const message = problem?.retryAfterS !== undefined && wait > 0 ? `Too many failed sign-in attempts from this address: try again in ${wait} s.` : problem?.text;
+  const message = problem?.retryAfterS !== undefined && wait > 0 ? `Too many failed sign-in attempts: wrong tokens are refused for ${wait} s more (the right token is still accepted).` : problem?.text;
   return (
     <main class="signin" id="main">
       <form class="panel signin-card" onSubmit={submit} noValidate>
@@ -75,8 +76,8 @@ export function SignIn() {
         <p id="token-error" class={`field-error ${message ? "shown" : ""}`} role="alert">
           {message ?? ""}
         </p>
-        <button type="submit" class="primary" disabled={busy || wait > 0}>
-          {busy ? "Checking…" : wait > 0 ? `Wait ${wait} s` : "Sign in"}
+        <button type="submit" class="primary" disabled={busy}>
+          {busy ? "Checking…" : "Sign in"}
         </button>
         <p id="token-help" class="help">
           The token is in <code>&lt;state dir&gt;/auth/token</code> on the server (or its <code>CARAPACE_GATEWAY_TOKEN</code>). It is kept in this tab's session storage only, and
