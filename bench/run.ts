@@ -15,6 +15,7 @@ import { backup } from "./benchmarks/backup.js";
 import { cli } from "./benchmarks/cli.js";
 import { download } from "./benchmarks/download.js";
 import { memory } from "./benchmarks/memory.js";
+import { metrics } from "./benchmarks/metrics.js";
 import { profile } from "./benchmarks/profile.js";
 import { streaming } from "./benchmarks/streaming.js";
 import { tasks } from "./benchmarks/tasks.js";
@@ -27,7 +28,7 @@ import { unavailableRow } from "./lib/stats.js";
 import type { BenchOptions, Benchmark, Row } from "./lib/types.js";
 
 /** Every benchmark, in the order they run. Later features add their module here. */
-export const BENCHMARKS: Benchmark[] = [unary, profile, streaming, cli, memory, tasks, logging, backup, verify, download];
+export const BENCHMARKS: Benchmark[] = [unary, profile, streaming, cli, memory, tasks, logging, backup, verify, download, metrics];
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
 const BENCH = join(ROOT, "bench");

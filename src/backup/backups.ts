@@ -89,6 +89,8 @@ export interface BackupManagerOptions {
    * in) loads, writing nothing; throws with the reason when it would not.
    */
   checkRestored?: (root: string, entries: readonly string[]) => Promise<void>;
+  /** Told about every backup and (non-dry-run) restore that finished or failed (metrics). */
+  onOperation?: (operation: "backup" | "restore", ok: boolean, ms: number) => void;
 }
 
 const sha256File = async (path: string): Promise<string> => {
@@ -158,6 +160,26 @@ export class BackupManager {
   async createBackup(
     output: Writable,
     options: { sections?: readonly string[]; onHeader?: (summary: BackupSummary, excluded: Exclusion[]) => void } = {},
+  ): Promise<{ manifest: Manifest; sha256: string; bytes: number; excluded: Exclusion[] }> {
+    return this.timed("backup", () => this.writeBackup(output, options));
+  }
+
+  /** Runs an operation, telling onOperation whether it finished and how long it took. */
+  private async timed<T>(operation: "backup" | "restore", fn: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      const result = await fn();
+      this.o.onOperation?.(operation, true, performance.now() - started);
+      return result;
+    } catch (err) {
+      this.o.onOperation?.(operation, false, performance.now() - started);
+      throw err;
+    }
+  }
+
+  private async writeBackup(
+    output: Writable,
+    options: { sections?: readonly string[]; onHeader?: (summary: BackupSummary, excluded: Exclusion[]) => void },
   ): Promise<{ manifest: Manifest; sha256: string; bytes: number; excluded: Exclusion[] }> {
     const sections = options.sections && options.sections.length > 0 ? checkSectionNames(options.sections) : undefined;
     const { listing, copies, cleanup } = await this.snapshot(sections);
@@ -235,7 +257,7 @@ export class BackupManager {
     }
     this.restoring = true;
     try {
-      return await this.restoreOnce(input, options);
+      return options.dryRun ? await this.restoreOnce(input, options) : await this.timed("restore", () => this.restoreOnce(input, options));
     } finally {
       this.restoring = false;
     }

@@ -162,7 +162,7 @@ export function backupOrigin(name: string): "task" | "pre-restore" | "pre-update
 }
 
 /** Adapts the backup manager to `carapace.backup.v1.BackupService`. */
-export function backupService(manager: BackupManager, onStreamed?: (sha256: string) => void): ServiceImpl<typeof BackupService> {
+export function backupService(manager: BackupManager, onStreamed?: (sha256: string, bytes: number) => void): ServiceImpl<typeof BackupService> {
   const uploads = new BackupUploads(manager.directory);
   return {
     async *createBackup(req) {
@@ -181,7 +181,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         if (first) yield { part: { case: "header" as const, value: { manifest: summaryHeader(first[0]), excluded: first[1].map((e) => ({ path: e.path, reason: e.reason })) } } };
         for await (const chunk of out) yield { part: { case: "chunk" as const, value: chunk as Uint8Array } };
         const res = await done;
-        onStreamed?.(res.sha256);
+        onStreamed?.(res.sha256, res.bytes);
         yield { part: { case: "trailer" as const, value: { archiveSha256: res.sha256, archiveBytes: BigInt(res.bytes) } } };
       } catch (err) {
         throw toConnectError(err, manager.directory);

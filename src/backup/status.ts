@@ -10,6 +10,8 @@ import type { BackupManager } from "./backups.js";
 interface LastBackup {
   atMs: number;
   path: string;
+  /** Archive size, when known (a streamed backup has no file to stat). */
+  bytes?: number;
 }
 
 const DAY_MS = 86_400_000;
@@ -73,7 +75,9 @@ export class BackupState {
   private async load(): Promise<void> {
     if (this.loaded) return;
     const rec = await readRecord(join(this.dir, LAST_BACKUP_FILE));
-    if (rec && typeof rec.atMs === "number" && Number.isFinite(rec.atMs) && typeof rec.path === "string") this.last = { atMs: rec.atMs, path: rec.path };
+    if (rec && typeof rec.atMs === "number" && Number.isFinite(rec.atMs) && typeof rec.path === "string") {
+      this.last = { atMs: rec.atMs, path: rec.path, ...(typeof rec.bytes === "number" && Number.isFinite(rec.bytes) ? { bytes: rec.bytes } : {}) };
+    }
     else this.last = await this.newestArchive();
     this.loaded = true;
   }
@@ -120,18 +124,28 @@ export class BackupState {
     return first;
   }
 
-  private async record(path: string): Promise<void> {
+  private async record(path: string, bytes?: number): Promise<void> {
     await this.load();
-    this.last = { atMs: this.now(), path };
+    this.last = { atMs: this.now(), path, ...(bytes !== undefined ? { bytes } : {}) };
     await writeFileDurable(join(this.dir, LAST_BACKUP_FILE), JSON.stringify(this.last));
+  }
+
+  /** The last backup (as the check sees it) and, for an archive in the backups dir, its size. */
+  async lastBackup(): Promise<{ atMs: number; bytes?: number } | undefined> {
+    await this.load();
+    const last = this.last;
+    if (!last) return undefined;
+    if (last.bytes !== undefined) return { atMs: last.atMs, bytes: last.bytes };
+    const st = last.path.startsWith("/") ? await lstat(last.path).catch(() => undefined) : undefined;
+    return st?.isFile() ? { atMs: last.atMs, bytes: st.size } : { atMs: last.atMs };
   }
 
   recordWritten(path: string): Promise<void> {
     return this.record(path).catch(() => undefined);
   }
 
-  recordStreamed(): Promise<void> {
-    return this.record("(streamed to a client)").catch(() => undefined);
+  recordStreamed(bytes?: number): Promise<void> {
+    return this.record("(streamed to a client)", bytes).catch(() => undefined);
   }
 
   check(): HealthCheck {

@@ -101,6 +101,10 @@ export interface FollowOptions extends SubscribeOptions {
 export interface RingStats {
   /** Records held now. */
   size: number;
+  /** Records appended since start, by level. */
+  appendedByLevel: Readonly<Record<LogLevel, number>>;
+  /** Records skipped for followers that read too slowly, since start. */
+  droppedForFollowers: number;
   capacity: number;
   /** Seq of the newest record (0 when none was logged). */
   lastSeq: number;
@@ -191,6 +195,7 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
     private leadingDropped: number,
     private readonly detach: (s: LogSubscription) => void,
     private readonly resolve: (seq: number) => LogEntry | undefined,
+    private readonly countDropped: (n: number) => void = () => undefined,
   ) {
     this.backlog = backlog;
   }
@@ -226,6 +231,7 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
       this.queueHead++;
       this.droppedPending++;
       this.droppedTotal++;
+      this.countDropped(1);
     }
     this.queue.push(entry);
     this.weights.push(weight);
@@ -250,6 +256,7 @@ export class LogSubscription implements AsyncIterableIterator<FollowItem> {
         this.backlogIndex++;
         this.backlogDropped++;
         this.droppedTotal++;
+        this.countDropped(1);
         continue;
       }
       if (this.backlogDropped > 0) {
@@ -343,6 +350,8 @@ export class LogRing {
   private bytes = 0;
   private seq = 0;
   private readonly subscribers = new Set<LogSubscription>();
+  private readonly byLevel: Record<LogLevel, number> = { trace: 0, debug: 0, info: 0, warn: 0, error: 0, fatal: 0 };
+  private dropped = 0;
 
   constructor(options: LogRingOptions = {}) {
     this.capacity = clampInt(options.capacity, DEFAULT_RING_CAPACITY, 1, MAX_RING_CAPACITY);
@@ -362,7 +371,7 @@ export class LogRing {
   }
 
   stats(): RingStats {
-    return { size: this.size, capacity: this.capacity, lastSeq: this.seq, bytes: this.bytes, subscribers: this.subscribers.size };
+    return { size: this.size, capacity: this.capacity, lastSeq: this.seq, bytes: this.bytes, subscribers: this.subscribers.size, appendedByLevel: { ...this.byLevel }, droppedForFollowers: this.dropped };
   }
 
   private evictOldest(): void {
@@ -398,6 +407,7 @@ export class LogRing {
       message: record.message,
       fields: record.fields,
     };
+    this.byLevel[entry.level] = (this.byLevel[entry.level] ?? 0) + 1;
     const slot: Slot = { seq: entry.seq, rank: levelRank(entry.level), weight: 0, entry, line: null, answerBytes: -1 };
     slot.weight = weight ?? this.answerBytes(slot, entry);
     this.seq++;
@@ -411,6 +421,7 @@ export class LogRing {
    */
   appendLine(line: string, level: LogLevel): number {
     if (!this.decodeLine) throw new Error("LogRing.appendLine needs the decodeLine option");
+    this.byLevel[level] = (this.byLevel[level] ?? 0) + 1;
     this.seq++;
     this.store({ seq: this.seq, rank: levelRank(level), weight: line.length, entry: null, line, answerBytes: -1 });
     return this.seq;
@@ -521,7 +532,7 @@ export class LogRing {
       const n = clampInt(options.tail, DEFAULT_TAIL_LIMIT, 0, Number.MAX_SAFE_INTEGER);
       if (n > 0) backlog = this.collectSeqs(f, this.oldestSeq - 1, n).reverse();
     }
-    const sub = new LogSubscription(f, bufferLimit, bufferBytes, backlog, lost, (s) => this.subscribers.delete(s), (seq) => this.entryAt(seq));
+    const sub = new LogSubscription(f, bufferLimit, bufferBytes, backlog, lost, (s) => this.subscribers.delete(s), (seq) => this.entryAt(seq), (n) => (this.dropped += n));
     this.subscribers.add(sub);
     const signal = options.signal;
     if (signal) {

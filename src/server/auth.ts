@@ -145,6 +145,7 @@ export function authGate(
   token: string,
   limiter: FailedAuthLimiter,
   onFailure?: (address: string, reason: string) => void,
+  onLimited?: (address: string) => void,
 ): (ctx: HandlerContext) => void {
   const check = tokenCheck(token);
   return (ctx) => {
@@ -157,6 +158,7 @@ export function authGate(
     const address = ctx.values.get(kPeerAddress);
     const blocked = limiter.blocked(address);
     if (blocked) {
+      onLimited?.(address);
       const seconds = Math.ceil(blocked.waitMs / 1000);
       throw rpcError(
         blocked.scope === "address"

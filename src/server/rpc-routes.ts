@@ -17,6 +17,8 @@ import type { UpdateManager } from "../update/manager.js";
 import { updateService } from "../update/service.js";
 import { authGate, clientAddress, FailedAuthLimiter, kPeerAddress } from "./auth.js";
 import { errorInfoInterceptor } from "./error-info.js";
+import { rpcMetricsInterceptor } from "./rpc-metrics.js";
+import type { ServerMetrics } from "../ops/metrics.js";
 import { grpcHealthService } from "./grpc-health.js";
 import type { RequestHandler } from "./listener.js";
 import { registerReflection } from "./reflection.js";
@@ -59,9 +61,10 @@ export interface RpcRoutesDeps {
   ring: LogRing;
   tasks: TasksRuntime;
   backups: BackupManager;
-  onBackupStreamed: () => void;
+  onBackupStreamed: (bytes: number) => void;
   updates: UpdateManager;
   monitor: HealthMonitor;
+  metrics: ServerMetrics;
 }
 
 /**
@@ -76,13 +79,21 @@ export function rpcRoutes(d: RpcRoutesDeps): RequestHandler {
     routes(router) {
       router.service(OpsService, opsService({ status: d.status }, logsService(d.ring, d.shutdown, d.maxFollowers !== undefined ? { maxFollowers: d.maxFollowers } : {})));
       router.service(TasksService, d.tasks.service(d.shutdown));
-      router.service(BackupService, backupService(d.backups, d.onBackupStreamed));
+      router.service(BackupService, backupService(d.backups, (_sha256, bytes) => d.onBackupStreamed(bytes)));
       router.service(UpdateService, updateService(d.updates, d.shutdown));
       router.service(Health, grpcHealthService(d.monitor, [OpsService.typeName, TasksService.typeName, BackupService.typeName, UpdateService.typeName], d.shutdown));
       if (d.reflection !== "off") registerReflection(router);
     },
-    interceptors: [errorInfoInterceptor()],
-    requestGate: authGate(d.token, limiter, (address, reason) => d.log.warn({ address, reason }, "rejected an RPC: authentication failed")),
+    interceptors: [rpcMetricsInterceptor((...a) => d.metrics.rpcStarted(...a)), errorInfoInterceptor()],
+    requestGate: authGate(
+      d.token,
+      limiter,
+      (address, reason) => {
+        d.metrics.authFailed(reason);
+        d.log.warn({ address, reason }, "rejected an RPC: authentication failed");
+      },
+      () => d.metrics.authRateLimited(),
+    ),
     contextValues: (req) => createContextValues().set(kPeerAddress, clientAddress(req.socket.remoteAddress ?? "unknown", forwardedFor(req.headers["x-forwarded-for"]), trusted)),
     readMaxBytes: READ_MAX_BYTES,
     // Forward compatible: a JSON client one proto version ahead keeps working, as in binary.

@@ -21,6 +21,10 @@ import { consoleRoutes, consoleUrl, loadAssetSet } from "./static-assets.js";
 import { listen, type Listener, type RequestHandler } from "./listener.js";
 import { describeListenError } from "./listen-errors.js";
 import { rpcRoutes } from "./rpc-routes.js";
+import { metricsRoute } from "./metrics-route.js";
+import { ServerMetrics, type MetricSources } from "../ops/metrics.js";
+import type { LogRing } from "../ops/log-ring.js";
+import { queueStatsValue } from "../tasks/service.js";
 import { sharedFor } from "./status-cache.js";
 import { watchUpdateProbation } from "./update-probation.js";
 import { readTlsFiles, resolveServerOptions, isLoopbackAddress, type ServerOptions, type StartFlags } from "./options.js";
@@ -92,7 +96,11 @@ async function startLocked(
   if (swap !== "none") log.warn({ outcome: swap }, "an interrupted restore was completed or undone at start");
 
   const monitor = new HealthMonitor();
-  const domains = await startDomains({ paths, config, env, credentials, logger, monitor, deps });
+  let domainsRef: Domains | undefined;
+  const metrics = new ServerMetrics(metricSources(() => domainsRef, monitor, logs.ring));
+  const domains = await startDomains({ paths, config, env, credentials, logger, monitor, deps, metrics });
+  domainsRef = domains;
+  metrics.start();
   addServerChecks(monitor, { paths, options, credentials, logs, domains });
   const shutdownController = new AbortController();
   const identity: ServerIdentity = {
@@ -119,11 +127,12 @@ async function startLocked(
     ring: logs.ring,
     tasks,
     backups,
-    onBackupStreamed: () => void backupState.recordStreamed(),
+    onBackupStreamed: (bytes) => void backupState.recordStreamed(bytes),
     updates: updates.manager,
     monitor,
+    metrics,
   });
-  const { handler, consoleLoaded } = await plainRoutes({ config, log, identity, monitor, token: credentials.token, rpc });
+  const { handler, consoleLoaded } = await plainRoutes({ config, log, identity, monitor, token: credentials.token, rpc, metrics });
 
   const tls = options.tls ? await readTlsFiles(options.tls) : undefined;
   let listener: Listener;
@@ -152,6 +161,7 @@ async function startLocked(
   const stop = async (reason: string) => {
     log.info({ reason, inFlight: listener.inFlight }, "shutting down: draining in-flight calls");
     monitor.beginShutdown();
+    metrics.stop();
     shutdownController.abort();
     logs.ring.closeAll();
     const [drained] = await Promise.all([listener.drain(options.shutdownTimeoutMs), tasks.close(options.shutdownTimeoutMs)]);
@@ -167,16 +177,18 @@ async function startLocked(
  * Plain HTTP before the RPCs: the browser console (built into dist/web) and its assets, CORS
  * preflights for pages of other allowed origins, and the health probes.
  */
-async function plainRoutes(d: { config: CaraConfig; log: Logger; identity: ServerIdentity; monitor: HealthMonitor; token: string; rpc: RequestHandler }): Promise<{ handler: RequestHandler; consoleLoaded: boolean }> {
+async function plainRoutes(d: { config: CaraConfig; log: Logger; identity: ServerIdentity; monitor: HealthMonitor; token: string; rpc: RequestHandler; metrics: ServerMetrics }): Promise<{ handler: RequestHandler; consoleLoaded: boolean }> {
   const checkToken = tokenCheck(d.token);
-  const health = healthRoutes(d.identity, d.monitor, (req) => checkToken(req.headers.authorization) === "ok");
+  const authorized = (req: Parameters<RequestHandler>[0]) => checkToken(req.headers.authorization) === "ok";
+  const health = healthRoutes(d.identity, d.monitor, authorized);
+  const scrape = metricsRoute(d.metrics, d.config.server?.metrics ?? "token", authorized);
   const consoleOn = d.config.server?.console !== false;
   const consoleAssets = consoleOn ? await loadAssetSet(join(PACKAGE_ROOT, "dist", "web")).catch((err: Error) => void d.log.error({ err: err.message }, "could not load the console")) : undefined;
   if (consoleOn && !consoleAssets) d.log.warn("the console is not available (no dist/web/index.html: run `npm run build`); the API is unaffected");
   const web = consoleOn ? consoleRoutes(consoleAssets) : () => false;
   const cors = corsRoutes(d.config.server?.cors?.allowedOrigins ?? []);
   const rpc = d.rpc;
-  return { handler: (req, res) => void (web(req, res) || cors(req, res) || health(req, res) || rpc(req, res)), consoleLoaded: consoleAssets !== undefined };
+  return { handler: (req, res) => void (web(req, res) || cors(req, res) || health(req, res) || scrape(req, res) || rpc(req, res)), consoleLoaded: consoleAssets !== undefined };
 }
 
 /** The "listening" line (the test harness and the launcher read its `port`), and the warnings that go with it. */
@@ -203,7 +215,7 @@ interface Domains {
  * The stores and their workers: backups (which pause the task store around a restore), updates
  * (which take a backup first) and tasks (whose executors back up and check for updates).
  */
-async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: NodeJS.ProcessEnv; credentials: Credentials; logger: Logger; monitor: HealthMonitor; deps: StartDeps }): Promise<Domains> {
+async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: NodeJS.ProcessEnv; credentials: Credentials; logger: Logger; monitor: HealthMonitor; deps: StartDeps; metrics: ServerMetrics }): Promise<Domains> {
   const { paths, config, logger } = d;
   let tasksRef: TasksRuntime | undefined;
   const backupState = new BackupState(paths.backupsDir, config.backup?.warnAfterDays ?? 7);
@@ -225,6 +237,7 @@ async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: Nod
     },
     onBackupWritten: (path) => void backupState.recordWritten(path),
     checkRestored: checkStateLoads,
+    onOperation: (op, ok, ms) => d.metrics.backupOperation(op, ok, ms),
   });
   let launcher: string | undefined;
   const updates = await createUpdateRuntime({
@@ -243,6 +256,8 @@ async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: Nod
     env: d.env,
     logger: logger.child({ component: "tasks" }),
     extraExecutors: { backup: backupTaskExecutor(backups), updateCheck: updates.executor },
+    onAttempt: (kind, outcome, ms) => d.metrics.taskAttempt(kind, outcome, ms),
+    onSync: (ms) => d.metrics.journalSynced(ms),
   });
   return { tasks: tasksRef, backups, backupState, updates };
 }
@@ -255,6 +270,46 @@ function openLogs(config: CaraConfig, paths: StatePaths, knownSecrets: string[],
     ...(destination ? { stdout: destination as unknown as LineSink } : {}),
     knownSecrets,
   });
+}
+
+/**
+ * Where /metrics reads what status also shows: the same store, backup record, update state and
+ * health evaluation (one source for both).
+ */
+function metricSources(domains: () => Domains | undefined, monitor: HealthMonitor, ring: LogRing): MetricSources {
+  const need = () => {
+    const d = domains();
+    if (!d) throw new Error("the server is still starting");
+    return d;
+  };
+  return {
+    version: VERSION,
+    taskKinds: ["systemEvent", "agentTurn", "backup", "updateCheck", "unknown"],
+    tasks() {
+      const d = need();
+      const v = queueStatsValue(d.tasks.store, d.tasks.worker, Date.now());
+      return { counts: v.counts, oldestQueuedAgeMs: v.oldestQueuedAgeMs, leasesRescued: v.leasesRescued, workerBusy: v.workerSlotsBusy, workerSlots: v.workerSlotsTotal, storeBytes: d.tasks.store.diskBytes };
+    },
+    lastBackup: () => need().backupState.lastBackup(),
+    async update() {
+      const manager = need().updates.manager;
+      const s = await manager.status();
+      const tx = s.transaction;
+      const state = s.transactionError ? "corrupt" : !tx ? "none" : tx.state;
+      return {
+        state,
+        phase: tx?.phase ?? "",
+        ...(tx?.updatedAtMs !== undefined ? { updatedAtMs: tx.updatedAtMs } : {}),
+        ...(s.marker?.rolledBackAtMs !== undefined ? { rolledBackAtMs: s.marker.rolledBackAtMs } : {}),
+        ...(manager.lastCheckAtMs !== undefined ? { lastCheckAtMs: manager.lastCheckAtMs } : {}),
+      };
+    },
+    checks: async () => (await monitor.evaluate()).results.map((r) => ({ name: r.name, status: r.status })),
+    logs() {
+      const st = ring.stats();
+      return { byLevel: st.appendedByLevel, followers: st.subscribers, dropped: st.droppedForFollowers };
+    },
+  };
 }
 
 /** GetStatus's sections, one per domain. */

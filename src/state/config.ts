@@ -49,6 +49,8 @@ const isConfig = t.isObject({
        * (failed-auth limits). Exact IPs; default none.
        */
       trustedProxies: t.isOptional(t.isArray(t.isString())),
+      /** GET /metrics: "token" (default: the bearer token required), "open" or "off". */
+      metrics: t.isOptional(t.isEnum(["token", "open", "off"] as const)),
       /** gRPC server reflection: "token" (default: served, behind the bearer token) or "off". */
       reflection: t.isOptional(t.isEnum(["token", "off"] as const)),
       /** Serve the browser console at / (default true). */

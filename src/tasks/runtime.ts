@@ -7,7 +7,7 @@ import type { CaraConfig } from "../state/config.js";
 import { agentTurnExecutor, RecentEvents, systemEventExecutor } from "./executors.js";
 import { queueStatsValue, tasksService } from "./service.js";
 import { DEFAULT_RETENTION_MS, TaskStore } from "./store.js";
-import { DEFAULT_BACKOFF, Worker, type Executor } from "./worker.js";
+import { DEFAULT_BACKOFF, Worker, type Executor, type WorkerOptions } from "./worker.js";
 
 export interface TasksRuntime {
   store: TaskStore;
@@ -31,6 +31,9 @@ export async function startTasks(options: {
   env: NodeJS.ProcessEnv;
   logger: Logger;
   extraExecutors?: Record<string, Executor>;
+  /** Metrics hooks: each finished attempt, each journal write + fsync. */
+  onAttempt?: WorkerOptions["onAttempt"];
+  onSync?: (ms: number) => void;
 }): Promise<TasksRuntime> {
   const { config, env, logger } = options;
   const cfg = config.tasks ?? {};
@@ -39,6 +42,7 @@ export async function startTasks(options: {
     ...(cfg.capacity !== undefined ? { capacity: cfg.capacity } : {}),
     retentionMs: cfg.retentionDays !== undefined ? cfg.retentionDays * 86_400_000 : DEFAULT_RETENTION_MS,
     warn: (message) => logger.warn(message),
+    ...(options.onSync ? { onSync: options.onSync } : {}),
   });
   if (store.recoveredOnOpen > 0) logger.warn({ count: store.recoveredOnOpen }, "tasks that were running when the server stopped are due again (recovered after restart)");
   const events = new RecentEvents();
@@ -57,6 +61,7 @@ export async function startTasks(options: {
     backoff: { ...DEFAULT_BACKOFF, ...cfg.backoff },
     ...(cfg.leaseGraceMs !== undefined ? { leaseGraceMs: cfg.leaseGraceMs } : {}),
     log: logger,
+    ...(options.onAttempt ? { onAttempt: options.onAttempt } : {}),
   });
   const retentionTimer = setInterval(() => void store.sweepRetention().catch(() => undefined), 3_600_000);
   retentionTimer.unref();

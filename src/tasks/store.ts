@@ -52,6 +52,8 @@ export interface TaskStoreOptions {
   compactAfterEntries?: number;
   now?: () => number;
   warn?: (message: string) => void;
+  /** Told how long each batch's write + fsync took (metrics). */
+  onSync?: (ms: number) => void;
 }
 
 type Change = [id: string, record: TaskRecord | null];
@@ -100,6 +102,9 @@ export class TaskStore {
   private readonly compactAfter: number;
   private readonly now: () => number;
   private readonly warn: (message: string) => void;
+  private readonly onSync: ((ms: number) => void) | undefined;
+  /** Size of queue.json as last read or written. */
+  private queueFileBytes = 0;
   private closed = false;
   private closedReason = CLOSED_FOR_SHUTDOWN;
   private lastWriteError: string | undefined;
@@ -112,6 +117,7 @@ export class TaskStore {
     this.compactAfter = options.compactAfterEntries ?? 10_000;
     this.now = options.now ?? Date.now;
     this.warn = options.warn ?? (() => undefined);
+    this.onSync = options.onSync;
     this.events.setMaxListeners(0);
   }
 
@@ -144,6 +150,7 @@ export class TaskStore {
 
   private async load(): Promise<void> {
     const raw = await readLimited(this.queueFile);
+    this.queueFileBytes = raw?.length ?? 0;
     if (raw !== undefined) {
       let parsed: unknown;
       let problem: string | undefined;
@@ -298,6 +305,11 @@ export class TaskStore {
     const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskStateName, number>;
     for (const rec of this.committed.values()) counts[rec.state]++;
     return counts;
+  }
+
+  /** Bytes of the store on disk: queue.json and the journal. */
+  get diskBytes(): number {
+    return this.queueFileBytes + this.journalBytes;
   }
 
   /** The last write error, if the most recent write failed (cleared by the next good write). */
@@ -484,8 +496,10 @@ export class TaskStore {
             await this.journal.truncate(this.journalBytes);
             this.journalDirty = false;
           }
+          const started = performance.now();
           await writeFully(this.journal, data, this.journalBytes);
           await this.journal.datasync();
+          this.onSync?.(performance.now() - started);
         } catch (err) {
           await this.rollback(batch, err as Error);
           continue;
@@ -535,7 +549,9 @@ export class TaskStore {
   /** Writes the durable state to queue.json (atomically) and empties the journal. */
   async compact(): Promise<void> {
     const records = [...this.committed.values()].map(orderedRecord);
-    await writeFileDurable(this.queueFile, `${JSON.stringify(records, null, 2)}\n`);
+    const text = `${JSON.stringify(records, null, 2)}\n`;
+    await writeFileDurable(this.queueFile, text);
+    this.queueFileBytes = Buffer.byteLength(text);
     await this.journal.truncate(0);
     await this.journal.sync();
     this.journalBytes = 0;

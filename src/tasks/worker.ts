@@ -41,6 +41,8 @@ export interface WorkerOptions {
   pollMs?: number;
   now?: () => number;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  /** Told about every finished attempt (metrics): payload kind, outcome kind, run time. */
+  onAttempt?: (kind: string, outcome: Outcome["kind"], ms: number) => void;
 }
 
 export interface Lease {
@@ -263,6 +265,8 @@ export class Worker {
       }
     });
     this.options.log?.info({ taskId: run.task.id, attempt: run.attempt, outcome: outcome.kind, ms: elapsed }, "task attempt finished");
+    const kind = (run.task.payload as { kind?: unknown }).kind;
+    this.options.onAttempt?.(typeof kind === "string" && kind in this.executors ? kind : "unknown", outcome.kind, elapsed);
   }
 
   private retryOrFail(base: TaskRecord, error: string, delayMs: number | undefined, now: number): TaskRecord {

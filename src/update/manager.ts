@@ -175,7 +175,11 @@ export class UpdateManager {
   }
 
   /** Newest release on a channel (or a pinned version) compared with the running version. */
+  /** When check() last ran in this process (metrics: a silent update check shows as old). */
+  lastCheckAtMs: number | undefined;
+
   async check(req: CheckRequest): Promise<CheckResult> {
+    this.lastCheckAtMs = this.now();
     const channel = parseInput(() => parseChannel(req.channel || this.o.settings.channel), "channel");
     const pinned = req.version ? parseInput(() => normalizeVersion(req.version!), "version") : undefined;
     const release = await this.fetchRelease(pinned, channel);
