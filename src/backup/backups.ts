@@ -89,6 +89,8 @@ export interface BackupManagerOptions {
    * in) loads, writing nothing; throws with the reason when it would not.
    */
   checkRestored?: (root: string, entries: readonly string[]) => Promise<void>;
+  /** Clock for archive names (tests). */
+  now?: () => number;
   /** Told about every backup and (non-dry-run) restore that finished or failed (metrics). */
   onOperation?: (operation: "backup" | "restore", ok: boolean, ms: number) => void;
 }
@@ -206,7 +208,7 @@ export class BackupManager {
   /** Writes a backup into the backups dir (temp file + rename, 0600) and keeps the newest `keep` of this prefix. */
   async backupToDir(prefix: string, keep?: number): Promise<{ path: string; sha256: string; bytes: number }> {
     await mkdir(this.o.backupsDir, { recursive: true, mode: 0o700 });
-    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+    const stamp = new Date(this.o.now?.() ?? Date.now()).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
     const final = join(this.o.backupsDir, `${prefix}-${stamp}-${randomBytes(2).toString("hex")}.tar.gz`);
     const tmp = `${final}.partial`;
     const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
