@@ -19,7 +19,7 @@
  * gone). A section is present in a backup when its file / directory exists, even with no files:
  * restoring an empty `tasks` section empties `tasks/`.
  *
- * Never archived (see EXCLUDED): `auth/`, `cara.lock`, `updates/`, `backups/`, `logs/`, and the
+ * Never archived (see EXCLUDED): `auth/`, `cara.lock`, `cara.address`, `updates/`, `backups/`, `logs/`, and the
  * temp files of in-progress durable writes. Any other top-level entry is not silently swept in:
  * it is reported as excluded ("unknown entry"), so `cara backup` tells the operator about it, and
  * becoming part of backups takes a new section (an explicit, reviewed decision).
@@ -73,6 +73,7 @@ export interface Exclusion {
 export const EXCLUDED: readonly Exclusion[] = Object.freeze([
   { path: "auth/", reason: "secrets (token, server secret): never archived; back them up separately, a restore keeps the current ones" },
   { path: "cara.lock", reason: "lock file of the running server" },
+  { path: "cara.address", reason: "where the running server listens" },
   { path: "updates/", reason: "update staging: downloaded releases and the update transaction" },
   { path: "backups/", reason: "backup archives themselves (never nested into a new backup)" },
   { path: "logs/", reason: "logs: not state needed by a restore" },

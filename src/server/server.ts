@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { collectStatus, type SectionProvider, type ServerIdentity } from "../ops/status.js";
 import { loadConfig, type CaraConfig } from "../state/config.js";
 import { checkStateLoads } from "../state/loadable.js";
+import { clearServerAddress, localHostFor, recordServerAddress } from "../state/server-address.js";
 import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 import { acquireStateLock, type StateLock } from "../state/lock.js";
 import { resolveStateDir, type StatePaths } from "../state/paths.js";
@@ -150,6 +151,12 @@ async function startLocked(
     throw describeListenError(err, options.bind, options.port);
   }
   (identity as { port: number }).port = listener.port;
+  // Beside the lock: where this server listens, for local commands (a port other than configured).
+  const host = localHostFor(options.bind);
+  const url = `${listener.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${listener.port}`;
+  await recordServerAddress(paths.root, { pid: process.pid, url, bind: options.bind, port: listener.port, tls: listener.tls, startedAt: identity.startedAt.toISOString() }).catch((err: Error) =>
+    log.warn({ err: err.message }, "could not record the listening address beside the lock; local commands use the configured port"),
+  );
   logStarted(log, { options, credentials, listener, stateDir: paths.root, ...(consoleLoaded ? { consoleAt: consoleUrl(options.bind, listener.port, listener.tls) } : {}) });
 
   const launcher = updates.launcher;
@@ -166,6 +173,7 @@ async function startLocked(
     logs.ring.closeAll();
     const [drained] = await Promise.all([listener.drain(options.shutdownTimeoutMs), tasks.close(options.shutdownTimeoutMs)]);
     if (!drained) log.warn({ timeoutMs: options.shutdownTimeoutMs }, "shutdown timeout reached; cut the calls still in flight");
+    await clearServerAddress(paths.root);
     await lock.release();
     log.info("stopped");
     logs.close();
