@@ -44,7 +44,7 @@ export type NewLogEntry = Omit<LogEntry, "seq">;
 export interface LogFilter {
   /** Only records at this level or above. */
   minLevel?: LogLevel;
-  /** Only records whose message or component contains this text (case-sensitive). */
+  /** Only records whose message, component or a field value contains this text (case-sensitive). */
   contains?: string;
   /** Only records whose message matches (a LogPattern, or a RegExp without the g/y flags). */
   pattern?: { test(text: string): boolean };
@@ -135,7 +135,7 @@ interface Slot {
 }
 
 /** A filter prepared for matching many records. */
-interface CompiledFilter {
+export interface CompiledFilter {
   minRank: number;
   contains: string;
   /** `contains` is printable ASCII without `"` or `\`: a line without it cannot match. */
@@ -143,7 +143,7 @@ interface CompiledFilter {
   pattern: LogFilter["pattern"];
 }
 
-function compileFilter(filter: LogFilter): CompiledFilter {
+export function compileFilter(filter: LogFilter): CompiledFilter {
   const contains = filter.contains ?? "";
   return {
     minRank: filter.minLevel ? levelRank(filter.minLevel) : 0,
@@ -153,10 +153,19 @@ function compileFilter(filter: LogFilter): CompiledFilter {
   };
 }
 
-function entryMatches(e: LogEntry, f: CompiledFilter): boolean {
-  if (f.contains && !e.message.includes(f.contains) && !e.component.includes(f.contains)) return false;
+/** A record matches `contains` in its message, its component, or any field value (task ids, error codes). */
+export function entryMatches(e: Pick<LogEntry, "message" | "component" | "fields">, f: CompiledFilter): boolean {
+  if (f.contains && !e.message.includes(f.contains) && !e.component.includes(f.contains) && !fieldsContain(e.fields, f.contains)) return false;
   if (f.pattern && !f.pattern.test(e.message)) return false;
   return true;
+}
+
+function fieldsContain(value: unknown, text: string): boolean {
+  if (typeof value === "string") return value.includes(text);
+  if (typeof value === "number" || typeof value === "boolean") return String(value).includes(text);
+  if (Array.isArray(value)) return value.some((v) => fieldsContain(v, text));
+  if (value !== null && typeof value === "object") return Object.values(value).some((v) => fieldsContain(v, text));
+  return false;
 }
 
 function clampInt(value: number | undefined, fallback: number, min: number, max: number): number {

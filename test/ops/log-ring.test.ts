@@ -23,7 +23,15 @@ test("tail returns the newest entries oldest first, with seq from 1", () => {
   assert.equal(r.nextSeq, 5);
   assert.equal(r.reset, false);
   assert.equal(r.truncated, false);
-  assert.deepEqual(ring.stats(), { size: 5, capacity: 10, lastSeq: 5, bytes: ring.stats().bytes, subscribers: 0 });
+  assert.deepEqual(ring.stats(), {
+    size: 5,
+    capacity: 10,
+    lastSeq: 5,
+    bytes: ring.stats().bytes,
+    subscribers: 0,
+    appendedByLevel: { trace: 0, debug: 0, info: 5, warn: 0, error: 0, fatal: 0 },
+    droppedForFollowers: 0,
+  });
 });
 
 test("tail filters by level, substring (message or component) and pattern", () => {
@@ -231,5 +239,20 @@ test("a follower's backlog holds positions, not records: what the ring evicts be
   const items = await take(sub, 3);
   assert.deepEqual(items[0], { dropped: 48 });
   assert.deepEqual(messages(items.slice(1) as LogEntry[]), ["m51", "m52"]);
+  sub.close();
+});
+
+test("a text filter matches structured fields too (task ids, error codes), in tail and follow", async () => {
+  const ring = new LogRing();
+  ring.append(rec("task attempt finished", "info", "tasks", { taskId: "7d4d14c2-a9ae", outcome: "done" }));
+  ring.append(rec("other", "info", "tasks", { taskId: "ffff" }));
+  ring.append(rec("rejected", "warn", "server", { err: { code: "ENOSPC" }, attempts: [3, 41] }));
+  assert.deepEqual(messages(ring.tail({ contains: "7d4d14c2" }).entries), ["task attempt finished"]);
+  assert.deepEqual(messages(ring.tail({ contains: "ENOSPC" }).entries), ["rejected"]);
+  assert.deepEqual(messages(ring.tail({ contains: "41" }).entries), ["rejected"]);
+  const sub = ring.follow({ tail: 0, filter: { contains: "beef" } });
+  ring.append(rec("unrelated"));
+  ring.append(rec("with id", "info", "tasks", { taskId: "dead-beef" }));
+  assert.deepEqual(messages((await take(sub, 1)) as LogEntry[]), ["with id"]);
   sub.close();
 });
