@@ -139,10 +139,15 @@ export class TaskStore {
    * used on a staged restore before it replaces the live queue. Throws TaskStoreCorruptError.
    */
   static async check(dir: string): Promise<{ tasks: number }> {
+    return { tasks: (await TaskStore.readRecords(dir)).length };
+  }
+
+  /** The durable task records in `dir`, read and validated without writing (offline tools). */
+  static async readRecords(dir: string): Promise<TaskRecord[]> {
     const store = new TaskStore({ dir });
     store.readOnly = true;
     await store.load();
-    return { tasks: store.committed.size };
+    return [...store.committed.values()];
   }
 
   /** Set by check(): load() reads and validates only. */
