@@ -1,0 +1,122 @@
+/**
+ * `cara bugreport`: what an issue needs, packed into one `.tar.gz` (0600) an operator can attach:
+ * the doctor report, status, recent log records, the effective config, versions, the update
+ * transaction and marker, the queue's counts per state. Every value goes through the same
+ * redaction the logs use, plus the exact values of the token, the server secret and the agent
+ * API key; task payloads are left out unless asked for (and then redacted too). The report says
+ * what it holds and what it left out.
+ */
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { arch, platform, release } from "node:os";
+import { basename, dirname, join } from "node:path";
+import { create as createTar } from "tar";
+import { fsyncDir } from "../state/durable.js";
+import type { StatePaths } from "../state/paths.js";
+import { TaskStore } from "../tasks/store.js";
+import { loadMarker } from "../update/rollback-marker.js";
+import { loadTransaction } from "../update/transaction.js";
+import type { DoctorReport } from "./doctor.js";
+import { readLogFiles } from "./log-files.js";
+import type { NewLogEntry } from "./log-ring.js";
+import { redactFields } from "./redact.js";
+
+export interface BugreportInput {
+  paths: StatePaths;
+  env: NodeJS.ProcessEnv;
+  output: string;
+  doctor: DoctorReport;
+  version: string;
+  /** GetStatus as JSON, when a server answered. */
+  status?: unknown;
+  /** The server's recent log records (its ring), when it answered; else the log files are read. */
+  ringLogs?: NewLogEntry[];
+  logLines?: number;
+  includePayloads?: boolean;
+  now?: number;
+}
+
+export interface BugreportResult {
+  path: string;
+  bytes: number;
+  contains: { name: string; what: string }[];
+  leftOut: string[];
+}
+
+/** Values that must never appear, whatever field they hide in: the deployment's own secrets. */
+async function knownSecrets(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<string[]> {
+  const read = (p: string) => readFile(p, "utf8").then((t) => t.trim(), () => "");
+  return [env.CARAPACE_GATEWAY_TOKEN, env.CARAPACE_SERVER_SECRET, env.CARAPACE_AGENT_API_KEY, await read(paths.token), await read(paths.serverSecret)].filter((s): s is string => !!s && s.length >= 6);
+}
+
+/** Writes the report (temp name beside it, then renamed: never half a file at `output`). */
+export async function writeBugreport(input: BugreportInput): Promise<BugreportResult> {
+  const secrets = await knownSecrets(input.paths, input.env);
+  const clean = <T>(v: T): T => redactFields(v, secrets);
+  const contains: BugreportResult["contains"] = [];
+  const leftOut: string[] = ["auth/ (token, server secret): never included", "backups/ and the task store files themselves"];
+  const files = new Map<string, string>();
+  const add = (name: string, what: string, value: unknown) => {
+    files.set(name, typeof value === "string" ? value : `${JSON.stringify(clean(value), null, 2)}\n`);
+    contains.push({ name, what });
+  };
+
+  add("doctor.json", "the doctor report (cara doctor --json)", input.doctor);
+  if (input.status !== undefined) add("status.json", "the server's status (cara status --json)", input.status);
+  else leftOut.push("status.json: no server answered");
+  const logs = input.ringLogs ?? (await readLogFiles(input.paths.logsDir, { limit: input.logLines ?? 1_000 }).then((r) => r.entries, () => [] as NewLogEntry[]));
+  add("logs.jsonl", `the last ${logs.length} log records (${input.ringLogs ? "from the server's ring" : "from the log files"})`, logs.map((e) => JSON.stringify(clean({ time: new Date(e.time).toISOString(), level: e.level, component: e.component, msg: e.message, ...e.fields }))).join("\n") + (logs.length > 0 ? "\n" : ""));
+  const config = await readFile(input.paths.config, "utf8").then((t) => JSON.parse(t) as unknown, () => undefined);
+  if (config !== undefined) add("config.json", "config.json, secrets redacted", config);
+  else leftOut.push("config.json: none, or not valid JSON (the doctor report says which)");
+  add("versions.json", "cara, Node.js, OS and architecture", {
+    cara: input.version,
+    node: process.version,
+    os: `${platform()} ${release()}`,
+    arch: arch(),
+    env: Object.fromEntries(Object.keys(input.env).filter((k) => k.startsWith("CARAPACE_")).sort().map((k) => [k, "(set)"])),
+  });
+  add("update.json", "the update transaction and rollback marker", {
+    transaction: await loadTransaction(input.paths.updatesDir).catch((err: Error) => ({ error: err.message })),
+    marker: await loadMarker(input.paths.updatesDir).catch((err: Error) => ({ error: err.message })),
+  });
+  const tasks = await TaskStore.readRecords(input.paths.tasksDir).catch((err: Error) => err);
+  if (tasks instanceof Error) leftOut.push(`queue counts: the queue does not load (${tasks.message.split(";")[0]})`);
+  else {
+    const counts: Record<string, number> = {};
+    for (const t of tasks) counts[t.state] = (counts[t.state] ?? 0) + 1;
+    add("queue.json", "tasks per state", { total: tasks.length, counts });
+    if (input.includePayloads) add("tasks.json", "every task with its payload (--include-payloads), redacted", tasks);
+    else leftOut.push("task payloads (pass --include-payloads to include them, redacted)");
+  }
+  add("README.txt", "this list", `cara bug report, ${new Date(input.now ?? Date.now()).toISOString()}\n\nContains:\n${contains.map((c) => `  ${c.name}: ${c.what}`).join("\n")}\n  README.txt: this list\n\nLeft out:\n${leftOut.map((l) => `  ${l}`).join("\n")}\n`);
+  return { ...(await pack(input.output, files)), contains, leftOut };
+}
+
+async function pack(output: string, files: Map<string, string>): Promise<{ path: string; bytes: number }> {
+  const stage = join(dirname(output), `.${basename(output)}.${randomBytes(4).toString("hex")}.d`);
+  const tmp = `${output}.${randomBytes(4).toString("hex")}.partial`;
+  await mkdir(stage, { mode: 0o700 });
+  try {
+    const top = basename(output).replace(/\.tar\.gz$|\.tgz$/, "");
+    await mkdir(join(stage, top), { mode: 0o700 });
+    for (const [name, text] of files) await writeFile(join(stage, top, name), text, { mode: 0o600 });
+    await createTar({ gzip: true, cwd: stage, file: tmp, portable: true }, [top]);
+    const handle = await open(tmp, constants.O_RDONLY);
+    let bytes: number;
+    try {
+      await handle.chmod(0o600);
+      await handle.sync();
+      bytes = (await handle.stat()).size;
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, output);
+    await fsyncDir(dirname(output));
+    return { path: output, bytes };
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+    await rm(tmp, { force: true });
+  }
+}
