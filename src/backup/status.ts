@@ -156,7 +156,7 @@ export class BackupState {
         await this.load();
         const now = this.now();
         const limit = `${this.warnAfterDays} day${this.warnAfterDays === 1 ? "" : "s"}`;
-        const todo = `run 'cara backup --output FILE', or schedule a task of kind backup (payload {"keep": N}) to write archives into ${this.dir}`;
+        const todo = `run 'cara backup --output FILE', or schedule nightly backups into ${this.dir}: cara schedule create --name nightly-backup --cron '0 3 * * *' --payload '{"kind":"backup","keep":7}'`;
         if (!this.last) {
           const since = await this.firstUse();
           const at = new Date(since).toISOString();

@@ -31,6 +31,8 @@ export interface MetricSources {
   /** Records logged by level, open FollowLogs streams, and records dropped for slow followers (since start). */
   logs(): { byLevel: Readonly<Record<string, number>>; followers: number; dropped: number };
   version: string;
+  /** Every schedule's last run (name, time, whether it failed). */
+  schedules(): { name: string; lastRunAtMs?: number; lastRunFailed: boolean }[];
   /** The payload kinds the worker runs (a bounded label set). */
   taskKinds: readonly string[];
 }
@@ -232,6 +234,26 @@ export class ServerMetrics {
       },
     });
 
+    new client.Gauge({
+      name: "cara_schedule_last_run_timestamp_seconds",
+      help: "When each schedule last ran (0: not yet), by schedule name.",
+      labelNames: ["schedule"],
+      registers,
+      collect() {
+        this.reset();
+        for (const sc of sources.schedules()) this.set({ schedule: sc.name }, (sc.lastRunAtMs ?? 0) / 1000);
+      },
+    });
+    new client.Gauge({
+      name: "cara_schedule_last_run_failed",
+      help: "1 when a schedule's last run failed (its task could not be created, or ended failed or blocked).",
+      labelNames: ["schedule"],
+      registers,
+      collect() {
+        this.reset();
+        for (const sc of sources.schedules()) this.set({ schedule: sc.name }, sc.lastRunFailed ? 1 : 0);
+      },
+    });
     new client.Gauge({
       name: "cara_health_check_status",
       help: "Each health check's verdict (1 for the current status of the check).",

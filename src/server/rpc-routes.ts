@@ -2,6 +2,8 @@ import { createContextValues } from "@connectrpc/connect";
 import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
 import { TasksService } from "../../gen/carapace/tasks/v1/tasks_pb.js";
+import { SchedulesService } from "../../gen/carapace/tasks/v1/schedules_pb.js";
+import { schedulesService } from "../tasks/schedules-service.js";
 import { UpdateService } from "../../gen/carapace/update/v1/update_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import type { BackupManager } from "../backup/backups.js";
@@ -79,9 +81,10 @@ export function rpcRoutes(d: RpcRoutesDeps): RequestHandler {
     routes(router) {
       router.service(OpsService, opsService({ status: d.status }, logsService(d.ring, d.shutdown, d.maxFollowers !== undefined ? { maxFollowers: d.maxFollowers } : {})));
       router.service(TasksService, d.tasks.service(d.shutdown));
+      router.service(SchedulesService, schedulesService({ schedules: d.tasks.schedules, scheduler: d.tasks.scheduler, tasks: d.tasks.store, now: d.tasks.now }));
       router.service(BackupService, backupService(d.backups, (_sha256, bytes) => d.onBackupStreamed(bytes)));
       router.service(UpdateService, updateService(d.updates, d.shutdown));
-      router.service(Health, grpcHealthService(d.monitor, [OpsService.typeName, TasksService.typeName, BackupService.typeName, UpdateService.typeName], d.shutdown));
+      router.service(Health, grpcHealthService(d.monitor, [OpsService.typeName, TasksService.typeName, SchedulesService.typeName, BackupService.typeName, UpdateService.typeName], d.shutdown));
       if (d.reflection !== "off") registerReflection(router);
     },
     interceptors: [rpcMetricsInterceptor((...a) => d.metrics.rpcStarted(...a)), errorInfoInterceptor()],

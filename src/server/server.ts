@@ -26,6 +26,7 @@ import { metricsRoute } from "./metrics-route.js";
 import { ServerMetrics, type MetricSources } from "../ops/metrics.js";
 import type { LogRing } from "../ops/log-ring.js";
 import { queueStatsValue } from "../tasks/service.js";
+import { summarizeSchedule } from "../tasks/schedule.js";
 import { sharedFor } from "./status-cache.js";
 import { watchUpdateProbation } from "./update-probation.js";
 import { readTlsFiles, resolveServerOptions, isLoopbackAddress, type ServerOptions, type StartFlags } from "./options.js";
@@ -138,7 +139,7 @@ async function startLocked(
   const tls = options.tls ? await readTlsFiles(options.tls) : undefined;
   let listener: Listener;
   try {
-    tasks.worker.start();
+    tasks.start();
     listener = await listen(handler, {
       bind: options.bind,
       port: options.port,
@@ -234,14 +235,8 @@ async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: Nod
     caraVersion: VERSION,
     writers: {
       holdWrites: (fn) => (tasksRef ? tasksRef.store.withWritesHeld(fn) : fn()),
-      pause: async () => {
-        await tasksRef?.worker.stop(5_000);
-        await tasksRef?.store.suspend("a restore is replacing the state; retry in a few seconds");
-      },
-      resume: async () => {
-        await tasksRef?.store.reopen();
-        if (!d.monitor.shuttingDown) tasksRef?.worker.start();
-      },
+      pause: async () => tasksRef?.pause("a restore is replacing the state; retry in a few seconds"),
+      resume: async () => tasksRef?.resume(!d.monitor.shuttingDown),
     },
     onBackupWritten: (path) => void backupState.recordWritten(path),
     checkRestored: checkStateLoads,
@@ -313,6 +308,10 @@ function metricSources(domains: () => Domains | undefined, monitor: HealthMonito
       };
     },
     checks: async () => (await monitor.evaluate()).results.map((r) => ({ name: r.name, status: r.status })),
+    schedules() {
+      const t = need().tasks;
+      return t.schedules.list().map((sc) => summarizeSchedule(sc, (id) => t.store.get(id)?.state, Date.now()));
+    },
     logs() {
       const st = ring.stats();
       return { byLevel: st.appendedByLevel, followers: st.subscribers, dropped: st.droppedForFollowers };

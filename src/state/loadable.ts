@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { ScheduleStore } from "../tasks/schedule-store.js";
 import { TaskStore } from "../tasks/store.js";
 import { loadConfig } from "./config.js";
 
@@ -17,6 +18,7 @@ export async function checkStateLoads(root: string, entries: readonly string[]):
   }
   if (entries.includes("tasks")) {
     await TaskStore.check(join(root, "tasks")).catch((err: Error) => problems.push(err.message));
+    await ScheduleStore.check(join(root, "tasks")).catch((err: Error) => problems.push(err.message));
   }
   if (problems.length > 0) throw new StateNotLoadableError(problems.join("; "));
 }

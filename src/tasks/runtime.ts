@@ -7,11 +7,24 @@ import type { CaraConfig } from "../state/config.js";
 import { agentTurnExecutor, RecentEvents, systemEventExecutor } from "./executors.js";
 import { queueStatsValue, tasksService } from "./service.js";
 import { DEFAULT_RETENTION_MS, TaskStore } from "./store.js";
+import { summarizeSchedule, type ScheduleRecord, type ScheduleRun } from "./schedule.js";
+import { ScheduleStore } from "./schedule-store.js";
+import { Scheduler } from "./scheduler.js";
 import { DEFAULT_BACKOFF, Worker, type Executor, type WorkerOptions } from "./worker.js";
 
 export interface TasksRuntime {
   store: TaskStore;
   worker: Worker;
+  schedules: ScheduleStore;
+  scheduler: Scheduler;
+  /** The schedules' clock (the real one, unless a test set CARA_TEST_CLOCK_START). */
+  now: () => number;
+  /** Starts the worker and the scheduler (once the server serves). */
+  start(): void;
+  /** Stops writers and closes the stores for a restore that replaces their files. */
+  pause(reason: string): Promise<void>;
+  /** Loads the stores again (after the restore, or its rollback) and restarts the writers. */
+  resume(startWriters: boolean): Promise<void>;
   events: RecentEvents;
   service(shutdown: AbortSignal): ServiceImpl<typeof TasksService>;
   storeHealth: StoreHealth;
@@ -19,6 +32,30 @@ export interface TasksRuntime {
   statusSection: () => unknown;
   /** Stops the worker (waiting up to drainMs for running attempts) and closes the store. */
   close(drainMs: number): Promise<void>;
+}
+
+/**
+ * The schedules' clock. Test hook, inert unless set: CARA_TEST_CLOCK_START (an ISO time) makes it
+ * start there and run at the real pace, so end-to-end tests reach a due time in a second.
+ */
+function schedulerClock(env: NodeJS.ProcessEnv): () => number {
+  const start = env.CARA_TEST_CLOCK_START ? Date.parse(env.CARA_TEST_CLOCK_START) : Number.NaN;
+  if (!Number.isFinite(start)) return Date.now;
+  const offset = start - Date.now();
+  return () => Date.now() + offset;
+}
+
+/**
+ * Test hook for crash tests, inert unless CARA_TEST_PAUSE_AT is `schedule:created`: after a
+ * run's task is durable and before the schedule records the run, write
+ * `CARA_TEST_PAUSED_AT schedule:created` to stderr and wait (to be killed there).
+ */
+function testPauseAfterCreate(env: NodeJS.ProcessEnv): (() => Promise<void>) | undefined {
+  if (env.CARA_TEST_PAUSE_AT !== "schedule:created") return undefined;
+  return async () => {
+    process.stderr.write("CARA_TEST_PAUSED_AT schedule:created\n");
+    await new Promise((resolve) => setTimeout(resolve, 60_000));
+  };
 }
 
 /**
@@ -34,6 +71,7 @@ export async function startTasks(options: {
   /** Metrics hooks: each finished attempt, each journal write + fsync. */
   onAttempt?: WorkerOptions["onAttempt"];
   onSync?: (ms: number) => void;
+  onScheduleRun?: (schedule: ScheduleRecord, run: ScheduleRun) => void;
 }): Promise<TasksRuntime> {
   const { config, env, logger } = options;
   const cfg = config.tasks ?? {};
@@ -44,6 +82,7 @@ export async function startTasks(options: {
     warn: (message) => logger.warn(message),
     ...(options.onSync ? { onSync: options.onSync } : {}),
   });
+  const schedules = await ScheduleStore.open(options.dir);
   if (store.recoveredOnOpen > 0) logger.warn({ count: store.recoveredOnOpen }, "tasks that were running when the server stopped are due again (recovered after restart)");
   const events = new RecentEvents();
   const apiKey = env.CARAPACE_AGENT_API_KEY;
@@ -63,14 +102,37 @@ export async function startTasks(options: {
     log: logger,
     ...(options.onAttempt ? { onAttempt: options.onAttempt } : {}),
   });
+  const now = schedulerClock(env);
+  const scheduler = new Scheduler(schedules, store, { now, log: logger, afterCreate: testPauseAfterCreate(env), ...(options.onScheduleRun ? { onRun: options.onScheduleRun } : {}) });
   const retentionTimer = setInterval(() => void store.sweepRetention().catch(() => undefined), 3_600_000);
   retentionTimer.unref();
   let closed = false;
   return {
     store,
     worker,
+    schedules,
+    scheduler,
+    start() {
+      worker.start();
+      scheduler.start();
+    },
+    async pause(reason) {
+      await scheduler.stop();
+      await worker.stop(5_000);
+      await schedules.suspend(reason);
+      await store.suspend(reason);
+    },
+    async resume(startWriters) {
+      await store.reopen();
+      await schedules.reopen();
+      if (startWriters) {
+        worker.start();
+        scheduler.start();
+      }
+    },
     events,
     service: (shutdown) => tasksService({ store, worker, shutdown }),
+    now,
     storeHealth: {
       name: "tasks",
       loaded: () => (store.closedBecause !== undefined ? { ok: false, message: store.closedBecause } : { ok: true, message: `${store.size} tasks` }),
@@ -81,6 +143,10 @@ export async function startTasks(options: {
         if (store.closedBecause !== undefined) return { status: "fail", message: store.closedBecause };
         if (store.writeError) return { status: "fail", message: store.writeError };
         if (!worker.alive) return { status: "warn", message: "the task worker is not running" };
+        const failing = schedules.list().filter((sc) => summarizeSchedule(sc, (id) => store.get(id)?.state, Date.now()).lastRunFailed);
+        if (failing.length > 0) {
+          return { status: "warn", message: `the last run of schedule ${failing.map((sc) => `'${sc.name}'`).join(", ")} failed; see cara schedule get <name> and its task` };
+        }
         const counts = store.counts();
         return { status: "ok", message: `${store.size} tasks (${counts.queued} queued, ${counts.running} running, ${counts.blocked} blocked); worker ${worker.busy}/${worker.concurrency} busy` };
       },
@@ -98,11 +164,16 @@ export async function startTasks(options: {
         workerSlotsTotal: v.workerSlotsTotal,
         leasesRescued: BigInt(v.leasesRescued),
         recentEvents: events.list().map((e) => ({ time: timestampFromMs(e.timeMs), text: e.text, taskId: e.taskId })),
+        schedules: schedules.list().map((sc) => {
+          const v = summarizeSchedule(sc, (id) => store.get(id)?.state, Date.now());
+          return { name: v.name, rule: v.rule, enabled: v.enabled, ...(v.nextDueMs !== undefined ? { nextDue: timestampFromMs(v.nextDueMs) } : {}), lastOutcome: v.lastOutcome, lastRunFailed: v.lastRunFailed };
+        }),
       };
     },
     async close(drainMs: number) {
       if (closed) return;
       clearInterval(retentionTimer);
+      await scheduler.stop();
       await worker.stop(drainMs);
       closed = true;
       await store.close();

@@ -161,3 +161,37 @@ export function dueNow(s: ScheduleRecord, now: number): { dueAtMs: number; misse
   if (last === undefined) return undefined;
   return { dueAtMs: last, missed: due.slice(0, -1) };
 }
+
+/** What status, metrics and the CLI say about one schedule. */
+export interface ScheduleSummaryValue {
+  name: string;
+  rule: string;
+  enabled: boolean;
+  nextDueMs?: number;
+  lastRunAtMs?: number;
+  /** "created: done", "skipped_overlap: running", "failed_to_create", or "" before the first run. */
+  lastOutcome: string;
+  lastRunFailed: boolean;
+}
+
+export function describeRule(s: Pick<ScheduleRecord, "cron" | "intervalMs" | "timezone">): string {
+  if (s.cron !== undefined) return `${s.cron} (${s.timezone})`;
+  const ms = s.intervalMs ?? 0;
+  const unit = ms % 86_400_000 === 0 ? [86_400_000, "d"] : ms % 3_600_000 === 0 ? [3_600_000, "h"] : ms % 60_000 === 0 ? [60_000, "m"] : [1_000, "s"];
+  return `every ${ms / (unit[0] as number)}${unit[1]}`;
+}
+
+export function summarizeSchedule(s: ScheduleRecord, taskState: (id: string) => string | undefined, now: number): ScheduleSummaryValue {
+  const run = s.lastRun;
+  const state = run?.taskId ? taskState(run.taskId) : undefined;
+  const next = s.enabled ? nextDueTimes(s, now, 1)[0] : undefined;
+  return {
+    name: s.name,
+    rule: describeRule(s),
+    enabled: s.enabled,
+    ...(next !== undefined ? { nextDueMs: next } : {}),
+    ...(run ? { lastRunAtMs: run.atMs } : {}),
+    lastOutcome: run ? `${run.outcome}${state ? `: ${state}` : ""}` : "",
+    lastRunFailed: run !== undefined && (run.outcome === "failed_to_create" || (run.outcome === "created" && (state === "failed" || state === "blocked"))),
+  };
+}

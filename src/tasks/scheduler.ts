@@ -11,7 +11,7 @@ export interface SchedulerOptions {
   retryMs?: number;
   log?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   /** Test hook: called after a run's task exists, before the schedule records it (crash tests). */
-  afterCreate?: (schedule: ScheduleRecord, dueAtMs: number) => Promise<void>;
+  afterCreate?: ((schedule: ScheduleRecord, dueAtMs: number) => Promise<void>) | undefined;
   /** Told about every run (metrics). */
   onRun?: (schedule: ScheduleRecord, run: ScheduleRun) => void;
 }

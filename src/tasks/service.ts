@@ -128,7 +128,7 @@ export function taskToProto(rec: TaskRecord, worker?: Worker): Task {
   return create(TaskSchema, init);
 }
 
-function policyOverrides(p: TaskPolicyOverrides | undefined): Partial<Record<keyof TaskPolicyRecord, number | undefined>> {
+export function policyOverrides(p: TaskPolicyOverrides | undefined): Partial<Record<keyof TaskPolicyRecord, number | undefined>> {
   if (!p) return {};
   const toNum = (v: bigint | undefined) => {
     if (v === undefined) return undefined;

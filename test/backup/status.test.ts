@@ -16,7 +16,7 @@ async function stateDir(): Promise<{ state: string; backups: string }> {
   return { state, backups };
 }
 
-const todo = (backups: string) => `run 'cara backup --output FILE', or schedule a task of kind backup (payload {"keep": N}) to write archives into ${backups}`;
+const todo = (backups: string) => `run 'cara backup --output FILE', or schedule nightly backups into ${backups}: cara schedule create --name nightly-backup --cron '0 3 * * *' --payload '{"kind":"backup","keep":7}'`;
 const run = async (s: BackupState) => s.check().run();
 
 test("no backup ever: ok during the first 7 days of the deployment, then a warning; a restart does not reset the count", async () => {

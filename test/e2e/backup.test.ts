@@ -387,7 +387,7 @@ test("backup check: ok on a new deployment; a restart 8 days after its first use
   const ready = async (s: CaraServer) => (await fetch(`${s.baseUrl}/health/ready`, { headers: { authorization: `Bearer ${s.token}` } })).json() as Promise<{ status: string; warnings: { name: string; message: string }[] }>;
 
   const s = await startCara({ env });
-  const todo = `run 'cara backup --output FILE', or schedule a task of kind backup (payload {"keep": N}) to write archives into ${join(s.stateDir, "backups")}`;
+  const todo = `run 'cara backup --output FILE', or schedule nightly backups into ${join(s.stateDir, "backups")}: cara schedule create --name nightly-backup --cron '0 3 * * *' --payload '{"kind":"backup","keep":7}'`;
   const check = await backupCheck(s);
   // The first check without any backup recorded when the deployment was first used.
   const firstUse = JSON.parse(await readFile(join(s.stateDir, "backups", "first-use.json"), "utf8")) as { atMs: number };

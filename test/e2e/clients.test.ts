@@ -55,10 +55,11 @@ test("README: curl (Connect JSON POST and Connect GET) and buf curl (schema and 
 test("README: the GET-able RPCs listed are exactly those marked NO_SIDE_EFFECTS", async () => {
   const { OpsService } = await import("../../gen/carapace/ops/v1/ops_pb.js");
   const { TasksService } = await import("../../gen/carapace/tasks/v1/tasks_pb.js");
+  const { SchedulesService } = await import("../../gen/carapace/tasks/v1/schedules_pb.js");
   const { BackupService } = await import("../../gen/carapace/backup/v1/backup_pb.js");
   const { UpdateService } = await import("../../gen/carapace/update/v1/update_pb.js");
   const { MethodOptions_IdempotencyLevel } = await import("@bufbuild/protobuf/wkt");
-  const getable = [OpsService, TasksService, BackupService, UpdateService].flatMap((svc) => svc.methods.filter((m) => m.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS).map((m) => m.name));
+  const getable = [OpsService, TasksService, SchedulesService, BackupService, UpdateService].flatMap((svc) => svc.methods.filter((m) => m.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS).map((m) => m.name));
   const start = README.indexOf("RPCs without side effects (") + "RPCs without side effects (".length;
   const listed = README.slice(start, README.indexOf(": marked", start)).replace(/\s+/g, " ");
   assert.equal(listed, getable.map((n) => `\`${n}\``).join(", "));

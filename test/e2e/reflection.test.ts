@@ -18,6 +18,7 @@ const BUF = join(ROOT, "node_modules", ".bin", "buf");
 const SERVED = [
   "carapace.backup.v1.BackupService",
   "carapace.ops.v1.OpsService",
+  "carapace.tasks.v1.SchedulesService",
   "carapace.tasks.v1.TasksService",
   "carapace.update.v1.UpdateService",
   "grpc.health.v1.Health",
@@ -195,6 +196,7 @@ test("buf curl --reflect (no local schema) lists and calls every service over gr
   const calls: Array<[string, string, (out: any) => void]> = [
     ["carapace.ops.v1.OpsService/GetStatus", "{}", (o) => assert.equal(o.stateDir, s.stateDir)],
     ["carapace.tasks.v1.TasksService/ListTasks", '{"limit":5}', (o) => assert.deepEqual(o, {})],
+    ["carapace.tasks.v1.SchedulesService/ListSchedules", "{}", (o) => assert.deepEqual(o, {})],
     ["carapace.backup.v1.BackupService/ListBackups", "{}", (o) => assert.equal(o.directory, join(s.stateDir, "backups"))],
     ["carapace.update.v1.UpdateService/GetUpdateStatus", "{}", (o) => assert.equal(o.managed, undefined)],
     ["grpc.health.v1.Health/Check", "{}", (o) => assert.deepEqual(o, { status: "SERVING" })],

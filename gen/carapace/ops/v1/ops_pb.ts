@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file carapace/ops/v1/ops.proto.
  */
 export const file_carapace_ops_v1_ops: GenFile = /*@__PURE__*/
-  fileDesc("ChljYXJhcGFjZS9vcHMvdjEvb3BzLnByb3RvEg9jYXJhcGFjZS5vcHMudjEiEgoQR2V0U3RhdHVzUmVxdWVzdCJpCgVDaGVjaxIMCgRuYW1lGAEgASgJEiwKBnN0YXR1cxgCIAEoDjIcLmNhcmFwYWNlLm9wcy52MS5DaGVja1N0YXR1cxIPCgdtZXNzYWdlGAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgNIlIKC0RpYWdub3N0aWNzEhgKEG1lbW9yeV9yc3NfYnl0ZXMYASABKAQSFwoPZGlza19mcmVlX2J5dGVzGAIgASgEEhAKCG9wZW5fZmRzGAMgASgNIncKCkxvZ3NTdGF0dXMSEQoJZmlsZV9wYXRoGAEgASgJEhcKD2ZpbGVfc2l6ZV9ieXRlcxgCIAEoBBIUCgxyaW5nX2VudHJpZXMYAyABKA0SFQoNcmluZ19jYXBhY2l0eRgEIAEoDRIQCghsYXN0X3NlcRgFIAEoBCJWCgtTeXN0ZW1FdmVudBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0ZXh0GAIgASgJEg8KB3Rhc2tfaWQYAyABKAki/AIKC1Rhc2tzU3RhdHVzEhQKDHN0b3JlX2xvYWRlZBgBIAEoCBIUCgx3b3JrZXJfYWxpdmUYAiABKAgSSAoPY291bnRzX2J5X3N0YXRlGAMgAygLMi8uY2FyYXBhY2Uub3BzLnYxLlRhc2tzU3RhdHVzLkNvdW50c0J5U3RhdGVFbnRyeRINCgV0b3RhbBgEIAEoDRIQCghjYXBhY2l0eRgFIAEoDRIcChRvbGRlc3RfcXVldWVkX2FnZV9tcxgGIAEoAxIZChF3b3JrZXJfc2xvdHNfYnVzeRgHIAEoDRIaChJ3b3JrZXJfc2xvdHNfdG90YWwYCCABKA0SFgoObGVhc2VzX3Jlc2N1ZWQYCSABKAQSMwoNcmVjZW50X2V2ZW50cxgKIAMoCzIcLmNhcmFwYWNlLm9wcy52MS5TeXN0ZW1FdmVudBo0ChJDb3VudHNCeVN0YXRlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ASKUAQoMQmFja3VwU3RhdHVzEjIKDmxhc3RfYmFja3VwX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIfChdsYXN0X2JhY2t1cF9hZ2Vfc2Vjb25kcxgCIAEoAxIYChBsYXN0X2JhY2t1cF9wYXRoGAMgASgJEhUKDWFyY2hpdmVfY291bnQYBCABKA0i0QEKDFVwZGF0ZVN0YXR1cxIPCgdtYW5hZ2VkGAEgASgIEhcKD2N1cnJlbnRfdmVyc2lvbhgCIAEoCRIYChBwcmV2aW91c192ZXJzaW9uGAMgASgJEhkKEXRyYW5zYWN0aW9uX3N0YXRlGAQgASgJEhkKEXRyYW5zYWN0aW9uX3BoYXNlGAUgASgJEhsKE3RyYW5zYWN0aW9uX3ZlcnNpb24YBiABKAkSEgoKbGFzdF9lcnJvchgHIAEoCRIWCg5yb2xsYmFja19zdGF0ZRgIIAEoCSKoBQoRR2V0U3RhdHVzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRIuCgpzdGFydGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg51cHRpbWVfc2Vjb25kcxgDIAEoAxILCgNwaWQYBCABKAUSFAoMbm9kZV92ZXJzaW9uGAUgASgJEhAKCHBsYXRmb3JtGAYgASgJEgwKBGFyY2gYByABKAkSDAoEYmluZBgIIAEoCRIMCgRwb3J0GAkgASgNEgsKA3RscxgKIAEoCBIRCglzdGF0ZV9kaXIYCyABKAkSLAoJYXV0aF9tb2RlGAwgASgOMhkuY2FyYXBhY2Uub3BzLnYxLkF1dGhNb2RlEjQKDXNlY3JldF9zb3VyY2UYDSABKA4yHS5jYXJhcGFjZS5vcHMudjEuU2VjcmV0U291cmNlEi8KB292ZXJhbGwYDiABKA4yHi5jYXJhcGFjZS5vcHMudjEuT3ZlcmFsbFN0YXR1cxImCgZjaGVja3MYDyADKAsyFi5jYXJhcGFjZS5vcHMudjEuQ2hlY2sSMQoLZGlhZ25vc3RpY3MYECABKAsyHC5jYXJhcGFjZS5vcHMudjEuRGlhZ25vc3RpY3MSFQoNc2h1dHRpbmdfZG93bhgRIAEoCBIpCgRsb2dzGBQgASgLMhsuY2FyYXBhY2Uub3BzLnYxLkxvZ3NTdGF0dXMSKwoFdGFza3MYFSABKAsyHC5jYXJhcGFjZS5vcHMudjEuVGFza3NTdGF0dXMSLQoGYmFja3VwGBYgASgLMh0uY2FyYXBhY2Uub3BzLnYxLkJhY2t1cFN0YXR1cxItCgZ1cGRhdGUYFyABKAsyHS5jYXJhcGFjZS5vcHMudjEuVXBkYXRlU3RhdHVzIrgBCghMb2dFbnRyeRILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoFbGV2ZWwYAyABKA4yGS5jYXJhcGFjZS5vcHMudjEuTG9nTGV2ZWwSEQoJY29tcG9uZW50GAQgASgJEg8KB21lc3NhZ2UYBSABKAkSJwoGZmllbGRzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJcCglMb2dGaWx0ZXISLAoJbWluX2xldmVsGAEgASgOMhkuY2FyYXBhY2Uub3BzLnYxLkxvZ0xldmVsEhAKCGNvbnRhaW5zGAIgASgJEg8KB3BhdHRlcm4YAyABKAkipwEKD1RhaWxMb2dzUmVxdWVzdBISCgVsaW1pdBgBIAEoBUgAiAEBEioKBmZpbHRlchgCIAEoCzIaLmNhcmFwYWNlLm9wcy52MS5Mb2dGaWx0ZXISFgoJYWZ0ZXJfc2VxGAMgASgESAGIAQESFgoJbWF4X2J5dGVzGAQgASgFSAKIAQFCCAoGX2xpbWl0QgwKCl9hZnRlcl9zZXFCDAoKX21heF9ieXRlcyJyChBUYWlsTG9nc1Jlc3BvbnNlEioKB2VudHJpZXMYASADKAsyGS5jYXJhcGFjZS5vcHMudjEuTG9nRW50cnkSEAoIbmV4dF9zZXEYAiABKAQSDQoFcmVzZXQYAyABKAgSEQoJdHJ1bmNhdGVkGAQgASgIIoEBChFGb2xsb3dMb2dzUmVxdWVzdBIRCgR0YWlsGAEgASgFSACIAQESKgoGZmlsdGVyGAIgASgLMhouY2FyYXBhY2Uub3BzLnYxLkxvZ0ZpbHRlchIWCglhZnRlcl9zZXEYAyABKARIAYgBAUIHCgVfdGFpbEIMCgpfYWZ0ZXJfc2VxIlwKEkZvbGxvd0xvZ3NSZXNwb25zZRIqCgVlbnRyeRgBIAEoCzIZLmNhcmFwYWNlLm9wcy52MS5Mb2dFbnRyeUgAEhEKB2Ryb3BwZWQYAiABKARIAEIHCgVldmVudCpuCgtDaGVja1N0YXR1cxIcChhDSEVDS19TVEFUVVNfVU5TUEVDSUZJRUQQABITCg9DSEVDS19TVEFUVVNfT0sQARIVChFDSEVDS19TVEFUVVNfV0FSThACEhUKEUNIRUNLX1NUQVRVU19GQUlMEAMqhAEKDU92ZXJhbGxTdGF0dXMSHgoaT1ZFUkFMTF9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZPVkVSQUxMX1NUQVRVU19IRUFMVEhZEAESGwoXT1ZFUkFMTF9TVEFUVVNfREVHUkFERUQQAhIaChZPVkVSQUxMX1NUQVRVU19GQUlMSU5HEAMqWAoIQXV0aE1vZGUSGQoVQVVUSF9NT0RFX1VOU1BFQ0lGSUVEEAASFwoTQVVUSF9NT0RFX1RPS0VOX0VOVhABEhgKFEFVVEhfTU9ERV9UT0tFTl9GSUxFEAIqYQoMU2VjcmV0U291cmNlEh0KGVNFQ1JFVF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIVChFTRUNSRVRfU09VUkNFX0VOVhABEhsKF1NFQ1JFVF9TT1VSQ0VfR0VORVJBVEVEEAIqoQEKCExvZ0xldmVsEhkKFUxPR19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD0xPR19MRVZFTF9UUkFDRRABEhMKD0xPR19MRVZFTF9ERUJVRxACEhIKDkxPR19MRVZFTF9JTkZPEAMSEgoOTE9HX0xFVkVMX1dBUk4QBBITCg9MT0dfTEVWRUxfRVJST1IQBRITCg9MT0dfTEVWRUxfRkFUQUwQBjKUAgoKT3BzU2VydmljZRJXCglHZXRTdGF0dXMSIS5jYXJhcGFjZS5vcHMudjEuR2V0U3RhdHVzUmVxdWVzdBoiLmNhcmFwYWNlLm9wcy52MS5HZXRTdGF0dXNSZXNwb25zZSIDkAIBElQKCFRhaWxMb2dzEiAuY2FyYXBhY2Uub3BzLnYxLlRhaWxMb2dzUmVxdWVzdBohLmNhcmFwYWNlLm9wcy52MS5UYWlsTG9nc1Jlc3BvbnNlIgOQAgESVwoKRm9sbG93TG9ncxIiLmNhcmFwYWNlLm9wcy52MS5Gb2xsb3dMb2dzUmVxdWVzdBojLmNhcmFwYWNlLm9wcy52MS5Gb2xsb3dMb2dzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChljYXJhcGFjZS9vcHMvdjEvb3BzLnByb3RvEg9jYXJhcGFjZS5vcHMudjEiEgoQR2V0U3RhdHVzUmVxdWVzdCJpCgVDaGVjaxIMCgRuYW1lGAEgASgJEiwKBnN0YXR1cxgCIAEoDjIcLmNhcmFwYWNlLm9wcy52MS5DaGVja1N0YXR1cxIPCgdtZXNzYWdlGAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgNIlIKC0RpYWdub3N0aWNzEhgKEG1lbW9yeV9yc3NfYnl0ZXMYASABKAQSFwoPZGlza19mcmVlX2J5dGVzGAIgASgEEhAKCG9wZW5fZmRzGAMgASgNIncKCkxvZ3NTdGF0dXMSEQoJZmlsZV9wYXRoGAEgASgJEhcKD2ZpbGVfc2l6ZV9ieXRlcxgCIAEoBBIUCgxyaW5nX2VudHJpZXMYAyABKA0SFQoNcmluZ19jYXBhY2l0eRgEIAEoDRIQCghsYXN0X3NlcRgFIAEoBCJWCgtTeXN0ZW1FdmVudBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0ZXh0GAIgASgJEg8KB3Rhc2tfaWQYAyABKAkisQMKC1Rhc2tzU3RhdHVzEhQKDHN0b3JlX2xvYWRlZBgBIAEoCBIUCgx3b3JrZXJfYWxpdmUYAiABKAgSSAoPY291bnRzX2J5X3N0YXRlGAMgAygLMi8uY2FyYXBhY2Uub3BzLnYxLlRhc2tzU3RhdHVzLkNvdW50c0J5U3RhdGVFbnRyeRINCgV0b3RhbBgEIAEoDRIQCghjYXBhY2l0eRgFIAEoDRIcChRvbGRlc3RfcXVldWVkX2FnZV9tcxgGIAEoAxIZChF3b3JrZXJfc2xvdHNfYnVzeRgHIAEoDRIaChJ3b3JrZXJfc2xvdHNfdG90YWwYCCABKA0SFgoObGVhc2VzX3Jlc2N1ZWQYCSABKAQSMwoNcmVjZW50X2V2ZW50cxgKIAMoCzIcLmNhcmFwYWNlLm9wcy52MS5TeXN0ZW1FdmVudBIzCglzY2hlZHVsZXMYCyADKAsyIC5jYXJhcGFjZS5vcHMudjEuU2NoZWR1bGVTdW1tYXJ5GjQKEkNvdW50c0J5U3RhdGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIpsBCg9TY2hlZHVsZVN1bW1hcnkSDAoEbmFtZRgBIAEoCRIMCgRydWxlGAIgASgJEg8KB2VuYWJsZWQYAyABKAgSLAoIbmV4dF9kdWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxhc3Rfb3V0Y29tZRgFIAEoCRIXCg9sYXN0X3J1bl9mYWlsZWQYBiABKAgilAEKDEJhY2t1cFN0YXR1cxIyCg5sYXN0X2JhY2t1cF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHwoXbGFzdF9iYWNrdXBfYWdlX3NlY29uZHMYAiABKAMSGAoQbGFzdF9iYWNrdXBfcGF0aBgDIAEoCRIVCg1hcmNoaXZlX2NvdW50GAQgASgNItEBCgxVcGRhdGVTdGF0dXMSDwoHbWFuYWdlZBgBIAEoCBIXCg9jdXJyZW50X3ZlcnNpb24YAiABKAkSGAoQcHJldmlvdXNfdmVyc2lvbhgDIAEoCRIZChF0cmFuc2FjdGlvbl9zdGF0ZRgEIAEoCRIZChF0cmFuc2FjdGlvbl9waGFzZRgFIAEoCRIbChN0cmFuc2FjdGlvbl92ZXJzaW9uGAYgASgJEhIKCmxhc3RfZXJyb3IYByABKAkSFgoOcm9sbGJhY2tfc3RhdGUYCCABKAkiqAUKEUdldFN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLgoKc3RhcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYAyABKAMSCwoDcGlkGAQgASgFEhQKDG5vZGVfdmVyc2lvbhgFIAEoCRIQCghwbGF0Zm9ybRgGIAEoCRIMCgRhcmNoGAcgASgJEgwKBGJpbmQYCCABKAkSDAoEcG9ydBgJIAEoDRILCgN0bHMYCiABKAgSEQoJc3RhdGVfZGlyGAsgASgJEiwKCWF1dGhfbW9kZRgMIAEoDjIZLmNhcmFwYWNlLm9wcy52MS5BdXRoTW9kZRI0Cg1zZWNyZXRfc291cmNlGA0gASgOMh0uY2FyYXBhY2Uub3BzLnYxLlNlY3JldFNvdXJjZRIvCgdvdmVyYWxsGA4gASgOMh4uY2FyYXBhY2Uub3BzLnYxLk92ZXJhbGxTdGF0dXMSJgoGY2hlY2tzGA8gAygLMhYuY2FyYXBhY2Uub3BzLnYxLkNoZWNrEjEKC2RpYWdub3N0aWNzGBAgASgLMhwuY2FyYXBhY2Uub3BzLnYxLkRpYWdub3N0aWNzEhUKDXNodXR0aW5nX2Rvd24YESABKAgSKQoEbG9ncxgUIAEoCzIbLmNhcmFwYWNlLm9wcy52MS5Mb2dzU3RhdHVzEisKBXRhc2tzGBUgASgLMhwuY2FyYXBhY2Uub3BzLnYxLlRhc2tzU3RhdHVzEi0KBmJhY2t1cBgWIAEoCzIdLmNhcmFwYWNlLm9wcy52MS5CYWNrdXBTdGF0dXMSLQoGdXBkYXRlGBcgASgLMh0uY2FyYXBhY2Uub3BzLnYxLlVwZGF0ZVN0YXR1cyK4AQoITG9nRW50cnkSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBWxldmVsGAMgASgOMhkuY2FyYXBhY2Uub3BzLnYxLkxvZ0xldmVsEhEKCWNvbXBvbmVudBgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEicKBmZpZWxkcxgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiXAoJTG9nRmlsdGVyEiwKCW1pbl9sZXZlbBgBIAEoDjIZLmNhcmFwYWNlLm9wcy52MS5Mb2dMZXZlbBIQCghjb250YWlucxgCIAEoCRIPCgdwYXR0ZXJuGAMgASgJIqcBCg9UYWlsTG9nc1JlcXVlc3QSEgoFbGltaXQYASABKAVIAIgBARIqCgZmaWx0ZXIYAiABKAsyGi5jYXJhcGFjZS5vcHMudjEuTG9nRmlsdGVyEhYKCWFmdGVyX3NlcRgDIAEoBEgBiAEBEhYKCW1heF9ieXRlcxgEIAEoBUgCiAEBQggKBl9saW1pdEIMCgpfYWZ0ZXJfc2VxQgwKCl9tYXhfYnl0ZXMicgoQVGFpbExvZ3NSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkuY2FyYXBhY2Uub3BzLnYxLkxvZ0VudHJ5EhAKCG5leHRfc2VxGAIgASgEEg0KBXJlc2V0GAMgASgIEhEKCXRydW5jYXRlZBgEIAEoCCKBAQoRRm9sbG93TG9nc1JlcXVlc3QSEQoEdGFpbBgBIAEoBUgAiAEBEioKBmZpbHRlchgCIAEoCzIaLmNhcmFwYWNlLm9wcy52MS5Mb2dGaWx0ZXISFgoJYWZ0ZXJfc2VxGAMgASgESAGIAQFCBwoFX3RhaWxCDAoKX2FmdGVyX3NlcSJcChJGb2xsb3dMb2dzUmVzcG9uc2USKgoFZW50cnkYASABKAsyGS5jYXJhcGFjZS5vcHMudjEuTG9nRW50cnlIABIRCgdkcm9wcGVkGAIgASgESABCBwoFZXZlbnQqbgoLQ2hlY2tTdGF0dXMSHAoYQ0hFQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASEwoPQ0hFQ0tfU1RBVFVTX09LEAESFQoRQ0hFQ0tfU1RBVFVTX1dBUk4QAhIVChFDSEVDS19TVEFUVVNfRkFJTBADKoQBCg1PdmVyYWxsU3RhdHVzEh4KGk9WRVJBTExfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWT1ZFUkFMTF9TVEFUVVNfSEVBTFRIWRABEhsKF09WRVJBTExfU1RBVFVTX0RFR1JBREVEEAISGgoWT1ZFUkFMTF9TVEFUVVNfRkFJTElORxADKlgKCEF1dGhNb2RlEhkKFUFVVEhfTU9ERV9VTlNQRUNJRklFRBAAEhcKE0FVVEhfTU9ERV9UT0tFTl9FTlYQARIYChRBVVRIX01PREVfVE9LRU5fRklMRRACKmEKDFNlY3JldFNvdXJjZRIdChlTRUNSRVRfU09VUkNFX1VOU1BFQ0lGSUVEEAASFQoRU0VDUkVUX1NPVVJDRV9FTlYQARIbChdTRUNSRVRfU09VUkNFX0dFTkVSQVRFRBACKqEBCghMb2dMZXZlbBIZChVMT0dfTEVWRUxfVU5TUEVDSUZJRUQQABITCg9MT0dfTEVWRUxfVFJBQ0UQARITCg9MT0dfTEVWRUxfREVCVUcQAhISCg5MT0dfTEVWRUxfSU5GTxADEhIKDkxPR19MRVZFTF9XQVJOEAQSEwoPTE9HX0xFVkVMX0VSUk9SEAUSEwoPTE9HX0xFVkVMX0ZBVEFMEAYylAIKCk9wc1NlcnZpY2USVwoJR2V0U3RhdHVzEiEuY2FyYXBhY2Uub3BzLnYxLkdldFN0YXR1c1JlcXVlc3QaIi5jYXJhcGFjZS5vcHMudjEuR2V0U3RhdHVzUmVzcG9uc2UiA5ACARJUCghUYWlsTG9ncxIgLmNhcmFwYWNlLm9wcy52MS5UYWlsTG9nc1JlcXVlc3QaIS5jYXJhcGFjZS5vcHMudjEuVGFpbExvZ3NSZXNwb25zZSIDkAIBElcKCkZvbGxvd0xvZ3MSIi5jYXJhcGFjZS5vcHMudjEuRm9sbG93TG9nc1JlcXVlc3QaIy5jYXJhcGFjZS5vcHMudjEuRm9sbG93TG9nc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * GetStatus takes no parameters.
@@ -265,6 +265,13 @@ export type TasksStatus = Message<"carapace.ops.v1.TasksStatus"> & {
    * @generated from field: repeated carapace.ops.v1.SystemEvent recent_events = 10;
    */
   recentEvents: SystemEvent[];
+
+  /**
+   * Recurring schedules (cara schedule list), oldest first.
+   *
+   * @generated from field: repeated carapace.ops.v1.ScheduleSummary schedules = 11;
+   */
+  schedules: ScheduleSummary[];
 };
 
 /**
@@ -273,6 +280,63 @@ export type TasksStatus = Message<"carapace.ops.v1.TasksStatus"> & {
  */
 export const TasksStatusSchema: GenMessage<TasksStatus> = /*@__PURE__*/
   messageDesc(file_carapace_ops_v1_ops, 5);
+
+/**
+ * One recurring schedule, as status shows it.
+ *
+ * @generated from message carapace.ops.v1.ScheduleSummary
+ */
+export type ScheduleSummary = Message<"carapace.ops.v1.ScheduleSummary"> & {
+  /**
+   * Its name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The cron expression (with its time zone) or the interval, as text.
+   *
+   * @generated from field: string rule = 2;
+   */
+  rule: string;
+
+  /**
+   * False while paused.
+   *
+   * @generated from field: bool enabled = 3;
+   */
+  enabled: boolean;
+
+  /**
+   * The next due time; unset while paused.
+   *
+   * @generated from field: google.protobuf.Timestamp next_due = 4;
+   */
+  nextDue?: Timestamp | undefined;
+
+  /**
+   * The last run's outcome (created, skipped_overlap, failed_to_create) and its task's state
+   * (e.g. "created: done"); empty before the first run.
+   *
+   * @generated from field: string last_outcome = 5;
+   */
+  lastOutcome: string;
+
+  /**
+   * The last run failed: its task could not be created, or ended failed or blocked.
+   *
+   * @generated from field: bool last_run_failed = 6;
+   */
+  lastRunFailed: boolean;
+};
+
+/**
+ * Describes the message carapace.ops.v1.ScheduleSummary.
+ * Use `create(ScheduleSummarySchema)` to create a new message.
+ */
+export const ScheduleSummarySchema: GenMessage<ScheduleSummary> = /*@__PURE__*/
+  messageDesc(file_carapace_ops_v1_ops, 6);
 
 /**
  * Backups of the state dir (filled by the backup feature).
@@ -314,7 +378,7 @@ export type BackupStatus = Message<"carapace.ops.v1.BackupStatus"> & {
  * Use `create(BackupStatusSchema)` to create a new message.
  */
 export const BackupStatusSchema: GenMessage<BackupStatus> = /*@__PURE__*/
-  messageDesc(file_carapace_ops_v1_ops, 6);
+  messageDesc(file_carapace_ops_v1_ops, 7);
 
 /**
  * Self-update (filled by the update feature).
@@ -385,7 +449,7 @@ export type UpdateStatus = Message<"carapace.ops.v1.UpdateStatus"> & {
  * Use `create(UpdateStatusSchema)` to create a new message.
  */
 export const UpdateStatusSchema: GenMessage<UpdateStatus> = /*@__PURE__*/
-  messageDesc(file_carapace_ops_v1_ops, 7);
+  messageDesc(file_carapace_ops_v1_ops, 8);
 
 /**
  * The server's status: identity, listener, credentials, checks and per-feature sections.
@@ -546,7 +610,7 @@ export type GetStatusResponse = Message<"carapace.ops.v1.GetStatusResponse"> & {
  * Use `create(GetStatusResponseSchema)` to create a new message.
  */
 export const GetStatusResponseSchema: GenMessage<GetStatusResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_ops_v1_ops, 8);
+  messageDesc(file_carapace_ops_v1_ops, 9);
 
 /**
  * One log record, redacted.
@@ -602,7 +666,7 @@ export type LogEntry = Message<"carapace.ops.v1.LogEntry"> & {
  * Use `create(LogEntrySchema)` to create a new message.
  */
 export const LogEntrySchema: GenMessage<LogEntry> = /*@__PURE__*/
-  messageDesc(file_carapace_ops_v1_ops, 9);
+  messageDesc(file_carapace_ops_v1_ops, 10);
 
 /**
  * Filters shared by TailLogs and FollowLogs. Every filter that is set must match.
@@ -638,7 +702,7 @@ export type LogFilter = Message<"carapace.ops.v1.LogFilter"> & {
  * Use `create(LogFilterSchema)` to create a new message.
  */
 export const LogFilterSchema: GenMessage<LogFilter> = /*@__PURE__*/
-  messageDesc(file_carapace_ops_v1_ops, 10);
+  messageDesc(file_carapace_ops_v1_ops, 11);
 
 /**
  * Which records TailLogs returns.
@@ -680,7 +744,7 @@ export type TailLogsRequest = Message<"carapace.ops.v1.TailLogsRequest"> & {
  * Use `create(TailLogsRequestSchema)` to create a new message.
  */
 export const TailLogsRequestSchema: GenMessage<TailLogsRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_ops_v1_ops, 11);
+  messageDesc(file_carapace_ops_v1_ops, 12);
 
 /**
  * A snapshot of matching records and the cursor for the next call.
@@ -723,7 +787,7 @@ export type TailLogsResponse = Message<"carapace.ops.v1.TailLogsResponse"> & {
  * Use `create(TailLogsResponseSchema)` to create a new message.
  */
 export const TailLogsResponseSchema: GenMessage<TailLogsResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_ops_v1_ops, 12);
+  messageDesc(file_carapace_ops_v1_ops, 13);
 
 /**
  * Which records FollowLogs streams.
@@ -758,7 +822,7 @@ export type FollowLogsRequest = Message<"carapace.ops.v1.FollowLogsRequest"> & {
  * Use `create(FollowLogsRequestSchema)` to create a new message.
  */
 export const FollowLogsRequestSchema: GenMessage<FollowLogsRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_ops_v1_ops, 13);
+  messageDesc(file_carapace_ops_v1_ops, 14);
 
 /**
  * One event of the follow stream.
@@ -795,7 +859,7 @@ export type FollowLogsResponse = Message<"carapace.ops.v1.FollowLogsResponse"> &
  * Use `create(FollowLogsResponseSchema)` to create a new message.
  */
 export const FollowLogsResponseSchema: GenMessage<FollowLogsResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_ops_v1_ops, 14);
+  messageDesc(file_carapace_ops_v1_ops, 15);
 
 /**
  * The verdict of one check.
