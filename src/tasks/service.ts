@@ -7,6 +7,7 @@ import {
   TaskSchema,
   TaskState,
   TasksService,
+  type CreateTaskRequest,
   type Task,
   type TaskPayload,
   type TaskPolicyOverrides,
@@ -33,7 +34,7 @@ import {
   type TaskRecord,
   type TaskStateName,
 } from "./model.js";
-import { TaskQueueFullError, TaskStoreWriteError, type TaskStore } from "./store.js";
+import { TaskQueueFullError, TaskStoreWriteError, type TaskInit, type TaskStore } from "./store.js";
 import type { Worker } from "./worker.js";
 
 const STATE_TO_PROTO: Record<TaskStateName, TaskState> = {
@@ -48,6 +49,24 @@ const STATE_TO_PROTO: Record<TaskStateName, TaskState> = {
 const PROTO_TO_STATE = new Map<number, TaskStateName>(Object.entries(STATE_TO_PROTO).map(([k, v]) => [v, k as TaskStateName]));
 
 const MAX_LIST_LIMIT = 1000;
+/** Requests in one CreateTasks call (one durable write). */
+const MAX_BATCH = 1000;
+
+/** A CreateTaskRequest as a validated store init (throws TaskValidationError naming the field). */
+function taskInit(req: CreateTaskRequest): TaskInit {
+  const payload = payloadFromProto(req.payload);
+  const policy = applyPolicy({ ...DEFAULT_POLICY }, policyOverrides(req.policy));
+  validateLabels(req.labels);
+  const init: TaskInit = { payload, policy, policyExplicit: true, nextRunAtMs: msField("next_run_at_ms", req.nextRunAtMs) ?? null };
+  if (req.priority !== undefined && req.priority !== 0) init.priority = req.priority;
+  if (req.idempotencyKey !== undefined) {
+    const key = req.idempotencyKey.trim();
+    if (key === "" || key.length > 200) throw new TaskValidationError("idempotency_key must be 1..200 characters", "idempotency_key");
+    init.idempotencyKey = key;
+  }
+  if (Object.keys(req.labels).length > 0) init.labels = { ...req.labels };
+  return init;
+}
 const DEFAULT_LIST_LIMIT = 100;
 
 /**
@@ -188,20 +207,29 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
   };
   return {
     createTask: guard(async (req) => {
-      const payload = payloadFromProto(req.payload);
-      const policy = applyPolicy({ ...DEFAULT_POLICY }, policyOverrides(req.policy));
-      validateLabels(req.labels);
-      const init: Parameters<TaskStore["create"]>[0] = { payload, policy, policyExplicit: true, nextRunAtMs: msField("next_run_at_ms", req.nextRunAtMs) ?? null };
-      if (req.priority !== undefined && req.priority !== 0) init.priority = req.priority;
-      if (req.idempotencyKey !== undefined) {
-        const key = req.idempotencyKey.trim();
-        if (key === "" || key.length > 200) throw new TaskValidationError("idempotency_key must be 1..200 characters", "idempotency_key");
-        init.idempotencyKey = key;
-      }
-      if (Object.keys(req.labels).length > 0) init.labels = { ...req.labels };
-      const { task, created } = await store.create(init);
+      const { task, created } = await store.create(taskInit(req));
       worker.wake();
       return { task: taskToProto(task, worker), created };
+    }),
+    createTasks: guard(async (req) => {
+      if (req.tasks.length === 0 || req.tasks.length > MAX_BATCH) throw new TaskValidationError(`tasks must hold 1 to ${MAX_BATCH} requests (got ${req.tasks.length})`, "tasks");
+      const keys = new Set<string>();
+      const inits = req.tasks.map((r, i) => {
+        try {
+          const init = taskInit(r);
+          if (init.idempotencyKey !== undefined) {
+            if (keys.has(init.idempotencyKey)) throw new TaskValidationError(`idempotency_key '${init.idempotencyKey.slice(0, 60)}' appears more than once in the batch`, "idempotency_key");
+            keys.add(init.idempotencyKey);
+          }
+          return init;
+        } catch (err) {
+          if (err instanceof TaskValidationError) throw new TaskValidationError(`tasks[${i}]: ${err.message}`, `tasks[${i}].${err.field ?? "payload"}`);
+          throw err;
+        }
+      });
+      const results = await store.createMany(inits);
+      worker.wake();
+      return { results: results.map(({ task, created }) => ({ task: taskToProto(task, worker), created })) };
     }),
     getTask: guard(async (req) => ({ task: taskToProto(find(req.id), worker) })),
     listTasks: guard(async (req) => {

@@ -58,6 +58,9 @@ export interface TaskStoreOptions {
 
 type Change = [id: string, record: TaskRecord | null];
 
+/** What a caller gives to create a task (the store assigns the rest). */
+export type TaskInit = Omit<TaskRecord, "id" | "state" | "attempts" | "lastError" | "createdAtMs" | "updatedAtMs">;
+
 interface Batch {
   changes: Change[];
   lines: string[];
@@ -340,11 +343,53 @@ export class TaskStore {
   }
 
   /**
+   * Creates many tasks in one durable write (all or none). Known idempotency keys return their
+   * existing task (`created: false`); the others are created, evicting the oldest terminal
+   * tasks as needed; when that cannot make room for all of them, nothing is created
+   * (TaskQueueFullError). Results are in the order of `inits`.
+   */
+  async createMany(inits: TaskInit[]): Promise<{ task: TaskRecord; created: boolean }[]> {
+    this.assertOpen();
+    const now = this.now();
+    const results: ({ task: TaskRecord; created: boolean } | { existingId: string })[] = [];
+    const fresh: TaskRecord[] = [];
+    for (const init of inits) {
+      const existingId = init.idempotencyKey ? this.idempotency.get(init.idempotencyKey) : undefined;
+      if (existingId !== undefined && this.viewGet(existingId)) {
+        results.push({ existingId });
+        continue;
+      }
+      const task: TaskRecord = { id: randomUUID(), state: "queued", attempts: 0, lastError: null, createdAtMs: now, updatedAtMs: now, ...init, policy: init.policy ?? { ...DEFAULT_POLICY } };
+      fresh.push(task);
+      results.push({ task, created: true });
+    }
+    const changes: Change[] = [];
+    const room = this.capacity - this.viewSize;
+    if (fresh.length > room) {
+      const terminal = [...this.view()].filter((r) => isTerminal(r.state)).sort((a, b) => a.updatedAtMs - b.updatedAtMs);
+      if (terminal.length < fresh.length - room) throw new TaskQueueFullError();
+      for (const old of terminal.slice(0, fresh.length - room)) changes.push([old.id, null]);
+    }
+    const evictions = changes.length;
+    for (const t of fresh) changes.push([t.id, t]);
+    if (changes.length > 0) await this.stage(changes);
+    this.evicted += evictions;
+    const out: { task: TaskRecord; created: boolean }[] = [];
+    for (const r of results) {
+      if ("existingId" in r) {
+        await this.whenDurable(r.existingId);
+        out.push({ task: this.committed.get(r.existingId) ?? (this.viewGet(r.existingId) as TaskRecord), created: false });
+      } else out.push(r);
+    }
+    return out;
+  }
+
+  /**
    * Creates a task. With an idempotency key already known, returns the existing task
    * (`created: false`). When full, evicts the oldest terminal task; with none, throws
    * TaskQueueFullError. Resolves once the task is on disk.
    */
-  async create(init: Omit<TaskRecord, "id" | "state" | "attempts" | "lastError" | "createdAtMs" | "updatedAtMs">): Promise<{ task: TaskRecord; created: boolean }> {
+  async create(init: TaskInit): Promise<{ task: TaskRecord; created: boolean }> {
     this.assertOpen();
     if (init.idempotencyKey) {
       const existingId = this.idempotency.get(init.idempotencyKey);

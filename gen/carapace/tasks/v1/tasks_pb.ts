@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file carapace/tasks/v1/tasks.proto.
  */
 export const file_carapace_tasks_v1_tasks: GenFile = /*@__PURE__*/
-  fileDesc("Ch1jYXJhcGFjZS90YXNrcy92MS90YXNrcy5wcm90bxIRY2FyYXBhY2UudGFza3MudjEiggIKC1Rhc2tQYXlsb2FkEj0KDHN5c3RlbV9ldmVudBgBIAEoCzIlLmNhcmFwYWNlLnRhc2tzLnYxLlN5c3RlbUV2ZW50UGF5bG9hZEgAEjkKCmFnZW50X3R1cm4YAiABKAsyIy5jYXJhcGFjZS50YXNrcy52MS5BZ2VudFR1cm5QYXlsb2FkSAASMgoGYmFja3VwGAMgASgLMiAuY2FyYXBhY2UudGFza3MudjEuQmFja3VwUGF5bG9hZEgAEj0KDHVwZGF0ZV9jaGVjaxgEIAEoCzIlLmNhcmFwYWNlLnRhc2tzLnYxLlVwZGF0ZUNoZWNrUGF5bG9hZEgAQgYKBGtpbmQiIgoSU3lzdGVtRXZlbnRQYXlsb2FkEgwKBHRleHQYASABKAkimQMKEEFnZW50VHVyblBheWxvYWQSDwoHbWVzc2FnZRgBIAEoCRISCgVtb2RlbBgCIAEoCUgAiAEBEhwKD3RpbWVvdXRfc2Vjb25kcxgDIAEoDUgBiAEBEhIKBXJvdXRlGAQgASgJSAKIAQESFQoIdGhpbmtpbmcYBSABKAlIA4gBARIqCh1hbGxvd191bnNhZmVfZXh0ZXJuYWxfY29udGVudBgGIAEoCEgEiAEBEhQKB2RlbGl2ZXIYByABKAhIBYgBARIUCgdjaGFubmVsGAggASgJSAaIAQESDwoCdG8YCSABKAlIB4gBARIgChNiZXN0X2VmZm9ydF9kZWxpdmVyGAogASgISAiIAQFCCAoGX21vZGVsQhIKEF90aW1lb3V0X3NlY29uZHNCCAoGX3JvdXRlQgsKCV90aGlua2luZ0IgCh5fYWxsb3dfdW5zYWZlX2V4dGVybmFsX2NvbnRlbnRCCgoIX2RlbGl2ZXJCCgoIX2NoYW5uZWxCBQoDX3RvQhYKFF9iZXN0X2VmZm9ydF9kZWxpdmVyIi8KDUJhY2t1cFBheWxvYWQSDAoEa2VlcBgBIAEoDRIQCghzZWN0aW9ucxgCIAMoCSI2ChJVcGRhdGVDaGVja1BheWxvYWQSFAoHY2hhbm5lbBgBIAEoCUgAiAEBQgoKCF9jaGFubmVsInQKClRhc2tQb2xpY3kSFAoMbWF4X2F0dGVtcHRzGAEgASgNEhwKFG1heF90b3RhbF9ydW50aW1lX21zGAIgASgDEhEKCW1heF90dXJucxgDIAEoDRIfChdtYXhfcnVuX3RpbWVvdXRfc2Vjb25kcxgEIAEoDSLlAQoTVGFza1BvbGljeU92ZXJyaWRlcxIZCgxtYXhfYXR0ZW1wdHMYASABKA1IAIgBARIhChRtYXhfdG90YWxfcnVudGltZV9tcxgCIAEoA0gBiAEBEhYKCW1heF90dXJucxgDIAEoDUgCiAEBEiQKF21heF9ydW5fdGltZW91dF9zZWNvbmRzGAQgASgNSAOIAQFCDwoNX21heF9hdHRlbXB0c0IXChVfbWF4X3RvdGFsX3J1bnRpbWVfbXNCDAoKX21heF90dXJuc0IaChhfbWF4X3J1bl90aW1lb3V0X3NlY29uZHMiYgoJVGFza0xlYXNlEg0KBW93bmVyGAEgASgJEhYKDmFjcXVpcmVkX2F0X21zGAIgASgDEhcKD2hlYXJ0YmVhdF9hdF9tcxgDIAEoAxIVCg1leHBpcmVzX2F0X21zGAQgASgDIpMGCgRUYXNrEgoKAmlkGAEgASgJEisKBXN0YXRlGAIgASgOMhwuY2FyYXBhY2UudGFza3MudjEuVGFza1N0YXRlEhAKCGF0dGVtcHRzGAMgASgNEhsKDm5leHRfcnVuX2F0X21zGAQgASgDSACIAQESFwoKbGFzdF9lcnJvchgFIAEoCUgBiAEBEi8KB3BheWxvYWQYBiABKAsyHi5jYXJhcGFjZS50YXNrcy52MS5UYXNrUGF5bG9hZBIVCg1jcmVhdGVkX2F0X21zGAcgASgDEhUKDXVwZGF0ZWRfYXRfbXMYCCABKAMSDwoHcnVuX2lkcxgJIAMoCRItCgZwb2xpY3kYCiABKAsyHS5jYXJhcGFjZS50YXNrcy52MS5UYXNrUG9saWN5EjgKDmJsb2NrZWRfcmVhc29uGAsgASgOMiAuY2FyYXBhY2UudGFza3MudjEuQmxvY2tlZFJlYXNvbhIXCg9wb2xpY3lfZXhwbGljaXQYDCABKAgSEAoIcHJpb3JpdHkYDSABKAUSFgoJcnVuX2F0X21zGA4gASgDSAKIAQESHAoPaWRlbXBvdGVuY3lfa2V5GA8gASgJSAOIAQESMwoGbGFiZWxzGBAgAygLMiMuY2FyYXBhY2UudGFza3MudjEuVGFzay5MYWJlbHNFbnRyeRITCgZyZXN1bHQYESABKAlIBIgBARIrCgVsZWFzZRgSIAEoCzIcLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2tMZWFzZRIXCg9ydW50aW1lX3VzZWRfbXMYEyABKAMSEgoKdHVybnNfdXNlZBgUIAEoDRIbCg5maW5pc2hlZF9hdF9tcxgVIAEoA0gFiAEBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX25leHRfcnVuX2F0X21zQg0KC19sYXN0X2Vycm9yQgwKCl9ydW5fYXRfbXNCEgoQX2lkZW1wb3RlbmN5X2tleUIJCgdfcmVzdWx0QhEKD19maW5pc2hlZF9hdF9tcyLzAgoRQ3JlYXRlVGFza1JlcXVlc3QSLwoHcGF5bG9hZBgBIAEoCzIeLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2tQYXlsb2FkEhsKDm5leHRfcnVuX2F0X21zGAIgASgDSACIAQESNgoGcG9saWN5GAMgASgLMiYuY2FyYXBhY2UudGFza3MudjEuVGFza1BvbGljeU92ZXJyaWRlcxIVCghwcmlvcml0eRgEIAEoBUgBiAEBEhwKD2lkZW1wb3RlbmN5X2tleRgFIAEoCUgCiAEBEkAKBmxhYmVscxgGIAMoCzIwLmNhcmFwYWNlLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX25leHRfcnVuX2F0X21zQgsKCV9wcmlvcml0eUISChBfaWRlbXBvdGVuY3lfa2V5IkwKEkNyZWF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuY2FyYXBhY2UudGFza3MudjEuVGFzaxIPCgdjcmVhdGVkGAIgASgIIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIjgKD0dldFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuY2FyYXBhY2UudGFza3MudjEuVGFzayLiAQoQTGlzdFRhc2tzUmVxdWVzdBIsCgZzdGF0ZXMYASADKA4yHC5jYXJhcGFjZS50YXNrcy52MS5UYXNrU3RhdGUSEgoFbGltaXQYAiABKA1IAIgBARISCgpwYWdlX3Rva2VuGAMgASgJEj8KBmxhYmVscxgEIAMoCzIvLmNhcmFwYWNlLnRhc2tzLnYxLkxpc3RUYXNrc1JlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIICgZfbGltaXQiYwoRTGlzdFRhc2tzUmVzcG9uc2USJgoFdGFza3MYASADKAsyFy5jYXJhcGFjZS50YXNrcy52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRINCgV0b3RhbBgDIAEoDSKOAwoRVXBkYXRlVGFza1JlcXVlc3QSCgoCaWQYASABKAkSLwoHcGF5bG9hZBgCIAEoCzIeLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2tQYXlsb2FkEjYKBnBvbGljeRgDIAEoCzImLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2tQb2xpY3lPdmVycmlkZXMSEwoGcmVhc29uGAQgASgJSACIAQESFQoIcHJpb3JpdHkYBSABKAVIAYgBARIbCg5uZXh0X3J1bl9hdF9tcxgGIAEoA0gCiAEBEkcKCnNldF9sYWJlbHMYByADKAsyMy5jYXJhcGFjZS50YXNrcy52MS5VcGRhdGVUYXNrUmVxdWVzdC5TZXRMYWJlbHNFbnRyeRIVCg1yZW1vdmVfbGFiZWxzGAggAygJGjAKDlNldExhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHX3JlYXNvbkILCglfcHJpb3JpdHlCEQoPX25leHRfcnVuX2F0X21zIjsKElVwZGF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuY2FyYXBhY2UudGFza3MudjEuVGFzayI/ChFDYW5jZWxUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRITCgZyZWFzb24YAiABKAlIAIgBAUIJCgdfcmVhc29uIjsKEkNhbmNlbFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuY2FyYXBhY2UudGFza3MudjEuVGFzayJiChBSZXRyeVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEhUKCGRlbGF5X21zGAIgASgDSACIAQESEwoGcmVhc29uGAMgASgJSAGIAQFCCwoJX2RlbGF5X21zQgkKB19yZWFzb24iOgoRUmV0cnlUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2siYwoRUmVzdW1lVGFza1JlcXVlc3QSCgoCaWQYASABKAkSFQoIZGVsYXlfbXMYAiABKANIAIgBARITCgZyZWFzb24YAyABKAlIAYgBAUILCglfZGVsYXlfbXNCCQoHX3JlYXNvbiI7ChJSZXN1bWVUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2siHgoQV2F0Y2hUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSI6ChFXYXRjaFRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuY2FyYXBhY2UudGFza3MudjEuVGFzayIWChRHZXRRdWV1ZVN0YXRzUmVxdWVzdCKIAQoPVGFza1N0YXRlQ291bnRzEg4KBnF1ZXVlZBgBIAEoDRIPCgdydW5uaW5nGAIgASgNEg8KB2Jsb2NrZWQYAyABKA0SEgoKcmV0cnlfd2FpdBgEIAEoDRIMCgRkb25lGAUgASgNEg4KBmZhaWxlZBgGIAEoDRIRCgljYW5jZWxsZWQYByABKA0irgIKClF1ZXVlU3RhdHMSDQoFdG90YWwYASABKA0SMgoGY291bnRzGAIgASgLMiIuY2FyYXBhY2UudGFza3MudjEuVGFza1N0YXRlQ291bnRzEhAKCGNhcGFjaXR5GAMgASgNEiEKFG9sZGVzdF9xdWV1ZWRfYWdlX21zGAQgASgDSACIAQESGQoRd29ya2VyX3Nsb3RzX2J1c3kYBSABKA0SGgoSd29ya2VyX3Nsb3RzX3RvdGFsGAYgASgNEhYKDmxlYXNlc19yZXNjdWVkGAcgASgEEg8KB2V2aWN0ZWQYCCABKAQSGQoRcmV0ZW50aW9uX3JlbW92ZWQYCSABKAQSFAoMd29ya2VyX2FsaXZlGAogASgIQhcKFV9vbGRlc3RfcXVldWVkX2FnZV9tcyJFChVHZXRRdWV1ZVN0YXRzUmVzcG9uc2USLAoFc3RhdHMYASABKAsyHS5jYXJhcGFjZS50YXNrcy52MS5RdWV1ZVN0YXRzKs8BCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFgoSVEFTS19TVEFURV9SVU5OSU5HEAISFgoSVEFTS19TVEFURV9CTE9DS0VEEAMSGQoVVEFTS19TVEFURV9SRVRSWV9XQUlUEAQSEwoPVEFTS19TVEFURV9ET05FEAUSFQoRVEFTS19TVEFURV9GQUlMRUQQBhIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAHKo4CCg1CbG9ja2VkUmVhc29uEh4KGkJMT0NLRURfUkVBU09OX1VOU1BFQ0lGSUVEEAASJAogQkxPQ0tFRF9SRUFTT05fQVBQUk9WQUxfUkVRVUlSRUQQARIhCh1CTE9DS0VEX1JFQVNPTl9DT05GSUdfTUlTU0lORxACEiMKH0JMT0NLRURfUkVBU09OX0RFTElWRVJZX0ZBSUxVUkUQAxImCiJCTE9DS0VEX1JFQVNPTl9FWFRFUk5BTF9ERVBFTkRFTkNZEAQSKwonQkxPQ0tFRF9SRUFTT05fT1BFUkFUT1JfQUNUSU9OX1JFUVVJUkVEEAUSGgoWQkxPQ0tFRF9SRUFTT05fVU5LTk9XThAGMskGCgxUYXNrc1NlcnZpY2USWQoKQ3JlYXRlVGFzaxIkLmNhcmFwYWNlLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0GiUuY2FyYXBhY2UudGFza3MudjEuQ3JlYXRlVGFza1Jlc3BvbnNlElUKB0dldFRhc2sSIS5jYXJhcGFjZS50YXNrcy52MS5HZXRUYXNrUmVxdWVzdBoiLmNhcmFwYWNlLnRhc2tzLnYxLkdldFRhc2tSZXNwb25zZSIDkAIBElsKCUxpc3RUYXNrcxIjLmNhcmFwYWNlLnRhc2tzLnYxLkxpc3RUYXNrc1JlcXVlc3QaJC5jYXJhcGFjZS50YXNrcy52MS5MaXN0VGFza3NSZXNwb25zZSIDkAIBElkKClVwZGF0ZVRhc2sSJC5jYXJhcGFjZS50YXNrcy52MS5VcGRhdGVUYXNrUmVxdWVzdBolLmNhcmFwYWNlLnRhc2tzLnYxLlVwZGF0ZVRhc2tSZXNwb25zZRJZCgpDYW5jZWxUYXNrEiQuY2FyYXBhY2UudGFza3MudjEuQ2FuY2VsVGFza1JlcXVlc3QaJS5jYXJhcGFjZS50YXNrcy52MS5DYW5jZWxUYXNrUmVzcG9uc2USVgoJUmV0cnlUYXNrEiMuY2FyYXBhY2UudGFza3MudjEuUmV0cnlUYXNrUmVxdWVzdBokLmNhcmFwYWNlLnRhc2tzLnYxLlJldHJ5VGFza1Jlc3BvbnNlElkKClJlc3VtZVRhc2sSJC5jYXJhcGFjZS50YXNrcy52MS5SZXN1bWVUYXNrUmVxdWVzdBolLmNhcmFwYWNlLnRhc2tzLnYxLlJlc3VtZVRhc2tSZXNwb25zZRJYCglXYXRjaFRhc2sSIy5jYXJhcGFjZS50YXNrcy52MS5XYXRjaFRhc2tSZXF1ZXN0GiQuY2FyYXBhY2UudGFza3MudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJnCg1HZXRRdWV1ZVN0YXRzEicuY2FyYXBhY2UudGFza3MudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaKC5jYXJhcGFjZS50YXNrcy52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2UiA5ACAWIGcHJvdG8z");
+  fileDesc("Ch1jYXJhcGFjZS90YXNrcy92MS90YXNrcy5wcm90bxIRY2FyYXBhY2UudGFza3MudjEiggIKC1Rhc2tQYXlsb2FkEj0KDHN5c3RlbV9ldmVudBgBIAEoCzIlLmNhcmFwYWNlLnRhc2tzLnYxLlN5c3RlbUV2ZW50UGF5bG9hZEgAEjkKCmFnZW50X3R1cm4YAiABKAsyIy5jYXJhcGFjZS50YXNrcy52MS5BZ2VudFR1cm5QYXlsb2FkSAASMgoGYmFja3VwGAMgASgLMiAuY2FyYXBhY2UudGFza3MudjEuQmFja3VwUGF5bG9hZEgAEj0KDHVwZGF0ZV9jaGVjaxgEIAEoCzIlLmNhcmFwYWNlLnRhc2tzLnYxLlVwZGF0ZUNoZWNrUGF5bG9hZEgAQgYKBGtpbmQiIgoSU3lzdGVtRXZlbnRQYXlsb2FkEgwKBHRleHQYASABKAkimQMKEEFnZW50VHVyblBheWxvYWQSDwoHbWVzc2FnZRgBIAEoCRISCgVtb2RlbBgCIAEoCUgAiAEBEhwKD3RpbWVvdXRfc2Vjb25kcxgDIAEoDUgBiAEBEhIKBXJvdXRlGAQgASgJSAKIAQESFQoIdGhpbmtpbmcYBSABKAlIA4gBARIqCh1hbGxvd191bnNhZmVfZXh0ZXJuYWxfY29udGVudBgGIAEoCEgEiAEBEhQKB2RlbGl2ZXIYByABKAhIBYgBARIUCgdjaGFubmVsGAggASgJSAaIAQESDwoCdG8YCSABKAlIB4gBARIgChNiZXN0X2VmZm9ydF9kZWxpdmVyGAogASgISAiIAQFCCAoGX21vZGVsQhIKEF90aW1lb3V0X3NlY29uZHNCCAoGX3JvdXRlQgsKCV90aGlua2luZ0IgCh5fYWxsb3dfdW5zYWZlX2V4dGVybmFsX2NvbnRlbnRCCgoIX2RlbGl2ZXJCCgoIX2NoYW5uZWxCBQoDX3RvQhYKFF9iZXN0X2VmZm9ydF9kZWxpdmVyIi8KDUJhY2t1cFBheWxvYWQSDAoEa2VlcBgBIAEoDRIQCghzZWN0aW9ucxgCIAMoCSI2ChJVcGRhdGVDaGVja1BheWxvYWQSFAoHY2hhbm5lbBgBIAEoCUgAiAEBQgoKCF9jaGFubmVsInQKClRhc2tQb2xpY3kSFAoMbWF4X2F0dGVtcHRzGAEgASgNEhwKFG1heF90b3RhbF9ydW50aW1lX21zGAIgASgDEhEKCW1heF90dXJucxgDIAEoDRIfChdtYXhfcnVuX3RpbWVvdXRfc2Vjb25kcxgEIAEoDSLlAQoTVGFza1BvbGljeU92ZXJyaWRlcxIZCgxtYXhfYXR0ZW1wdHMYASABKA1IAIgBARIhChRtYXhfdG90YWxfcnVudGltZV9tcxgCIAEoA0gBiAEBEhYKCW1heF90dXJucxgDIAEoDUgCiAEBEiQKF21heF9ydW5fdGltZW91dF9zZWNvbmRzGAQgASgNSAOIAQFCDwoNX21heF9hdHRlbXB0c0IXChVfbWF4X3RvdGFsX3J1bnRpbWVfbXNCDAoKX21heF90dXJuc0IaChhfbWF4X3J1bl90aW1lb3V0X3NlY29uZHMiYgoJVGFza0xlYXNlEg0KBW93bmVyGAEgASgJEhYKDmFjcXVpcmVkX2F0X21zGAIgASgDEhcKD2hlYXJ0YmVhdF9hdF9tcxgDIAEoAxIVCg1leHBpcmVzX2F0X21zGAQgASgDIpMGCgRUYXNrEgoKAmlkGAEgASgJEisKBXN0YXRlGAIgASgOMhwuY2FyYXBhY2UudGFza3MudjEuVGFza1N0YXRlEhAKCGF0dGVtcHRzGAMgASgNEhsKDm5leHRfcnVuX2F0X21zGAQgASgDSACIAQESFwoKbGFzdF9lcnJvchgFIAEoCUgBiAEBEi8KB3BheWxvYWQYBiABKAsyHi5jYXJhcGFjZS50YXNrcy52MS5UYXNrUGF5bG9hZBIVCg1jcmVhdGVkX2F0X21zGAcgASgDEhUKDXVwZGF0ZWRfYXRfbXMYCCABKAMSDwoHcnVuX2lkcxgJIAMoCRItCgZwb2xpY3kYCiABKAsyHS5jYXJhcGFjZS50YXNrcy52MS5UYXNrUG9saWN5EjgKDmJsb2NrZWRfcmVhc29uGAsgASgOMiAuY2FyYXBhY2UudGFza3MudjEuQmxvY2tlZFJlYXNvbhIXCg9wb2xpY3lfZXhwbGljaXQYDCABKAgSEAoIcHJpb3JpdHkYDSABKAUSFgoJcnVuX2F0X21zGA4gASgDSAKIAQESHAoPaWRlbXBvdGVuY3lfa2V5GA8gASgJSAOIAQESMwoGbGFiZWxzGBAgAygLMiMuY2FyYXBhY2UudGFza3MudjEuVGFzay5MYWJlbHNFbnRyeRITCgZyZXN1bHQYESABKAlIBIgBARIrCgVsZWFzZRgSIAEoCzIcLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2tMZWFzZRIXCg9ydW50aW1lX3VzZWRfbXMYEyABKAMSEgoKdHVybnNfdXNlZBgUIAEoDRIbCg5maW5pc2hlZF9hdF9tcxgVIAEoA0gFiAEBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX25leHRfcnVuX2F0X21zQg0KC19sYXN0X2Vycm9yQgwKCl9ydW5fYXRfbXNCEgoQX2lkZW1wb3RlbmN5X2tleUIJCgdfcmVzdWx0QhEKD19maW5pc2hlZF9hdF9tcyLzAgoRQ3JlYXRlVGFza1JlcXVlc3QSLwoHcGF5bG9hZBgBIAEoCzIeLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2tQYXlsb2FkEhsKDm5leHRfcnVuX2F0X21zGAIgASgDSACIAQESNgoGcG9saWN5GAMgASgLMiYuY2FyYXBhY2UudGFza3MudjEuVGFza1BvbGljeU92ZXJyaWRlcxIVCghwcmlvcml0eRgEIAEoBUgBiAEBEhwKD2lkZW1wb3RlbmN5X2tleRgFIAEoCUgCiAEBEkAKBmxhYmVscxgGIAMoCzIwLmNhcmFwYWNlLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX25leHRfcnVuX2F0X21zQgsKCV9wcmlvcml0eUISChBfaWRlbXBvdGVuY3lfa2V5IkwKEkNyZWF0ZVRhc2tSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuY2FyYXBhY2UudGFza3MudjEuVGFzaxIPCgdjcmVhdGVkGAIgASgIIkkKEkNyZWF0ZVRhc2tzUmVxdWVzdBIzCgV0YXNrcxgBIAMoCzIkLmNhcmFwYWNlLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0Ik0KE0NyZWF0ZVRhc2tzUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLmNhcmFwYWNlLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXNwb25zZSIcCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSI4Cg9HZXRUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2si4gEKEExpc3RUYXNrc1JlcXVlc3QSLAoGc3RhdGVzGAEgAygOMhwuY2FyYXBhY2UudGFza3MudjEuVGFza1N0YXRlEhIKBWxpbWl0GAIgASgNSACIAQESEgoKcGFnZV90b2tlbhgDIAEoCRI/CgZsYWJlbHMYBCADKAsyLy5jYXJhcGFjZS50YXNrcy52MS5MaXN0VGFza3NSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCAoGX2xpbWl0ImMKEUxpc3RUYXNrc1Jlc3BvbnNlEiYKBXRhc2tzGAEgAygLMhcuY2FyYXBhY2UudGFza3MudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSDQoFdG90YWwYAyABKA0ijgMKEVVwZGF0ZVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEi8KB3BheWxvYWQYAiABKAsyHi5jYXJhcGFjZS50YXNrcy52MS5UYXNrUGF5bG9hZBI2CgZwb2xpY3kYAyABKAsyJi5jYXJhcGFjZS50YXNrcy52MS5UYXNrUG9saWN5T3ZlcnJpZGVzEhMKBnJlYXNvbhgEIAEoCUgAiAEBEhUKCHByaW9yaXR5GAUgASgFSAGIAQESGwoObmV4dF9ydW5fYXRfbXMYBiABKANIAogBARJHCgpzZXRfbGFiZWxzGAcgAygLMjMuY2FyYXBhY2UudGFza3MudjEuVXBkYXRlVGFza1JlcXVlc3QuU2V0TGFiZWxzRW50cnkSFQoNcmVtb3ZlX2xhYmVscxgIIAMoCRowCg5TZXRMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgkKB19yZWFzb25CCwoJX3ByaW9yaXR5QhEKD19uZXh0X3J1bl9hdF9tcyI7ChJVcGRhdGVUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2siPwoRQ2FuY2VsVGFza1JlcXVlc3QSCgoCaWQYASABKAkSEwoGcmVhc29uGAIgASgJSACIAQFCCQoHX3JlYXNvbiI7ChJDYW5jZWxUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2siYgoQUmV0cnlUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIVCghkZWxheV9tcxgCIAEoA0gAiAEBEhMKBnJlYXNvbhgDIAEoCUgBiAEBQgsKCV9kZWxheV9tc0IJCgdfcmVhc29uIjoKEVJldHJ5VGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5jYXJhcGFjZS50YXNrcy52MS5UYXNrImMKEVJlc3VtZVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEhUKCGRlbGF5X21zGAIgASgDSACIAQESEwoGcmVhc29uGAMgASgJSAGIAQFCCwoJX2RlbGF5X21zQgkKB19yZWFzb24iOwoSUmVzdW1lVGFza1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5jYXJhcGFjZS50YXNrcy52MS5UYXNrIh4KEFdhdGNoVGFza1JlcXVlc3QSCgoCaWQYASABKAkiOgoRV2F0Y2hUYXNrUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2siFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QiiAEKD1Rhc2tTdGF0ZUNvdW50cxIOCgZxdWV1ZWQYASABKA0SDwoHcnVubmluZxgCIAEoDRIPCgdibG9ja2VkGAMgASgNEhIKCnJldHJ5X3dhaXQYBCABKA0SDAoEZG9uZRgFIAEoDRIOCgZmYWlsZWQYBiABKA0SEQoJY2FuY2VsbGVkGAcgASgNIq4CCgpRdWV1ZVN0YXRzEg0KBXRvdGFsGAEgASgNEjIKBmNvdW50cxgCIAEoCzIiLmNhcmFwYWNlLnRhc2tzLnYxLlRhc2tTdGF0ZUNvdW50cxIQCghjYXBhY2l0eRgDIAEoDRIhChRvbGRlc3RfcXVldWVkX2FnZV9tcxgEIAEoA0gAiAEBEhkKEXdvcmtlcl9zbG90c19idXN5GAUgASgNEhoKEndvcmtlcl9zbG90c190b3RhbBgGIAEoDRIWCg5sZWFzZXNfcmVzY3VlZBgHIAEoBBIPCgdldmljdGVkGAggASgEEhkKEXJldGVudGlvbl9yZW1vdmVkGAkgASgEEhQKDHdvcmtlcl9hbGl2ZRgKIAEoCEIXChVfb2xkZXN0X3F1ZXVlZF9hZ2VfbXMiRQoVR2V0UXVldWVTdGF0c1Jlc3BvbnNlEiwKBXN0YXRzGAEgASgLMh0uY2FyYXBhY2UudGFza3MudjEuUXVldWVTdGF0cyrPAQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFUQVNLX1NUQVRFX1FVRVVFRBABEhYKElRBU0tfU1RBVEVfUlVOTklORxACEhYKElRBU0tfU1RBVEVfQkxPQ0tFRBADEhkKFVRBU0tfU1RBVEVfUkVUUllfV0FJVBAEEhMKD1RBU0tfU1RBVEVfRE9ORRAFEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAYSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQByqOAgoNQmxvY2tlZFJlYXNvbhIeChpCTE9DS0VEX1JFQVNPTl9VTlNQRUNJRklFRBAAEiQKIEJMT0NLRURfUkVBU09OX0FQUFJPVkFMX1JFUVVJUkVEEAESIQodQkxPQ0tFRF9SRUFTT05fQ09ORklHX01JU1NJTkcQAhIjCh9CTE9DS0VEX1JFQVNPTl9ERUxJVkVSWV9GQUlMVVJFEAMSJgoiQkxPQ0tFRF9SRUFTT05fRVhURVJOQUxfREVQRU5ERU5DWRAEEisKJ0JMT0NLRURfUkVBU09OX09QRVJBVE9SX0FDVElPTl9SRVFVSVJFRBAFEhoKFkJMT0NLRURfUkVBU09OX1VOS05PV04QBjKnBwoMVGFza3NTZXJ2aWNlElkKCkNyZWF0ZVRhc2sSJC5jYXJhcGFjZS50YXNrcy52MS5DcmVhdGVUYXNrUmVxdWVzdBolLmNhcmFwYWNlLnRhc2tzLnYxLkNyZWF0ZVRhc2tSZXNwb25zZRJcCgtDcmVhdGVUYXNrcxIlLmNhcmFwYWNlLnRhc2tzLnYxLkNyZWF0ZVRhc2tzUmVxdWVzdBomLmNhcmFwYWNlLnRhc2tzLnYxLkNyZWF0ZVRhc2tzUmVzcG9uc2USVQoHR2V0VGFzaxIhLmNhcmFwYWNlLnRhc2tzLnYxLkdldFRhc2tSZXF1ZXN0GiIuY2FyYXBhY2UudGFza3MudjEuR2V0VGFza1Jlc3BvbnNlIgOQAgESWwoJTGlzdFRhc2tzEiMuY2FyYXBhY2UudGFza3MudjEuTGlzdFRhc2tzUmVxdWVzdBokLmNhcmFwYWNlLnRhc2tzLnYxLkxpc3RUYXNrc1Jlc3BvbnNlIgOQAgESWQoKVXBkYXRlVGFzaxIkLmNhcmFwYWNlLnRhc2tzLnYxLlVwZGF0ZVRhc2tSZXF1ZXN0GiUuY2FyYXBhY2UudGFza3MudjEuVXBkYXRlVGFza1Jlc3BvbnNlElkKCkNhbmNlbFRhc2sSJC5jYXJhcGFjZS50YXNrcy52MS5DYW5jZWxUYXNrUmVxdWVzdBolLmNhcmFwYWNlLnRhc2tzLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJWCglSZXRyeVRhc2sSIy5jYXJhcGFjZS50YXNrcy52MS5SZXRyeVRhc2tSZXF1ZXN0GiQuY2FyYXBhY2UudGFza3MudjEuUmV0cnlUYXNrUmVzcG9uc2USWQoKUmVzdW1lVGFzaxIkLmNhcmFwYWNlLnRhc2tzLnYxLlJlc3VtZVRhc2tSZXF1ZXN0GiUuY2FyYXBhY2UudGFza3MudjEuUmVzdW1lVGFza1Jlc3BvbnNlElgKCVdhdGNoVGFzaxIjLmNhcmFwYWNlLnRhc2tzLnYxLldhdGNoVGFza1JlcXVlc3QaJC5jYXJhcGFjZS50YXNrcy52MS5XYXRjaFRhc2tSZXNwb25zZTABEmcKDUdldFF1ZXVlU3RhdHMSJy5jYXJhcGFjZS50YXNrcy52MS5HZXRRdWV1ZVN0YXRzUmVxdWVzdBooLmNhcmFwYWNlLnRhc2tzLnYxLkdldFF1ZXVlU3RhdHNSZXNwb25zZSIDkAIBYgZwcm90bzM");
 
 /**
  * What a task does. Maps to the reference's JSON object tagged by `kind`: the oneof case name
@@ -626,6 +626,48 @@ export const CreateTaskResponseSchema: GenMessage<CreateTaskResponse> = /*@__PUR
   messageDesc(file_carapace_tasks_v1_tasks, 10);
 
 /**
+ * CreateTasks input.
+ *
+ * @generated from message carapace.tasks.v1.CreateTasksRequest
+ */
+export type CreateTasksRequest = Message<"carapace.tasks.v1.CreateTasksRequest"> & {
+  /**
+   * The tasks to create, as for CreateTask (1..1,000).
+   *
+   * @generated from field: repeated carapace.tasks.v1.CreateTaskRequest tasks = 1;
+   */
+  tasks: CreateTaskRequest[];
+};
+
+/**
+ * Describes the message carapace.tasks.v1.CreateTasksRequest.
+ * Use `create(CreateTasksRequestSchema)` to create a new message.
+ */
+export const CreateTasksRequestSchema: GenMessage<CreateTasksRequest> = /*@__PURE__*/
+  messageDesc(file_carapace_tasks_v1_tasks, 11);
+
+/**
+ * CreateTasks output.
+ *
+ * @generated from message carapace.tasks.v1.CreateTasksResponse
+ */
+export type CreateTasksResponse = Message<"carapace.tasks.v1.CreateTasksResponse"> & {
+  /**
+   * One result per request, in order.
+   *
+   * @generated from field: repeated carapace.tasks.v1.CreateTaskResponse results = 1;
+   */
+  results: CreateTaskResponse[];
+};
+
+/**
+ * Describes the message carapace.tasks.v1.CreateTasksResponse.
+ * Use `create(CreateTasksResponseSchema)` to create a new message.
+ */
+export const CreateTasksResponseSchema: GenMessage<CreateTasksResponse> = /*@__PURE__*/
+  messageDesc(file_carapace_tasks_v1_tasks, 12);
+
+/**
  * GetTask input.
  *
  * @generated from message carapace.tasks.v1.GetTaskRequest
@@ -644,7 +686,7 @@ export type GetTaskRequest = Message<"carapace.tasks.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 11);
+  messageDesc(file_carapace_tasks_v1_tasks, 13);
 
 /**
  * GetTask output.
@@ -665,7 +707,7 @@ export type GetTaskResponse = Message<"carapace.tasks.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 12);
+  messageDesc(file_carapace_tasks_v1_tasks, 14);
 
 /**
  * ListTasks input.
@@ -710,7 +752,7 @@ export type ListTasksRequest = Message<"carapace.tasks.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 13);
+  messageDesc(file_carapace_tasks_v1_tasks, 15);
 
 /**
  * ListTasks output.
@@ -745,7 +787,7 @@ export type ListTasksResponse = Message<"carapace.tasks.v1.ListTasksResponse"> &
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 14);
+  messageDesc(file_carapace_tasks_v1_tasks, 16);
 
 /**
  * UpdateTask input. Only the fields present change; at least one must be effective.
@@ -815,7 +857,7 @@ export type UpdateTaskRequest = Message<"carapace.tasks.v1.UpdateTaskRequest"> &
  * Use `create(UpdateTaskRequestSchema)` to create a new message.
  */
 export const UpdateTaskRequestSchema: GenMessage<UpdateTaskRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 15);
+  messageDesc(file_carapace_tasks_v1_tasks, 17);
 
 /**
  * UpdateTask output.
@@ -836,7 +878,7 @@ export type UpdateTaskResponse = Message<"carapace.tasks.v1.UpdateTaskResponse">
  * Use `create(UpdateTaskResponseSchema)` to create a new message.
  */
 export const UpdateTaskResponseSchema: GenMessage<UpdateTaskResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 16);
+  messageDesc(file_carapace_tasks_v1_tasks, 18);
 
 /**
  * CancelTask input.
@@ -865,7 +907,7 @@ export type CancelTaskRequest = Message<"carapace.tasks.v1.CancelTaskRequest"> &
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 17);
+  messageDesc(file_carapace_tasks_v1_tasks, 19);
 
 /**
  * CancelTask output.
@@ -886,7 +928,7 @@ export type CancelTaskResponse = Message<"carapace.tasks.v1.CancelTaskResponse">
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 18);
+  messageDesc(file_carapace_tasks_v1_tasks, 20);
 
 /**
  * RetryTask input.
@@ -922,7 +964,7 @@ export type RetryTaskRequest = Message<"carapace.tasks.v1.RetryTaskRequest"> & {
  * Use `create(RetryTaskRequestSchema)` to create a new message.
  */
 export const RetryTaskRequestSchema: GenMessage<RetryTaskRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 19);
+  messageDesc(file_carapace_tasks_v1_tasks, 21);
 
 /**
  * RetryTask output.
@@ -943,7 +985,7 @@ export type RetryTaskResponse = Message<"carapace.tasks.v1.RetryTaskResponse"> &
  * Use `create(RetryTaskResponseSchema)` to create a new message.
  */
 export const RetryTaskResponseSchema: GenMessage<RetryTaskResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 20);
+  messageDesc(file_carapace_tasks_v1_tasks, 22);
 
 /**
  * ResumeTask input.
@@ -978,7 +1020,7 @@ export type ResumeTaskRequest = Message<"carapace.tasks.v1.ResumeTaskRequest"> &
  * Use `create(ResumeTaskRequestSchema)` to create a new message.
  */
 export const ResumeTaskRequestSchema: GenMessage<ResumeTaskRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 21);
+  messageDesc(file_carapace_tasks_v1_tasks, 23);
 
 /**
  * ResumeTask output.
@@ -999,7 +1041,7 @@ export type ResumeTaskResponse = Message<"carapace.tasks.v1.ResumeTaskResponse">
  * Use `create(ResumeTaskResponseSchema)` to create a new message.
  */
 export const ResumeTaskResponseSchema: GenMessage<ResumeTaskResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 22);
+  messageDesc(file_carapace_tasks_v1_tasks, 24);
 
 /**
  * WatchTask input.
@@ -1020,7 +1062,7 @@ export type WatchTaskRequest = Message<"carapace.tasks.v1.WatchTaskRequest"> & {
  * Use `create(WatchTaskRequestSchema)` to create a new message.
  */
 export const WatchTaskRequestSchema: GenMessage<WatchTaskRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 23);
+  messageDesc(file_carapace_tasks_v1_tasks, 25);
 
 /**
  * One WatchTask stream message.
@@ -1041,7 +1083,7 @@ export type WatchTaskResponse = Message<"carapace.tasks.v1.WatchTaskResponse"> &
  * Use `create(WatchTaskResponseSchema)` to create a new message.
  */
 export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 24);
+  messageDesc(file_carapace_tasks_v1_tasks, 26);
 
 /**
  * GetQueueStats input (no fields).
@@ -1056,7 +1098,7 @@ export type GetQueueStatsRequest = Message<"carapace.tasks.v1.GetQueueStatsReque
  * Use `create(GetQueueStatsRequestSchema)` to create a new message.
  */
 export const GetQueueStatsRequestSchema: GenMessage<GetQueueStatsRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 25);
+  messageDesc(file_carapace_tasks_v1_tasks, 27);
 
 /**
  * Number of tasks per state.
@@ -1119,7 +1161,7 @@ export type TaskStateCounts = Message<"carapace.tasks.v1.TaskStateCounts"> & {
  * Use `create(TaskStateCountsSchema)` to create a new message.
  */
 export const TaskStateCountsSchema: GenMessage<TaskStateCounts> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 26);
+  messageDesc(file_carapace_tasks_v1_tasks, 28);
 
 /**
  * Queue and worker counters. Counters marked "since start" reset when the server restarts.
@@ -1204,7 +1246,7 @@ export type QueueStats = Message<"carapace.tasks.v1.QueueStats"> & {
  * Use `create(QueueStatsSchema)` to create a new message.
  */
 export const QueueStatsSchema: GenMessage<QueueStats> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 27);
+  messageDesc(file_carapace_tasks_v1_tasks, 29);
 
 /**
  * GetQueueStats output.
@@ -1225,7 +1267,7 @@ export type GetQueueStatsResponse = Message<"carapace.tasks.v1.GetQueueStatsResp
  * Use `create(GetQueueStatsResponseSchema)` to create a new message.
  */
 export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_tasks_v1_tasks, 28);
+  messageDesc(file_carapace_tasks_v1_tasks, 30);
 
 /**
  * Task lifecycle state. Wire name in queue.json in parentheses. Terminal states are done,
@@ -1401,6 +1443,20 @@ export const TasksService: GenService<{
     methodKind: "unary";
     input: typeof CreateTaskRequestSchema;
     output: typeof CreateTaskResponseSchema;
+  },
+  /**
+   * Enqueues up to 1,000 tasks at once, all or none: every request is validated first (an
+   * InvalidArgument names the first bad one, e.g. `tasks[3].payload`), then all are written in
+   * one durable write. Idempotency keys work as in CreateTask (a known key returns the existing
+   * task, created=false; a key repeated within the batch is refused). ResourceExhausted when the
+   * queue cannot hold them all.
+   *
+   * @generated from rpc carapace.tasks.v1.TasksService.CreateTasks
+   */
+  createTasks: {
+    methodKind: "unary";
+    input: typeof CreateTasksRequestSchema;
+    output: typeof CreateTasksResponseSchema;
   },
   /**
    * Returns one task. NotFound "Task not found".
