@@ -15,7 +15,7 @@
 // over the same tree produce the same bytes.
 //
 // --version X sets the version written into the packaged package.json (the running cara reports
-// that version: src/version.ts reads the nearest package.json named carapace-cara); it defaults to
+// that version: src/package-info.ts reads the nearest package.json named carapace-cara); it defaults to
 // the version in ./package.json. --no-build packs the existing dist/ (which must be up to date).
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";

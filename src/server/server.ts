@@ -21,7 +21,7 @@ import { acquireStateLock, type StateLock } from "../state/lock.js";
 import { resolveStateDir } from "../state/paths.js";
 import { loadCredentials } from "../state/secrets.js";
 import { prepareStateDir } from "../state/state-dir.js";
-import { PACKAGE_ROOT, VERSION } from "../version.js";
+import { PACKAGE_ROOT, VERSION } from "../package-info.js";
 import { authGate, clientAddress, FailedAuthLimiter, kPeerAddress, tokenCheck } from "./auth.js";
 import { grpcHealthService } from "./grpc-health.js";
 import { healthRoutes } from "./health-routes.js";

@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { ensureLayout, switchCurrent } from "../../src/update/install.js";
+import { ensureLayout, switchCurrent } from "../../src/update/install-layout.js";
 import { cleanEnv, tempDir } from "../helpers/cara.js";
 
 async function fakeInstall() {

@@ -100,7 +100,7 @@ test("the archive: one top directory, production files only, normalized metadata
     "README.md",
     "bin/cara.js",
     "dist/src/cli/main.js",
-    "dist/src/version.js",
+    "dist/src/package-info.js",
     "dist/src/update/releases.js",
     "dist/src/update/download.js",
     "dist/gen/carapace/ops/v1/ops_pb.js",

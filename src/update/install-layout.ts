@@ -6,7 +6,7 @@ import { basename, dirname, join, sep } from "node:path";
 import * as tar from "tar";
 import { fsyncDir, writeFileDurable } from "../state/durable.js";
 import { LAUNCHER_SCRIPT } from "./launcher.js";
-import { sortVersionsDescending } from "./version.js";
+import { sortVersionsDescending } from "./release-versions.js";
 
 /**
  * The managed install layout (A/B):
