@@ -44,7 +44,7 @@ const MAX_REPLY_BYTES = 1024 * 1024;
 /**
  * agentTurn {message, model?, timeoutSeconds?}: one chat completion against the configured
  * OpenAI-compatible endpoint; the reply text is stored on the task -> done. No endpoint: retry in
- * 60 s until the attempts reach maxAttempts, then blocked (config_missing), as the reference.
+ * 60 s until the attempts reach maxAttempts, then blocked (config_missing), as the original Rust cara does.
  * 5xx, 429, network errors and timeouts are retryable; 400/401/403/404 are configuration
  * problems -> blocked (no retry storm).
  */

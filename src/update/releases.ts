@@ -3,8 +3,8 @@
  * `{base}/releases/latest`, `{base}/releases/tags/<tag>`), GitHub itself by default
  * (`https://api.github.com/repos/<owner>/<repo>`) or any server speaking the same shape.
  *
- * Every failure is a ReleaseSourceError with a kind and a retryable flag (reference update.md
- * §1.2, with "release source" for "GitHub API"): 429, 403 mentioning a rate limit, 5xx and
+ * Every failure is a ReleaseSourceError with a kind and a retryable flag (the original Rust
+ * cara's rules, with "release source" for "GitHub API"): 429, 403 mentioning a rate limit, 5xx and
  * network errors/timeouts are retryable; 404, 401, other statuses, over-large or malformed
  * bodies are not. Messages never contain credentials or query strings.
  */

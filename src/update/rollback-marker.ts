@@ -52,7 +52,7 @@ export async function loadMarker(updatesDir: string): Promise<RollbackMarkerFile
   if (typeof m !== "object" || m === null || typeof m.fromVersion !== "string" || typeof m.toVersion !== "string" || typeof m.appliedAtMs !== "number") {
     throw new MarkerCorruptError(`rollback marker '${path}' lacks fromVersion/toVersion/appliedAtMs; remove it once the right version is current`);
   }
-  // An unknown state is treated as finished (reference: read as rolled_back).
+  // An unknown state is treated as finished: read as rolled_back, as the original Rust cara does.
   if (!(MARKER_STATES as readonly string[]).includes(m.startupState)) m.startupState = "rolled_back";
   return m;
 }
