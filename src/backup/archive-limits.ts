@@ -4,6 +4,7 @@
  * marker entry that opens every archive. Shared by the writer (archive-write.ts) and the reader
  * (archive-read.ts).
  */
+import { formatLimit } from "../format-bytes.js";
 import { displayPath } from "./sections.js";
 
 export const KiB = 1024;
@@ -56,13 +57,7 @@ export const DEFAULT_LIMITS: Readonly<ArchiveLimits> = Object.freeze({
   maxProblems: MAX_PROBLEMS,
 });
 
-/** "1 GiB", "64 MiB", "1024 bytes": limits in messages. */
-export function formatLimit(n: number): string {
-  for (const [unit, size] of [["GiB", GiB], ["MiB", MiB], ["KiB", KiB]] as const) {
-    if (n >= size && n % size === 0) return `${n / size} ${unit}`;
-  }
-  return `${n} bytes`;
-}
+export { formatLimit };
 
 // ---------------------------------------------------------------------------------------------
 // Problems

@@ -15,7 +15,7 @@ import {
 import { resolveStateDir, statePaths } from "../state/paths.js";
 import { VERSION, PACKAGE_ROOT } from "../package-info.js";
 import { CaraCommand, ClientCommand } from "./base.js";
-import { humanBytes } from "./backup.js";
+import { formatBytes as humanBytes } from "../format-bytes.js";
 import { messageToCliJson } from "./json.js";
 import { retryDelayMsOf } from "../wire/error-details.js";
 import { describeError, isServerError, rpcClient } from "./rpc.js";
