@@ -103,6 +103,7 @@ test("the archive: one top directory, production files only, normalized metadata
     "dist/src/package-info.js",
     "dist/src/update/releases.js",
     "dist/src/update/download.js",
+    "dist/src/update/launcher.cjs",
     "dist/gen/carapace/ops/v1/ops_pb.js",
     "dist/web/index.html",
     "dist/web/index.html.gz",
