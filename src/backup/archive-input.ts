@@ -1,12 +1,14 @@
 /**
  * The input side of reading an archive: the compressed bytes (counted, hashed, checked for the
- * gzip magic and the archive size limit) pumped into gunzip, and the decompressed bytes pulled
- * from it with the total and ratio limits applied (a gzip bomb stops early).
+ * gzip magic and the archive size limit) pumped into gunzip, the decompressed bytes pulled from
+ * it with the total and ratio limits applied (a gzip bomb stops early), and the extended tar
+ * headers (pax, GNU long names) that rename or resize the next entry.
  */
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { createGunzip, type Gunzip, type ZlibOptions } from "node:zlib";
-import { KiB, MiB, formatLimit, problem, type ArchiveLimits, type Problem } from "./archive-limits.js";
+import { KiB, MAX_META_BYTES, MiB, formatLimit, problem, type ArchiveLimits, type Problem } from "./archive-limits.js";
+import { paddingOf, parsePax } from "./tar.js";
 
 /** Reading stops at this problem. */
 export class Stop extends Error {
@@ -219,5 +221,45 @@ export class ByteSource {
       this.off = this.buf.length;
     }
     return true;
+  }
+}
+
+/** Overrides from pax ("x") and GNU long-name ("L", "K") headers for the next entry. */
+export interface PendingMeta {
+  path?: string;
+  size?: number;
+  linkpath?: string;
+}
+
+/** A pax ("x"), global pax ("g", ignored: it never renames or resizes an entry here) or GNU long-name ("L", "K") header. */
+export async function readMetaHeader(source: ByteSource, type: string, size: number, pending: PendingMeta, last: string): Promise<void> {
+  if (size > MAX_META_BYTES) {
+    throw new Stop(problem("too_large", "", `archive has an extended header of ${size} bytes after ${last}, over the ${formatLimit(MAX_META_BYTES)} limit`));
+  }
+  const data = (await source.readExact(size + paddingOf(size), `an extended header after ${last}`)) ?? Buffer.alloc(0);
+  if (data.length < size) throw truncated(`an extended header after ${last}`);
+  const body = data.subarray(0, size);
+  if (type === "x") pax(body, pending, last);
+  else if (type === "L") pending.path = body.toString("utf8").replace(/\0+$/, "");
+  else if (type === "K") pending.linkpath = body.toString("utf8").replace(/\0+$/, "");
+}
+
+function pax(body: Buffer, pending: PendingMeta, last: string): void {
+  let records: Map<string, string>;
+  try {
+    records = parsePax(body);
+  } catch (err) {
+    throw new Stop(problem("corrupt_archive", "", `archive is corrupt: the pax header after ${last} is invalid (${(err as Error).message})`));
+  }
+  const p = records.get("path");
+  if (p !== undefined) pending.path = p;
+  const l = records.get("linkpath");
+  if (l !== undefined) pending.linkpath = l;
+  const s = records.get("size");
+  if (s !== undefined) {
+    if (!/^[0-9]{1,16}$/.test(s) || !Number.isSafeInteger(Number(s))) {
+      throw new Stop(problem("corrupt_archive", "", `archive is corrupt: the pax header after ${last} has an invalid size`));
+    }
+    pending.size = Number(s);
   }
 }

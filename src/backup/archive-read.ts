@@ -14,7 +14,6 @@ import {
   DEFAULT_LIMITS,
   MARKER_RE,
   MAX_MARKER_BYTES,
-  MAX_META_BYTES,
   MiB,
   RESTORED_FILE_MODE,
   formatLimit,
@@ -22,7 +21,7 @@ import {
   type ArchiveLimits,
   type Problem,
 } from "./archive-limits.js";
-import { ByteSource, GzipInput, NOT_GZIP, Stop, truncated } from "./archive-input.js";
+import { ByteSource, GzipInput, NOT_GZIP, Stop, readMetaHeader, truncated, type PendingMeta } from "./archive-input.js";
 import { SYNC_WRITE_MAX, Stager } from "./archive-staging.js";
 import { parseManifest, verifyManifestHmac, type Manifest, type ManifestFile } from "./manifest.js";
 import {
@@ -36,7 +35,7 @@ import {
   unsafePathRule,
   type SectionName,
 } from "./sections.js";
-import { BLOCK, TarFormatError, decodeHeader, describeType, isZeroBlock, paddingOf, parsePax } from "./tar.js";
+import { BLOCK, TarFormatError, decodeHeader, describeType, isZeroBlock, paddingOf } from "./tar.js";
 
 export interface ReadBackupOptions {
   /** Server secret: verifies the manifest HMAC. */
@@ -120,13 +119,6 @@ interface Entry {
   linkpath: string;
 }
 
-/** Overrides from pax ("x") and GNU long-name ("L", "K") headers for the next entry. */
-interface PendingMeta {
-  path?: string;
-  size?: number;
-  linkpath?: string;
-}
-
 /** A regular file entry that passed the checks: its path (no trailing slash), section and manifest listing. */
 interface FileTarget {
   path: string;
@@ -208,7 +200,7 @@ class ArchiveReader {
         throw new Stop(problem("corrupt_archive", "", `archive is corrupt: the tar header after ${last} is invalid (${err.message})`));
       }
       if (["x", "g", "L", "K"].includes(header.type)) {
-        await this.meta(header.type, header.size, pending, last);
+        await readMetaHeader(this.source, header.type, header.size, pending, last);
         continue;
       }
       const entry: Entry = { path: pending.path ?? header.name, size: pending.size ?? header.size, type: header.type, linkpath: pending.linkpath ?? header.linkname };
@@ -227,39 +219,6 @@ class ArchiveReader {
   private async endOfArchive(pending: PendingMeta, last: string): Promise<void> {
     if (pending.path !== undefined || pending.size !== undefined) throw truncated(`the extended header of the entry after ${last}`);
     if (!(await this.source.restIsZero())) throw new Stop(problem("corrupt_archive", "", `archive has data after its end-of-archive marker`));
-  }
-
-  /** A pax ("x"), global pax ("g", ignored: it never renames or resizes an entry here) or GNU long-name ("L", "K") header. */
-  private async meta(type: string, size: number, pending: PendingMeta, last: string): Promise<void> {
-    if (size > MAX_META_BYTES) {
-      throw new Stop(problem("too_large", "", `archive has an extended header of ${size} bytes after ${last}, over the ${formatLimit(MAX_META_BYTES)} limit`));
-    }
-    const data = (await this.source.readExact(size + paddingOf(size), `an extended header after ${last}`)) ?? Buffer.alloc(0);
-    if (data.length < size) throw truncated(`an extended header after ${last}`);
-    const body = data.subarray(0, size);
-    if (type === "x") this.pax(body, pending, last);
-    else if (type === "L") pending.path = body.toString("utf8").replace(/\0+$/, "");
-    else if (type === "K") pending.linkpath = body.toString("utf8").replace(/\0+$/, "");
-  }
-
-  private pax(body: Buffer, pending: PendingMeta, last: string): void {
-    let records: Map<string, string>;
-    try {
-      records = parsePax(body);
-    } catch (err) {
-      throw new Stop(problem("corrupt_archive", "", `archive is corrupt: the pax header after ${last} is invalid (${(err as Error).message})`));
-    }
-    const p = records.get("path");
-    if (p !== undefined) pending.path = p;
-    const l = records.get("linkpath");
-    if (l !== undefined) pending.linkpath = l;
-    const s = records.get("size");
-    if (s !== undefined) {
-      if (!/^[0-9]{1,16}$/.test(s) || !Number.isSafeInteger(Number(s))) {
-        throw new Stop(problem("corrupt_archive", "", `archive is corrupt: the pax header after ${last} has an invalid size`));
-      }
-      pending.size = Number(s);
-    }
   }
 
   private skipBody(e: { size: number; path: string }): Promise<void> {

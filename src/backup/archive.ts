@@ -3,7 +3,7 @@
  * - archive-limits.ts: the size limits, the problem kinds a reader reports, the marker entry;
  * - archive-write.ts: writing a `.tar.gz` of state-dir files (two passes: hash, then stream);
  * - archive-read.ts: reading one back with every safety check, in one streaming pass;
- * - archive-input.ts: the reader's compressed input (gzip magic, size and ratio limits);
+ * - archive-input.ts: the reader's input (gzip magic, size and ratio limits, extended tar headers);
  * - archive-staging.ts: restore staging, the selected sections' files written as they stream.
  * This module re-exports what the rest of the backup area, the CLI and the tests use.
  */
