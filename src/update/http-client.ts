@@ -14,10 +14,17 @@
  * are not followed here: `fetch` follows them for release JSON, and download.ts applies its own
  * rules (at most 10, http(s) only) to artifact downloads.
  */
-import { Agent, EnvHttpProxyAgent, fetch, request, type Dispatcher } from "undici";
+import type { Dispatcher, RequestInit, Response } from "undici";
 
-export { fetch };
-export type { Response as FetchResponse } from "undici";
+export type FetchResponse = Response;
+
+const importUndici = () => import("undici");
+/** undici takes ~80 ms to load: it is loaded on the first request, not with the server. */
+let undici: ReturnType<typeof importUndici> | undefined;
+function loadUndici(): ReturnType<typeof importUndici> {
+  undici ??= importUndici();
+  return undici;
+}
 
 let cached: { key: string; dispatcher: Dispatcher } | undefined;
 
@@ -34,7 +41,8 @@ function proxyEnv(env: NodeJS.ProcessEnv): { httpProxy?: string; httpsProxy?: st
 }
 
 /** The dispatcher for the current environment: direct, or through the proxy the variables name. */
-export function updateDispatcher(env: NodeJS.ProcessEnv = process.env): Dispatcher {
+export async function updateDispatcher(env: NodeJS.ProcessEnv = process.env): Promise<Dispatcher> {
+  const { Agent, EnvHttpProxyAgent } = await loadUndici();
   const proxies = proxyEnv(env);
   const key = JSON.stringify(proxies);
   if (cached?.key === key) return cached.dispatcher;
@@ -45,6 +53,12 @@ export function updateDispatcher(env: NodeJS.ProcessEnv = process.env): Dispatch
   // Requests still running on the old one finish; it closes after them.
   void previous?.close().catch(() => undefined);
   return dispatcher;
+}
+
+/** undici's fetch through the updater's dispatcher (release JSON: redirects followed). */
+export async function fetchThrough(url: URL, init: Omit<RequestInit, "dispatcher">): Promise<FetchResponse> {
+  const { fetch } = await loadUndici();
+  return fetch(url, { ...init, dispatcher: await updateDispatcher() });
 }
 
 /** Credentials in a URL go out as Basic authorization (undici refuses them in the URL), never printed. */
@@ -77,10 +91,11 @@ export interface GetOptions {
 export async function httpGet(target: URL, opts: GetOptions): Promise<GetResponse> {
   const { url, authorization } = splitCredentials(target);
   const headers = authorization ? { ...opts.headers, Authorization: authorization } : opts.headers;
+  const { request } = await loadUndici();
   const res = await request(url, {
     method: "GET",
     headers,
-    dispatcher: updateDispatcher(),
+    dispatcher: await updateDispatcher(),
     headersTimeout: opts.timeoutMs,
     bodyTimeout: opts.timeoutMs,
     ...(opts.signal ? { signal: opts.signal } : {}),

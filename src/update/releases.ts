@@ -11,7 +11,7 @@
 import semver from "semver";
 import { formatLimit } from "../format-bytes.js";
 import { BodyTooLargeError, readCapped } from "../read-capped.js";
-import { fetch, splitCredentials, updateDispatcher, type FetchResponse } from "./http-client.js";
+import { fetchThrough, splitCredentials, type FetchResponse } from "./http-client.js";
 
 export interface ReleaseAsset {
   name: string;
@@ -222,7 +222,7 @@ export class ReleaseSource {
     if (q >= 0) url.search = path.slice(q);
     let res: FetchResponse;
     try {
-      res = await fetch(url, { headers: this.#headers, redirect: "follow", signal: AbortSignal.timeout(this.#timeoutMs), dispatcher: updateDispatcher() });
+      res = await fetchThrough(url, { headers: this.#headers, redirect: "follow", signal: AbortSignal.timeout(this.#timeoutMs) });
     } catch (err) {
       throw new ReleaseSourceError("unavailable", `failed to fetch release info: ${reasonOf(err, this.#timeoutMs)}`, { cause: err });
     }

@@ -87,7 +87,7 @@ afterEach(() => {
   }
 });
 after(async () => {
-  await updateDispatcher().close();
+  await (await updateDispatcher()).close();
   await releases.close();
   await proxy.close();
 });
