@@ -15,7 +15,7 @@
 // over the same tree produce the same bytes.
 //
 // --version X sets the version written into the packaged package.json (the running cara reports
-// that version: src/version.ts reads the nearest package.json named carapace-cara); it defaults to
+// that version: src/package-info.ts reads the nearest package.json named carapace-cara); it defaults to
 // the version in ./package.json. --no-build packs the existing dist/ (which must be up to date).
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -158,7 +158,7 @@ function productionPackages(pkg) {
   return out.sort();
 }
 
-/** Every compiled file under dist/<area> whose TypeScript source still exists in <area> (`skip`: subdirectories tsc does not compile). */
+/** Every compiled file under dist/<area> whose TypeScript (or checked .cjs) source still exists in <area> (`skip`: subdirectories tsc does not compile). */
 function addCompiled(members, top, area, skip = []) {
   const walk = (rel) => {
     const srcDir = join(ROOT, area, rel);
@@ -168,7 +168,8 @@ function addCompiled(members, top, area, skip = []) {
       if (entry.isDirectory()) {
         if (skip.includes(relPath)) continue;
         walk(relPath);
-      } else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")) {
+      } else if ((entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts")) || entry.name.endsWith(".cjs")) {
+        // TypeScript compiles to .js; checked CommonJS sources (the launcher) are emitted as they are named.
         const js = relPath.replace(/\.ts$/, ".js");
         const compiled = join(ROOT, "dist", area, js);
         if (!existsSync(compiled)) throw new Error(`dist/${area}/${js} is missing; the build is out of date (run npm run build)`);

@@ -1,5 +1,5 @@
 // Regenerates assets/sigstore/trusted_root.json, the pinned Sigstore public-good trusted root used
-// by the self-updater's verifier (src/update/verify.ts), from the TUF seed shipped by the pinned
+// by the self-updater's verifier (src/update/sigstore-bundle.ts), from the TUF seed shipped by the pinned
 // @sigstore/tuf package: node_modules/@sigstore/tuf/seeds.json, mirror
 // https://tuf-repo-cdn.sigstore.dev, target "trusted_root.json" (base64). No network.
 //

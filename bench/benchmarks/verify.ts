@@ -1,5 +1,5 @@
 /**
- * Sigstore verification of a release artifact (src/update/verify.ts `verifyBundle`): the real
+ * Sigstore verification of a release artifact (src/update/sigstore-bundle.ts `verifyBundle`): the real
  * v0.7.0 SHA256SUMS.txt bundle against the pinned public-good trusted root, by digest, offline.
  * Warm: repeated calls in this process (trusted root loaded once, as the updater does).
  * Cold: a fresh process per repetition, timed inside it from the import of the verifier module
@@ -10,7 +10,7 @@ import { existsSync, statSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { loadTrustedRoot, verifyBundle, type VerifyBundleInput } from "../../src/update/verify.js";
+import { loadTrustedRoot, verifyBundle, type VerifyBundleInput } from "../../src/update/sigstore-bundle.js";
 import { makeRow, median as medianOrNull } from "../lib/stats.js";
 import type { BenchOptions, BenchResult, Benchmark } from "../lib/types.js";
 
@@ -27,8 +27,8 @@ interface ColdRun {
 
 /** The verifier module a fresh process should load: dist when it is built and not older than src. */
 function verifierModule(root: string): { path: string; viaTsx: boolean } {
-  const src = join(root, "src", "update", "verify.ts");
-  const dist = join(root, "dist", "src", "update", "verify.js");
+  const src = join(root, "src", "update", "sigstore-bundle.ts");
+  const dist = join(root, "dist", "src", "update", "sigstore-bundle.js");
   if (existsSync(dist) && statSync(dist).mtimeMs >= statSync(src).mtimeMs) return { path: dist, viaTsx: false };
   return { path: src, viaTsx: true };
 }

@@ -9,14 +9,14 @@
  *   tasks     dir    tasks/…              tasks/…        (queue.json, queue.journal, *.corrupt.*)
  *   sessions  dir    sessions/…           sessions/…
  *   memory    dir    memory/…             memory/…       (inside the state dir, unlike the
- *                                                         reference's home-based path)
+ *                                                         original Rust cara's home-based path)
  *   cron      dir    cron/…               cron/…
  *   usage     file   usage.json           usage/usage.json
  *
  * Every archive path starts with its section name, so a section is a prefix and a restore can
  * swap it as a unit. A "file" section holds exactly one file: `config/other` or `usage/x` is
- * outside every section (the reference's quirk of dropping any `usage/*` into the state root is
- * gone). A section is present in a backup when its file / directory exists, even with no files:
+ * outside every section (the original Rust cara's quirk of dropping any `usage/*` into the state
+ * root is gone). A section is present in a backup when its file / directory exists, even with no files:
  * restoring an empty `tasks` section empties `tasks/`.
  *
  * Never archived (see EXCLUDED): `auth/`, `cara.lock`, `cara.address`, `updates/`, `backups/`, `logs/`, and the

@@ -1,5 +1,5 @@
 import { Builtins, Cli, type BaseContext, type Command } from "clipanion";
-import { VERSION } from "../version.js";
+import { VERSION } from "../package-info.js";
 import { StartCommand } from "./start.js";
 import { StatusCommand } from "./status.js";
 import { VersionCommand } from "./version.js";

@@ -13,9 +13,9 @@ import {
   type UpdateResult,
 } from "../../gen/carapace/update/v1/update_pb.js";
 import { resolveStateDir, statePaths } from "../state/paths.js";
-import { VERSION, PACKAGE_ROOT } from "../version.js";
+import { VERSION, PACKAGE_ROOT } from "../package-info.js";
 import { CaraCommand, ClientCommand } from "./base.js";
-import { humanBytes } from "./backup.js";
+import { formatBytes as humanBytes } from "../format-bytes.js";
 import { messageToCliJson } from "./json.js";
 import { retryDelayMsOf } from "../wire/error-details.js";
 import { describeError, isServerError, rpcClient } from "./rpc.js";
@@ -163,7 +163,7 @@ export class UpdateCommand extends ClientCommand {
   /** The server is down: act on the local install directory. */
   private async runLocalRollback(): Promise<number> {
     if (this.restoreState) throw new CliFailure("--restore-state needs the server running (or run `cara restore FILE --offline` after rolling back)");
-    const { detectInstall } = await import("../update/install.js");
+    const { detectInstall } = await import("../update/install-layout.js");
     const { rollbackInstall } = await import("../update/manager.js");
     const { lockOwner } = await import("../state/lock.js");
     const { UpdateLock } = await import("../update/update-lock.js");
@@ -375,7 +375,7 @@ export class UpdateVerifyCommand extends CaraCommand {
         throw new CliUsageError(`--certificate-identity-regexp is not a valid regular expression: ${(err as Error).message}`);
       }
     }
-    const { loadTrustedRoot, parseDigestArgument, sha256File, verifyBundle } = await import("../update/verify.js");
+    const { loadTrustedRoot, parseDigestArgument, sha256File, verifyBundle } = await import("../update/sigstore-bundle.js");
     const { readFile } = await import("node:fs/promises");
     let digest = parseDigestArgument(this.artifact);
     if (digest === undefined) {
@@ -444,7 +444,7 @@ export class InstallCommand extends CaraCommand {
   async run(): Promise<number> {
     const { loadConfig } = await import("../state/config.js");
     const { resolveUpdateSettings } = await import("../update/settings.js");
-    const { installRelease } = await import("../update/installer.js");
+    const { installRelease } = await import("../update/install-release.js");
     const config = await loadConfig(statePaths(resolveStateDir(this.stateDir)).config);
     const settings = resolveUpdateSettings(config);
     if (this.releasesUrl !== undefined) settings.releasesUrl = this.releasesUrl.replace(/\/+$/, "");

@@ -1,5 +1,5 @@
 import { Command, Option } from "clipanion";
-import { VERSION } from "../version.js";
+import { VERSION } from "../package-info.js";
 import { CaraCommand } from "./base.js";
 
 export class VersionCommand extends CaraCommand {

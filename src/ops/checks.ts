@@ -3,7 +3,6 @@ import { open, statfs, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { formatBytes } from "../format-bytes.js";
 
-export { formatBytes };
 
 export type CheckVerdict = "ok" | "warn" | "fail";
 

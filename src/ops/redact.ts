@@ -1,5 +1,6 @@
 /**
- * Redaction of secrets in log text and structured log fields (ops.md §3.3, done better).
+ * Redaction of secrets in log text and structured log fields, before a record reaches stdout,
+ * the log file or the ring.
  *
  * `redactString` strips invisible, bidi and control characters first (so they cannot split a
  * secret), then replaces Authorization values, API keys, JWTs, `name=value` secrets, URL userinfo
@@ -18,7 +19,8 @@ export const MIN_KNOWN_SECRET_LENGTH = 6;
 /**
  * Characters removed before anything else: control characters except LF and TAB, every space
  * separator except U+0020, soft hyphen, joiners, bidi controls, variation selectors, tags and the
- * other invisible format characters listed in ops.md §3.3 step 1.
+ * other invisible format characters (Unicode's Default_Ignorable_Code_Point set and its
+ * neighbours), which could otherwise split a secret so that no pattern sees it whole.
  */
 const STRIP_RE =
   /[\u0000-\u0008\u000B-\u001F\u007F-\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180E\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u206F\u3000\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF9-\uFFFB\u{110BD}\u{110CD}\u{13430}-\u{1343F}\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\u{E0001}\u{E0020}-\u{E007F}\u{E0100}-\u{E01EF}]/gu;

@@ -14,7 +14,7 @@ import { acquireStateLock, type StateLock } from "../state/lock.js";
 import { resolveStateDir, type StatePaths } from "../state/paths.js";
 import { loadCredentials, type Credentials } from "../state/secrets.js";
 import { prepareStateDir } from "../state/state-dir.js";
-import { PACKAGE_ROOT, VERSION } from "../version.js";
+import { PACKAGE_ROOT, VERSION } from "../package-info.js";
 import { tokenCheck } from "./auth.js";
 import { healthRoutes } from "./health-routes.js";
 import { corsRoutes } from "./cors.js";

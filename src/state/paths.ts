@@ -14,7 +14,7 @@ export function resolveStateDir(flag?: string, env: NodeJS.ProcessEnv = process.
   return join(homedir(), ".config", "carapace");
 }
 
-/** Well-known paths inside a state directory (DESIGN §5). */
+/** Well-known paths inside a state directory: config.json, auth/, tasks/, updates/, backups/, logs/. */
 export function statePaths(stateDir: string) {
   return {
     root: stateDir,

@@ -1,5 +1,6 @@
 import type { AgentTurnPayload, SystemEventPayload, TaskRecord } from "./model.js";
 import type { ExecutionContext, Executor, Outcome } from "./worker.js";
+import { readCapped } from "../read-capped.js";
 
 export interface RecordedEvent {
   timeMs: number;
@@ -44,7 +45,7 @@ const MAX_REPLY_BYTES = 1024 * 1024;
 /**
  * agentTurn {message, model?, timeoutSeconds?}: one chat completion against the configured
  * OpenAI-compatible endpoint; the reply text is stored on the task -> done. No endpoint: retry in
- * 60 s until the attempts reach maxAttempts, then blocked (config_missing), as the reference.
+ * 60 s until the attempts reach maxAttempts, then blocked (config_missing), as the original Rust cara does.
  * 5xx, 429, network errors and timeouts are retryable; 400/401/403/404 are configuration
  * problems -> blocked (no retry storm).
  */
@@ -79,7 +80,7 @@ export function agentTurnExecutor(config: () => AgentConfig): Executor {
       if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("attempt aborted");
       return { kind: "retry", error: `LLM endpoint unreachable: ${describeFetchError(err)}` };
     }
-    const body = await readCapped(res, signal);
+    const body = await readCapped(res.body, MAX_REPLY_BYTES, { over: "truncate", signal });
     if (res.status === 429 || res.status >= 500) {
       const retryAfter = Number(res.headers.get("retry-after"));
       const outcome: Outcome = { kind: "retry", error: `LLM endpoint answered HTTP ${res.status}` };
@@ -107,29 +108,6 @@ export function agentTurnExecutor(config: () => AgentConfig): Executor {
       return { kind: "failed", error: "LLM endpoint answered with invalid JSON" };
     }
   };
-}
-
-async function readCapped(res: Response, signal: AbortSignal): Promise<string> {
-  if (!res.body) return "";
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  try {
-    for (;;) {
-      if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("attempt aborted");
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.length;
-      if (size > MAX_REPLY_BYTES) {
-        await reader.cancel();
-        break;
-      }
-      chunks.push(value);
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  return Buffer.concat(chunks).toString("utf8");
 }
 
 function describeFetchError(err: unknown): string {

@@ -1,5 +1,5 @@
 /**
- * The durable task model: the on-disk record (the reference's camelCase queue.json shape plus
+ * The durable task model: the on-disk record (the original Rust cara's camelCase queue.json shape plus
  * our additions), states, policy bounds, payload normalization and the operator transitions.
  * Pure functions only: no I/O, no RPC.
  */
@@ -57,7 +57,7 @@ export type BackupTaskPayload = { kind: "backup"; keep: number; sections?: strin
 export type UpdateCheckPayload = { kind: "updateCheck"; channel?: string };
 export type TaskPayloadRecord = SystemEventPayload | AgentTurnPayload | BackupTaskPayload | UpdateCheckPayload;
 
-/** One task as stored in queue.json (and as the reference writes it). */
+/** One task as stored in queue.json (and as the original Rust cara writes it). */
 export interface TaskRecord {
   id: string;
   state: TaskStateName;
@@ -71,7 +71,7 @@ export interface TaskRecord {
   policy: TaskPolicyRecord;
   blockedReason?: BlockedReasonName;
   policyExplicit?: boolean;
-  // Beyond the reference (omitted when unset, so reference tools still read the file):
+  // Beyond the original Rust cara (omitted when unset, so its tools still read the file):
   priority?: number;
   idempotencyKey?: string;
   labels?: Record<string, string>;
@@ -121,7 +121,7 @@ function optBool(src: Record<string, unknown>, key: string, out: Record<string, 
 
 /**
  * Validates and normalizes a payload object (`{"kind": ..., ...}`): unknown fields are dropped,
- * required fields checked, size bounded. Throws TaskValidationError with the reference's words.
+ * required fields checked, size bounded. Throws TaskValidationError with the original Rust cara's words.
  */
 export function normalizePayload(value: unknown): TaskPayloadRecord {
   if (!isObj(value)) throw new TaskValidationError("Invalid task payload: expected an object with a kind", "payload");
@@ -169,7 +169,7 @@ export function normalizePayload(value: unknown): TaskPayloadRecord {
   return out as TaskPayloadRecord;
 }
 
-/** Applies policy overrides, refusing out-of-range values with the reference's message. */
+/** Applies policy overrides, refusing out-of-range values with the original Rust cara's message. */
 export function applyPolicy(base: TaskPolicyRecord, overrides: Partial<Record<keyof TaskPolicyRecord, number | undefined>>): TaskPolicyRecord {
   const out = { ...base };
   for (const key of Object.keys(POLICY_MAX) as (keyof TaskPolicyRecord)[]) {
@@ -283,7 +283,7 @@ export function validateLabels(labels: Record<string, string>, field = "labels")
 }
 
 /**
- * Reads one stored record leniently, as the reference does: unknown fields dropped, missing
+ * Reads one stored record leniently, as the original Rust cara does: unknown fields dropped, missing
  * policy defaulted, unknown state -> failed, unknown blockedReason -> unknown. Returns an error
  * string for a record that cannot be used at all (missing id, state, attempts, payload, times).
  */
@@ -333,7 +333,7 @@ export function recordFromDisk(value: unknown): TaskRecord | string {
   return rec;
 }
 
-/** The record with the reference's field order (then ours), for queue.json and the journal. */
+/** The record with the original Rust cara's field order (then ours), for queue.json and the journal. */
 export function orderedRecord(rec: TaskRecord): TaskRecord {
   const out: Omit<TaskRecord, "policy"> & { policy?: TaskPolicyRecord } = {
     id: rec.id,

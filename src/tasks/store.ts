@@ -68,7 +68,7 @@ interface Batch {
 }
 
 /**
- * The durable task store: `queue.json` (the reference's format: a JSON array of task records)
+ * The durable task store: `queue.json` (the original Rust cara's format: a JSON array of task records)
  * plus an append-only journal `queue.journal` of JSON lines, compacted into queue.json atomically.
  *
  * Every mutation is staged in memory, appended to the journal together with the mutations that

@@ -307,7 +307,7 @@ export function attemptTimeoutMs(task: TaskRecord): number {
   return Math.max(1, Math.min(requested, cap)) * 1000;
 }
 
-/** The reference's policy checks, applied to explicit-policy tasks before each attempt. */
+/** The original Rust cara's policy checks, applied to explicit-policy tasks before each attempt. */
 export function policyViolation(task: TaskRecord, now: number): string | undefined {
   if (!task.policyExplicit) return undefined;
   const p = task.policy;

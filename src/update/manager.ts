@@ -8,7 +8,7 @@ import type { Logger } from "../ops/logger.js";
 import { DownloadError, downloadFile } from "./download.js";
 import { runFailure, UpdateError } from "./errors.js";
 import { LAUNCHER_PROTOCOL, launcherProtocolOf } from "./launcher.js";
-import { currentVersion, ensureLayout, writeLauncher, installedVersions, previousVersion, switchCurrent, unpackedFrom, unpackRelease, type InstallInfo } from "./install.js";
+import { currentVersion, ensureLayout, writeLauncher, installedVersions, previousVersion, switchCurrent, unpackedFrom, unpackRelease, type InstallInfo } from "./install-layout.js";
 import { ReleaseSource, ReleaseSourceError, type Release, type ReleaseAsset } from "./releases.js";
 import { loadMarker, writeMarker, type RollbackMarkerFile } from "./rollback-marker.js";
 import { APPLY_CONFIRMATION_TTL_MS, type UpdateSettings } from "./settings.js";
@@ -24,10 +24,10 @@ import {
   type UpdateTransaction,
 } from "./transaction.js";
 import { UpdateBusyError, UpdateLock } from "./update-lock.js";
-import { releaseAssets, verifyStagedRelease } from "./release-verify.js";
+import { releaseAssets, verifyStagedRelease } from "./verify-staged-release.js";
 import { refreshFailureNote, resolveTrustedRoot, trustedRootLocation, type ResolvedTrustedRoot, type TrustedRootOrigin } from "./trust-root.js";
-import { sha256File } from "./verify.js";
-import { compareTarget, InvalidUpdateInput, isPrerelease, normalizeVersion, parseChannel, type Channel } from "./version.js";
+import { sha256File } from "./sigstore-bundle.js";
+import { compareTarget, InvalidUpdateInput, isPrerelease, normalizeVersion, parseChannel, type Channel } from "./release-versions.js";
 
 export interface CheckRequest {
   channel?: string;

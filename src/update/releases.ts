@@ -3,12 +3,15 @@
  * `{base}/releases/latest`, `{base}/releases/tags/<tag>`), GitHub itself by default
  * (`https://api.github.com/repos/<owner>/<repo>`) or any server speaking the same shape.
  *
- * Every failure is a ReleaseSourceError with a kind and a retryable flag (reference update.md
- * §1.2, with "release source" for "GitHub API"): 429, 403 mentioning a rate limit, 5xx and
+ * Every failure is a ReleaseSourceError with a kind and a retryable flag (the original Rust
+ * cara's rules, with "release source" for "GitHub API"): 429, 403 mentioning a rate limit, 5xx and
  * network errors/timeouts are retryable; 404, 401, other statuses, over-large or malformed
  * bodies are not. Messages never contain credentials or query strings.
  */
 import semver from "semver";
+import { formatLimit } from "../format-bytes.js";
+import { BodyTooLargeError, readCapped } from "../read-capped.js";
+import { fetchThrough, splitCredentials, type FetchResponse } from "./http-client.js";
 
 export interface ReleaseAsset {
   name: string;
@@ -66,10 +69,6 @@ function displayUrl(url: URL): string {
 /** Removes anything URL-shaped with credentials from a transport error's text. */
 function scrub(text: string): string {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/@]*@/gi, "$1").replace(/(https?:\/\/[^\s?#]*)[?#][^\s]*/gi, "$1");
-}
-
-function sizeText(bytes: number): string {
-  return bytes % 1024 === 0 ? `${bytes / 1024} KiB` : `${bytes} bytes`;
 }
 
 function reasonOf(err: unknown, timeoutMs: number): string {
@@ -171,13 +170,9 @@ export class ReleaseSource {
     if (base.protocol !== "https:" && base.protocol !== "http:") throw new TypeError(`release source URL must be http(s), got ${base.protocol}`);
     this.#headers = { Accept: "application/vnd.github+json", "User-Agent": opts.userAgent };
     // fetch refuses URLs with credentials: send them as Basic auth instead, never print them.
-    if (base.username !== "" || base.password !== "") {
-      const user = decodeURIComponent(base.username);
-      const pass = decodeURIComponent(base.password);
-      this.#headers.Authorization = `Basic ${Buffer.from(`${user}:${pass}`).toString("base64")}`;
-      base.username = "";
-      base.password = "";
-    }
+    const { url: bare, authorization } = splitCredentials(base);
+    if (authorization) this.#headers.Authorization = authorization;
+    base = bare;
     base.search = "";
     base.hash = "";
     base.pathname = base.pathname.replace(/\/+$/, "");
@@ -225,9 +220,9 @@ export class ReleaseSource {
     const q = path.indexOf("?");
     url.pathname = `${this.#base.pathname}${q < 0 ? path : path.slice(0, q)}`;
     if (q >= 0) url.search = path.slice(q);
-    let res: Response;
+    let res: FetchResponse;
     try {
-      res = await fetch(url, { headers: this.#headers, redirect: "follow", signal: AbortSignal.timeout(this.#timeoutMs) });
+      res = await fetchThrough(url, { headers: this.#headers, redirect: "follow", signal: AbortSignal.timeout(this.#timeoutMs) });
     } catch (err) {
       throw new ReleaseSourceError("unavailable", `failed to fetch release info: ${reasonOf(err, this.#timeoutMs)}`, { cause: err });
     }
@@ -235,7 +230,7 @@ export class ReleaseSource {
     if (status < 200 || status > 299) {
       // Only a 403 needs its body (to tell a rate limit from a refusal).
       let text = "";
-      if (status === 403) text = await readCapped(res, this.#maxBody, this.#timeoutMs).catch(() => "");
+      if (status === 403) text = await readBody(res, this.#maxBody, this.#timeoutMs, "truncate").catch(() => "");
       else await res.body?.cancel().catch(() => undefined);
       throw classify(status, text, notFound);
     }
@@ -244,37 +239,22 @@ export class ReleaseSource {
       await res.body?.cancel().catch(() => undefined);
       throw tooLarge(this.#maxBody);
     }
-    return readCapped(res, this.#maxBody, this.#timeoutMs, true);
+    return readBody(res, this.#maxBody, this.#timeoutMs, "throw");
   }
 }
 
 function tooLarge(cap: number): ReleaseSourceError {
-  return new ReleaseSourceError("bad_response", `release JSON is larger than the ${sizeText(cap)} limit`);
+  return new ReleaseSourceError("bad_response", `release JSON is larger than the ${formatLimit(cap)} limit`);
 }
 
-/** The body as UTF-8, refusing more than `cap` bytes (an error, never a silent truncation). */
-async function readCapped(res: Response, cap: number, timeoutMs: number, strict = false): Promise<string> {
-  if (!res.body) return "";
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
+/** The body as UTF-8, at most `cap` bytes: past it, an error (never a silent truncation) unless truncating. */
+async function readBody(res: FetchResponse, cap: number, timeoutMs: number, over: "truncate" | "throw"): Promise<string> {
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > cap) {
-        await reader.cancel().catch(() => undefined);
-        if (strict) throw tooLarge(cap);
-        break;
-      }
-      chunks.push(value);
-    }
+    return await readCapped(res.body, cap, { over });
   } catch (err) {
-    if (err instanceof ReleaseSourceError) throw err;
+    if (err instanceof BodyTooLargeError) throw tooLarge(cap);
     throw new ReleaseSourceError("unavailable", `failed to read release JSON: ${reasonOf(err, timeoutMs)}`, { cause: err });
   }
-  return Buffer.concat(chunks).toString("utf8");
 }
 
 function classify(status: number, body: string, notFound?: string): ReleaseSourceError {

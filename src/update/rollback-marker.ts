@@ -7,12 +7,14 @@ export type MarkerState = (typeof MARKER_STATES)[number];
 
 /**
  * `<state>/updates/rollback.json`. The protocol (the launcher `<install>/bin/cara` implements the
- * start-time half, see launcher.ts):
+ * start-time half, see launcher.cjs):
  * - pending: written by the update just before `current` switches to toVersion;
  * - started: the launcher starts toVersion for the first time;
  * - cleared: toVersion's server reported ready (no rollback will happen);
  * - rolled_back: the launcher found `started` at the next start (toVersion never became ready)
  *   and switched `current` back to fromVersion, or an operator rolled back by hand.
+ * The launcher also writes `rollback_failed` when switching back failed; it is not one of these
+ * states and reads as rolled_back (the probation is over either way; the reason says what failed).
  */
 export interface RollbackMarkerFile {
   startupState: MarkerState;
@@ -52,7 +54,7 @@ export async function loadMarker(updatesDir: string): Promise<RollbackMarkerFile
   if (typeof m !== "object" || m === null || typeof m.fromVersion !== "string" || typeof m.toVersion !== "string" || typeof m.appliedAtMs !== "number") {
     throw new MarkerCorruptError(`rollback marker '${path}' lacks fromVersion/toVersion/appliedAtMs; remove it once the right version is current`);
   }
-  // An unknown state is treated as finished (reference: read as rolled_back).
+  // An unknown state is treated as finished: read as rolled_back, as the original Rust cara does.
   if (!(MARKER_STATES as readonly string[]).includes(m.startupState)) m.startupState = "rolled_back";
   return m;
 }

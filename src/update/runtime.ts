@@ -6,7 +6,7 @@ import type { Logger } from "../ops/logger.js";
 import type { CaraConfig } from "../state/config.js";
 import type { Executor } from "../tasks/worker.js";
 import { UpdateError } from "./errors.js";
-import { detectInstall } from "./install.js";
+import { detectInstall } from "./install-layout.js";
 import { UpdateManager } from "./manager.js";
 import { resolveUpdateSettings } from "./settings.js";
 

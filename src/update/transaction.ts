@@ -3,7 +3,7 @@ import { open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { fsyncDir, writeFileDurable } from "../state/durable.js";
 
-/** transaction.json `state` and `phase` (reference §2.1 wire names). */
+/** transaction.json `state` and `phase`, spelt as the original Rust cara writes them. */
 export const TX_STATES = ["in_progress", "applied", "failed"] as const;
 export type TxState = (typeof TX_STATES)[number];
 export const TX_PHASES = ["created", "downloading", "downloaded", "verified", "applying", "applied", "failed"] as const;
@@ -13,7 +13,7 @@ export const DEFAULT_MAX_ATTEMPTS = 3;
 /** Marker and transaction files are small; anything bigger is not ours. */
 const MAX_FILE_BYTES = 64 * 1024;
 
-/** `<state>/updates/transaction.json`: the reference schema, plus a few optional keys (beyond). */
+/** `<state>/updates/transaction.json`: the original Rust cara's schema, plus a few optional keys of ours. */
 export interface UpdateTransaction {
   id: string;
   version: string;
@@ -60,7 +60,7 @@ export function stagedPaths(updatesDir: string, assetName: string) {
 
 const SAFE_COMPONENT = /^[A-Za-z0-9._+-]+$/;
 
-/** Throws a plain message for every schema violation (reference §2.1 messages). */
+/** Throws a plain message for every schema violation (the original Rust cara's wording). */
 export function validateTransaction(tx: UpdateTransaction, updatesDir: string): void {
   const fail = (m: string): never => {
     throw new Error(m);
@@ -133,7 +133,7 @@ export async function loadTransaction(updatesDir: string): Promise<UpdateTransac
     if (!(key in tx)) throw new TransactionCorruptError(path, `missing required key '${key}'`);
   }
   for (const key of ["stagedPath", "bundlePath", "sha256", "lastError"] as const) tx[key] ??= null;
-  // Unknown state/phase values written by someone else read as failed (reference §2.1).
+  // Unknown state/phase values written by someone else (e.g. a newer cara) read as failed.
   if (!(TX_STATES as readonly string[]).includes(tx.state)) tx.state = "failed";
   if (!(TX_PHASES as readonly string[]).includes(tx.phase)) tx.phase = "failed";
   try {

@@ -27,7 +27,7 @@ import { access, readFile, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { ensurePrivateDir, writeFileDurable } from "../state/durable.js";
 import type { UpdateSettings } from "./settings.js";
-import { checkTrustedRoot, defaultTrustedRootPath, loadTrustedRoot, type TrustedRootSource } from "./verify.js";
+import { checkTrustedRoot, defaultTrustedRootPath, loadTrustedRoot, type TrustedRootSource } from "./sigstore-bundle.js";
 
 export const DEFAULT_TUF_MIRROR = "https://tuf-repo-cdn.sigstore.dev";
 const TRUSTED_ROOT_TARGET = "trusted_root.json";

@@ -1,14 +1,21 @@
 /**
- * The stable launcher `<install>/bin/cara` (src/update/launcher.ts), run for real against a
+ * The stable launcher `<install>/bin/cara` (src/update/launcher.cjs), run for real against a
  * managed install whose versions are tiny stand-ins: bin/cara.js prints its version and argv,
- * and exits with the code in CARA_FAKE_EXIT (or 75 once, to ask for a restart).
+ * and exits with the code in CARA_FAKE_EXIT (or 75 once, to ask for a restart). Also: what it
+ * re-implements (the value options of `cara start`, the marker states, the state-dir rule)
+ * agrees with the CLI and the update domain.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { ensureLayout, switchCurrent } from "../../src/update/install.js";
+import { Cli } from "clipanion";
+import { StartCommand } from "../../src/cli/start.js";
+import { resolveStateDir } from "../../src/state/paths.js";
+import { ensureLayout, switchCurrent } from "../../src/update/install-layout.js";
+import { LAUNCHER_FILE, LAUNCHER_PROTOCOL, launcher, launcherProtocolOf, readLauncherScript } from "../../src/update/launcher.js";
+import { loadMarker, MARKER_STATES } from "../../src/update/rollback-marker.js";
 import { cleanEnv, tempDir } from "../helpers/cara.js";
 
 async function fakeInstall() {
@@ -159,4 +166,56 @@ test("a marker naming an unsafe version or a missing rollback target is reported
   assert.match(String((await f.readMarker()).reason), /never became ready, but rolling back to v0\.9\.0 failed/);
   assert.equal((await f.readMarker()).startupState, "rollback_failed");
   assert.equal(await f.current(), "versions/1.1.0");
+});
+
+test("the installed launcher is launcher.cjs as it is, executable, with its protocol line", async () => {
+  const f = await fakeInstall();
+  const script = await readLauncherScript();
+  assert.equal(await readFile(join(f.installDir, "bin", "cara"), "utf8"), script);
+  assert.equal((await stat(join(f.installDir, "bin", "cara"))).mode & 0o777, 0o755);
+  assert.ok(script.startsWith("#!/usr/bin/env node\n"));
+  assert.equal(launcherProtocolOf(script), LAUNCHER_PROTOCOL);
+  assert.equal(LAUNCHER_PROTOCOL, 2);
+  assert.ok(LAUNCHER_FILE.endsWith("launcher.cjs"));
+  // Only Node's own modules: it runs with plain node, outside any node_modules.
+  const required = [...script.matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]);
+  assert.deepEqual([...new Set(required)].sort(), ["node:child_process", "node:crypto", "node:fs", "node:os", "node:path", "node:url"]);
+});
+
+test("the launcher's value options are exactly the options of `cara start` that take a value", () => {
+  const cli = new Cli({ binaryName: "cara" });
+  cli.register(StartCommand);
+  const [start, ...others] = cli.definitions();
+  assert.ok(start && others.length === 0);
+  const valueOptions = start.options.flatMap((o) => {
+    const [names, value] = o.definition.split(" ");
+    return value === undefined ? [] : names!.split(",");
+  });
+  assert.deepEqual([...launcher.START_VALUE_OPTIONS].sort(), valueOptions.sort());
+  // So a value is never taken for the command, and a real command is still seen.
+  assert.equal(launcher.startsServer(["--log-level", "status", "--port", "1"]), true);
+  assert.equal(launcher.startsServer(["--state-dir", "/x", "status"]), false);
+});
+
+test("the marker states the launcher writes are the update domain's; rollback_failed reads there as rolled_back", async () => {
+  const { pending, started, rolledBack, rollbackFailed } = launcher.MARKER_STATES;
+  for (const state of [pending, started, rolledBack]) assert.ok((MARKER_STATES as readonly string[]).includes(state), state);
+  assert.equal(rollbackFailed, "rollback_failed");
+  assert.equal((MARKER_STATES as readonly string[]).includes(rollbackFailed), false);
+  const dir = await tempDir();
+  await writeFile(join(dir, "rollback.json"), JSON.stringify({ startupState: rollbackFailed, fromVersion: "1.0.0", toVersion: "1.1.0", installDir: "/i", appliedAtMs: 1 }));
+  assert.equal((await loadMarker(dir))?.startupState, "rolled_back");
+  assert.equal(launcher.RESTART, 75);
+});
+
+test("the launcher finds the state dir as the server does (flag, CARAPACE_STATE_DIR, XDG_CONFIG_HOME, home)", () => {
+  const cases: [string[], NodeJS.ProcessEnv, string | undefined][] = [
+    [["start", "--state-dir", "rel/dir"], { CARAPACE_STATE_DIR: "/env" }, "rel/dir"],
+    [["--state-dir=/flag"], {}, "/flag"],
+    [[], { CARAPACE_STATE_DIR: "/env", XDG_CONFIG_HOME: "/xdg" }, undefined],
+    [[], { CARAPACE_STATE_DIR: "  ", XDG_CONFIG_HOME: "/xdg" }, undefined],
+    [[], { XDG_CONFIG_HOME: "relxdg" }, undefined],
+    [[], { HOME: process.env.HOME }, undefined],
+  ];
+  for (const [argv, env, flag] of cases) assert.equal(launcher.stateDir(argv, env), resolveStateDir(flag, env), JSON.stringify([argv, env]));
 });

@@ -5,7 +5,7 @@ import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
-import { ensureLayout, switchCurrent, unpackRelease } from "../../src/update/install.js";
+import { ensureLayout, switchCurrent, unpackRelease } from "../../src/update/install-layout.js";
 import { UpdateManager, type Progress, type UpdateOutcome } from "../../src/update/manager.js";
 import { loadMarker } from "../../src/update/rollback-marker.js";
 import { resolveUpdateSettings } from "../../src/update/settings.js";
@@ -16,7 +16,7 @@ import { buildFakeArtifact, identityFor, sha256, signedRelease, TEST_REPO } from
 import { createTestTrustRoot, type TestTrustRoot } from "./sigstore-kit.js";
 import { startTufRepo } from "./tuf-kit.js";
 import { tufDir } from "../../src/update/trust-root.js";
-import { defaultTrustedRootPath } from "../../src/update/verify.js";
+import { defaultTrustedRootPath } from "../../src/update/sigstore-bundle.js";
 
 let kit: TestTrustRoot;
 let work: string;

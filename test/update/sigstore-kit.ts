@@ -7,7 +7,7 @@
  * and an inclusion proof in a small RFC 6962 tree with a signed checkpoint; an ECDSA P-256
  * signature over the digest itself.
  *
- * The bundles are verified by the production verifier (src/update/verify.ts) with
+ * The bundles are verified by the production verifier (src/update/sigstore-bundle.ts) with
  * `trustedRootJson` as the trusted root. Tamper options break one thing each.
  *
  * Built only with node:crypto, @peculiar/x509 (certificates) and @noble/curves (ECDSA over a

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { checksumFor } from "../../src/update/checksums.js";
 import { loadTransaction, persistTransaction, resetTransaction, resumePending, retryDelayMs, TransactionCorruptError, type UpdateTransaction } from "../../src/update/transaction.js";
-import { compareTarget, normalizeVersion, parseChannel } from "../../src/update/version.js";
+import { compareTarget, normalizeVersion, parseChannel } from "../../src/update/release-versions.js";
 import { tempDir } from "../helpers/cara.js";
 
 function tx(dir: string, over: Partial<UpdateTransaction> = {}): UpdateTransaction {

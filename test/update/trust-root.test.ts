@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { resolveUpdateSettings } from "../../src/update/settings.js";
 import { DEFAULT_TUF_MIRROR, refreshedRootPath, refreshTrustedRoot, resolveTrustedRoot, trustedRootLocation, tufDir } from "../../src/update/trust-root.js";
-import { defaultTrustedRootPath } from "../../src/update/verify.js";
+import { defaultTrustedRootPath } from "../../src/update/sigstore-bundle.js";
 import { tempDir } from "../helpers/cara.js";
 import { createTestTrustRoot, type TestTrustRoot } from "./sigstore-kit.js";
 import { startTufRepo, type TufRepo } from "./tuf-kit.js";

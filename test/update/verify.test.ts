@@ -1,5 +1,5 @@
 /**
- * The production Sigstore verifier of the self-updater (src/update/verify.ts):
+ * The production Sigstore verifier of the self-updater (src/update/sigstore-bundle.ts):
  * - the real v0.7.0 SHA256SUMS.txt bundle against the pinned public-good trusted root;
  * - bundles signed by our own test trust root (test/update/sigstore-kit.ts) and verified by the
  *   same production code with that root — every tamper refused with its reason;
@@ -24,7 +24,7 @@ import {
   type IdentityMatcher,
   type TrustedRootSource,
   type VerifyBundleInput,
-} from "../../src/update/verify.js";
+} from "../../src/update/sigstore-bundle.js";
 import { createTestTrustRoot, TEST_ISSUER, type TestTamper, type TestTrustRoot } from "./sigstore-kit.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -172,7 +172,7 @@ http2.connect = deny("http2.connect");
 for (const f of ["lookup", "resolve", "resolve4", "resolve6", "resolveAny"]) { dns[f] = deny("dns." + f); dns.promises[f] = deny("dns.promises." + f); }
 dgram.createSocket = deny("dgram.createSocket");
 globalThis.fetch = deny("fetch");
-const { loadTrustedRoot, verifyBundle } = await import(${JSON.stringify(pathToFileURL(join(ROOT, "src", "update", "verify.ts")).href)});
+const { loadTrustedRoot, verifyBundle } = await import(${JSON.stringify(pathToFileURL(join(ROOT, "src", "update", "sigstore-bundle.ts")).href)});
 const { readFile } = await import("node:fs/promises");
 let result, error;
 try {

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { checksumFor } from "./checksums.js";
 import { runFailure } from "./errors.js";
 import { expectedIdentity, type UpdateSettings } from "./settings.js";
-import { sha256File, verifyBundle, type TrustedRootSource, type VerifiedSignature } from "./verify.js";
+import { sha256File, verifyBundle, type TrustedRootSource, type VerifiedSignature } from "./sigstore-bundle.js";
 
 /** Asset names of a release of this project. */
 export function releaseAssets(version: string) {

@@ -5,15 +5,15 @@ import { lstat, mkdir, open, readFile, readdir, readlink, realpath, rename, rm, 
 import { basename, dirname, join, sep } from "node:path";
 import * as tar from "tar";
 import { fsyncDir, writeFileDurable } from "../state/durable.js";
-import { LAUNCHER_SCRIPT } from "./launcher.js";
-import { sortVersionsDescending } from "./version.js";
+import { readLauncherScript } from "./launcher.js";
+import { sortVersionsDescending } from "./release-versions.js";
 
 /**
  * The managed install layout (A/B):
  *   <install>/versions/<version>/   one unpacked release each (package.json, bin/, dist/, node_modules/)
  *   <install>/current -> versions/<v>   the version that runs (symlink, swapped atomically)
  *   <install>/previous -> versions/<v>  the version current pointed to before the last switch
- *   <install>/bin/cara                  the stable launcher (launcher.ts)
+ *   <install>/bin/cara                  the stable launcher (a copy of launcher.cjs)
  */
 export type InstallInfo =
   | { managed: true; installDir: string; runningVersion: string }
@@ -107,7 +107,7 @@ export async function writeLauncher(installDir: string): Promise<string> {
   const binDir = join(installDir, "bin");
   await mkdir(binDir, { recursive: true, mode: 0o755 });
   const path = join(binDir, "cara");
-  await writeFileDurable(path, LAUNCHER_SCRIPT, { mode: 0o755 });
+  await writeFileDurable(path, await readLauncherScript(), { mode: 0o755 });
   return path;
 }
 

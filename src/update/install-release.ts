@@ -3,12 +3,12 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { DownloadError, downloadFile } from "./download.js";
 import { UpdateError } from "./errors.js";
-import { ensureLayout, switchCurrent, unpackRelease } from "./install.js";
-import { releaseAssets, verifyStagedRelease } from "./release-verify.js";
+import { ensureLayout, switchCurrent, unpackRelease } from "./install-layout.js";
+import { releaseAssets, verifyStagedRelease } from "./verify-staged-release.js";
 import { refreshFailureNote, resolveTrustedRoot, type ResolvedTrustedRoot, type TrustedRootOrigin } from "./trust-root.js";
 import { ReleaseSource, ReleaseSourceError, type Release } from "./releases.js";
 import type { UpdateSettings } from "./settings.js";
-import { normalizeVersion, parseChannel } from "./version.js";
+import { normalizeVersion, parseChannel } from "./release-versions.js";
 
 export interface InstallRequest {
   installDir: string;
