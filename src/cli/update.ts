@@ -24,7 +24,7 @@ import { stripTerminalUnsafe } from "./terminal.js";
 
 const PHASES = ["", "created", "downloading", "downloaded", "verified", "applying", "applied", "failed"];
 const phaseName = (p: UpdatePhase) => PHASES[p] ?? "unknown";
-const MARKER = ["", "pending", "started", "cleared", "rolled_back"];
+const MARKER = ["", "pending", "started", "cleared", "rolled_back", "rollback_failed"];
 const TX_STATES = ["", "in_progress", "applied", "failed"];
 
 function isConnectionRefused(err: unknown): boolean {

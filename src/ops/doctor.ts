@@ -289,6 +289,9 @@ async function checkUpdate(o: DoctorOptions): Promise<DoctorStep> {
   const title = "update";
   try {
     const [tx, marker] = await Promise.all([loadTransaction(o.paths.updatesDir), loadMarker(o.paths.updatesDir)]);
+    if (marker?.startupState === "rollback_failed") {
+      return { id: "update", title, status: "fail", summary: `the launcher could not roll back v${marker.toVersion}: ${marker.reason ?? "no reason recorded"}`, next: "cara update --status, then cara update --rollback (or switch current back by hand)" };
+    }
     if (marker?.startupState === "rolled_back") {
       return { id: "update", title, status: "warn", summary: `the launcher rolled back v${marker.toVersion ?? "?"} (it never became ready)`, next: "see why in cara logs --grep 'did not become ready'; cara update --status" };
     }

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { writeFileDurable } from "../state/durable.js";
 import { readSmallFile } from "./transaction.js";
 
-export const MARKER_STATES = ["pending", "started", "cleared", "rolled_back"] as const;
+export const MARKER_STATES = ["pending", "started", "cleared", "rolled_back", "rollback_failed"] as const;
 export type MarkerState = (typeof MARKER_STATES)[number];
 
 /**
@@ -13,8 +13,8 @@ export type MarkerState = (typeof MARKER_STATES)[number];
  * - cleared: toVersion's server reported ready (no rollback will happen);
  * - rolled_back: the launcher found `started` at the next start (toVersion never became ready)
  *   and switched `current` back to fromVersion, or an operator rolled back by hand.
- * The launcher also writes `rollback_failed` when switching back failed; it is not one of these
- * states and reads as rolled_back (the probation is over either way; the reason says what failed).
+ * - rollback_failed: the launcher found `started` but could not switch back (the reason says
+ *   why); the probation is over and an operator must look.
  */
 export interface RollbackMarkerFile {
   startupState: MarkerState;

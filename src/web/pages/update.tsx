@@ -132,7 +132,7 @@ export function UpdatePage() {
           {marker ? (
             <Facts
               rows={[
-                ["Marker", <Badge tone={marker.state === 4 ? "warn" : "info"}>{enumName(RollbackStateSchema, marker.state)}</Badge>],
+                ["Marker", <Badge tone={marker.state === 5 ? "fail" : marker.state === 4 ? "warn" : "info"}>{enumName(RollbackStateSchema, marker.state)}</Badge>],
                 ["Versions", `v${marker.fromVersion} → v${marker.toVersion}`],
                 ["Applied", dateTime(marker.appliedAtMs)],
                 ["Reason", marker.reason ?? "—"],
