@@ -102,7 +102,6 @@ async function startLocked(
   const metrics = new ServerMetrics(metricSources(() => domainsRef, monitor, logs.ring));
   const domains = await startDomains({ paths, config, env, credentials, logger, monitor, deps, metrics });
   domainsRef = domains;
-  metrics.start();
   addServerChecks(monitor, { paths, options, credentials, logs, domains });
   const shutdownController = new AbortController();
   const identity: ServerIdentity = {
@@ -152,6 +151,8 @@ async function startLocked(
     throw describeListenError(err, options.bind, options.port);
   }
   (identity as { port: number }).port = listener.port;
+  // After the worker started: the first evaluation must not see it stopped (it is shared for 500 ms).
+  metrics.start();
   // Beside the lock: where this server listens, for local commands (a port other than configured).
   const host = localHostFor(options.bind);
   const url = `${listener.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${listener.port}`;

@@ -141,10 +141,14 @@ test("the series count stays the same while 1,000 tasks run (no task id or text 
   await waitFor(s, (c) => c.done === 1);
   await connectJson(s, "carapace.tasks.v1.TasksService/GetQueueStats", {}, s.token);
   const count = (text: string) => [...samples(text).keys()].filter((k) => !k.startsWith("cara_nodejs_") && !k.startsWith("cara_process_")).length;
-  const before = count((await scrape(s)).text);
+  const beforeText = (await scrape(s)).text;
+  const before = count(beforeText);
   for (let i = 0; i < 10; i++) await Promise.all(Array.from({ length: 100 }, (_, j) => create(`task ${i}-${j} with its own text`)));
   await waitFor(s, (c) => c.done === 1001);
   const after = (await scrape(s)).text;
+  const names = (text: string) => [...samples(text).keys()].filter((k) => !k.startsWith("cara_nodejs_") && !k.startsWith("cara_process_"));
+  const added = names(after).filter((k) => !names(beforeText).includes(k));
+  assert.deepEqual(added, [], "no new series");
   assert.equal(count(after), before);
   assert.ok(!/task \d+-\d+/.test(after), "no payload text in a label");
   await s.stop();
