@@ -12,6 +12,11 @@ import { STATE_TONE, stateName } from "../task-state.js";
 
 const TERMINAL = new Set([TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED]);
 
+/** Whether `a` is an earlier version of the task than `b` (by update time, then attempts). */
+function isOlder(a: Task, b: Task): boolean {
+  return a.updatedAtMs < b.updatedAtMs || (a.updatedAtMs === b.updatedAtMs && a.attempts < b.attempts);
+}
+
 /** A task, kept current by WatchTask (re-watched after an action brings a finished task back). */
 export function TaskDetails({ id, onChanged }: { id: string; onChanged: () => void }) {
   const [task, setTask] = useState<Task | undefined>();
@@ -61,7 +66,10 @@ export function TaskDetails({ id, onChanged }: { id: string; onChanged: () => vo
     setProblem(undefined);
     try {
       const res = await call();
-      if (res.task) setTask(res.task);
+      const fresh = res.task;
+      // The watch stream may already have delivered later states (the worker claims a resumed
+      // task at once); an older response must not overwrite them.
+      if (fresh) setTask((prev) => (prev && isOlder(fresh, prev) ? prev : fresh));
       setReason("");
       onChanged();
       if (res.task && !TERMINAL.has(res.task.state) && !watching) setGeneration((g) => g + 1);
