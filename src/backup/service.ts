@@ -4,13 +4,14 @@ import { createReadStream } from "node:fs";
 import { once } from "node:events";
 import { PassThrough, type Readable } from "node:stream";
 import { BackupProblemKind, type BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
-import { BackupTooLargeError, PROBLEM_KINDS, StagingError, StateChangedError, type Problem, type ReadBackupResult } from "./archive.js";
+import { BackupTooLargeError, StagingError, StateChangedError, type Problem, type ReadBackupResult } from "./archive.js";
 import { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary, type RestoreOutcome } from "./backups.js";
 import type { Manifest } from "./manifest.js";
 import { StateListingError, UnknownSectionError, type Exclusion } from "./sections.js";
 import { BackupUploads, UploadError } from "./uploads.js";
 import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 import { invalidField, rpcError } from "../wire/error-details.js";
+import { problemKindNames } from "../wire/backup.js";
 
 /**
  * Maps domain errors to Connect codes with ErrorInfo (a stable reason) and, for a bad field,
@@ -41,7 +42,7 @@ function toConnectError(err: unknown, directory: string, sectionsField = "sectio
   return rpcError(`backup failed: ${(err as Error).message}`, Code.Internal, { reason: "INTERNAL" });
 }
 
-const problemKind = (p: Problem) => (PROBLEM_KINDS.indexOf(p.kind) + 1) as BackupProblemKind;
+const problemKind = (p: Problem) => problemKindNames.toWire(p.kind);
 
 function manifestSummary(m: Manifest, foreign: boolean, archive?: { sha256?: string | undefined; bytes?: number | undefined }) {
   return {

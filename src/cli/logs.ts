@@ -1,21 +1,14 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Command, Option } from "clipanion";
 import { LogLevel, OpsService, type LogEntry } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { logLevelNames } from "../wire/ops.js";
 import { ClientCommand } from "./base.js";
 import { describeError, rpcClient } from "./rpc.js";
 import { painter, stripTerminalUnsafe } from "./terminal.js";
 import { CliFailure, CliUsageError, resolveTarget } from "./target.js";
 
-const LEVELS: Record<string, LogLevel> = {
-  trace: LogLevel.TRACE,
-  debug: LogLevel.DEBUG,
-  info: LogLevel.INFO,
-  warn: LogLevel.WARN,
-  warning: LogLevel.WARN,
-  error: LogLevel.ERROR,
-  fatal: LogLevel.FATAL,
-};
-const NAMES = ["", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+/** A level's name ("warn"); "" when unset, "info" for a level this build does not know. */
+const levelName = (level: LogLevel) => (level === LogLevel.UNSPECIFIED ? "" : (logLevelNames.name(level) ?? "info"));
 
 function formatValue(v: unknown): string {
   return typeof v === "string" ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v);
@@ -50,8 +43,9 @@ export class LogsCommand extends ClientCommand {
     const limit = Number(this.lines);
     let minLevel: LogLevel | undefined;
     if (this.level !== undefined) {
-      minLevel = LEVELS[this.level.toLowerCase()];
-      if (minLevel === undefined) throw new CliUsageError(`--level must be one of trace, debug, info, warn, error, fatal (got '${this.level}')`);
+      const name = this.level.toLowerCase();
+      minLevel = logLevelNames.value(name === "warning" ? "warn" : name);
+      if (minLevel === undefined) throw new CliUsageError(`--level must be one of ${logLevelNames.names.join(", ")} (got '${this.level}')`);
     }
     const filter = { ...(minLevel ? { minLevel } : {}), contains: this.grep ?? "", pattern: this.pattern ?? "" };
     const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
@@ -94,7 +88,7 @@ export class LogsCommand extends ClientCommand {
     return {
       seq: Number(e.seq),
       time: e.time ? new Date(timestampMs(e.time)).toISOString() : null,
-      level: NAMES[e.level]?.toLowerCase() ?? "info",
+      level: levelName(e.level),
       component: e.component,
       message: e.message,
       fields: e.fields ?? {},
@@ -104,7 +98,7 @@ export class LogsCommand extends ClientCommand {
   private human(e: LogEntry): string {
     const p = painter(this.context.stdout);
     const time = e.time ? new Date(timestampMs(e.time)).toISOString() : "-";
-    const name = (NAMES[e.level] ?? "INFO").padEnd(5);
+    const name = levelName(e.level).toUpperCase().padEnd(5);
     const level = e.level >= LogLevel.ERROR ? p.red(name) : e.level === LogLevel.WARN ? p.yellow(name) : e.level <= LogLevel.DEBUG ? p.dim(name) : name;
     const fields = Object.entries(e.fields ?? {})
       .map(([k, v]) => `${k}=${formatValue(v)}`)

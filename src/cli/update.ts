@@ -9,6 +9,7 @@ import {
   UpdateOutcome,
   UpdatePhase,
   UpdateService,
+  UpdateTransactionState,
   type GetUpdateStatusResponse,
   type UpdateResult,
 } from "../../gen/carapace/update/v1/update_pb.js";
@@ -18,14 +19,15 @@ import { CaraCommand, ClientCommand } from "./base.js";
 import { humanBytes } from "./backup.js";
 import { messageToCliJson } from "./json.js";
 import { retryDelayMsOf } from "../wire/error-details.js";
+import type { EnumNames } from "../wire/enum-names.js";
+import { rollbackStateNames, transactionStateNames, updatePhaseNames } from "../wire/update.js";
 import { describeError, isServerError, rpcClient } from "./rpc.js";
 import { CliFailure, CliUsageError, isLoopbackHost, parseTimeout, resolveTarget } from "./target.js";
 import { stripTerminalUnsafe } from "./terminal.js";
 
-const PHASES = ["", "created", "downloading", "downloaded", "verified", "applying", "applied", "failed"];
-const phaseName = (p: UpdatePhase) => PHASES[p] ?? "unknown";
-const MARKER = ["", "pending", "started", "cleared", "rolled_back"];
-const TX_STATES = ["", "in_progress", "applied", "failed"];
+/** A value's name; "" when unset (0), "unknown" for a value this build does not know. */
+const nameOf = (names: EnumNames<number>, value: number) => (value === 0 ? "" : (names.name(value) ?? "unknown"));
+const phaseName = (p: UpdatePhase) => nameOf(updatePhaseNames, p);
 
 function isConnectionRefused(err: unknown): boolean {
   if (isServerError(err)) return false;
@@ -317,9 +319,9 @@ export function formatStatus(s: GetUpdateStatusResponse): string {
   const tx = s.transaction;
   if (s.transactionError) lines.push(`Transaction:       UNREADABLE: ${s.transactionError}`);
   else if (tx) {
-    const state = TX_STATES[tx.state] ?? "unknown";
-    lines.push(`Transaction:       v${tx.version} ${state}, phase ${phaseName(tx.phase)}${tx.state === 3 && tx.failedPhase ? ` (failed in ${phaseName(tx.failedPhase)})` : ""}, attempt ${tx.attempt}/${tx.maxAttempts}`);
-    if (tx.lastError) lines.push(`  Last error:      ${stripTerminalUnsafe(tx.lastError)}${tx.state === 3 ? (tx.retryable ? " (retryable)" : " (non-retryable)") : ""}`);
+    const state = nameOf(transactionStateNames, tx.state);
+    lines.push(`Transaction:       v${tx.version} ${state}, phase ${phaseName(tx.phase)}${tx.state === UpdateTransactionState.FAILED && tx.failedPhase ? ` (failed in ${phaseName(tx.failedPhase)})` : ""}, attempt ${tx.attempt}/${tx.maxAttempts}`);
+    if (tx.lastError) lines.push(`  Last error:      ${stripTerminalUnsafe(tx.lastError)}${tx.state === UpdateTransactionState.FAILED ? (tx.retryable ? " (retryable)" : " (non-retryable)") : ""}`);
     if (tx.nextAttemptAtMs !== undefined && s.resumePending) lines.push(`  Next attempt:    ${new Date(Number(tx.nextAttemptAtMs)).toISOString()}`);
     if (s.resumePending) lines.push("  Resume pending:  yes (`cara update` resumes it)");
   } else lines.push("Transaction:       none");
@@ -327,7 +329,7 @@ export function formatStatus(s: GetUpdateStatusResponse): string {
   const m = s.rollbackMarker;
   if (s.rollbackMarkerError) lines.push(`Rollback marker:   UNREADABLE: ${s.rollbackMarkerError}`);
   else if (m) {
-    lines.push(`Rollback marker:   ${MARKER[m.state] ?? "unknown"} (v${m.fromVersion} -> v${m.toVersion}, applied ${new Date(Number(m.appliedAtMs)).toISOString()})`);
+    lines.push(`Rollback marker:   ${nameOf(rollbackStateNames, m.state)} (v${m.fromVersion} -> v${m.toVersion}, applied ${new Date(Number(m.appliedAtMs)).toISOString()})`);
     if (m.reason) lines.push(`  Reason:          ${stripTerminalUnsafe(m.reason)}`);
     if (m.backupPath) lines.push(`  Pre-update backup: ${m.backupPath}`);
   }

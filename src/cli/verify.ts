@@ -3,7 +3,7 @@ import { TaskState, TasksService, type Task } from "../../gen/carapace/tasks/v1/
 import { CaraCommand } from "./base.js";
 import { httpGet } from "./http-probe.js";
 import { describeError, rpcClient } from "./rpc.js";
-import { STATE_NAMES } from "./task/common.js";
+import { blockedReasonName, stateName } from "./task/common.js";
 import { stripTerminalUnsafe } from "./terminal.js";
 import { CliFailure, CliUsageError, parseTimeout, resolveTarget } from "./target.js";
 
@@ -13,8 +13,6 @@ interface CheckLine {
   detail: string;
   next?: string;
 }
-
-const BLOCKED_NAMES: Record<number, string> = { 1: "approval_required", 2: "config_missing", 3: "delivery_failure", 4: "external_dependency", 5: "operator_action_required", 6: "unknown" };
 
 export class VerifyCommand extends CaraCommand {
   static override paths = [["verify"]];
@@ -116,13 +114,13 @@ export class VerifyCommand extends CaraCommand {
         case TaskState.DONE:
           return { name: "Task terminal proof", pass: true, detail: `task reached done state (run IDs: ${task.runIds.length})` };
         case TaskState.BLOCKED:
-          return { name: "Task terminal proof", pass: true, detail: `task reached blocked state (${BLOCKED_NAMES[task.blockedReason] ?? "unknown"}: ${stripTerminalUnsafe(task.lastError ?? "")})` };
+          return { name: "Task terminal proof", pass: true, detail: `task reached blocked state (${blockedReasonName(task.blockedReason)}: ${stripTerminalUnsafe(task.lastError ?? "")})` };
         case TaskState.FAILED:
           return { name: "Task terminal proof", pass: false, detail: `task failed: ${stripTerminalUnsafe(task.lastError ?? "unknown error")}`, next: "check provider configuration (agent.baseUrl, agent.model, CARAPACE_AGENT_API_KEY) or the task policy, then retry" };
         case TaskState.CANCELLED:
           return { name: "Task terminal proof", pass: false, detail: "task was cancelled unexpectedly during verification", next: `find who cancelled it (\`cara task get ${task.id}\`), then retry` };
         default:
-          return { name: "Task terminal proof", pass: false, detail: `task did not reach terminal state before timeout (last state: ${STATE_NAMES[task.state] ?? "unknown"})`, next: "check the worker (`cara status`) and the logs (`cara logs`), then retry" };
+          return { name: "Task terminal proof", pass: false, detail: `task did not reach terminal state before timeout (last state: ${stateName(task.state)})`, next: "check the worker (`cara status`) and the logs (`cara logs`), then retry" };
       }
     })();
     checks.push(terminal);

@@ -3,23 +3,32 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { invalidField, rpcError } from "../wire/error-details.js";
 import type { OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
-import type { LogFilter as ProtoLogFilter } from "../../gen/carapace/ops/v1/ops_pb.js";
-import { checkFollowQuery, checkTailQuery, isLogQueryError, levelFromNumber } from "./log-query.js";
-import { isDroppedMarker, LOG_LEVELS, type LogEntry, type LogRing } from "./log-ring.js";
+import type { LogFilter as ProtoLogFilter, LogLevel as LogLevelValue } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { logLevelNames } from "../wire/ops.js";
+import { checkFollowQuery, checkTailQuery, isLogQueryError, LogQueryError } from "./log-query.js";
+import { isDroppedMarker, type LogEntry, type LogLevel, type LogRing } from "./log-ring.js";
 
 function toProtoEntry(e: LogEntry) {
   return {
     seq: BigInt(e.seq),
     time: timestampFromMs(e.time),
-    level: LOG_LEVELS.indexOf(e.level) + 1,
+    level: logLevelNames.toWire(e.level),
     component: e.component,
     message: e.message,
     fields: e.fields as JsonObject,
   };
 }
 
+/** The level for the API enum value: 0 (unspecified) is no minimum; an undeclared number is refused. */
+export function levelFromWire(value: LogLevelValue, field = "min_level"): LogLevel | undefined {
+  if (value === 0) return undefined;
+  const level = logLevelNames.name(value);
+  if (level === undefined) throw new LogQueryError(field, `unknown log level ${value}; use 1 (trace) to 6 (fatal), or 0 for all levels`);
+  return level as LogLevel;
+}
+
 function rawFilter(filter: ProtoLogFilter | undefined) {
-  const minLevel = filter?.minLevel ? levelFromNumber(filter.minLevel) : undefined;
+  const minLevel = filter?.minLevel ? levelFromWire(filter.minLevel) : undefined;
   return {
     ...(minLevel ? { minLevel } : {}),
     contains: filter?.contains ?? "",

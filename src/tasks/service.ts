@@ -1,11 +1,10 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { invalidField, rpcError } from "../wire/error-details.js";
+import { blockedReasonNames, taskStateNames } from "../wire/tasks.js";
 import {
-  BlockedReason,
   TaskPayloadSchema,
   TaskSchema,
-  TaskState,
   TasksService,
   type Task,
   type TaskPayload,
@@ -13,7 +12,6 @@ import {
 } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 import {
   applyPolicy,
-  BLOCKED_REASONS,
   cancelTransition,
   DEFAULT_POLICY,
   isTerminal,
@@ -35,17 +33,6 @@ import {
 } from "./model.js";
 import { TaskQueueFullError, TaskStoreWriteError, type TaskStore } from "./store.js";
 import type { Worker } from "./worker.js";
-
-const STATE_TO_PROTO: Record<TaskStateName, TaskState> = {
-  queued: TaskState.QUEUED,
-  running: TaskState.RUNNING,
-  blocked: TaskState.BLOCKED,
-  retry_wait: TaskState.RETRY_WAIT,
-  done: TaskState.DONE,
-  failed: TaskState.FAILED,
-  cancelled: TaskState.CANCELLED,
-};
-const PROTO_TO_STATE = new Map<number, TaskStateName>(Object.entries(STATE_TO_PROTO).map(([k, v]) => [v, k as TaskStateName]));
 
 const MAX_LIST_LIMIT = 1000;
 const DEFAULT_LIST_LIMIT = 100;
@@ -103,14 +90,14 @@ export function taskToProto(rec: TaskRecord, worker?: Worker): Task {
   const lease = worker?.lease(rec.id);
   const init: MessageInitShape<typeof TaskSchema> = {
     id: rec.id,
-    state: STATE_TO_PROTO[rec.state],
+    state: taskStateNames.toWire(rec.state),
     attempts: rec.attempts,
     payload: payloadToProto(rec.payload),
     createdAtMs: BigInt(rec.createdAtMs),
     updatedAtMs: BigInt(rec.updatedAtMs),
     runIds: rec.runIds ?? [],
     policy: { ...rec.policy, maxTotalRuntimeMs: BigInt(rec.policy.maxTotalRuntimeMs) },
-    blockedReason: rec.blockedReason ? BLOCKED_REASONS.indexOf(rec.blockedReason) + 1 : BlockedReason.UNSPECIFIED,
+    blockedReason: blockedReasonNames.toWire(rec.blockedReason),
     policyExplicit: rec.policyExplicit === true,
     priority: rec.priority ?? 0,
     labels: rec.labels ?? {},
@@ -209,7 +196,7 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       if (limit > MAX_LIST_LIMIT) throw new TaskValidationError(`limit must be between 0 and ${MAX_LIST_LIMIT} (got ${limit})`, "limit");
       const states = new Set<TaskStateName>();
       for (const s of req.states) {
-        const name = PROTO_TO_STATE.get(s);
+        const name = taskStateNames.name(s) as TaskStateName | undefined;
         if (!name) throw new TaskValidationError(`invalid task state filter (allowed: ${TASK_STATES.join(", ")})`, "states");
         states.add(name);
       }

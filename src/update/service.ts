@@ -2,10 +2,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
-  RollbackState,
-  UpdateOutcome as UpdateOutcomeCode,
   UpdatePhase,
-  UpdateTransactionState,
   type StartUpdateResponseSchema,
   type UpdateService,
   type UpdateTransactionSchema,
@@ -13,8 +10,9 @@ import {
 import { rpcError } from "../wire/error-details.js";
 import { UpdateError } from "./errors.js";
 import type { Progress, UpdateManager, UpdateOutcome } from "./manager.js";
-import { MARKER_STATES, type RollbackMarkerFile } from "./rollback-marker.js";
-import { TX_PHASES, TX_STATES, type TxPhase, type UpdateTransaction } from "./transaction.js";
+import type { RollbackMarkerFile } from "./rollback-marker.js";
+import type { TxPhase, UpdateTransaction } from "./transaction.js";
+import { rollbackStateNames, transactionStateNames, updateOutcomeNames, updatePhaseNames } from "../wire/update.js";
 
 const CODES: Record<UpdateError["kind"], [Code, string]> = {
   invalid: [Code.InvalidArgument, "UPDATE_INVALID_ARGUMENT"],
@@ -41,14 +39,14 @@ function toConnectError(err: unknown, retryMs: number): ConnectError {
   return rpcError(`update failed: ${(err as Error).message}`, Code.Internal, { reason: "INTERNAL" });
 }
 
-export const phaseToProto = (p: TxPhase | undefined): UpdatePhase => (p ? ((TX_PHASES.indexOf(p) + 1) as UpdatePhase) : UpdatePhase.UNSPECIFIED);
+export const phaseToProto = (p: TxPhase | undefined): UpdatePhase => updatePhaseNames.toWire(p);
 
 export function transactionToProto(tx: UpdateTransaction): MessageInitShape<typeof UpdateTransactionSchema> {
   return {
     id: tx.id,
     version: tx.version,
     assetName: tx.assetName,
-    state: (TX_STATES.indexOf(tx.state) + 1) as UpdateTransactionState,
+    state: transactionStateNames.toWire(tx.state),
     attempt: tx.attempt,
     maxAttempts: tx.maxAttempts,
     startedAtMs: BigInt(tx.startedAtMs),
@@ -69,7 +67,7 @@ export function transactionToProto(tx: UpdateTransaction): MessageInitShape<type
 function markerToProto(m: RollbackMarkerFile) {
   const opt = (v: number | undefined) => (v !== undefined ? BigInt(v) : undefined);
   return {
-    state: (MARKER_STATES.indexOf(m.startupState) + 1) as RollbackState,
+    state: rollbackStateNames.toWire(m.startupState),
     fromVersion: m.fromVersion,
     toVersion: m.toVersion,
     appliedAtMs: BigInt(m.appliedAtMs),
@@ -81,11 +79,9 @@ function markerToProto(m: RollbackMarkerFile) {
   };
 }
 
-const OUTCOMES = { applied: UpdateOutcomeCode.APPLIED, already_up_to_date: UpdateOutcomeCode.ALREADY_UP_TO_DATE, failed: UpdateOutcomeCode.FAILED } as const;
-
 function resultToProto(o: UpdateOutcome) {
   return {
-    outcome: OUTCOMES[o.outcome],
+    outcome: updateOutcomeNames.toWire(o.outcome),
     fromVersion: o.fromVersion,
     toVersion: o.toVersion,
     resumed: o.resumed,

@@ -2,6 +2,7 @@ import { Command, Option } from "clipanion";
 import { TaskState, type Task } from "../../../gen/carapace/tasks/v1/tasks_pb.js";
 import { painter, stripTerminalUnsafe } from "../terminal.js";
 import { CliUsageError } from "../target.js";
+import { taskStateNames } from "../../wire/tasks.js";
 import {
   formatTask,
   parseLabels,
@@ -12,7 +13,6 @@ import {
   PolicyTaskCommand,
   policyFromFlags,
   requireId,
-  STATE_NAMES,
   TaskCommand,
   taskJson,
 } from "./common.js";
@@ -100,7 +100,7 @@ export class TaskListCommand extends TaskCommand {
       out.write(res.total === 0 ? "No tasks.\n" : `${res.total} tasks match; none on this page.\n`);
       return 0;
     }
-    const rows = res.tasks.map((t) => [t.id, STATE_NAMES[t.state] ?? "?", String(t.attempts), new Date(Number(t.updatedAtMs)).toISOString(), stripTerminalUnsafe(payloadSummary(t)).slice(0, 40), stripTerminalUnsafe(t.lastError ?? "").slice(0, 60)]);
+    const rows = res.tasks.map((t) => [t.id, taskStateNames.name(t.state) ?? "?", String(t.attempts), new Date(Number(t.updatedAtMs)).toISOString(), stripTerminalUnsafe(payloadSummary(t)).slice(0, 40), stripTerminalUnsafe(t.lastError ?? "").slice(0, 60)]);
     const header = ["ID", "STATE", "ATT", "UPDATED", "PAYLOAD", "LAST ERROR"];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (cols: string[]) => cols.map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
@@ -249,7 +249,7 @@ export class TaskWatchCommand extends TaskCommand {
         else {
           const t = last;
           this.context.stdout.write(
-            `${new Date(Number(t.updatedAtMs)).toISOString()}  ${(STATE_NAMES[t.state] ?? "?").padEnd(10)}  attempts ${t.attempts}${t.lastError ? `  ${stripTerminalUnsafe(t.lastError)}` : ""}\n`,
+            `${new Date(Number(t.updatedAtMs)).toISOString()}  ${(taskStateNames.name(t.state) ?? "?").padEnd(10)}  attempts ${t.attempts}${t.lastError ? `  ${stripTerminalUnsafe(t.lastError)}` : ""}\n`,
           );
         }
       }
