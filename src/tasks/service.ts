@@ -1,6 +1,6 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { invalidField, rpcError } from "../wire/error-details.js";
+import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { errorTable, on } from "../wire/error-table.js";
 import { blockedReasonNames, taskStateNames } from "../wire/tasks.js";
 import {
   TaskPayloadSchema,
@@ -37,31 +37,18 @@ import type { Worker } from "./worker.js";
 const MAX_LIST_LIMIT = 1000;
 const DEFAULT_LIST_LIMIT = 100;
 
-/**
- * Maps domain errors to Connect codes with ErrorInfo (a stable reason) and, for a bad field,
- * BadRequest; messages are already written for people.
- */
-function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
-  if (err instanceof TaskValidationError) return invalidField(err.message, "TASK_INVALID_ARGUMENT", err.field);
-  if (err instanceof TaskNotFoundError) return rpcError(err.message, Code.NotFound, { reason: "TASK_NOT_FOUND" });
-  if (err instanceof TaskStateError) return rpcError(err.message, Code.FailedPrecondition, { reason: "TASK_STATE_CONFLICT" });
-  if (err instanceof TaskQueueFullError) return rpcError(err.message, Code.ResourceExhausted, { reason: "TASK_QUEUE_FULL" });
-  if (err instanceof TaskStoreWriteError) {
-    return err.diskFull ? rpcError(err.message, Code.ResourceExhausted, { reason: "DISK_FULL" }) : rpcError(err.message, Code.Unavailable, { reason: "TASK_STORE_UNAVAILABLE" });
-  }
-  return rpcError("internal error", Code.Internal, { reason: "INTERNAL" });
-}
-
-function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
-  return async (...args: A) => {
-    try {
-      return await fn(...args);
-    } catch (err) {
-      throw toConnectError(err);
-    }
-  };
-}
+/** Domain errors on the wire; messages are already written for people. */
+const errors = errorTable(
+  [
+    on(TaskValidationError, (e) => ({ code: Code.InvalidArgument, reason: "TASK_INVALID_ARGUMENT", field: e.field })),
+    on(TaskNotFoundError, { code: Code.NotFound, reason: "TASK_NOT_FOUND" }),
+    on(TaskStateError, { code: Code.FailedPrecondition, reason: "TASK_STATE_CONFLICT" }),
+    on(TaskQueueFullError, { code: Code.ResourceExhausted, reason: "TASK_QUEUE_FULL" }),
+    on(TaskStoreWriteError, (e) => (e.diskFull ? { code: Code.ResourceExhausted, reason: "DISK_FULL" } : { code: Code.Unavailable, reason: "TASK_STORE_UNAVAILABLE" })),
+  ],
+  { code: Code.Internal, reason: "INTERNAL", message: "internal error" },
+);
+const guard = errors.guard;
 
 /** The wire payload (a oneof) as the stored `{"kind": ...}` object, validated. */
 export function payloadFromProto(payload: TaskPayload | undefined): TaskPayloadRecord {
@@ -271,7 +258,7 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       try {
         current = find(req.id);
       } catch (err) {
-        throw toConnectError(err);
+        throw errors.map(err);
       }
       const updates: TaskRecord[] = [];
       let wakeUp: (() => void) | undefined;
