@@ -26,8 +26,9 @@ export async function* uploadParts<H>(header: H, file: string): AsyncGenerator<{
   for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 })) yield { part: { case: "chunk", value: chunk as Uint8Array } };
 }
 
-export async function checkArchiveFile(file: string): Promise<string> {
-  const path = resolve(file);
+/** The absolute path of an archive named on the command line (relative to `cwd`), which must be a regular file. */
+export async function checkArchiveFile(file: string, cwd: string | undefined): Promise<string> {
+  const path = resolve(cwd ?? process.cwd(), file);
   try {
     const st = await lstat(path);
     if (!st.isFile()) throw new CliFailure(`${file} is not a regular file`);
@@ -72,7 +73,7 @@ export class BackupCommand extends ClientCommand {
 
   async run(): Promise<number> {
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-    const output = resolve(this.output ?? `./carapace-backup-${stamp}.tar.gz`);
+    const output = this.resolvePath(this.output ?? `./carapace-backup-${stamp}.tar.gz`);
     try {
       const st = await lstat(output);
       if (st.isSymbolicLink()) throw new CliFailure(`refusing to follow symlink at output path ${output} (cara backup writes only to regular files; remove the symlink and re-run)`);
@@ -81,7 +82,7 @@ export class BackupCommand extends ClientCommand {
     } catch (err) {
       if (err instanceof CliFailure) throw err;
     }
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const target = await this.target();
     const client = await rpcClient(BackupService, target, parseTimeout(this.timeout));
     const tmp = join(dirname(output), `.${basename(output)}.${randomBytes(4).toString("hex")}.partial`);
     const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600).catch((err: Error) => {
@@ -167,8 +168,8 @@ abstract class InspectingCommand extends ClientCommand {
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
 
   protected async inspect(includeFiles: boolean): Promise<InspectBackupResponse> {
-    const path = await checkArchiveFile(this.file);
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const path = await checkArchiveFile(this.file, this.context.cwd);
+    const target = await this.target();
     const client = await rpcClient(BackupService, target, 3_600_000, { http2: true });
     try {
       return await client.inspectBackup(uploadParts({ includeFiles }, path));
@@ -233,7 +234,7 @@ export class BackupListCommand extends ClientCommand {
   });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
   async run(): Promise<number> {
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const target = await this.target();
     const client = await rpcClient(BackupService, target, 30_000);
     let res;
     try {

@@ -4,7 +4,7 @@ import { LogLevel, OpsService, type LogEntry } from "../../gen/carapace/ops/v1/o
 import { logLevelNames } from "../wire/ops.js";
 import { ClientCommand } from "./base.js";
 import { describeError, rpcClient } from "./rpc.js";
-import { painter, stripTerminalUnsafe } from "./terminal.js";
+import { stripTerminalUnsafe } from "./terminal.js";
 import { CliFailure, CliUsageError, resolveTarget } from "./target.js";
 
 /** A level's name ("warn"); "" when unset, "info" for a level this build does not know. */
@@ -48,7 +48,7 @@ export class LogsCommand extends ClientCommand {
       if (minLevel === undefined) throw new CliUsageError(`--level must be one of ${logLevelNames.names.join(", ")} (got '${this.level}')`);
     }
     const filter = { ...(minLevel ? { minLevel } : {}), contains: this.grep ?? "", pattern: this.pattern ?? "" };
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const target = await this.target();
     const client = await rpcClient(OpsService, target, this.follow ? 0 : 10_000);
     const out = this.context.stdout;
     const print = (e: LogEntry) => out.write(this.json ? `${JSON.stringify(this.entryJson(e))}\n` : this.human(e));
@@ -60,10 +60,7 @@ export class LogsCommand extends ClientCommand {
         if (res.truncated) this.context.stderr.write("(output cut at the size limit; narrow it with --level/--grep or fewer --lines)\n");
         return 0;
       }
-      const stop = new AbortController();
-      const onSignal = () => stop.abort();
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
+      const stop = this.interruption();
       try {
         for await (const msg of client.followLogs({ tail: limit, filter }, { signal: stop.signal, timeoutMs: 0 })) {
           if (msg.event.case === "entry") print(msg.event.value);
@@ -74,8 +71,7 @@ export class LogsCommand extends ClientCommand {
         if (stop.signal.aborted) return 0;
         throw err;
       } finally {
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
+        stop.dispose();
       }
       return 0;
     } catch (err) {
@@ -96,7 +92,7 @@ export class LogsCommand extends ClientCommand {
   }
 
   private human(e: LogEntry): string {
-    const p = painter(this.context.stdout);
+    const p = this.painter();
     const time = e.time ? new Date(timestampMs(e.time)).toISOString() : "-";
     const name = levelName(e.level).toUpperCase().padEnd(5);
     const level = e.level >= LogLevel.ERROR ? p.red(name) : e.level === LogLevel.WARN ? p.yellow(name) : e.level <= LogLevel.DEBUG ? p.dim(name) : name;

@@ -1,4 +1,5 @@
-import { Builtins, Cli, type BaseContext, type Command } from "clipanion";
+import { Builtins, Cli, type Command } from "clipanion";
+import type { CaraContext } from "./base.js";
 import { VERSION } from "../version.js";
 import { StartCommand } from "./start.js";
 import { StatusCommand } from "./status.js";
@@ -10,12 +11,12 @@ import { BackupCommand, BackupInspectCommand, BackupListCommand, BackupVerifyCom
 import { RestoreCommand } from "./restore.js";
 import { InstallCommand, UpdateCommand, UpdateVerifyCommand } from "./update.js";
 
-export function buildCli(): Cli {
-  const cli = new Cli({
+export function buildCli(context: CaraContext): Cli<CaraContext> {
+  const cli = new Cli<CaraContext>({
     binaryLabel: "cara: the Carapace control plane",
     binaryName: "cara",
     binaryVersion: VERSION,
-    enableColors: process.stdout.isTTY === true && !process.env.NO_COLOR,
+    enableColors: (context.stdout as { isTTY?: boolean }).isTTY === true && !context.env.NO_COLOR,
   });
   cli.register(StartCommand);
   cli.register(StatusCommand);
@@ -30,10 +31,14 @@ export function buildCli(): Cli {
   return cli;
 }
 
-/** Runs the CLI: exit 0 ok, 1 the operation failed, 2 usage error (printed to stderr). */
-export async function main(args: string[], context: BaseContext = Cli.defaultContext): Promise<number> {
-  const cli = buildCli();
-  let command: Command<BaseContext>;
+/**
+ * Runs the CLI: exit 0 ok, 1 the operation failed, 2 usage error (printed to stderr). Everything
+ * it reads of the world (streams, environment, working directory) comes from `context`; it sets
+ * no process-wide state, so one process may run it many times.
+ */
+export async function main(args: string[], context: CaraContext = Cli.defaultContext): Promise<number> {
+  const cli = buildCli(context);
+  let command: Command<CaraContext>;
   try {
     command = cli.process(args, context);
   } catch (err) {

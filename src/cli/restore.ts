@@ -50,14 +50,14 @@ export class RestoreCommand extends ClientCommand {
     const given = this.pathFlag ?? this.file;
     if (!given) throw new CliUsageError("which backup? pass it as an argument or with --path FILE");
     if (this.pathFlag && this.file && this.pathFlag !== this.file) throw new CliUsageError("pass the backup once: as an argument or with --path, not both");
-    const file = await checkArchiveFile(given);
+    const file = await checkArchiveFile(given, this.context.cwd);
     const options = { dryRun: this.dryRun, sections: parseSections(this.sections), force: this.force, allowForeign: this.allowForeign };
     const views = this.offline ? await this.restoreOffline(file, options) : await this.restoreOnline(file, options);
     return this.print(views);
   }
 
   private async restoreOnline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const target = await this.target();
     const client = await rpcClient(BackupService, target, 3_600_000, { http2: true });
     let res: RestoreBackupResponse;
     try {
@@ -75,13 +75,13 @@ export class RestoreCommand extends ClientCommand {
 
   /** The offline recovery path: the same verified, atomic restore, run here under the state lock. */
   private async restoreOffline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
-    const { resolveStateDir, statePaths } = await import("../state/paths.js");
+    const { statePaths } = await import("../state/paths.js");
     const { acquireStateLock, LockHeldError } = await import("../state/lock.js");
     const { BackupManager, BackupPreconditionError, BackupRefusedError } = await import("../backup/backups.js");
     const { recoverInterruptedSwap } = await import("../backup/swap.js");
     const { checkStateLoads } = await import("../state/loadable.js");
     const { readFile } = await import("node:fs/promises");
-    const stateDir = resolveStateDir(this.stateDir);
+    const stateDir = this.resolveStateDir(this.stateDir);
     const paths = statePaths(stateDir);
     let lock;
     try {
@@ -92,7 +92,7 @@ export class RestoreCommand extends ClientCommand {
     }
     try {
       await recoverInterruptedSwap(stateDir);
-      const secret = process.env.CARAPACE_SERVER_SECRET || (await readFile(paths.serverSecret, "utf8").catch(() => "")).trim();
+      const secret = this.context.env.CARAPACE_SERVER_SECRET || (await readFile(paths.serverSecret, "utf8").catch(() => "")).trim();
       if (!secret) throw new CliFailure(`no server secret: set CARAPACE_SERVER_SECRET or keep ${paths.serverSecret} (needed to check the backup's HMAC; or pass --allow-foreign)`);
       const manager = new BackupManager({
         stateDir,

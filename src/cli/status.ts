@@ -5,7 +5,7 @@ import { ClientCommand } from "./base.js";
 import { httpGet } from "./http-probe.js";
 import { messageToCliJson } from "./json.js";
 import { describeError, rpcClient } from "./rpc.js";
-import { formatDuration, painter, stripTerminalUnsafe } from "./terminal.js";
+import { formatDuration, stripTerminalUnsafe } from "./terminal.js";
 import { CliFailure, parseTimeout, resolveTarget, type Target } from "./target.js";
 
 interface HealthBody {
@@ -35,7 +35,7 @@ export class StatusCommand extends ClientCommand {
 
   async run(): Promise<number> {
     const timeoutMs = parseTimeout(this.timeout);
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const target = await this.target();
     let health: HealthBody;
     try {
       const res = await httpGet(target, "/health", timeoutMs);
@@ -66,7 +66,7 @@ export class StatusCommand extends ClientCommand {
 
   private printHuman(target: Target, s: GetStatusResponse): void {
     const out = this.context.stdout;
-    const p = painter(out);
+    const p = this.painter();
     const clean = stripTerminalUnsafe;
     const warns = s.checks.filter((c) => c.status === CheckStatus.WARN).length;
     const fails = s.checks.filter((c) => c.status === CheckStatus.FAIL).length;

@@ -13,7 +13,7 @@ import {
   type GetUpdateStatusResponse,
   type UpdateResult,
 } from "../../gen/carapace/update/v1/update_pb.js";
-import { resolveStateDir, statePaths } from "../state/paths.js";
+import { statePaths } from "../state/paths.js";
 import { VERSION, PACKAGE_ROOT } from "../version.js";
 import { CaraCommand, ClientCommand } from "./base.js";
 import { humanBytes } from "./backup.js";
@@ -91,7 +91,7 @@ export class UpdateCommand extends ClientCommand {
     const modes = [this.check, this.status, this.rollback, this.resetTransaction].filter(Boolean).length;
     if (modes > 1) throw new CliUsageError("--check, --status, --rollback and --reset-transaction are separate modes: pick one");
     if (this.resetTransaction) return this.runReset();
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const target = await this.target();
     const timeoutMs = parseTimeout(this.timeout);
     const client = await rpcClient(UpdateService, target, timeoutMs);
     try {
@@ -171,7 +171,7 @@ export class UpdateCommand extends ClientCommand {
     const { UpdateLock } = await import("../update/update-lock.js");
     const install = await detectInstall(PACKAGE_ROOT);
     if (!install.managed) throw new CliFailure(`the server is not running and self-update does not apply here: ${install.reason}`);
-    const paths = statePaths(resolveStateDir(this.stateDir));
+    const paths = statePaths(this.resolveStateDir(this.stateDir));
     const owner = await lockOwner(paths.root);
     if (owner !== undefined) throw new CliFailure(`a server (pid ${owner}) holds ${paths.root} but did not answer on this port; pass its --port, or stop it first`);
     const r = await new UpdateLock(paths.updatesDir).run(() => rollbackInstall(install.installDir, paths.updatesDir, this.version, this.reason)).catch((err: Error) => {
@@ -185,7 +185,7 @@ export class UpdateCommand extends ClientCommand {
   private async runReset(): Promise<number> {
     const { resetTransaction } = await import("../update/transaction.js");
     const { UpdateLock, UpdateBusyError } = await import("../update/update-lock.js");
-    const updatesDir = statePaths(resolveStateDir(this.stateDir)).updatesDir;
+    const updatesDir = statePaths(this.resolveStateDir(this.stateDir)).updatesDir;
     let aside: string | undefined;
     try {
       aside = await new UpdateLock(updatesDir).run(() => resetTransaction(updatesDir));
@@ -221,9 +221,9 @@ export class UpdateCommand extends ClientCommand {
       }
     }
     if (!this.yes) {
-      const tty = (process.stdin as { isTTY?: boolean }).isTTY === true && !this.json;
+      const tty = (this.context.stdin as { isTTY?: boolean }).isTTY === true && !this.json;
       if (!tty) throw new CliUsageError("update not confirmed: pass --yes (there is no terminal to ask)");
-      const rl = createInterface({ input: process.stdin, output: this.context.stderr });
+      const rl = createInterface({ input: this.context.stdin, output: this.context.stderr });
       const answer = await rl.question(`Update cara from v${from} to v${to}${this.restart ? " and restart the server" : ""}? [y/N] `);
       rl.close();
       if (!/^y(es)?$/i.test(answer.trim())) {
@@ -382,14 +382,14 @@ export class UpdateVerifyCommand extends CaraCommand {
     let digest = parseDigestArgument(this.artifact);
     if (digest === undefined) {
       if (this.artifact.startsWith("sha256:")) throw new CliUsageError(`'${this.artifact}' is not sha256:<64 hex digits>`);
-      digest = await sha256File(this.artifact).catch((err: Error) => {
+      digest = await sha256File(this.resolvePath(this.artifact)).catch((err: Error) => {
         throw new CliFailure(`cannot read artifact ${this.artifact}: ${err.message}`);
       });
     }
-    const bundle = await readFile(this.bundle).catch((err: Error) => {
+    const bundle = await readFile(this.resolvePath(this.bundle)).catch((err: Error) => {
       throw new CliFailure(`cannot read bundle ${this.bundle}: ${err.message}`);
     });
-    const root = await loadTrustedRoot(this.trustedRoot).catch((err: Error) => {
+    const root = await loadTrustedRoot(this.trustedRoot === undefined ? undefined : this.resolvePath(this.trustedRoot)).catch((err: Error) => {
       throw new CliFailure(err.message);
     });
     const identity = this.identity !== undefined ? { exact: this.identity } : { regexp: this.identityRegexp! };
@@ -447,14 +447,14 @@ export class InstallCommand extends CaraCommand {
     const { loadConfig } = await import("../state/config.js");
     const { resolveUpdateSettings } = await import("../update/settings.js");
     const { installRelease } = await import("../update/installer.js");
-    const config = await loadConfig(statePaths(resolveStateDir(this.stateDir)).config);
+    const config = await loadConfig(statePaths(this.resolveStateDir(this.stateDir)).config);
     const settings = resolveUpdateSettings(config);
     if (this.releasesUrl !== undefined) settings.releasesUrl = this.releasesUrl.replace(/\/+$/, "");
-    if (this.trustedRoot !== undefined) settings.trustedRootPath = this.trustedRoot;
+    if (this.trustedRoot !== undefined) settings.trustedRootPath = this.resolvePath(this.trustedRoot);
     const tty = (this.context.stderr as { isTTY?: boolean }).isTTY === true && !this.json;
     try {
       const r = await installRelease({
-        installDir: this.dir,
+        installDir: this.resolvePath(this.dir),
         ...(this.version !== undefined ? { version: this.version } : {}),
         ...(this.channel !== undefined ? { channel: this.channel } : {}),
         settings,

@@ -1,6 +1,6 @@
 import { Command, Option } from "clipanion";
 import { TaskState, type Task } from "../../../gen/carapace/tasks/v1/tasks_pb.js";
-import { painter, stripTerminalUnsafe } from "../terminal.js";
+import { stripTerminalUnsafe } from "../terminal.js";
 import { CliUsageError } from "../target.js";
 import { taskStateNames } from "../../wire/tasks.js";
 import {
@@ -104,7 +104,7 @@ export class TaskListCommand extends TaskCommand {
     const header = ["ID", "STATE", "ATT", "UPDATED", "PAYLOAD", "LAST ERROR"];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (cols: string[]) => cols.map((c, i) => (i === cols.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
-    out.write(`${painter(out).bold(line(header))}\n`);
+    out.write(`${this.painter().bold(line(header))}\n`);
     for (const r of rows) out.write(`${line(r)}\n`);
     out.write(`\n${res.tasks.length} of ${res.total} shown${res.nextPageToken ? `; next page: --page-token ${res.nextPageToken}` : ""}\n`);
     return 0;
@@ -255,7 +255,7 @@ export class TaskWatchCommand extends TaskCommand {
       }
     });
     if (!last) return 1;
-    if (!this.json) this.context.stdout.write(formatTask(last, this.context.stdout));
+    if (!this.json) this.context.stdout.write(formatTask(last, this.painter()));
     return last.state === TaskState.DONE ? 0 : 1;
   }
 }

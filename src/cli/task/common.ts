@@ -13,7 +13,7 @@ import {
 import { blockedReasonNames, taskStateNames } from "../../wire/tasks.js";
 import { ClientCommand } from "../base.js";
 import { describeError, rpcClient } from "../rpc.js";
-import { painter, stripTerminalUnsafe } from "../terminal.js";
+import { stripTerminalUnsafe, type Painter } from "../terminal.js";
 import { CliFailure, CliUsageError, parseTimeout, resolveTarget } from "../target.js";
 import type { Client } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -113,8 +113,7 @@ export function payloadSummary(t: Task): string {
 }
 
 /** Human summary of one task. */
-export function formatTask(t: Task, out: NodeJS.WritableStream): string {
-  const p = painter(out);
+export function formatTask(t: Task, p: Painter): string {
   const state = stateName(t.state);
   const colour = state === "done" ? p.green : state === "failed" || state === "cancelled" ? p.red : state === "blocked" ? p.yellow : (s: string) => s;
   const lines = [`Task ${t.id}  ${colour(state)}  (attempts ${t.attempts})`, `  Payload:    ${stripTerminalUnsafe(payloadSummary(t))}`];
@@ -137,7 +136,7 @@ export abstract class TaskCommand extends ClientCommand {
 
   protected async call<T>(fn: (client: Client<typeof TasksService>) => Promise<T>): Promise<T> {
     const timeoutMs = parseTimeout(this.timeout);
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const target = await this.target();
     const client = await rpcClient(TasksService, target, timeoutMs);
     try {
       return await fn(client);
@@ -149,7 +148,7 @@ export abstract class TaskCommand extends ClientCommand {
   protected printTask(task: Task | undefined): number {
     if (!task) throw new CliFailure("the server answered without a task");
     if (this.json) this.printJson({ task: taskJson(task) });
-    else this.context.stdout.write(formatTask(task, this.context.stdout));
+    else this.context.stdout.write(formatTask(task, this.painter()));
     return 0;
   }
 }
