@@ -1,6 +1,10 @@
 import { resolve } from "node:path";
 import { Command, Option, UsageError, type BaseContext } from "clipanion";
 import { resolveStateDir } from "../state/paths.js";
+import type { DescService } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
+import { print, printJson } from "./output.js";
+import { describeError, rpcClient } from "./rpc.js";
 import { painter, type Painter } from "./terminal.js";
 import { CliFailure, CliUsageError, resolveTarget, type ConnectionFlags, type Target } from "./target.js";
 
@@ -46,7 +50,12 @@ export abstract class CaraCommand extends Command<CaraContext> {
 
   /** Writes one JSON document to stdout. */
   protected printJson(value: unknown): void {
-    this.context.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    printJson(this.context.stdout, value);
+  }
+
+  /** `value` as one JSON document on stdout when `json`, else the human text. */
+  protected print(value: unknown, options: { json: boolean; human: () => string | readonly string[] }): void {
+    print(this.context.stdout, value, options);
   }
 
   /** Colours for stdout (none unless it is a terminal and NO_COLOR is unset). */
@@ -105,5 +114,20 @@ export abstract class ClientCommand extends CaraCommand {
   /** Where and how to reach the server (and its token), from the flags and the environment. */
   protected target(): Promise<Target> {
     return resolveTarget(this.connectionFlags(), this.context.stderr, this.context.env, this.context.cwd);
+  }
+
+  /**
+   * Runs `fn` with a client of `service` on the target (calls time out after `timeoutMs`); a
+   * failure becomes one line for the user: what failed and what to do next.
+   */
+  protected async withClient<S extends DescService, T>(service: S, timeoutMs: number, fn: (client: Client<S>) => Promise<T>, options: { http2?: boolean } = {}): Promise<T> {
+    const target = await this.target();
+    const client = await rpcClient(service, target, timeoutMs, options);
+    try {
+      return await fn(client);
+    } catch (err) {
+      if (err instanceof CliFailure) throw err;
+      throw new CliFailure(describeError(err, target, timeoutMs));
+    }
   }
 }

@@ -3,9 +3,8 @@ import { Command, Option } from "clipanion";
 import { LogLevel, OpsService, type LogEntry } from "../../gen/carapace/ops/v1/ops_pb.js";
 import { logLevelNames } from "../wire/ops.js";
 import { ClientCommand } from "./base.js";
-import { describeError, rpcClient } from "./rpc.js";
 import { stripTerminalUnsafe } from "./terminal.js";
-import { CliFailure, CliUsageError, resolveTarget } from "./target.js";
+import { CliUsageError } from "./target.js";
 
 /** A level's name ("warn"); "" when unset, "info" for a level this build does not know. */
 const levelName = (level: LogLevel) => (level === LogLevel.UNSPECIFIED ? "" : (logLevelNames.name(level) ?? "info"));
@@ -48,11 +47,9 @@ export class LogsCommand extends ClientCommand {
       if (minLevel === undefined) throw new CliUsageError(`--level must be one of ${logLevelNames.names.join(", ")} (got '${this.level}')`);
     }
     const filter = { ...(minLevel ? { minLevel } : {}), contains: this.grep ?? "", pattern: this.pattern ?? "" };
-    const target = await this.target();
-    const client = await rpcClient(OpsService, target, this.follow ? 0 : 10_000);
     const out = this.context.stdout;
     const print = (e: LogEntry) => out.write(this.json ? `${JSON.stringify(this.entryJson(e))}\n` : this.human(e));
-    try {
+    return this.withClient(OpsService, this.follow ? 0 : 10_000, async (client) => {
       if (!this.follow) {
         const res = await client.tailLogs({ limit, filter });
         if (res.reset) this.context.stderr.write("(older lines were dropped from the server's ring)\n");
@@ -74,10 +71,7 @@ export class LogsCommand extends ClientCommand {
         stop.dispose();
       }
       return 0;
-    } catch (err) {
-      if (err instanceof CliFailure) throw err;
-      throw new CliFailure(describeError(err, target));
-    }
+    });
   }
 
   private entryJson(e: LogEntry) {

@@ -4,12 +4,24 @@ import { VERSION } from "../version.js";
 import { StartCommand } from "./start.js";
 import { StatusCommand } from "./status.js";
 import { VersionCommand } from "./version.js";
-import { TASK_COMMANDS } from "./task/commands.js";
+import { TaskCancelCommand } from "./task/cancel.js";
+import { TaskCreateCommand } from "./task/create.js";
+import { TaskGetCommand } from "./task/get.js";
+import { TaskListCommand } from "./task/list.js";
+import { TaskResumeCommand } from "./task/resume.js";
+import { TaskRetryCommand } from "./task/retry.js";
+import { TaskUpdateCommand } from "./task/update.js";
+import { TaskWatchCommand } from "./task/watch.js";
 import { VerifyCommand } from "./verify.js";
 import { LogsCommand } from "./logs.js";
-import { BackupCommand, BackupInspectCommand, BackupListCommand, BackupVerifyCommand } from "./backup.js";
+import { BackupCommand } from "./backup/create.js";
+import { BackupInspectCommand } from "./backup/inspect.js";
+import { BackupListCommand } from "./backup/list.js";
+import { BackupVerifyCommand } from "./backup/verify.js";
 import { RestoreCommand } from "./restore.js";
-import { InstallCommand, UpdateCommand, UpdateVerifyCommand } from "./update.js";
+import { InstallCommand } from "./install.js";
+import { UpdateCommand } from "./update/update.js";
+import { UpdateVerifyCommand } from "./update/verify.js";
 
 export function buildCli(context: CaraContext): Cli<CaraContext> {
   const cli = new Cli<CaraContext>({
@@ -21,7 +33,7 @@ export function buildCli(context: CaraContext): Cli<CaraContext> {
   cli.register(StartCommand);
   cli.register(StatusCommand);
   cli.register(VersionCommand);
-  for (const command of TASK_COMMANDS) cli.register(command);
+  for (const command of [TaskCreateCommand, TaskListCommand, TaskGetCommand, TaskCancelCommand, TaskRetryCommand, TaskResumeCommand, TaskUpdateCommand, TaskWatchCommand]) cli.register(command);
   cli.register(VerifyCommand);
   cli.register(LogsCommand);
   for (const command of [BackupCommand, BackupVerifyCommand, BackupInspectCommand, BackupListCommand, RestoreCommand]) cli.register(command);

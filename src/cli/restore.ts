@@ -1,11 +1,10 @@
 import { createReadStream } from "node:fs";
 import { Command, Option } from "clipanion";
-import { BackupService, type RestoreBackupResponse } from "../../gen/carapace/backup/v1/backup_pb.js";
-import { checkArchiveFile, parseSections, uploadParts } from "./backup.js";
+import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
+import { checkArchiveFile, parseSections, uploadParts } from "./backup/common.js";
 import { ClientCommand } from "./base.js";
-import { describeError, rpcClient } from "./rpc.js";
 import { stripTerminalUnsafe } from "./terminal.js";
-import { CliFailure, CliUsageError, resolveTarget } from "./target.js";
+import { CliFailure, CliUsageError } from "./target.js";
 
 interface DiffView {
   section: string;
@@ -53,18 +52,11 @@ export class RestoreCommand extends ClientCommand {
     const file = await checkArchiveFile(given, this.context.cwd);
     const options = { dryRun: this.dryRun, sections: parseSections(this.sections), force: this.force, allowForeign: this.allowForeign };
     const views = this.offline ? await this.restoreOffline(file, options) : await this.restoreOnline(file, options);
-    return this.print(views);
+    return this.report(views);
   }
 
   private async restoreOnline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
-    const target = await this.target();
-    const client = await rpcClient(BackupService, target, 3_600_000, { http2: true });
-    let res: RestoreBackupResponse;
-    try {
-      res = await client.restoreBackup(uploadParts(o, file));
-    } catch (err) {
-      throw new CliFailure(describeError(err, target));
-    }
+    const res = await this.withClient(BackupService, 3_600_000, (c) => c.restoreBackup(uploadParts(o, file)), { http2: true });
     return {
       dryRun: res.dryRun,
       restored: res.restoredSections,
@@ -117,7 +109,7 @@ export class RestoreCommand extends ClientCommand {
     }
   }
 
-  private print(v: { dryRun: boolean; restored: string[]; pre: string | undefined; diffs: DiffView[] }): number {
+  private report(v: { dryRun: boolean; restored: string[]; pre: string | undefined; diffs: DiffView[] }): number {
     if (this.json) {
       this.printJson({ dryRun: v.dryRun, restoredSections: v.restored, preRestoreBackupPath: v.pre ?? null, diffs: v.diffs.map((d) => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, unchanged: d.counts[3] })) });
       return 0;

@@ -6,7 +6,7 @@ import { httpGet } from "./http-probe.js";
 import { messageToCliJson } from "./json.js";
 import { describeError, rpcClient } from "./rpc.js";
 import { formatDuration, stripTerminalUnsafe } from "./terminal.js";
-import { CliFailure, parseTimeout, resolveTarget, type Target } from "./target.js";
+import { CliFailure, parseTimeout, type Target } from "./target.js";
 
 interface HealthBody {
   status?: string;

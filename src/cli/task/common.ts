@@ -1,5 +1,4 @@
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Option } from "clipanion";
 import {
   TaskPayloadSchema,
@@ -12,9 +11,8 @@ import {
 } from "../../../gen/carapace/tasks/v1/tasks_pb.js";
 import { blockedReasonNames, taskStateNames } from "../../wire/tasks.js";
 import { ClientCommand } from "../base.js";
-import { describeError, rpcClient } from "../rpc.js";
 import { stripTerminalUnsafe, type Painter } from "../terminal.js";
-import { CliFailure, CliUsageError, parseTimeout, resolveTarget } from "../target.js";
+import { CliFailure, CliUsageError, parseTimeout } from "../target.js";
 import type { Client } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 
@@ -134,15 +132,8 @@ export abstract class TaskCommand extends ClientCommand {
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
   timeout = Option.String("--timeout", "30s", { description: "Give up after this long (default 30s)" });
 
-  protected async call<T>(fn: (client: Client<typeof TasksService>) => Promise<T>): Promise<T> {
-    const timeoutMs = parseTimeout(this.timeout);
-    const target = await this.target();
-    const client = await rpcClient(TasksService, target, timeoutMs);
-    try {
-      return await fn(client);
-    } catch (err) {
-      throw new CliFailure(describeError(err, target, timeoutMs));
-    }
+  protected call<T>(fn: (client: Client<typeof TasksService>) => Promise<T>): Promise<T> {
+    return this.withClient(TasksService, parseTimeout(this.timeout), fn);
   }
 
   protected printTask(task: Task | undefined): number {
@@ -174,6 +165,32 @@ export function policyFromFlags(f: { maxAttempts?: string | undefined; maxTotalR
   return Object.keys(p).length > 0 ? p : undefined;
 }
 
+/** A payload for the examples in --help. */
+export const EXAMPLE_PAYLOAD = `'{"kind":"agentTurn","message":"summarize recent logs"}'`;
+
+/** Base of the commands that change one task's state, with a reason. */
+export abstract class LifecycleCommand extends TaskCommand {
+  id = Option.String({ name: "id" });
+  reason = Option.String("--reason", { description: "Why (recorded as the task's lastError; up to 1024 characters)" });
+
+  /** The request's id and reason, checked. */
+  protected taskRequest(): { id: string; reason?: string } {
+    return { id: requireId(this.id), ...(this.reason !== undefined ? { reason: this.reason } : {}) };
+  }
+}
+
+/** A lifecycle command that schedules the task to run again (retry, resume). */
+export abstract class RescheduleCommand extends LifecycleCommand {
+  delayMs = Option.String("--delay-ms", { description: "Run again after this many ms (default 0: now)" });
+
+  /** The request's id, reason and delay, checked. */
+  protected scheduleRequest(): { id: string; reason?: string; delayMs?: bigint } {
+    const request = this.taskRequest();
+    const delay = parseUint(this.delayMs, "--delay-ms");
+    return { ...request, ...(delay !== undefined ? { delayMs: BigInt(delay) } : {}) };
+  }
+}
+
 export function parseLabels(values: string[] | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const v of values ?? []) {
@@ -190,4 +207,3 @@ export function requireId(id: string): string {
   return trimmed;
 }
 
-export { timestampDate };
