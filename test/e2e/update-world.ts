@@ -10,7 +10,8 @@ import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import * as tar from "tar";
-import { connectJson, ROOT, runCara, tempDir, type CaraServer } from "../helpers/cara.js";
+import { connectJson, ROOT, tempDir, type CaraServer } from "../helpers/cara.js";
+import { runCli } from "../helpers/cli.js";
 import { startReleaseServer, type FakeRelease, type ReleaseServer } from "../helpers/release-server.js";
 import { signedRelease, TEST_REPO } from "../update/fixtures.js";
 import { createTestTrustRoot, type TestTrustRoot } from "../update/sigstore-kit.js";
@@ -43,22 +44,7 @@ export async function buildBrokenRelease(version: string): Promise<string> {
   return out;
 }
 
-export function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const tick = async () => {
-      try {
-        const v = await fn();
-        if (v !== undefined && v !== false) return resolve(v);
-      } catch {
-        // not yet
-      }
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 50);
-    };
-    void tick();
-  });
-}
+export { until as waitFor } from "../helpers/wait.js";
 
 export const listeningPorts = (s: CaraServer) =>
   s.lines.flatMap((l) => {
@@ -70,7 +56,8 @@ export const listeningPorts = (s: CaraServer) =>
     }
   });
 
-export const cli = (s: { port: number }, args: string[], timeoutMs = 60_000) => runCara([...args, "--port", String(s.port), "--state-dir", stateDir], { timeoutMs });
+/** `cara args` (in this process) against the server on `s.port` with the world's state dir. */
+export const cli = (s: { port: number }, args: string[]) => runCli([...args, "--port", String(s.port), "--state-dir", stateDir]);
 export const current = () => readlink(join(installDir, "current"));
 
 export async function status(port: number) {

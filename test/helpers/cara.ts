@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after } from "node:test";
@@ -116,14 +116,21 @@ export interface InProcessCara extends CaraEndpoint {
 
 /**
  * The real server (`startServer`, what `cara start` runs) in this process, on port 0 with a temp
- * state dir (or `stateDir`), environment `env` on top of a clean one: no process to spawn and
+ * state dir (or `stateDir`; `config` is written to its config.json), environment `env` on top
+ * of a clean one: no process to spawn and
  * wait for. Its log lines (JSON) are collected in `lines`; like startCara's, they are checked for
  * secrets at the end of the file. Use startCara for what needs a process: signals, exit codes,
  * kill -9, the lock between processes, the launcher.
  */
-export async function serveCara(options: { stateDir?: string; flags?: Omit<StartFlags, "stateDir" | "port">; env?: Record<string, string> } = {}): Promise<InProcessCara> {
+export async function serveCara(
+  options: { stateDir?: string; config?: object; flags?: Omit<StartFlags, "stateDir" | "port">; env?: Record<string, string> } = {},
+): Promise<InProcessCara> {
   const { startServer } = await import("../../src/server/server.js");
   const stateDir = options.stateDir ?? join(await tempDir(), "state");
+  if (options.config !== undefined) {
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await writeFile(join(stateDir, "config.json"), JSON.stringify(options.config));
+  }
   const lines: string[] = [];
   let partial = "";
   const logDestination = {
