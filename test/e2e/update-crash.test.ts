@@ -13,7 +13,7 @@ import { runCli, startCli } from "../helpers/cli.js";
 import { signedRelease } from "../update/fixtures.js";
 import { buildRelease, cli, current, installDir, kit, launcher, listeningPorts, releases, server, stateDir, status, useUpdateWorld, waitFor } from "./update-world.js";
 
-useUpdateWorld();
+useUpdateWorld(["0.9.3", "0.9.4", "0.9.5", "0.9.6", "0.9.7", "0.9.8"]);
 
 describe("self-update survives kill -9 and rolls back a version that is never ready", { concurrency: false }, () => {
   let srv: CaraServer;
@@ -27,7 +27,7 @@ describe("self-update survives kill -9 and rolls back a version that is never re
   test("kill -9 in the middle of a download: the next start resumes the update with HTTP Range", async () => {
     await rm(join(stateDir, "updates", "rollback.json"), { force: true });
     const v = "0.9.3";
-    releases[v] = await signedRelease(kit, buildRelease(v), v);
+    releases[v] = await signedRelease(kit, await buildRelease(v), v);
     server.setReleases(Object.values(releases));
     const artifactName = `carapace-${v}.tar.gz`;
     const artifact = releases[v]!.assets.find((a) => a.name === artifactName)!.body as Buffer;
@@ -72,7 +72,7 @@ describe("self-update survives kill -9 and rolls back a version that is never re
   ] as const;
   for (const [point, v] of crashPoints) {
     test(`kill -9 right after '${point}': the next start completes the update without downloading the artifact again`, async () => {
-      releases[v] = await signedRelease(kit, buildRelease(v), v);
+      releases[v] = await signedRelease(kit, await buildRelease(v), v);
       server.setReleases(Object.values(releases));
       srv = await startCara({ stateDir, bin: launcher, env: { CARA_TEST_UPDATE_PAUSE_AFTER: point } });
       const update = startCli(["update", "--yes", "--version", v, "--port", String(srv.port), "--state-dir", stateDir]);
@@ -105,7 +105,7 @@ describe("self-update survives kill -9 and rolls back a version that is never re
     // Not ready: a free-space floor no disk meets fails the disk check (for every version).
     await writeFile(configFile, JSON.stringify({ ...config, update: { ...config.update, readyTimeoutMs: 2000 }, health: { diskFreeFloorBytes: Number.MAX_SAFE_INTEGER } }));
     const v = "0.9.8";
-    releases[v] = await signedRelease(kit, buildRelease(v), v);
+    releases[v] = await signedRelease(kit, await buildRelease(v), v);
     server.setReleases(Object.values(releases));
     srv = await startCara({ stateDir, bin: launcher });
     const r = await cli(srv, ["update", "--yes", "--restart"]);

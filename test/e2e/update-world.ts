@@ -4,8 +4,8 @@
  * GitHub-compatible release server, a state dir whose config points the updater at them, and
  * helpers to drive the CLI and the server started through a managed install's launcher.
  */
-import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before } from "node:test";
@@ -24,17 +24,37 @@ export let stateDir: string;
 export let installDir: string;
 export let launcher: string;
 export const releases: Record<string, FakeRelease> = {};
+const exec = promisify(execFile);
 
-export function buildRelease(version: string): string {
-  const out = join(releasesDir, version);
-  const r = spawnSync(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--version", version, "--out", out, "--no-build"], { encoding: "utf8" });
-  assert.equal(r.status, 0, `release ${version} failed: ${r.stderr}`);
-  return join(out, `carapace-${version}.tar.gz`);
+const builds = new Map<string, Promise<string>>();
+let building = Promise.resolve();
+
+/**
+ * The release tarball of `version`, built by `npm run release` (once per version; the builds
+ * run one after the other, in the background of whatever the tests do meanwhile).
+ */
+export function buildRelease(version: string): Promise<string> {
+  let build = builds.get(version);
+  if (!build) {
+    const out = join(releasesDir, version);
+    build = building.then(async () => {
+      await exec(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--version", version, "--out", out, "--no-build"]).catch((err: { stderr?: string }) => {
+        throw new Error(`release ${version} failed: ${err.stderr}`);
+      });
+      return join(out, `carapace-${version}.tar.gz`);
+    });
+    building = build.then(
+      () => undefined,
+      () => undefined,
+    );
+    builds.set(version, build);
+  }
+  return build;
 }
 
 /** A validly signed release whose server cannot start (module-level throw). */
 export async function buildBrokenRelease(version: string): Promise<string> {
-  const good = buildRelease(version);
+  const good = await buildRelease(version);
   const dir = join(releasesDir, `broken-${version}`);
   await mkdir(dir, { recursive: true });
   await tar.x({ file: good, cwd: dir });
@@ -65,15 +85,19 @@ export async function status(port: number) {
   return r.json as { currentVersion: string; rollbackMarker?: { state: string; reason?: string; fromVersion: string; toVersion: string }; transaction?: { state: string; phase: string }; previousVersion?: string; installedVersions: string[]; managed: boolean; trustedRootOrigin: string; trustedRootPath: string; trustedRootRefreshedAtMs?: string; trustRefresh?: boolean };
 }
 
-/** Registers the hooks: test releases v0.9.0 and v0.9.1, the release server, the state dir with its update config. */
-export function useUpdateWorld(): void {
+/**
+ * Registers the hooks: test releases v0.9.0 and v0.9.1, the release server, the state dir with
+ * its update config. The releases of `later` versions are built in the background from the start.
+ */
+export function useUpdateWorld(later: string[] = []): void {
 before(async () => {
   work = await tempDir();
   releasesDir = join(work, "releases");
+  for (const v of ["0.9.0", "0.9.1", ...later]) void buildRelease(v).catch(() => undefined);
   kit = await createTestTrustRoot();
   const rootPath = join(work, "trusted_root.json");
   await kit.writeTo(rootPath);
-  for (const v of ["0.9.0", "0.9.1"]) releases[v] = await signedRelease(kit, buildRelease(v), v);
+  for (const v of ["0.9.0", "0.9.1"]) releases[v] = await signedRelease(kit, await buildRelease(v), v);
   server = await startReleaseServer(Object.values(releases));
   stateDir = join(work, "state");
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
