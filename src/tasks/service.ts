@@ -160,6 +160,15 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
     if (!rec) throw new TaskNotFoundError();
     return rec;
   };
+  /** RetryTask and ResumeTask: the task runs again after the delay, if `transition` allows it. */
+  const reschedule = (transition: typeof retryTransition) =>
+    guard(async (req: { id: string; reason?: string; delayMs?: bigint }) => {
+      const reason = normalizeReason(req.reason);
+      const delay = msField("delay_ms", req.delayMs) ?? 0;
+      const task = await store.update(taskId(req.id), (cur) => transition(cur, reason, delay, now()));
+      worker.wake();
+      return { task: taskToProto(task, worker) };
+    });
   return {
     createTask: guard(async (req) => {
       const payload = payloadFromProto(req.payload);
@@ -239,20 +248,8 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       worker.abort(task.id);
       return { task: taskToProto(task, worker) };
     }),
-    retryTask: guard(async (req) => {
-      const reason = normalizeReason(req.reason);
-      const delay = msField("delay_ms", req.delayMs) ?? 0;
-      const task = await store.update(taskId(req.id), (cur) => retryTransition(cur, reason, delay, now()));
-      worker.wake();
-      return { task: taskToProto(task, worker) };
-    }),
-    resumeTask: guard(async (req) => {
-      const reason = normalizeReason(req.reason);
-      const delay = msField("delay_ms", req.delayMs) ?? 0;
-      const task = await store.update(taskId(req.id), (cur) => resumeTransition(cur, reason, delay, now()));
-      worker.wake();
-      return { task: taskToProto(task, worker) };
-    }),
+    retryTask: reschedule(retryTransition),
+    resumeTask: reschedule(resumeTransition),
     async *watchTask(req, ctx: HandlerContext) {
       let current: TaskRecord;
       try {
