@@ -4,7 +4,7 @@
 // Chromium is missing; a plain run skips them then, and says so first.
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 // test/reliability is its own run (npm run test:reliability): minutes of crash and flood rounds.
 function find(dir) {
@@ -16,7 +16,34 @@ const args = process.argv.slice(2);
 const browserOnly = args.includes("--browser-only");
 const only = args.filter((a) => !a.startsWith("-"));
 const flags = args.filter((a) => a.startsWith("-") && a !== "--browser-only");
-const files = only.length > 0 ? only : find(browserOnly ? join("test", "web") : "test").sort();
+// Two files run at a time. The longest start first, so that neither worker is left alone with a
+// long file at the end (per-test times: --test-reporter=spec): the end-to-end and browser tests,
+// longest first, then the long unit tests, then the rest by name. The release script's test
+// rebuilds dist/, which the end-to-end tests run: it starts after them.
+const LONGEST_FIRST = [
+  "test/e2e/update-crash.test.ts",
+  "test/e2e/update.test.ts",
+  "test/web/console-overview-logs.test.ts",
+  "test/web/console-backups.test.ts",
+  "test/web/console-update-install.test.ts",
+  "test/e2e/backup.test.ts",
+  "test/e2e/tasks.test.ts",
+  "test/web/console-tasks.test.ts",
+  "test/e2e/restore-writes.test.ts",
+  "test/e2e/server.test.ts",
+  "test/e2e/*",
+  "test/web/*",
+  "test/update/release-script.test.ts",
+  "test/contract/breaking.test.ts",
+].map((f) => join(...f.split("/")));
+function rank(file) {
+  const exact = LONGEST_FIRST.indexOf(file);
+  if (exact >= 0) return exact;
+  const group = LONGEST_FIRST.indexOf(join(dirname(file), "*"));
+  return group >= 0 ? group : LONGEST_FIRST.length;
+}
+const byName = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+const files = only.length > 0 ? only : find(browserOnly ? join("test", "web") : "test").sort((a, b) => rank(a) - rank(b) || byName(a, b));
 
 const chromium = process.env.CARA_CHROMIUM ?? "/usr/bin/chromium";
 const env = { ...process.env };

@@ -1,47 +1,55 @@
 import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { createReadStream } from "node:fs";
 import { once } from "node:events";
 import { PassThrough, type Readable } from "node:stream";
 import { BackupProblemKind, type BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
-import { BackupTooLargeError, PROBLEM_KINDS, StagingError, StateChangedError, type Problem, type ReadBackupResult } from "./archive.js";
+import { BackupTooLargeError, StagingError, StateChangedError, type Problem, type ReadBackupResult } from "./archive.js";
 import { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary, type RestoreOutcome } from "./backups.js";
 import type { Manifest } from "./manifest.js";
 import { StateListingError, UnknownSectionError, type Exclusion } from "./sections.js";
 import { BackupUploads, UploadError } from "./uploads.js";
 import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 import { invalidField, rpcError } from "../wire/error-details.js";
+import { errorTable, on, onMatch, type WireFault } from "../wire/error-table.js";
+import { problemKindNames } from "../wire/backup.js";
+
+const UPLOAD_FAULTS: Record<UploadError["kind"], Pick<WireFault, "code" | "reason">> = {
+  invalid: { code: Code.InvalidArgument, reason: "BACKUP_UPLOAD_INVALID" },
+  precondition: { code: Code.FailedPrecondition, reason: "BACKUP_UPLOAD_PRECONDITION" },
+  exhausted: { code: Code.ResourceExhausted, reason: "BACKUP_UPLOAD_LIMIT" },
+};
+
+const isErrno = (code: string) => (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code === code;
 
 /**
- * Maps domain errors to Connect codes with ErrorInfo (a stable reason) and, for a bad field,
- * BadRequest. `sectionsField` is where the calling RPC takes section names; `directory` is the
- * backups dir (named when the disk is full and the error does not say where).
+ * Backup errors on the wire. `directory` is the backups dir (named when the disk is full and the
+ * error does not say where); `sectionsField` is where the calling RPC takes section names.
  */
-function toConnectError(err: unknown, directory: string, sectionsField = "sections"): ConnectError {
-  if (err instanceof ConnectError) return err;
-  if (err instanceof BackupRefusedError) {
-    if (err.problems.some((p) => p.kind === "too_large")) return rpcError(err.message, Code.ResourceExhausted, { reason: "BACKUP_TOO_LARGE" });
-    if (err.problems.length > 0 && err.problems.every((p) => p.kind === "foreign")) return rpcError(err.message, Code.FailedPrecondition, { reason: "BACKUP_FOREIGN" });
-    return rpcError(err.message, Code.InvalidArgument, { reason: "BACKUP_REFUSED" });
-  }
-  if (err instanceof StagingError && err.code === "ENOSPC") return rpcError(`${err.message}; free space on the state dir's filesystem`, Code.ResourceExhausted, { reason: "DISK_FULL" });
-  if (err instanceof BackupTooLargeError) return rpcError(err.message, Code.FailedPrecondition, { reason: "BACKUP_TOO_LARGE" });
-  if (err instanceof BackupPreconditionError || err instanceof StateListingError) return rpcError(err.message, Code.FailedPrecondition, { reason: "BACKUP_PRECONDITION" });
-  if (err instanceof StateChangedError) return rpcError(err.message, Code.Aborted, { reason: "BACKUP_STATE_CHANGED", retryAfterMs: 1000 });
-  if (err instanceof RestoreRolledBackError) return rpcError(err.message, Code.Aborted, { reason: "RESTORE_ROLLED_BACK" });
-  if (err instanceof UnknownSectionError) return invalidField(err.message, "BACKUP_SECTION_UNKNOWN", sectionsField);
-  if (err instanceof UploadError) {
-    if (err.kind === "invalid") return rpcError(err.message, Code.InvalidArgument, { reason: "BACKUP_UPLOAD_INVALID" });
-    if (err.kind === "precondition") return rpcError(err.message, Code.FailedPrecondition, { reason: "BACKUP_UPLOAD_PRECONDITION" });
-    return rpcError(err.message, Code.ResourceExhausted, { reason: "BACKUP_UPLOAD_LIMIT" });
-  }
-  if (isDiskFull(err)) return rpcError(`${describeDiskFull(err, directory, "backup failed")}; nothing was changed`, Code.ResourceExhausted, { reason: "DISK_FULL" });
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === "EIO") return rpcError(`the state dir's filesystem failed (${code}); nothing was changed`, Code.Unavailable, { reason: "STATE_DIR_UNAVAILABLE" });
-  return rpcError(`backup failed: ${(err as Error).message}`, Code.Internal, { reason: "INTERNAL" });
+function backupErrors(directory: string, sectionsField: string) {
+  return errorTable(
+    [
+      on(BackupRefusedError, (e) => {
+        if (e.problems.some((p) => p.kind === "too_large")) return { code: Code.ResourceExhausted, reason: "BACKUP_TOO_LARGE" };
+        if (e.problems.length > 0 && e.problems.every((p) => p.kind === "foreign")) return { code: Code.FailedPrecondition, reason: "BACKUP_FOREIGN" };
+        return { code: Code.InvalidArgument, reason: "BACKUP_REFUSED" };
+      }),
+      on(StagingError, (e) => (e.code === "ENOSPC" ? { code: Code.ResourceExhausted, reason: "DISK_FULL", message: `${e.message}; free space on the state dir's filesystem` } : undefined)),
+      on(BackupTooLargeError, { code: Code.FailedPrecondition, reason: "BACKUP_TOO_LARGE" }),
+      on(BackupPreconditionError, { code: Code.FailedPrecondition, reason: "BACKUP_PRECONDITION" }),
+      on(StateListingError, { code: Code.FailedPrecondition, reason: "BACKUP_PRECONDITION" }),
+      on(StateChangedError, { code: Code.Aborted, reason: "BACKUP_STATE_CHANGED", retryAfterMs: 1000 }),
+      on(RestoreRolledBackError, { code: Code.Aborted, reason: "RESTORE_ROLLED_BACK" }),
+      on(UnknownSectionError, { code: Code.InvalidArgument, reason: "BACKUP_SECTION_UNKNOWN", field: sectionsField }),
+      on(UploadError, (e) => UPLOAD_FAULTS[e.kind]),
+      onMatch(isDiskFull, (err) => ({ code: Code.ResourceExhausted, reason: "DISK_FULL", message: `${describeDiskFull(err, directory, "backup failed")}; nothing was changed` })),
+      onMatch(isErrno("EIO"), { code: Code.Unavailable, reason: "STATE_DIR_UNAVAILABLE", message: "the state dir's filesystem failed (EIO); nothing was changed" }),
+    ],
+    (err) => ({ code: Code.Internal, reason: "INTERNAL", message: `backup failed: ${(err as Error).message}` }),
+  );
 }
 
-const problemKind = (p: Problem) => (PROBLEM_KINDS.indexOf(p.kind) + 1) as BackupProblemKind;
+const problemKind = (p: Problem) => problemKindNames.toWire(p.kind);
 
 function manifestSummary(m: Manifest, foreign: boolean, archive?: { sha256?: string | undefined; bytes?: number | undefined }) {
   return {
@@ -164,6 +172,8 @@ export function backupOrigin(name: string): "task" | "pre-restore" | "pre-update
 /** Adapts the backup manager to `carapace.backup.v1.BackupService`. */
 export function backupService(manager: BackupManager, onStreamed?: (sha256: string, bytes: number) => void): ServiceImpl<typeof BackupService> {
   const uploads = new BackupUploads(manager.directory);
+  const errors = backupErrors(manager.directory, "sections");
+  const restoreErrors = backupErrors(manager.directory, "header.sections");
   return {
     async *createBackup(req) {
       const out = new PassThrough();
@@ -184,7 +194,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         onStreamed?.(res.sha256, res.bytes);
         yield { part: { case: "trailer" as const, value: { archiveSha256: res.sha256, archiveBytes: BigInt(res.bytes) } } };
       } catch (err) {
-        throw toConnectError(err, manager.directory);
+        throw errors.map(err);
       }
     },
     async inspectBackup(requests) {
@@ -194,7 +204,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         await pump;
         return inspectAnswer(res, header.includeFiles);
       } catch (err) {
-        throw toConnectError(err, manager.directory);
+        throw errors.map(err);
       }
     },
     async restoreBackup(requests) {
@@ -204,7 +214,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         await pump;
         return restoreAnswer(res);
       } catch (err) {
-        throw toConnectError(err, manager.directory, "header.sections");
+        throw restoreErrors.map(err);
       }
     },
     async inspectStoredBackup(req) {
@@ -212,7 +222,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         const res = await manager.inspect(await openStored(manager, req.backupName, "backup_name"));
         return { result: inspectAnswer(res, req.includeFiles) };
       } catch (err) {
-        throw toConnectError(err, manager.directory);
+        throw errors.map(err);
       }
     },
     async restoreStoredBackup(req) {
@@ -220,7 +230,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         const body = await openStored(manager, req.backupName, "backup_name");
         return { result: restoreAnswer(await manager.restore(body, { dryRun: req.dryRun, sections: req.sections, force: req.force, allowForeign: req.allowForeign })) };
       } catch (err) {
-        throw toConnectError(err, manager.directory);
+        throw errors.map(err);
       }
     },
     async uploadBackup(req) {
@@ -228,7 +238,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
         const res = await uploads.append({ uploadId: req.uploadId, offset: req.offset, chunk: req.chunk, finish: req.finish });
         return { uploadId: res.uploadId, bytesReceived: BigInt(res.bytesReceived), backupName: res.backupName ?? "", sha256: res.sha256 ?? "" };
       } catch (err) {
-        throw toConnectError(err, manager.directory);
+        throw errors.map(err);
       }
     },
     async listBackups() {
@@ -248,7 +258,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
           })),
         };
       } catch (err) {
-        throw toConnectError(err, manager.directory);
+        throw errors.map(err);
       }
     },
   };

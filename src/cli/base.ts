@@ -1,11 +1,32 @@
-import { Command, Option, UsageError } from "clipanion";
-import { CliFailure, CliUsageError, type ConnectionFlags } from "./target.js";
+import { resolve } from "node:path";
+import { Command, Option, UsageError, type BaseContext } from "clipanion";
+import { resolveStateDir } from "../state/paths.js";
+import type { DescService } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
+import { print, printJson } from "./output.js";
+import { describeError, rpcClient } from "./rpc.js";
+import { painter, type Painter } from "./terminal.js";
+import { CliFailure, CliUsageError, resolveTarget, type ConnectionFlags, type Target } from "./target.js";
+
+/**
+ * What a command may use of the world, so that one process can run the CLI many times (tests run
+ * `main(args, context)` in-process): streams and environment come from here, never from `process`.
+ */
+export interface CaraContext extends BaseContext {
+  /** Directory that relative paths are resolved against (default: the process's). */
+  cwd?: string;
+  /**
+   * Stops a command that runs until interrupted (`cara logs --follow`). Without it, the command
+   * stops on SIGINT or SIGTERM (and removes its handlers when it ends).
+   */
+  signal?: AbortSignal;
+}
 
 /**
  * Base of every cara command: `run()` returns the exit code; errors become one line on stderr
  * (`Error: ...`) with exit 1, usage errors exit 2. `--verbose` adds the stack trace.
  */
-export abstract class CaraCommand extends Command {
+export abstract class CaraCommand extends Command<CaraContext> {
   verbose = Option.Boolean("--verbose", false, { description: "Print stack traces on errors" });
 
   abstract run(): Promise<number>;
@@ -29,7 +50,46 @@ export abstract class CaraCommand extends Command {
 
   /** Writes one JSON document to stdout. */
   protected printJson(value: unknown): void {
-    this.context.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    printJson(this.context.stdout, value);
+  }
+
+  /** `value` as one JSON document on stdout when `json`, else the human text. */
+  protected print(value: unknown, options: { json: boolean; human: () => string | readonly string[] }): void {
+    print(this.context.stdout, value, options);
+  }
+
+  /** Colours for stdout (none unless it is a terminal and NO_COLOR is unset). */
+  protected painter(): Painter {
+    return painter(this.context.stdout, this.context.env);
+  }
+
+  /**
+   * Aborts when the user interrupts: the context's `signal`, else SIGINT or SIGTERM. `dispose()`
+   * removes the signal handlers (call it when the command ends).
+   */
+  protected interruption(): { signal: AbortSignal; dispose(): void } {
+    if (this.context.signal) return { signal: this.context.signal, dispose: () => undefined };
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    return {
+      signal: stop.signal,
+      dispose: () => {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      },
+    };
+  }
+
+  /** A path the user gave, absolute (relative to the context's working directory). */
+  protected resolvePath(p: string): string {
+    return resolve(this.context.cwd ?? process.cwd(), p);
+  }
+
+  /** The state dir: the flag, else CARAPACE_STATE_DIR, else the default. */
+  protected resolveStateDir(flag: string | undefined): string {
+    return resolveStateDir(flag === undefined || flag.trim() === "" ? flag : this.resolvePath(flag), this.context.env);
   }
 }
 
@@ -47,7 +107,27 @@ export abstract class ClientCommand extends CaraCommand {
     if (this.host !== undefined) flags.host = this.host;
     if (this.port !== undefined) flags.port = this.port;
     if (this.tlsCa !== undefined) flags.tlsCa = this.tlsCa;
-    if (this.stateDir !== undefined) flags.stateDir = this.stateDir;
+    if (this.stateDir !== undefined) flags.stateDir = this.resolveStateDir(this.stateDir);
     return flags;
+  }
+
+  /** Where and how to reach the server (and its token), from the flags and the environment. */
+  protected target(): Promise<Target> {
+    return resolveTarget(this.connectionFlags(), this.context.stderr, this.context.env, this.context.cwd);
+  }
+
+  /**
+   * Runs `fn` with a client of `service` on the target (calls time out after `timeoutMs`); a
+   * failure becomes one line for the user: what failed and what to do next.
+   */
+  protected async withClient<S extends DescService, T>(service: S, timeoutMs: number, fn: (client: Client<S>) => Promise<T>, options: { http2?: boolean } = {}): Promise<T> {
+    const target = await this.target();
+    const client = await rpcClient(service, target, timeoutMs, options);
+    try {
+      return await fn(client);
+    } catch (err) {
+      if (err instanceof CliFailure) throw err;
+      throw new CliFailure(describeError(err, target, timeoutMs));
+    }
   }
 }

@@ -1,11 +1,10 @@
 import { toJson, type DescEnum, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { shortEnumName } from "../wire/enum-names.js";
 
-/** Strips an enum's shared prefix and lower-cases: CHECK_STATUS_WARN -> "warn". */
+/** A protobuf JSON enum name the short way (CHECK_STATUS_WARN -> "warn"); an unknown one as it came. */
 function friendlyEnum(desc: DescEnum, name: unknown): unknown {
   if (typeof name !== "string") return name;
-  const value = desc.values.find((v) => v.name === name);
-  // localName is the value's name without the enum's shared prefix.
-  return value ? value.localName.toLowerCase() : name;
+  return desc.values.some((v) => v.name === name) ? shortEnumName(desc, name) : name;
 }
 
 function walk(desc: DescMessage, json: unknown): unknown {

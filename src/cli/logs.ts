@@ -1,21 +1,13 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Command, Option } from "clipanion";
 import { LogLevel, OpsService, type LogEntry } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { logLevelNames } from "../wire/ops.js";
 import { ClientCommand } from "./base.js";
-import { describeError, rpcClient } from "./rpc.js";
-import { painter, stripTerminalUnsafe } from "./terminal.js";
-import { CliFailure, CliUsageError, resolveTarget } from "./target.js";
+import { stripTerminalUnsafe } from "./terminal.js";
+import { CliUsageError } from "./target.js";
 
-const LEVELS: Record<string, LogLevel> = {
-  trace: LogLevel.TRACE,
-  debug: LogLevel.DEBUG,
-  info: LogLevel.INFO,
-  warn: LogLevel.WARN,
-  warning: LogLevel.WARN,
-  error: LogLevel.ERROR,
-  fatal: LogLevel.FATAL,
-};
-const NAMES = ["", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+/** A level's name ("warn"); "" when unset, "info" for a level this build does not know. */
+const levelName = (level: LogLevel) => (level === LogLevel.UNSPECIFIED ? "" : (logLevelNames.name(level) ?? "info"));
 
 function formatValue(v: unknown): string {
   return typeof v === "string" ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v);
@@ -50,15 +42,14 @@ export class LogsCommand extends ClientCommand {
     const limit = Number(this.lines);
     let minLevel: LogLevel | undefined;
     if (this.level !== undefined) {
-      minLevel = LEVELS[this.level.toLowerCase()];
-      if (minLevel === undefined) throw new CliUsageError(`--level must be one of trace, debug, info, warn, error, fatal (got '${this.level}')`);
+      const name = this.level.toLowerCase();
+      minLevel = logLevelNames.value(name === "warning" ? "warn" : name);
+      if (minLevel === undefined) throw new CliUsageError(`--level must be one of ${logLevelNames.names.join(", ")} (got '${this.level}')`);
     }
     const filter = { ...(minLevel ? { minLevel } : {}), contains: this.grep ?? "", pattern: this.pattern ?? "" };
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
-    const client = await rpcClient(OpsService, target, this.follow ? 0 : 10_000);
     const out = this.context.stdout;
     const print = (e: LogEntry) => out.write(this.json ? `${JSON.stringify(this.entryJson(e))}\n` : this.human(e));
-    try {
+    return this.withClient(OpsService, this.follow ? 0 : 10_000, async (client) => {
       if (!this.follow) {
         const res = await client.tailLogs({ limit, filter });
         if (res.reset) this.context.stderr.write("(older lines were dropped from the server's ring)\n");
@@ -66,10 +57,7 @@ export class LogsCommand extends ClientCommand {
         if (res.truncated) this.context.stderr.write("(output cut at the size limit; narrow it with --level/--grep or fewer --lines)\n");
         return 0;
       }
-      const stop = new AbortController();
-      const onSignal = () => stop.abort();
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
+      const stop = this.interruption();
       try {
         for await (const msg of client.followLogs({ tail: limit, filter }, { signal: stop.signal, timeoutMs: 0 })) {
           if (msg.event.case === "entry") print(msg.event.value);
@@ -80,21 +68,17 @@ export class LogsCommand extends ClientCommand {
         if (stop.signal.aborted) return 0;
         throw err;
       } finally {
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
+        stop.dispose();
       }
       return 0;
-    } catch (err) {
-      if (err instanceof CliFailure) throw err;
-      throw new CliFailure(describeError(err, target));
-    }
+    });
   }
 
   private entryJson(e: LogEntry) {
     return {
       seq: Number(e.seq),
       time: e.time ? new Date(timestampMs(e.time)).toISOString() : null,
-      level: NAMES[e.level]?.toLowerCase() ?? "info",
+      level: levelName(e.level),
       component: e.component,
       message: e.message,
       fields: e.fields ?? {},
@@ -102,9 +86,9 @@ export class LogsCommand extends ClientCommand {
   }
 
   private human(e: LogEntry): string {
-    const p = painter(this.context.stdout);
+    const p = this.painter();
     const time = e.time ? new Date(timestampMs(e.time)).toISOString() : "-";
-    const name = (NAMES[e.level] ?? "INFO").padEnd(5);
+    const name = levelName(e.level).toUpperCase().padEnd(5);
     const level = e.level >= LogLevel.ERROR ? p.red(name) : e.level === LogLevel.WARN ? p.yellow(name) : e.level <= LogLevel.DEBUG ? p.dim(name) : name;
     const fields = Object.entries(e.fields ?? {})
       .map(([k, v]) => `${k}=${formatValue(v)}`)

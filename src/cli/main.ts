@@ -1,26 +1,39 @@
-import { Builtins, Cli, type BaseContext, type Command } from "clipanion";
+import { Builtins, Cli, type Command } from "clipanion";
+import type { CaraContext } from "./base.js";
 import { VERSION } from "../package-info.js";
 import { StartCommand } from "./start.js";
 import { StatusCommand } from "./status.js";
 import { VersionCommand } from "./version.js";
-import { TASK_COMMANDS } from "./task/commands.js";
+import { TaskCancelCommand } from "./task/cancel.js";
+import { TaskCreateCommand } from "./task/create.js";
+import { TaskGetCommand } from "./task/get.js";
+import { TaskListCommand } from "./task/list.js";
+import { TaskResumeCommand } from "./task/resume.js";
+import { TaskRetryCommand } from "./task/retry.js";
+import { TaskUpdateCommand } from "./task/update.js";
+import { TaskWatchCommand } from "./task/watch.js";
 import { VerifyCommand } from "./verify.js";
 import { LogsCommand } from "./logs.js";
-import { BackupCommand, BackupInspectCommand, BackupListCommand, BackupVerifyCommand } from "./backup.js";
+import { BackupCommand } from "./backup/create.js";
+import { BackupInspectCommand } from "./backup/inspect.js";
+import { BackupListCommand } from "./backup/list.js";
+import { BackupVerifyCommand } from "./backup/verify.js";
 import { RestoreCommand } from "./restore.js";
-import { InstallCommand, UpdateCommand, UpdateVerifyCommand } from "./update.js";
+import { InstallCommand } from "./install.js";
+import { UpdateCommand } from "./update/update.js";
+import { UpdateVerifyCommand } from "./update/verify.js";
 
-export function buildCli(): Cli {
-  const cli = new Cli({
+export function buildCli(context: CaraContext): Cli<CaraContext> {
+  const cli = new Cli<CaraContext>({
     binaryLabel: "cara: the Carapace control plane",
     binaryName: "cara",
     binaryVersion: VERSION,
-    enableColors: process.stdout.isTTY === true && !process.env.NO_COLOR,
+    enableColors: (context.stdout as { isTTY?: boolean }).isTTY === true && !context.env.NO_COLOR,
   });
   cli.register(StartCommand);
   cli.register(StatusCommand);
   cli.register(VersionCommand);
-  for (const command of TASK_COMMANDS) cli.register(command);
+  for (const command of [TaskCreateCommand, TaskListCommand, TaskGetCommand, TaskCancelCommand, TaskRetryCommand, TaskResumeCommand, TaskUpdateCommand, TaskWatchCommand]) cli.register(command);
   cli.register(VerifyCommand);
   cli.register(LogsCommand);
   for (const command of [BackupCommand, BackupVerifyCommand, BackupInspectCommand, BackupListCommand, RestoreCommand]) cli.register(command);
@@ -30,10 +43,14 @@ export function buildCli(): Cli {
   return cli;
 }
 
-/** Runs the CLI: exit 0 ok, 1 the operation failed, 2 usage error (printed to stderr). */
-export async function main(args: string[], context: BaseContext = Cli.defaultContext): Promise<number> {
-  const cli = buildCli();
-  let command: Command<BaseContext>;
+/**
+ * Runs the CLI: exit 0 ok, 1 the operation failed, 2 usage error (printed to stderr). Everything
+ * it reads of the world (streams, environment, working directory) comes from `context`; it sets
+ * no process-wide state, so one process may run it many times.
+ */
+export async function main(args: string[], context: CaraContext = Cli.defaultContext): Promise<number> {
+  const cli = buildCli(context);
+  let command: Command<CaraContext>;
   try {
     command = cli.process(args, context);
   } catch (err) {

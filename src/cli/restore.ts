@@ -1,11 +1,10 @@
 import { createReadStream } from "node:fs";
 import { Command, Option } from "clipanion";
-import { BackupService, type RestoreBackupResponse } from "../../gen/carapace/backup/v1/backup_pb.js";
-import { checkArchiveFile, parseSections, uploadParts } from "./backup.js";
+import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
+import { checkArchiveFile, parseSections, uploadParts } from "./backup/common.js";
 import { ClientCommand } from "./base.js";
-import { describeError, rpcClient } from "./rpc.js";
 import { stripTerminalUnsafe } from "./terminal.js";
-import { CliFailure, CliUsageError, resolveTarget } from "./target.js";
+import { CliFailure, CliUsageError } from "./target.js";
 
 interface DiffView {
   section: string;
@@ -50,21 +49,14 @@ export class RestoreCommand extends ClientCommand {
     const given = this.pathFlag ?? this.file;
     if (!given) throw new CliUsageError("which backup? pass it as an argument or with --path FILE");
     if (this.pathFlag && this.file && this.pathFlag !== this.file) throw new CliUsageError("pass the backup once: as an argument or with --path, not both");
-    const file = await checkArchiveFile(given);
+    const file = await checkArchiveFile(given, this.context.cwd);
     const options = { dryRun: this.dryRun, sections: parseSections(this.sections), force: this.force, allowForeign: this.allowForeign };
     const views = this.offline ? await this.restoreOffline(file, options) : await this.restoreOnline(file, options);
-    return this.print(views);
+    return this.report(views);
   }
 
   private async restoreOnline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
-    const client = await rpcClient(BackupService, target, 3_600_000, { http2: true });
-    let res: RestoreBackupResponse;
-    try {
-      res = await client.restoreBackup(uploadParts(o, file));
-    } catch (err) {
-      throw new CliFailure(describeError(err, target));
-    }
+    const res = await this.withClient(BackupService, 3_600_000, (c) => c.restoreBackup(uploadParts(o, file)), { http2: true });
     return {
       dryRun: res.dryRun,
       restored: res.restoredSections,
@@ -75,13 +67,13 @@ export class RestoreCommand extends ClientCommand {
 
   /** The offline recovery path: the same verified, atomic restore, run here under the state lock. */
   private async restoreOffline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
-    const { resolveStateDir, statePaths } = await import("../state/paths.js");
+    const { statePaths } = await import("../state/paths.js");
     const { acquireStateLock, LockHeldError } = await import("../state/lock.js");
     const { BackupManager, BackupPreconditionError, BackupRefusedError } = await import("../backup/backups.js");
     const { recoverInterruptedSwap } = await import("../backup/swap.js");
     const { checkStateLoads } = await import("../state/loadable.js");
     const { readFile } = await import("node:fs/promises");
-    const stateDir = resolveStateDir(this.stateDir);
+    const stateDir = this.resolveStateDir(this.stateDir);
     const paths = statePaths(stateDir);
     let lock;
     try {
@@ -92,7 +84,7 @@ export class RestoreCommand extends ClientCommand {
     }
     try {
       await recoverInterruptedSwap(stateDir);
-      const secret = process.env.CARAPACE_SERVER_SECRET || (await readFile(paths.serverSecret, "utf8").catch(() => "")).trim();
+      const secret = this.context.env.CARAPACE_SERVER_SECRET || (await readFile(paths.serverSecret, "utf8").catch(() => "")).trim();
       if (!secret) throw new CliFailure(`no server secret: set CARAPACE_SERVER_SECRET or keep ${paths.serverSecret} (needed to check the backup's HMAC; or pass --allow-foreign)`);
       const manager = new BackupManager({
         stateDir,
@@ -117,7 +109,7 @@ export class RestoreCommand extends ClientCommand {
     }
   }
 
-  private print(v: { dryRun: boolean; restored: string[]; pre: string | undefined; diffs: DiffView[] }): number {
+  private report(v: { dryRun: boolean; restored: string[]; pre: string | undefined; diffs: DiffView[] }): number {
     if (this.json) {
       this.printJson({ dryRun: v.dryRun, restoredSections: v.restored, preRestoreBackupPath: v.pre ?? null, diffs: v.diffs.map((d) => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, unchanged: d.counts[3] })) });
       return 0;

@@ -53,6 +53,11 @@ function networkCode(err: unknown): string | undefined {
   return Object.keys(NETWORK_REASONS).find((k) => text.includes(k));
 }
 
+/** True when nothing listened at the server's address (and not for a server's own answer that mentions it). */
+export function isConnectionRefused(err: unknown): boolean {
+  return networkCode(err) === "ECONNREFUSED";
+}
+
 /**
  * True for an error the server answered (it carries the server's google.rpc.ErrorInfo), as
  * opposed to one raised here (connection refused, timeout, TLS).

@@ -49,15 +49,15 @@ export class StartCommand extends CaraCommand {
     const { startServer } = await import("../server/server.js");
     let restartWith: ((launcher: string) => void) | undefined;
     const restartRequested = new Promise<string>((resolve) => (restartWith = resolve));
-    const server = await startServer(flags, { onRestartRequested: (launcher) => restartWith?.(launcher) });
+    const server = await startServer(flags, { env: this.context.env, onRestartRequested: (launcher) => restartWith?.(launcher) });
     const stop = await Promise.race([
       new Promise<{ signal: NodeJS.Signals }>((resolve) => {
         process.once("SIGTERM", () => resolve({ signal: "SIGTERM" }));
         process.once("SIGINT", () => resolve({ signal: "SIGINT" }));
         // Under the install's launcher: if the launcher dies (even by kill -9), stop too rather
         // than linger unsupervised holding the state dir.
-        if (process.env.CARA_LAUNCHER) {
-          const parent = Number(process.env.CARA_LAUNCHER_PID) || process.ppid;
+        if (this.context.env.CARA_LAUNCHER) {
+          const parent = Number(this.context.env.CARA_LAUNCHER_PID) || process.ppid;
           setInterval(() => {
             if (process.ppid !== parent) {
               server.logger.warn({ launcherPid: parent }, "the launcher is gone; shutting down");
@@ -76,7 +76,7 @@ export class StartCommand extends CaraCommand {
       return this.restart(server, stop.launcher, () => stopRequested);
     }
     const signal = stop.signal;
-    if (process.env.CARA_LAUNCHER) {
+    if (this.context.env.CARA_LAUNCHER) {
       // Under the launcher the same stop can arrive twice (from a supervisor to the whole group,
       // and forwarded by the launcher): repeats are the same request, not "exit now".
       process.on("SIGTERM", () => {}).on("SIGINT", () => {});
@@ -101,7 +101,7 @@ export class StartCommand extends CaraCommand {
     await server.shutdown("restarting on the installed version");
     await new Promise<void>((resolve) => server.logger.flush(() => resolve()));
     if (stopRequested()) return 0;
-    if (process.env.CARA_LAUNCHER) return 75;
+    if (this.context.env.CARA_LAUNCHER) return 75;
     const { spawn } = await import("node:child_process");
     const child = spawn(process.execPath, [launcher, ...process.argv.slice(2)], { stdio: "inherit" });
     for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => child.kill(sig));

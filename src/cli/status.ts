@@ -1,12 +1,12 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Command, Option } from "clipanion";
-import { GetStatusResponseSchema, OpsService, type GetStatusResponse } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { AuthMode, CheckStatus, GetStatusResponseSchema, OpsService, SecretSource, type GetStatusResponse } from "../../gen/carapace/ops/v1/ops_pb.js";
 import { ClientCommand } from "./base.js";
 import { httpGet } from "./http-probe.js";
 import { messageToCliJson } from "./json.js";
 import { describeError, rpcClient } from "./rpc.js";
-import { formatDuration, painter, stripTerminalUnsafe } from "./terminal.js";
-import { CliFailure, parseTimeout, resolveTarget, type Target } from "./target.js";
+import { formatDuration, stripTerminalUnsafe } from "./terminal.js";
+import { CliFailure, parseTimeout, type Target } from "./target.js";
 
 interface HealthBody {
   status?: string;
@@ -35,7 +35,7 @@ export class StatusCommand extends ClientCommand {
 
   async run(): Promise<number> {
     const timeoutMs = parseTimeout(this.timeout);
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const target = await this.target();
     let health: HealthBody;
     try {
       const res = await httpGet(target, "/health", timeoutMs);
@@ -55,7 +55,7 @@ export class StatusCommand extends ClientCommand {
     } catch (err) {
       throw new CliFailure(describeError(err, target, timeoutMs));
     }
-    const failing = status.checks.some((c) => c.status === 3) || status.shuttingDown;
+    const failing = status.checks.some((c) => c.status === CheckStatus.FAIL) || status.shuttingDown;
     if (this.json) {
       this.printJson({ health, status: messageToCliJson(GetStatusResponseSchema, status) });
     } else {
@@ -66,10 +66,10 @@ export class StatusCommand extends ClientCommand {
 
   private printHuman(target: Target, s: GetStatusResponse): void {
     const out = this.context.stdout;
-    const p = painter(out);
+    const p = this.painter();
     const clean = stripTerminalUnsafe;
-    const warns = s.checks.filter((c) => c.status === 2).length;
-    const fails = s.checks.filter((c) => c.status === 3).length;
+    const warns = s.checks.filter((c) => c.status === CheckStatus.WARN).length;
+    const fails = s.checks.filter((c) => c.status === CheckStatus.FAIL).length;
     const verdict =
       fails > 0 || s.shuttingDown
         ? p.red(`FAILING (${fails} failing${warns ? `, ${warns} warning${warns > 1 ? "s" : ""}` : ""})`)
@@ -79,11 +79,11 @@ export class StatusCommand extends ClientCommand {
     out.write(`carapace ${clean(s.version)} at ${target.display}: ${p.bold(verdict)}, up ${formatDuration(Number(s.uptimeSeconds))}\n`);
     const width = Math.max(...s.checks.map((c) => c.name.length), 4);
     for (const c of s.checks) {
-      const label = c.status === 1 ? p.green("ok  ") : c.status === 2 ? p.yellow("warn") : p.red("fail");
+      const label = c.status === CheckStatus.OK ? p.green("ok  ") : c.status === CheckStatus.WARN ? p.yellow("warn") : p.red("fail");
       out.write(`  ${label}  ${clean(c.name).padEnd(width)}  ${clean(c.message)}\n`);
     }
-    const tokenFrom = s.authMode === 1 ? "CARAPACE_GATEWAY_TOKEN" : "<state>/auth/token";
-    const secretFrom = s.secretSource === 1 ? "CARAPACE_SERVER_SECRET" : "generated (<state>/auth/server-secret)";
+    const tokenFrom = s.authMode === AuthMode.TOKEN_ENV ? "CARAPACE_GATEWAY_TOKEN" : "<state>/auth/token";
+    const secretFrom = s.secretSource === SecretSource.ENV ? "CARAPACE_SERVER_SECRET" : "generated (<state>/auth/server-secret)";
     const rows: [string, string][] = [
       ["Version", `${clean(s.version)} (node ${clean(s.nodeVersion)}, ${clean(s.platform)}/${clean(s.arch)}, pid ${s.pid})`],
       ["Listening", `${clean(s.bind)}:${s.port} (${s.tls ? "TLS" : "plaintext"})`],

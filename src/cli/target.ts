@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { resolveStateDir, statePaths } from "../state/paths.js";
 import { readLocalToken } from "../state/secrets.js";
 
@@ -58,7 +59,7 @@ function configuredPort(stateDir: string): number | undefined {
  * server.port > 18789. Token: CARAPACE_GATEWAY_TOKEN > the local state dir's auth/token.
  * A token is never sent in plaintext to a host that is not loopback unless --allow-plaintext.
  */
-export async function resolveTarget(flags: ConnectionFlags, stderr: NodeJS.WritableStream, env: NodeJS.ProcessEnv = process.env): Promise<Target> {
+export async function resolveTarget(flags: ConnectionFlags, stderr: NodeJS.WritableStream, env: NodeJS.ProcessEnv, cwd = process.cwd()): Promise<Target> {
   const host = flags.host ?? DEFAULT_HOST;
   if (host.trim() === "" || /[\s/@?#]/.test(host)) throw new CliUsageError(`--host must be a host name or address (got '${host}')`);
   const stateDir = resolveStateDir(flags.stateDir, env);
@@ -80,7 +81,7 @@ export async function resolveTarget(flags: ConnectionFlags, stderr: NodeJS.Writa
   let ca: Buffer | undefined;
   if (flags.tlsCa !== undefined) {
     try {
-      ca = readFileSync(flags.tlsCa);
+      ca = readFileSync(resolve(cwd, flags.tlsCa));
     } catch (err) {
       throw new CliUsageError(`cannot read --tls-ca ${flags.tlsCa}: ${(err as Error).message}`);
     }

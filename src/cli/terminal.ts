@@ -31,9 +31,9 @@ export interface Painter {
   dim(s: string): string;
 }
 
-/** ANSI colours only when writing to a terminal (and NO_COLOR is not set). */
-export function painter(stream: NodeJS.WritableStream): Painter {
-  const on = (stream as { isTTY?: boolean }).isTTY === true && !process.env.NO_COLOR;
+/** ANSI colours only when writing to a terminal (and NO_COLOR is not set in `env`). */
+export function painter(stream: NodeJS.WritableStream, env: Record<string, string | undefined>): Painter {
+  const on = (stream as { isTTY?: boolean }).isTTY === true && !env.NO_COLOR;
   const wrap = (code: string) => (s: string) => (on ? `\u001b[${code}m${s}\u001b[0m` : s);
   return { green: wrap("32"), yellow: wrap("33"), red: wrap("31"), bold: wrap("1"), dim: wrap("2") };
 }

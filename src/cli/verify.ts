@@ -1,11 +1,11 @@
 import { Command, Option } from "clipanion";
 import { TaskState, TasksService, type Task } from "../../gen/carapace/tasks/v1/tasks_pb.js";
-import { CaraCommand } from "./base.js";
+import { ClientCommand } from "./base.js";
 import { httpGet } from "./http-probe.js";
 import { describeError, rpcClient } from "./rpc.js";
-import { STATE_NAMES } from "./task/common.js";
+import { blockedReasonName, stateName } from "./task/common.js";
 import { stripTerminalUnsafe } from "./terminal.js";
-import { CliFailure, CliUsageError, parseTimeout, resolveTarget } from "./target.js";
+import { CliFailure, CliUsageError, parseTimeout } from "./target.js";
 
 interface CheckLine {
   name: string;
@@ -14,9 +14,7 @@ interface CheckLine {
   next?: string;
 }
 
-const BLOCKED_NAMES: Record<number, string> = { 1: "approval_required", 2: "config_missing", 3: "delivery_failure", 4: "external_dependency", 5: "operator_action_required", 6: "unknown" };
-
-export class VerifyCommand extends CaraCommand {
+export class VerifyCommand extends ClientCommand {
   static override paths = [["verify"]];
   static override usage = Command.Usage({
     description: "Prove an outcome end to end (today: autonomy, a real durable task)",
@@ -34,29 +32,13 @@ export class VerifyCommand extends CaraCommand {
   });
 
   outcome = Option.String("--outcome", { required: true, description: "What to verify: autonomy" });
-  host = Option.String("--host", { description: "Server host (default 127.0.0.1)" });
-  port = Option.String("--port,-p", { description: "Server port (default: CARAPACE_PORT, the local config, or 18789)" });
-  tls = Option.Boolean("--tls", false, { description: "Connect over TLS" });
-  tlsCa = Option.String("--tls-ca", { description: "PEM CA file for --tls" });
-  allowPlaintext = Option.Boolean("--allow-plaintext", false, { description: "Allow plaintext to a non-loopback host" });
-  stateDir = Option.String("--state-dir", { description: "Local state dir to read the token from" });
   deadline = Option.String("--deadline", "70s", { description: "How long to wait for a terminal state (default 70s)" });
   json = Option.Boolean("--json", false, { description: "Print the checks as one JSON document" });
 
   async run(): Promise<number> {
     if (this.outcome !== "autonomy") throw new CliUsageError(`unknown --outcome '${this.outcome}' (supported: autonomy)`);
     const deadlineMs = parseTimeout(this.deadline, "--deadline");
-    const target = await resolveTarget(
-      {
-        ...(this.host !== undefined ? { host: this.host } : {}),
-        ...(this.port !== undefined ? { port: this.port } : {}),
-        ...(this.tlsCa !== undefined ? { tlsCa: this.tlsCa } : {}),
-        ...(this.stateDir !== undefined ? { stateDir: this.stateDir } : {}),
-        tls: this.tls,
-        allowPlaintext: this.allowPlaintext,
-      },
-      this.context.stderr,
-    );
+    const target = await this.target();
     const checks: CheckLine[] = [];
     const finish = () => this.report(target.display, checks);
     const retry = `cara verify --outcome autonomy --port ${target.port}`;
@@ -91,9 +73,12 @@ export class VerifyCommand extends CaraCommand {
     // 3. Watch it until terminal (or blocked), or the deadline.
     let maxAttempts = task.attempts;
     let pollError: string | undefined;
+    // The deadline is ours (the stream has no deadline of its own); leaving the loop early
+    // cancels the stream, so nothing of it outlives the command.
     const stop = AbortSignal.timeout(deadlineMs);
+    const seen = new AbortController();
     try {
-      for await (const msg of client.watchTask({ id: task.id }, { signal: stop, timeoutMs: deadlineMs + 1000 })) {
+      for await (const msg of client.watchTask({ id: task.id }, { signal: AbortSignal.any([stop, seen.signal]), timeoutMs: 0 })) {
         if (!msg.task) continue;
         task = msg.task;
         maxAttempts = Math.max(maxAttempts, task.attempts);
@@ -101,6 +86,8 @@ export class VerifyCommand extends CaraCommand {
       }
     } catch (err) {
       if (!stop.aborted) pollError = describeError(err, target);
+    } finally {
+      seen.abort();
     }
     if (pollError !== undefined) {
       checks.push({ name: "Task polling", pass: false, detail: pollError, next: "confirm service health and control auth, then retry" });
@@ -116,13 +103,13 @@ export class VerifyCommand extends CaraCommand {
         case TaskState.DONE:
           return { name: "Task terminal proof", pass: true, detail: `task reached done state (run IDs: ${task.runIds.length})` };
         case TaskState.BLOCKED:
-          return { name: "Task terminal proof", pass: true, detail: `task reached blocked state (${BLOCKED_NAMES[task.blockedReason] ?? "unknown"}: ${stripTerminalUnsafe(task.lastError ?? "")})` };
+          return { name: "Task terminal proof", pass: true, detail: `task reached blocked state (${blockedReasonName(task.blockedReason)}: ${stripTerminalUnsafe(task.lastError ?? "")})` };
         case TaskState.FAILED:
           return { name: "Task terminal proof", pass: false, detail: `task failed: ${stripTerminalUnsafe(task.lastError ?? "unknown error")}`, next: "check provider configuration (agent.baseUrl, agent.model, CARAPACE_AGENT_API_KEY) or the task policy, then retry" };
         case TaskState.CANCELLED:
           return { name: "Task terminal proof", pass: false, detail: "task was cancelled unexpectedly during verification", next: `find who cancelled it (\`cara task get ${task.id}\`), then retry` };
         default:
-          return { name: "Task terminal proof", pass: false, detail: `task did not reach terminal state before timeout (last state: ${STATE_NAMES[task.state] ?? "unknown"})`, next: "check the worker (`cara status`) and the logs (`cara logs`), then retry" };
+          return { name: "Task terminal proof", pass: false, detail: `task did not reach terminal state before timeout (last state: ${stateName(task.state)})`, next: "check the worker (`cara status`) and the logs (`cara logs`), then retry" };
       }
     })();
     checks.push(terminal);

@@ -15,11 +15,8 @@ export class VersionCommand extends CaraCommand {
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
 
   async run(): Promise<number> {
-    if (this.json) {
-      this.printJson({ version: VERSION, node: process.version, platform: process.platform, arch: process.arch });
-    } else {
-      this.context.stdout.write(`cara ${VERSION} (node ${process.version}, ${process.platform}/${process.arch})\n`);
-    }
+    const v = { version: VERSION, node: process.version, platform: process.platform, arch: process.arch };
+    this.print(v, { json: this.json, human: () => [`cara ${v.version} (node ${v.node}, ${v.platform}/${v.arch})`] });
     return 0;
   }
 }

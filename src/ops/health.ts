@@ -58,6 +58,7 @@ export class HealthMonitor {
 
   /** Resolves on the next change notification, after `timeoutMs`, or when `signal` aborts. */
   waitForChange(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);

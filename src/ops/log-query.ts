@@ -31,19 +31,6 @@ export function parseLogLevel(name: string, field = "min_level"): LogLevel {
   throw new LogQueryError(field, `unknown log level '${name}'; use one of ${LOG_LEVELS.join(", ")}`);
 }
 
-/**
- * The level for the API enum number (0 = unspecified → undefined, 1 = trace ... 6 = fatal).
- * Throws LogQueryError for any other number.
- */
-export function levelFromNumber(value: number, field = "min_level"): LogLevel | undefined {
-  if (value === 0) return undefined;
-  const level = LOG_LEVELS[value - 1];
-  if (!Number.isInteger(value) || level === undefined) {
-    throw new LogQueryError(field, `unknown log level ${value}; use 1 (trace) to 6 (fatal), or 0 for all levels`);
-  }
-  return level;
-}
-
 function checkRange(field: string, value: number | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < min || value > max) {

@@ -1,25 +1,35 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { invalidField, rpcError } from "../wire/error-details.js";
+import { rpcError } from "../wire/error-details.js";
+import { errorTable, onMatch } from "../wire/error-table.js";
 import type { OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
-import type { LogFilter as ProtoLogFilter } from "../../gen/carapace/ops/v1/ops_pb.js";
-import { checkFollowQuery, checkTailQuery, isLogQueryError, levelFromNumber } from "./log-query.js";
-import { isDroppedMarker, LOG_LEVELS, type LogEntry, type LogRing } from "./log-ring.js";
+import type { LogFilter as ProtoLogFilter, LogLevel as LogLevelValue } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { logLevelNames } from "../wire/ops.js";
+import { checkFollowQuery, checkTailQuery, isLogQueryError, LogQueryError } from "./log-query.js";
+import { isDroppedMarker, type LogEntry, type LogLevel, type LogRing } from "./log-ring.js";
 
 function toProtoEntry(e: LogEntry) {
   return {
     seq: BigInt(e.seq),
     time: timestampFromMs(e.time),
-    level: LOG_LEVELS.indexOf(e.level) + 1,
+    level: logLevelNames.toWire(e.level),
     component: e.component,
     message: e.message,
     fields: e.fields as JsonObject,
   };
 }
 
+/** The level for the API enum value: 0 (unspecified) is no minimum; an undeclared number is refused. */
+export function levelFromWire(value: LogLevelValue, field = "min_level"): LogLevel | undefined {
+  if (value === 0) return undefined;
+  const level = logLevelNames.name(value);
+  if (level === undefined) throw new LogQueryError(field, `unknown log level ${value}; use 1 (trace) to 6 (fatal), or 0 for all levels`);
+  return level as LogLevel;
+}
+
 function rawFilter(filter: ProtoLogFilter | undefined) {
-  const minLevel = filter?.minLevel ? levelFromNumber(filter.minLevel) : undefined;
+  const minLevel = filter?.minLevel ? levelFromWire(filter.minLevel) : undefined;
   return {
     ...(minLevel ? { minLevel } : {}),
     contains: filter?.contains ?? "",
@@ -30,10 +40,10 @@ function rawFilter(filter: ProtoLogFilter | undefined) {
 /** Filter fields live under `filter` in the requests; the others are top-level. */
 const FILTER_FIELDS = new Set(["min_level", "contains", "pattern"]);
 
-function invalid(err: unknown): never {
-  if (isLogQueryError(err)) throw invalidField(err.message, "LOG_QUERY_INVALID", FILTER_FIELDS.has(err.field) ? `filter.${err.field}` : err.field);
-  throw err;
-}
+/** Query errors on the wire. */
+const errors = errorTable([
+  onMatch(isLogQueryError, (e) => ({ code: Code.InvalidArgument, reason: "LOG_QUERY_INVALID", field: FILTER_FIELDS.has(e.field) ? `filter.${e.field}` : e.field })),
+]);
 
 export const DEFAULT_MAX_FOLLOWERS = 64;
 
@@ -51,7 +61,7 @@ export function logsService(ring: LogRing, shutdown: AbortSignal, options: { max
       try {
         query = checkTailQuery({ ...rawFilter(req.filter), ...(req.limit !== undefined ? { limit: req.limit } : {}), ...(req.maxBytes !== undefined ? { maxBytes: req.maxBytes } : {}), ...(req.afterSeq !== undefined ? { afterSeq: req.afterSeq } : {}) });
       } catch (err) {
-        invalid(err);
+        throw errors.map(err);
       }
       const res = ring.tail(query);
       return { entries: res.entries.map(toProtoEntry), nextSeq: BigInt(res.nextSeq), reset: res.reset, truncated: res.truncated };
@@ -61,7 +71,7 @@ export function logsService(ring: LogRing, shutdown: AbortSignal, options: { max
       try {
         query = checkFollowQuery({ ...rawFilter(req.filter), ...(req.tail !== undefined ? { tail: req.tail } : {}), ...(req.afterSeq !== undefined ? { afterSeq: req.afterSeq } : {}) });
       } catch (err) {
-        invalid(err);
+        throw errors.map(err);
       }
       if (followers >= maxFollowers) {
         throw rpcError(`${maxFollowers} log streams are open already (logs.maxFollowers); close one (e.g. another 'cara logs -f') or use TailLogs`, Code.ResourceExhausted, { reason: "LOG_FOLLOWERS_LIMIT", retryAfterMs: 5_000 });

@@ -1,19 +1,10 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import {
-  AuthMode,
-  CheckStatus,
-  OpsService,
-  OverallStatus,
-  SecretSource,
-  type GetStatusResponse,
-} from "../../gen/carapace/ops/v1/ops_pb.js";
+import { AuthMode, OpsService, SecretSource, type GetStatusResponse } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { checkStatusNames, overallStatusNames } from "../wire/ops.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { GetStatusResponseSchema } from "../../gen/carapace/ops/v1/ops_pb.js";
 import type { ServerStatus } from "./status.js";
-
-const CHECK_STATUS = { ok: CheckStatus.OK, warn: CheckStatus.WARN, fail: CheckStatus.FAIL } as const;
-const OVERALL = { healthy: OverallStatus.HEALTHY, degraded: OverallStatus.DEGRADED, failing: OverallStatus.FAILING } as const;
 
 /** Maps the domain status to the wire message. Sections are passed through as already-shaped inits. */
 export function statusToProto(status: ServerStatus): MessageInitShape<typeof GetStatusResponseSchema> {
@@ -31,8 +22,8 @@ export function statusToProto(status: ServerStatus): MessageInitShape<typeof Get
     stateDir: status.stateDir,
     authMode: status.tokenSource === "env" ? AuthMode.TOKEN_ENV : AuthMode.TOKEN_FILE,
     secretSource: status.secretSource === "env" ? SecretSource.ENV : SecretSource.GENERATED,
-    overall: OVERALL[status.overall],
-    checks: status.checks.map((c) => ({ name: c.name, status: CHECK_STATUS[c.status], message: c.message, durationMs: c.durationMs })),
+    overall: overallStatusNames.toWire(status.overall),
+    checks: status.checks.map((c) => ({ name: c.name, status: checkStatusNames.toWire(c.status), message: c.message, durationMs: c.durationMs })),
     diagnostics: {
       memoryRssBytes: BigInt(status.diagnostics.memoryRssBytes),
       diskFreeBytes: BigInt(status.diagnostics.diskFreeBytes),

@@ -80,7 +80,8 @@ export function agentTurnExecutor(config: () => AgentConfig): Executor {
       if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error("attempt aborted");
       return { kind: "retry", error: `LLM endpoint unreachable: ${describeFetchError(err)}` };
     }
-    const body = await readCapped(res.body, MAX_REPLY_BYTES, { over: "truncate", signal });
+    // Node's web streams are async-iterable; the DOM typings (the browser tests type-check this file) do not say so.
+    const body = await readCapped(res.body as AsyncIterable<Uint8Array> | null, MAX_REPLY_BYTES, { over: "truncate", signal });
     if (res.status === 429 || res.status >= 500) {
       const retryAfter = Number(res.headers.get("retry-after"));
       const outcome: Outcome = { kind: "retry", error: `LLM endpoint answered HTTP ${res.status}` };

@@ -1,11 +1,10 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { invalidField, rpcError } from "../wire/error-details.js";
+import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { errorTable, on } from "../wire/error-table.js";
+import { blockedReasonNames, taskStateNames } from "../wire/tasks.js";
 import {
-  BlockedReason,
   TaskPayloadSchema,
   TaskSchema,
-  TaskState,
   TasksService,
   type CreateTaskRequest,
   type Task,
@@ -14,7 +13,6 @@ import {
 } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 import {
   applyPolicy,
-  BLOCKED_REASONS,
   cancelTransition,
   DEFAULT_POLICY,
   isTerminal,
@@ -37,17 +35,6 @@ import {
 import { TaskQueueFullError, TaskStoreWriteError, type TaskInit, type TaskStore } from "./store.js";
 import type { Worker } from "./worker.js";
 
-const STATE_TO_PROTO: Record<TaskStateName, TaskState> = {
-  queued: TaskState.QUEUED,
-  running: TaskState.RUNNING,
-  blocked: TaskState.BLOCKED,
-  retry_wait: TaskState.RETRY_WAIT,
-  done: TaskState.DONE,
-  failed: TaskState.FAILED,
-  cancelled: TaskState.CANCELLED,
-};
-const PROTO_TO_STATE = new Map<number, TaskStateName>(Object.entries(STATE_TO_PROTO).map(([k, v]) => [v, k as TaskStateName]));
-
 const MAX_LIST_LIMIT = 1000;
 /** Requests in one CreateTasks call (one durable write). */
 const MAX_BATCH = 1000;
@@ -69,31 +56,18 @@ function taskInit(req: CreateTaskRequest): TaskInit {
 }
 const DEFAULT_LIST_LIMIT = 100;
 
-/**
- * Maps domain errors to Connect codes with ErrorInfo (a stable reason) and, for a bad field,
- * BadRequest; messages are already written for people.
- */
-function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
-  if (err instanceof TaskValidationError) return invalidField(err.message, "TASK_INVALID_ARGUMENT", err.field);
-  if (err instanceof TaskNotFoundError) return rpcError(err.message, Code.NotFound, { reason: "TASK_NOT_FOUND" });
-  if (err instanceof TaskStateError) return rpcError(err.message, Code.FailedPrecondition, { reason: "TASK_STATE_CONFLICT" });
-  if (err instanceof TaskQueueFullError) return rpcError(err.message, Code.ResourceExhausted, { reason: "TASK_QUEUE_FULL" });
-  if (err instanceof TaskStoreWriteError) {
-    return err.diskFull ? rpcError(err.message, Code.ResourceExhausted, { reason: "DISK_FULL" }) : rpcError(err.message, Code.Unavailable, { reason: "TASK_STORE_UNAVAILABLE" });
-  }
-  return rpcError("internal error", Code.Internal, { reason: "INTERNAL" });
-}
-
-function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
-  return async (...args: A) => {
-    try {
-      return await fn(...args);
-    } catch (err) {
-      throw toConnectError(err);
-    }
-  };
-}
+/** Domain errors on the wire; messages are already written for people. */
+const errors = errorTable(
+  [
+    on(TaskValidationError, (e) => ({ code: Code.InvalidArgument, reason: "TASK_INVALID_ARGUMENT", field: e.field })),
+    on(TaskNotFoundError, { code: Code.NotFound, reason: "TASK_NOT_FOUND" }),
+    on(TaskStateError, { code: Code.FailedPrecondition, reason: "TASK_STATE_CONFLICT" }),
+    on(TaskQueueFullError, { code: Code.ResourceExhausted, reason: "TASK_QUEUE_FULL" }),
+    on(TaskStoreWriteError, (e) => (e.diskFull ? { code: Code.ResourceExhausted, reason: "DISK_FULL" } : { code: Code.Unavailable, reason: "TASK_STORE_UNAVAILABLE" })),
+  ],
+  { code: Code.Internal, reason: "INTERNAL", message: "internal error" },
+);
+const guard = errors.guard;
 
 /** The wire payload (a oneof) as the stored `{"kind": ...}` object, validated. */
 export function payloadFromProto(payload: TaskPayload | undefined): TaskPayloadRecord {
@@ -122,14 +96,14 @@ export function taskToProto(rec: TaskRecord, worker?: Worker): Task {
   const lease = worker?.lease(rec.id);
   const init: MessageInitShape<typeof TaskSchema> = {
     id: rec.id,
-    state: STATE_TO_PROTO[rec.state],
+    state: taskStateNames.toWire(rec.state),
     attempts: rec.attempts,
     payload: payloadToProto(rec.payload),
     createdAtMs: BigInt(rec.createdAtMs),
     updatedAtMs: BigInt(rec.updatedAtMs),
     runIds: rec.runIds ?? [],
     policy: { ...rec.policy, maxTotalRuntimeMs: BigInt(rec.policy.maxTotalRuntimeMs) },
-    blockedReason: rec.blockedReason ? BLOCKED_REASONS.indexOf(rec.blockedReason) + 1 : BlockedReason.UNSPECIFIED,
+    blockedReason: blockedReasonNames.toWire(rec.blockedReason),
     policyExplicit: rec.policyExplicit === true,
     priority: rec.priority ?? 0,
     labels: rec.labels ?? {},
@@ -205,6 +179,15 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
     if (!rec) throw new TaskNotFoundError();
     return rec;
   };
+  /** RetryTask and ResumeTask: the task runs again after the delay, if `transition` allows it. */
+  const reschedule = (transition: typeof retryTransition) =>
+    guard(async (req: { id: string; reason?: string; delayMs?: bigint }) => {
+      const reason = normalizeReason(req.reason);
+      const delay = msField("delay_ms", req.delayMs) ?? 0;
+      const task = await store.update(taskId(req.id), (cur) => transition(cur, reason, delay, now()));
+      worker.wake();
+      return { task: taskToProto(task, worker) };
+    });
   return {
     createTask: guard(async (req) => {
       const { task, created } = await store.create(taskInit(req));
@@ -237,7 +220,7 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       if (limit > MAX_LIST_LIMIT) throw new TaskValidationError(`limit must be between 0 and ${MAX_LIST_LIMIT} (got ${limit})`, "limit");
       const states = new Set<TaskStateName>();
       for (const s of req.states) {
-        const name = PROTO_TO_STATE.get(s);
+        const name = taskStateNames.name(s) as TaskStateName | undefined;
         if (!name) throw new TaskValidationError(`invalid task state filter (allowed: ${TASK_STATES.join(", ")})`, "states");
         states.add(name);
       }
@@ -293,26 +276,14 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       worker.abort(task.id);
       return { task: taskToProto(task, worker) };
     }),
-    retryTask: guard(async (req) => {
-      const reason = normalizeReason(req.reason);
-      const delay = msField("delay_ms", req.delayMs) ?? 0;
-      const task = await store.update(taskId(req.id), (cur) => retryTransition(cur, reason, delay, now()));
-      worker.wake();
-      return { task: taskToProto(task, worker) };
-    }),
-    resumeTask: guard(async (req) => {
-      const reason = normalizeReason(req.reason);
-      const delay = msField("delay_ms", req.delayMs) ?? 0;
-      const task = await store.update(taskId(req.id), (cur) => resumeTransition(cur, reason, delay, now()));
-      worker.wake();
-      return { task: taskToProto(task, worker) };
-    }),
+    retryTask: reschedule(retryTransition),
+    resumeTask: reschedule(resumeTransition),
     async *watchTask(req, ctx: HandlerContext) {
       let current: TaskRecord;
       try {
         current = find(req.id);
       } catch (err) {
-        throw toConnectError(err);
+        throw errors.map(err);
       }
       const updates: TaskRecord[] = [];
       let wakeUp: (() => void) | undefined;

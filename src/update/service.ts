@@ -1,54 +1,52 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
 import {
-  RollbackState,
-  UpdateOutcome as UpdateOutcomeCode,
   UpdatePhase,
-  UpdateTransactionState,
   type StartUpdateResponseSchema,
   type UpdateService,
   type UpdateTransactionSchema,
 } from "../../gen/carapace/update/v1/update_pb.js";
-import { rpcError } from "../wire/error-details.js";
+import { errorTable, on, type WireFault } from "../wire/error-table.js";
 import { UpdateError } from "./errors.js";
 import type { Progress, UpdateManager, UpdateOutcome } from "./manager.js";
-import { MARKER_STATES, type RollbackMarkerFile } from "./rollback-marker.js";
-import { TX_PHASES, TX_STATES, type TxPhase, type UpdateTransaction } from "./transaction.js";
+import type { RollbackMarkerFile } from "./rollback-marker.js";
+import type { TxPhase, UpdateTransaction } from "./transaction.js";
+import { rollbackStateNames, transactionStateNames, updateOutcomeNames, updatePhaseNames } from "../wire/update.js";
 
-const CODES: Record<UpdateError["kind"], [Code, string]> = {
-  invalid: [Code.InvalidArgument, "UPDATE_INVALID_ARGUMENT"],
-  precondition: [Code.FailedPrecondition, "UPDATE_PRECONDITION"],
-  not_found: [Code.NotFound, "UPDATE_NOT_FOUND"],
-  unavailable: [Code.Unavailable, "UPDATE_UNAVAILABLE"],
+const FAULTS: Record<UpdateError["kind"], Pick<WireFault, "code" | "reason">> = {
+  invalid: { code: Code.InvalidArgument, reason: "UPDATE_INVALID_ARGUMENT" },
+  precondition: { code: Code.FailedPrecondition, reason: "UPDATE_PRECONDITION" },
+  not_found: { code: Code.NotFound, reason: "UPDATE_NOT_FOUND" },
+  unavailable: { code: Code.Unavailable, reason: "UPDATE_UNAVAILABLE" },
 };
 
 /**
- * Maps an UpdateError to its code with ErrorInfo (a stable reason), BadRequest for a bad field
- * and RetryInfo when rerunning may succeed (`retryMs`: the manager's first retry delay).
+ * Update errors on the wire: the code and reason by kind, BadRequest for a bad field, and
+ * RetryInfo when rerunning may succeed (`retryMs()`: the manager's first retry delay).
  */
-function toConnectError(err: unknown, retryMs: number): ConnectError {
-  if (err instanceof ConnectError) return err;
-  if (err instanceof UpdateError) {
-    const [code, reason] = CODES[err.kind];
-    return rpcError(err.message, code, {
-      reason,
-      ...(err.field ? { fieldViolations: [{ field: err.field, description: err.message }] } : {}),
-      ...(err.retryable ? { retryAfterMs: retryMs } : {}),
-      ...(err.phase ? { metadata: { phase: err.phase } } : {}),
-    });
-  }
-  return rpcError(`update failed: ${(err as Error).message}`, Code.Internal, { reason: "INTERNAL" });
+function updateErrors(retryMs: () => number) {
+  return errorTable(
+    [
+      on(UpdateError, (e) => ({
+        ...FAULTS[e.kind],
+        field: e.field,
+        retryAfterMs: e.retryable ? retryMs() : undefined,
+        metadata: e.phase ? { phase: e.phase } : undefined,
+      })),
+    ],
+    (err) => ({ code: Code.Internal, reason: "INTERNAL", message: `update failed: ${(err as Error).message}` }),
+  );
 }
 
-export const phaseToProto = (p: TxPhase | undefined): UpdatePhase => (p ? ((TX_PHASES.indexOf(p) + 1) as UpdatePhase) : UpdatePhase.UNSPECIFIED);
+export const phaseToProto = (p: TxPhase | undefined): UpdatePhase => updatePhaseNames.toWire(p);
 
 export function transactionToProto(tx: UpdateTransaction): MessageInitShape<typeof UpdateTransactionSchema> {
   return {
     id: tx.id,
     version: tx.version,
     assetName: tx.assetName,
-    state: (TX_STATES.indexOf(tx.state) + 1) as UpdateTransactionState,
+    state: transactionStateNames.toWire(tx.state),
     attempt: tx.attempt,
     maxAttempts: tx.maxAttempts,
     startedAtMs: BigInt(tx.startedAtMs),
@@ -69,7 +67,7 @@ export function transactionToProto(tx: UpdateTransaction): MessageInitShape<type
 function markerToProto(m: RollbackMarkerFile) {
   const opt = (v: number | undefined) => (v !== undefined ? BigInt(v) : undefined);
   return {
-    state: (MARKER_STATES.indexOf(m.startupState) + 1) as RollbackState,
+    state: rollbackStateNames.toWire(m.startupState),
     fromVersion: m.fromVersion,
     toVersion: m.toVersion,
     appliedAtMs: BigInt(m.appliedAtMs),
@@ -81,11 +79,9 @@ function markerToProto(m: RollbackMarkerFile) {
   };
 }
 
-const OUTCOMES = { applied: UpdateOutcomeCode.APPLIED, already_up_to_date: UpdateOutcomeCode.ALREADY_UP_TO_DATE, failed: UpdateOutcomeCode.FAILED } as const;
-
 function resultToProto(o: UpdateOutcome) {
   return {
-    outcome: OUTCOMES[o.outcome],
+    outcome: updateOutcomeNames.toWire(o.outcome),
     fromVersion: o.fromVersion,
     toVersion: o.toVersion,
     resumed: o.resumed,
@@ -107,6 +103,7 @@ type StreamMessage = MessageInitShape<typeof StartUpdateResponseSchema>;
 
 /** Adapts the UpdateManager to the generated UpdateService. */
 export function updateService(manager: UpdateManager, shutdown: AbortSignal): ServiceImpl<typeof UpdateService> {
+  const errors = updateErrors(() => manager.retryHintMs);
   return {
     async checkForUpdate(req) {
       try {
@@ -114,7 +111,7 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
         const { publishedAt, ...rest } = r;
         return { ...rest, ...(publishedAt ? { publishedAt: timestampFromDate(publishedAt) } : {}) };
       } catch (err) {
-        throw toConnectError(err, manager.retryHintMs);
+        throw errors.map(err);
       }
     },
 
@@ -144,13 +141,13 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
       }
       await run;
       while (queue.length > 0) yield queue.shift()!;
-      if (finished.error !== undefined) throw toConnectError(finished.error, manager.retryHintMs);
+      if (finished.error !== undefined) throw errors.map(finished.error);
       const outcome = finished.outcome!;
       const phase = outcome.outcome === "applied" ? UpdatePhase.APPLIED : outcome.outcome === "failed" ? UpdatePhase.FAILED : UpdatePhase.UNSPECIFIED;
       yield { phase, message: outcome.error?.message ?? (outcome.outcome === "applied" ? `v${outcome.toVersion} applied` : `already up to date (v${outcome.toVersion})`), version: outcome.toVersion, result: resultToProto(outcome) };
       if (outcome.error) {
         const e = outcome.error;
-        throw toConnectError(new UpdateError(e.retryable ? "unavailable" : "precondition", e.message, e.retryable, e.phase), manager.retryHintMs);
+        throw errors.map(new UpdateError(e.retryable ? "unavailable" : "precondition", e.message, e.retryable, e.phase));
       }
     },
 
@@ -186,7 +183,7 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
         });
         return { ...r };
       } catch (err) {
-        throw toConnectError(err, manager.retryHintMs);
+        throw errors.map(err);
       }
     },
   };

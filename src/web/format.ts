@@ -1,11 +1,12 @@
 // Display helpers: sizes, durations, times and enum names the way the CLI prints them.
 import type { DescEnum } from "@bufbuild/protobuf";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { shortEnumName } from "../wire/enum-names.js";
 
-/** An enum value as the CLI names it: TASK_STATE_RETRY_WAIT -> "retry_wait". */
+/** An enum value as the CLI names it (TASK_STATE_RETRY_WAIT -> "retry_wait"); the zero value is "unspecified". */
 export function enumName(schema: DescEnum, value: number): string {
   const v = schema.values.find((x) => x.number === value);
-  return v ? v.localName.toLowerCase() : `unknown (${value})`;
+  return v ? shortEnumName(schema, v.name) : `unknown (${value})`;
 }
 
 export function bytes(n: number | bigint): string {

@@ -4,17 +4,18 @@ import assert from "node:assert/strict";
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { connectJson, runCara, startCara, tempDir } from "../helpers/cara.js";
+import { connectJson, serveCara, tempDir } from "../helpers/cara.js";
+import { runCli } from "../helpers/cli.js";
 import { SECRET } from "../backup/fixtures.js";
 
 const env = { CARAPACE_SERVER_SECRET: SECRET };
 const B = "carapace.backup.v1.BackupService";
 
 test("upload an archive in pieces, then inspect and dry-run restore it by name; the restore changes the state", async () => {
-  const s = await startCara({ env });
+  const s = await serveCara({ env });
   await writeFile(join(s.stateDir, "config.json"), JSON.stringify({ logLevel: "info" }));
   const file = join(await tempDir(), "b.tar.gz");
-  const made = await runCara(["backup", "--output", file, "--port", String(s.port), "--state-dir", s.stateDir], { env });
+  const made = await runCli(["backup", "--output", file, "--port", String(s.port), "--state-dir", s.stateDir], { env });
   assert.equal(made.code, 0, made.stderr);
   const archive = await readFile(file);
 
@@ -68,7 +69,7 @@ test("upload an archive in pieces, then inspect and dry-run restore it by name; 
 });
 
 test("stored-archive RPCs: a name with a path is InvalidArgument, an unknown one NotFound; a damaged upload is reported, not refused", async () => {
-  const s = await startCara({ env });
+  const s = await serveCara({ env });
   for (const bad of ["../config.json", "a/b.tar.gz", ".hidden.tar.gz", "x.txt"]) {
     const res = await connectJson(s, `${B}/InspectStoredBackup`, { backupName: bad }, s.token);
     assert.equal(res.json.code, "invalid_argument", bad);

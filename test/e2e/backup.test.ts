@@ -2,21 +2,30 @@ import assert from "node:assert/strict";
 import { cp, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { connectJson, runCara, startCara, tempDir, type CaraServer } from "../helpers/cara.js";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { TasksService, TaskState } from "../../gen/carapace/tasks/v1/tasks_pb.js";
+import { connectJson, runCara, serveCara, startCara, tempDir, type CaraEndpoint } from "../helpers/cara.js";
+import { runCli } from "../helpers/cli.js";
+import { until } from "../helpers/wait.js";
 import { entryBlocks, maliciousArchive, SECRET } from "../backup/fixtures.js";
 
-const cli = (s: CaraServer, args: string[]) => runCara([...args, "--port", String(s.port), "--state-dir", s.stateDir], { env: { CARAPACE_SERVER_SECRET: SECRET } });
-const env = { CARAPACE_SERVER_SECRET: SECRET };
+// Server and CLI run in this process (serveCara, runCli) unless a process is the point: the
+// offline restore and `cara start` against a locked or corrupt state dir, and kill -9 mid-swap.
 
-async function listTasks(s: CaraServer): Promise<string[]> {
+const env = { CARAPACE_SERVER_SECRET: SECRET };
+/** `cara args` against `s`, in this process. */
+const cli = (s: CaraEndpoint, args: string[]) => runCli([...args, "--port", String(s.port), "--state-dir", s.stateDir], { env });
+
+async function listTasks(s: CaraEndpoint): Promise<string[]> {
   const res = await connectJson(s, "carapace.tasks.v1.TasksService/ListTasks", { limit: 1000 }, s.token);
   return (res.json.tasks ?? []).map((t: { id: string }) => t.id).sort();
 }
-const createTask = (s: CaraServer, text: string) =>
+const createTask = (s: CaraEndpoint, text: string) =>
   connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
 
 test("backup while tasks are being created is consistent; round trip restores the exact files", async () => {
-  const s = await startCara({ env });
+  const s = await serveCara({ env });
   await writeFile(join(s.stateDir, "config.json"), JSON.stringify({ logLevel: "info" }));
   await mkdir(join(s.stateDir, "sessions"), { mode: 0o700 });
   await writeFile(join(s.stateDir, "sessions", "a.json"), '{"id":"a"}', { mode: 0o640 });
@@ -42,8 +51,8 @@ test("backup while tasks are being created is consistent; round trip restores th
   // Restore into a fresh deployment with the same secret: everything identical, tasks parse.
   const before = await listTasks(s);
   await s.stop();
-  const fresh = await startCara({ env });
-  const restored = await runCara(["restore", out, "--force", "--port", String(fresh.port), "--state-dir", fresh.stateDir], { env });
+  const fresh = await serveCara({ env });
+  const restored = await cli(fresh, ["restore", out, "--force"]);
   assert.equal(restored.code, 0, restored.stderr);
   assert.match(restored.stdout, /^Restore completed successfully\n/);
   assert.equal(await readFile(join(fresh.stateDir, "sessions", "a.json"), "utf8"), '{"id":"a"}');
@@ -56,7 +65,7 @@ test("backup while tasks are being created is consistent; round trip restores th
 });
 
 test("cara backup refuses an existing file without --force and never follows a symlink", async () => {
-  const s = await startCara({ env });
+  const s = await serveCara({ env });
   const dir = await tempDir();
   const out = join(dir, "b.tar.gz");
   await writeFile(out, "keep me");
@@ -78,7 +87,7 @@ test("cara backup refuses an existing file without --force and never follows a s
 });
 
 test("restore: dry-run changes nothing and reports the diff; --force needed; pre-restore backup restores back", async () => {
-  const s = await startCara({ env });
+  const s = await serveCara({ env });
   await createTask(s, "one");
   const out = join(await tempDir(), "b.tar.gz");
   assert.equal((await cli(s, ["backup", "-o", out, "--sections", "tasks"])).code, 0);
@@ -112,7 +121,7 @@ test("restore: dry-run changes nothing and reports the diff; --force needed; pre
 });
 
 test("an unsafe or tampered archive is refused whole, with the entry and rule named, and the state is unchanged", async () => {
-  const s = await startCara({ env });
+  const s = await serveCara({ env });
   await createTask(s, "keep");
   const dir = await tempDir();
   const snapshot = async () => [await readFile(join(s.stateDir, "tasks", "queue.journal"), "utf8"), await listTasks(s)];
@@ -144,9 +153,9 @@ test("an unsafe or tampered archive is refused whole, with the entry and rule na
   assert.equal(verify.code, 1);
   assert.match(verify.stdout, /^NOT OK: .*\n[\s\S]*problem: .*tasks\/queue\.journal/);
   // A backup made by another deployment needs --allow-foreign.
-  const other = await startCara({ env: { CARAPACE_SERVER_SECRET: "a-different-deployment-secret-000000000000" } });
+  const other = await serveCara({ env: { CARAPACE_SERVER_SECRET: "a-different-deployment-secret-000000000000" } });
   const foreignFile = join(dir, "foreign.tar.gz");
-  assert.equal((await runCara(["backup", "-o", foreignFile, "--port", String(other.port), "--state-dir", other.stateDir])).code, 0);
+  assert.equal((await runCli(["backup", "-o", foreignFile, "--port", String(other.port), "--state-dir", other.stateDir])).code, 0);
   await other.stop();
   const foreign = await cli(s, ["restore", foreignFile, "--force"]);
   assert.equal(foreign.code, 1);
@@ -217,29 +226,21 @@ async function archiveSectionFiles(archive: string): Promise<Record<string, Buff
   return out;
 }
 
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /**
  * A state dir in its OLD state (config, 2 sessions, tasks old-*) and an archive of its NEW state
  * (other config, other sessions, tasks new-*), both with a compacted task store so that pausing
  * the store for the swap changes no byte.
  */
-async function oldStateAndNewArchive(): Promise<{ state: string; archive: string; newIds: string[]; oldIds: string[] }> {
-  const s = await startCara({ env });
+async function buildOldStateAndNewArchive(): Promise<{ state: string; archive: string; newIds: string[]; oldIds: string[] }> {
+  const s = await serveCara({ env });
   await writeFile(join(s.stateDir, "config.json"), `${JSON.stringify({ logLevel: "info", logs: { ringCapacity: 3000 } })}\n`);
   await mkdir(join(s.stateDir, "sessions", "agent"), { recursive: true, mode: 0o700 });
   await writeFile(join(s.stateDir, "sessions", "agent", "a.jsonl"), '{"turn":1,"text":"new a"}\n');
   await writeFile(join(s.stateDir, "sessions", "b.jsonl"), '{"turn":1,"text":"new b"}\n', { mode: 0o640 });
   for (let i = 0; i < 3; i++) await createTask(s, `new-${i}`);
   const newIds = await listTasks(s);
-  assert.equal(await s.stop(), 0);
-  const again = await startCara({ stateDir: s.stateDir, env });
+  await s.stop();
+  const again = await serveCara({ stateDir: s.stateDir, env });
   const archive = join(await tempDir(), "new.tar.gz");
   assert.equal((await cli(again, ["backup", "-o", archive])).code, 0);
   // Now the OLD state: more tasks, another config, a changed, a removed and an added session.
@@ -249,9 +250,13 @@ async function oldStateAndNewArchive(): Promise<{ state: string; archive: string
   await writeFile(join(again.stateDir, "sessions", "agent", "a.jsonl"), '{"turn":1,"text":"old a"}\n{"turn":2}\n');
   await rm(join(again.stateDir, "sessions", "b.jsonl"));
   await writeFile(join(again.stateDir, "sessions", "c.jsonl"), '{"turn":1,"text":"old c"}\n');
-  assert.equal(await again.stop(), 0);
+  await again.stop();
   return { state: s.stateDir, archive, newIds, oldIds };
 }
+
+let fixture: ReturnType<typeof buildOldStateAndNewArchive> | undefined;
+/** Built once for the file: each test works on its own copy of the state (copyState). */
+const oldStateAndNewArchive = () => (fixture ??= buildOldStateAndNewArchive());
 
 /** A copy of `state` (one crash scenario each). */
 async function copyState(state: string): Promise<string> {
@@ -279,8 +284,8 @@ for (const [step, outcome] of [
     assert.notDeepEqual(oldFiles, newFiles);
     assert.deepEqual(await listTasks(s), fixture.oldIds);
 
-    const restore = runCara(["restore", fixture.archive, "--force", "--port", String(s.port), "--state-dir", state], { env });
-    await waitFor(`the swap to reach ${step}`, () => s.lines.includes(`CARA_TEST_PAUSED_AT swap:${step}`));
+    const restore = runCli(["restore", fixture.archive, "--force", "--port", String(s.port), "--state-dir", state], { env });
+    await until(`the swap to reach ${step}`, () => s.lines.includes(`CARA_TEST_PAUSED_AT swap:${step}`), 30_000);
     const during = await sectionFiles(state);
     if (step === "moved:tasks") {
       // Really mid-swap: config and tasks are the new ones, sessions still the old ones.
@@ -321,7 +326,7 @@ for (const step of ["marker", "moved:sessions"] as const) {
     proc.stdout.resume();
     const exited = new Promise<NodeJS.Signals | null>((resolve) => proc.once("exit", (_code, signal) => resolve(signal)));
     try {
-      await waitFor(`the offline swap to reach ${step}`, () => stderr.includes(`CARA_TEST_PAUSED_AT swap:${step}\n`));
+      await until(`the offline swap to reach ${step}`, () => stderr.includes(`CARA_TEST_PAUSED_AT swap:${step}\n`), 30_000);
       assert.ok((await readdir(state)).includes("restore-swap.json"), "the swap marker is down");
     } finally {
       proc.kill("SIGKILL");
@@ -344,15 +349,18 @@ for (const step of ["marker", "moved:sessions"] as const) {
 }
 
 test("backup list shows the sections of each archive from its manifest, and an unreadable archive with the reason", async () => {
-  const s = await startCara({ env });
+  const s = await serveCara({ env });
   await writeFile(join(s.stateDir, "config.json"), `${JSON.stringify({ logLevel: "info" })}\n`);
   await createTask(s, "keep me");
   const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { backup: { keep: 3 } } }, s.token);
   assert.equal(created.status, 200, JSON.stringify(created.json));
+  // The backup task has written its archive when it is done.
+  const tasks = createClient(TasksService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
+  let state: TaskState | undefined;
+  for await (const msg of tasks.watchTask({ id: created.json.task.id }, { headers: { authorization: `Bearer ${s.token}` } })) state = msg.task?.state;
+  assert.equal(state, TaskState.DONE);
   const backups = join(s.stateDir, "backups");
-  const deadline = Date.now() + 20_000;
-  let names: string[] = [];
-  while (Date.now() < deadline && !(names = await readdir(backups)).some((n) => /^scheduled-.*\.tar\.gz$/.test(n))) await new Promise((r) => setTimeout(r, 50));
+  const names = await readdir(backups);
   const scheduled = names.find((n) => /^scheduled-.*\.tar\.gz$/.test(n));
   assert.ok(scheduled, `no scheduled archive in ${names.join(", ")}`);
   await writeFile(join(backups, "copied-in.tar.gz"), "not a backup");
@@ -382,11 +390,11 @@ test("backup list shows the sections of each archive from its manifest, and an u
 });
 
 test("backup check: ok on a new deployment; a restart 8 days after its first use without a backup warns; a backup clears it", async () => {
-  const getStatus = async (s: CaraServer) => (await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).json;
-  const backupCheck = async (s: CaraServer) => (await getStatus(s)).checks.find((c: { name: string }) => c.name === "backup");
-  const ready = async (s: CaraServer) => (await fetch(`${s.baseUrl}/health/ready`, { headers: { authorization: `Bearer ${s.token}` } })).json() as Promise<{ status: string; warnings: { name: string; message: string }[] }>;
+  const getStatus = async (s: CaraEndpoint) => (await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).json;
+  const backupCheck = async (s: CaraEndpoint) => (await getStatus(s)).checks.find((c: { name: string }) => c.name === "backup");
+  const ready = async (s: CaraEndpoint) => (await fetch(`${s.baseUrl}/health/ready`, { headers: { authorization: `Bearer ${s.token}` } })).json() as Promise<{ status: string; warnings: { name: string; message: string }[] }>;
 
-  const s = await startCara({ env });
+  const s = await serveCara({ env });
   const todo = `run 'cara backup --output FILE', or schedule nightly backups into ${join(s.stateDir, "backups")}: cara schedule create --name nightly-backup --cron '0 3 * * *' --payload '{"kind":"backup","keep":7}'`;
   const check = await backupCheck(s);
   // The first check without any backup recorded when the deployment was first used.
@@ -402,7 +410,7 @@ test("backup check: ok on a new deployment; a restart 8 days after its first use
   // The deployment has been in use for 8 days without a backup: the restart does not reset that.
   const eightDaysAgo = Date.now() - 8 * 86_400_000;
   await writeFile(join(s.stateDir, "backups", "first-use.json"), JSON.stringify({ atMs: eightDaysAgo }));
-  const again = await startCara({ stateDir: s.stateDir, env });
+  const again = await serveCara({ stateDir: s.stateDir, env });
   const r = await ready(again);
   assert.equal(r.status, "ready", "a warning does not make the server unready");
   assert.deepEqual(r.warnings.filter((w) => w.name === "backup"), [
@@ -412,8 +420,11 @@ test("backup check: ok on a new deployment; a restart 8 days after its first use
   // A backup (here streamed to the CLI) clears it.
   const out = join(await tempDir(), "b.tar.gz");
   assert.equal((await cli(again, ["backup", "-o", out])).code, 0);
-  await new Promise((resolve) => setTimeout(resolve, 600)); // health evaluations are shared for 500 ms
-  const after = await backupCheck(again);
+  // Health evaluations are shared for 500 ms: wait until one sees the backup.
+  const after = await until("a health evaluation that saw the backup", async () => {
+    const c = await backupCheck(again);
+    return c.message.startsWith("no backup") ? undefined : c;
+  });
   assert.equal(after.status, "CHECK_STATUS_OK");
   assert.match(after.message, /^last backup \d{4}-\d\d-\d\dT[\d:.]+Z \(\(streamed to a client\)\)$/);
   const status = await getStatus(again);
@@ -423,7 +434,7 @@ test("backup check: ok on a new deployment; a restart 8 days after its first use
 });
 
 test("a backup whose task queue would not load is refused before the swap, online and offline; the server stays ready", async () => {
-  const s = await startCara({ env });
+  const s = await serveCara({ env });
   await createTask(s, "keep");
   const before = await listTasks(s);
   const { gzipSync } = await import("node:zlib");
@@ -444,10 +455,10 @@ test("a backup whose task queue would not load is refused before the swap, onlin
   const ids = await listTasks(s);
   await s.stop();
 
-  const offline = await runCara(["restore", file, "--offline", "--force", "--allow-foreign", "--state-dir", s.stateDir], { env });
+  const offline = await runCli(["restore", file, "--offline", "--force", "--allow-foreign", "--state-dir", s.stateDir], { env });
   assert.equal(offline.code, 1);
   assert.match(offline.stderr, /^Error: the backup's state would not load, so nothing was changed: task queue file tasks\/queue\.json is corrupt/);
-  const again = await startCara({ stateDir: s.stateDir, env });
+  const again = await serveCara({ stateDir: s.stateDir, env });
   assert.deepEqual(await listTasks(again), ids);
   await again.stop();
 });

@@ -5,11 +5,14 @@ import { test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
-import { runCara, startCara, tempDir } from "../helpers/cara.js";
+import { runCara, serveCara, startCara, tempDir } from "../helpers/cara.js";
+import { runCli } from "../helpers/cli.js";
 import { selfSignedCert } from "../helpers/tls-cert.js";
 
 const SECRET = "a-long-enough-server-secret-for-tests-0001";
 
+// End to end: the real `cara status` binary against the real `cara start`. The other tests run
+// the server and the CLI in this process (serveCara, runCli).
 test("cara status: healthy server, human output, exit 0", async () => {
   const s = await startCara({ env: { CARAPACE_SERVER_SECRET: SECRET } });
   const res = await runCara(["status", "--port", String(s.port), "--state-dir", s.stateDir]);
@@ -28,8 +31,8 @@ test("cara status: healthy server, human output, exit 0", async () => {
 });
 
 test("cara status: a generated secret is a warning (DEGRADED, exit 0); a failing check exits 1", async () => {
-  const s = await startCara();
-  const res = await runCara(["status", "--port", String(s.port), "--state-dir", s.stateDir]);
+  const s = await serveCara();
+  const res = await runCli(["status", "--port", String(s.port), "--state-dir", s.stateDir]);
   assert.equal(res.code, 0);
   assert.match(res.stdout.split("\n")[0]!, /: DEGRADED \(1 warning\), up /);
   assert.ok(res.stdout.includes("  warn  server_secret  set CARAPACE_SERVER_SECRET in production"));
@@ -39,8 +42,8 @@ test("cara status: a generated secret is a warning (DEGRADED, exit 0); a failing
   const stateDir = join(dir, "s");
   await mkdir(stateDir, { mode: 0o700 });
   await writeFile(join(stateDir, "config.json"), JSON.stringify({ health: { diskFreeFloorBytes: 2 ** 52 } }));
-  const failing = await startCara({ stateDir, env: { CARAPACE_SERVER_SECRET: SECRET } });
-  const res2 = await runCara(["status", "--port", String(failing.port), "--state-dir", stateDir]);
+  const failing = await serveCara({ stateDir, env: { CARAPACE_SERVER_SECRET: SECRET } });
+  const res2 = await runCli(["status", "--port", String(failing.port), "--state-dir", stateDir]);
   assert.equal(res2.code, 1);
   assert.match(res2.stdout.split("\n")[0]!, /: FAILING \(1 failing\), up /);
   assert.match(res2.stdout, /\n {2}fail {2}disk {11}only /);
@@ -48,8 +51,8 @@ test("cara status: a generated secret is a warning (DEGRADED, exit 0); a failing
 });
 
 test("cara status --json prints exactly {health, status} with short enum names", async () => {
-  const s = await startCara({ env: { CARAPACE_SERVER_SECRET: SECRET } });
-  const res = await runCara(["status", "--json", "--port", String(s.port), "--state-dir", s.stateDir]);
+  const s = await serveCara({ env: { CARAPACE_SERVER_SECRET: SECRET } });
+  const res = await runCli(["status", "--json", "--port", String(s.port), "--state-dir", s.stateDir]);
   assert.equal(res.code, 0, res.stderr);
   const doc = JSON.parse(res.stdout);
   assert.deepEqual(Object.keys(doc), ["health", "status"]);
@@ -68,19 +71,19 @@ test("cara status --json prints exactly {health, status} with short enum names",
 });
 
 test("cara status: server down -> connection refused message, exit 1", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const port = s.port;
   await s.stop();
-  const res = await runCara(["status", "--port", String(port), "--state-dir", s.stateDir]);
+  const res = await runCli(["status", "--port", String(port), "--state-dir", s.stateDir]);
   assert.equal(res.code, 1);
   assert.equal(res.stdout, "");
   assert.equal(res.stderr, `Error: Could not connect to carapace at 127.0.0.1:${port} (connection refused). Is 'cara start' running?\n`);
 });
 
 test("cara status: a rejected token is reported as such (not as down), exit 1; --json prints nothing", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   for (const json of [false, true]) {
-    const res = await runCara(["status", "--port", String(s.port), ...(json ? ["--json"] : [])], {
+    const res = await runCli(["status", "--port", String(s.port), ...(json ? ["--json"] : [])], {
       env: { CARAPACE_GATEWAY_TOKEN: "not-the-token" },
     });
     assert.equal(res.code, 1);
@@ -95,38 +98,38 @@ test("cara status: a rejected token is reported as such (not as down), exit 1; -
 });
 
 test("cara status refuses to send the token in plaintext to a remote host; usage errors exit 2", async () => {
-  const res = await runCara(["status", "--host", "ops.example.invalid"]);
+  const res = await runCli(["status", "--host", "ops.example.invalid"]);
   assert.equal(res.code, 2);
   assert.match(res.stderr, /^Error: refusing to send the token in plaintext to ops\.example\.invalid: use --tls/);
-  const bad = await runCara(["status", "--timeout", "soon"]);
+  const bad = await runCli(["status", "--timeout", "soon"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^Error: --timeout must be a duration like 5s, 500ms, 2m or 24h \(got 'soon'\)/);
-  const unknown = await runCara(["status", "--bogus"]);
+  const unknown = await runCli(["status", "--bogus"]);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /Unknown Syntax Error/);
 });
 
 test("cara version and cara version --json", async () => {
   const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
-  const human = await runCara(["version"]);
+  const human = await runCli(["version"]);
   assert.equal(human.code, 0);
   assert.equal(human.stdout, `cara ${pkg.version} (node ${process.version}, ${process.platform}/${process.arch})\n`);
-  const json = await runCara(["version", "--json"]);
+  const json = await runCli(["version", "--json"]);
   assert.deepEqual(JSON.parse(json.stdout), { version: pkg.version, node: process.version, platform: process.platform, arch: process.arch });
 });
 
 test("TLS: h2 and HTTP/1.1 over one TLS port; cara status --tls --tls-ca works", async () => {
   const { cert, key } = await selfSignedCert();
-  const s = await startCara({ args: ["--tls-cert", cert, "--tls-key", key], env: { CARAPACE_SERVER_SECRET: SECRET } });
+  const s = await serveCara({ flags: { tlsCert: cert, tlsKey: key }, env: { CARAPACE_SERVER_SECRET: SECRET } });
   assert.ok(s.lines.some((l) => l.includes(`listening on https://127.0.0.1:${s.port}`)));
   const ca = await readFile(cert);
   const client = createClient(OpsService, createGrpcTransport({ baseUrl: `https://127.0.0.1:${s.port}`, nodeOptions: { ca } }));
   const status = await client.getStatus({}, { headers: { authorization: `Bearer ${s.token}` } });
   assert.equal(status.tls, true);
-  const res = await runCara(["status", "--tls", "--tls-ca", cert, "--port", String(s.port), "--state-dir", s.stateDir]);
+  const res = await runCli(["status", "--tls", "--tls-ca", cert, "--port", String(s.port), "--state-dir", s.stateDir]);
   assert.equal(res.code, 0, res.stderr);
   assert.ok(res.stdout.includes(`(TLS)`));
-  const untrusted = await runCara(["status", "--tls", "--port", String(s.port), "--state-dir", s.stateDir]);
+  const untrusted = await runCli(["status", "--tls", "--port", String(s.port), "--state-dir", s.stateDir]);
   assert.equal(untrusted.code, 1);
   assert.match(untrusted.stderr, /^Error: Could not connect to carapace at 127\.0\.0\.1:\d+ \(self-signed certificate \(pass --tls-ca/);
   await s.stop();

@@ -5,13 +5,13 @@ import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
-import { ROOT, cleanEnv, startCara, type CaraServer } from "../helpers/cara.js";
+import { ROOT, cleanEnv, serveCara, type CaraEndpoint } from "../helpers/cara.js";
 import { README, readmeBlock } from "../helpers/readme.js";
 
 const exec = promisify(execFile);
 
 /** Runs one README shell line with CARA and TOKEN set, buf on PATH, from the repo root. */
-async function sh(s: CaraServer, line: string): Promise<string> {
+async function sh(s: CaraEndpoint, line: string): Promise<string> {
   assert.ok(README.includes(line), `README shows: ${line}`);
   const env = cleanEnv({ CARA: s.baseUrl, TOKEN: s.token, PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env.PATH ?? ""}` });
   const { stdout } = await exec("bash", ["-c", line], { cwd: ROOT, env });
@@ -19,7 +19,7 @@ async function sh(s: CaraServer, line: string): Promise<string> {
 }
 
 test("README: the TypeScript client example runs and reads ErrorInfo and BadRequest", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const file = join(ROOT, `.readme-example-${process.pid}.mts`);
   await writeFile(file, readmeBlock("<!-- clients.test.ts runs this block -->", "ts"));
   try {
@@ -32,7 +32,7 @@ test("README: the TypeScript client example runs and reads ErrorInfo and BadRequ
 });
 
 test("README: curl (Connect JSON POST and Connect GET) and buf curl (schema and reflection, connect and grpc)", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   assert.ok(README.includes("CARA=http://127.0.0.1:18789\nTOKEN=$(cat ~/.config/carapace/auth/token)\n"));
 
   const status = JSON.parse(await sh(s, `curl -s -X POST "$CARA/carapace.ops.v1.OpsService/GetStatus" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{}'`));

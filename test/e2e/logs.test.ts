@@ -5,10 +5,15 @@ import { test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { LogLevel, OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { TasksService } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 import { spawn } from "node:child_process";
-import { CARA_BIN, cleanEnv, connectJson, runCara, startCara } from "../helpers/cara.js";
+import { CARA_BIN, cleanEnv, connectJson, serveCara, startCara } from "../helpers/cara.js";
+import { runCli, startCli } from "../helpers/cli.js";
 
 const SECRET_TEXT = "deploy with api_key=sk-proj-abcdefghijklmnopqrstuvwxyz0123 and Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlc2lnbmF0dXJl";
+
+// End to end on a spawned server: what reaches its stdout, its log file and the RPC, and
+// `cara logs -f` (the real binary) ended by the server's shutdown. The rest runs in this process.
 
 test("logs: TailLogs and cara logs show what was logged, redacted on stdout, file, ring and RPC", async () => {
   const s = await startCara();
@@ -16,10 +21,11 @@ test("logs: TailLogs and cara logs show what was logged, redacted on stdout, fil
   const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: SECRET_TEXT } } }, s.token);
   assert.equal(created.status, 200);
   await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, `${s.token}x`);
-  await new Promise((r) => setTimeout(r, 300));
 
   const client = createClient(OpsService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
   const opts = { headers: { authorization: `Bearer ${s.token}` } };
+  // The task runs on the worker: its event is logged once it ran.
+  for await (const msg of createClient(TasksService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" })).watchTask({ id: created.json.task.id }, opts)) void msg;
   const tail = await client.tailLogs({ limit: 50 }, opts);
   const event = tail.entries.find((e) => e.message === "system event");
   assert.ok(event, "the system event was logged");
@@ -53,7 +59,7 @@ test("logs: TailLogs and cara logs show what was logged, redacted on stdout, fil
 });
 
 test("logs: bad TailLogs input is INVALID_ARGUMENT naming the field and range", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const cases: [unknown, string][] = [
     [{ limit: 0 }, "limit: must be an integer from 1 to 5000 (got 0)"],
     [{ limit: -3 }, "limit: must be an integer from 1 to 5000 (got -3)"],
@@ -80,12 +86,14 @@ test("FollowLogs receives a line logged after subscribing and ends cleanly on sh
   const s = await startCara();
   const client = createClient(OpsService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
   const received: string[] = [];
+  let onEntry = (_message: string): void => undefined;
   let subscribed!: () => void;
   const ready = new Promise<void>((r) => (subscribed = r));
   const following = (async () => {
     for await (const msg of client.followLogs({ tail: 1 }, { headers: { authorization: `Bearer ${s.token}` } })) {
       if (msg.event.case === "entry") {
         received.push(msg.event.value.message);
+        onEntry(msg.event.value.message);
         subscribed();
       }
     }
@@ -102,9 +110,9 @@ test("FollowLogs receives a line logged after subscribing and ends cleanly on sh
     cliOut += c;
     resolve();
   }));
+  const event = new Promise<void>((resolve) => (onEntry = (message) => message === "system event" && resolve()));
   await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: "after subscribing" } } }, s.token);
-  for (let i = 0; i < 50 && !received.includes("system event"); i++) await new Promise((r) => setTimeout(r, 20));
-  assert.ok(received.includes("system event"), received.join(", "));
+  await event;
   s.proc.kill("SIGTERM");
   await following; // ends without error when the server shuts down
   assert.equal(await s.exited, 0);
@@ -115,19 +123,27 @@ test("FollowLogs receives a line logged after subscribing and ends cleanly on sh
 });
 
 test("cara logs: human lines, --level and --json; bad flags are usage errors", async () => {
-  const s = await startCara();
-  const human = await runCara(["logs", "-n", "3", "--port", String(s.port), "--state-dir", s.stateDir]);
+  const s = await serveCara();
+  const human = await runCli(["logs", "-n", "3", "--port", String(s.port), "--state-dir", s.stateDir]);
   assert.equal(human.code, 0, human.stderr);
   for (const line of human.stdout.trim().split("\n")) assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (TRACE|DEBUG|INFO |WARN |ERROR|FATAL) \S+ {2}\S/);
-  const warn = await runCara(["logs", "--level", "warn", "--json", "--port", String(s.port), "--state-dir", s.stateDir]);
+  const warn = await runCli(["logs", "--level", "warn", "--json", "--port", String(s.port), "--state-dir", s.stateDir]);
   const docs = warn.stdout.trim().split("\n").map((l) => JSON.parse(l));
   assert.ok(docs.length >= 1 && docs.every((d: { level: string }) => d.level === "warn"));
   assert.deepEqual(Object.keys(docs[0]), ["seq", "time", "level", "component", "message", "fields"]);
-  const bad = await runCara(["logs", "-n", "0"]);
+  const bad = await runCli(["logs", "-n", "0"]);
   assert.deepEqual([bad.code, bad.stderr.split("\n")[0]], [2, "Error: --lines must be from 1 to 5000 (got '0')"]);
-  const badLevel = await runCara(["logs", "--level", "loud"]);
+  const badLevel = await runCli(["logs", "--level", "loud"]);
   assert.equal(badLevel.code, 2);
-  const remote = await runCara(["logs", "--host", "logs.example.invalid"]);
+  const remote = await runCli(["logs", "--host", "logs.example.invalid"]);
   assert.equal(remote.code, 2);
+  // -f runs until interrupted (here the context's signal, Ctrl-C for the real one): exit 0.
+  const interrupt = new AbortController();
+  const follow = startCli(["logs", "-f", "-n", "1", "--json", "--port", String(s.port), "--state-dir", s.stateDir], { signal: interrupt.signal });
+  await follow.stdout.until(/\n/);
+  interrupt.abort();
+  const followed = await follow.done;
+  assert.deepEqual([followed.code, followed.stderr], [0, ""]);
+  assert.equal(followed.stdout.trim().split("\n").length, 1);
   await s.stop();
 });

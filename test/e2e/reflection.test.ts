@@ -11,7 +11,8 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { ROOT, startCara, tempDir, type CaraServer } from "../helpers/cara.js";
+import { ROOT, serveCara, tempDir, type CaraEndpoint } from "../helpers/cara.js";
+import { runCli } from "../helpers/cli.js";
 
 const run = promisify(execFile);
 const BUF = join(ROOT, "node_modules", ".bin", "buf");
@@ -79,10 +80,10 @@ async function resolveEverything(transport: Transport, token: string, service: D
   return { names, files, registry };
 }
 
-const bearer = (s: CaraServer) => `Authorization: Bearer ${s.token}`;
+const bearer = (s: CaraEndpoint) => `Authorization: Bearer ${s.token}`;
 
 test("reflection (v1 and v1alpha, over gRPC, gRPC-Web and Connect on HTTP/2) lists every service and resolves every file", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const transports = {
     grpc: createGrpcTransport({ baseUrl: s.baseUrl }),
     grpcWeb: createGrpcWebTransport({ baseUrl: s.baseUrl, httpVersion: "2" }),
@@ -108,7 +109,7 @@ test("reflection (v1 and v1alpha, over gRPC, gRPC-Web and Connect on HTTP/2) lis
 });
 
 test("reflection answers symbols (types, methods, fields), file names, extensions and misses per the protocol", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const t = createGrpcTransport({ baseUrl: s.baseUrl });
   const answers = await reflect(t, s.token, [
     { host: "h", messageRequest: { case: "fileContainingSymbol", value: "carapace.ops.v1.OpsService.TailLogs" } },
@@ -147,7 +148,7 @@ test("reflection answers symbols (types, methods, fields), file names, extension
 });
 
 test("reflection needs the token; server.reflection: \"off\" removes it (UNIMPLEMENTED)", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const t = createGrpcTransport({ baseUrl: s.baseUrl });
   for (const token of [undefined, "wrong"]) {
     await assert.rejects(reflect(t, token, [{ messageRequest: { case: "listServices", value: "" } }]), (e: unknown) => {
@@ -163,7 +164,7 @@ test("reflection needs the token; server.reflection: \"off\" removes it (UNIMPLE
   const stateDir = join(dir, "state");
   await mkdir(stateDir, { mode: 0o700 });
   await writeFile(join(stateDir, "config.json"), JSON.stringify({ server: { reflection: "off" } }));
-  const off = await startCara({ stateDir });
+  const off = await serveCara({ stateDir });
   await assert.rejects(reflect(createGrpcTransport({ baseUrl: off.baseUrl }), off.token, [{ messageRequest: { case: "listServices", value: "" } }]), (e: unknown) => {
     assert.ok(e instanceof ConnectError);
     assert.equal(e.code, Code.Unimplemented);
@@ -173,14 +174,13 @@ test("reflection needs the token; server.reflection: \"off\" removes it (UNIMPLE
   await off.stop();
 
   await writeFile(join(stateDir, "config.json"), JSON.stringify({ server: { reflection: "on" } }));
-  const { runCara } = await import("../helpers/cara.js");
-  const bad = await runCara(["start", "--port", "0", "--state-dir", stateDir]);
+    const bad = await runCli(["start", "--port", "0", "--state-dir", stateDir]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /^Error: invalid config .*config\.json: server\.reflection: Expected one of "token" or "off"/);
 });
 
 test("the bidi reflection stream over HTTP/1.1 is refused with 505 saying HTTP/2 is needed", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const res = await fetch(`${s.baseUrl}/grpc.reflection.v1.ServerReflection/ServerReflectionInfo`, {
     method: "POST",
     headers: { "content-type": "application/connect+json", authorization: `Bearer ${s.token}` },
@@ -192,7 +192,7 @@ test("the bidi reflection stream over HTTP/1.1 is refused with 505 saying HTTP/2
 });
 
 test("buf curl --reflect (no local schema) lists and calls every service over grpc, grpcweb and connect", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const calls: Array<[string, string, (out: any) => void]> = [
     ["carapace.ops.v1.OpsService/GetStatus", "{}", (o) => assert.equal(o.stateDir, s.stateDir)],
     ["carapace.tasks.v1.TasksService/ListTasks", '{"limit":5}', (o) => assert.deepEqual(o, {})],
@@ -201,16 +201,17 @@ test("buf curl --reflect (no local schema) lists and calls every service over gr
     ["carapace.update.v1.UpdateService/GetUpdateStatus", "{}", (o) => assert.equal(o.managed, undefined)],
     ["grpc.health.v1.Health/Check", "{}", (o) => assert.deepEqual(o, { status: "SERVING" })],
   ];
+  // The calls of one protocol run side by side (each is a buf process).
   for (const protocol of ["grpc", "grpcweb", "connect"]) {
     const common = ["curl", "--protocol", protocol, "--http2-prior-knowledge", "--reflect-header", bearer(s)];
-    const list = await run(BUF, [...common, "--list-services", s.baseUrl]);
+    const [list, methods, ...answers] = await Promise.all([
+      run(BUF, [...common, "--list-services", s.baseUrl]),
+      run(BUF, [...common, "--list-methods", s.baseUrl]),
+      ...calls.map(([path, body]) => run(BUF, [...common, "-H", bearer(s), "-d", body, `${s.baseUrl}/${path}`])),
+    ]);
     assert.deepEqual(list.stdout.trim().split("\n"), SERVED, protocol);
-    const methods = await run(BUF, [...common, "--list-methods", s.baseUrl]);
     assert.ok(methods.stdout.includes("carapace.backup.v1.BackupService/RestoreBackup\n"), protocol);
-    for (const [path, body, check] of calls) {
-      const r = await run(BUF, [...common, "-H", bearer(s), "-d", body, `${s.baseUrl}/${path}`]);
-      check(JSON.parse(r.stdout));
-    }
+    calls.forEach(([, , check], i) => check(JSON.parse(answers[i]!.stdout)));
   }
   // The deprecated v1alpha protocol, as older tools use it.
   const alpha = await run(BUF, ["curl", "--http2-prior-knowledge", "--reflect-protocol", "grpc-v1alpha", "--reflect-header", bearer(s), "-H", bearer(s), "-d", "{}", `${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`]);

@@ -4,19 +4,20 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
-import { connectJson, runCara, startCara, tempDir } from "../helpers/cara.js";
+import { connectJson, serveCara, tempDir } from "../helpers/cara.js";
+import { runCli } from "../helpers/cli.js";
 import { taskIdsInBackup } from "../helpers/backup-tasks.js";
 
 const SECRET = "restore-writes-test-secret-0123456789abcdef";
 const env = { CARAPACE_SERVER_SECRET: SECRET };
 
 test("no acknowledged create is lost across an online restore under concurrent creates", async () => {
-  const s = await startCara({ env });
+  const s = await serveCara({ env });
   const create = (text: string) =>
     connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
   for (let i = 0; i < 40; i++) await Promise.all(Array.from({ length: 50 }, (_, j) => create(`seed ${i}.${j}`)));
   const archive = join(await tempDir(), "b.tar.gz");
-  const backup = await runCara(["backup", "-o", archive, "--sections", "tasks", "--port", String(s.port), "--state-dir", s.stateDir], { env });
+  const backup = await runCli(["backup", "-o", archive, "--sections", "tasks", "--port", String(s.port), "--state-dir", s.stateDir], { env });
   assert.equal(backup.code, 0, backup.stderr);
 
   const acknowledged: string[] = [];
@@ -32,7 +33,7 @@ test("no acknowledged create is lost across an online restore under concurrent c
   const clients = Array.from({ length: 8 }, (_, n) => client(n));
   // Let the clients get going, restore, then let them run a little longer.
   while (acknowledged.length < 200) await new Promise((r) => setImmediate(r));
-  const restore = await runCara(["restore", archive, "--force", "--json", "--port", String(s.port), "--state-dir", s.stateDir], { env, timeoutMs: 60_000 });
+  const restore = await runCli(["restore", archive, "--force", "--json", "--port", String(s.port), "--state-dir", s.stateDir], { env });
   const afterRestore = acknowledged.length;
   while (acknowledged.length < afterRestore + 200) await new Promise((r) => setImmediate(r));
   stop = true;

@@ -9,12 +9,18 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { OpsService, CheckStatus } from "../../gen/carapace/ops/v1/ops_pb.js";
 import { UpdateService } from "../../gen/carapace/update/v1/update_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.js";
-import { connectJson, runCara, startCara, tempDir } from "../helpers/cara.js";
+import { connectJson, runCara, serveCara, startCara, tempDir } from "../helpers/cara.js";
+import { runCli } from "../helpers/cli.js";
+import { until } from "../helpers/wait.js";
+
+// The server runs in this process (serveCara) for what concerns HTTP and RPC; `cara start` runs
+// in this process (runCli) where it refuses to start; a spawned server is the point of the
+// signal, lock and shutdown tests.
 
 const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
 
 test("GET /health is 200 with status, monotonic uptime and version; HEAD works; POST is 405", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const res = await fetch(`${s.baseUrl}/health`);
   assert.equal(res.status, 200);
   assert.equal(res.headers.get("content-type"), "application/json; charset=utf-8");
@@ -37,7 +43,7 @@ test("GET /health is 200 with status, monotonic uptime and version; HEAD works; 
 });
 
 test("GET /health/ready is 200 ready with the secret warning, and 503 with failing checks and Retry-After", async () => {
-  const ready = await startCara();
+  const ready = await serveCara();
   const res = await fetch(`${ready.baseUrl}/health/ready`);
   assert.equal(res.status, 200);
   const body = (await res.json()) as any;
@@ -57,7 +63,7 @@ test("GET /health/ready is 200 ready with the secret warning, and 503 with faili
   const stateDir = join(dir, "state");
   await mkdir(stateDir, { mode: 0o700 });
   await writeFile(join(stateDir, "config.json"), JSON.stringify({ health: { diskFreeFloorBytes: 2 ** 52 } }));
-  const notReady = await startCara({ stateDir, env: { CARAPACE_SERVER_SECRET: "s".repeat(40) } });
+  const notReady = await serveCara({ stateDir, env: { CARAPACE_SERVER_SECRET: "s".repeat(40) } });
   const res2 = await fetch(`${notReady.baseUrl}/health/ready`);
   assert.equal(res2.status, 503);
   assert.equal(res2.headers.get("retry-after"), "5");
@@ -78,7 +84,7 @@ test("GET /health/ready is 200 ready with the secret warning, and 503 with faili
 });
 
 test("RPC auth: missing and wrong tokens are UNAUTHENTICATED, the right one works", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const missing = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {});
   assert.equal(missing.status, 401);
   assert.equal(missing.json.code, "unauthenticated");
@@ -112,7 +118,7 @@ test("RPC auth: missing and wrong tokens are UNAUTHENTICATED, the right one work
 });
 
 test("the 11th bad attempt within a minute is RESOURCE_EXHAUSTED (429 + Retry-After); the right token still gets in", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   for (let i = 1; i <= 10; i++) {
     const r = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, `wrong-${i}`);
     assert.equal(r.status, 401, `attempt ${i}`);
@@ -139,7 +145,7 @@ test("behind a trusted proxy, failed attempts count per forwarded client, not pe
   const stateDir = join(await tempDir(), "state");
   await mkdir(stateDir, { mode: 0o700 });
   await writeFile(join(stateDir, "config.json"), JSON.stringify({ server: { trustedProxies: ["127.0.0.1"] } }));
-  const s = await startCara({ stateDir });
+  const s = await serveCara({ stateDir });
   const call = (token: string, forwarded: string) =>
     fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "x-forwarded-for": forwarded }, body: "{}" });
   // The client may prepend anything; the proxy appends the address it saw (the rightmost hop).
@@ -153,7 +159,7 @@ test("behind a trusted proxy, failed attempts count per forwarded client, not pe
 });
 
 test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", async () => {
-  const s = await startCara({ env: { CARAPACE_SERVER_SECRET: "0123456789abcdef0123456789abcdef-x" } });
+  const s = await serveCara({ env: { CARAPACE_SERVER_SECRET: "0123456789abcdef0123456789abcdef-x" } });
   const transports = {
     connectBinary: createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1", useBinaryFormat: true }),
     connectJsonH2: createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "2" }),
@@ -164,7 +170,7 @@ test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", asy
     const client = createClient(OpsService, transport);
     const status = await client.getStatus({}, bearer(s.token));
     assert.equal(status.port, s.port, name);
-    assert.equal(status.pid, s.proc.pid, name);
+    assert.equal(status.pid, process.pid, name);
     assert.equal(status.bind, "127.0.0.1", name);
     assert.equal(status.tls, false, name);
     assert.equal(status.stateDir, s.stateDir, name);
@@ -191,7 +197,7 @@ test("GetStatus over Connect JSON, Connect binary, gRPC (h2c) and gRPC-Web", asy
 });
 
 test("UpdateService from a git checkout: status says why self-update does not apply; StartUpdate refuses", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const update = createClient(UpdateService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
   const st = await update.getUpdateStatus({}, bearer(s.token));
   assert.equal(st.managed, false);
@@ -218,7 +224,7 @@ test("UpdateService from a git checkout: status says why self-update does not ap
 });
 
 test("grpc.health.v1 Check and Watch need no token; Watch reports NOT_SERVING when shutdown starts, then ends", async () => {
-  const s = await startCara({ env: { CARAPACE_SERVER_SECRET: "0123456789abcdef0123456789abcdef-x" } });
+  const s = await serveCara({ env: { CARAPACE_SERVER_SECRET: "0123456789abcdef0123456789abcdef-x" } });
   const health = createClient(Health, createGrpcTransport({ baseUrl: s.baseUrl }));
   assert.equal((await health.check({ service: "" })).status, Serving.SERVING);
   assert.equal((await health.check({ service: "carapace.ops.v1.OpsService" })).status, Serving.SERVING);
@@ -227,12 +233,11 @@ test("grpc.health.v1 Check and Watch need no token; Watch reports NOT_SERVING wh
   const watching = (async () => {
     for await (const msg of health.watch({ service: "" })) {
       seen.push(msg.status);
-      if (seen.length === 1) s.proc.kill("SIGTERM");
+      if (seen.length === 1) void s.stop();
     }
   })();
   await watching;
   assert.deepEqual(seen, [Serving.SERVING, Serving.NOT_SERVING]);
-  assert.equal(await s.exited, 0);
 });
 
 test("a second server on the same state dir exits 1 naming the pid; a stale lock is taken over", async () => {
@@ -251,7 +256,9 @@ test("a second server on the same state dir exits 1 naming the pid; a stale lock
 
 test("SIGTERM: an in-flight call completes, new connections are refused, exit 0 within 5 s", async () => {
   const s = await startCara();
-  // A Connect JSON call whose body arrives in two parts, with SIGTERM in between: it is in flight.
+  // A Connect JSON call whose body is sent only after SIGTERM: it is in flight. With
+  // `Expect: 100-continue`, the server's "continue" says it has the call; its "shutting down"
+  // log line says the signal arrived.
   const body = "{}";
   const response = new Promise<{ status: number; text: string }>((resolve, reject) => {
     const req = http.request(
@@ -260,7 +267,7 @@ test("SIGTERM: an in-flight call completes, new connections are refused, exit 0 
         port: s.port,
         method: "POST",
         path: "/carapace.ops.v1.OpsService/GetStatus",
-        headers: { "content-type": "application/json", "content-length": body.length, authorization: `Bearer ${s.token}` },
+        headers: { "content-type": "application/json", "content-length": body.length, authorization: `Bearer ${s.token}`, expect: "100-continue" },
       },
       (res) => {
         let text = "";
@@ -269,11 +276,14 @@ test("SIGTERM: an in-flight call completes, new connections are refused, exit 0 
       },
     );
     req.on("error", reject);
-    req.write(body.slice(0, 1));
-    setTimeout(() => {
+    req.on("continue", () => {
       s.proc.kill("SIGTERM");
-      setTimeout(() => req.end(body.slice(1)), 300);
-    }, 200);
+      until("the server to start draining", () => s.lines.some((l) => l.includes("shutting down: draining in-flight calls") && l.includes('"inFlight":1'))).then(
+        () => req.end(body),
+        reject,
+      );
+    });
+    req.flushHeaders();
   });
   const started = Date.now();
   const done = await response;
@@ -290,27 +300,27 @@ test("start refuses bad config, a short secret and a plaintext non-loopback bind
   const stateDir = join(dir, "s");
   await mkdir(stateDir, { mode: 0o700 });
   await writeFile(join(stateDir, "config.json"), JSON.stringify({ server: { port: "18789", tls: true } }));
-  const bad = await runCara(["start", "--state-dir", stateDir]);
+  const bad = await runCli(["start", "--state-dir", stateDir]);
   assert.equal(bad.code, 1);
   assert.equal(
     bad.stderr.trim(),
     `Error: invalid config ${join(stateDir, "config.json")}: server.port: Expected a number (got "18789"); server.tls: unknown key (got true)`,
   );
   await writeFile(join(stateDir, "config.json"), "{}");
-  const short = await runCara(["start", "--state-dir", stateDir, "--port", "0"], { env: { CARAPACE_SERVER_SECRET: "too-short" } });
+  const short = await runCli(["start", "--state-dir", stateDir, "--port", "0"], { env: { CARAPACE_SERVER_SECRET: "too-short" } });
   assert.equal(short.code, 1);
   assert.match(short.stderr, /^Error: CARAPACE_SERVER_SECRET is too short \(9 characters; at least 32 required\)/);
   assert.ok(!short.stderr.includes("too-short"), "the secret itself is not echoed");
-  const open = await runCara(["start", "--state-dir", stateDir, "--port", "0", "--bind", "0.0.0.0"]);
+  const open = await runCli(["start", "--state-dir", stateDir, "--port", "0", "--bind", "0.0.0.0"]);
   assert.equal(open.code, 1);
   assert.match(open.stderr, /^Error: refusing to listen on 0\.0\.0\.0 without TLS/);
-  const usage = await runCara(["start", "--port", "http"]);
+  const usage = await runCli(["start", "--port", "http"]);
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /^Error: --port must be a port number 0\.\.65535 \(got 'http'\)/);
 });
 
 test("--allow-plaintext on a non-loopback bind starts with a warning", async () => {
-  const s = await startCara({ args: ["--bind", "0.0.0.0", "--allow-plaintext"] });
+  const s = await serveCara({ flags: { bind: "0.0.0.0", allowPlaintext: true } });
   assert.ok(s.lines.some((l) => l.includes('"level":"warn"') && l.includes("WITHOUT TLS")));
   assert.equal((await fetch(`http://127.0.0.1:${s.port}/health`)).status, 200);
   await s.stop();
@@ -322,7 +332,7 @@ test("a state dir owned by another user is refused", { skip: process.getuid?.() 
   await mkdir(stateDir, { mode: 0o700 });
   const { chown } = await import("node:fs/promises");
   await chown(stateDir, 12345, 12345);
-  const res = await runCara(["start", "--port", "0", "--state-dir", stateDir]);
+  const res = await runCli(["start", "--port", "0", "--state-dir", stateDir]);
   assert.equal(res.code, 1);
   assert.match(res.stderr, /^Error: refusing to use state dir .* it is owned by uid 12345, but cara runs as uid 0/);
 });
@@ -334,13 +344,13 @@ test("a symlinked subdirectory of the state dir is refused", async () => {
   await mkdir(join(dir, "elsewhere"));
   const { symlink } = await import("node:fs/promises");
   await symlink(join(dir, "elsewhere"), join(stateDir, "tasks"));
-  const res = await runCara(["start", "--port", "0", "--state-dir", stateDir]);
+  const res = await runCli(["start", "--port", "0", "--state-dir", stateDir]);
   assert.equal(res.code, 1);
   assert.equal(res.stderr.trim(), `Error: refusing to use ${join(stateDir, "tasks")}: it is a symbolic link (remove it or point CARAPACE_STATE_DIR at the real directory)`);
 });
 
 test("a JSON body with invalid UTF-8 is refused with invalid_argument and changes nothing", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const body = Buffer.concat([Buffer.from('{"payload":{"systemEvent":{"text":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}}}')]);
   const res = await fetch(`${s.baseUrl}/carapace.tasks.v1.TasksService/CreateTask`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${s.token}` }, body });
   assert.equal(res.status, 400);
@@ -351,7 +361,7 @@ test("a JSON body with invalid UTF-8 is refused with invalid_argument and change
 });
 
 test("a body that is not valid protobuf binary is refused with invalid_argument (400), naming the message type", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const res = await fetch(`${s.baseUrl}/carapace.tasks.v1.TasksService/CreateTask`, {
     method: "POST",
     headers: { "content-type": "application/proto", authorization: `Bearer ${s.token}` },

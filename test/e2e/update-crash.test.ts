@@ -4,22 +4,22 @@
  * artifact again; and a version that never becomes ready is rolled back after the timeout.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { cleanEnv, connectJson, ROOT, runCara, startCara, type CaraServer } from "../helpers/cara.js";
+import { connectJson, startCara, type CaraServer } from "../helpers/cara.js";
+import { runCli, startCli } from "../helpers/cli.js";
 import { signedRelease } from "../update/fixtures.js";
 import { buildRelease, cli, current, installDir, kit, launcher, listeningPorts, releases, server, stateDir, status, useUpdateWorld, waitFor } from "./update-world.js";
 
-useUpdateWorld();
+useUpdateWorld(["0.9.3", "0.9.4", "0.9.5", "0.9.6", "0.9.7", "0.9.8"]);
 
 describe("self-update survives kill -9 and rolls back a version that is never ready", { concurrency: false }, () => {
   let srv: CaraServer;
 
   test("set-up: a managed install of v0.9.1", async () => {
-    const r = await runCara(["install", "--dir", installDir, "--version", "0.9.1", "--state-dir", stateDir], { timeoutMs: 60_000 });
+    const r = await runCli(["install", "--dir", installDir, "--version", "0.9.1", "--state-dir", stateDir]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await current(), "versions/0.9.1");
   });
@@ -27,7 +27,7 @@ describe("self-update survives kill -9 and rolls back a version that is never re
   test("kill -9 in the middle of a download: the next start resumes the update with HTTP Range", async () => {
     await rm(join(stateDir, "updates", "rollback.json"), { force: true });
     const v = "0.9.3";
-    releases[v] = await signedRelease(kit, buildRelease(v), v);
+    releases[v] = await signedRelease(kit, await buildRelease(v), v);
     server.setReleases(Object.values(releases));
     const artifactName = `carapace-${v}.tar.gz`;
     const artifact = releases[v]!.assets.find((a) => a.name === artifactName)!.body as Buffer;
@@ -37,19 +37,18 @@ describe("self-update survives kill -9 and rolls back a version that is never re
       res.write(artifact.subarray(0, half)); // ...and never finishes
     });
     srv = await startCara({ stateDir, bin: launcher });
-    const update = spawn(process.execPath, [join(ROOT, "bin", "cara.js"), "update", "--yes", "--port", String(srv.port), "--state-dir", stateDir], { env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    update.stdout.on("data", (c: Buffer) => (out += c.toString()));
-    update.stderr.on("data", (c: Buffer) => (out += c.toString()));
+    // The CLI (in this process) drives the update; it fails when the server dies under it.
+    const update = startCli(["update", "--yes", "--port", String(srv.port), "--state-dir", stateDir]);
+    const out = () => update.stdout.text + update.stderr.text;
     const part = join(stateDir, "updates", `${artifactName}.part`);
     await waitFor("part of the artifact on disk", async () => existsSync(part) && (await readFile(part)).length > 0).catch((err: Error) => {
-      throw new Error(`${err.message}\ncara update said: ${out}\nserver: ${srv.lines.slice(-5).join("\n")}`);
+      throw new Error(`${err.message}\ncara update said: ${out()}\nserver: ${srv.lines.slice(-5).join("\n")}`);
     });
     // kill -9 the server itself (the launcher supervises it as a child and then exits too).
     const serverPid = (await connectJson(srv, "carapace.ops.v1.OpsService/GetStatus", {}, srv.token)).json.pid as number;
     process.kill(serverPid, "SIGKILL");
     await srv.exited;
-    update.kill();
+    assert.equal((await update.done).code, 1, out());
     const partSize = (await readFile(part)).length;
     assert.ok(partSize > 0 && partSize <= half);
     const tx = JSON.parse(await readFile(join(stateDir, "updates", "transaction.json"), "utf8")) as { phase: string; state: string };
@@ -73,10 +72,10 @@ describe("self-update survives kill -9 and rolls back a version that is never re
   ] as const;
   for (const [point, v] of crashPoints) {
     test(`kill -9 right after '${point}': the next start completes the update without downloading the artifact again`, async () => {
-      releases[v] = await signedRelease(kit, buildRelease(v), v);
+      releases[v] = await signedRelease(kit, await buildRelease(v), v);
       server.setReleases(Object.values(releases));
       srv = await startCara({ stateDir, bin: launcher, env: { CARA_TEST_UPDATE_PAUSE_AFTER: point } });
-      const update = spawn(process.execPath, [join(ROOT, "bin", "cara.js"), "update", "--yes", "--version", v, "--port", String(srv.port), "--state-dir", stateDir], { env: cleanEnv(), stdio: "ignore" });
+      const update = startCli(["update", "--yes", "--version", v, "--port", String(srv.port), "--state-dir", stateDir]);
       const txFile = join(stateDir, "updates", "transaction.json");
       await waitFor(`the transaction to reach ${point}`, async () => {
         if (point === "switched") return (await current()) === `versions/${v}` ? true : undefined;
@@ -86,7 +85,7 @@ describe("self-update survives kill -9 and rolls back a version that is never re
       const serverPid = (await connectJson(srv, "carapace.ops.v1.OpsService/GetStatus", {}, srv.token)).json.pid as number;
       process.kill(serverPid, "SIGKILL");
       await srv.exited;
-      update.kill();
+      assert.equal((await update.done).code, 1);
       server.clearLog();
       srv = await startCara({ stateDir, bin: launcher });
       const done = await waitFor("the resumed update to finish", async () => {
@@ -106,7 +105,7 @@ describe("self-update survives kill -9 and rolls back a version that is never re
     // Not ready: a free-space floor no disk meets fails the disk check (for every version).
     await writeFile(configFile, JSON.stringify({ ...config, update: { ...config.update, readyTimeoutMs: 2000 }, health: { diskFreeFloorBytes: Number.MAX_SAFE_INTEGER } }));
     const v = "0.9.8";
-    releases[v] = await signedRelease(kit, buildRelease(v), v);
+    releases[v] = await signedRelease(kit, await buildRelease(v), v);
     server.setReleases(Object.values(releases));
     srv = await startCara({ stateDir, bin: launcher });
     const r = await cli(srv, ["update", "--yes", "--restart"]);

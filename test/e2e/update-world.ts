@@ -4,13 +4,14 @@
  * GitHub-compatible release server, a state dir whose config points the updater at them, and
  * helpers to drive the CLI and the server started through a managed install's launcher.
  */
-import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import * as tar from "tar";
-import { connectJson, ROOT, runCara, tempDir, type CaraServer } from "../helpers/cara.js";
+import { connectJson, ROOT, tempDir, type CaraServer } from "../helpers/cara.js";
+import { runCli } from "../helpers/cli.js";
 import { startReleaseServer, type FakeRelease, type ReleaseServer } from "../helpers/release-server.js";
 import { signedRelease, TEST_REPO } from "../update/fixtures.js";
 import { createTestTrustRoot, type TestTrustRoot } from "../update/sigstore-kit.js";
@@ -23,17 +24,37 @@ export let stateDir: string;
 export let installDir: string;
 export let launcher: string;
 export const releases: Record<string, FakeRelease> = {};
+const exec = promisify(execFile);
 
-export function buildRelease(version: string): string {
-  const out = join(releasesDir, version);
-  const r = spawnSync(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--version", version, "--out", out, "--no-build"], { encoding: "utf8" });
-  assert.equal(r.status, 0, `release ${version} failed: ${r.stderr}`);
-  return join(out, `carapace-${version}.tar.gz`);
+const builds = new Map<string, Promise<string>>();
+let building = Promise.resolve();
+
+/**
+ * The release tarball of `version`, built by `npm run release` (once per version; the builds
+ * run one after the other, in the background of whatever the tests do meanwhile).
+ */
+export function buildRelease(version: string): Promise<string> {
+  let build = builds.get(version);
+  if (!build) {
+    const out = join(releasesDir, version);
+    build = building.then(async () => {
+      await exec(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--version", version, "--out", out, "--no-build"]).catch((err: { stderr?: string }) => {
+        throw new Error(`release ${version} failed: ${err.stderr}`);
+      });
+      return join(out, `carapace-${version}.tar.gz`);
+    });
+    building = build.then(
+      () => undefined,
+      () => undefined,
+    );
+    builds.set(version, build);
+  }
+  return build;
 }
 
 /** A validly signed release whose server cannot start (module-level throw). */
 export async function buildBrokenRelease(version: string): Promise<string> {
-  const good = buildRelease(version);
+  const good = await buildRelease(version);
   const dir = join(releasesDir, `broken-${version}`);
   await mkdir(dir, { recursive: true });
   await tar.x({ file: good, cwd: dir });
@@ -43,22 +64,7 @@ export async function buildBrokenRelease(version: string): Promise<string> {
   return out;
 }
 
-export function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const tick = async () => {
-      try {
-        const v = await fn();
-        if (v !== undefined && v !== false) return resolve(v);
-      } catch {
-        // not yet
-      }
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(tick, 50);
-    };
-    void tick();
-  });
-}
+export { until as waitFor } from "../helpers/wait.js";
 
 export const listeningPorts = (s: CaraServer) =>
   s.lines.flatMap((l) => {
@@ -70,7 +76,8 @@ export const listeningPorts = (s: CaraServer) =>
     }
   });
 
-export const cli = (s: { port: number }, args: string[], timeoutMs = 60_000) => runCara([...args, "--port", String(s.port), "--state-dir", stateDir], { timeoutMs });
+/** `cara args` (in this process) against the server on `s.port` with the world's state dir. */
+export const cli = (s: { port: number }, args: string[]) => runCli([...args, "--port", String(s.port), "--state-dir", stateDir]);
 export const current = () => readlink(join(installDir, "current"));
 
 export async function status(port: number) {
@@ -78,15 +85,19 @@ export async function status(port: number) {
   return r.json as { currentVersion: string; rollbackMarker?: { state: string; reason?: string; fromVersion: string; toVersion: string }; transaction?: { state: string; phase: string }; previousVersion?: string; installedVersions: string[]; managed: boolean; trustedRootOrigin: string; trustedRootPath: string; trustedRootRefreshedAtMs?: string; trustRefresh?: boolean };
 }
 
-/** Registers the hooks: test releases v0.9.0 and v0.9.1, the release server, the state dir with its update config. */
-export function useUpdateWorld(): void {
+/**
+ * Registers the hooks: test releases v0.9.0 and v0.9.1, the release server, the state dir with
+ * its update config. The releases of `later` versions are built in the background from the start.
+ */
+export function useUpdateWorld(later: string[] = []): void {
 before(async () => {
   work = await tempDir();
   releasesDir = join(work, "releases");
+  for (const v of ["0.9.0", "0.9.1", ...later]) void buildRelease(v).catch(() => undefined);
   kit = await createTestTrustRoot();
   const rootPath = join(work, "trusted_root.json");
   await kit.writeTo(rootPath);
-  for (const v of ["0.9.0", "0.9.1"]) releases[v] = await signedRelease(kit, buildRelease(v), v);
+  for (const v of ["0.9.0", "0.9.1"]) releases[v] = await signedRelease(kit, await buildRelease(v), v);
   server = await startReleaseServer(Object.values(releases));
   stateDir = join(work, "state");
   await mkdir(stateDir, { recursive: true, mode: 0o700 });

@@ -10,7 +10,8 @@ import { spawnSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { cleanEnv, connectJson, ROOT, runCara, startCara, type CaraServer } from "../helpers/cara.js";
+import { cleanEnv, connectJson, ROOT, runCara, serveCara, startCara, type CaraServer } from "../helpers/cara.js";
+import { runCli } from "../helpers/cli.js";
 import { signedRelease, TEST_REPO } from "../update/fixtures.js";
 import { startTufRepo } from "../update/tuf-kit.js";
 import { buildBrokenRelease, cli, current, installDir, kit, launcher, listeningPorts, releases, releasesDir, server, stateDir, status, useUpdateWorld, waitFor, work } from "./update-world.js";
@@ -39,13 +40,13 @@ describe("self-update end to end", { concurrency: false }, () => {
       const update = { releasesUrl: server.baseUrl, repository: TEST_REPO, tufMirror: tuf.url, tufRoot: tuf.initialRootPath };
       await writeFile(join(state, "config.json"), JSON.stringify({ update }));
       const dir = join(work, "tuf-install");
-      const r = await runCara(["install", "--dir", dir, "--version", "0.9.0", "--state-dir", state], { timeoutMs: 60_000 });
+      const r = await runCli(["install", "--dir", dir, "--version", "0.9.0", "--state-dir", state]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /\n {2}Trusted root: {6}refreshed\n/);
       assert.ok(tuf.requests.includes("/targets/trusted_root.json"), tuf.requests.join(" "));
 
       await writeFile(join(state, "config.json"), JSON.stringify({ update: { ...update, tufMirror: "http://127.0.0.1:9" } }));
-      const offline = await runCara(["install", "--dir", join(work, "tuf-install-2"), "--version", "0.9.0", "--state-dir", state], { timeoutMs: 60_000 });
+      const offline = await runCli(["install", "--dir", join(work, "tuf-install-2"), "--version", "0.9.0", "--state-dir", state]);
       assert.equal(offline.code, 1);
       assert.match(offline.stderr, /^Error: install failed: bundle verification failed: .* \(verified against the pinned trusted root; the TUF refresh before it failed: .*ECONNREFUSED.*\); nothing was installed\n$/);
     } finally {
@@ -54,8 +55,8 @@ describe("self-update end to end", { concurrency: false }, () => {
   });
 
   test("a git checkout says self-update does not apply, and how to update", async () => {
-    const dev = await startCara({ stateDir: join(work, "dev-state") });
-    const r = await runCara(["update", "--yes", "--port", String(dev.port), "--state-dir", dev.stateDir]);
+    const dev = await serveCara({ stateDir: join(work, "dev-state") });
+    const r = await runCli(["update", "--yes", "--port", String(dev.port), "--state-dir", dev.stateDir]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^Error: self-update does not apply to this installation: running from a git checkout \(.*\); update with `git pull && npm ci && npm run build`/);
     await dev.stop();
@@ -173,15 +174,15 @@ describe("self-update end to end", { concurrency: false }, () => {
     const bundle = join(ROOT, "test", "fixtures", "update", "v0.7.0-sha256sums.bundle");
     const digest = "sha256:acc4012c1a51190fc354e4e5d77ebe0779097e36d30e3ce523efb05581394163";
     const issuer = "https://token.actions.githubusercontent.com";
-    const ok = await runCara(["update", "verify", digest, "--bundle", bundle, "--certificate-identity", "https://github.com/puremachinery/carapace/.github/workflows/release.yml@refs/tags/v0.7.0", "--certificate-oidc-issuer", issuer]);
+    const ok = await runCli(["update", "verify", digest, "--bundle", bundle, "--certificate-identity", "https://github.com/puremachinery/carapace/.github/workflows/release.yml@refs/tags/v0.7.0", "--certificate-oidc-issuer", issuer]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /^Verified OK\n {2}Artifact SHA-256: {2}acc4012c1a51190fc354e4e5d77ebe0779097e36d30e3ce523efb05581394163\n/);
-    const wrong = await runCara(["update", "verify", digest, "--bundle", bundle, "--certificate-identity", "https://github.com/puremachinery/carapace/.github/workflows/release.yml@refs/tags/v0.7.1", "--certificate-oidc-issuer", issuer]);
+    const wrong = await runCli(["update", "verify", digest, "--bundle", bundle, "--certificate-identity", "https://github.com/puremachinery/carapace/.github/workflows/release.yml@refs/tags/v0.7.1", "--certificate-oidc-issuer", issuer]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /^Verification failed: bundle verification failed: /);
-    const substring = await runCara(["update", "verify", digest, "--bundle", bundle, "--certificate-identity-regexp", "puremachinery", "--certificate-oidc-issuer", issuer]);
+    const substring = await runCli(["update", "verify", digest, "--bundle", bundle, "--certificate-identity-regexp", "puremachinery", "--certificate-oidc-issuer", issuer]);
     assert.equal(substring.code, 1, "an identity regexp is anchored, never a substring match");
-    const usage = await runCara(["update", "verify", digest, "--bundle", bundle, "--certificate-oidc-issuer", issuer]);
+    const usage = await runCli(["update", "verify", digest, "--bundle", bundle, "--certificate-oidc-issuer", issuer]);
     assert.equal(usage.code, 2);
   });
 });

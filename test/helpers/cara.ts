@@ -1,15 +1,18 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after } from "node:test";
 import assert from "node:assert/strict";
+import type { DestinationStream } from "pino";
+import type { StartFlags } from "../../src/server/options.js";
 
 export const ROOT = new URL("../../", import.meta.url).pathname;
 export const CARA_BIN = join(ROOT, "bin", "cara.js");
 
 const tempDirs: string[] = [];
 const servers: CaraServer[] = [];
+const inProcess: InProcessCara[] = [];
 
 /** A fresh temporary directory, removed when the test file ends. */
 export async function tempDir(prefix = "cara-test-"): Promise<string> {
@@ -101,6 +104,59 @@ export async function startCara(
   return server;
 }
 
+/** What a test needs of a running server, spawned (startCara) or in this process (serveCara). */
+export type CaraEndpoint = Pick<CaraServer, "port" | "stateDir" | "baseUrl" | "token" | "lines">;
+
+export interface InProcessCara extends CaraEndpoint {
+  /** Secret values handed in through the environment. */
+  envSecrets: string[];
+  /** Graceful shutdown, as on SIGTERM. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The real server (`startServer`, what `cara start` runs) in this process, on port 0 with a temp
+ * state dir (or `stateDir`; `config` is written to its config.json), environment `env` on top
+ * of a clean one: no process to spawn and
+ * wait for. Its log lines (JSON) are collected in `lines`; like startCara's, they are checked for
+ * secrets at the end of the file. Use startCara for what needs a process: signals, exit codes,
+ * kill -9, the lock between processes, the launcher.
+ */
+export async function serveCara(
+  options: { stateDir?: string; config?: object; flags?: Omit<StartFlags, "stateDir" | "port">; env?: Record<string, string> } = {},
+): Promise<InProcessCara> {
+  const { startServer } = await import("../../src/server/server.js");
+  const stateDir = options.stateDir ?? join(await tempDir(), "state");
+  if (options.config !== undefined) {
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await writeFile(join(stateDir, "config.json"), JSON.stringify(options.config));
+  }
+  const lines: string[] = [];
+  let partial = "";
+  const logDestination = {
+    write(chunk: string) {
+      const parts = (partial + chunk).split("\n");
+      partial = parts.pop()!;
+      lines.push(...parts);
+    },
+  };
+  const running = await startServer({ ...options.flags, stateDir, port: 0 }, { env: cleanEnv(options.env), logDestination: logDestination as unknown as DestinationStream });
+  const tokenFromEnv = options.env?.CARAPACE_GATEWAY_TOKEN;
+  const token = tokenFromEnv ?? (await readFile(join(stateDir, "auth", "token"), "utf8")).trim();
+  const scheme = running.options.tls ? "https" : "http";
+  const server: InProcessCara = {
+    port: running.port,
+    stateDir,
+    baseUrl: `${scheme}://127.0.0.1:${running.port}`,
+    token,
+    lines,
+    envSecrets: [options.env?.CARAPACE_SERVER_SECRET, options.env?.CARAPACE_GATEWAY_TOKEN].filter((v): v is string => !!v),
+    stop: () => running.shutdown(),
+  };
+  inProcess.push(server);
+  return server;
+}
+
 /** Runs the CLI to completion. */
 export function runCara(
   args: string[],
@@ -144,8 +200,9 @@ after(async () => {
       await s.exited;
     }
   }
+  for (const s of inProcess) await s.stop();
   // No server ever logs its token or its server secret.
-  for (const s of servers) {
+  for (const s of [...servers, ...inProcess]) {
     const secrets = [s.token, ...s.envSecrets];
     try {
       secrets.push((await readFile(join(s.stateDir, "auth", "server-secret"), "utf8")).trim());

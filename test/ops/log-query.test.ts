@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { checkFollowQuery, checkTailQuery, isLogQueryError, levelFromNumber, parseLogLevel } from "../../src/ops/log-query.js";
+import { checkFollowQuery, checkTailQuery, isLogQueryError, parseLogLevel } from "../../src/ops/log-query.js";
+import { levelFromWire } from "../../src/ops/logs-service.js";
+import type { LogLevel as LogLevelValue } from "../../gen/carapace/ops/v1/ops_pb.js";
 
 function message(fn: () => unknown): string {
   try {
@@ -35,8 +37,8 @@ test("bad tail and follow parameters name the field and the range", () => {
 
 test("levels by name and by API number", () => {
   assert.equal(parseLogLevel("Error"), "error");
-  assert.equal(levelFromNumber(0), undefined);
-  assert.equal(levelFromNumber(1), "trace");
-  assert.equal(levelFromNumber(6), "fatal");
-  assert.equal(message(() => levelFromNumber(7)), "min_level: unknown log level 7; use 1 (trace) to 6 (fatal), or 0 for all levels");
+  assert.equal(levelFromWire(0), undefined);
+  assert.equal(levelFromWire(1), "trace");
+  assert.equal(levelFromWire(6), "fatal");
+  assert.equal(message(() => levelFromWire(7 as LogLevelValue)), "min_level: unknown log level 7; use 1 (trace) to 6 (fatal), or 0 for all levels");
 });

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS } from "../../src/server/cors.js";
-import { connectJson, ROOT, startCara, tempDir } from "../helpers/cara.js";
+import { connectJson, ROOT, serveCara, tempDir } from "../helpers/cara.js";
 
 const ALLOWED = "http://allowed.example:8080";
 
@@ -17,7 +17,7 @@ async function stateWithConfig(config: unknown): Promise<string> {
 }
 
 test("the server serves the built console at / and /console/..., says where on start, and the API and /health are unchanged", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const listening = s.lines.map((l) => JSON.parse(l) as { msg: string; console?: string }).find((r) => r.msg.startsWith("listening on"))!;
   assert.equal(listening.msg, `listening on http://127.0.0.1:${s.port}; console at http://127.0.0.1:${s.port}/`);
   assert.equal(listening.console, `http://127.0.0.1:${s.port}/`);
@@ -55,7 +55,7 @@ test("the server serves the built console at / and /console/..., says where on s
 });
 
 test("server.console: false turns the console off; the API and /health are unchanged", async () => {
-  const s = await startCara({ stateDir: await stateWithConfig({ server: { console: false } }) });
+  const s = await serveCara({ stateDir: await stateWithConfig({ server: { console: false } }) });
   const listening = s.lines.map((l) => JSON.parse(l) as { msg: string; console?: string }).find((r) => r.msg.startsWith("listening on"))!;
   assert.equal(listening.msg, `listening on http://127.0.0.1:${s.port}`);
   assert.equal(listening.console, undefined);
@@ -70,7 +70,7 @@ test("server.console: false turns the console off; the API and /health are uncha
 });
 
 test("CORS: preflights from an allowed origin get Connect's, gRPC-Web's and Connect GET's headers; other origins get none", async () => {
-  const s = await startCara({ stateDir: await stateWithConfig({ server: { cors: { allowedOrigins: [ALLOWED] } } }) });
+  const s = await serveCara({ stateDir: await stateWithConfig({ server: { cors: { allowedOrigins: [ALLOWED] } } }) });
   const url = `${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`;
   const preflight = (origin: string, method: string, headers: string) =>
     fetch(url, { method: "OPTIONS", headers: { origin, "access-control-request-method": method, "access-control-request-headers": headers } });
@@ -122,7 +122,7 @@ test("CORS: preflights from an allowed origin get Connect's, gRPC-Web's and Conn
 });
 
 test("default: no origin is allowed", async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const res = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, { method: "OPTIONS", headers: { origin: "http://localhost:1", "access-control-request-method": "POST" } });
   assert.equal(res.status, 403);
   assert.equal(res.headers.get("access-control-allow-origin"), null);
@@ -133,7 +133,7 @@ test("over TLS (h2, as browsers use it) the console answers with the same header
   const { selfSignedCert } = await import("../helpers/tls-cert.js");
   const http2 = await import("node:http2");
   const { cert, key } = await selfSignedCert();
-  const s = await startCara({ args: ["--tls-cert", cert, "--tls-key", key] });
+  const s = await serveCara({ flags: { tlsCert: cert, tlsKey: key } });
   const listening = s.lines.map((l) => JSON.parse(l) as { msg: string }).find((r) => r.msg.startsWith("listening on"))!;
   assert.equal(listening.msg, `listening on https://127.0.0.1:${s.port}; console at https://127.0.0.1:${s.port}/`);
   const session = http2.connect(`https://127.0.0.1:${s.port}`, { ca: await readFile(cert) });

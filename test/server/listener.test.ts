@@ -17,15 +17,26 @@ after(async () => {
 
 async function serve(limits: Parameters<typeof listen>[1]["limits"], extra: { tls?: { cert: Buffer; key: Buffer } } = {}) {
   const events: ListenerEvent[] = [];
+  let onFirstEvent!: () => void;
+  const firstEvent = new Promise<void>((resolve) => (onFirstEvent = resolve));
   const l = await listen(
     (req, res) => {
       res.writeHead(200, { "content-type": "text/plain" });
       res.end(`ok ${req.url}`);
     },
-    { bind: "127.0.0.1", port: 0, limits, onEvent: (e) => events.push(e), ...extra },
+    {
+      bind: "127.0.0.1",
+      port: 0,
+      limits,
+      onEvent: (e) => {
+        events.push(e);
+        onFirstEvent();
+      },
+      ...extra,
+    },
   );
   listeners.push(l);
-  return { l, events };
+  return { l, events, firstEvent };
 }
 
 const health = async (port: number) => (await fetch(`http://127.0.0.1:${port}/health`)).status;
@@ -99,7 +110,11 @@ test("a quiet HTTP/2 stream keeps its connection past idleMs", async () => {
   let body = "";
   req.on("data", (d: Buffer) => (body += d.toString()));
   await once(req, "data");
-  await new Promise((r) => setTimeout(r, 700));
+  // A session opened after it, with no stream, is cut when idleMs has passed: by then the
+  // first has been quiet for longer than idleMs.
+  const idle = http2.connect(`http://127.0.0.1:${l.port}`);
+  idle.on("error", () => undefined);
+  await once(idle, "close");
   assert.equal(goaway, false, "the session with an open stream was not closed");
   finish();
   await once(req, "end");
@@ -108,14 +123,14 @@ test("a quiet HTTP/2 stream keeps its connection past idleMs", async () => {
 });
 
 test("past maxConnections new connections are refused and logged once per burst; once the idle ones are cut, /health answers", async () => {
-  const { l, events } = await serve({ maxConnections: 20, firstByteMs: 600 });
+  const { l, events, firstEvent } = await serve({ maxConnections: 20, firstByteMs: 600 });
   const held = await Promise.all(Array.from({ length: 20 }, () => rawSocket(l.port)));
   const surplus = await Promise.all(Array.from({ length: 10 }, () => rawSocket(l.port)));
   const surplusTimes = await Promise.all(surplus.map((s) => s.closed));
   for (const t of surplusTimes) assert.ok(t < 500, `a surplus connection was closed at once (${t} ms)`);
   await Promise.all(held.map((s) => s.closed));
   assert.equal(await health(l.port), 200);
-  await new Promise((r) => setTimeout(r, 1_100));
+  await firstEvent; // one line for the burst, written a second after it began
   assert.deepEqual(events, [{ kind: "connections_dropped", count: 10, max: 20 }]);
 });
 

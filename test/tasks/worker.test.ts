@@ -36,6 +36,24 @@ function waitFor(store: TaskStore, id: string, pred: (t: TaskRecord) => boolean,
   });
 }
 
+/** A one-shot event: `fire()` resolves `fired`. */
+function signal(): { fire(): void; fired: Promise<void> } {
+  let fire!: () => void;
+  const fired = new Promise<void>((resolve) => (fire = resolve));
+  return { fire, fired };
+}
+
+/** A worker log that resolves `next(message)` when that message is logged. */
+function logRecorder() {
+  const waiting = new Map<string, () => void>();
+  const on = (_obj: object, msg: string) => waiting.get(msg)?.();
+  return {
+    info: on,
+    warn: on,
+    next: (message: string) => new Promise<void>((resolve) => waiting.set(message, resolve)),
+  };
+}
+
 const create = (store: TaskStore, payload: Record<string, unknown>, policy: Partial<typeof DEFAULT_POLICY> = {}) =>
   store.create({ payload: payload as TaskRecord["payload"], policy: { ...DEFAULT_POLICY, ...policy }, policyExplicit: true, nextRunAtMs: null }).then((r) => r.task);
 
@@ -156,12 +174,16 @@ test("the per-attempt timeout aborts the executor's work through its AbortSignal
 test("a hung executor that ignores its signal loses its lease and is rescued to retry_wait without a restart", async () => {
   const store = await openStore();
   let release: (() => void) | undefined;
-  const hung: Executor = () => new Promise((resolve) => (release = () => resolve({ kind: "done", result: "too late" })));
-  const worker = new Worker(store, { systemEvent: hung }, { pollMs: 20, leaseGraceMs: 200, backoff: { baseMs: 60_000, factor: 2, capMs: 60_000 } });
+  const started = signal();
+  const hung: Executor = () => {
+    started.fire(); // the attempt holds its lease from here
+    return new Promise((resolve) => (release = () => resolve({ kind: "done", result: "too late" })));
+  };
+  const log = logRecorder();
+  const worker = new Worker(store, { systemEvent: hung }, { pollMs: 20, leaseGraceMs: 200, backoff: { baseMs: 60_000, factor: 2, capMs: 60_000 }, log });
   worker.start();
   const t = await create(store, { kind: "systemEvent", text: "hang" }, { maxRunTimeoutSeconds: 1 });
-  await waitFor(store, t.id, (x) => x.state === "running");
-  for (let i = 0; i < 50 && !worker.lease(t.id); i++) await new Promise((r) => setTimeout(r, 10));
+  await started.fired;
   const lease = worker.lease(t.id);
   assert.ok(lease, "a running attempt holds a lease");
   assert.equal(lease.expiresAtMs - lease.acquiredAtMs, 1000 + 200, "lease = attempt deadline + grace");
@@ -169,8 +191,9 @@ test("a hung executor that ignores its signal loses its lease and is rescued to 
   assert.match(rescued.lastError!, /^lease expired: the attempt did not finish by its deadline/);
   assert.equal(worker.leasesRescued, 1);
   assert.equal(worker.busy, 0);
+  const ignored = log.next("ignored the result of an abandoned attempt (its lease had expired)");
   release!();
-  await new Promise((r) => setTimeout(r, 50));
+  await ignored;
   assert.equal(store.get(t.id)!.state, "retry_wait", "the late result is ignored");
   await worker.stop(1000);
   await store.close();
@@ -183,18 +206,20 @@ test("cancelling a running task aborts the attempt; it ends cancelled and a late
     new Promise((resolve) => {
       signal.addEventListener("abort", () => {
         sawAbort = true;
-        setTimeout(() => resolve({ kind: "done", result: "late" }), 20);
+        setImmediate(() => resolve({ kind: "done", result: "late" }));
       });
     });
-  const worker = new Worker(store, { systemEvent: slow }, { pollMs: 20 });
+  const log = logRecorder();
+  const worker = new Worker(store, { systemEvent: slow }, { pollMs: 20, log });
   worker.start();
   const t = await create(store, { kind: "systemEvent", text: "x" });
   await waitFor(store, t.id, (x) => x.state === "running");
   const { cancelTransition } = await import("../../src/tasks/model.js");
   await store.update(t.id, (cur) => cancelTransition(cur, "stop it", Date.now()));
+  const finished = log.next("task attempt finished");
   assert.equal(worker.abort(t.id), true);
-  await new Promise((r) => setTimeout(r, 100));
   assert.equal(sawAbort, true);
+  await finished; // the late result came back and was recorded as nothing
   const final = store.get(t.id)!;
   assert.deepEqual([final.state, final.lastError, final.result], ["cancelled", "stop it", undefined]);
   await worker.stop(1000);
@@ -206,21 +231,32 @@ test("priority: higher first; concurrency bounds the running attempts", async ()
   const order: string[] = [];
   let running = 0;
   let peak = 0;
+  // The first attempts are held until the test has seen the bound; later ones run straight on.
+  const twoRunning = signal();
+  const gate = signal();
   const exec: Executor = async ({ task }) => {
     running++;
     peak = Math.max(peak, running);
     order.push((task.payload as { text: string }).text);
-    await new Promise((r) => setTimeout(r, 30));
+    if (running === 2) twoRunning.fire();
+    await gate.fired;
     running--;
     return { kind: "done" };
   };
   const worker = new Worker(store, { systemEvent: exec }, { pollMs: 20, concurrency: 2 });
-  const low = await create(store, { kind: "systemEvent", text: "low" });
+  await create(store, { kind: "systemEvent", text: "low" });
   await store.create({ payload: { kind: "systemEvent", text: "high" }, policy: { ...DEFAULT_POLICY }, nextRunAtMs: null, priority: 10 });
   for (let i = 0; i < 4; i++) await create(store, { kind: "systemEvent", text: `n${i}` });
+  const allDone = new Promise<void>((resolve) => store.events.on("change", () => store.counts().done === 6 && resolve()));
   worker.start();
-  await waitFor(store, low.id, (x) => x.state === "done");
-  await new Promise((r) => setTimeout(r, 200));
+  await twoRunning.fired;
+  // Both slots are taken: a wake-up (the worker's next look for due tasks) starts nothing more.
+  worker.wake();
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual([running, order.length], [2, 2]);
+  gate.fire();
+  await allDone;
   assert.equal(order[0], "high");
   assert.equal(peak, 2);
   assert.equal(store.counts().done, 6);

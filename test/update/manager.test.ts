@@ -68,6 +68,11 @@ async function setup(releases: FakeRelease[], opts: { running?: string; retryDel
 
 const current = (installDir: string) => readlink(join(installDir, "current"));
 
+/** The next request for `path` never gets an answer; resolves when it has arrived. */
+function hangOn(path: string): Promise<void> {
+  return new Promise((resolve) => server.respond(path, () => resolve()));
+}
+
 async function assertNothingApplied(env: { installDir: string }, version: string) {
   assert.equal(await current(env.installDir), "versions/0.9.0");
   assert.equal(existsSync(join(env.installDir, "versions", version)), false, "the version must not be unpacked");
@@ -263,11 +268,13 @@ describe("update transaction (manager, real release server, test trust root)", (
 
   test("one update at a time: a second run is refused while the first holds the lock", async () => {
     const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
-    server.hangNext("/carapace-0.9.1.tar.gz.bundle");
-    const first = env.manager.start({ yes: true }, () => {}, AbortSignal.timeout(1500));
-    await new Promise((r) => setTimeout(r, 300));
+    const stuck = hangOn("/carapace-0.9.1.tar.gz.bundle");
+    const stop = new AbortController();
+    const first = env.manager.start({ yes: true }, () => {}, stop.signal);
+    await stuck; // the first run holds the lock, waiting for the bundle
     assert.equal((await env.manager.status()).inProgress, true);
     await assert.rejects(env.run(), { kind: "precondition", message: `an update is already in progress (pid ${process.pid})` });
+    stop.abort();
     const out: UpdateOutcome = await first;
     assert.equal(out.outcome, "failed");
   });
@@ -310,10 +317,10 @@ describe("update transaction (manager, real release server, test trust root)", (
 
   test("an interrupted run (shutdown, client gone) stays resumable and the attempt is not counted", async () => {
     const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
-    server.hangNext("/carapace-0.9.1.tar.gz");
+    const downloading = hangOn("/carapace-0.9.1.tar.gz");
     const controller = new AbortController();
     const running = env.manager.start({ yes: true }, () => {}, controller.signal);
-    await new Promise((r) => setTimeout(r, 300));
+    await downloading;
     controller.abort();
     const out = await running;
     assert.equal(out.outcome, "failed");

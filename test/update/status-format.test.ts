@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { GetUpdateStatusResponseSchema } from "../../gen/carapace/update/v1/update_pb.js";
-import { formatStatus } from "../../src/cli/update.js";
+import { formatStatus } from "../../src/cli/update/status-text.js";
 
 const trustedRootLine = (fields: Parameters<typeof create<typeof GetUpdateStatusResponseSchema>>[1]) =>
   formatStatus(create(GetUpdateStatusResponseSchema, { currentVersion: "0.9.1", ...fields }))

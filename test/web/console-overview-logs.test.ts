@@ -1,13 +1,13 @@
 // Browser: sign-in (wrong token, 429 wait, sign-out), the overview's checks, live logs.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { connectJson, startCara } from "../helpers/cara.js";
+import { connectJson, serveCara } from "../helpers/cara.js";
 import { assertCleanPage, browserTest, goTo, openConsole, PHONE, screenshot, signIn } from "./browser.js";
 
 const EXPECTED_401 = /status of 401/;
 
 test("sign in: a wrong token shows 'token rejected'; the right one is kept in sessionStorage only; sign out forgets it", browserTest, async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const c = await openConsole(s);
   const { page } = c;
   await page.locator("#token").waitFor();
@@ -44,7 +44,7 @@ test("sign in: a wrong token shows 'token rejected'; the right one is kept in se
 });
 
 test("sign in: after too many wrong tokens the form shows the server's wait (429 Retry-After); the right token still signs in", browserTest, async () => {
-  const s = await startCara();
+  const s = await serveCara();
   // Nine failures from this address through the API, the tenth through the page.
   for (let i = 0; i < 9; i++) assert.equal((await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, `wrong-${i}`)).status, 401);
   const c = await openConsole(s);
@@ -71,7 +71,7 @@ test("sign in: after too many wrong tokens the form shows the server's wait (429
 });
 
 test("overview: every check of GetStatus with its status and message, the server-secret warning, live uptime; readable at 375 px and in dark mode", browserTest, async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const status = (await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).json;
   const c = await openConsole(s);
   const { page } = c;
@@ -118,7 +118,7 @@ test("overview: every check of GetStatus with its status and message, the server
 });
 
 test("keyboard: skip link first, then the pages in order, focus visible; a page change focuses its heading", browserTest, async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const c = await openConsole(s);
   const { page } = c;
   await signIn(page, s.token);
@@ -149,7 +149,7 @@ test("keyboard: skip link first, then the pages in order, focus visible; a page 
 });
 
 test("logs: a line logged after the page loaded appears live; filters, pause/resume, copy a line; bounded; phone width", browserTest, async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const c = await openConsole(s, { path: "/console/logs" });
   const { page, context } = c;
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: s.baseUrl });
@@ -221,7 +221,7 @@ test("logs: the page keeps at most the ring's capacity of lines and renders only
   const stateDir = join(await tempDir(), "state");
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   await writeFile(join(stateDir, "config.json"), JSON.stringify({ logs: { ringCapacity: 100 } }));
-  const s = await startCara({ stateDir });
+  const s = await serveCara({ stateDir });
   const c = await openConsole(s, { path: "/console/logs" });
   const { page } = c;
   await signIn(page, s.token);

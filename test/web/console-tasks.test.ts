@@ -1,11 +1,11 @@
 // Browser: the Tasks page (create with inline validation, watch to done, cancel, retry, edit policy).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { connectJson, startCara } from "../helpers/cara.js";
+import { connectJson, serveCara } from "../helpers/cara.js";
 import { assertCleanPage, browserTest, goTo, openConsole, PHONE, screenshot, signIn } from "./browser.js";
 
 test("tasks: create a task from the editor (errors inline, the server's too) and watch it reach done; the list and counts follow", browserTest, async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const c = await openConsole(s);
   const { page } = c;
   await signIn(page, s.token);
@@ -66,7 +66,7 @@ test("tasks: create a task from the editor (errors inline, the server's too) and
 });
 
 test("tasks: cancel a queued task, filter by state, edit its policy (bounds checked inline), retry it to done", browserTest, async () => {
-  const s = await startCara();
+  const s = await serveCara();
   // Due in an hour: it stays queued.
   const queued = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: "later" } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
   const id = queued.json.task.id as string;
@@ -121,7 +121,7 @@ test("tasks: cancel a queued task, filter by state, edit its policy (bounds chec
 });
 
 test("tasks: a blocked task (no LLM provider, attempts used up) shows why; raise its attempts and resume it", browserTest, async () => {
-  const s = await startCara();
+  const s = await serveCara();
   const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { agentTurn: { message: "summarize" } }, policy: { maxAttempts: 1 } }, s.token);
   const id = created.json.task.id as string;
   const c = await openConsole(s, { path: `/console/tasks/${id}` });

@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { build } from "esbuild";
-import { ROOT, startCara, tempDir } from "../helpers/cara.js";
+import { ROOT, serveCara, tempDir } from "../helpers/cara.js";
 import { assertCleanPage, browserTest, goTo, launchChromium, openConsole, PHONE, screenshot, signIn } from "./browser.js";
 
 const servers: http.Server[] = [];
@@ -34,7 +34,7 @@ async function stateWithConfig(config: unknown): Promise<string> {
 
 test("update: the page shows the running version and, with the release source unreachable, a clear error", browserTest, async () => {
   const port = await closedPort();
-  const s = await startCara({ stateDir: await stateWithConfig({ update: { releasesUrl: `http://127.0.0.1:${port}/repos/o/r`, trustRefresh: false, maxAttempts: 1 } }) });
+  const s = await serveCara({ stateDir: await stateWithConfig({ update: { releasesUrl: `http://127.0.0.1:${port}/repos/o/r`, trustRefresh: false, maxAttempts: 1 } }) });
   const c = await openConsole(s, { path: "/console/update" });
   const { page } = c;
   await signIn(page, s.token);
@@ -84,7 +84,7 @@ test("CORS: a Connect-Web page on an allowed origin uses the API (Connect and gR
   const bundle = out.outputFiles[0]!.text;
   const allowed = await thirdPartyPage(bundle);
   const other = await thirdPartyPage(bundle);
-  const s = await startCara({ stateDir: await stateWithConfig({ server: { cors: { allowedOrigins: [allowed.origin] } } }) });
+  const s = await serveCara({ stateDir: await stateWithConfig({ server: { cors: { allowedOrigins: [allowed.origin] } } }) });
   const browser = await launchChromium();
   const context = await browser.newContext();
   const page = await context.newPage();

@@ -1,54 +1,39 @@
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Option } from "clipanion";
 import {
-  BlockedReason,
   TaskPayloadSchema,
-  TaskState,
   TasksService,
+  type BlockedReason,
+  type TaskState,
   type Task,
   type TaskPayload,
   type TaskPolicyOverrides,
 } from "../../../gen/carapace/tasks/v1/tasks_pb.js";
+import { blockedReasonNames, taskStateNames } from "../../wire/tasks.js";
 import { ClientCommand } from "../base.js";
-import { describeError, rpcClient } from "../rpc.js";
-import { painter, stripTerminalUnsafe } from "../terminal.js";
-import { CliFailure, CliUsageError, parseTimeout, resolveTarget } from "../target.js";
+import { stripTerminalUnsafe, type Painter } from "../terminal.js";
+import { CliFailure, CliUsageError, parseTimeout } from "../target.js";
 import type { Client } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 
-export const STATE_NAMES: Record<number, string> = {
-  [TaskState.QUEUED]: "queued",
-  [TaskState.RUNNING]: "running",
-  [TaskState.BLOCKED]: "blocked",
-  [TaskState.RETRY_WAIT]: "retry_wait",
-  [TaskState.DONE]: "done",
-  [TaskState.FAILED]: "failed",
-  [TaskState.CANCELLED]: "cancelled",
-};
-const BLOCKED_NAMES: Record<number, string> = {
-  [BlockedReason.APPROVAL_REQUIRED]: "approval_required",
-  [BlockedReason.CONFIG_MISSING]: "config_missing",
-  [BlockedReason.DELIVERY_FAILURE]: "delivery_failure",
-  [BlockedReason.EXTERNAL_DEPENDENCY]: "external_dependency",
-  [BlockedReason.OPERATOR_ACTION_REQUIRED]: "operator_action_required",
-  [BlockedReason.UNKNOWN]: "unknown",
-};
+/** A task state's name ("retry_wait"); "unknown" for a state this build does not know. */
+export const stateName = (state: TaskState): string => taskStateNames.name(state) ?? "unknown";
+/** A blocked reason's name ("config_missing"); "unknown" for none or one this build does not know. */
+export const blockedReasonName = (reason: BlockedReason): string => blockedReasonNames.name(reason) ?? "unknown";
 
-/** Accepts the reference's spellings: retry_wait|retry-wait|retrywait, cancelled|canceled. */
+/** Also accepts the original Rust cara's spellings: retry_wait|retry-wait|retrywait, cancelled|canceled. */
 export function parseStateFilter(value: string): TaskState[] {
   const out: TaskState[] = [];
   for (const raw of value.split(",")) {
     const s = raw.trim().toLowerCase().replace("-", "_");
-    const name = s === "retrywait" ? "retry_wait" : s === "canceled" ? "cancelled" : s;
-    const entry = Object.entries(STATE_NAMES).find(([, n]) => n === name);
-    if (!entry) throw new CliUsageError(`invalid task state filter '${raw.trim()}' (use queued, running, blocked, retry_wait, done, failed, cancelled)`);
-    out.push(Number(entry[0]) as TaskState);
+    const state = taskStateNames.value(s === "retrywait" ? "retry_wait" : s === "canceled" ? "cancelled" : s);
+    if (state === undefined) throw new CliUsageError(`invalid task state filter '${raw.trim()}' (use ${taskStateNames.names.join(", ")})`);
+    out.push(state);
   }
   return out;
 }
 
-/** `--payload '{"kind":"agentTurn","message":"..."}'` (the reference's shape) as the wire oneof. */
+/** `--payload '{"kind":"agentTurn","message":"..."}'` (the queue.json payload shape) as the wire oneof. */
 export function parsePayloadFlag(text: string): TaskPayload {
   let value: unknown;
   try {
@@ -76,7 +61,7 @@ export function parseUint(value: string | undefined, flag: string, max = Number.
   return Number(value);
 }
 
-/** The task as a JSON object in the queue.json record shape (what the reference's CLI printed). */
+/** The task as a JSON object in the queue.json record shape (what the original Rust cara printed). */
 export function taskJson(t: Task): Record<string, unknown> {
   const payload: Record<string, unknown> = t.payload?.kind.case ? { kind: t.payload.kind.case } : {};
   if (t.payload?.kind.case) {
@@ -84,7 +69,7 @@ export function taskJson(t: Task): Record<string, unknown> {
   }
   const out: Record<string, unknown> = {
     id: t.id,
-    state: STATE_NAMES[t.state] ?? "unknown",
+    state: stateName(t.state),
     attempts: t.attempts,
     nextRunAtMs: t.nextRunAtMs !== undefined ? Number(t.nextRunAtMs) : null,
     lastError: t.lastError ?? null,
@@ -94,7 +79,7 @@ export function taskJson(t: Task): Record<string, unknown> {
   };
   if (t.runIds.length > 0) out.runIds = t.runIds;
   if (t.policy) out.policy = { maxAttempts: t.policy.maxAttempts, maxTotalRuntimeMs: Number(t.policy.maxTotalRuntimeMs), maxTurns: t.policy.maxTurns, maxRunTimeoutSeconds: t.policy.maxRunTimeoutSeconds };
-  if (t.blockedReason) out.blockedReason = BLOCKED_NAMES[t.blockedReason] ?? "unknown";
+  if (t.blockedReason) out.blockedReason = blockedReasonName(t.blockedReason);
   if (t.policyExplicit) out.policyExplicit = true;
   if (t.priority) out.priority = t.priority;
   if (t.idempotencyKey) out.idempotencyKey = t.idempotencyKey;
@@ -126,9 +111,8 @@ export function payloadSummary(t: Task): string {
 }
 
 /** Human summary of one task. */
-export function formatTask(t: Task, out: NodeJS.WritableStream): string {
-  const p = painter(out);
-  const state = STATE_NAMES[t.state] ?? "unknown";
+export function formatTask(t: Task, p: Painter): string {
+  const state = stateName(t.state);
   const colour = state === "done" ? p.green : state === "failed" || state === "cancelled" ? p.red : state === "blocked" ? p.yellow : (s: string) => s;
   const lines = [`Task ${t.id}  ${colour(state)}  (attempts ${t.attempts})`, `  Payload:    ${stripTerminalUnsafe(payloadSummary(t))}`];
   if (t.policy) lines.push(`  Policy:     maxAttempts ${t.policy.maxAttempts}, maxTotalRuntimeMs ${t.policy.maxTotalRuntimeMs}, maxTurns ${t.policy.maxTurns}, maxRunTimeoutSeconds ${t.policy.maxRunTimeoutSeconds}`);
@@ -136,7 +120,7 @@ export function formatTask(t: Task, out: NodeJS.WritableStream): string {
   if (t.nextRunAtMs !== undefined) lines.push(`  Next run:   ${iso(t.nextRunAtMs)}`);
   if (t.priority) lines.push(`  Priority:   ${t.priority}`);
   if (Object.keys(t.labels).length > 0) lines.push(`  Labels:     ${Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(", ")}`);
-  if (t.blockedReason) lines.push(`  Blocked:    ${BLOCKED_NAMES[t.blockedReason]}`);
+  if (t.blockedReason) lines.push(`  Blocked:    ${blockedReasonName(t.blockedReason)}`);
   if (t.lastError) lines.push(`  Last error: ${stripTerminalUnsafe(t.lastError)}`);
   if (t.result !== undefined) lines.push(`  Result:     ${stripTerminalUnsafe(t.result.length > 500 ? `${t.result.slice(0, 500)}…` : t.result)}`);
   if (t.lease) lines.push(`  Lease:      ${t.lease.owner} until ${iso(t.lease.expiresAtMs)}`);
@@ -148,21 +132,14 @@ export abstract class TaskCommand extends ClientCommand {
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
   timeout = Option.String("--timeout", "30s", { description: "Give up after this long (default 30s)" });
 
-  protected async call<T>(fn: (client: Client<typeof TasksService>) => Promise<T>): Promise<T> {
-    const timeoutMs = parseTimeout(this.timeout);
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
-    const client = await rpcClient(TasksService, target, timeoutMs);
-    try {
-      return await fn(client);
-    } catch (err) {
-      throw new CliFailure(describeError(err, target, timeoutMs));
-    }
+  protected call<T>(fn: (client: Client<typeof TasksService>) => Promise<T>): Promise<T> {
+    return this.withClient(TasksService, parseTimeout(this.timeout), fn);
   }
 
   protected printTask(task: Task | undefined): number {
     if (!task) throw new CliFailure("the server answered without a task");
     if (this.json) this.printJson({ task: taskJson(task) });
-    else this.context.stdout.write(formatTask(task, this.context.stdout));
+    else this.context.stdout.write(formatTask(task, this.painter()));
     return 0;
   }
 }
@@ -188,6 +165,32 @@ export function policyFromFlags(f: { maxAttempts?: string | undefined; maxTotalR
   return Object.keys(p).length > 0 ? p : undefined;
 }
 
+/** A payload for the examples in --help. */
+export const EXAMPLE_PAYLOAD = `'{"kind":"agentTurn","message":"summarize recent logs"}'`;
+
+/** Base of the commands that change one task's state, with a reason. */
+export abstract class LifecycleCommand extends TaskCommand {
+  id = Option.String({ name: "id" });
+  reason = Option.String("--reason", { description: "Why (recorded as the task's lastError; up to 1024 characters)" });
+
+  /** The request's id and reason, checked. */
+  protected taskRequest(): { id: string; reason?: string } {
+    return { id: requireId(this.id), ...(this.reason !== undefined ? { reason: this.reason } : {}) };
+  }
+}
+
+/** A lifecycle command that schedules the task to run again (retry, resume). */
+export abstract class RescheduleCommand extends LifecycleCommand {
+  delayMs = Option.String("--delay-ms", { description: "Run again after this many ms (default 0: now)" });
+
+  /** The request's id, reason and delay, checked. */
+  protected scheduleRequest(): { id: string; reason?: string; delayMs?: bigint } {
+    const request = this.taskRequest();
+    const delay = parseUint(this.delayMs, "--delay-ms");
+    return { ...request, ...(delay !== undefined ? { delayMs: BigInt(delay) } : {}) };
+  }
+}
+
 export function parseLabels(values: string[] | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const v of values ?? []) {
@@ -204,4 +207,3 @@ export function requireId(id: string): string {
   return trimmed;
 }
 
-export { timestampDate };

@@ -9,33 +9,18 @@ import {
   UpdateOutcome,
   UpdatePhase,
   UpdateService,
-  type GetUpdateStatusResponse,
   type UpdateResult,
-} from "../../gen/carapace/update/v1/update_pb.js";
-import { resolveStateDir, statePaths } from "../state/paths.js";
-import { VERSION, PACKAGE_ROOT } from "../package-info.js";
-import { CaraCommand, ClientCommand } from "./base.js";
-import { formatBytes as humanBytes } from "../format-bytes.js";
-import { messageToCliJson } from "./json.js";
-import { retryDelayMsOf } from "../wire/error-details.js";
-import { describeError, isServerError, rpcClient } from "./rpc.js";
-import { CliFailure, CliUsageError, isLoopbackHost, parseTimeout, resolveTarget } from "./target.js";
-import { stripTerminalUnsafe } from "./terminal.js";
-
-const PHASES = ["", "created", "downloading", "downloaded", "verified", "applying", "applied", "failed"];
-const phaseName = (p: UpdatePhase) => PHASES[p] ?? "unknown";
-const MARKER = ["", "pending", "started", "cleared", "rolled_back", "rollback_failed"];
-const TX_STATES = ["", "in_progress", "applied", "failed"];
-
-function isConnectionRefused(err: unknown): boolean {
-  if (isServerError(err)) return false;
-  let e: unknown = err;
-  for (let i = 0; i < 5 && e; i++) {
-    if ((e as { code?: unknown }).code === "ECONNREFUSED" || String((e as Error).message ?? "").includes("ECONNREFUSED")) return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
-}
+} from "../../../gen/carapace/update/v1/update_pb.js";
+import { statePaths } from "../../state/paths.js";
+import { PACKAGE_ROOT } from "../../package-info.js";
+import { retryDelayMsOf } from "../../wire/error-details.js";
+import { ClientCommand } from "../base.js";
+import { messageToCliJson } from "../json.js";
+import { bytes } from "../output.js";
+import { describeError, isConnectionRefused, isServerError, rpcClient } from "../rpc.js";
+import { CliFailure, CliUsageError, isLoopbackHost, parseTimeout } from "../target.js";
+import { stripTerminalUnsafe } from "../terminal.js";
+import { formatStatus, phaseName } from "./status-text.js";
 
 export class UpdateCommand extends ClientCommand {
   static override paths = [["update"]];
@@ -89,7 +74,7 @@ export class UpdateCommand extends ClientCommand {
     const modes = [this.check, this.status, this.rollback, this.resetTransaction].filter(Boolean).length;
     if (modes > 1) throw new CliUsageError("--check, --status, --rollback and --reset-transaction are separate modes: pick one");
     if (this.resetTransaction) return this.runReset();
-    const target = await resolveTarget(this.connectionFlags(), this.context.stderr);
+    const target = await this.target();
     const timeoutMs = parseTimeout(this.timeout);
     const client = await rpcClient(UpdateService, target, timeoutMs);
     try {
@@ -163,13 +148,13 @@ export class UpdateCommand extends ClientCommand {
   /** The server is down: act on the local install directory. */
   private async runLocalRollback(): Promise<number> {
     if (this.restoreState) throw new CliFailure("--restore-state needs the server running (or run `cara restore FILE --offline` after rolling back)");
-    const { detectInstall } = await import("../update/install-layout.js");
-    const { rollbackInstall } = await import("../update/manager.js");
-    const { lockOwner } = await import("../state/lock.js");
-    const { UpdateLock } = await import("../update/update-lock.js");
+    const { detectInstall } = await import("../../update/install-layout.js");
+    const { rollbackInstall } = await import("../../update/manager.js");
+    const { lockOwner } = await import("../../state/lock.js");
+    const { UpdateLock } = await import("../../update/update-lock.js");
     const install = await detectInstall(PACKAGE_ROOT);
     if (!install.managed) throw new CliFailure(`the server is not running and self-update does not apply here: ${install.reason}`);
-    const paths = statePaths(resolveStateDir(this.stateDir));
+    const paths = statePaths(this.resolveStateDir(this.stateDir));
     const owner = await lockOwner(paths.root);
     if (owner !== undefined) throw new CliFailure(`a server (pid ${owner}) holds ${paths.root} but did not answer on this port; pass its --port, or stop it first`);
     const r = await new UpdateLock(paths.updatesDir).run(() => rollbackInstall(install.installDir, paths.updatesDir, this.version, this.reason)).catch((err: Error) => {
@@ -181,9 +166,9 @@ export class UpdateCommand extends ClientCommand {
   }
 
   private async runReset(): Promise<number> {
-    const { resetTransaction } = await import("../update/transaction.js");
-    const { UpdateLock, UpdateBusyError } = await import("../update/update-lock.js");
-    const updatesDir = statePaths(resolveStateDir(this.stateDir)).updatesDir;
+    const { resetTransaction } = await import("../../update/transaction.js");
+    const { UpdateLock, UpdateBusyError } = await import("../../update/update-lock.js");
+    const updatesDir = statePaths(this.resolveStateDir(this.stateDir)).updatesDir;
     let aside: string | undefined;
     try {
       aside = await new UpdateLock(updatesDir).run(() => resetTransaction(updatesDir));
@@ -219,9 +204,9 @@ export class UpdateCommand extends ClientCommand {
       }
     }
     if (!this.yes) {
-      const tty = (process.stdin as { isTTY?: boolean }).isTTY === true && !this.json;
+      const tty = (this.context.stdin as { isTTY?: boolean }).isTTY === true && !this.json;
       if (!tty) throw new CliUsageError("update not confirmed: pass --yes (there is no terminal to ask)");
-      const rl = createInterface({ input: process.stdin, output: this.context.stderr });
+      const rl = createInterface({ input: this.context.stdin, output: this.context.stderr });
       const answer = await rl.question(`Update cara from v${from} to v${to}${this.restart ? " and restart the server" : ""}? [y/N] `);
       rl.close();
       if (!/^y(es)?$/i.test(answer.trim())) {
@@ -238,7 +223,7 @@ export class UpdateCommand extends ClientCommand {
         if (msg.result) result = msg.result;
         if (this.json) continue;
         const line = msg.bytesTotal > 0n && msg.phase === UpdatePhase.DOWNLOADING
-          ? `[${phaseName(msg.phase)}] ${stripTerminalUnsafe(msg.message)} ${humanBytes(Number(msg.bytesDone))} / ${humanBytes(Number(msg.bytesTotal))} (${Math.floor((Number(msg.bytesDone) * 100) / Number(msg.bytesTotal))}%)`
+          ? `[${phaseName(msg.phase)}] ${stripTerminalUnsafe(msg.message)} ${bytes(Number(msg.bytesDone))} / ${bytes(Number(msg.bytesTotal))} (${Math.floor((Number(msg.bytesDone) * 100) / Number(msg.bytesTotal))}%)`
           : `[${phaseName(msg.phase)}] ${stripTerminalUnsafe(msg.message)}`;
         if (tty) this.context.stderr.write(`\r\u001b[2K${line}`);
         else if (msg.phase !== UpdatePhase.DOWNLOADING || msg.bytesTotal === 0n || line !== lastLine) {
@@ -288,196 +273,5 @@ export class UpdateCommand extends ClientCommand {
     if (r.preUpdateBackupPath) out.write(`  Pre-update backup: ${r.preUpdateBackupPath}\n`);
     out.write(r.restarting ? `The server is restarting on v${r.toVersion}.\n` : `Restart cara to use v${r.toVersion}.\n`);
     return 0;
-  }
-}
-
-function trustedRootLine(s: GetUpdateStatusResponse): string {
-  const refresh = s.trustRefresh ? "TUF refresh before each verification" : "TUF refresh off";
-  switch (s.trustedRootOrigin) {
-    case "configured":
-      return `${s.trustedRootPath} (update.trustedRoot; never refreshed)`;
-    case "refreshed":
-      return `${s.trustedRootPath} (fetched through TUF${s.trustedRootRefreshedAtMs !== undefined ? ` ${new Date(Number(s.trustedRootRefreshedAtMs)).toISOString()}` : ""}; ${refresh})`;
-    default:
-      return `${s.trustedRootPath} (pinned with cara; ${refresh})`;
-  }
-}
-
-export function formatStatus(s: GetUpdateStatusResponse): string {
-  const lines: string[] = [];
-  lines.push(`Running version:   v${s.currentVersion}`);
-  if (s.managed) {
-    lines.push(`Install:           ${s.installDir} (managed)`);
-    lines.push(`Installed:         ${s.installedVersions.map((v) => `v${v}`).join(", ") || "(none)"}`);
-    if (s.previousVersion) lines.push(`Previous version:  v${s.previousVersion}`);
-  } else {
-    lines.push(`Install:           not managed: ${s.unmanagedReason ?? ""}`);
-  }
-  lines.push(`Trusted root:      ${trustedRootLine(s)}`);
-  const tx = s.transaction;
-  if (s.transactionError) lines.push(`Transaction:       UNREADABLE: ${s.transactionError}`);
-  else if (tx) {
-    const state = TX_STATES[tx.state] ?? "unknown";
-    lines.push(`Transaction:       v${tx.version} ${state}, phase ${phaseName(tx.phase)}${tx.state === 3 && tx.failedPhase ? ` (failed in ${phaseName(tx.failedPhase)})` : ""}, attempt ${tx.attempt}/${tx.maxAttempts}`);
-    if (tx.lastError) lines.push(`  Last error:      ${stripTerminalUnsafe(tx.lastError)}${tx.state === 3 ? (tx.retryable ? " (retryable)" : " (non-retryable)") : ""}`);
-    if (tx.nextAttemptAtMs !== undefined && s.resumePending) lines.push(`  Next attempt:    ${new Date(Number(tx.nextAttemptAtMs)).toISOString()}`);
-    if (s.resumePending) lines.push("  Resume pending:  yes (`cara update` resumes it)");
-  } else lines.push("Transaction:       none");
-  if (s.inProgress) lines.push("In progress:       yes (an update holds the lock now)");
-  const m = s.rollbackMarker;
-  if (s.rollbackMarkerError) lines.push(`Rollback marker:   UNREADABLE: ${s.rollbackMarkerError}`);
-  else if (m) {
-    lines.push(`Rollback marker:   ${MARKER[m.state] ?? "unknown"} (v${m.fromVersion} -> v${m.toVersion}, applied ${new Date(Number(m.appliedAtMs)).toISOString()})`);
-    if (m.reason) lines.push(`  Reason:          ${stripTerminalUnsafe(m.reason)}`);
-    if (m.backupPath) lines.push(`  Pre-update backup: ${m.backupPath}`);
-  }
-  return `${lines.join("\n")}\n`;
-}
-
-export class UpdateVerifyCommand extends CaraCommand {
-  static override paths = [["update", "verify"]];
-  static override usage = Command.Usage({
-    category: "Update",
-    description: "Verify a release artifact's Sigstore bundle offline (validate before rollout)",
-    details: `
-      Checks that the bundle is a valid Sigstore signature over the artifact (or over \`sha256:<hex>\`), made by
-      a certificate from the trusted root with exactly the given identity and OIDC issuer, with a verified
-      transparency-log entry. Uses the trusted root pinned with cara unless --trusted-root is given (\`cara
-      update --status\` names the root the server verifies with, e.g. one refreshed through TUF); needs no
-      network. Flags follow \`cosign verify-blob\`. An identity regexp is always anchored (^...$).
-      Exit 0 when verified, 1 when not (with the reason), 2 for usage errors.
-    `,
-    examples: [
-      [
-        "Verify a downloaded release",
-        "cara update verify carapace-0.9.1.tar.gz --bundle carapace-0.9.1.tar.gz.bundle --certificate-identity https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/tags/v0.9.1 --certificate-oidc-issuer https://token.actions.githubusercontent.com",
-      ],
-      ["Verify by digest, any v* tag of the workflow", "cara update verify sha256:acc4... --bundle SHA256SUMS.txt.bundle --certificate-identity-regexp 'https://github\\.com/OWNER/REPO/\\.github/workflows/release\\.yml@refs/tags/v.*' --certificate-oidc-issuer https://token.actions.githubusercontent.com"],
-    ],
-  });
-
-  artifact = Option.String({ name: "artifact|sha256:<hex>" });
-  bundle = Option.String("--bundle", { required: true, description: "The Sigstore bundle (.bundle / .sigstore.json)" });
-  identity = Option.String("--certificate-identity", { description: "Exact certificate identity (SAN URI)" });
-  identityRegexp = Option.String("--certificate-identity-regexp", { description: "Identity pattern (anchored)" });
-  issuer = Option.String("--certificate-oidc-issuer", { required: true, description: "Exact OIDC issuer, e.g. https://token.actions.githubusercontent.com" });
-  trustedRoot = Option.String("--trusted-root", { description: "A Sigstore trusted_root.json (default: the one pinned with cara)" });
-  json = Option.Boolean("--json", false, { description: "Print one JSON document" });
-
-  async run(): Promise<number> {
-    if ((this.identity === undefined) === (this.identityRegexp === undefined)) {
-      throw new CliUsageError("pass exactly one of --certificate-identity and --certificate-identity-regexp");
-    }
-    if (this.identityRegexp !== undefined) {
-      try {
-        new RegExp(this.identityRegexp);
-      } catch (err) {
-        throw new CliUsageError(`--certificate-identity-regexp is not a valid regular expression: ${(err as Error).message}`);
-      }
-    }
-    const { loadTrustedRoot, parseDigestArgument, sha256File, verifyBundle } = await import("../update/sigstore-bundle.js");
-    const { readFile } = await import("node:fs/promises");
-    let digest = parseDigestArgument(this.artifact);
-    if (digest === undefined) {
-      if (this.artifact.startsWith("sha256:")) throw new CliUsageError(`'${this.artifact}' is not sha256:<64 hex digits>`);
-      digest = await sha256File(this.artifact).catch((err: Error) => {
-        throw new CliFailure(`cannot read artifact ${this.artifact}: ${err.message}`);
-      });
-    }
-    const bundle = await readFile(this.bundle).catch((err: Error) => {
-      throw new CliFailure(`cannot read bundle ${this.bundle}: ${err.message}`);
-    });
-    const root = await loadTrustedRoot(this.trustedRoot).catch((err: Error) => {
-      throw new CliFailure(err.message);
-    });
-    const identity = this.identity !== undefined ? { exact: this.identity } : { regexp: this.identityRegexp! };
-    try {
-      const v = await verifyBundle({ bundle, digest, identity, issuer: this.issuer, trustedRoot: root });
-      if (this.json) this.printJson({ verified: true, ...v, trustedRoot: root.path });
-      else {
-        const out = this.context.stdout;
-        out.write("Verified OK\n");
-        out.write(`  Artifact SHA-256:  ${v.digest}\n`);
-        out.write(`  Identity:          ${v.identity}\n`);
-        out.write(`  Issuer:            ${v.issuer}\n`);
-        if (v.logIndex !== undefined) out.write(`  Transparency log:  index ${v.logIndex}${v.integratedTime ? ` at ${v.integratedTime}` : ""}\n`);
-        out.write(`  Trusted root:      ${root.path}\n`);
-      }
-      return 0;
-    } catch (err) {
-      if (this.json) this.printJson({ verified: false, error: (err as Error).message, digest });
-      else this.context.stderr.write(`Verification failed: ${(err as Error).message}\n`);
-      return 1;
-    }
-  }
-}
-
-export class InstallCommand extends CaraCommand {
-  static override paths = [["install"]];
-  static override usage = Command.Usage({
-    category: "Update",
-    description: "Create a managed install (the production layout that `cara update` can update)",
-    details: `
-      Downloads a release, verifies it exactly like \`cara update\` (Sigstore bundle with the pinned trusted root,
-      exact identity and issuer, SHA256SUMS.txt) and unpacks it into DIR:
-        DIR/versions/<version>/   the release
-        DIR/current               symlink to the version that runs
-        DIR/bin/cara              the launcher: put DIR/bin on PATH and run \`cara start\`
-      Running it again with another --version adds that version and makes it current.
-      Release source, identity, issuer and trusted root come from the \`update\` section of
-      <state>/config.json (--state-dir), or the flags below.
-    `,
-    examples: [
-      ["Install the newest stable release into /opt/carapace", "cara install --dir /opt/carapace"],
-      ["Install a pinned version", "cara install --dir /opt/carapace --version 0.9.1"],
-    ],
-  });
-
-  dir = Option.String("--dir", { required: true, description: "Install directory (created if missing)" });
-  version = Option.String("--version", { description: "Version to install (default: the newest on the channel)" });
-  channel = Option.String("--channel", { description: "stable (default) or beta" });
-  releasesUrl = Option.String("--releases-url", { description: "Releases API base (default: config update.releasesUrl or the project's GitHub repo)" });
-  trustedRoot = Option.String("--trusted-root", { description: "Sigstore trusted_root.json (default: config update.trustedRoot or the pinned one)" });
-  stateDir = Option.String("--state-dir", { description: "State dir whose config.json `update` section to use" });
-  json = Option.Boolean("--json", false, { description: "Print one JSON document" });
-
-  async run(): Promise<number> {
-    const { loadConfig } = await import("../state/config.js");
-    const { resolveUpdateSettings } = await import("../update/settings.js");
-    const { installRelease } = await import("../update/install-release.js");
-    const config = await loadConfig(statePaths(resolveStateDir(this.stateDir)).config);
-    const settings = resolveUpdateSettings(config);
-    if (this.releasesUrl !== undefined) settings.releasesUrl = this.releasesUrl.replace(/\/+$/, "");
-    if (this.trustedRoot !== undefined) settings.trustedRootPath = this.trustedRoot;
-    const tty = (this.context.stderr as { isTTY?: boolean }).isTTY === true && !this.json;
-    try {
-      const r = await installRelease({
-        installDir: this.dir,
-        ...(this.version !== undefined ? { version: this.version } : {}),
-        ...(this.channel !== undefined ? { channel: this.channel } : {}),
-        settings,
-        userAgent: `cara/${VERSION}`,
-        onProgress: (message, done, total) => {
-          if (!tty) return;
-          this.context.stderr.write(`\r\u001b[2K${message}${done !== undefined ? ` ${humanBytes(done)}${total ? ` / ${humanBytes(total)}` : ""}` : ""}`);
-        },
-      });
-      if (tty) this.context.stderr.write("\n");
-      if (this.json) this.printJson(r);
-      else {
-        const out = this.context.stdout;
-        out.write(`Installed cara v${r.version} into ${r.installDir}${r.previous ? ` (was v${r.previous})` : ""}.\n`);
-        out.write(`  Version dir:       ${r.installPath}\n`);
-        out.write(`  SHA-256:           ${r.sha256}\n`);
-        out.write(`  Signing identity:  ${r.signingIdentity}\n`);
-        out.write(`  Trusted root:      ${r.trustedRoot}${r.trustRefreshError !== undefined ? ` (TUF refresh failed: ${r.trustRefreshError})` : ""}\n`);
-        out.write(`  Launcher:          ${r.launcher}\n`);
-        out.write(`Start it with: ${r.launcher} start   (add ${r.installDir}/bin to PATH)\n`);
-      }
-      return 0;
-    } catch (err) {
-      if (tty) this.context.stderr.write("\n");
-      throw new CliFailure(`install failed: ${(err as Error).message}`);
-    }
   }
 }

@@ -1,0 +1,52 @@
+/** The human text of `cara update --status`, and update phase names for the CLI. */
+import { UpdateTransactionState, type GetUpdateStatusResponse, type UpdatePhase } from "../../../gen/carapace/update/v1/update_pb.js";
+import type { EnumNames } from "../../wire/enum-names.js";
+import { rollbackStateNames, transactionStateNames, updatePhaseNames } from "../../wire/update.js";
+import { stripTerminalUnsafe } from "../terminal.js";
+
+/** A value's name; "" when unset (0), "unknown" for a value this build does not know. */
+const nameOf = (names: EnumNames<number>, value: number) => (value === 0 ? "" : (names.name(value) ?? "unknown"));
+export const phaseName = (p: UpdatePhase) => nameOf(updatePhaseNames, p);
+
+function trustedRootLine(s: GetUpdateStatusResponse): string {
+  const refresh = s.trustRefresh ? "TUF refresh before each verification" : "TUF refresh off";
+  switch (s.trustedRootOrigin) {
+    case "configured":
+      return `${s.trustedRootPath} (update.trustedRoot; never refreshed)`;
+    case "refreshed":
+      return `${s.trustedRootPath} (fetched through TUF${s.trustedRootRefreshedAtMs !== undefined ? ` ${new Date(Number(s.trustedRootRefreshedAtMs)).toISOString()}` : ""}; ${refresh})`;
+    default:
+      return `${s.trustedRootPath} (pinned with cara; ${refresh})`;
+  }
+}
+
+export function formatStatus(s: GetUpdateStatusResponse): string {
+  const lines: string[] = [];
+  lines.push(`Running version:   v${s.currentVersion}`);
+  if (s.managed) {
+    lines.push(`Install:           ${s.installDir} (managed)`);
+    lines.push(`Installed:         ${s.installedVersions.map((v) => `v${v}`).join(", ") || "(none)"}`);
+    if (s.previousVersion) lines.push(`Previous version:  v${s.previousVersion}`);
+  } else {
+    lines.push(`Install:           not managed: ${s.unmanagedReason ?? ""}`);
+  }
+  lines.push(`Trusted root:      ${trustedRootLine(s)}`);
+  const tx = s.transaction;
+  if (s.transactionError) lines.push(`Transaction:       UNREADABLE: ${s.transactionError}`);
+  else if (tx) {
+    const state = nameOf(transactionStateNames, tx.state);
+    lines.push(`Transaction:       v${tx.version} ${state}, phase ${phaseName(tx.phase)}${tx.state === UpdateTransactionState.FAILED && tx.failedPhase ? ` (failed in ${phaseName(tx.failedPhase)})` : ""}, attempt ${tx.attempt}/${tx.maxAttempts}`);
+    if (tx.lastError) lines.push(`  Last error:      ${stripTerminalUnsafe(tx.lastError)}${tx.state === UpdateTransactionState.FAILED ? (tx.retryable ? " (retryable)" : " (non-retryable)") : ""}`);
+    if (tx.nextAttemptAtMs !== undefined && s.resumePending) lines.push(`  Next attempt:    ${new Date(Number(tx.nextAttemptAtMs)).toISOString()}`);
+    if (s.resumePending) lines.push("  Resume pending:  yes (`cara update` resumes it)");
+  } else lines.push("Transaction:       none");
+  if (s.inProgress) lines.push("In progress:       yes (an update holds the lock now)");
+  const m = s.rollbackMarker;
+  if (s.rollbackMarkerError) lines.push(`Rollback marker:   UNREADABLE: ${s.rollbackMarkerError}`);
+  else if (m) {
+    lines.push(`Rollback marker:   ${nameOf(rollbackStateNames, m.state)} (v${m.fromVersion} -> v${m.toVersion}, applied ${new Date(Number(m.appliedAtMs)).toISOString()})`);
+    if (m.reason) lines.push(`  Reason:          ${stripTerminalUnsafe(m.reason)}`);
+    if (m.backupPath) lines.push(`  Pre-update backup: ${m.backupPath}`);
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,81 @@
+import { Command, Option } from "clipanion";
+import { CaraCommand } from "../base.js";
+import { CliFailure, CliUsageError } from "../target.js";
+
+export class UpdateVerifyCommand extends CaraCommand {
+  static override paths = [["update", "verify"]];
+  static override usage = Command.Usage({
+    category: "Update",
+    description: "Verify a release artifact's Sigstore bundle offline (validate before rollout)",
+    details: `
+      Checks that the bundle is a valid Sigstore signature over the artifact (or over \`sha256:<hex>\`), made by
+      a certificate from the trusted root with exactly the given identity and OIDC issuer, with a verified
+      transparency-log entry. Uses the trusted root pinned with cara unless --trusted-root is given (\`cara
+      update --status\` names the root the server verifies with, e.g. one refreshed through TUF); needs no
+      network. Flags follow \`cosign verify-blob\`. An identity regexp is always anchored (^...$).
+      Exit 0 when verified, 1 when not (with the reason), 2 for usage errors.
+    `,
+    examples: [
+      [
+        "Verify a downloaded release",
+        "cara update verify carapace-0.9.1.tar.gz --bundle carapace-0.9.1.tar.gz.bundle --certificate-identity https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/tags/v0.9.1 --certificate-oidc-issuer https://token.actions.githubusercontent.com",
+      ],
+      ["Verify by digest, any v* tag of the workflow", "cara update verify sha256:acc4... --bundle SHA256SUMS.txt.bundle --certificate-identity-regexp 'https://github\\.com/OWNER/REPO/\\.github/workflows/release\\.yml@refs/tags/v.*' --certificate-oidc-issuer https://token.actions.githubusercontent.com"],
+    ],
+  });
+
+  artifact = Option.String({ name: "artifact|sha256:<hex>" });
+  bundle = Option.String("--bundle", { required: true, description: "The Sigstore bundle (.bundle / .sigstore.json)" });
+  identity = Option.String("--certificate-identity", { description: "Exact certificate identity (SAN URI)" });
+  identityRegexp = Option.String("--certificate-identity-regexp", { description: "Identity pattern (anchored)" });
+  issuer = Option.String("--certificate-oidc-issuer", { required: true, description: "Exact OIDC issuer, e.g. https://token.actions.githubusercontent.com" });
+  trustedRoot = Option.String("--trusted-root", { description: "A Sigstore trusted_root.json (default: the one pinned with cara)" });
+  json = Option.Boolean("--json", false, { description: "Print one JSON document" });
+
+  async run(): Promise<number> {
+    if ((this.identity === undefined) === (this.identityRegexp === undefined)) {
+      throw new CliUsageError("pass exactly one of --certificate-identity and --certificate-identity-regexp");
+    }
+    if (this.identityRegexp !== undefined) {
+      try {
+        new RegExp(this.identityRegexp);
+      } catch (err) {
+        throw new CliUsageError(`--certificate-identity-regexp is not a valid regular expression: ${(err as Error).message}`);
+      }
+    }
+    const { loadTrustedRoot, parseDigestArgument, sha256File, verifyBundle } = await import("../../update/sigstore-bundle.js");
+    const { readFile } = await import("node:fs/promises");
+    let digest = parseDigestArgument(this.artifact);
+    if (digest === undefined) {
+      if (this.artifact.startsWith("sha256:")) throw new CliUsageError(`'${this.artifact}' is not sha256:<64 hex digits>`);
+      digest = await sha256File(this.resolvePath(this.artifact)).catch((err: Error) => {
+        throw new CliFailure(`cannot read artifact ${this.artifact}: ${err.message}`);
+      });
+    }
+    const bundle = await readFile(this.resolvePath(this.bundle)).catch((err: Error) => {
+      throw new CliFailure(`cannot read bundle ${this.bundle}: ${err.message}`);
+    });
+    const root = await loadTrustedRoot(this.trustedRoot === undefined ? undefined : this.resolvePath(this.trustedRoot)).catch((err: Error) => {
+      throw new CliFailure(err.message);
+    });
+    const identity = this.identity !== undefined ? { exact: this.identity } : { regexp: this.identityRegexp! };
+    try {
+      const v = await verifyBundle({ bundle, digest, identity, issuer: this.issuer, trustedRoot: root });
+      if (this.json) this.printJson({ verified: true, ...v, trustedRoot: root.path });
+      else {
+        const out = this.context.stdout;
+        out.write("Verified OK\n");
+        out.write(`  Artifact SHA-256:  ${v.digest}\n`);
+        out.write(`  Identity:          ${v.identity}\n`);
+        out.write(`  Issuer:            ${v.issuer}\n`);
+        if (v.logIndex !== undefined) out.write(`  Transparency log:  index ${v.logIndex}${v.integratedTime ? ` at ${v.integratedTime}` : ""}\n`);
+        out.write(`  Trusted root:      ${root.path}\n`);
+      }
+      return 0;
+    } catch (err) {
+      if (this.json) this.printJson({ verified: false, error: (err as Error).message, digest });
+      else this.context.stderr.write(`Verification failed: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
+}
