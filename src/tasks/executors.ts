@@ -39,13 +39,16 @@ export interface AgentConfig {
 }
 
 export const NO_PROVIDER = "no LLM provider configured";
-const NO_PROVIDER_RETRY_MS = 60_000;
+/** What a task blocked for want of a provider says: every setting that is missing, and the way on. */
+export const NO_PROVIDER_REASON = `${NO_PROVIDER}: set agent.baseUrl and agent.model in config.json and the key in CARAPACE_AGENT_API_KEY, then resume the task`;
 const MAX_REPLY_BYTES = 1024 * 1024;
 
 /**
  * agentTurn {message, model?, timeoutSeconds?}: one chat completion against the configured
- * OpenAI-compatible endpoint; the reply text is stored on the task -> done. No endpoint: retry in
- * 60 s until the attempts reach maxAttempts, then blocked (config_missing), as the original Rust cara does.
+ * OpenAI-compatible endpoint; the reply text is stored on the task -> done. No endpoint: blocked
+ * (config_missing) at once, naming the settings (the original Rust cara retried every 60 s until
+ * the attempts ran out, which only delayed the same answer; an operator resumes it after
+ * configuring a provider).
  * 5xx, 429, network errors and timeouts are retryable; 400/401/403/404 are configuration
  * problems -> blocked (no retry storm).
  */
@@ -57,12 +60,7 @@ export function agentTurnExecutor(config: () => AgentConfig): Executor {
     if (payload.route !== undefined && payload.model !== undefined) {
       return { kind: "failed", error: "cannot set both `route` and `model` in the same task" };
     }
-    if (!agent.baseUrl) {
-      if (task.attempts >= task.policy.maxAttempts) {
-        return { kind: "blocked", reason: `${NO_PROVIDER} (retry limit reached: ${task.policy.maxAttempts})`, category: "config_missing" };
-      }
-      return { kind: "retry", error: NO_PROVIDER, delayMs: NO_PROVIDER_RETRY_MS };
-    }
+    if (!agent.baseUrl) return { kind: "blocked", reason: NO_PROVIDER_REASON, category: "config_missing" };
     const model = payload.model ?? agent.model;
     if (!model) return { kind: "blocked", reason: "agent model is not configured (set agent.model in config.json)", category: "config_missing" };
     const url = `${agent.baseUrl.replace(/\/+$/, "")}/chat/completions`;

@@ -111,7 +111,7 @@ test("cara verify --outcome autonomy: PASS via blocked (no provider)", async () 
   assert.equal(lines[6], `[PASS] Gateway reachability: service is reachable at 127.0.0.1:${s.port}`);
   assert.match(lines[7]!, /^\[PASS\] Task create: created task `[0-9a-f-]{36}`$/);
   assert.equal(lines[8], "[PASS] Task start proof: task attempts observed: 1");
-  assert.equal(lines[9], "[PASS] Task terminal proof: task reached blocked state (config_missing: no LLM provider configured (retry limit reached: 1))");
+  assert.equal(lines[9], "[PASS] Task terminal proof: task reached blocked state (config_missing: no LLM provider configured: set agent.baseUrl and agent.model in config.json and the key in CARAPACE_AGENT_API_KEY, then resume the task)");
   assert.equal(lines[11], "Outcome verification passed.");
   await s.stop();
 });

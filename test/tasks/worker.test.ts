@@ -130,13 +130,15 @@ test("agentTurn: 500 -> retry_wait with backoff; 401 -> blocked; no endpoint -> 
   assert.deepEqual([blocked.blockedReason, blocked.lastError], ["config_missing", "LLM endpoint refused the credentials (HTTP 401); check CARAPACE_AGENT_API_KEY"]);
 
   baseUrl = undefined;
-  const t3 = await create(store, { kind: "agentTurn", message: "c" }, { maxAttempts: 2 });
-  const noProvider = await waitFor(store, t3.id, (x) => x.state === "retry_wait");
-  assert.equal(noProvider.lastError, "no LLM provider configured");
-  assert.equal(noProvider.nextRunAtMs! - noProvider.updatedAtMs, 60_000);
-  const t4 = await create(store, { kind: "agentTurn", message: "d" }, { maxAttempts: 1 });
-  const blocked2 = await waitFor(store, t4.id, (x) => x.state === "blocked");
-  assert.deepEqual([blocked2.blockedReason, blocked2.lastError, blocked2.attempts], ["config_missing", "no LLM provider configured (retry limit reached: 1)", 1]);
+  // No provider: blocked at once (attempts left or not), naming every setting.
+  const t3 = await create(store, { kind: "agentTurn", message: "c" }, { maxAttempts: 5 });
+  const noProvider = await waitFor(store, t3.id, (x) => x.state === "blocked");
+  assert.deepEqual([noProvider.blockedReason, noProvider.lastError, noProvider.attempts, noProvider.nextRunAtMs], [
+    "config_missing",
+    "no LLM provider configured: set agent.baseUrl and agent.model in config.json and the key in CARAPACE_AGENT_API_KEY, then resume the task",
+    1,
+    null,
+  ]);
   await worker.stop(1000);
   await store.close();
   await llm.close();

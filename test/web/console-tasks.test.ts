@@ -120,7 +120,7 @@ test("tasks: cancel a queued task, filter by state, edit its policy (bounds chec
   await s.stop();
 });
 
-test("tasks: a blocked task (no LLM provider, attempts used up) shows why; raise its attempts and resume it", browserTest, async () => {
+test("tasks: a blocked task (no LLM provider) shows why; raise its attempts and resume it", browserTest, async () => {
   const s = await serveCara();
   const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { agentTurn: { message: "summarize" } }, policy: { maxAttempts: 1 } }, s.token);
   const id = created.json.task.id as string;
@@ -136,11 +136,11 @@ test("tasks: a blocked task (no LLM provider, attempts used up) shows why; raise
   await details.getByRole("button", { name: "Save policy" }).click();
   await details.getByText("1 of 5").waitFor();
   await details.getByRole("button", { name: "Resume" }).click();
-  // Resumed: the worker runs it again (and, still without a provider, it waits to retry).
+  // Resumed: the worker runs it again (and, still without a provider, it is blocked again).
   await details.getByText("2 of 5").waitFor();
+  await page.locator("[data-testid=task-state]", { hasText: "blocked" }).waitFor();
   const task = (await connectJson(s, "carapace.tasks.v1.TasksService/GetTask", { id }, s.token)).json.task;
-  assert.equal(task.attempts, 2);
-  assert.notEqual(task.state, "TASK_STATE_BLOCKED");
+  assert.deepEqual([task.attempts, task.state, task.blockedReason], [2, "TASK_STATE_BLOCKED", "BLOCKED_REASON_CONFIG_MISSING"]);
   await screenshot(page, "tasks-resumed-desktop");
   assertCleanPage(c, s.baseUrl);
   await c.context.close();
