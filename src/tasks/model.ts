@@ -79,6 +79,8 @@ export interface TaskRecord {
   finishedAtMs?: number;
   runtimeUsedMs?: number;
   turnsUsed?: number;
+  /** The reason given with the last operator patch (lastError keeps the error). */
+  note?: string;
 }
 
 /** A request the task rules refuse; `field` is the request field at fault, as a proto field path. */
@@ -260,7 +262,7 @@ export function patchTransition(task: TaskRecord, patch: TaskPatch, now: number)
     next.policy = applyPolicy(task.policy, patch.policy!);
     next.policyExplicit = true;
   }
-  if (patch.reason !== undefined) next.lastError = patch.reason;
+  if (patch.reason !== undefined) next.note = patch.reason;
   if (patch.priority !== undefined) next.priority = patch.priority;
   if (patch.nextRunAtMs !== undefined) next.nextRunAtMs = patch.nextRunAtMs;
   if (labelChanges > 0) {
@@ -330,6 +332,7 @@ export function recordFromDisk(value: unknown): TaskRecord | string {
   if (typeof value.finishedAtMs === "number") rec.finishedAtMs = value.finishedAtMs;
   if (typeof value.runtimeUsedMs === "number" && value.runtimeUsedMs > 0) rec.runtimeUsedMs = value.runtimeUsedMs;
   if (typeof value.turnsUsed === "number" && value.turnsUsed > 0) rec.turnsUsed = value.turnsUsed;
+  if (typeof value.note === "string" && value.note !== "") rec.note = value.note;
   return rec;
 }
 
@@ -356,5 +359,6 @@ export function orderedRecord(rec: TaskRecord): TaskRecord {
   if (rec.finishedAtMs !== undefined) out.finishedAtMs = rec.finishedAtMs;
   if (rec.runtimeUsedMs) out.runtimeUsedMs = rec.runtimeUsedMs;
   if (rec.turnsUsed) out.turnsUsed = rec.turnsUsed;
+  if (rec.note) out.note = rec.note;
   return out as TaskRecord;
 }

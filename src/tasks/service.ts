@@ -114,6 +114,7 @@ export function taskToProto(rec: TaskRecord, worker?: Worker): Task {
   if (rec.lastError !== null) init.lastError = rec.lastError;
   if (rec.idempotencyKey) init.idempotencyKey = rec.idempotencyKey;
   if (rec.result !== undefined) init.result = rec.result;
+  if (rec.note) init.note = rec.note;
   if (rec.finishedAtMs !== undefined) init.finishedAtMs = BigInt(rec.finishedAtMs);
   if (lease) {
     init.lease = { owner: lease.owner, acquiredAtMs: BigInt(lease.acquiredAtMs), heartbeatAtMs: BigInt(lease.heartbeatAtMs), expiresAtMs: BigInt(lease.expiresAtMs) };

@@ -73,7 +73,9 @@ test("cara task: create, get, list, update, cancel, retry, watch (human and --js
 
   const upd = await cli(s, ["task", "update", id, "--max-attempts", "7", "--reason", "tuned", "--json"]);
   assert.equal(upd.code, 0, upd.stderr);
-  assert.deepEqual([JSON.parse(upd.stdout).task.policy.maxAttempts, JSON.parse(upd.stdout).task.lastError], [7, "tuned"]);
+  assert.deepEqual([JSON.parse(upd.stdout).task.policy.maxAttempts, JSON.parse(upd.stdout).task.lastError, JSON.parse(upd.stdout).task.note], [7, null, "tuned"]);
+  const got = await cli(s, ["task", "get", id]);
+  assert.match(got.stdout, /\n  Note:       tuned\n/);
   const noop = await cli(s, ["task", "update", id]);
   assert.equal(noop.code, 2);
   assert.match(noop.stderr, /^Error: task update requires at least one of: --payload/);

@@ -55,8 +55,9 @@ test("state machine: every operator transition from every state", () => {
     } else assert.throws(() => resumeTransition(t, undefined, 0, now), { message: refusals.resume }, `resume from ${state}`);
     // patch
     if (allowed.patch.has(state)) {
-      const r = patchTransition(t, { reason: "note", policy: { maxAttempts: 5 } }, now);
-      assert.deepEqual([r.state, r.lastError, r.policy.maxAttempts, r.policy.maxTurns, r.policyExplicit], [state, "note", 5, 25, true], `patch ${state}`);
+      // The reason is a note beside the last error, which stays.
+      const r = patchTransition({ ...t, lastError: "HTTP 503" }, { reason: "note", policy: { maxAttempts: 5 } }, now);
+      assert.deepEqual([r.state, r.lastError, r.note, r.policy.maxAttempts, r.policy.maxTurns, r.policyExplicit], [state, "HTTP 503", "note", 5, 25, true], `patch ${state}`);
     } else assert.throws(() => patchTransition(t, { reason: "note" }, now), { message: `Task is ${state}; patch rejected` }, `patch ${state}`);
   }
 });

@@ -88,6 +88,7 @@ export function taskJson(t: Task): Record<string, unknown> {
   if (t.finishedAtMs !== undefined) out.finishedAtMs = Number(t.finishedAtMs);
   if (t.runtimeUsedMs) out.runtimeUsedMs = Number(t.runtimeUsedMs);
   if (t.turnsUsed) out.turnsUsed = t.turnsUsed;
+  if (t.note) out.note = t.note;
   if (t.lease) out.lease = { owner: t.lease.owner, expiresAtMs: Number(t.lease.expiresAtMs), heartbeatAtMs: Number(t.lease.heartbeatAtMs) };
   return out;
 }
@@ -122,6 +123,7 @@ export function formatTask(t: Task, p: Painter): string {
   if (Object.keys(t.labels).length > 0) lines.push(`  Labels:     ${Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(", ")}`);
   if (t.blockedReason) lines.push(`  Blocked:    ${blockedReasonName(t.blockedReason)}`);
   if (t.lastError) lines.push(`  Last error: ${stripTerminalUnsafe(t.lastError)}`);
+  if (t.note) lines.push(`  Note:       ${stripTerminalUnsafe(t.note)}`);
   if (t.result !== undefined) lines.push(`  Result:     ${stripTerminalUnsafe(t.result.length > 500 ? `${t.result.slice(0, 500)}…` : t.result)}`);
   if (t.lease) lines.push(`  Lease:      ${t.lease.owner} until ${iso(t.lease.expiresAtMs)}`);
   return `${lines.join("\n")}\n`;

@@ -4,7 +4,7 @@ import { EXAMPLE_PAYLOAD, parseLabels, parsePayloadFlag, parseUint, PolicyTaskCo
 
 export class TaskUpdateCommand extends PolicyTaskCommand {
   id = Option.String({ name: "id" });
-  reason = Option.String("--reason", { description: "Why (recorded as the task's lastError; up to 1024 characters)" });
+  reason = Option.String("--reason", { description: "Why (recorded as the task's note; its last error stays; up to 1024 characters)" });
   static override paths = [["task", "update"]];
   static override usage = Command.Usage({
     category: "Tasks",

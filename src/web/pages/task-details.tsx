@@ -131,6 +131,7 @@ export function TaskDetails({ id, onChanged }: { id: string; onChanged: () => vo
           ["Priority", String(task.priority)],
           ...(s === TaskState.BLOCKED ? ([["Blocked", enumName(BlockedReasonSchema, task.blockedReason)]] as [string, string][]) : []),
           ["Last error", task.lastError ? <span class="break">{task.lastError}</span> : "—"],
+          ...(task.note ? ([["Note", <span class="break">{task.note}</span>]] as [string, preact.ComponentChildren][]) : []),
           ...(task.result ? ([["Result", <span class="break">{task.result}</span>]] as [string, preact.ComponentChildren][]) : []),
           ...(task.lease ? ([["Lease", `${task.lease.owner}, expires ${relative(task.lease.expiresAtMs, now)}`]] as [string, string][]) : []),
           ["Policy", p ? `${p.maxAttempts} attempts, ${duration(Number(p.maxTotalRuntimeMs) / 1000)} in total, ${p.maxTurns} turns, ${duration(p.maxRunTimeoutSeconds)} per run${task.policyExplicit ? "" : " (not enforced: legacy task)"}` : "—"],
@@ -141,7 +142,7 @@ export function TaskDetails({ id, onChanged }: { id: string; onChanged: () => vo
       <pre class="wrap">{JSON.stringify(payloadJson(task.payload), null, 2)}</pre>
       <div class="task-actions">
         <label class="grow">
-          Reason <span class="muted">(optional, stored as the last error)</span>
+          Reason <span class="muted">(optional: the last error for cancel, retry and resume; a note for a policy edit)</span>
           <input value={reason} maxLength={1024} onInput={(e) => setReason((e.target as HTMLInputElement).value)} />
         </label>
         <div class="actions">
