@@ -8,7 +8,7 @@ import { ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { TasksService, TaskState } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 import { connectJson, runCara, serveCara, startCara, tempDir, type CaraEndpoint } from "../helpers/cara.js";
-import { runCli } from "../helpers/cli.js";
+import { runCli, startCli } from "../helpers/cli.js";
 
 /** `cara args` against `s`, in this process. */
 const cli = (s: CaraEndpoint, args: string[]) => runCli([...args, "--port", String(s.port), "--state-dir", s.stateDir]);
@@ -220,4 +220,26 @@ test("restart: a task running at kill -9 is retry_wait 'recovered after restart'
   assert.match(refused.stderr, new RegExp(`^Error: task queue file ${file} is corrupt \\(.*\\); refusing to start rather than lose tasks\\. A copy was kept at ${file}\\.corrupt\\.\\d+\\.`));
   assert.equal((await readdir(join(stateDir, "tasks"))).filter((n) => n.includes(".corrupt.")).length, 1);
   assert.equal(await readFile(file, "utf8"), "[{");
+});
+
+test("cara task watch: a retry_wait line says when the next attempt is due; a server that stops ends the watch with why and how to go on", async () => {
+  const s = await serveCara();
+  const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: "later" } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
+  const id = created.json.task.id as string;
+  const cancelled = await cli(s, ["task", "cancel", id]);
+  assert.equal(cancelled.code, 0, cancelled.stderr);
+  assert.equal((await cli(s, ["task", "retry", id, "--delay-ms", "600000"])).code, 0);
+  const watch = startCli(["task", "watch", id, "--port", String(s.port), "--state-dir", s.stateDir]);
+  const first = await watch.stdout.until(/\n/);
+  assert.match(first, /^\S+Z  retry_wait  attempts 0  next attempt (\S+Z) \(in (\d+)s\)  retried by operator\n$/);
+  const inS = Number(/\(in (\d+)s\)/.exec(first)![1]);
+  assert.ok(inS > 590 && inS <= 600, `in ${inS}s`);
+  await s.stop();
+  const done = await watch.done;
+  assert.equal(done.code, 1);
+  assert.equal(
+    done.stderr,
+    `The watch ended while the task was retry_wait: the server closed the stream (stopping or restarting). The task is kept; once the server is back: cara task watch ${id}\n`,
+  );
+  assert.match(done.stdout, new RegExp(`\\nTask ${id}  retry_wait  \\(attempts 0\\)\\n`));
 });

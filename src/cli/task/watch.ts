@@ -4,6 +4,20 @@ import { taskStateNames } from "../../wire/tasks.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { formatTask, requireId, TaskCommand, taskJson } from "./common.js";
 
+const TERMINAL = new Set([TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED]);
+
+/** One change: time, state, attempts, when the next attempt is due (retry_wait), the last error. */
+export function watchLine(t: Task, now: number): string {
+  const state = taskStateNames.name(t.state) ?? "?";
+  let line = `${new Date(Number(t.updatedAtMs)).toISOString()}  ${state.padEnd(10)}  attempts ${t.attempts}`;
+  if (t.state === TaskState.RETRY_WAIT && t.nextRunAtMs !== undefined) {
+    const inS = Math.max(0, Math.round((Number(t.nextRunAtMs) - now) / 1000));
+    line += `  next attempt ${new Date(Number(t.nextRunAtMs)).toISOString()} (in ${inS}s)`;
+  }
+  if (t.lastError) line += `  ${stripTerminalUnsafe(t.lastError)}`;
+  return `${line}\n`;
+}
+
 export class TaskWatchCommand extends TaskCommand {
   static override paths = [["task", "watch"]];
   static override usage = Command.Usage({
@@ -23,16 +37,17 @@ export class TaskWatchCommand extends TaskCommand {
         if (!msg.task) continue;
         last = msg.task;
         if (this.json) this.context.stdout.write(`${JSON.stringify(taskJson(last))}\n`);
-        else {
-          const t = last;
-          this.context.stdout.write(
-            `${new Date(Number(t.updatedAtMs)).toISOString()}  ${(taskStateNames.name(t.state) ?? "?").padEnd(10)}  attempts ${t.attempts}${t.lastError ? `  ${stripTerminalUnsafe(t.lastError)}` : ""}\n`,
-          );
-        }
+        else this.context.stdout.write(watchLine(last, Date.now()));
       }
     });
     if (!last) return 1;
     if (!this.json) this.context.stdout.write(formatTask(last, this.painter()));
+    if (!TERMINAL.has(last.state)) {
+      // The server ends a watch early only when it shuts down (or the task is removed).
+      this.context.stderr.write(
+        `The watch ended while the task was ${taskStateNames.name(last.state) ?? "?"}: the server closed the stream (stopping or restarting). The task is kept; once the server is back: cara task watch ${last.id}\n`,
+      );
+    }
     return last.state === TaskState.DONE ? 0 : 1;
   }
 }
