@@ -17,7 +17,7 @@
  */
 import { basename } from "node:path";
 import { ChunkWriter, DownloadError, PartFile, reasonOf, regularFileSize, type DownloadResult } from "./download-part.js";
-import { discardBody, httpGet, isCutOff, isTimeout, type GetResponse } from "./http-client.js";
+import { discardBody, httpGet, isCutOff, isTimeout, unreachable, type GetResponse } from "./http-client.js";
 
 export interface DownloadOptions {
   url: string;
@@ -250,5 +250,5 @@ function transportError(err: unknown, plan: Plan, signal: AbortSignal | undefine
   }
   const what = bytes > 0 ? `was interrupted after ${bytes} bytes` : "failed";
   // Transport errors carry no URL; the host and port are fine to show.
-  return new DownloadError(`artifact download of ${name} ${what}: ${reasonOf(err)}`, { retryable: true, cause: err });
+  return new DownloadError(`artifact download of ${name} ${what}: ${unreachable(err, new URL(plan.url).host) ?? reasonOf(err)}`, { retryable: true, cause: err });
 }

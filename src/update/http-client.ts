@@ -126,3 +126,26 @@ export function isCutOff(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   return code === "UND_ERR_SOCKET" || code === "UND_ERR_RES_CONTENT_LENGTH_MISMATCH";
 }
+
+const NO_ROUTE = new Set(["ENOTFOUND", "EAI_AGAIN", "ENETUNREACH", "EHOSTUNREACH", "ENETDOWN"]);
+
+/**
+ * "cannot reach <host> (no network?)" when the request never reached the host (no DNS answer, no
+ * route) and "cannot reach <host> (connection refused)" when nothing listens there; undefined for
+ * any other failure. fetch wraps the system error in `cause` (an AggregateError when both
+ * address families failed), so the chain is searched.
+ */
+export function unreachable(err: unknown, host: string): string | undefined {
+  const seen = new Set<unknown>();
+  const queue: unknown[] = [err];
+  while (queue.length > 0) {
+    const e = queue.shift();
+    if (!e || typeof e !== "object" || seen.has(e)) continue;
+    seen.add(e);
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && NO_ROUTE.has(code)) return `cannot reach ${host} (${code}: no network?)`;
+    if (code === "ECONNREFUSED") return `cannot reach ${host} (connection refused)`;
+    queue.push((e as { cause?: unknown }).cause, ...((e as { errors?: unknown[] }).errors ?? []));
+  }
+  return undefined;
+}

@@ -1,3 +1,4 @@
+import { splitCredentials } from "./http-client.js";
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
@@ -96,6 +97,8 @@ export interface UpdateStatusReport {
   installedVersions: string[];
   trustedRoot: { origin: TrustedRootOrigin; path: string; refreshedAtMs?: number };
   trustRefresh: boolean;
+  /** The release source's URL, without credentials. */
+  releaseSource: string;
 }
 
 export interface RollbackRequest {
@@ -425,7 +428,7 @@ export class UpdateManager {
       let message = failure.message;
       if (retryable && tx.attempt >= tx.maxAttempts) {
         retryable = false;
-        message = `${message} (retry budget exhausted at attempt ${tx.attempt}/${tx.maxAttempts})`;
+        message = `gave up after ${tx.attempt} attempts (last: ${message})`;
       }
       tx.state = "failed";
       tx.phase = "failed";
@@ -606,6 +609,7 @@ export class UpdateManager {
 
   async status(): Promise<UpdateStatusReport> {
     const report: UpdateStatusReport = {
+      releaseSource: splitCredentials(new URL(this.o.settings.releasesUrl)).url.href,
       currentVersion: this.o.runningVersion,
       managed: this.managed,
       resumePending: false,

@@ -11,7 +11,7 @@
 import semver from "semver";
 import { formatLimit } from "../format-bytes.js";
 import { BodyTooLargeError, readCapped } from "../read-capped.js";
-import { fetchThrough, splitCredentials, type FetchResponse } from "./http-client.js";
+import { fetchThrough, splitCredentials, unreachable, type FetchResponse } from "./http-client.js";
 
 export interface ReleaseAsset {
   name: string;
@@ -224,7 +224,8 @@ export class ReleaseSource {
     try {
       res = await fetchThrough(url, { headers: this.#headers, redirect: "follow", signal: AbortSignal.timeout(this.#timeoutMs) });
     } catch (err) {
-      throw new ReleaseSourceError("unavailable", `failed to fetch release info: ${reasonOf(err, this.#timeoutMs)}`, { cause: err });
+      const why = unreachable(err, url.host) ?? reasonOf(err, this.#timeoutMs);
+      throw new ReleaseSourceError("unavailable", `failed to fetch release info: ${why}`, { cause: err });
     }
     const status = res.status;
     if (status < 200 || status > 299) {

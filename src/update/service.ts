@@ -170,6 +170,7 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
         trustedRootPath: s.trustedRoot.path,
         ...(s.trustedRoot.refreshedAtMs !== undefined ? { trustedRootRefreshedAtMs: BigInt(s.trustedRoot.refreshedAtMs) } : {}),
         trustRefresh: s.trustRefresh,
+        releaseSource: s.releaseSource,
       };
     },
 

@@ -11,7 +11,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { cleanEnv, connectJson, ROOT, runCara, serveCara, startCara, type CaraServer } from "../helpers/cara.js";
-import { runCli } from "../helpers/cli.js";
+import { runCli, startCli } from "../helpers/cli.js";
 import { signedRelease, TEST_REPO } from "../update/fixtures.js";
 import { startTufRepo } from "../update/tuf-kit.js";
 import { buildBrokenRelease, cli, current, installDir, kit, launcher, listeningPorts, releases, releasesDir, server, stateDir, status, useUpdateWorld, waitFor, work } from "./update-world.js";
@@ -81,10 +81,39 @@ describe("self-update end to end", { concurrency: false }, () => {
     server.setReleases([releases["0.9.0"]!, evil]);
     const r = await cli(srv, ["update", "--yes"]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^Update failed \(phase: verified\): bundle verification failed: .*identity/m);
-    assert.match(r.stderr, /This failure is non-retryable and nothing was applied/);
+    assert.match(r.stderr, /^Update failed while verifying: bundle verification failed: .*identity/m);
+    assert.match(r.stderr, /^Nothing was applied; resolve the cause, then run `cara update` again \(it starts a fresh transaction\)\.$/m);
     assert.equal(await current(), "versions/0.9.0");
     server.setReleases(Object.values(releases));
+  });
+
+  test("a slow release source is named after a second; Ctrl-C during a download says the transaction stays resumable", async () => {
+    server.respond("/releases", (_req, res) => {
+      setTimeout(() => {
+        res.writeHead(503, { "content-type": "application/json" });
+        res.end("{}");
+      }, 1_500);
+    });
+    const slow = await cli(srv, ["update", "--check"]);
+    assert.equal(slow.code, 1);
+    assert.equal(slow.stderr, `checking ${server.baseUrl}...\nFailed to check for updates: release source returned HTTP 503 (unexpected response)\nThis may be a temporary issue; retry in a moment.\n`);
+
+    server.hangNext("/carapace-0.9.1.tar.gz");
+    const stop = new AbortController();
+    const run = startCli(["update", "--yes", "--port", String(srv.port), "--state-dir", stateDir], { signal: stop.signal });
+    await waitFor("the download to start", () => server.requests("/carapace-0.9.1.tar.gz").length > 0);
+    stop.abort();
+    const r = await run.done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /(^|\n)Interrupted: the update to v0\.9\.1 stops where it is and its transaction stays resumable \(nothing is switched before it is verified and applied\)\. Run `cara update` to resume it; `cara update --status` shows where it stopped\.\n$/);
+    const st = await waitFor("the interruption to be recorded", async () => {
+      const s = await status(srv.port);
+      return s.transaction?.state === "UPDATE_TRANSACTION_STATE_FAILED" ? s : undefined;
+    });
+    assert.equal(st.transaction?.phase, "UPDATE_PHASE_FAILED");
+    assert.equal(await current(), "versions/0.9.0");
+    // Leave no transaction for the next test, which starts a fresh update.
+    assert.equal((await cli(srv, ["update", "--reset-transaction"])).code, 0);
   });
 
   test("cara update --yes --restart applies v0.9.1 and the server comes back on it; the marker clears", async () => {

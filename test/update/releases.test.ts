@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
+import { unreachable } from "../../src/update/http-client.js";
 import { assetUrl, isSemver, parseRelease, pickNewest, ReleaseSource, ReleaseSourceError, type ReleaseErrorKind } from "../../src/update/releases.js";
 import { startReleaseServer, type FakeRelease, type ReleaseServer } from "../helpers/release-server.js";
 
@@ -238,7 +239,7 @@ test("network errors and timeouts are unavailable and retryable, without credent
     assert.ok(err instanceof ReleaseSourceError);
     assert.equal(err.kind, "unavailable");
     assert.equal(err.retryable, true);
-    assert.match(err.message, /^failed to fetch release info: .*ECONNREFUSED/);
+    assert.equal(err.message, `failed to fetch release info: cannot reach 127.0.0.1:${port} (connection refused)`);
     assert.doesNotMatch(err.message, /hunter2|user|token=abc/);
     return true;
   });
@@ -266,4 +267,15 @@ test("credentials in the base URL go out as Basic auth and never into messages",
   assert.equal(auth, `Basic ${Buffer.from("bot:s3cret").toString("base64")}`);
   assert.throws(() => new ReleaseSource({ baseUrl: "ftp://x/y", userAgent: UA }), { message: "release source URL must be http(s), got ftp:" });
   assert.throws(() => new ReleaseSource({ baseUrl: "nope", userAgent: UA }), { message: "release source URL is not a valid URL" });
+});
+
+test("no DNS answer or no route reads 'cannot reach <host> (...: no network?)', found anywhere in fetch's cause chain", () => {
+  const sys = (code: string) => Object.assign(new Error(`getaddrinfo ${code} api.github.com`), { code });
+  assert.equal(unreachable(new TypeError("fetch failed", { cause: sys("ENOTFOUND") }), "api.github.com"), "cannot reach api.github.com (ENOTFOUND: no network?)");
+  assert.equal(unreachable(new TypeError("fetch failed", { cause: sys("EAI_AGAIN") }), "api.github.com"), "cannot reach api.github.com (EAI_AGAIN: no network?)");
+  // Both address families failed: an AggregateError holds the two.
+  const both = new AggregateError([sys("ENETUNREACH"), sys("EHOSTUNREACH")], "connect failed");
+  assert.equal(unreachable(new TypeError("fetch failed", { cause: both }), "example.org:443"), "cannot reach example.org:443 (ENETUNREACH: no network?)");
+  assert.equal(unreachable(new TypeError("fetch failed", { cause: sys("ECONNRESET") }), "x"), undefined);
+  assert.equal(unreachable(new Error("plain"), "x"), undefined);
 });

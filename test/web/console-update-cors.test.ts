@@ -46,7 +46,7 @@ test("update: the page shows the running version and, with the release source un
   const error = page.locator("[data-testid=check-error]");
   await error.waitFor();
   const text = (await error.textContent()) ?? "";
-  assert.match(text, /^failed to fetch release info: connect ECONNREFUSED 127\.0\.0\.1:\d+\. The release source did not answer: this machine may be offline\. Nothing was changed; try again later\.$/, text);
+  assert.match(text, /^failed to fetch release info: cannot reach 127\.0\.0\.1:\d+ \(connection refused\)\. The release source did not answer: this machine may be offline\. Nothing was changed; try again later\.$/, text);
   await page.getByText("Could not check for updates", { exact: true }).waitFor();
   assert.ok(!text.includes("[object"), text);
   // Nothing to install and nothing claims otherwise.

@@ -8,6 +8,28 @@ import { stripTerminalUnsafe } from "../terminal.js";
 const nameOf = (names: EnumNames<number>, value: number) => (value === 0 ? "" : (names.name(value) ?? "unknown"));
 export const phaseName = (p: UpdatePhase) => nameOf(updatePhaseNames, p);
 
+/**
+ * What the update was doing when it failed in phase `p` ("failed while verifying"): a failure
+ * is recorded with the phase being worked towards (a bad signature fails in `verified`).
+ */
+export function failedWhile(p: UpdatePhase): string {
+  switch (phaseName(p)) {
+    case "created":
+      return "preparing (looking up the release)";
+    case "downloading":
+      return "downloading";
+    case "downloaded":
+    case "verified":
+      return "verifying";
+    case "applying":
+      return "applying";
+    case "applied":
+      return "switching to the new version";
+    default:
+      return `in phase ${phaseName(p) || "unknown"}`;
+  }
+}
+
 function trustedRootLine(s: GetUpdateStatusResponse): string {
   const refresh = s.trustRefresh ? "TUF refresh before each verification" : "TUF refresh off";
   switch (s.trustedRootOrigin) {
@@ -35,8 +57,13 @@ export function formatStatus(s: GetUpdateStatusResponse): string {
   if (s.transactionError) lines.push(`Transaction:       UNREADABLE: ${s.transactionError}`);
   else if (tx) {
     const state = nameOf(transactionStateNames, tx.state);
-    lines.push(`Transaction:       v${tx.version} ${state}, phase ${phaseName(tx.phase)}${tx.state === UpdateTransactionState.FAILED && tx.failedPhase ? ` (failed in ${phaseName(tx.failedPhase)})` : ""}, attempt ${tx.attempt}/${tx.maxAttempts}`);
-    if (tx.lastError) lines.push(`  Last error:      ${stripTerminalUnsafe(tx.lastError)}${tx.state === UpdateTransactionState.FAILED ? (tx.retryable ? " (retryable)" : " (non-retryable)") : ""}`);
+    // A failed transaction's phase is `failed`: say what it was doing instead, once.
+    const where = tx.state === UpdateTransactionState.FAILED ? (tx.failedPhase ? ` while ${failedWhile(tx.failedPhase)}` : "") : `, phase ${phaseName(tx.phase)}`;
+    lines.push(`Transaction:       v${tx.version} ${state}${where}, attempt ${tx.attempt}/${tx.maxAttempts}`);
+    // After the last attempt the error itself says it gave up; "not retryable" is for errors that never are.
+    const gaveUp = tx.attempt >= tx.maxAttempts;
+    const suffix = tx.state !== UpdateTransactionState.FAILED ? "" : tx.retryable ? " (retryable: `cara update` resumes it)" : gaveUp ? "" : " (not retryable)";
+    if (tx.lastError) lines.push(`  Last error:      ${stripTerminalUnsafe(tx.lastError)}${suffix}`);
     if (tx.nextAttemptAtMs !== undefined && s.resumePending) lines.push(`  Next attempt:    ${new Date(Number(tx.nextAttemptAtMs)).toISOString()}`);
     if (s.resumePending) lines.push("  Resume pending:  yes (`cara update` resumes it)");
   } else lines.push("Transaction:       none");

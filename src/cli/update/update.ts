@@ -20,7 +20,7 @@ import { bytes } from "../output.js";
 import { describeError, isConnectionRefused, isServerError, rpcClient } from "../rpc.js";
 import { CliFailure, CliUsageError, isLoopbackHost, parseTimeout } from "../target.js";
 import { stripTerminalUnsafe } from "../terminal.js";
-import { formatStatus, phaseName } from "./status-text.js";
+import { failedWhile, formatStatus, phaseName } from "./status-text.js";
 
 export class UpdateCommand extends ClientCommand {
   static override paths = [["update"]];
@@ -38,7 +38,8 @@ export class UpdateCommand extends ClientCommand {
 
       The update runs as a durable transaction (\`<state>/updates/transaction.json\`): interrupted runs resume
       (a verified download is not fetched again, a partial one continues with HTTP Range), transient failures
-      are retried with backoff (about 5 s, 15 s, 45 s; 3 attempts), authenticity failures stop and apply nothing.
+      are retried (3 attempts, about 5 s then 15 s apart; update.maxAttempts, update.retryDelaysMs), authenticity
+      failures stop and apply nothing. Ctrl-C leaves the transaction resumable: \`cara update\` goes on from there.
       Before applying, the server takes a backup (\`<state>/backups/pre-update-*.tar.gz\`). The new version is
       unpacked beside the old one (\`<install>/versions/<v>\`) and \`<install>/current\` is switched atomically;
       a version that crashes or is not ready in time (update.readyTimeoutMs) is rolled back by the launcher.
@@ -98,8 +99,26 @@ export class UpdateCommand extends ClientCommand {
     }
   }
 
+  /**
+   * Asks the release source (through the server); when that takes over a second, says where it
+   * is looking, so that a slow or unreachable source does not look like a hung command.
+   */
+  private async checkRelease(client: Awaited<ReturnType<typeof rpcClient<typeof UpdateService>>>) {
+    const slow = setTimeout(() => {
+      void client.getUpdateStatus({}).then(
+        (s) => !this.json && this.context.stderr.write(`checking ${s.releaseSource}...\n`),
+        () => undefined,
+      );
+    }, 1000);
+    try {
+      return await client.checkForUpdate({ channel: this.channel ?? "", ...(this.version !== undefined ? { version: this.version } : {}), allowDowngrade: this.allowDowngrade });
+    } finally {
+      clearTimeout(slow);
+    }
+  }
+
   private async runCheck(client: Awaited<ReturnType<typeof rpcClient<typeof UpdateService>>>): Promise<number> {
-    const r = await client.checkForUpdate({ channel: this.channel ?? "", ...(this.version !== undefined ? { version: this.version } : {}), allowDowngrade: this.allowDowngrade });
+    const r = await this.checkRelease(client);
     if (this.json) {
       this.printJson(messageToCliJson(CheckForUpdateResponseSchema, r));
       return 0;
@@ -193,7 +212,7 @@ export class UpdateCommand extends ClientCommand {
       to = status.transaction!.version;
       if (!this.json) out.write(`Resuming the interrupted update to v${to} (attempt ${status.transaction!.attempt + 1}/${status.transaction!.maxAttempts}).\n`);
     } else {
-      const check = await client.checkForUpdate({ channel: this.channel ?? "", ...(this.version !== undefined ? { version: this.version } : {}), allowDowngrade: this.allowDowngrade });
+      const check = await this.checkRelease(client);
       from = check.currentVersion;
       to = check.latestVersion;
       if (!check.updateAvailable) {
@@ -218,8 +237,9 @@ export class UpdateCommand extends ClientCommand {
     const tty = (this.context.stderr as { isTTY?: boolean }).isTTY === true && !this.json;
     let result: UpdateResult | undefined;
     let lastLine = "";
+    const stop = this.interruption();
     try {
-      for await (const msg of client.startUpdate({ version: to, channel: this.channel ?? "", allowDowngrade: this.allowDowngrade, restart: this.restart, yes: true })) {
+      for await (const msg of client.startUpdate({ version: to, channel: this.channel ?? "", allowDowngrade: this.allowDowngrade, restart: this.restart, yes: true }, { signal: stop.signal })) {
         if (msg.result) result = msg.result;
         if (this.json) continue;
         const line = msg.bytesTotal > 0n && msg.phase === UpdatePhase.DOWNLOADING
@@ -234,7 +254,16 @@ export class UpdateCommand extends ClientCommand {
       if (tty) this.context.stderr.write("\n");
     } catch (err) {
       if (tty) this.context.stderr.write("\n");
+      if (stop.signal.aborted && !result) {
+        // The server stops the run when its client goes away and keeps the transaction resumable.
+        this.context.stderr.write(
+          `Interrupted: the update to v${to} stops where it is and its transaction stays resumable (nothing is switched before it is verified and applied). Run \`cara update\` to resume it; \`cara update --status\` shows where it stopped.\n`,
+        );
+        return 130;
+      }
       if (!result) throw err;
+    } finally {
+      stop.dispose();
     }
     if (!result) throw new CliFailure("the server ended the update without a result; see `cara update --status`");
     if (this.json) {
@@ -252,14 +281,14 @@ export class UpdateCommand extends ClientCommand {
     }
     if (r.outcome === UpdateOutcome.FAILED) {
       const err = this.context.stderr;
-      err.write(`Update failed (phase: ${phaseName(r.failedPhase)}): ${stripTerminalUnsafe(r.error)}\n`);
+      err.write(`Update failed while ${failedWhile(r.failedPhase)}: ${stripTerminalUnsafe(r.error)}\n`);
       const beforeApply = r.failedPhase !== UpdatePhase.APPLYING && r.failedPhase !== UpdatePhase.APPLIED;
       err.write(
         r.retryable
           ? "This failure is retryable; rerun `cara update` to resume.\n"
           : beforeApply
-            ? "This failure is non-retryable and nothing was applied; resolve the cause before retrying (the next `cara update` starts a fresh transaction).\n"
-            : "This failure is non-retryable; check which version is current with `cara update --status` (the next `cara update` starts a fresh transaction).\n",
+            ? "Nothing was applied; resolve the cause, then run `cara update` again (it starts a fresh transaction).\n"
+            : "Check which version is current with `cara update --status`; the next `cara update` starts a fresh transaction.\n",
       );
       return 1;
     }
