@@ -25,7 +25,7 @@ function LastRun({ run, now }: { run: ScheduleRun | undefined; now: number }) {
         <>
           {" "}
           <a href={`/console/tasks/${run.taskId}`} onClick={onLinkClick} data-testid="schedule-last-task">
-            task
+            task {run.taskId.slice(0, 8)}
           </a>{" "}
           {run.taskState !== undefined ? <Badge tone={STATE_TONE[run.taskState] ?? "muted"}>{stateName(run.taskState)}</Badge> : <span class="muted">(removed)</span>}
         </>
