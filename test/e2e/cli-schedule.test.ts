@@ -213,3 +213,43 @@ test("cara schedule create --help shows the rule, the flags and examples", async
   const all = await runCli(["--help"]);
   for (const verb of ["create", "list", "get", "update", "pause", "resume", "delete", "run"]) assert.match(all.stdout, new RegExp(`cara schedule ${verb}\\b`), verb);
 });
+
+test("cara schedule get after downtime: one catch-up run, the missed due times counted", async () => {
+  const first = await serveCara({ env: { CARA_TEST_CLOCK_START: CLOCK_START } });
+  const stateDir = first.stateDir;
+  const created = await cli(first, ["schedule", "create", "--name", "nightly", "--cron", "0 3 * * *", "--payload", '{"kind":"systemEvent","text":"nightly"}', "--json"]);
+  assert.equal(created.code, 0, created.stderr);
+  const id = JSON.parse(created.stdout).schedule.id as string;
+  await first.stop();
+
+  // Down from Saturday noon to Wednesday 09:00: due at 03:00 on Sunday, Monday, Tuesday and Wednesday.
+  const s = await serveCara({ stateDir, env: { CARA_TEST_CLOCK_START: "2026-04-01T09:00:00.000Z" } });
+  const after = await until("the catch-up run's task to finish", async () => {
+    const got = await getJson(s, "nightly");
+    return got.lastRun?.taskState === "done" ? got : undefined;
+  });
+  assert.deepEqual({ ...after.lastRun, atMs: 0, taskId: "x" }, { dueAtMs: Date.parse("2026-04-01T03:00:00Z"), atMs: 0, outcome: "created", taskId: "x", taskState: "done", error: null, manual: false });
+  assert.equal(after.missedRuns, 3);
+  const tasks = JSON.parse((await cli(s, ["task", "list", "--label", `schedule=${id}`, "--json"])).stdout).tasks;
+  assert.deepEqual(tasks.map((t: { id: string }) => t.id), [after.lastRun.taskId], "one task for four due times");
+  const get = await cli(s, ["schedule", "get", "nightly"]);
+  assert.equal(
+    get.stdout,
+    [
+      "Schedule nightly  enabled",
+      `  Id:         ${id}`,
+      "  When:       0 3 * * * (UTC)",
+      "  Overlap:    skip",
+      '  Payload:    systemEvent "nightly"',
+      POLICY,
+      "  Next due:   2026-04-02T03:00:00.000Z",
+      "              2026-04-03T03:00:00.000Z",
+      "              2026-04-04T03:00:00.000Z",
+      `  Last run:   ${iso(after.lastRun.atMs)}  created, task ${after.lastRun.taskId} (done)`,
+      "  Missed:     3 due times passed while the server was down (a catch-up run stood for them)",
+      `  Created:    ${iso(after.createdAtMs)}   Updated: ${iso(after.updatedAtMs)}`,
+      "",
+    ].join("\n"),
+  );
+  await s.stop();
+});

@@ -131,7 +131,7 @@ export function formatSchedule(s: Schedule): string {
     const r = s.lastRun;
     lines.push(`  Last run:   ${iso(r.atMs)}  ${runText(r)}${r.manual ? " (run now)" : ""}`);
   } else lines.push("  Last run:   - (none yet)");
-  if (s.missedRuns > 0) lines.push(`  Missed:     ${s.missedRuns} due times while the server was down (each catch-up ran once)`);
+  if (s.missedRuns > 0) lines.push(`  Missed:     ${s.missedRuns} due times passed while the server was down (a catch-up run stood for them)`);
   lines.push(`  Created:    ${iso(s.createdAtMs)}   Updated: ${iso(s.updatedAtMs)}`);
   return `${lines.join("\n")}\n`;
 }
