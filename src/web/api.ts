@@ -4,6 +4,7 @@ import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { SchedulesService } from "../../gen/carapace/tasks/v1/schedules_pb.js";
 import { TasksService } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 import { UpdateService } from "../../gen/carapace/update/v1/update_pb.js";
 import { session } from "./session.js";
@@ -22,6 +23,7 @@ const transport = createConnectTransport({
 
 export const ops = createClient(OpsService, transport);
 export const tasks = createClient(TasksService, transport);
+export const schedules = createClient(SchedulesService, transport);
 export const backups = createClient(BackupService, transport);
 export const updates = createClient(UpdateService, transport);
 

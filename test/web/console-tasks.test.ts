@@ -146,3 +146,62 @@ test("tasks: a blocked task (no LLM provider) shows why; raise its attempts and 
   await c.context.close();
   await s.stop();
 });
+
+test("tasks: the schedules list (rule, zone, state, next due, last run); pause, resume, and run now opens the task it created", browserTest, async () => {
+  const s = await serveCara();
+  const call = (method: string, body: unknown) => connectJson(s, `carapace.tasks.v1.SchedulesService/${method}`, body, s.token);
+  const nightly = await call("CreateSchedule", { name: "nightly-backup", cron: "0 3 * * *", template: { payload: { backup: { keep: 7 } } } });
+  assert.equal(nightly.status, 200, JSON.stringify(nightly.json));
+  const tick = await call("CreateSchedule", { name: "tick", intervalMs: "900000", timezone: "Europe/Berlin", template: { payload: { systemEvent: { text: "tick" } } }, paused: true });
+  assert.equal(tick.status, 200, JSON.stringify(tick.json));
+  const c = await openConsole(s, { path: "/console/tasks" });
+  const { page } = c;
+  await signIn(page, s.token);
+  const panel = page.locator("#schedules");
+  const nightlyRow = panel.locator('[data-schedule="nightly-backup"]');
+  const tickRow = panel.locator('[data-schedule="tick"]');
+  await nightlyRow.waitFor();
+  assert.equal(await nightlyRow.getByTestId("schedule-rule").textContent(), "0 3 * * * (UTC)");
+  await nightlyRow.getByText("enabled", { exact: true }).waitFor();
+  await nightlyRow.getByText("backup (keep 7)").waitFor();
+  assert.match((await nightlyRow.getByTestId("schedule-next").textContent())!, /^Next due: \d{4}-\d\d-\d\d \d\d:00:00 \(in .+\)$/);
+  await nightlyRow.getByText("no run yet").waitFor();
+  assert.equal(await tickRow.getByTestId("schedule-rule").textContent(), "every 15m");
+  await tickRow.getByText("paused", { exact: true }).first().waitFor();
+  assert.equal(await tickRow.getByTestId("schedule-next").textContent(), "Next due: paused");
+
+  // Pause and resume go to the server.
+  await nightlyRow.getByRole("button", { name: "Pause" }).click();
+  await nightlyRow.getByRole("button", { name: "Resume" }).waitFor();
+  assert.equal((await call("GetSchedule", { id: "nightly-backup" })).json.schedule.enabled ?? false, false);
+  assert.equal(await nightlyRow.getByTestId("schedule-next").textContent(), "Next due: paused");
+  await tickRow.getByRole("button", { name: "Resume" }).click();
+  await tickRow.getByRole("button", { name: "Pause" }).waitFor();
+  assert.equal((await call("GetSchedule", { id: "tick" })).json.schedule.enabled, true);
+  await tickRow.getByTestId("schedule-next").filter({ hasText: /^Next due: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in 1[45]m \d+s\)$/ }).waitFor();
+  await screenshot(page, "tasks-schedules-desktop");
+
+  // Run now creates a task and opens it; the row shows the run and links to that task.
+  await tickRow.getByRole("button", { name: "Run now" }).click();
+  await page.waitForURL(/\/console\/tasks\/[0-9a-f-]{36}$/);
+  const taskId = new URL(page.url()).pathname.split("/").pop()!;
+  const run = (await call("GetSchedule", { id: "tick" })).json.schedule.lastRun;
+  assert.deepEqual([run.taskId, run.outcome, run.manual], [taskId, "SCHEDULE_RUN_OUTCOME_CREATED", true]);
+  await page.locator("[data-testid=task-state]", { hasText: "done" }).waitFor();
+  await page.locator("#task-details").getByText('"text": "tick"').waitFor();
+  const last = tickRow.getByTestId("schedule-last-run");
+  await last.filter({ hasText: "created" }).filter({ hasText: "(run now)" }).filter({ hasText: "done" }).waitFor();
+  assert.equal(await tickRow.getByTestId("schedule-last-task").getAttribute("href"), `/console/tasks/${taskId}`);
+  await page.setViewportSize(PHONE);
+  assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), PHONE.width);
+  await screenshot(page, "tasks-schedules-375");
+
+  // The link from the last run opens its task.
+  await page.goto(`${s.baseUrl}/console/tasks`);
+  await tickRow.getByTestId("schedule-last-task").click();
+  await page.waitForURL(`${s.baseUrl}/console/tasks/${taskId}`);
+  await page.locator("[data-testid=task-state]", { hasText: "done" }).waitFor();
+  assertCleanPage(c, s.baseUrl);
+  await c.context.close();
+  await s.stop();
+});

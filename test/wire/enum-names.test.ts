@@ -4,11 +4,13 @@ import type { EnumNames } from "../../src/wire/enum-names.js";
 import { enumValueName } from "../../src/wire/enum-names.js";
 import { problemKindNames } from "../../src/wire/backup.js";
 import { checkStatusNames, logLevelNames, overallStatusNames } from "../../src/wire/ops.js";
+import { overlapPolicyNames, scheduleRunOutcomeNames } from "../../src/wire/schedules.js";
 import { blockedReasonNames, taskStateNames } from "../../src/wire/tasks.js";
 import { rollbackStateNames, transactionStateNames, updateOutcomeNames, updatePhaseNames } from "../../src/wire/update.js";
 import { PROBLEM_KINDS } from "../../src/backup/archive.js";
 import { LOG_LEVELS } from "../../src/ops/log-ring.js";
 import { BLOCKED_REASONS, TASK_STATES } from "../../src/tasks/model.js";
+import { OVERLAP_POLICIES, RUN_OUTCOMES } from "../../src/tasks/schedule.js";
 import { MARKER_STATES } from "../../src/update/rollback-marker.js";
 import { TX_PHASES, TX_STATES } from "../../src/update/transaction.js";
 import { TaskStateSchema } from "../../gen/carapace/tasks/v1/tasks_pb.js";
@@ -21,6 +23,8 @@ import { TaskStateSchema } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 const ENUMS: [string, EnumNames<number>, readonly string[]][] = [
   ["TaskState", taskStateNames, TASK_STATES],
   ["BlockedReason", blockedReasonNames, BLOCKED_REASONS],
+  ["OverlapPolicy", overlapPolicyNames, OVERLAP_POLICIES],
+  ["ScheduleRunOutcome", scheduleRunOutcomeNames, RUN_OUTCOMES],
   ["UpdatePhase", updatePhaseNames, TX_PHASES],
   ["UpdateTransactionState", transactionStateNames, TX_STATES],
   ["RollbackState", rollbackStateNames, MARKER_STATES],

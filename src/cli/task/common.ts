@@ -61,12 +61,18 @@ export function parseUint(value: string | undefined, flag: string, max = Number.
   return Number(value);
 }
 
+/** A payload as `--payload` takes it: `{"kind":"backup","keep":7}`. */
+export function payloadJson(p: TaskPayload | undefined): Record<string, unknown> {
+  const payload: Record<string, unknown> = p?.kind.case ? { kind: p.kind.case } : {};
+  if (p?.kind.case) {
+    for (const [k, v] of Object.entries(p.kind.value as object)) if (!k.startsWith("$") && v !== undefined) payload[k] = v;
+  }
+  return payload;
+}
+
 /** The task as a JSON object in the queue.json record shape (what the original Rust cara printed). */
 export function taskJson(t: Task): Record<string, unknown> {
-  const payload: Record<string, unknown> = t.payload?.kind.case ? { kind: t.payload.kind.case } : {};
-  if (t.payload?.kind.case) {
-    for (const [k, v] of Object.entries(t.payload.kind.value as object)) if (!k.startsWith("$") && v !== undefined) payload[k] = v;
-  }
+  const payload = payloadJson(t.payload);
   const out: Record<string, unknown> = {
     id: t.id,
     state: stateName(t.state),
@@ -96,7 +102,12 @@ export function taskJson(t: Task): Record<string, unknown> {
 const iso = (ms: bigint | number | undefined) => (ms === undefined ? "-" : new Date(Number(ms)).toISOString());
 
 export function payloadSummary(t: Task): string {
-  const k = t.payload?.kind;
+  return payloadText(t.payload);
+}
+
+/** A payload in a few words: `backup (keep 7)`, `systemEvent "hi"`. */
+export function payloadText(p: TaskPayload | undefined): string {
+  const k = p?.kind;
   switch (k?.case) {
     case "systemEvent":
       return `systemEvent ${JSON.stringify(k.value.text)}`;
@@ -146,12 +157,20 @@ export abstract class TaskCommand extends ClientCommand {
   }
 }
 
+/** The four policy flags, for any command that sets a task policy (a class field each). */
+export const policyOptions = {
+  maxAttempts: () => Option.String("--max-attempts", { description: "Attempts before giving up (1-10000, default 100)" }),
+  maxTotalRuntimeMs: () => Option.String("--max-total-runtime-ms", { description: "Budget from creation, ms (default 7 days, max 30 days)" }),
+  maxTurns: () => Option.String("--max-turns", { description: "Agent turns per task (1-1000, default 25)" }),
+  maxRunTimeoutSeconds: () => Option.String("--max-run-timeout-seconds", { description: "Per-attempt timeout cap, s (1-86400, default 600)" }),
+};
+
 /** A task command with the four policy flags (create and update). */
 export abstract class PolicyTaskCommand extends TaskCommand {
-  maxAttempts = Option.String("--max-attempts", { description: "Attempts before giving up (1-10000, default 100)" });
-  maxTotalRuntimeMs = Option.String("--max-total-runtime-ms", { description: "Budget from creation, ms (default 7 days, max 30 days)" });
-  maxTurns = Option.String("--max-turns", { description: "Agent turns per task (1-1000, default 25)" });
-  maxRunTimeoutSeconds = Option.String("--max-run-timeout-seconds", { description: "Per-attempt timeout cap, s (1-86400, default 600)" });
+  maxAttempts = policyOptions.maxAttempts();
+  maxTotalRuntimeMs = policyOptions.maxTotalRuntimeMs();
+  maxTurns = policyOptions.maxTurns();
+  maxRunTimeoutSeconds = policyOptions.maxRunTimeoutSeconds();
 }
 
 export function policyFromFlags(f: { maxAttempts?: string | undefined; maxTotalRuntimeMs?: string | undefined; maxTurns?: string | undefined; maxRunTimeoutSeconds?: string | undefined }): MessageInitShape<typeof import("../../../gen/carapace/tasks/v1/tasks_pb.js").TaskPolicyOverridesSchema> | undefined {
@@ -191,6 +210,13 @@ export abstract class RescheduleCommand extends LifecycleCommand {
     const delay = parseUint(this.delayMs, "--delay-ms");
     return { ...request, ...(delay !== undefined ? { delayMs: BigInt(delay) } : {}) };
   }
+}
+
+/** `--priority`: an integer within int32. */
+export function parsePriority(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^-?\d+$/.test(value) || Math.abs(Number(value)) > 2 ** 31 - 1) throw new CliUsageError(`--priority must be an integer (got '${value}')`);
+  return Number(value);
 }
 
 export function parseLabels(values: string[] | undefined): Record<string, string> {

@@ -1,6 +1,5 @@
 import { Command, Option } from "clipanion";
-import { CliUsageError } from "../target.js";
-import { EXAMPLE_PAYLOAD, parseLabels, parsePayloadFlag, parseUint, PolicyTaskCommand, policyFromFlags, taskJson } from "./common.js";
+import { EXAMPLE_PAYLOAD, parseLabels, parsePayloadFlag, parsePriority, parseUint, PolicyTaskCommand, policyFromFlags, taskJson } from "./common.js";
 
 export class TaskCreateCommand extends PolicyTaskCommand {
   static override paths = [["task", "create"]];
@@ -28,11 +27,7 @@ export class TaskCreateCommand extends PolicyTaskCommand {
     const payload = parsePayloadFlag(this.payload);
     const policy = policyFromFlags(this);
     const next = parseUint(this.nextRunAtMs, "--next-run-at-ms");
-    let priority: number | undefined;
-    if (this.priority !== undefined) {
-      if (!/^-?\d+$/.test(this.priority) || Math.abs(Number(this.priority)) > 2 ** 31 - 1) throw new CliUsageError(`--priority must be an integer (got '${this.priority}')`);
-      priority = Number(this.priority);
-    }
+    const priority = parsePriority(this.priority);
     const labels = parseLabels(this.label);
     const res = await this.call((c) =>
       c.createTask({

@@ -7,6 +7,7 @@ import { payloadSummary } from "../task-payload.js";
 import { Badge, Freshness, PageHeader, ProblemLine } from "../ui.js";
 import { useState } from "preact/hooks";
 import { STATE_TONE, stateName } from "../task-state.js";
+import { SchedulesPanel } from "./schedules.js";
 import { CreateTask } from "./task-create.js";
 import { TaskDetails } from "./task-details.js";
 
@@ -42,6 +43,7 @@ export function TasksPage({ id, create }: { id: string | undefined; create: bool
           New task
         </a>
       </PageHeader>
+      <SchedulesPanel now={now} onChanged={refresh} />
       <div class="chips" role="group" aria-label="Show tasks in these states">
         <button type="button" class="chip" aria-pressed={filter.length === 0} onClick={() => setFilter([])}>
           all <span class="num">{stats.data?.stats?.total ?? "–"}</span>
