@@ -120,3 +120,40 @@ async function pack(output: string, files: Map<string, string>): Promise<{ path:
     await rm(tmp, { force: true });
   }
 }
+
+/** Log records a bug report holds by default, and at most. */
+export const DEFAULT_BUGREPORT_LINES = 1_000;
+export const MAX_BUGREPORT_LINES = 5_000;
+/** The largest bug report the server streams (a report is small; more means huge log records). */
+export const MAX_BUGREPORT_BYTES = 16 * 1024 * 1024;
+
+/** A bug report option out of range (names the option). */
+export class BugreportOptionError extends Error {
+  constructor(
+    readonly option: "lines",
+    message: string,
+  ) {
+    super(message);
+    this.name = "BugreportOptionError";
+  }
+}
+
+/** The report came out larger than the server streams. */
+export class BugreportTooLargeError extends Error {
+  constructor(readonly bytes: number) {
+    super(`the bug report is ${(bytes / 1048576).toFixed(1)} MiB, more than the ${MAX_BUGREPORT_BYTES / 1048576} MiB allowed: ask for fewer log lines`);
+    this.name = "BugreportTooLargeError";
+  }
+}
+
+/** The number of log lines asked for (0 or absent: the default), or a BugreportOptionError. */
+export function bugreportLines(value: number | undefined): number {
+  if (value === undefined || value === 0) return DEFAULT_BUGREPORT_LINES;
+  if (!Number.isInteger(value) || value < 1 || value > MAX_BUGREPORT_LINES) throw new BugreportOptionError("lines", `log lines must be from 1 to ${MAX_BUGREPORT_LINES} (got ${value})`);
+  return value;
+}
+
+/** A file name for a report made at `now`: cara-bugreport-20261205T061500Z.tar.gz. */
+export function bugreportFileName(now = Date.now()): string {
+  return `cara-bugreport-${new Date(now).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}.tar.gz`;
+}
