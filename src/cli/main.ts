@@ -13,6 +13,8 @@ import { TaskRetryCommand } from "./task/retry.js";
 import { TaskUpdateCommand } from "./task/update.js";
 import { TaskWatchCommand } from "./task/watch.js";
 import { VerifyCommand } from "./verify.js";
+import { DoctorCommand } from "./doctor.js";
+import { BugreportCommand } from "./bugreport.js";
 import { LogsCommand } from "./logs.js";
 import { BackupCommand } from "./backup/create.js";
 import { BackupInspectCommand } from "./backup/inspect.js";
@@ -36,6 +38,8 @@ export function buildCli(context: CaraContext): Cli<CaraContext> {
   for (const command of [TaskCreateCommand, TaskListCommand, TaskGetCommand, TaskCancelCommand, TaskRetryCommand, TaskResumeCommand, TaskUpdateCommand, TaskWatchCommand]) cli.register(command);
   cli.register(VerifyCommand);
   cli.register(LogsCommand);
+  cli.register(DoctorCommand);
+  cli.register(BugreportCommand);
   for (const command of [BackupCommand, BackupVerifyCommand, BackupInspectCommand, BackupListCommand, RestoreCommand]) cli.register(command);
   for (const command of [UpdateCommand, UpdateVerifyCommand, InstallCommand]) cli.register(command);
   cli.register(Builtins.HelpCommand);

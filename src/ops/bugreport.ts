@@ -35,6 +35,8 @@ export interface BugreportInput {
   logLines?: number;
   includePayloads?: boolean;
   now?: number;
+  /** What the caller could not collect, and why (listed under "Left out"). */
+  leftOut?: string[];
 }
 
 export interface BugreportResult {
@@ -55,7 +57,7 @@ export async function writeBugreport(input: BugreportInput): Promise<BugreportRe
   const secrets = await knownSecrets(input.paths, input.env);
   const clean = <T>(v: T): T => redactFields(v, secrets);
   const contains: BugreportResult["contains"] = [];
-  const leftOut: string[] = ["auth/ (token, server secret): never included", "backups/ and the task store files themselves"];
+  const leftOut: string[] = ["auth/ (token, server secret): never included", "backups/ and the task store files themselves", ...(input.leftOut ?? [])];
   const files = new Map<string, string>();
   const add = (name: string, what: string, value: unknown) => {
     files.set(name, typeof value === "string" ? value : `${JSON.stringify(clean(value), null, 2)}\n`);
