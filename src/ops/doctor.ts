@@ -235,7 +235,7 @@ async function checkStores(o: DoctorOptions): Promise<{ steps: DoctorStep[]; age
 async function checkAgentProvider(o: DoctorOptions, config: CaraConfig, agentTurnTasks: number): Promise<DoctorStep> {
   const title = "agent provider";
   const missing = [!config.agent?.baseUrl && "agent.baseUrl", !config.agent?.model && "agent.model", !o.env.CARAPACE_AGENT_API_KEY && "CARAPACE_AGENT_API_KEY"].filter((x): x is string => typeof x === "string");
-  if (missing.length === 0) return { id: "agent", title, status: "ok", summary: `${config.agent?.baseUrl} with model ${config.agent?.model}` };
+  if (missing.length === 0) return { id: "agent", title, status: "ok", summary: `${withoutCredentials(config.agent?.baseUrl ?? "")} with model ${config.agent?.model}` };
   if (agentTurnTasks === 0) return { id: "agent", title, status: "ok", summary: `not configured (${missing.join(", ")} unset); no agentTurn task needs it` };
   return {
     id: "agent",
@@ -244,6 +244,19 @@ async function checkAgentProvider(o: DoctorOptions, config: CaraConfig, agentTur
     summary: `${agentTurnTasks === 1 ? "1 agentTurn task waits" : `${agentTurnTasks} agentTurn tasks wait`} for a provider, but ${listed(missing)} ${missing.length > 1 ? "are" : "is"} not set`,
     next: `set ${missing.filter((m) => m.startsWith("agent.")).join(" and ") || "the API key"}${missing.some((m) => m.startsWith("agent.")) ? ` in ${o.paths.config}` : ""}${missing.includes("CARAPACE_AGENT_API_KEY") ? " (and CARAPACE_AGENT_API_KEY if the endpoint needs one)" : ""}, restart, then cara task resume <id>`,
   };
+}
+
+/** A URL as it may be shown: a user name or password in it replaced. */
+function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username === "" && u.password === "") return url;
+    u.username = "";
+    u.password = "";
+    return u.toString().replace("//", "//[REDACTED]@");
+  } catch {
+    return url.replace(/\/\/[^/@\s]*@/, "//[REDACTED]@");
+  }
 }
 
 async function checkTls(o: DoctorOptions, config: CaraConfig, now: number): Promise<DoctorStep[]> {
