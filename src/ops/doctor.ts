@@ -21,7 +21,9 @@ import { loadTransaction } from "../update/transaction.js";
 import { readLogFiles } from "./log-files.js";
 import type { NewLogEntry } from "./log-ring.js";
 
-export type StepStatus = "ok" | "warn" | "fail" | "skip";
+/** A step's verdict, in the order of the API's DoctorStepStatus. */
+export const STEP_STATUSES = ["ok", "warn", "fail", "skip"] as const;
+export type StepStatus = (typeof STEP_STATUSES)[number];
 
 export interface DoctorStep {
   id: string;
