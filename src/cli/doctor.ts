@@ -39,14 +39,11 @@ export class DoctorCommand extends LocalCheckCommand {
       Works whether or not the server is up: it reads the state dir itself and asks the server (found at the
       address it recorded beside its lock) only what the server alone knows. In order:
 
-      - server: is one running for this state dir (the lock), where it listens, does \`GET /health\` answer there,
-        does that match the configured port and bind; token: is it readable.
+      - server: is one running for this state dir (the lock), where it listens, does \`GET /health\` answer there, and does that match the configured port and bind; token: is it readable.
       - configuration: \`config.json\` is valid.
-      - recent logs: the first failing component (server, tasks, agent provider, backup, update, auth) with its
-        first occurrence and count, from the server's log ring, or from the log files when it is down.
+      - recent logs: the first failing component (server, tasks, agent provider, backup, update, auth) with its first occurrence and count, from the server's log ring, or from the log files when it is down.
       - stores: the task queue and schedules load (or the corrupt file and the copy kept of it).
-      - agent provider settings when agentTurn tasks wait; TLS files readable and not expiring within 14 days;
-        the server secret set (not generated); the state dir's owner and modes.
+      - agent provider settings when agentTurn tasks wait; TLS files readable and not expiring within 14 days; the server secret set (not generated); the state dir's owner and modes.
       - the update transaction and any rollback; an interrupted restore.
       - backups: the newest archive that verifies with this deployment's secret, and its age.
 
