@@ -170,16 +170,24 @@ export function componentOf(e: Pick<NewLogEntry, "component" | "message" | "fiel
 
 async function checkLogs(o: DoctorOptions, server: DoctorReport["server"], now: number): Promise<DoctorStep> {
   const title = "recent logs";
-  let entries: NewLogEntry[];
-  let source: string;
+  let entries: NewLogEntry[] = [];
+  let source = "";
+  let ringProblem: string | undefined;
+  const fromFiles = async (why = "") => {
+    entries = (await readLogFiles(o.paths.logsDir, { minLevel: "warn", limit: o.logLimit ?? 2_000, sinceMs: now - 7 * DAY })).entries;
+    source = `the log files in ${o.paths.logsDir}${why}`;
+  };
   try {
     if (server.running && server.url && o.probes.recentLogs) {
-      entries = await o.probes.recentLogs(server.url);
-      source = "the server's log ring";
-    } else {
-      entries = (await readLogFiles(o.paths.logsDir, { minLevel: "warn", limit: o.logLimit ?? 2_000, sinceMs: now - 7 * DAY })).entries;
-      source = `the log files in ${o.paths.logsDir}`;
-    }
+      try {
+        entries = await o.probes.recentLogs(server.url);
+        source = "the server's log ring";
+      } catch (err) {
+        // The ring is out of reach (e.g. the token was rejected): the files hold the same records.
+        ringProblem = `the server's log ring could not be read (${(err as Error).message}); these come from the log files`;
+        await fromFiles(` (the server's log ring could not be read: ${(err as Error).message})`);
+      }
+    } else await fromFiles();
   } catch (err) {
     return { id: "logs", title, status: "warn", summary: `could not read the logs: ${(err as Error).message}`, next: "check the permissions of the logs directory" };
   }
@@ -198,6 +206,7 @@ async function checkLogs(o: DoctorOptions, server: DoctorReport["server"], now: 
   const firstFailing = ordered.find(([, g]) => g.errors > 0) ?? ordered[0]!;
   const [component, g] = firstFailing;
   const details = ordered.map(([c, x]) => `${c}: ${x.count} (${x.errors} errors), first at ${new Date(x.first.time).toISOString()}: ${x.first.message}`);
+  if (ringProblem) details.push(ringProblem);
   return {
     id: "logs",
     title,

@@ -154,3 +154,13 @@ test("bad flags are usage errors (exit 2) and change nothing", async () => {
   assert.equal(res.stderr, "Error: --port must be a port number 1..65535 (got '99999')\nRun 'cara doctor --help' for usage.\n");
   assert.equal(res.stdout, "");
 });
+
+test("the server rejects the token: the logs step reads the files instead and says why", async () => {
+  const { s } = await healthyServer();
+  const res = await runCli(["doctor", "--state-dir", s.stateDir, "--port", String(s.port)], { env: { ...env, CARAPACE_GATEWAY_TOKEN: "w".repeat(43) } });
+  // The rejected call is itself a warning the server logs (into the file the step then reads).
+  assert.match(res.stdout, /\nwarn  recent logs — first warning component: auth, since .*: rejected an RPC: authentication failed\n/);
+  assert.match(res.stdout, new RegExp(`\\n {8}the server's log ring could not be read \\(carapace at 127\\.0\\.0\\.1:${s.port} is running but rejected the token \\(.*\\); these come from the log files\\n`), res.stdout);
+  assert.ok(!res.stdout.includes("w".repeat(43)), "the token is never printed");
+  await s.stop();
+});
