@@ -17,6 +17,14 @@ import { bugreportFileName, bugreportLines, BugreportOptionError, BugreportTooLa
 import { runDoctor, type DoctorProbes, type DoctorReport } from "./doctor.js";
 import type { LogRing } from "./log-ring.js";
 
+/** Another bug report is being packed. */
+class BugreportBusyError extends Error {
+  constructor() {
+    super("another bug report is being made right now; try again in a few seconds");
+    this.name = "BugreportBusyError";
+  }
+}
+
 /** Bytes per chunk of the bug report stream. */
 const CHUNK_BYTES = 64 * 1024;
 
@@ -35,6 +43,7 @@ export interface DoctorServiceDeps {
 const errors = errorTable([
   on(BugreportOptionError, { code: Code.InvalidArgument, reason: "BUGREPORT_INVALID", field: "log_lines" }),
   on(BugreportTooLargeError, { code: Code.ResourceExhausted, reason: "BUGREPORT_TOO_LARGE" }),
+  on(BugreportBusyError, { code: Code.ResourceExhausted, reason: "BUGREPORT_BUSY", retryAfterMs: 5_000 }),
 ]);
 
 /** The report as the wire message. */
@@ -55,19 +64,40 @@ export function doctorService(d: DoctorServiceDeps): Pick<ServiceImpl<typeof Ops
     health: async () => ({ status: d.serving() ? 200 : 503 }),
     recentLogs: async () => d.ring.tail({ limit: 2_000, minLevel: "warn" }).entries,
   };
-  const doctor = () => runDoctor({ paths: d.paths, env: d.env, probes });
+  // The checklist reads stores and verifies a backup archive: callers that come while it runs
+  // share that run, and one bug report is packed at a time.
+  let running: Promise<DoctorReport> | undefined;
+  const doctor = () =>
+    (running ??= runDoctor({ paths: d.paths, env: d.env, probes }).finally(() => {
+      running = undefined;
+    }));
+  let packing: object | undefined;
   return {
     async runDoctor() {
       return doctorReportToProto(await doctor());
     },
-    async *createBugreport(req) {
+    async *createBugreport(req, ctx) {
       let lines: number;
       try {
         lines = bugreportLines(req.logLines);
       } catch (err) {
         throw errors.map(err);
       }
-      const dir = await mkdtemp(join(tmpdir(), "cara-bugreport-"));
+      if (packing) throw errors.map(new BugreportBusyError());
+      const mine = {};
+      packing = mine;
+      const dir = await mkdtemp(join(tmpdir(), "cara-bugreport-")).catch((err: unknown) => {
+        packing = undefined;
+        throw err;
+      });
+      // Freed when the stream ends or its caller goes away, whichever is first (a generator
+      // parked at a yield for a caller that left may never resume).
+      const release = () => {
+        if (packing === mine) packing = undefined;
+        return rm(dir, { recursive: true, force: true });
+      };
+      const onAbort = () => void release();
+      ctx.signal.addEventListener("abort", onAbort, { once: true });
       try {
         const fileName = bugreportFileName();
         const [report, status] = await Promise.all([doctor(), d.statusJson()]);
@@ -88,7 +118,8 @@ export function doctorService(d: DoctorServiceDeps): Pick<ServiceImpl<typeof Ops
           yield { event: { case: "chunk" as const, value: chunk as Buffer } };
         }
       } finally {
-        await rm(dir, { recursive: true, force: true });
+        ctx.signal.removeEventListener("abort", onAbort);
+        await release();
       }
     },
   };

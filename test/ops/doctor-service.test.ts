@@ -8,8 +8,14 @@ import { test } from "node:test";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { DoctorStepStatus, OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
-import { badRequestOf, errorInfoOf } from "../../src/wire/error-details.js";
+import { doctorService } from "../../src/ops/doctor-service.js";
+import { LogRing } from "../../src/ops/log-ring.js";
+import { statePaths } from "../../src/state/paths.js";
+import { prepareStateDir } from "../../src/state/state-dir.js";
+import { badRequestOf, errorInfoOf, retryDelayMsOf } from "../../src/wire/error-details.js";
 import { serveCara, tempDir } from "../helpers/cara.js";
+import { routerClient } from "../helpers/rpc.js";
+import { until } from "../helpers/wait.js";
 
 const SECRET = "doctor-service-secret-0123456789abcdefghijk";
 
@@ -91,4 +97,34 @@ test("CreateBugreport: log_lines out of range is INVALID_ARGUMENT naming the fie
     (e: unknown) => e instanceof ConnectError && e.code === Code.Unauthenticated,
   );
   await s.stop();
+});
+
+test("CreateBugreport: one report at a time (RESOURCE_EXHAUSTED with a retry delay); a caller that leaves frees the place", async () => {
+  const paths = await prepareStateDir(join(await tempDir(), "state"));
+  const impl = doctorService({ paths: statePaths(paths.root), env: {}, version: "0.1.0", ring: new LogRing(), serving: () => true, statusJson: async () => ({}) });
+  const ops = routerClient(OpsService, { getStatus: () => ({}), tailLogs: () => ({}), followLogs: async function* () {}, ...impl });
+  const leave = new AbortController();
+  const first = ops.createBugreport({}, { signal: leave.signal })[Symbol.asyncIterator]();
+  const head = await first.next();
+  assert.equal(head.value?.event.case, "summary");
+  const busy = await (async () => {
+    for await (const _ of ops.createBugreport({})) assert.fail("no message while another report is being made");
+  })().then(
+    () => assert.fail("expected an error"),
+    (e: unknown) => e,
+  );
+  assert.ok(busy instanceof ConnectError);
+  assert.equal(busy.code, Code.ResourceExhausted);
+  assert.equal(busy.rawMessage, "another bug report is being made right now; try again in a few seconds");
+  assert.equal(errorInfoOf(busy)?.reason, "BUGREPORT_BUSY");
+  assert.equal(retryDelayMsOf(busy), 5_000);
+  leave.abort();
+  await first.next().catch(() => undefined);
+  // The server learns that the caller left asynchronously: wait for the place to be free.
+  const chunks = await until("a bug report after the first caller left", async () => {
+    let n = 0;
+    for await (const msg of ops.createBugreport({})) if (msg.event.case === "chunk") n++;
+    return n;
+  });
+  assert.ok(chunks >= 1);
 });

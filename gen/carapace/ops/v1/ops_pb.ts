@@ -1488,8 +1488,8 @@ export const OpsService: GenService<{
    * A bug report (what `cara bugreport` writes) as a .tar.gz: first one `summary` (what it
    * holds and what it left out), then the archive in `chunk`s of at most 64 KiB. Every value
    * is redacted; task payloads only with `include_payloads`. An archive over 16 MiB is refused
-   * with RESOURCE_EXHAUSTED (ask for fewer log lines); log_lines out of range answers
-   * INVALID_ARGUMENT.
+   * with RESOURCE_EXHAUSTED (ask for fewer log lines), and so is a second report while one
+   * is being made (with RetryInfo); log_lines out of range answers INVALID_ARGUMENT.
    *
    * @generated from rpc carapace.ops.v1.OpsService.CreateBugreport
    */
