@@ -4,6 +4,7 @@
  * TLS the server's own certificate (config.json server.tlsCert, or CARAPACE_TLS_CERT) is trusted
  * unless --tls-ca names a CA, so a self-signed local server needs no flag.
  */
+import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { GetStatusResponseSchema, LogLevel, OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
@@ -34,15 +35,30 @@ async function targetFor(url: string, o: LocalServerOptions): Promise<Target> {
   const target: Target = { host: u.hostname, port: Number(u.port || (tls ? 443 : 80)), tls, baseUrl: `${u.protocol}//${u.host}`, display: u.host };
   const token = await readLocalToken(o.paths, o.env).catch(() => undefined);
   if (token !== undefined) target.token = token;
-  const ca = o.ca ?? (tls ? await configuredCert(o) : undefined);
-  if (ca) target.ca = ca;
+  if (o.ca) target.ca = o.ca;
+  else if (tls) Object.assign(target, await configuredTrust(o));
   return target;
 }
 
-async function configuredCert(o: LocalServerOptions): Promise<Buffer | undefined> {
+/**
+ * How to trust the configured certificate when reaching it on a loopback address: a self-signed
+ * one is its own CA; either way the name checked is one the certificate carries (a server for
+ * ops.example.com is still reached at 127.0.0.1).
+ */
+async function configuredTrust(o: LocalServerOptions): Promise<{ ca?: Buffer; servername?: string }> {
   const config = await loadConfig(o.paths.config).catch(() => undefined);
   const file = o.env.CARAPACE_TLS_CERT?.trim() || config?.server?.tlsCert;
-  return file ? readFile(file).catch(() => undefined) : undefined;
+  const pem = file ? await readFile(file).catch(() => undefined) : undefined;
+  if (!pem) return {};
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(pem);
+  } catch {
+    return {};
+  }
+  const dns = (cert.subjectAltName ?? "").split(", ").find((n) => n.startsWith("DNS:") && !n.includes("*"))?.slice(4);
+  const selfSigned = cert.checkIssued(cert);
+  return { ...(selfSigned ? { ca: pem } : {}), ...(dns ? { servername: dns } : {}) };
 }
 
 function fromWire(e: { time?: Parameters<typeof timestampMs>[0]; level: LogLevel; component: string; message: string; fields?: unknown }): NewLogEntry {

@@ -134,16 +134,18 @@ test("an agentTurn task and no provider configured: the agent provider step fail
   await s.stop();
 });
 
-test("a TLS certificate that expires within 14 days is a warning; doctor reaches the TLS server with its configured certificate", async () => {
+test("a TLS certificate that expires within 14 days is a warning; doctor reaches the TLS server on loopback trusting its configured certificate", async () => {
   const dir = await tempDir();
   const cert = join(dir, "cert.pem");
   const key = join(dir, "key.pem");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "5", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert], { stdio: "ignore" });
+  // Named for the host clients use, not for the loopback address doctor reaches it on.
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "5", "-subj", "/CN=gateway.example", "-addext", "subjectAltName=DNS:gateway.example", "-keyout", key, "-out", cert], { stdio: "ignore" });
   const s = await serveCara({ env, config: { server: { tlsCert: cert, tlsKey: key } } });
   const res = await runCli(["doctor", "--state-dir", s.stateDir, "--port", String(s.port)], { env });
   assert.equal(res.code, 0, res.stdout);
   const lines = res.stdout.split("\n");
   assert.equal(lines[2], `ok    server — server pid ${process.pid} is healthy on https://127.0.0.1:${s.port}`);
+  assert.ok(res.stdout.includes("\nok    recent logs — no warnings or errors in the server's log ring\n"), "the log ring is read over TLS too");
   assert.match(res.stdout, new RegExp(`\\nwarn  TLS — the certificate ${cert} expires in [45] days \\(\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)\\n      → renew it before then and restart the server\\n`));
   await s.stop();
 });
