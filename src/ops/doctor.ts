@@ -223,7 +223,7 @@ async function checkStores(o: DoctorOptions): Promise<{ steps: DoctorStep[]; age
   try {
     const records = await TaskStore.readRecords(o.paths.tasksDir);
     agentTurnTasks = records.filter((t) => (t.payload as { kind?: string }).kind === "agentTurn" && !["done", "failed", "cancelled"].includes(t.state)).length;
-    steps.push({ id: "tasks", title: "task queue", status: "ok", summary: `${records.length} tasks load` });
+    steps.push({ id: "tasks", title: "task queue", status: "ok", summary: records.length === 1 ? "1 task loads" : `${records.length} tasks load` });
   } catch (err) {
     const copies = (await readdir(o.paths.tasksDir).catch(() => [] as string[])).filter((n) => n.includes(".corrupt.")).sort();
     steps.push({
@@ -236,7 +236,7 @@ async function checkStores(o: DoctorOptions): Promise<{ steps: DoctorStep[]; age
   }
   try {
     const { schedules } = await ScheduleStore.check(o.paths.tasksDir);
-    steps.push({ id: "schedules", title: "schedules", status: "ok", summary: `${schedules} schedules load` });
+    steps.push({ id: "schedules", title: "schedules", status: "ok", summary: schedules === 1 ? "1 schedule loads" : `${schedules} schedules load` });
   } catch (err) {
     steps.push({ id: "schedules", title: "schedules", status: "fail", summary: (err as Error).message.split("; refusing")[0]!, next: "restore the tasks section from a backup (below)" });
   }
