@@ -205,13 +205,13 @@ async function checkLogs(o: DoctorOptions, server: DoctorReport["server"], now: 
   const ordered = [...groups.entries()].sort((a, b) => a[1].first.time - b[1].first.time);
   const firstFailing = ordered.find(([, g]) => g.errors > 0) ?? ordered[0]!;
   const [component, g] = firstFailing;
-  const details = ordered.map(([c, x]) => `${c}: ${x.count} (${x.errors} errors), first at ${new Date(x.first.time).toISOString()}: ${x.first.message}`);
+  const details = ordered.map(([c, x]) => `${c}: ${x.count} (${x.errors} error${x.errors === 1 ? "" : "s"}), first at ${new Date(x.first.time).toISOString()}: ${x.first.message}`);
   if (ringProblem) details.push(ringProblem);
   return {
     id: "logs",
     title,
     status: g.errors > 0 ? "fail" : "warn",
-    summary: `first ${g.errors > 0 ? "failing" : "warning"} component: ${component}, since ${new Date(g.first.time).toISOString()} (${g.count} records): ${g.first.message}`,
+    summary: `first ${g.errors > 0 ? "failing" : "warning"} component: ${component}, since ${new Date(g.first.time).toISOString()} (${g.count} record${g.count === 1 ? "" : "s"}): ${g.first.message}`,
     next: `read them: cara logs --grep '${g.first.message.slice(0, 40).replace(/'/g, "")}'${server.running ? "" : " --file"}`,
     details,
   };

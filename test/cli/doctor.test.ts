@@ -95,8 +95,8 @@ test("the server is down (a stale lock): doctor reads the log files and names th
   const lines = res.stdout.split("\n");
   assert.equal(lines[2], `warn  server — no server is running for ${d} (no live lock); configured to listen on 127.0.0.1:18789`);
   assert.equal(lines[3], `      → start it: cara start --state-dir ${d}`);
-  assert.ok(res.stdout.includes(`fail  recent logs — first failing component: backup, since ${recent} (1 records): scheduled backup failed: disk full\n`), res.stdout);
-  assert.ok(res.stdout.includes(`        backup: 1 (1 errors), first at ${recent}: scheduled backup failed: disk full\n      → read them: cara logs --grep 'scheduled backup failed: disk full' --file\n`));
+  assert.ok(res.stdout.includes(`fail  recent logs — first failing component: backup, since ${recent} (1 record): scheduled backup failed: disk full\n`), res.stdout);
+  assert.ok(res.stdout.includes(`        backup: 1 (1 error), first at ${recent}: scheduled backup failed: disk full\n      → read them: cara logs --grep 'scheduled backup failed: disk full' --file\n`));
   assert.equal(lines.at(-4), "Verdict: FAIL (1 step failing, 1 warning)");
   assert.match(lines.at(-3)!, /^To restore the newest verified backup \(0 days old\):$/);
 });
