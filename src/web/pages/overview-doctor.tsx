@@ -2,7 +2,7 @@
 // the server on its state dir) and "Download bug report" (what `cara bugreport` writes).
 import { useState } from "preact/hooks";
 import { DoctorStepStatus, type BugreportSummary, type RunDoctorResponse } from "../../../gen/carapace/ops/v1/ops_pb.js";
-import { ops, unary } from "../api.js";
+import { ops } from "../api.js";
 import { isCancel, report, type Problem } from "../errors.js";
 import { bytes } from "../format.js";
 import { useUnmountSignal } from "../hooks.js";
@@ -35,7 +35,8 @@ export function DoctorPanel() {
     setBusy(true);
     setProblem(undefined);
     try {
-      setResult(await ops.runDoctor({}, unary(signal)));
+      // Verifying the newest backup reads the whole archive: allow more than a status call.
+      setResult(await ops.runDoctor({}, { signal, timeoutMs: 120_000 }));
     } catch (err) {
       if (!isCancel(err)) setProblem(report(err));
     } finally {
