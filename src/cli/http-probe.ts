@@ -21,6 +21,7 @@ export function httpGet(target: Target, path: string, timeoutMs: number): Promis
         method: "GET",
         headers: { accept: "application/json" },
         ...(target.ca ? { ca: target.ca } : {}),
+        ...(target.servername ? { servername: target.servername } : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];

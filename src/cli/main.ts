@@ -21,6 +21,8 @@ import { ScheduleResumeCommand } from "./schedule/resume.js";
 import { ScheduleRunCommand } from "./schedule/run.js";
 import { ScheduleUpdateCommand } from "./schedule/update.js";
 import { VerifyCommand } from "./verify.js";
+import { DoctorCommand } from "./doctor.js";
+import { BugreportCommand } from "./bugreport.js";
 import { LogsCommand } from "./logs.js";
 import { BackupCommand } from "./backup/create.js";
 import { BackupInspectCommand } from "./backup/inspect.js";
@@ -45,6 +47,8 @@ export function buildCli(context: CaraContext): Cli<CaraContext> {
   for (const command of [ScheduleCreateCommand, ScheduleListCommand, ScheduleGetCommand, ScheduleUpdateCommand, SchedulePauseCommand, ScheduleResumeCommand, ScheduleDeleteCommand, ScheduleRunCommand]) cli.register(command);
   cli.register(VerifyCommand);
   cli.register(LogsCommand);
+  cli.register(DoctorCommand);
+  cli.register(BugreportCommand);
   for (const command of [BackupCommand, BackupVerifyCommand, BackupInspectCommand, BackupListCommand, RestoreCommand]) cli.register(command);
   for (const command of [UpdateCommand, UpdateVerifyCommand, InstallCommand]) cli.register(command);
   cli.register(Builtins.HelpCommand);

@@ -17,7 +17,7 @@ export async function rpcClient<S extends DescService>(service: S, target: Targe
     useBinaryFormat: true,
     interceptors: [auth],
     defaultTimeoutMs: timeoutMs,
-    ...(target.ca ? { nodeOptions: { ca: target.ca } } : {}),
+    ...(target.ca || target.servername ? { nodeOptions: { ...(target.ca ? { ca: target.ca } : {}), ...(target.servername ? { servername: target.servername } : {}) } } : {}),
   });
   return createClient(service, transport);
 }

@@ -17,6 +17,8 @@ export interface Target {
   baseUrl: string;
   /** host:port as shown to people (brackets for IPv6). */
   display: string;
+  /** TLS: the name the certificate must carry, when not `host` (a local server reached on loopback). */
+  servername?: string;
 }
 
 export class CliUsageError extends Error {}

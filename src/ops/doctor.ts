@@ -21,7 +21,9 @@ import { loadTransaction } from "../update/transaction.js";
 import { readLogFiles } from "./log-files.js";
 import type { NewLogEntry } from "./log-ring.js";
 
-export type StepStatus = "ok" | "warn" | "fail" | "skip";
+/** A step's verdict, in the order of the API's DoctorStepStatus. */
+export const STEP_STATUSES = ["ok", "warn", "fail", "skip"] as const;
+export type StepStatus = (typeof STEP_STATUSES)[number];
 
 export interface DoctorStep {
   id: string;
@@ -168,16 +170,24 @@ export function componentOf(e: Pick<NewLogEntry, "component" | "message" | "fiel
 
 async function checkLogs(o: DoctorOptions, server: DoctorReport["server"], now: number): Promise<DoctorStep> {
   const title = "recent logs";
-  let entries: NewLogEntry[];
-  let source: string;
+  let entries: NewLogEntry[] = [];
+  let source = "";
+  let ringProblem: string | undefined;
+  const fromFiles = async (why = "") => {
+    entries = (await readLogFiles(o.paths.logsDir, { minLevel: "warn", limit: o.logLimit ?? 2_000, sinceMs: now - 7 * DAY })).entries;
+    source = `the log files in ${o.paths.logsDir}${why}`;
+  };
   try {
     if (server.running && server.url && o.probes.recentLogs) {
-      entries = await o.probes.recentLogs(server.url);
-      source = "the server's log ring";
-    } else {
-      entries = (await readLogFiles(o.paths.logsDir, { minLevel: "warn", limit: o.logLimit ?? 2_000, sinceMs: now - 7 * DAY })).entries;
-      source = `the log files in ${o.paths.logsDir}`;
-    }
+      try {
+        entries = await o.probes.recentLogs(server.url);
+        source = "the server's log ring";
+      } catch (err) {
+        // The ring is out of reach (e.g. the token was rejected): the files hold the same records.
+        ringProblem = `the server's log ring could not be read (${(err as Error).message}); these come from the log files`;
+        await fromFiles(` (the server's log ring could not be read: ${(err as Error).message})`);
+      }
+    } else await fromFiles();
   } catch (err) {
     return { id: "logs", title, status: "warn", summary: `could not read the logs: ${(err as Error).message}`, next: "check the permissions of the logs directory" };
   }
@@ -195,12 +205,13 @@ async function checkLogs(o: DoctorOptions, server: DoctorReport["server"], now: 
   const ordered = [...groups.entries()].sort((a, b) => a[1].first.time - b[1].first.time);
   const firstFailing = ordered.find(([, g]) => g.errors > 0) ?? ordered[0]!;
   const [component, g] = firstFailing;
-  const details = ordered.map(([c, x]) => `${c}: ${x.count} (${x.errors} errors), first at ${new Date(x.first.time).toISOString()}: ${x.first.message}`);
+  const details = ordered.map(([c, x]) => `${c}: ${x.count} (${x.errors} error${x.errors === 1 ? "" : "s"}), first at ${new Date(x.first.time).toISOString()}: ${x.first.message}`);
+  if (ringProblem) details.push(ringProblem);
   return {
     id: "logs",
     title,
     status: g.errors > 0 ? "fail" : "warn",
-    summary: `first ${g.errors > 0 ? "failing" : "warning"} component: ${component}, since ${new Date(g.first.time).toISOString()} (${g.count} records): ${g.first.message}`,
+    summary: `first ${g.errors > 0 ? "failing" : "warning"} component: ${component}, since ${new Date(g.first.time).toISOString()} (${g.count} record${g.count === 1 ? "" : "s"}): ${g.first.message}`,
     next: `read them: cara logs --grep '${g.first.message.slice(0, 40).replace(/'/g, "")}'${server.running ? "" : " --file"}`,
     details,
   };
@@ -212,7 +223,7 @@ async function checkStores(o: DoctorOptions): Promise<{ steps: DoctorStep[]; age
   try {
     const records = await TaskStore.readRecords(o.paths.tasksDir);
     agentTurnTasks = records.filter((t) => (t.payload as { kind?: string }).kind === "agentTurn" && !["done", "failed", "cancelled"].includes(t.state)).length;
-    steps.push({ id: "tasks", title: "task queue", status: "ok", summary: `${records.length} tasks load` });
+    steps.push({ id: "tasks", title: "task queue", status: "ok", summary: records.length === 1 ? "1 task loads" : `${records.length} tasks load` });
   } catch (err) {
     const copies = (await readdir(o.paths.tasksDir).catch(() => [] as string[])).filter((n) => n.includes(".corrupt.")).sort();
     steps.push({
@@ -225,7 +236,7 @@ async function checkStores(o: DoctorOptions): Promise<{ steps: DoctorStep[]; age
   }
   try {
     const { schedules } = await ScheduleStore.check(o.paths.tasksDir);
-    steps.push({ id: "schedules", title: "schedules", status: "ok", summary: `${schedules} schedules load` });
+    steps.push({ id: "schedules", title: "schedules", status: "ok", summary: schedules === 1 ? "1 schedule loads" : `${schedules} schedules load` });
   } catch (err) {
     steps.push({ id: "schedules", title: "schedules", status: "fail", summary: (err as Error).message.split("; refusing")[0]!, next: "restore the tasks section from a backup (below)" });
   }
@@ -235,7 +246,7 @@ async function checkStores(o: DoctorOptions): Promise<{ steps: DoctorStep[]; age
 async function checkAgentProvider(o: DoctorOptions, config: CaraConfig, agentTurnTasks: number): Promise<DoctorStep> {
   const title = "agent provider";
   const missing = [!config.agent?.baseUrl && "agent.baseUrl", !config.agent?.model && "agent.model", !o.env.CARAPACE_AGENT_API_KEY && "CARAPACE_AGENT_API_KEY"].filter((x): x is string => typeof x === "string");
-  if (missing.length === 0) return { id: "agent", title, status: "ok", summary: `${config.agent?.baseUrl} with model ${config.agent?.model}` };
+  if (missing.length === 0) return { id: "agent", title, status: "ok", summary: `${withoutCredentials(config.agent?.baseUrl ?? "")} with model ${config.agent?.model}` };
   if (agentTurnTasks === 0) return { id: "agent", title, status: "ok", summary: `not configured (${missing.join(", ")} unset); no agentTurn task needs it` };
   return {
     id: "agent",
@@ -244,6 +255,19 @@ async function checkAgentProvider(o: DoctorOptions, config: CaraConfig, agentTur
     summary: `${agentTurnTasks === 1 ? "1 agentTurn task waits" : `${agentTurnTasks} agentTurn tasks wait`} for a provider, but ${listed(missing)} ${missing.length > 1 ? "are" : "is"} not set`,
     next: `set ${missing.filter((m) => m.startsWith("agent.")).join(" and ") || "the API key"}${missing.some((m) => m.startsWith("agent.")) ? ` in ${o.paths.config}` : ""}${missing.includes("CARAPACE_AGENT_API_KEY") ? " (and CARAPACE_AGENT_API_KEY if the endpoint needs one)" : ""}, restart, then cara task resume <id>`,
   };
+}
+
+/** A URL as it may be shown: a user name or password in it replaced. */
+function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username === "" && u.password === "") return url;
+    u.username = "";
+    u.password = "";
+    return u.toString().replace("//", "//[REDACTED]@");
+  } catch {
+    return url.replace(/\/\/[^/@\s]*@/, "//[REDACTED]@");
+  }
 }
 
 async function checkTls(o: DoctorOptions, config: CaraConfig, now: number): Promise<DoctorStep[]> {

@@ -2,8 +2,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { AuthMode, OpsService, SecretSource, type GetStatusResponse } from "../../gen/carapace/ops/v1/ops_pb.js";
 import { checkStatusNames, overallStatusNames } from "../wire/ops.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { GetStatusResponseSchema } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { create, toJson, type MessageInitShape } from "@bufbuild/protobuf";
+import { GetStatusResponseSchema } from "../../gen/carapace/ops/v1/ops_pb.js";
 import type { ServerStatus } from "./status.js";
 
 /** Maps the domain status to the wire message. Sections are passed through as already-shaped inits. */
@@ -43,13 +43,24 @@ export interface OpsDomain {
   status(): Promise<ServerStatus>;
 }
 
-/** Adapts the ops domain to `carapace.ops.v1.OpsService`. Logs RPCs come with the logs feature. */
-export function opsService(domain: OpsDomain, logsImpl: Pick<ServiceImpl<typeof OpsService>, "tailLogs" | "followLogs">): ServiceImpl<typeof OpsService> {
+/** Adapts the ops domain to `carapace.ops.v1.OpsService`: status here, logs and doctor from their own files. */
+export function opsService(
+  domain: OpsDomain,
+  logsImpl: Pick<ServiceImpl<typeof OpsService>, "tailLogs" | "followLogs">,
+  doctorImpl: Pick<ServiceImpl<typeof OpsService>, "runDoctor" | "createBugreport">,
+): ServiceImpl<typeof OpsService> {
   return {
     async getStatus() {
       return statusToProto(await domain.status());
     },
     tailLogs: logsImpl.tailLogs,
     followLogs: logsImpl.followLogs,
+    runDoctor: doctorImpl.runDoctor,
+    createBugreport: doctorImpl.createBugreport,
   };
+}
+
+/** GetStatus as protobuf JSON (what the bug report keeps as status.json). */
+export async function statusJson(domain: OpsDomain): Promise<unknown> {
+  return toJson(GetStatusResponseSchema, create(GetStatusResponseSchema, statusToProto(await domain.status())));
 }

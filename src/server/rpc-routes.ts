@@ -12,8 +12,10 @@ import type { HealthMonitor } from "../ops/health.js";
 import type { LogRing } from "../ops/log-ring.js";
 import type { Logger } from "../ops/logger.js";
 import { logsService } from "../ops/logs-service.js";
-import { opsService } from "../ops/service.js";
+import { doctorService } from "../ops/doctor-service.js";
+import { opsService, statusJson } from "../ops/service.js";
 import type { collectStatus } from "../ops/status.js";
+import type { StatePaths } from "../state/paths.js";
 import type { TasksRuntime } from "../tasks/runtime.js";
 import type { UpdateManager } from "../update/manager.js";
 import { updateService } from "../update/service.js";
@@ -60,6 +62,10 @@ export interface RpcRoutesDeps {
   log: Logger;
   shutdown: AbortSignal;
   status: () => ReturnType<typeof collectStatus>;
+  /** The state dir, the server's environment and version: what RunDoctor and CreateBugreport read. */
+  paths: StatePaths;
+  env: NodeJS.ProcessEnv;
+  version: string;
   ring: LogRing;
   tasks: TasksRuntime;
   backups: BackupManager;
@@ -79,7 +85,9 @@ export function rpcRoutes(d: RpcRoutesDeps): RequestHandler {
   const trusted = new Set(d.trustedProxies);
   return rpcAdapter({
     routes(router) {
-      router.service(OpsService, opsService({ status: d.status }, logsService(d.ring, d.shutdown, d.maxFollowers !== undefined ? { maxFollowers: d.maxFollowers } : {})));
+      const ops = { status: d.status };
+      const doctor = doctorService({ paths: d.paths, env: d.env, version: d.version, ring: d.ring, serving: () => !d.monitor.shuttingDown, statusJson: () => statusJson(ops) });
+      router.service(OpsService, opsService(ops, logsService(d.ring, d.shutdown, d.maxFollowers !== undefined ? { maxFollowers: d.maxFollowers } : {}), doctor));
       router.service(TasksService, d.tasks.service(d.shutdown));
       router.service(SchedulesService, schedulesService({ schedules: d.tasks.schedules, scheduler: d.tasks.scheduler, tasks: d.tasks.store, now: d.tasks.now }));
       router.service(BackupService, backupService(d.backups, (_sha256, bytes) => d.onBackupStreamed(bytes)));

@@ -70,7 +70,7 @@ test("an unknown method or service is UNIMPLEMENTED (gRPC status 12) in the call
   const s = await serveCara();
   const ops = fakeService("carapace.ops.v1", "OpsService");
   const nope = fakeService("carapace.nope.v1", "NopeService");
-  const methodMsg = "unknown method /carapace.ops.v1.OpsService/Nope: carapace.ops.v1.OpsService has no method Nope (it has GetStatus, TailLogs, FollowLogs)";
+  const methodMsg = "unknown method /carapace.ops.v1.OpsService/Nope: carapace.ops.v1.OpsService has no method Nope (it has GetStatus, TailLogs, FollowLogs, RunDoctor, CreateBugreport)";
   const serviceMsg = "unknown method /carapace.nope.v1.NopeService/Nope: this server has no service carapace.nope.v1.NopeService";
   for (const [name, transport] of Object.entries(transports(s))) {
     // With or without a token: like a gRPC server, the route is checked before the call runs.

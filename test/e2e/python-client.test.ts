@@ -75,7 +75,7 @@ test("a Python grpcio client (stubs from Debian's protoc) calls GetStatus, Creat
 
   assert.deepEqual(out.unknown_method, {
     code: "UNIMPLEMENTED",
-    message: "unknown method /carapace.ops.v1.OpsService/Nope: carapace.ops.v1.OpsService has no method Nope (it has GetStatus, TailLogs, FollowLogs)",
+    message: "unknown method /carapace.ops.v1.OpsService/Nope: carapace.ops.v1.OpsService has no method Nope (it has GetStatus, TailLogs, FollowLogs, RunDoctor, CreateBugreport)",
   });
   await s.stop();
 });

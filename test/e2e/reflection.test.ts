@@ -97,7 +97,7 @@ test("reflection (v1 and v1alpha, over gRPC, gRPC-Web and Connect on HTTP/2) lis
       for (const n of SERVED) assert.ok(registry.getService(n), `${label}: ${n}`);
       assert.deepEqual(
         registry.getService("carapace.ops.v1.OpsService")!.methods.map((m) => m.name),
-        ["GetStatus", "TailLogs", "FollowLogs"],
+        ["GetStatus", "TailLogs", "FollowLogs", "RunDoctor", "CreateBugreport"],
         label,
       );
       // Dependencies come along, down to the well-known types.

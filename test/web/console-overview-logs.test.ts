@@ -1,7 +1,11 @@
-// Browser: sign-in (wrong token, 429 wait, sign-out), the overview's checks, live logs.
+// Browser: sign-in (wrong token, 429 wait, sign-out), the overview's checks, doctor and bug
+// report, live logs.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
 import { test } from "node:test";
-import { connectJson, serveCara } from "../helpers/cara.js";
+import { connectJson, serveCara, tempDir } from "../helpers/cara.js";
+import { runCli } from "../helpers/cli.js";
 import { assertCleanPage, browserTest, goTo, openConsole, PHONE, screenshot, signIn } from "./browser.js";
 
 const EXPECTED_401 = /status of 401/;
@@ -122,8 +126,13 @@ test("keyboard: skip link first, then the pages in order, focus visible; a page 
   const c = await openConsole(s);
   const { page } = c;
   await signIn(page, s.token);
-  await page.locator("body").focus();
-  await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+  // Start from the top of the document (the page focused its heading, and the Overview has
+  // buttons after it: Run doctor, Download bug report).
+  await page.evaluate(() => {
+    document.body.setAttribute("tabindex", "-1");
+    document.body.focus();
+    document.body.removeAttribute("tabindex");
+  });
   const order: string[] = [];
   for (let i = 0; i < 8; i++) {
     await page.keyboard.press("Tab");
@@ -250,3 +259,45 @@ async function waitForLog(s: { baseUrl: string; token: string }, text: string): 
     if ((res.json.entries ?? []).some((e: { fields?: { event?: string } }) => e.fields?.event === text)) return;
   }
 }
+
+test("overview: Run doctor shows every step with its next action, the verdict and the restore command; Download bug report saves the .tar.gz", browserTest, async () => {
+  const env = { CARAPACE_SERVER_SECRET: "console-doctor-secret-0123456789abcdefghij" };
+  const s = await serveCara({ env });
+  const archive = join(s.stateDir, "backups", "first.tar.gz");
+  assert.equal((await runCli(["backup", "-o", archive, "--port", String(s.port), "--state-dir", s.stateDir], { env })).code, 0);
+  // An agentTurn task and no provider: the agent step fails, so the restore command is offered.
+  assert.equal((await runCli(["task", "create", "--payload", '{"kind":"agentTurn","message":"private words 4711"}', "--port", String(s.port), "--state-dir", s.stateDir], { env })).code, 0);
+  const c = await openConsole(s);
+  const { page } = c;
+  await signIn(page, s.token);
+  await page.getByRole("button", { name: "Run doctor" }).click();
+  const agent = page.locator('[data-step="agent"]');
+  await agent.waitFor();
+  assert.equal(await agent.locator(".badge").textContent(), "fail");
+  assert.equal(
+    await agent.locator(".check-message").textContent(),
+    `1 agentTurn task waits for a provider, but agent.baseUrl, agent.model and CARAPACE_AGENT_API_KEY are not set→ set agent.baseUrl and agent.model in ${s.stateDir}/config.json (and CARAPACE_AGENT_API_KEY if the endpoint needs one), restart, then cara task resume <id>`,
+  );
+  assert.equal(await page.locator("[data-step]").count(), 13);
+  assert.equal(await page.locator('[data-step="secret"] .badge').textContent(), "ok");
+  assert.match((await page.locator("[data-testid=doctor-verdict]").textContent()) ?? "", /^FAIL \(1 step failing(, \d+ warnings?)?\)$/);
+  assert.equal(await page.locator("[data-testid=restore-command]").textContent(), `cara restore ${archive} --dry-run --state-dir ${s.stateDir}   (then again with --force)`);
+  await screenshot(page, "overview-doctor-desktop");
+
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download bug report" }).click()]);
+  assert.match(download.suggestedFilename(), /^cara-bugreport-\d{8}T\d{6}Z\.tar\.gz$/);
+  const file = join(await tempDir(), download.suggestedFilename());
+  await download.saveAs(file);
+  const top = download.suggestedFilename().replace(/\.tar\.gz$/, "");
+  const names = execFileSync("tar", ["-tzf", file], { encoding: "utf8" }).trim().split("\n").filter((n) => !n.endsWith("/"));
+  assert.deepEqual(names.sort(), ["doctor.json", "status.json", "logs.jsonl", "versions.json", "update.json", "queue.json", "README.txt"].map((n) => `${top}/${n}`).sort());
+  const text = execFileSync("tar", ["-xzOf", file], { encoding: "utf8" });
+  for (const secret of [s.token, env.CARAPACE_SERVER_SECRET, "private words 4711"]) assert.ok(!text.includes(secret), `${secret.slice(0, 10)}... is in the bug report`);
+  const summary = page.locator("[data-testid=bugreport-summary]");
+  await summary.getByText(`Downloaded ${download.suggestedFilename()}`).waitFor();
+  await summary.getByText("task payloads (pass --include-payloads to include them, redacted)").waitFor();
+  await screenshot(page, "overview-bugreport-desktop");
+  assertCleanPage(c, s.baseUrl);
+  await c.context.close();
+  await s.stop();
+});

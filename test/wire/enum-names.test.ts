@@ -3,8 +3,9 @@ import { test } from "node:test";
 import type { EnumNames } from "../../src/wire/enum-names.js";
 import { enumValueName } from "../../src/wire/enum-names.js";
 import { problemKindNames } from "../../src/wire/backup.js";
-import { checkStatusNames, logLevelNames, overallStatusNames } from "../../src/wire/ops.js";
+import { checkStatusNames, doctorStepStatusNames, logLevelNames, overallStatusNames } from "../../src/wire/ops.js";
 import { overlapPolicyNames, scheduleRunOutcomeNames } from "../../src/wire/schedules.js";
+import { STEP_STATUSES } from "../../src/ops/doctor.js";
 import { blockedReasonNames, taskStateNames } from "../../src/wire/tasks.js";
 import { rollbackStateNames, transactionStateNames, updateOutcomeNames, updatePhaseNames } from "../../src/wire/update.js";
 import { PROBLEM_KINDS } from "../../src/backup/archive.js";
@@ -32,6 +33,7 @@ const ENUMS: [string, EnumNames<number>, readonly string[]][] = [
   ["LogLevel", logLevelNames, LOG_LEVELS],
   ["CheckStatus", checkStatusNames, ["ok", "warn", "fail"]],
   ["OverallStatus", overallStatusNames, ["healthy", "degraded", "failing"]],
+  ["DoctorStepStatus", doctorStepStatusNames, STEP_STATUSES],
   ["BackupProblemKind", problemKindNames, PROBLEM_KINDS],
 ];
 

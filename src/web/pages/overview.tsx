@@ -3,6 +3,7 @@ import { ops, unary } from "../api.js";
 import { bytes, dateTime, duration, tsMs } from "../format.js";
 import { useNow, usePoll } from "../hooks.js";
 import { Badge, Facts, Freshness, Notice, PageHeader, ProblemLine, Section, type Tone } from "../ui.js";
+import { BugreportPanel, DoctorPanel } from "./overview-doctor.js";
 
 const CHECK_TONE: Record<number, [Tone, string]> = {
   [CheckStatus.OK]: ["ok", "ok"],
@@ -97,6 +98,8 @@ export function OverviewPage() {
               />
             </Section>
           </div>
+          <DoctorPanel />
+          <BugreportPanel />
           {s.shuttingDown && <Notice tone="fail" title="The server is shutting down." live />}
         </>
       )}

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file carapace/ops/v1/ops.proto.
  */
 export const file_carapace_ops_v1_ops: GenFile = /*@__PURE__*/
-  fileDesc("ChljYXJhcGFjZS9vcHMvdjEvb3BzLnByb3RvEg9jYXJhcGFjZS5vcHMudjEiEgoQR2V0U3RhdHVzUmVxdWVzdCJpCgVDaGVjaxIMCgRuYW1lGAEgASgJEiwKBnN0YXR1cxgCIAEoDjIcLmNhcmFwYWNlLm9wcy52MS5DaGVja1N0YXR1cxIPCgdtZXNzYWdlGAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgNIlIKC0RpYWdub3N0aWNzEhgKEG1lbW9yeV9yc3NfYnl0ZXMYASABKAQSFwoPZGlza19mcmVlX2J5dGVzGAIgASgEEhAKCG9wZW5fZmRzGAMgASgNIncKCkxvZ3NTdGF0dXMSEQoJZmlsZV9wYXRoGAEgASgJEhcKD2ZpbGVfc2l6ZV9ieXRlcxgCIAEoBBIUCgxyaW5nX2VudHJpZXMYAyABKA0SFQoNcmluZ19jYXBhY2l0eRgEIAEoDRIQCghsYXN0X3NlcRgFIAEoBCJWCgtTeXN0ZW1FdmVudBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0ZXh0GAIgASgJEg8KB3Rhc2tfaWQYAyABKAkisQMKC1Rhc2tzU3RhdHVzEhQKDHN0b3JlX2xvYWRlZBgBIAEoCBIUCgx3b3JrZXJfYWxpdmUYAiABKAgSSAoPY291bnRzX2J5X3N0YXRlGAMgAygLMi8uY2FyYXBhY2Uub3BzLnYxLlRhc2tzU3RhdHVzLkNvdW50c0J5U3RhdGVFbnRyeRINCgV0b3RhbBgEIAEoDRIQCghjYXBhY2l0eRgFIAEoDRIcChRvbGRlc3RfcXVldWVkX2FnZV9tcxgGIAEoAxIZChF3b3JrZXJfc2xvdHNfYnVzeRgHIAEoDRIaChJ3b3JrZXJfc2xvdHNfdG90YWwYCCABKA0SFgoObGVhc2VzX3Jlc2N1ZWQYCSABKAQSMwoNcmVjZW50X2V2ZW50cxgKIAMoCzIcLmNhcmFwYWNlLm9wcy52MS5TeXN0ZW1FdmVudBIzCglzY2hlZHVsZXMYCyADKAsyIC5jYXJhcGFjZS5vcHMudjEuU2NoZWR1bGVTdW1tYXJ5GjQKEkNvdW50c0J5U3RhdGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIpsBCg9TY2hlZHVsZVN1bW1hcnkSDAoEbmFtZRgBIAEoCRIMCgRydWxlGAIgASgJEg8KB2VuYWJsZWQYAyABKAgSLAoIbmV4dF9kdWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxhc3Rfb3V0Y29tZRgFIAEoCRIXCg9sYXN0X3J1bl9mYWlsZWQYBiABKAgilAEKDEJhY2t1cFN0YXR1cxIyCg5sYXN0X2JhY2t1cF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHwoXbGFzdF9iYWNrdXBfYWdlX3NlY29uZHMYAiABKAMSGAoQbGFzdF9iYWNrdXBfcGF0aBgDIAEoCRIVCg1hcmNoaXZlX2NvdW50GAQgASgNItEBCgxVcGRhdGVTdGF0dXMSDwoHbWFuYWdlZBgBIAEoCBIXCg9jdXJyZW50X3ZlcnNpb24YAiABKAkSGAoQcHJldmlvdXNfdmVyc2lvbhgDIAEoCRIZChF0cmFuc2FjdGlvbl9zdGF0ZRgEIAEoCRIZChF0cmFuc2FjdGlvbl9waGFzZRgFIAEoCRIbChN0cmFuc2FjdGlvbl92ZXJzaW9uGAYgASgJEhIKCmxhc3RfZXJyb3IYByABKAkSFgoOcm9sbGJhY2tfc3RhdGUYCCABKAkiqAUKEUdldFN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLgoKc3RhcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYAyABKAMSCwoDcGlkGAQgASgFEhQKDG5vZGVfdmVyc2lvbhgFIAEoCRIQCghwbGF0Zm9ybRgGIAEoCRIMCgRhcmNoGAcgASgJEgwKBGJpbmQYCCABKAkSDAoEcG9ydBgJIAEoDRILCgN0bHMYCiABKAgSEQoJc3RhdGVfZGlyGAsgASgJEiwKCWF1dGhfbW9kZRgMIAEoDjIZLmNhcmFwYWNlLm9wcy52MS5BdXRoTW9kZRI0Cg1zZWNyZXRfc291cmNlGA0gASgOMh0uY2FyYXBhY2Uub3BzLnYxLlNlY3JldFNvdXJjZRIvCgdvdmVyYWxsGA4gASgOMh4uY2FyYXBhY2Uub3BzLnYxLk92ZXJhbGxTdGF0dXMSJgoGY2hlY2tzGA8gAygLMhYuY2FyYXBhY2Uub3BzLnYxLkNoZWNrEjEKC2RpYWdub3N0aWNzGBAgASgLMhwuY2FyYXBhY2Uub3BzLnYxLkRpYWdub3N0aWNzEhUKDXNodXR0aW5nX2Rvd24YESABKAgSKQoEbG9ncxgUIAEoCzIbLmNhcmFwYWNlLm9wcy52MS5Mb2dzU3RhdHVzEisKBXRhc2tzGBUgASgLMhwuY2FyYXBhY2Uub3BzLnYxLlRhc2tzU3RhdHVzEi0KBmJhY2t1cBgWIAEoCzIdLmNhcmFwYWNlLm9wcy52MS5CYWNrdXBTdGF0dXMSLQoGdXBkYXRlGBcgASgLMh0uY2FyYXBhY2Uub3BzLnYxLlVwZGF0ZVN0YXR1cyK4AQoITG9nRW50cnkSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBWxldmVsGAMgASgOMhkuY2FyYXBhY2Uub3BzLnYxLkxvZ0xldmVsEhEKCWNvbXBvbmVudBgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEicKBmZpZWxkcxgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiXAoJTG9nRmlsdGVyEiwKCW1pbl9sZXZlbBgBIAEoDjIZLmNhcmFwYWNlLm9wcy52MS5Mb2dMZXZlbBIQCghjb250YWlucxgCIAEoCRIPCgdwYXR0ZXJuGAMgASgJIqcBCg9UYWlsTG9nc1JlcXVlc3QSEgoFbGltaXQYASABKAVIAIgBARIqCgZmaWx0ZXIYAiABKAsyGi5jYXJhcGFjZS5vcHMudjEuTG9nRmlsdGVyEhYKCWFmdGVyX3NlcRgDIAEoBEgBiAEBEhYKCW1heF9ieXRlcxgEIAEoBUgCiAEBQggKBl9saW1pdEIMCgpfYWZ0ZXJfc2VxQgwKCl9tYXhfYnl0ZXMicgoQVGFpbExvZ3NSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkuY2FyYXBhY2Uub3BzLnYxLkxvZ0VudHJ5EhAKCG5leHRfc2VxGAIgASgEEg0KBXJlc2V0GAMgASgIEhEKCXRydW5jYXRlZBgEIAEoCCKBAQoRRm9sbG93TG9nc1JlcXVlc3QSEQoEdGFpbBgBIAEoBUgAiAEBEioKBmZpbHRlchgCIAEoCzIaLmNhcmFwYWNlLm9wcy52MS5Mb2dGaWx0ZXISFgoJYWZ0ZXJfc2VxGAMgASgESAGIAQFCBwoFX3RhaWxCDAoKX2FmdGVyX3NlcSJcChJGb2xsb3dMb2dzUmVzcG9uc2USKgoFZW50cnkYASABKAsyGS5jYXJhcGFjZS5vcHMudjEuTG9nRW50cnlIABIRCgdkcm9wcGVkGAIgASgESABCBwoFZXZlbnQqbgoLQ2hlY2tTdGF0dXMSHAoYQ0hFQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASEwoPQ0hFQ0tfU1RBVFVTX09LEAESFQoRQ0hFQ0tfU1RBVFVTX1dBUk4QAhIVChFDSEVDS19TVEFUVVNfRkFJTBADKoQBCg1PdmVyYWxsU3RhdHVzEh4KGk9WRVJBTExfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWT1ZFUkFMTF9TVEFUVVNfSEVBTFRIWRABEhsKF09WRVJBTExfU1RBVFVTX0RFR1JBREVEEAISGgoWT1ZFUkFMTF9TVEFUVVNfRkFJTElORxADKlgKCEF1dGhNb2RlEhkKFUFVVEhfTU9ERV9VTlNQRUNJRklFRBAAEhcKE0FVVEhfTU9ERV9UT0tFTl9FTlYQARIYChRBVVRIX01PREVfVE9LRU5fRklMRRACKmEKDFNlY3JldFNvdXJjZRIdChlTRUNSRVRfU09VUkNFX1VOU1BFQ0lGSUVEEAASFQoRU0VDUkVUX1NPVVJDRV9FTlYQARIbChdTRUNSRVRfU09VUkNFX0dFTkVSQVRFRBACKqEBCghMb2dMZXZlbBIZChVMT0dfTEVWRUxfVU5TUEVDSUZJRUQQABITCg9MT0dfTEVWRUxfVFJBQ0UQARITCg9MT0dfTEVWRUxfREVCVUcQAhISCg5MT0dfTEVWRUxfSU5GTxADEhIKDkxPR19MRVZFTF9XQVJOEAQSEwoPTE9HX0xFVkVMX0VSUk9SEAUSEwoPTE9HX0xFVkVMX0ZBVEFMEAYylAIKCk9wc1NlcnZpY2USVwoJR2V0U3RhdHVzEiEuY2FyYXBhY2Uub3BzLnYxLkdldFN0YXR1c1JlcXVlc3QaIi5jYXJhcGFjZS5vcHMudjEuR2V0U3RhdHVzUmVzcG9uc2UiA5ACARJUCghUYWlsTG9ncxIgLmNhcmFwYWNlLm9wcy52MS5UYWlsTG9nc1JlcXVlc3QaIS5jYXJhcGFjZS5vcHMudjEuVGFpbExvZ3NSZXNwb25zZSIDkAIBElcKCkZvbGxvd0xvZ3MSIi5jYXJhcGFjZS5vcHMudjEuRm9sbG93TG9nc1JlcXVlc3QaIy5jYXJhcGFjZS5vcHMudjEuRm9sbG93TG9nc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChljYXJhcGFjZS9vcHMvdjEvb3BzLnByb3RvEg9jYXJhcGFjZS5vcHMudjEiEgoQR2V0U3RhdHVzUmVxdWVzdCJpCgVDaGVjaxIMCgRuYW1lGAEgASgJEiwKBnN0YXR1cxgCIAEoDjIcLmNhcmFwYWNlLm9wcy52MS5DaGVja1N0YXR1cxIPCgdtZXNzYWdlGAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgNIlIKC0RpYWdub3N0aWNzEhgKEG1lbW9yeV9yc3NfYnl0ZXMYASABKAQSFwoPZGlza19mcmVlX2J5dGVzGAIgASgEEhAKCG9wZW5fZmRzGAMgASgNIncKCkxvZ3NTdGF0dXMSEQoJZmlsZV9wYXRoGAEgASgJEhcKD2ZpbGVfc2l6ZV9ieXRlcxgCIAEoBBIUCgxyaW5nX2VudHJpZXMYAyABKA0SFQoNcmluZ19jYXBhY2l0eRgEIAEoDRIQCghsYXN0X3NlcRgFIAEoBCJWCgtTeXN0ZW1FdmVudBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0ZXh0GAIgASgJEg8KB3Rhc2tfaWQYAyABKAkisQMKC1Rhc2tzU3RhdHVzEhQKDHN0b3JlX2xvYWRlZBgBIAEoCBIUCgx3b3JrZXJfYWxpdmUYAiABKAgSSAoPY291bnRzX2J5X3N0YXRlGAMgAygLMi8uY2FyYXBhY2Uub3BzLnYxLlRhc2tzU3RhdHVzLkNvdW50c0J5U3RhdGVFbnRyeRINCgV0b3RhbBgEIAEoDRIQCghjYXBhY2l0eRgFIAEoDRIcChRvbGRlc3RfcXVldWVkX2FnZV9tcxgGIAEoAxIZChF3b3JrZXJfc2xvdHNfYnVzeRgHIAEoDRIaChJ3b3JrZXJfc2xvdHNfdG90YWwYCCABKA0SFgoObGVhc2VzX3Jlc2N1ZWQYCSABKAQSMwoNcmVjZW50X2V2ZW50cxgKIAMoCzIcLmNhcmFwYWNlLm9wcy52MS5TeXN0ZW1FdmVudBIzCglzY2hlZHVsZXMYCyADKAsyIC5jYXJhcGFjZS5vcHMudjEuU2NoZWR1bGVTdW1tYXJ5GjQKEkNvdW50c0J5U3RhdGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIpsBCg9TY2hlZHVsZVN1bW1hcnkSDAoEbmFtZRgBIAEoCRIMCgRydWxlGAIgASgJEg8KB2VuYWJsZWQYAyABKAgSLAoIbmV4dF9kdWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxhc3Rfb3V0Y29tZRgFIAEoCRIXCg9sYXN0X3J1bl9mYWlsZWQYBiABKAgilAEKDEJhY2t1cFN0YXR1cxIyCg5sYXN0X2JhY2t1cF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHwoXbGFzdF9iYWNrdXBfYWdlX3NlY29uZHMYAiABKAMSGAoQbGFzdF9iYWNrdXBfcGF0aBgDIAEoCRIVCg1hcmNoaXZlX2NvdW50GAQgASgNItEBCgxVcGRhdGVTdGF0dXMSDwoHbWFuYWdlZBgBIAEoCBIXCg9jdXJyZW50X3ZlcnNpb24YAiABKAkSGAoQcHJldmlvdXNfdmVyc2lvbhgDIAEoCRIZChF0cmFuc2FjdGlvbl9zdGF0ZRgEIAEoCRIZChF0cmFuc2FjdGlvbl9waGFzZRgFIAEoCRIbChN0cmFuc2FjdGlvbl92ZXJzaW9uGAYgASgJEhIKCmxhc3RfZXJyb3IYByABKAkSFgoOcm9sbGJhY2tfc3RhdGUYCCABKAkiqAUKEUdldFN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLgoKc3RhcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdXB0aW1lX3NlY29uZHMYAyABKAMSCwoDcGlkGAQgASgFEhQKDG5vZGVfdmVyc2lvbhgFIAEoCRIQCghwbGF0Zm9ybRgGIAEoCRIMCgRhcmNoGAcgASgJEgwKBGJpbmQYCCABKAkSDAoEcG9ydBgJIAEoDRILCgN0bHMYCiABKAgSEQoJc3RhdGVfZGlyGAsgASgJEiwKCWF1dGhfbW9kZRgMIAEoDjIZLmNhcmFwYWNlLm9wcy52MS5BdXRoTW9kZRI0Cg1zZWNyZXRfc291cmNlGA0gASgOMh0uY2FyYXBhY2Uub3BzLnYxLlNlY3JldFNvdXJjZRIvCgdvdmVyYWxsGA4gASgOMh4uY2FyYXBhY2Uub3BzLnYxLk92ZXJhbGxTdGF0dXMSJgoGY2hlY2tzGA8gAygLMhYuY2FyYXBhY2Uub3BzLnYxLkNoZWNrEjEKC2RpYWdub3N0aWNzGBAgASgLMhwuY2FyYXBhY2Uub3BzLnYxLkRpYWdub3N0aWNzEhUKDXNodXR0aW5nX2Rvd24YESABKAgSKQoEbG9ncxgUIAEoCzIbLmNhcmFwYWNlLm9wcy52MS5Mb2dzU3RhdHVzEisKBXRhc2tzGBUgASgLMhwuY2FyYXBhY2Uub3BzLnYxLlRhc2tzU3RhdHVzEi0KBmJhY2t1cBgWIAEoCzIdLmNhcmFwYWNlLm9wcy52MS5CYWNrdXBTdGF0dXMSLQoGdXBkYXRlGBcgASgLMh0uY2FyYXBhY2Uub3BzLnYxLlVwZGF0ZVN0YXR1cyK4AQoITG9nRW50cnkSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBWxldmVsGAMgASgOMhkuY2FyYXBhY2Uub3BzLnYxLkxvZ0xldmVsEhEKCWNvbXBvbmVudBgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEicKBmZpZWxkcxgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiXAoJTG9nRmlsdGVyEiwKCW1pbl9sZXZlbBgBIAEoDjIZLmNhcmFwYWNlLm9wcy52MS5Mb2dMZXZlbBIQCghjb250YWlucxgCIAEoCRIPCgdwYXR0ZXJuGAMgASgJIqcBCg9UYWlsTG9nc1JlcXVlc3QSEgoFbGltaXQYASABKAVIAIgBARIqCgZmaWx0ZXIYAiABKAsyGi5jYXJhcGFjZS5vcHMudjEuTG9nRmlsdGVyEhYKCWFmdGVyX3NlcRgDIAEoBEgBiAEBEhYKCW1heF9ieXRlcxgEIAEoBUgCiAEBQggKBl9saW1pdEIMCgpfYWZ0ZXJfc2VxQgwKCl9tYXhfYnl0ZXMicgoQVGFpbExvZ3NSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkuY2FyYXBhY2Uub3BzLnYxLkxvZ0VudHJ5EhAKCG5leHRfc2VxGAIgASgEEg0KBXJlc2V0GAMgASgIEhEKCXRydW5jYXRlZBgEIAEoCCKBAQoRRm9sbG93TG9nc1JlcXVlc3QSEQoEdGFpbBgBIAEoBUgAiAEBEioKBmZpbHRlchgCIAEoCzIaLmNhcmFwYWNlLm9wcy52MS5Mb2dGaWx0ZXISFgoJYWZ0ZXJfc2VxGAMgASgESAGIAQFCBwoFX3RhaWxCDAoKX2FmdGVyX3NlcSJcChJGb2xsb3dMb2dzUmVzcG9uc2USKgoFZW50cnkYASABKAsyGS5jYXJhcGFjZS5vcHMudjEuTG9nRW50cnlIABIRCgdkcm9wcGVkGAIgASgESABCBwoFZXZlbnQiEgoQUnVuRG9jdG9yUmVxdWVzdCKKAQoKRG9jdG9yU3RlcBIKCgJpZBgBIAEoCRINCgV0aXRsZRgCIAEoCRIxCgZzdGF0dXMYAyABKA4yIS5jYXJhcGFjZS5vcHMudjEuRG9jdG9yU3RlcFN0YXR1cxIPCgdzdW1tYXJ5GAQgASgJEgwKBG5leHQYBSABKAkSDwoHZGV0YWlscxgGIAMoCSJEChFSZXN0b3JlU3VnZ2VzdGlvbhIMCgRwYXRoGAEgASgJEhAKCGFnZV9kYXlzGAIgASgNEg8KB2NvbW1hbmQYAyABKAki+wEKEVJ1bkRvY3RvclJlc3BvbnNlEhEKCXN0YXRlX2RpchgBIAEoCRIWCg5zZXJ2ZXJfcnVubmluZxgCIAEoCBISCgpzZXJ2ZXJfcGlkGAMgASgNEhIKCnNlcnZlcl91cmwYBCABKAkSKgoFc3RlcHMYBSADKAsyGy5jYXJhcGFjZS5vcHMudjEuRG9jdG9yU3RlcBIyCgd2ZXJkaWN0GAYgASgOMiEuY2FyYXBhY2Uub3BzLnYxLkRvY3RvclN0ZXBTdGF0dXMSMwoHcmVzdG9yZRgHIAEoCzIiLmNhcmFwYWNlLm9wcy52MS5SZXN0b3JlU3VnZ2VzdGlvbiJFChZDcmVhdGVCdWdyZXBvcnRSZXF1ZXN0EhEKCWxvZ19saW5lcxgBIAEoDRIYChBpbmNsdWRlX3BheWxvYWRzGAIgASgIIisKDUJ1Z3JlcG9ydEZpbGUSDAoEbmFtZRgBIAEoCRIMCgR3aGF0GAIgASgJIn0KEEJ1Z3JlcG9ydFN1bW1hcnkSEQoJZmlsZV9uYW1lGAEgASgJEhIKCnNpemVfYnl0ZXMYAiABKAQSMAoIY29udGFpbnMYAyADKAsyHi5jYXJhcGFjZS5vcHMudjEuQnVncmVwb3J0RmlsZRIQCghsZWZ0X291dBgEIAMoCSJpChdDcmVhdGVCdWdyZXBvcnRSZXNwb25zZRI0CgdzdW1tYXJ5GAEgASgLMiEuY2FyYXBhY2Uub3BzLnYxLkJ1Z3JlcG9ydFN1bW1hcnlIABIPCgVjaHVuaxgCIAEoDEgAQgcKBWV2ZW50Km4KC0NoZWNrU3RhdHVzEhwKGENIRUNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhMKD0NIRUNLX1NUQVRVU19PSxABEhUKEUNIRUNLX1NUQVRVU19XQVJOEAISFQoRQ0hFQ0tfU1RBVFVTX0ZBSUwQAyqEAQoNT3ZlcmFsbFN0YXR1cxIeChpPVkVSQUxMX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFk9WRVJBTExfU1RBVFVTX0hFQUxUSFkQARIbChdPVkVSQUxMX1NUQVRVU19ERUdSQURFRBACEhoKFk9WRVJBTExfU1RBVFVTX0ZBSUxJTkcQAypYCghBdXRoTW9kZRIZChVBVVRIX01PREVfVU5TUEVDSUZJRUQQABIXChNBVVRIX01PREVfVE9LRU5fRU5WEAESGAoUQVVUSF9NT0RFX1RPS0VOX0ZJTEUQAiphCgxTZWNyZXRTb3VyY2USHQoZU0VDUkVUX1NPVVJDRV9VTlNQRUNJRklFRBAAEhUKEVNFQ1JFVF9TT1VSQ0VfRU5WEAESGwoXU0VDUkVUX1NPVVJDRV9HRU5FUkFURUQQAiqhAQoITG9nTGV2ZWwSGQoVTE9HX0xFVkVMX1VOU1BFQ0lGSUVEEAASEwoPTE9HX0xFVkVMX1RSQUNFEAESEwoPTE9HX0xFVkVMX0RFQlVHEAISEgoOTE9HX0xFVkVMX0lORk8QAxISCg5MT0dfTEVWRUxfV0FSThAEEhMKD0xPR19MRVZFTF9FUlJPUhAFEhMKD0xPR19MRVZFTF9GQVRBTBAGKqgBChBEb2N0b3JTdGVwU3RhdHVzEiIKHkRPQ1RPUl9TVEVQX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFURPQ1RPUl9TVEVQX1NUQVRVU19PSxABEhsKF0RPQ1RPUl9TVEVQX1NUQVRVU19XQVJOEAISGwoXRE9DVE9SX1NURVBfU1RBVFVTX0ZBSUwQAxIbChdET0NUT1JfU1RFUF9TVEFUVVNfU0tJUBAEMtUDCgpPcHNTZXJ2aWNlElcKCUdldFN0YXR1cxIhLmNhcmFwYWNlLm9wcy52MS5HZXRTdGF0dXNSZXF1ZXN0GiIuY2FyYXBhY2Uub3BzLnYxLkdldFN0YXR1c1Jlc3BvbnNlIgOQAgESVAoIVGFpbExvZ3MSIC5jYXJhcGFjZS5vcHMudjEuVGFpbExvZ3NSZXF1ZXN0GiEuY2FyYXBhY2Uub3BzLnYxLlRhaWxMb2dzUmVzcG9uc2UiA5ACARJXCgpGb2xsb3dMb2dzEiIuY2FyYXBhY2Uub3BzLnYxLkZvbGxvd0xvZ3NSZXF1ZXN0GiMuY2FyYXBhY2Uub3BzLnYxLkZvbGxvd0xvZ3NSZXNwb25zZTABElcKCVJ1bkRvY3RvchIhLmNhcmFwYWNlLm9wcy52MS5SdW5Eb2N0b3JSZXF1ZXN0GiIuY2FyYXBhY2Uub3BzLnYxLlJ1bkRvY3RvclJlc3BvbnNlIgOQAgESZgoPQ3JlYXRlQnVncmVwb3J0EicuY2FyYXBhY2Uub3BzLnYxLkNyZWF0ZUJ1Z3JlcG9ydFJlcXVlc3QaKC5jYXJhcGFjZS5vcHMudjEuQ3JlYXRlQnVncmVwb3J0UmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * GetStatus takes no parameters.
@@ -862,6 +862,311 @@ export const FollowLogsResponseSchema: GenMessage<FollowLogsResponse> = /*@__PUR
   messageDesc(file_carapace_ops_v1_ops, 15);
 
 /**
+ * RunDoctor takes no parameters.
+ *
+ * @generated from message carapace.ops.v1.RunDoctorRequest
+ */
+export type RunDoctorRequest = Message<"carapace.ops.v1.RunDoctorRequest"> & {
+};
+
+/**
+ * Describes the message carapace.ops.v1.RunDoctorRequest.
+ * Use `create(RunDoctorRequestSchema)` to create a new message.
+ */
+export const RunDoctorRequestSchema: GenMessage<RunDoctorRequest> = /*@__PURE__*/
+  messageDesc(file_carapace_ops_v1_ops, 16);
+
+/**
+ * One step of the checklist.
+ *
+ * @generated from message carapace.ops.v1.DoctorStep
+ */
+export type DoctorStep = Message<"carapace.ops.v1.DoctorStep"> & {
+  /**
+   * Stable machine name: server, token, config, logs, tasks, schedules, agent, tls, secret,
+   * modes, update, restore, backups.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Short title for people, e.g. "task queue".
+   *
+   * @generated from field: string title = 2;
+   */
+  title: string;
+
+  /**
+   * The step's verdict.
+   *
+   * @generated from field: carapace.ops.v1.DoctorStepStatus status = 3;
+   */
+  status: DoctorStepStatus;
+
+  /**
+   * What was found, one line.
+   *
+   * @generated from field: string summary = 4;
+   */
+  summary: string;
+
+  /**
+   * The one thing to do next; empty when the step is ok.
+   *
+   * @generated from field: string next = 5;
+   */
+  next: string;
+
+  /**
+   * Extra lines, e.g. each component with warnings or errors in the logs.
+   *
+   * @generated from field: repeated string details = 6;
+   */
+  details: string[];
+};
+
+/**
+ * Describes the message carapace.ops.v1.DoctorStep.
+ * Use `create(DoctorStepSchema)` to create a new message.
+ */
+export const DoctorStepSchema: GenMessage<DoctorStep> = /*@__PURE__*/
+  messageDesc(file_carapace_ops_v1_ops, 17);
+
+/**
+ * The newest backup archive that verifies, offered when a step failed.
+ *
+ * @generated from message carapace.ops.v1.RestoreSuggestion
+ */
+export type RestoreSuggestion = Message<"carapace.ops.v1.RestoreSuggestion"> & {
+  /**
+   * Path of the archive on the server's machine.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * Age of the archive in whole days.
+   *
+   * @generated from field: uint32 age_days = 2;
+   */
+  ageDays: number;
+
+  /**
+   * The exact command that restores it.
+   *
+   * @generated from field: string command = 3;
+   */
+  command: string;
+};
+
+/**
+ * Describes the message carapace.ops.v1.RestoreSuggestion.
+ * Use `create(RestoreSuggestionSchema)` to create a new message.
+ */
+export const RestoreSuggestionSchema: GenMessage<RestoreSuggestion> = /*@__PURE__*/
+  messageDesc(file_carapace_ops_v1_ops, 18);
+
+/**
+ * The doctor's report.
+ *
+ * @generated from message carapace.ops.v1.RunDoctorResponse
+ */
+export type RunDoctorResponse = Message<"carapace.ops.v1.RunDoctorResponse"> & {
+  /**
+   * The state dir that was examined.
+   *
+   * @generated from field: string state_dir = 1;
+   */
+  stateDir: string;
+
+  /**
+   * Whether a server holds the state dir's lock (always true when the server answers).
+   *
+   * @generated from field: bool server_running = 2;
+   */
+  serverRunning: boolean;
+
+  /**
+   * The pid of that server (0 when none runs).
+   *
+   * @generated from field: uint32 server_pid = 3;
+   */
+  serverPid: number;
+
+  /**
+   * Where that server listens, e.g. http://127.0.0.1:18789 (empty when unknown).
+   *
+   * @generated from field: string server_url = 4;
+   */
+  serverUrl: string;
+
+  /**
+   * The steps, in checklist order.
+   *
+   * @generated from field: repeated carapace.ops.v1.DoctorStep steps = 5;
+   */
+  steps: DoctorStep[];
+
+  /**
+   * FAIL when any step failed, WARN when any warned, else OK.
+   *
+   * @generated from field: carapace.ops.v1.DoctorStepStatus verdict = 6;
+   */
+  verdict: DoctorStepStatus;
+
+  /**
+   * Set when a step failed and an archive verifies: what to restore and how.
+   *
+   * @generated from field: carapace.ops.v1.RestoreSuggestion restore = 7;
+   */
+  restore?: RestoreSuggestion | undefined;
+};
+
+/**
+ * Describes the message carapace.ops.v1.RunDoctorResponse.
+ * Use `create(RunDoctorResponseSchema)` to create a new message.
+ */
+export const RunDoctorResponseSchema: GenMessage<RunDoctorResponse> = /*@__PURE__*/
+  messageDesc(file_carapace_ops_v1_ops, 19);
+
+/**
+ * What the bug report holds.
+ *
+ * @generated from message carapace.ops.v1.CreateBugreportRequest
+ */
+export type CreateBugreportRequest = Message<"carapace.ops.v1.CreateBugreportRequest"> & {
+  /**
+   * How many recent log records to include: 0 for the default (1000), at most 5000.
+   *
+   * @generated from field: uint32 log_lines = 1;
+   */
+  logLines: number;
+
+  /**
+   * Include every task with its payload (redacted); left out by default.
+   *
+   * @generated from field: bool include_payloads = 2;
+   */
+  includePayloads: boolean;
+};
+
+/**
+ * Describes the message carapace.ops.v1.CreateBugreportRequest.
+ * Use `create(CreateBugreportRequestSchema)` to create a new message.
+ */
+export const CreateBugreportRequestSchema: GenMessage<CreateBugreportRequest> = /*@__PURE__*/
+  messageDesc(file_carapace_ops_v1_ops, 20);
+
+/**
+ * One file inside the bug report.
+ *
+ * @generated from message carapace.ops.v1.BugreportFile
+ */
+export type BugreportFile = Message<"carapace.ops.v1.BugreportFile"> & {
+  /**
+   * File name inside the archive, e.g. "doctor.json".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * What it holds, for people.
+   *
+   * @generated from field: string what = 2;
+   */
+  what: string;
+};
+
+/**
+ * Describes the message carapace.ops.v1.BugreportFile.
+ * Use `create(BugreportFileSchema)` to create a new message.
+ */
+export const BugreportFileSchema: GenMessage<BugreportFile> = /*@__PURE__*/
+  messageDesc(file_carapace_ops_v1_ops, 21);
+
+/**
+ * What the bug report holds and what it left out, sent before the archive's bytes.
+ *
+ * @generated from message carapace.ops.v1.BugreportSummary
+ */
+export type BugreportSummary = Message<"carapace.ops.v1.BugreportSummary"> & {
+  /**
+   * A file name to save the archive as, e.g. cara-bugreport-20261205T061500Z.tar.gz.
+   *
+   * @generated from field: string file_name = 1;
+   */
+  fileName: string;
+
+  /**
+   * Size of the whole archive in bytes (the sum of the chunks that follow).
+   *
+   * @generated from field: uint64 size_bytes = 2;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * The files inside, in archive order.
+   *
+   * @generated from field: repeated carapace.ops.v1.BugreportFile contains = 3;
+   */
+  contains: BugreportFile[];
+
+  /**
+   * What was left out on purpose, and why, one line each.
+   *
+   * @generated from field: repeated string left_out = 4;
+   */
+  leftOut: string[];
+};
+
+/**
+ * Describes the message carapace.ops.v1.BugreportSummary.
+ * Use `create(BugreportSummarySchema)` to create a new message.
+ */
+export const BugreportSummarySchema: GenMessage<BugreportSummary> = /*@__PURE__*/
+  messageDesc(file_carapace_ops_v1_ops, 22);
+
+/**
+ * One message of the bug report stream.
+ *
+ * @generated from message carapace.ops.v1.CreateBugreportResponse
+ */
+export type CreateBugreportResponse = Message<"carapace.ops.v1.CreateBugreportResponse"> & {
+  /**
+   * The summary (first message), or a piece of the archive.
+   *
+   * @generated from oneof carapace.ops.v1.CreateBugreportResponse.event
+   */
+  event: {
+    /**
+     * What the archive holds; sent once, first.
+     *
+     * @generated from field: carapace.ops.v1.BugreportSummary summary = 1;
+     */
+    value: BugreportSummary;
+    case: "summary";
+  } | {
+    /**
+     * The next bytes of the .tar.gz (at most 64 KiB).
+     *
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message carapace.ops.v1.CreateBugreportResponse.
+ * Use `create(CreateBugreportResponseSchema)` to create a new message.
+ */
+export const CreateBugreportResponseSchema: GenMessage<CreateBugreportResponse> = /*@__PURE__*/
+  messageDesc(file_carapace_ops_v1_ops, 23);
+
+/**
  * The verdict of one check.
  *
  * @generated from enum carapace.ops.v1.CheckStatus
@@ -1074,6 +1379,54 @@ export const LogLevelSchema: GenEnum<LogLevel> = /*@__PURE__*/
   enumDesc(file_carapace_ops_v1_ops, 4);
 
 /**
+ * The verdict of one doctor step (and of the whole report).
+ *
+ * @generated from enum carapace.ops.v1.DoctorStepStatus
+ */
+export enum DoctorStepStatus {
+  /**
+   * Not set; never sent by the server.
+   *
+   * @generated from enum value: DOCTOR_STEP_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Nothing to do.
+   *
+   * @generated from enum value: DOCTOR_STEP_STATUS_OK = 1;
+   */
+  OK = 1,
+
+  /**
+   * Works, but an operator should act (the step's `next` says how).
+   *
+   * @generated from enum value: DOCTOR_STEP_STATUS_WARN = 2;
+   */
+  WARN = 2,
+
+  /**
+   * Broken: act now (the step's `next` says how).
+   *
+   * @generated from enum value: DOCTOR_STEP_STATUS_FAIL = 3;
+   */
+  FAIL = 3,
+
+  /**
+   * Not checked (it did not apply).
+   *
+   * @generated from enum value: DOCTOR_STEP_STATUS_SKIP = 4;
+   */
+  SKIP = 4,
+}
+
+/**
+ * Describes the enum carapace.ops.v1.DoctorStepStatus.
+ */
+export const DoctorStepStatusSchema: GenEnum<DoctorStepStatus> = /*@__PURE__*/
+  enumDesc(file_carapace_ops_v1_ops, 5);
+
+/**
  * OpsService answers "is it healthy, and what is it doing?": the server's status with its
  * checks, and its logs (a snapshot and a live follow). Every RPC needs
  * `Authorization: Bearer <token>`. The unauthenticated probes are the plain HTTP routes
@@ -1117,6 +1470,33 @@ export const OpsService: GenService<{
     methodKind: "server_streaming";
     input: typeof FollowLogsRequestSchema;
     output: typeof FollowLogsResponseSchema;
+  },
+  /**
+   * The first-response checklist (what `cara doctor` prints), run by the server on its own
+   * state dir: server and token, the first failing component in the recent logs,
+   * configuration, stores, the update transaction, an interrupted restore and the newest
+   * backup that verifies, each step ok / warn / fail with the one next action.
+   *
+   * @generated from rpc carapace.ops.v1.OpsService.RunDoctor
+   */
+  runDoctor: {
+    methodKind: "unary";
+    input: typeof RunDoctorRequestSchema;
+    output: typeof RunDoctorResponseSchema;
+  },
+  /**
+   * A bug report (what `cara bugreport` writes) as a .tar.gz: first one `summary` (what it
+   * holds and what it left out), then the archive in `chunk`s of at most 64 KiB. Every value
+   * is redacted; task payloads only with `include_payloads`. An archive over 16 MiB is refused
+   * with RESOURCE_EXHAUSTED (ask for fewer log lines), and so is a second report while one
+   * is being made (with RetryInfo); log_lines out of range answers INVALID_ARGUMENT.
+   *
+   * @generated from rpc carapace.ops.v1.OpsService.CreateBugreport
+   */
+  createBugreport: {
+    methodKind: "server_streaming";
+    input: typeof CreateBugreportRequestSchema;
+    output: typeof CreateBugreportResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_carapace_ops_v1_ops, 0);
