@@ -56,7 +56,7 @@ export class RestoreCommand extends ClientCommand {
   }
 
   private async restoreOnline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
-    const res = await this.withClient(BackupService, 3_600_000, (c) => c.restoreBackup(uploadParts(o, file)), { http2: true });
+    const res = await this.withClient(BackupService, 0, (c) => c.restoreBackup(uploadParts(o, file)), { http2: true, answerMs: this.timeoutMs(30_000) });
     return {
       dryRun: res.dryRun,
       restored: res.restoredSections,

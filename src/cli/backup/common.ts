@@ -50,7 +50,7 @@ export abstract class InspectingCommand extends ClientCommand {
 
   protected async inspect(includeFiles: boolean): Promise<InspectBackupResponse> {
     const path = await checkArchiveFile(this.file, this.context.cwd);
-    return this.withClient(BackupService, 3_600_000, (c) => c.inspectBackup(uploadParts({ includeFiles }, path)), { http2: true });
+    return this.withClient(BackupService, 0, (c) => c.inspectBackup(uploadParts({ includeFiles }, path)), { http2: true, answerMs: this.timeoutMs(30_000) });
   }
 
   protected report(res: InspectBackupResponse, verbose: boolean): number {

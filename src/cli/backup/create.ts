@@ -34,7 +34,7 @@ export class BackupCommand extends ClientCommand {
   force = Option.Boolean("--force", false, { description: "Replace an existing file" });
   sections = Option.String("--sections", { description: "Only these sections (config, tasks, sessions, memory, cron, usage)" });
   json = Option.Boolean("--json", false, { description: "Print the result as one JSON document" });
-  timeout = Option.String("--timeout", "1h", { description: "Give up after this long (default 1h)" });
+  override timeout = Option.String("--timeout", "1h", { description: "Give up after this long (default 1h)" });
 
   async run(): Promise<number> {
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");

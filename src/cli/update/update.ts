@@ -68,7 +68,7 @@ export class UpdateCommand extends ClientCommand {
   reason = Option.String("--reason", { description: "Rollback: a note recorded in the rollback marker and the log" });
   restoreState = Option.Boolean("--restore-state", false, { description: "Rollback: also restore the state from the pre-update backup" });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
-  timeout = Option.String("--timeout", "30m", { description: "Give up after this long (default 30m)" });
+  override timeout = Option.String("--timeout", "30m", { description: "Give up after this long (default 30m)" });
 
   async run(): Promise<number> {
     const modes = [this.check, this.status, this.rollback, this.resetTransaction].filter(Boolean).length;
