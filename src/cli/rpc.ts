@@ -116,7 +116,7 @@ export async function rpcClient<S extends DescService>(service: S, target: Targe
     interceptors: [auth, answerTimeout(answerMs, options.quietStream === true)],
     // When the answer bound is the whole deadline, it fires first (a second's grace) so that a
     // silent server is reported as one.
-    defaultTimeoutMs: timeoutMs > 0 && answerMs >= timeoutMs ? timeoutMs + 1000 : timeoutMs,
+    defaultTimeoutMs: timeoutMs <= 0 ? undefined : answerMs >= timeoutMs ? timeoutMs + 1000 : timeoutMs,
     ...(target.ca ? { nodeOptions: { ca: target.ca } } : {}),
   });
   return createClient(service, transport);
