@@ -78,7 +78,9 @@ export class UpdateCommand extends ClientCommand {
     if (this.resetTransaction) return this.runReset();
     const target = await this.target();
     const timeoutMs = parseTimeout(this.timeout);
-    const client = await rpcClient(UpdateService, target, timeoutMs);
+    // A check waits on the release source (15 s to connect, 15 s for the body, on the server):
+    // the server's first answer may take longer than the usual 30 s.
+    const client = await rpcClient(UpdateService, target, timeoutMs, { answerMs: Math.min(timeoutMs, 60_000) });
     try {
       if (this.check) return await this.runCheck(client);
       if (this.status) return await this.runStatus(client);
