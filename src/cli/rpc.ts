@@ -198,6 +198,9 @@ export function describeError(err: unknown, target: Target, timeoutMs?: number, 
   if (noAnswer) return `${target.display} did not answer within ${formatSeconds(noAnswer.ms)} (a hung or overloaded server?): ${timeoutAdvice(noAnswer.ms, command)}`;
   const foreign = foreignAnswer(err);
   if (foreign !== undefined) return `${target.display} answered ${foreign}: that is not a cara server (check --host and --port)`;
+  if (!isServerError(err) && causeCode(err, ["ERR_HTTP2_ERROR", "ERR_HTTP2_SESSION_ERROR", "ERR_HTTP2_STREAM_ERROR"])) {
+    return `${target.display} broke off the HTTP/2 exchange (it speaks HTTP/1.1 only?): that is not a cara server (check --host and --port)`;
+  }
   const net = networkCode(err);
   if (net === "ECONNRESET") {
     return `${target.display} reset the connection: that is not a cara server${target.tls ? "" : " (if it serves TLS, pass --tls)"}, or it stopped mid-call (check --host and --port)`;
@@ -242,4 +245,14 @@ function findCause<T>(err: unknown, type: abstract new (...args: never[]) => T):
     e = (e as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+function causeCode(err: unknown, codes: readonly string[]): boolean {
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e; i++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && codes.includes(code)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
 }

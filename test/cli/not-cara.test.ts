@@ -4,6 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { after, test } from "node:test";
@@ -45,6 +47,16 @@ test("an HTML 404 is named as not cara, for an RPC and for the health probe of `
   assert.deepEqual(list, { code: 1, stdout: "", stderr: `Error: 127.0.0.1:${port} answered HTTP 404 text/html: that is not a cara server (check --host and --port)\n` });
   const status = await cli(["status", "--port", String(port)]);
   assert.deepEqual(status, { code: 1, stdout: "", stderr: `Error: 127.0.0.1:${port} answered HTTP 404 text/html: that is not a cara server (check --host and --port)\n` });
+});
+
+test("an HTTP/1.1-only server asked over HTTP/2 (an archive upload: verify, restore) is named as not cara", async () => {
+  const port = await listen(html(404));
+  const dir = await tempDir();
+  await writeFile(join(dir, "x.tar.gz"), "x");
+  const message = `Error: 127.0.0.1:${port} broke off the HTTP/2 exchange (it speaks HTTP/1.1 only?): that is not a cara server (check --host and --port)\n`;
+  const env = { CARAPACE_STATE_DIR: dir, CARAPACE_GATEWAY_TOKEN: "t".repeat(40) };
+  assert.deepEqual(await runCli(["backup", "verify", "x.tar.gz", "--port", String(port)], { env, cwd: dir }), { code: 1, stdout: "", stderr: message });
+  assert.deepEqual(await runCli(["restore", "x.tar.gz", "--port", String(port), "--dry-run"], { env, cwd: dir }), { code: 1, stdout: "", stderr: message });
 });
 
 test("a 501 from something else (a proxy) is named as not cara", async () => {
