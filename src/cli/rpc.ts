@@ -48,6 +48,8 @@ function answerTimeout(ms: number, quietStream: boolean): Interceptor {
     const arm = () => {
       clearTimeout(timer);
       timer = setTimeout(() => stop.abort(new ConnectError(`no answer within ${formatSeconds(ms)}`, Code.DeadlineExceeded, undefined, undefined, new NoAnswerError(ms))), ms);
+      // The pending call keeps the process alive while it waits; the timer alone never does.
+      timer.unref();
     };
     const disarm = () => clearTimeout(timer);
     arm();
