@@ -96,7 +96,7 @@ export abstract class CaraCommand extends Command<CaraContext> {
 /** Options shared by every command that talks to a server. */
 export abstract class ClientCommand extends CaraCommand {
   host = Option.String("--host", { description: "Server host (default 127.0.0.1)" });
-  port = Option.String("--port,-p", { description: "Server port (default: CARAPACE_PORT, the local config, or 18789)" });
+  port = Option.String("--port,-p", { description: "Server port (default: CARAPACE_PORT, the port the local server recorded, the local config, or 18789)" });
   tls = Option.Boolean("--tls", false, { description: "Connect over TLS (https)" });
   tlsCa = Option.String("--tls-ca", { description: "PEM file of a CA to trust for --tls (e.g. a self-signed server)" });
   allowPlaintext = Option.Boolean("--allow-plaintext", false, { description: "Allow sending the token over plain HTTP to a non-loopback host" });
