@@ -18,10 +18,6 @@ export interface Target {
   baseUrl: string;
   /** host:port as shown to people (brackets for IPv6). */
   display: string;
-  /** The state dir read for the token (and, for a local target, the live server's address). */
-  stateDir?: string;
-  /** Neither --host nor --port (nor CARAPACE_PORT) named the server: the local one was assumed. */
-  implicit?: boolean;
 }
 
 export class CliUsageError extends Error {}
@@ -104,8 +100,6 @@ export async function resolveTarget(flags: ConnectionFlags, stderr: NodeJS.Writa
     tls,
     baseUrl: `${tls ? "https" : "http"}://${bracketed}:${port}`,
     display: `${bracketed}:${port}`,
-    stateDir,
-    implicit: flags.host === undefined && !explicitPort,
   };
   if (ca) target.ca = ca;
   if (token !== undefined) target.token = token;
