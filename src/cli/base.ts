@@ -4,9 +4,9 @@ import { resolveStateDir } from "../state/paths.js";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { print, printJson } from "./output.js";
-import { describeError, rpcClient } from "./rpc.js";
+import { describeError, rpcClient, type RpcOptions } from "./rpc.js";
 import { painter, type Painter } from "./terminal.js";
-import { CliFailure, CliUsageError, resolveTarget, type ConnectionFlags, type Target } from "./target.js";
+import { CliFailure, CliUsageError, parseTimeout, resolveTarget, type ConnectionFlags, type Target } from "./target.js";
 
 /**
  * What a command may use of the world, so that one process can run the CLI many times (tests run
@@ -96,11 +96,22 @@ export abstract class CaraCommand extends Command<CaraContext> {
 /** Options shared by every command that talks to a server. */
 export abstract class ClientCommand extends CaraCommand {
   host = Option.String("--host", { description: "Server host (default 127.0.0.1)" });
-  port = Option.String("--port,-p", { description: "Server port (default: CARAPACE_PORT, the local config, or 18789)" });
+  port = Option.String("--port,-p", { description: "Server port (default: CARAPACE_PORT, the port the local server recorded, the local config, or 18789)" });
   tls = Option.Boolean("--tls", false, { description: "Connect over TLS (https)" });
   tlsCa = Option.String("--tls-ca", { description: "PEM file of a CA to trust for --tls (e.g. a self-signed server)" });
   allowPlaintext = Option.Boolean("--allow-plaintext", false, { description: "Allow sending the token over plain HTTP to a non-loopback host" });
   stateDir = Option.String("--state-dir", { description: "Local state dir to read the token from (default: CARAPACE_STATE_DIR or ~/.config/carapace)" });
+  timeout: string | undefined = Option.String("--timeout", { description: "How long to wait for the server to answer, e.g. 10s or 2m (default 30s)" });
+
+  /** The --timeout given, in ms, else `defaultMs`. */
+  protected timeoutMs(defaultMs: number): number {
+    return this.timeout === undefined ? defaultMs : parseTimeout(this.timeout);
+  }
+
+  /** The verb as typed ("logs", "backup verify"), for advice that must not send the user back to it. */
+  protected verb(): string {
+    return ((this.constructor as typeof Command).paths?.[0] ?? []).join(" ");
+  }
 
   protected connectionFlags(): ConnectionFlags {
     const flags: ConnectionFlags = { tls: this.tls, allowPlaintext: this.allowPlaintext };
@@ -120,14 +131,14 @@ export abstract class ClientCommand extends CaraCommand {
    * Runs `fn` with a client of `service` on the target (calls time out after `timeoutMs`); a
    * failure becomes one line for the user: what failed and what to do next.
    */
-  protected async withClient<S extends DescService, T>(service: S, timeoutMs: number, fn: (client: Client<S>) => Promise<T>, options: { http2?: boolean } = {}): Promise<T> {
+  protected async withClient<S extends DescService, T>(service: S, timeoutMs: number, fn: (client: Client<S>, target: Target) => Promise<T>, options: RpcOptions = {}): Promise<T> {
     const target = await this.target();
     const client = await rpcClient(service, target, timeoutMs, options);
     try {
-      return await fn(client);
+      return await fn(client, target);
     } catch (err) {
-      if (err instanceof CliFailure) throw err;
-      throw new CliFailure(describeError(err, target, timeoutMs));
+      if (err instanceof CliFailure || err instanceof CliUsageError) throw err;
+      throw new CliFailure(describeError(err, target, timeoutMs, this.verb()));
     }
   }
 }

@@ -1,15 +1,18 @@
 import http from "node:http";
 import https from "node:https";
+import { NoAnswerError } from "./rpc.js";
 import type { Target } from "./target.js";
 
 export interface ProbeResult {
   status: number;
+  /** The media type of the answer, without parameters ("" when none). */
+  contentType: string;
   body: string;
 }
 
 const MAX_BODY = 256 * 1024;
 
-/** GET a plain HTTP path (e.g. /health) with a total timeout and a 256 KiB body cap. */
+/** GET a plain HTTP path (e.g. /health) with a total timeout (then NoAnswerError) and a 256 KiB body cap. */
 export function httpGet(target: Target, path: string, timeoutMs: number): Promise<ProbeResult> {
   return new Promise((resolve, reject) => {
     const mod = target.tls ? https : http;
@@ -32,12 +35,12 @@ export function httpGet(target: Target, path: string, timeoutMs: number): Promis
         });
         res.on("end", () => {
           clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") });
+          resolve({ status: res.statusCode ?? 0, contentType: (res.headers["content-type"] ?? "").split(";")[0]!.trim(), body: Buffer.concat(chunks).toString("utf8") });
         });
         res.on("error", reject);
       },
     );
-    const timer = setTimeout(() => req.destroy(Object.assign(new Error(`timed out after ${timeoutMs} ms`), { code: "ETIMEDOUT" })), timeoutMs);
+    const timer = setTimeout(() => req.destroy(new NoAnswerError(timeoutMs)), timeoutMs);
     req.on("error", (err) => {
       clearTimeout(timer);
       reject(err);

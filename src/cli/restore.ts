@@ -3,6 +3,7 @@ import { Command, Option } from "clipanion";
 import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { checkArchiveFile, parseSections, uploadParts } from "./backup/common.js";
 import { ClientCommand } from "./base.js";
+import { describeError, isConnectionRefused, rpcClient } from "./rpc.js";
 import { stripTerminalUnsafe } from "./terminal.js";
 import { CliFailure, CliUsageError } from "./target.js";
 
@@ -56,7 +57,16 @@ export class RestoreCommand extends ClientCommand {
   }
 
   private async restoreOnline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
-    const res = await this.withClient(BackupService, 3_600_000, (c) => c.restoreBackup(uploadParts(o, file)), { http2: true });
+    const target = await this.target();
+    const answerMs = this.timeoutMs(30_000);
+    const client = await rpcClient(BackupService, target, 0, { http2: true, answerMs });
+    const res = await client.restoreBackup(uploadParts(o, file)).catch((err: unknown) => {
+      const why = describeError(err, target, answerMs, "restore");
+      if (!isConnectionRefused(err)) throw new CliFailure(why);
+      // No server: the offline path does the same restore here, under the state dir's lock.
+      const stateDir = this.resolveStateDir(this.stateDir);
+      throw new CliFailure(`${why} If the server cannot start, restore offline: cara restore ${shellQuote(file)} --offline --state-dir ${shellQuote(stateDir)}${o.dryRun ? " --dry-run" : o.force ? " --force" : ""}`);
+    });
     return {
       dryRun: res.dryRun,
       restored: res.restoredSections,
@@ -72,7 +82,7 @@ export class RestoreCommand extends ClientCommand {
     const { BackupManager, BackupPreconditionError, BackupRefusedError } = await import("../backup/backups.js");
     const { recoverInterruptedSwap } = await import("../backup/swap.js");
     const { checkStateLoads } = await import("../state/loadable.js");
-    const { readFile } = await import("node:fs/promises");
+    const { readLocalServerSecret } = await import("../state/secrets.js");
     const stateDir = this.resolveStateDir(this.stateDir);
     const paths = statePaths(stateDir);
     let lock;
@@ -84,7 +94,7 @@ export class RestoreCommand extends ClientCommand {
     }
     try {
       await recoverInterruptedSwap(stateDir);
-      const secret = this.context.env.CARAPACE_SERVER_SECRET || (await readFile(paths.serverSecret, "utf8").catch(() => "")).trim();
+      const secret = (await readLocalServerSecret(paths, this.context.env))?.secret;
       if (!secret) throw new CliFailure(`no server secret: set CARAPACE_SERVER_SECRET or keep ${paths.serverSecret} (needed to check the backup's HMAC; or pass --allow-foreign)`);
       const manager = new BackupManager({
         stateDir,
@@ -127,4 +137,9 @@ export class RestoreCommand extends ClientCommand {
     }
     return 0;
   }
+}
+
+/** A path as a shell word (quoted when it holds anything but safe characters). */
+function shellQuote(path: string): string {
+  return /^[\w./@%+=:,-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
 }

@@ -31,7 +31,7 @@ export class StatusCommand extends ClientCommand {
   });
 
   json = Option.Boolean("--json", false, { description: 'Print {"health":{...},"status":{...}} and nothing else' });
-  timeout = Option.String("--timeout", "5s", { description: "Give up after this long per request (default 5s)" });
+  override timeout = Option.String("--timeout", "5s", { description: "Give up after this long per request (default 5s)" });
 
   async run(): Promise<number> {
     const timeoutMs = parseTimeout(this.timeout);
@@ -39,6 +39,9 @@ export class StatusCommand extends ClientCommand {
     let health: HealthBody;
     try {
       const res = await httpGet(target, "/health", timeoutMs);
+      if (res.contentType !== "application/json") {
+        throw new CliFailure(`${target.display} answered HTTP ${res.status} ${res.contentType || "without a content type"}: that is not a cara server (check --host and --port)`);
+      }
       if (res.status < 200 || res.status > 299) {
         throw new CliFailure(`Health endpoint of ${target.display} returned HTTP ${res.status}: ${stripTerminalUnsafe(res.body.slice(0, 500))}`);
       }
@@ -46,14 +49,14 @@ export class StatusCommand extends ClientCommand {
     } catch (err) {
       if (err instanceof CliFailure) throw err;
       if (err instanceof SyntaxError) throw new CliFailure(`Health endpoint of ${target.display} did not answer JSON: is that a carapace server?`);
-      throw new CliFailure(describeError(err, target, timeoutMs));
+      throw new CliFailure(describeError(err, target, timeoutMs, "status"));
     }
     let status: GetStatusResponse;
     try {
       const client = await rpcClient(OpsService, target, timeoutMs);
       status = await client.getStatus({});
     } catch (err) {
-      throw new CliFailure(describeError(err, target, timeoutMs));
+      throw new CliFailure(describeError(err, target, timeoutMs, "status"));
     }
     const failing = status.checks.some((c) => c.status === CheckStatus.FAIL) || status.shuttingDown;
     if (this.json) {

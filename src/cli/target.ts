@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { resolveStateDir, statePaths } from "../state/paths.js";
 import { readLocalToken } from "../state/secrets.js";
+import { liveServerAddress, localHostFor } from "../state/server-address.js";
 
 export const DEFAULT_PORT = 18789;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -57,21 +58,26 @@ function configuredPort(stateDir: string): number | undefined {
 }
 
 /**
- * Resolves host, port, TLS and token. Port: --port > CARAPACE_PORT > the local config's
- * server.port > 18789. Token: CARAPACE_GATEWAY_TOKEN > the local state dir's auth/token.
- * A token is never sent in plaintext to a host that is not loopback unless --allow-plaintext.
+ * Resolves host, port, TLS and token. Port: --port > CARAPACE_PORT > the address the live server
+ * of the local state dir recorded beside its lock (it may run on another port than configured) >
+ * the local config's server.port > 18789. Token: CARAPACE_GATEWAY_TOKEN > the local state dir's
+ * auth/token. A token is never sent in plaintext to a host that is not loopback unless
+ * --allow-plaintext.
  */
 export async function resolveTarget(flags: ConnectionFlags, stderr: NodeJS.WritableStream, env: NodeJS.ProcessEnv, cwd = process.cwd()): Promise<Target> {
-  const host = flags.host ?? DEFAULT_HOST;
+  let host = flags.host ?? DEFAULT_HOST;
   if (host.trim() === "" || /[\s/@?#]/.test(host)) throw new CliUsageError(`--host must be a host name or address (got '${host}')`);
   const stateDir = resolveStateDir(flags.stateDir, env);
+  const explicitPort = flags.port !== undefined || !!env.CARAPACE_PORT;
+  const live = !explicitPort && isLoopbackHost(host) ? await liveServerAddress(stateDir) : undefined;
+  if (live && flags.host === undefined) host = localHostFor(live.bind);
   const port =
     flags.port !== undefined
       ? parsePortFlag(flags.port)
       : env.CARAPACE_PORT
         ? parsePortFlag(env.CARAPACE_PORT, "CARAPACE_PORT")
-        : (configuredPort(stateDir) ?? DEFAULT_PORT);
-  const tls = flags.tls === true || flags.tlsCa !== undefined;
+        : (live?.port ?? configuredPort(stateDir) ?? DEFAULT_PORT);
+  const tls = flags.tls === true || flags.tlsCa !== undefined || live?.tls === true;
   if (!tls && !isLoopbackHost(host)) {
     if (!flags.allowPlaintext) {
       throw new CliUsageError(

@@ -45,7 +45,7 @@ export class VerifyCommand extends ClientCommand {
 
     // 1. Reachability.
     try {
-      const res = await httpGet(target, "/health", 2000);
+      const res = await httpGet(target, "/health", this.timeoutMs(5_000));
       if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
       checks.push({ name: "Gateway reachability", pass: true, detail: `service is reachable at ${target.display}` });
     } catch (err) {
@@ -54,7 +54,7 @@ export class VerifyCommand extends ClientCommand {
     }
 
     // 2. Create the task.
-    const client = await rpcClient(TasksService, target, 15_000);
+    const client = await rpcClient(TasksService, target, this.timeoutMs(15_000));
     let task: Task;
     try {
       const res = await client.createTask({

@@ -21,12 +21,12 @@ export interface FileLogEntry extends NewLogEntry {
 }
 
 export interface FileLogQuery extends LogFilter {
-  /** Only records at or after this time (Unix ms). */
-  sinceMs?: number;
   /** The newest this many matching records (default 200). */
   limit?: number;
   /** Read only this file instead of the rotated set in `logsDir`. */
   file?: string;
+  /** Read these files, in this order, instead of the rotated set in `logsDir`. */
+  files?: string[];
 }
 
 export interface FileLogResult {
@@ -39,8 +39,11 @@ export interface FileLogResult {
   truncated: boolean;
 }
 
-/** The log files of a state dir's `logs/`, oldest first: cara.log.N ... cara.log.1, cara.log. */
-export async function logFiles(logsDir: string): Promise<string[]> {
+/**
+ * The log files of a state dir's `logs/`, oldest first: cara.log.N ... cara.log.1, cara.log (or
+ * `base` and its rotated predecessors `base.N`).
+ */
+export async function logFiles(logsDir: string, base = LOG_FILE_NAME): Promise<string[]> {
   let names: string[];
   try {
     names = await readdir(logsDir);
@@ -49,16 +52,16 @@ export async function logFiles(logsDir: string): Promise<string[]> {
     throw err;
   }
   const rotated = names
-    .map((n) => ({ n, k: n.startsWith(`${LOG_FILE_NAME}.`) ? Number(n.slice(LOG_FILE_NAME.length + 1)) : Number.NaN }))
+    .map((n) => ({ n, k: n.startsWith(`${base}.`) && /^\d+$/.test(n.slice(base.length + 1)) ? Number(n.slice(base.length + 1)) : Number.NaN }))
     .filter((x) => Number.isInteger(x.k) && x.k > 0)
     .sort((a, b) => b.k - a.k)
     .map((x) => join(logsDir, x.n));
-  return [...rotated, ...(names.includes(LOG_FILE_NAME) ? [join(logsDir, LOG_FILE_NAME)] : [])];
+  return [...rotated, ...(names.includes(base) ? [join(logsDir, base)] : [])];
 }
 
 /** Reads the matching records of the log files (see the module comment). */
 export async function readLogFiles(logsDir: string, query: FileLogQuery = {}): Promise<FileLogResult> {
-  const files = query.file !== undefined ? [query.file] : await logFiles(logsDir);
+  const files = query.files ?? (query.file !== undefined ? [query.file] : await logFiles(logsDir));
   const limit = query.limit ?? 200;
   const filter = compileFilter(query);
   const kept: FileLogEntry[] = [];
@@ -80,7 +83,6 @@ export async function readLogFiles(logsDir: string, query: FileLogQuery = {}): P
         continue;
       }
       const e = entryFromRecord(record);
-      if (query.sinceMs !== undefined && e.time < query.sinceMs) continue;
       if (levelRank(e.level) < filter.minRank || !entryMatches(e, filter)) continue;
       matched++;
       // Keep the newest `limit`: a ring over the matches.

@@ -51,6 +51,8 @@ export interface RawLogFilter {
   minLevel?: LogLevel | string;
   contains?: string;
   pattern?: string;
+  /** Unix ms; 0 or unset: any time. */
+  sinceMs?: number;
 }
 
 /** Validates filter parameters; a bad pattern throws LogPatternError (field `pattern`). */
@@ -59,6 +61,7 @@ export function checkLogFilter(raw: RawLogFilter): LogFilter {
   if (raw.minLevel) filter.minLevel = parseLogLevel(raw.minLevel);
   if (raw.contains) filter.contains = raw.contains;
   if (raw.pattern) filter.pattern = compileLogPattern(raw.pattern);
+  if (raw.sinceMs) filter.sinceMs = raw.sinceMs;
   return filter;
 }
 

@@ -48,6 +48,8 @@ export interface LogFilter {
   contains?: string;
   /** Only records whose message matches (a LogPattern, or a RegExp without the g/y flags). */
   pattern?: { test(text: string): boolean };
+  /** Only records logged at or after this time (Unix ms). */
+  sinceMs?: number;
 }
 
 export interface TailQuery extends LogFilter {
@@ -141,6 +143,7 @@ export interface CompiledFilter {
   /** `contains` is printable ASCII without `"` or `\`: a line without it cannot match. */
   containsInLine: boolean;
   pattern: LogFilter["pattern"];
+  sinceMs: number | undefined;
 }
 
 export function compileFilter(filter: LogFilter): CompiledFilter {
@@ -150,11 +153,13 @@ export function compileFilter(filter: LogFilter): CompiledFilter {
     contains,
     containsInLine: contains !== "" && /^[\x20-\x21\x23-\x5B\x5D-\x7E]+$/.test(contains),
     pattern: filter.pattern,
+    sinceMs: filter.sinceMs,
   };
 }
 
 /** A record matches `contains` in its message, its component, or any field value (task ids, error codes). */
-export function entryMatches(e: Pick<LogEntry, "message" | "component" | "fields">, f: CompiledFilter): boolean {
+export function entryMatches(e: Pick<LogEntry, "time" | "message" | "component" | "fields">, f: CompiledFilter): boolean {
+  if (f.sinceMs !== undefined && e.time < f.sinceMs) return false;
   if (f.contains && !e.message.includes(f.contains) && !e.component.includes(f.contains) && !fieldsContain(e.fields, f.contains)) return false;
   if (f.pattern && !f.pattern.test(e.message)) return false;
   return true;

@@ -1,4 +1,4 @@
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { rpcError } from "../wire/error-details.js";
@@ -34,6 +34,7 @@ function rawFilter(filter: ProtoLogFilter | undefined) {
     ...(minLevel ? { minLevel } : {}),
     contains: filter?.contains ?? "",
     pattern: filter?.pattern ?? "",
+    ...(filter?.since ? { sinceMs: timestampMs(filter.since) } : {}),
   };
 }
 

@@ -105,3 +105,19 @@ export async function readLocalToken(paths: StatePaths, env: NodeJS.ProcessEnv =
     return undefined;
   }
 }
+
+/**
+ * The deployment's server secret as a local command finds it, without a server: the
+ * CARAPACE_SERVER_SECRET environment variable, else `<state>/auth/server-secret` (never created
+ * here). `from` names where it came from, for messages; the value is never printed.
+ */
+export async function readLocalServerSecret(paths: StatePaths, env: NodeJS.ProcessEnv = process.env): Promise<{ secret: string; from: string } | undefined> {
+  const fromEnv = env.CARAPACE_SERVER_SECRET?.trim();
+  if (fromEnv) return { secret: fromEnv, from: "CARAPACE_SERVER_SECRET" };
+  try {
+    const value = (await readFile(paths.serverSecret, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW })).trim();
+    return value === "" ? undefined : { secret: value, from: paths.serverSecret };
+  } catch {
+    return undefined;
+  }
+}

@@ -64,7 +64,7 @@ export function transactionToProto(tx: UpdateTransaction): MessageInitShape<type
   };
 }
 
-function markerToProto(m: RollbackMarkerFile) {
+export function markerToProto(m: RollbackMarkerFile) {
   const opt = (v: number | undefined) => (v !== undefined ? BigInt(v) : undefined);
   return {
     state: rollbackStateNames.toWire(m.startupState),

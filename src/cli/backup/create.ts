@@ -34,7 +34,7 @@ export class BackupCommand extends ClientCommand {
   force = Option.Boolean("--force", false, { description: "Replace an existing file" });
   sections = Option.String("--sections", { description: "Only these sections (config, tasks, sessions, memory, cron, usage)" });
   json = Option.Boolean("--json", false, { description: "Print the result as one JSON document" });
-  timeout = Option.String("--timeout", "1h", { description: "Give up after this long (default 1h)" });
+  override timeout = Option.String("--timeout", "1h", { description: "Give up after this long (default 1h)" });
 
   async run(): Promise<number> {
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
@@ -48,9 +48,13 @@ export class BackupCommand extends ClientCommand {
       if (err instanceof CliFailure) throw err;
     }
     const target = await this.target();
-    const client = await rpcClient(BackupService, target, parseTimeout(this.timeout));
+    const timeoutMs = parseTimeout(this.timeout);
+    const client = await rpcClient(BackupService, target, timeoutMs);
     const tmp = join(dirname(output), `.${basename(output)}.${randomBytes(4).toString("hex")}.partial`);
+    // Ctrl-C or SIGTERM ends the transfer; the partial file is removed below.
+    const stop = this.interruption();
     const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600).catch((err: Error) => {
+      stop.dispose();
       throw new CliFailure(`cannot write in ${dirname(output)}: ${err.message}`);
     });
     const hash = createHash("sha256");
@@ -60,7 +64,7 @@ export class BackupCommand extends ClientCommand {
     const tty = (this.context.stderr as { isTTY?: boolean }).isTTY === true && !this.json;
     try {
       try {
-        for await (const msg of client.createBackup({ sections: parseSections(this.sections) })) {
+        for await (const msg of client.createBackup({ sections: parseSections(this.sections) }, { signal: stop.signal })) {
           const p = msg.part;
           if (p.case === "header") header = p.value;
           else if (p.case === "chunk") {
@@ -73,8 +77,9 @@ export class BackupCommand extends ClientCommand {
           } else if (p.case === "trailer") trailer = p.value;
         }
       } catch (err) {
+        if (stop.signal.aborted) throw new CliFailure(`interrupted: the partial file was removed; nothing was written to ${output}`);
         if (err instanceof LocalWriteError) throw new CliFailure(describeLocalWrite(err.cause, output));
-        throw new CliFailure(describeError(err, target));
+        throw new CliFailure(describeError(err, target, timeoutMs, "backup"));
       }
       if (tty) this.context.stderr.write("\n");
       const digest = hash.digest("hex");
@@ -112,6 +117,7 @@ export class BackupCommand extends ClientCommand {
     } finally {
       await handle.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);
+      stop.dispose();
     }
   }
 }

@@ -15,7 +15,7 @@ export class BackupListCommand extends ClientCommand {
   });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
   async run(): Promise<number> {
-    const res = await this.withClient(BackupService, 30_000, (c) => c.listBackups({}));
+    const res = await this.withClient(BackupService, this.timeoutMs(30_000), (c) => c.listBackups({}));
     this.print(
       {
         directory: res.directory,

@@ -149,10 +149,9 @@ function withField(err: unknown): unknown {
 /** Base for `cara schedule ...` commands: connection flags, --json, and a SchedulesService client. */
 export abstract class ScheduleCommand extends ClientCommand {
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
-  timeout = Option.String("--timeout", "30s", { description: "Give up after this long (default 30s)" });
 
   protected call<T>(fn: (client: Client<typeof SchedulesService>) => Promise<T>): Promise<T> {
-    return this.withClient(SchedulesService, parseTimeout(this.timeout), async (client) => {
+    return this.withClient(SchedulesService, this.timeoutMs(30_000), async (client) => {
       try {
         return await fn(client);
       } catch (err) {

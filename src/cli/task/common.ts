@@ -143,7 +143,7 @@ export function formatTask(t: Task, p: Painter): string {
 /** Base for `cara task ...` commands: connection flags, --json, and a TasksService client. */
 export abstract class TaskCommand extends ClientCommand {
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
-  timeout = Option.String("--timeout", "30s", { description: "Give up after this long (default 30s)" });
+  override timeout = Option.String("--timeout", "30s", { description: "Give up after this long (default 30s)" });
 
   protected call<T>(fn: (client: Client<typeof TasksService>) => Promise<T>): Promise<T> {
     return this.withClient(TasksService, parseTimeout(this.timeout), fn);

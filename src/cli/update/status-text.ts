@@ -53,6 +53,13 @@ export function formatStatus(s: GetUpdateStatusResponse): string {
     lines.push(`Install:           not managed: ${s.unmanagedReason ?? ""}`);
   }
   lines.push(`Trusted root:      ${trustedRootLine(s)}`);
+  lines.push(...transactionLines(s));
+  return `${lines.join("\n")}\n`;
+}
+
+/** The transaction and rollback marker lines (also shown when the server is down). */
+function transactionLines(s: GetUpdateStatusResponse): string[] {
+  const lines: string[] = [];
   const tx = s.transaction;
   if (s.transactionError) lines.push(`Transaction:       UNREADABLE: ${s.transactionError}`);
   else if (tx) {
@@ -75,5 +82,22 @@ export function formatStatus(s: GetUpdateStatusResponse): string {
     if (m.reason) lines.push(`  Reason:          ${stripTerminalUnsafe(m.reason)}`);
     if (m.backupPath) lines.push(`  Pre-update backup: ${m.backupPath}`);
   }
+  return lines;
+}
+
+/**
+ * `cara update --status` with no server: what the files under `updatesDir` and the install
+ * directory say (the running version and the trusted root are the server's to report).
+ */
+export function formatLocalStatus(s: GetUpdateStatusResponse, updatesDir: string): string {
+  const lines: string[] = [`Server:            not running (read ${updatesDir} here)`];
+  if (s.managed) {
+    lines.push(`Install:           ${s.installDir} (managed)`);
+    lines.push(`Installed:         ${s.installedVersions.map((v) => `v${v}`).join(", ") || "(none)"}`);
+    if (s.previousVersion) lines.push(`Previous version:  v${s.previousVersion}`);
+  } else {
+    lines.push(`Install:           not managed: ${s.unmanagedReason ?? ""}`);
+  }
+  lines.push(...transactionLines(s));
   return `${lines.join("\n")}\n`;
 }

@@ -4,6 +4,8 @@ import { Command, Option } from "clipanion";
 import {
   CheckForUpdateResponseSchema,
   GetUpdateStatusResponseSchema,
+  RollbackMarkerSchema,
+  UpdateTransactionSchema,
   RollbackUpdateResponseSchema,
   UpdateResultSchema,
   UpdateOutcome,
@@ -20,7 +22,7 @@ import { bytes } from "../output.js";
 import { describeError, isConnectionRefused, isServerError, rpcClient } from "../rpc.js";
 import { CliFailure, CliUsageError, isLoopbackHost, parseTimeout } from "../target.js";
 import { stripTerminalUnsafe } from "../terminal.js";
-import { failedWhile, formatStatus, phaseName } from "./status-text.js";
+import { failedWhile, formatLocalStatus, formatStatus, phaseName } from "./status-text.js";
 
 export class UpdateCommand extends ClientCommand {
   static override paths = [["update"]];
@@ -69,7 +71,7 @@ export class UpdateCommand extends ClientCommand {
   reason = Option.String("--reason", { description: "Rollback: a note recorded in the rollback marker and the log" });
   restoreState = Option.Boolean("--restore-state", false, { description: "Rollback: also restore the state from the pre-update backup" });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
-  timeout = Option.String("--timeout", "30m", { description: "Give up after this long (default 30m)" });
+  override timeout = Option.String("--timeout", "30m", { description: "Give up after this long (default 30m)" });
 
   async run(): Promise<number> {
     const modes = [this.check, this.status, this.rollback, this.resetTransaction].filter(Boolean).length;
@@ -77,7 +79,9 @@ export class UpdateCommand extends ClientCommand {
     if (this.resetTransaction) return this.runReset();
     const target = await this.target();
     const timeoutMs = parseTimeout(this.timeout);
-    const client = await rpcClient(UpdateService, target, timeoutMs);
+    // A check waits on the release source (15 s to connect, 15 s for the body, on the server):
+    // the server's first answer may take longer than the usual 30 s.
+    const client = await rpcClient(UpdateService, target, timeoutMs, { answerMs: Math.min(timeoutMs, 60_000) });
     try {
       if (this.check) return await this.runCheck(client);
       if (this.status) return await this.runStatus(client);
@@ -86,10 +90,11 @@ export class UpdateCommand extends ClientCommand {
     } catch (err) {
       if (err instanceof CliFailure || err instanceof CliUsageError) throw err;
       if (this.rollback && isConnectionRefused(err) && isLoopbackHost(target.host)) return this.runLocalRollback();
+      if (this.status && isConnectionRefused(err) && isLoopbackHost(target.host)) return this.runLocalStatus(target.display);
       // The server's own words when it answered (ErrorInfo), except a refused token (described
       // with what to do about it); otherwise what went wrong reaching it.
       const fromServer = isServerError(err) && err.code !== Code.Unauthenticated;
-      const message = fromServer ? err.rawMessage : describeError(err, target, timeoutMs);
+      const message = fromServer ? err.rawMessage : describeError(err, target, timeoutMs, "update");
       if (this.check) {
         this.context.stderr.write(`Failed to check for updates: ${message}\n`);
         if (fromServer && retryDelayMsOf(err) !== undefined) this.context.stderr.write("This may be a temporary issue; retry in a moment.\n");
@@ -181,6 +186,50 @@ export class UpdateCommand extends ClientCommand {
     });
     if (this.json) this.printJson({ fromVersion: r.from, toVersion: r.to, restartNeeded: true, restarting: false, offline: true });
     else this.context.stdout.write(`The server is not running; rolled back the install in ${install.installDir}: current is now v${r.to} (was v${r.from}).\nStart cara to run v${r.to}.\n`);
+    return 0;
+  }
+
+  /** The server is down: the transaction, the rollback marker and the install, read here. */
+  private async runLocalStatus(down: string): Promise<number> {
+    const { create } = await import("@bufbuild/protobuf");
+    const { loadTransaction, resumePending } = await import("../../update/transaction.js");
+    const { loadMarker } = await import("../../update/rollback-marker.js");
+    const { detectInstall, installedVersions, previousVersion } = await import("../../update/install-layout.js");
+    const { UpdateLock } = await import("../../update/update-lock.js");
+    const { markerToProto, transactionToProto } = await import("../../update/service.js");
+    const updatesDir = statePaths(this.resolveStateDir(this.stateDir)).updatesDir;
+    const s = create(GetUpdateStatusResponseSchema, {});
+    try {
+      const tx = await loadTransaction(updatesDir);
+      if (tx) {
+        s.transaction = create(UpdateTransactionSchema, transactionToProto(tx));
+        s.resumePending = resumePending(tx);
+      }
+    } catch (err) {
+      s.transactionError = (err as Error).message;
+    }
+    try {
+      const marker = await loadMarker(updatesDir);
+      if (marker) s.rollbackMarker = create(RollbackMarkerSchema, markerToProto(marker));
+    } catch (err) {
+      s.rollbackMarkerError = (err as Error).message;
+    }
+    s.inProgress = await new UpdateLock(updatesDir).held();
+    const install = await detectInstall(PACKAGE_ROOT);
+    s.managed = install.managed;
+    if (install.managed) {
+      s.installDir = install.installDir;
+      s.installedVersions = await installedVersions(install.installDir);
+      const prev = await previousVersion(install.installDir);
+      if (prev) s.previousVersion = prev;
+    } else s.unmanagedReason = install.reason;
+    if (this.json) {
+      const { currentVersion: _running, trustedRootOrigin: _origin, trustedRootPath: _path, trustRefresh: _refresh, ...local } = messageToCliJson(GetUpdateStatusResponseSchema, s) as Record<string, unknown>;
+      this.printJson({ serverRunning: false, updatesDir, ...local });
+    } else {
+      this.context.stderr.write(`(no server answers at ${down}: reading the update state here)\n`);
+      this.context.stdout.write(formatLocalStatus(s, updatesDir));
+    }
     return 0;
   }
 
