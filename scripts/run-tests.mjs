@@ -56,5 +56,5 @@ if (browserOnly) {
 } else if (!existsSync(chromium) && files.some((f) => f.startsWith(join("test", "web")))) {
   process.stdout.write(`NOTE: Chromium not found at ${chromium}: the browser tests in test/web are SKIPPED (install it with apt-get install chromium; npm run test:browser fails without it).\n`);
 }
-const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=240000", ...flags, ...files], { stdio: "inherit", env });
+const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=480000", ...flags, ...files], { stdio: "inherit", env });
 process.exit(result.status ?? 1);
