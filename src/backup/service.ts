@@ -12,7 +12,7 @@ import { BackupUploads, UploadError } from "./uploads.js";
 import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 import { invalidField, rpcError } from "../wire/error-details.js";
 import { errorTable, on, onMatch, type WireFault } from "../wire/error-table.js";
-import { problemKindNames } from "../wire/backup.js";
+import { inspectAnswer, manifestSummary } from "../wire/backup-answers.js";
 
 const UPLOAD_FAULTS: Record<UploadError["kind"], Pick<WireFault, "code" | "reason">> = {
   invalid: { code: Code.InvalidArgument, reason: "BACKUP_UPLOAD_INVALID" },
@@ -47,23 +47,6 @@ function backupErrors(directory: string, sectionsField: string) {
     ],
     (err) => ({ code: Code.Internal, reason: "INTERNAL", message: `backup failed: ${(err as Error).message}` }),
   );
-}
-
-const problemKind = (p: Problem) => problemKindNames.toWire(p.kind);
-
-function manifestSummary(m: Manifest, foreign: boolean, archive?: { sha256?: string | undefined; bytes?: number | undefined }) {
-  return {
-    formatVersion: m.formatVersion,
-    caraVersion: m.caraVersion,
-    createdAt: timestampFromDate(new Date(m.createdAt)),
-    host: m.host,
-    sections: m.sections.map((s) => ({ name: s.name, fileCount: BigInt(s.files), bytes: BigInt(s.bytes) })),
-    totalFiles: BigInt(m.files.length),
-    totalBytes: BigInt(m.files.reduce((a, f) => a + f.size, 0)),
-    foreign,
-    ...(archive?.sha256 ? { archiveSha256: archive.sha256 } : {}),
-    ...(archive?.bytes !== undefined ? { archiveBytes: BigInt(archive.bytes) } : {}),
-  };
 }
 
 function summaryHeader(s: BackupSummary) {
@@ -122,28 +105,12 @@ async function headerAndBody<H extends { backupName?: string | undefined }>(requ
   return { header, body, pump };
 }
 
-/** InspectBackupResponse for a verified archive. */
-function inspectAnswer(res: ReadBackupResult, includeFiles: boolean) {
-  return {
-    ...(res.manifest ? { manifest: manifestSummary(res.manifest, res.foreign, { sha256: res.archiveSha256, bytes: res.archiveBytes }) } : {}),
-    verification: {
-      ok: res.ok && !res.foreign,
-      problems: [
-        ...res.problems.map((p) => ({ kind: problemKind(p), path: p.path, message: p.message })),
-        ...(res.foreign && res.ok ? [{ kind: BackupProblemKind.FOREIGN, path: "manifest.json", message: "the manifest's HMAC does not match this deployment's server secret: the backup was made by another deployment (or the manifest was changed)" }] : []),
-      ],
-      problemsTruncated: res.problemsTruncated,
-    },
-    files: includeFiles ? res.files.map((f) => ({ path: f.path, size: BigInt(f.size), mode: f.mode, sha256: f.sha256 })) : [],
-  };
-}
-
 /** RestoreBackupResponse for a restore (or its dry run). */
 function restoreAnswer(res: RestoreOutcome) {
   const cap = (l: string[]) => l.slice(0, 1000);
   return {
     dryRun: res.dryRun,
-    manifest: manifestSummary(res.manifest, res.foreign),
+    manifest: manifestSummary(res.manifest, res.foreign, res.signedBy),
     diffs: res.diffs.map((d) => ({
       section: d.section,
       addedCount: d.added.length,

@@ -13,6 +13,8 @@ import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 import { acquireStateLock, type StateLock } from "../state/lock.js";
 import { resolveStateDir, type StatePaths } from "../state/paths.js";
 import { loadCredentials, type Credentials } from "../state/secrets.js";
+import { recordServerSecret } from "../backup/previous-secrets.js";
+import { manifestKey, type VerificationKey } from "../backup/manifest.js";
 import { prepareStateDir } from "../state/state-dir.js";
 import { PACKAGE_ROOT, VERSION } from "../package-info.js";
 import { tokenCheck } from "./auth.js";
@@ -94,13 +96,17 @@ async function startLocked(
   const logger = createLogger(options.logLevel, logs.destination);
   const log = logger.child({ component: "server" });
   for (const warning of credentials.warnings) log.warn(warning);
+  const secretHistory = await recordServerSecret(paths, credentials.secret);
+  if (secretHistory.replaced !== undefined) {
+    log.warn(`the server secret changed (key id ${manifestKey(credentials.secret).keyId} replaces ${secretHistory.replaced}); backups signed with earlier secrets stay verifiable through ${paths.previousSecrets}`);
+  }
   const swap = await recoverInterruptedSwap(paths.root);
   if (swap !== "none") log.warn({ outcome: swap }, "an interrupted restore was completed or undone at start");
 
   const monitor = new HealthMonitor();
   let domainsRef: Domains | undefined;
   const metrics = new ServerMetrics(metricSources(() => domainsRef, monitor, logs.ring));
-  const domains = await startDomains({ paths, config, env, credentials, logger, monitor, deps, metrics });
+  const domains = await startDomains({ paths, config, env, credentials, previousKeys: secretHistory.previousKeys, logger, monitor, deps, metrics });
   domainsRef = domains;
   addServerChecks(monitor, { paths, options, credentials, logs, domains });
   const shutdownController = new AbortController();
@@ -225,7 +231,7 @@ interface Domains {
  * The stores and their workers: backups (which pause the task store around a restore), updates
  * (which take a backup first) and tasks (whose executors back up and check for updates).
  */
-async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: NodeJS.ProcessEnv; credentials: Credentials; logger: Logger; monitor: HealthMonitor; deps: StartDeps; metrics: ServerMetrics }): Promise<Domains> {
+async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: NodeJS.ProcessEnv; credentials: Credentials; previousKeys: readonly VerificationKey[]; logger: Logger; monitor: HealthMonitor; deps: StartDeps; metrics: ServerMetrics }): Promise<Domains> {
   const { paths, config, logger } = d;
   let tasksRef: TasksRuntime | undefined;
   const backupState = new BackupState(paths.backupsDir, config.backup?.warnAfterDays ?? 7);
@@ -233,6 +239,7 @@ async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: Nod
     stateDir: paths.root,
     backupsDir: paths.backupsDir,
     secret: d.credentials.secret,
+    previousKeys: d.previousKeys,
     caraVersion: VERSION,
     writers: {
       holdWrites: (fn) => (tasksRef ? tasksRef.store.withWritesHeld(fn) : fn()),

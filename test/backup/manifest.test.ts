@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHmac, hkdfSync } from "node:crypto";
 import { test } from "node:test";
-import { canonicalJson, deriveKey, parseManifest, signManifest, verifyManifestHmac, type Manifest } from "../../src/backup/manifest.js";
+import { canonicalJson, deriveKey, findSigningKey, keyIdOf, manifestKey, parseManifest, signManifest, verifyManifestHmac, type Manifest } from "../../src/backup/manifest.js";
 import { OTHER_SECRET, SECRET, manifestFor, sha256 } from "./fixtures.js";
 
 test("deriveKey is HKDF-SHA256(secret, salt 'carapace', info purpose), 32 bytes", () => {
@@ -33,6 +33,26 @@ test("signManifest: HMAC over the canonical manifest without hmac; verify is key
   assert.ok(reparsed.ok);
   assert.equal(verifyManifestHmac(reparsed.manifest, SECRET), true);
   assert.deepEqual(signManifest(unsigned, SECRET), m);
+});
+
+test("key id: derived from the signing key, covered by the HMAC; a manifest without one is checked against every key", () => {
+  const m = manifestFor([{ path: "tasks/queue.json", content: "{}" }]);
+  const key = manifestKey(SECRET);
+  assert.equal(m.keyId, key.keyId);
+  assert.match(key.keyId, /^[0-9a-f]{16}$/);
+  assert.equal(key.keyId, keyIdOf(deriveKey(SECRET, "backup-manifest")));
+  assert.ok(!SECRET.includes(key.keyId) && !key.key.toString("hex").includes(key.keyId));
+  assert.equal(verifyManifestHmac({ ...m, keyId: manifestKey(OTHER_SECRET).keyId }, SECRET), false);
+  assert.equal(findSigningKey(m, [manifestKey(OTHER_SECRET), key]), key);
+  assert.equal(findSigningKey({ ...m, keyId: manifestKey(OTHER_SECRET).keyId }, [manifestKey(OTHER_SECRET), key]), undefined);
+  // Archives written before key ids: signed without one.
+  const { hmac: _h, keyId: _k, ...bare } = m;
+  const legacy = { ...bare, hmac: createHmac("sha256", key.key).update(canonicalJson(bare)).digest("hex") };
+  const parsed = parseManifest(JSON.stringify(legacy));
+  assert.ok(parsed.ok);
+  assert.equal(parsed.manifest.keyId, undefined);
+  assert.equal(findSigningKey(parsed.manifest, [manifestKey(OTHER_SECRET), key]), key);
+  assert.equal(invalid((x) => (x.keyId = "XYZ")), "manifest.json is invalid: 'keyId' must be 16 lowercase hex digits");
 });
 
 function invalid(mutate: (m: Record<string, any>) => void): string {

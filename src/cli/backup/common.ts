@@ -40,17 +40,43 @@ function manifestLines(m: BackupManifestSummary | undefined): string[] {
     `  Created:  ${m.createdAt ? timestampDate(m.createdAt).toISOString() : "?"} on ${stripTerminalUnsafe(m.host)} by cara ${stripTerminalUnsafe(m.caraVersion)} (format v${m.formatVersion})`,
     `  Sections: ${m.sections.map((s) => `${s.name} (${s.fileCount} files, ${bytes(Number(s.bytes))})`).join(", ") || "(none)"}`,
     `  Files:    ${m.totalFiles}, ${bytes(Number(m.totalBytes))} uncompressed`,
+    ...signatureNote(m).map((note) => `  Note:     ${note}`),
   ];
+}
+
+/** What a person should know about the key that signed the manifest (nothing when it is the current one). */
+export function signatureNote(m: BackupManifestSummary | undefined): string[] {
+  return m?.signedWithPreviousSecret ? [`signed with a previous secret (key id ${m.keyId})`] : [];
 }
 
 /** Base of `backup verify` and `backup inspect`: upload the archive to InspectBackup, report. */
 export abstract class InspectingCommand extends ClientCommand {
   file = Option.String({ name: "file" });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
+  secretFile = Option.String("--secret-file", {
+    description: "Verify here, without a server, also accepting the server secret in this file (an archive made under an earlier secret)",
+  });
 
   protected async inspect(includeFiles: boolean): Promise<InspectBackupResponse> {
     const path = await checkArchiveFile(this.file, this.context.cwd);
+    if (this.secretFile !== undefined) return this.inspectLocally(path, this.resolvePath(this.secretFile), includeFiles);
     return this.withClient(BackupService, 3_600_000, (c) => c.inspectBackup(uploadParts({ includeFiles }, path)), { http2: true });
+  }
+
+  /** The server's verification, run in this process with the local keys and the secret file's. */
+  private async inspectLocally(path: string, secretFile: string, includeFiles: boolean): Promise<InspectBackupResponse> {
+    const { create } = await import("@bufbuild/protobuf");
+    const { InspectBackupResponseSchema } = await import("../../../gen/carapace/backup/v1/backup_pb.js");
+    const { statePaths } = await import("../../state/paths.js");
+    const { SecretError } = await import("../../state/secrets.js");
+    const { localVerificationKeys } = await import("../../backup/local-keys.js");
+    const { readBackupArchive } = await import("../../backup/archive.js");
+    const { inspectAnswer } = await import("../../wire/backup-answers.js");
+    const keys = await localVerificationKeys(statePaths(this.resolveStateDir(this.stateDir)), this.context.env, secretFile).catch((err: unknown) => {
+      throw err instanceof SecretError ? new CliFailure(err.message) : err;
+    });
+    const res = await readBackupArchive(createReadStream(path), { ...keys, allowForeign: true });
+    return create(InspectBackupResponseSchema, inspectAnswer(res, includeFiles));
   }
 
   protected report(res: InspectBackupResponse, verbose: boolean): number {
@@ -58,7 +84,7 @@ export abstract class InspectingCommand extends ClientCommand {
     if (this.json) {
       this.printJson({
         ok: v?.ok ?? false,
-        manifest: res.manifest ? { caraVersion: res.manifest.caraVersion, createdAt: res.manifest.createdAt ? timestampDate(res.manifest.createdAt).toISOString() : null, host: res.manifest.host, foreign: res.manifest.foreign, sections: res.manifest.sections.map((s) => ({ name: s.name, files: Number(s.fileCount), bytes: Number(s.bytes) })), totalFiles: Number(res.manifest.totalFiles), totalBytes: Number(res.manifest.totalBytes), archiveSha256: res.manifest.archiveSha256 ?? null } : null,
+        manifest: res.manifest ? { caraVersion: res.manifest.caraVersion, createdAt: res.manifest.createdAt ? timestampDate(res.manifest.createdAt).toISOString() : null, host: res.manifest.host, foreign: res.manifest.foreign, keyId: res.manifest.keyId || null, signedWithPreviousSecret: res.manifest.signedWithPreviousSecret, sections: res.manifest.sections.map((s) => ({ name: s.name, files: Number(s.fileCount), bytes: Number(s.bytes) })), totalFiles: Number(res.manifest.totalFiles), totalBytes: Number(res.manifest.totalBytes), archiveSha256: res.manifest.archiveSha256 ?? null } : null,
         problems: (v?.problems ?? []).map((p) => ({ path: p.path, message: p.message })),
         ...(verbose ? { files: res.files.map((f) => ({ path: f.path, size: Number(f.size), mode: f.mode.toString(8), sha256: f.sha256 })) } : {}),
       });
