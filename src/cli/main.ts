@@ -22,9 +22,27 @@ import { RestoreCommand } from "./restore.js";
 import { InstallCommand } from "./install.js";
 import { UpdateCommand } from "./update/update.js";
 import { UpdateVerifyCommand } from "./update/verify.js";
+import { CompletionCommand } from "./completion.js";
+import { HelpCommand } from "./help-command.js";
+import { jsonError } from "./json-error.js";
+import { printJson } from "./output.js";
+import { commandOf, fromClipanion, missingRequired, unknownCommand } from "./suggest.js";
+import { nameValues } from "./value-names.js";
+
+/** clipanion's Cli with every option value named in help and usage text (`--port <port>`, not `--port #0`). */
+class CaraCli extends Cli<CaraContext> {
+  protected override getUsageByIndex(...args: Parameters<Cli<CaraContext>["getUsageByIndex"]>): ReturnType<Cli<CaraContext>["getUsageByIndex"]> {
+    const { usage, options } = super.getUsageByIndex(...args);
+    return { usage: nameValues(usage), options: options.map((o) => ({ ...o, definition: nameValues(o.definition) })) };
+  }
+
+  override error(...args: Parameters<Cli<CaraContext>["error"]>): string {
+    return nameValues(super.error(...args));
+  }
+}
 
 export function buildCli(context: CaraContext): Cli<CaraContext> {
-  const cli = new Cli<CaraContext>({
+  const cli = new CaraCli({
     binaryLabel: "cara: the Carapace control plane",
     binaryName: "cara",
     binaryVersion: VERSION,
@@ -38,6 +56,8 @@ export function buildCli(context: CaraContext): Cli<CaraContext> {
   cli.register(LogsCommand);
   for (const command of [BackupCommand, BackupVerifyCommand, BackupInspectCommand, BackupListCommand, RestoreCommand]) cli.register(command);
   for (const command of [UpdateCommand, UpdateVerifyCommand, InstallCommand]) cli.register(command);
+  cli.register(HelpCommand);
+  cli.register(CompletionCommand);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;
@@ -54,9 +74,29 @@ export async function main(args: string[], context: CaraContext = Cli.defaultCon
   try {
     command = cli.process(args, context);
   } catch (err) {
-    context.stderr.write(cli.error(err, { colored: false }));
-    context.stderr.write("Run 'cara --help' for the list of commands.\n");
-    return 2;
+    return usageError(cli, args, context, err);
   }
   return cli.run(command, context);
+}
+
+/**
+ * A command line that names no command, or a command without what it requires: one line saying
+ * what is wrong (an unknown command with the nearest one, a missing required option, else
+ * clipanion's own message), and where to read more. Exit 2; with `--json`, the error document.
+ */
+function usageError(cli: Cli<CaraContext>, args: string[], context: CaraContext, err: unknown): number {
+  const commands = fromClipanion(cli.definitions());
+  const command = commandOf(args, commands);
+  const unknown = unknownCommand(args, commands);
+  const missing = command && !unknown ? missingRequired(args, command) : undefined;
+  const message = unknown ?? missing;
+  const more = command && !unknown && command.path.length > 0 ? `Run 'cara ${command.path.join(" ")} --help' for usage.` : "Run 'cara help' for the list of commands.";
+  if (args.includes("--json")) {
+    const text = message ?? cli.error(err, { colored: false }).split("\n")[0]!.replace(/^Unknown Syntax Error: /, "");
+    printJson(context.stdout, jsonError(text, { code: "usage", details: {} }));
+    return 2;
+  }
+  context.stderr.write(message !== undefined ? `Error: ${message}\n` : cli.error(err, { colored: false }));
+  context.stderr.write(`${more}\n`);
+  return 2;
 }

@@ -4,6 +4,7 @@ import { AuthMode, CheckStatus, GetStatusResponseSchema, OpsService, SecretSourc
 import { ClientCommand } from "./base.js";
 import { httpGet } from "./http-probe.js";
 import { messageToCliJson } from "./json.js";
+import { errorFacts } from "./json-error.js";
 import { describeError, rpcClient } from "./rpc.js";
 import { formatDuration, stripTerminalUnsafe } from "./terminal.js";
 import { CliFailure, parseTimeout, type Target } from "./target.js";
@@ -46,14 +47,14 @@ export class StatusCommand extends ClientCommand {
     } catch (err) {
       if (err instanceof CliFailure) throw err;
       if (err instanceof SyntaxError) throw new CliFailure(`Health endpoint of ${target.display} did not answer JSON: is that a carapace server?`);
-      throw new CliFailure(describeError(err, target, timeoutMs));
+      throw new CliFailure(describeError(err, target, timeoutMs), errorFacts(err));
     }
     let status: GetStatusResponse;
     try {
       const client = await rpcClient(OpsService, target, timeoutMs);
       status = await client.getStatus({});
     } catch (err) {
-      throw new CliFailure(describeError(err, target, timeoutMs));
+      throw new CliFailure(describeError(err, target, timeoutMs), errorFacts(err));
     }
     const failing = status.checks.some((c) => c.status === CheckStatus.FAIL) || status.shuttingDown;
     if (this.json) {

@@ -8,6 +8,7 @@ import { describeDiskFull, isDiskFull } from "../../state/disk-full.js";
 import { writeFully } from "../../state/durable.js";
 import { ClientCommand } from "../base.js";
 import { bytes } from "../output.js";
+import { errorFacts } from "../json-error.js";
 import { describeError, rpcClient } from "../rpc.js";
 import { CliFailure, parseTimeout } from "../target.js";
 import { stripTerminalUnsafe } from "../terminal.js";
@@ -74,7 +75,7 @@ export class BackupCommand extends ClientCommand {
         }
       } catch (err) {
         if (err instanceof LocalWriteError) throw new CliFailure(describeLocalWrite(err.cause, output));
-        throw new CliFailure(describeError(err, target));
+        throw new CliFailure(describeError(err, target), errorFacts(err));
       }
       if (tty) this.context.stderr.write("\n");
       const digest = hash.digest("hex");

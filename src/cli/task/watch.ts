@@ -22,7 +22,7 @@ export class TaskWatchCommand extends TaskCommand {
       for await (const msg of c.watchTask({ id })) {
         if (!msg.task) continue;
         last = msg.task;
-        if (this.json) this.context.stdout.write(`${JSON.stringify(taskJson(last))}\n`);
+        if (this.json) this.context.stdout.write(`${JSON.stringify({ task: taskJson(last) })}\n`);
         else {
           const t = last;
           this.context.stdout.write(
