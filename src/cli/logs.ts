@@ -5,6 +5,7 @@ import { logLevelNames } from "../wire/ops.js";
 import { ClientCommand } from "./base.js";
 import { stripTerminalUnsafe } from "./terminal.js";
 import { CliUsageError } from "./target.js";
+import { formatCount } from "../format-count.js";
 
 /** A level's name ("warn"); "" when unset, "info" for a level this build does not know. */
 const levelName = (level: LogLevel) => (level === LogLevel.UNSPECIFIED ? "" : (logLevelNames.name(level) ?? "info"));
@@ -61,7 +62,7 @@ export class LogsCommand extends ClientCommand {
       try {
         for await (const msg of client.followLogs({ tail: limit, filter }, { signal: stop.signal, timeoutMs: 0 })) {
           if (msg.event.case === "entry") print(msg.event.value);
-          else if (msg.event.case === "dropped") this.context.stderr.write(`(${msg.event.value} lines skipped: this terminal read too slowly)\n`);
+          else if (msg.event.case === "dropped") this.context.stderr.write(`(${formatCount(msg.event.value, "line")} skipped: this terminal read too slowly)\n`);
         }
         this.context.stderr.write("(the server closed the stream: it is shutting down)\n");
       } catch (err) {

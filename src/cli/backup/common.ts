@@ -9,6 +9,7 @@ import { ClientCommand } from "../base.js";
 import { bytes } from "../output.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { CliFailure } from "../target.js";
+import { formatCount } from "../../format-count.js";
 
 export function parseSections(value: string | undefined): string[] {
   return value === undefined ? [] : value.split(",").map((s) => s.trim()).filter((s) => s !== "");
@@ -38,8 +39,8 @@ function manifestLines(m: BackupManifestSummary | undefined): string[] {
   if (!m) return [];
   return [
     `  Created:  ${m.createdAt ? timestampDate(m.createdAt).toISOString() : "?"} on ${stripTerminalUnsafe(m.host)} by cara ${stripTerminalUnsafe(m.caraVersion)} (format v${m.formatVersion})`,
-    `  Sections: ${m.sections.map((s) => `${s.name} (${s.fileCount} files, ${bytes(Number(s.bytes))})`).join(", ") || "(none)"}`,
-    `  Files:    ${m.totalFiles}, ${bytes(Number(m.totalBytes))} uncompressed`,
+    `  Sections: ${m.sections.map((s) => `${s.name} (${formatCount(s.fileCount, "file")}, ${bytes(Number(s.bytes))})`).join(", ") || "(none)"}`,
+    `  Files:    ${formatCount(m.totalFiles, "file")}, ${bytes(Number(m.totalBytes))} uncompressed`,
     ...signatureNote(m).map((note) => `  Note:     ${note}`),
   ];
 }

@@ -13,6 +13,7 @@ import { describeError, rpcClient } from "../rpc.js";
 import { CliFailure, parseTimeout } from "../target.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { parseSections } from "./common.js";
+import { formatCount } from "../../format-count.js";
 
 export class BackupCommand extends ClientCommand {
   static override paths = [["backup"], ["backup", "create"]];
@@ -102,7 +103,7 @@ export class BackupCommand extends ClientCommand {
       } else {
         const out = this.context.stdout;
         out.write(`Backup created successfully\n  Path:     ${output}\n  Size:     ${bytes(written)} (${written})\n  SHA-256:  ${digest}\n`);
-        out.write(`  Included: ${m?.sections.map((s) => s.name).join(", ") || "(empty)"} (${m?.totalFiles ?? 0} files)\n`);
+        out.write(`  Included: ${m?.sections.map((s) => s.name).join(", ") || "(empty)"} (${formatCount(m?.totalFiles ?? 0, "file")})\n`);
         const excluded = header?.excluded ?? [];
         if (excluded.length > 0) {
           out.write("  Not included (keep these safe separately if you need them):\n");
