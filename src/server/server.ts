@@ -43,6 +43,10 @@ export interface RunningServer {
   readonly identity: ServerIdentity;
   readonly options: ServerOptions;
   readonly port: number;
+  /** Where local clients reach it, e.g. http://127.0.0.1:18789. */
+  readonly url: string;
+  /** The browser console's address, when the console is built. */
+  readonly consoleUrl?: string;
   readonly logger: Logger;
   /** Graceful stop: health goes NOT_SERVING, no new connections, in-flight calls finish (bounded). */
   shutdown(reason?: string): Promise<void>;
@@ -165,7 +169,8 @@ async function startLocked(
   await recordServerAddress(paths.root, { pid: process.pid, url, bind: options.bind, port: listener.port, tls: listener.tls, startedAt: identity.startedAt.toISOString() }).catch((err: Error) =>
     log.warn({ err: err.message }, "could not record the listening address beside the lock; local commands use the configured port"),
   );
-  logStarted(log, { options, credentials, listener, stateDir: paths.root, ...(consoleLoaded ? { consoleAt: consoleUrl(options.bind, listener.port, listener.tls) } : {}) });
+  const consoleAt = consoleLoaded ? consoleUrl(options.bind, listener.port, listener.tls) : undefined;
+  logStarted(log, { options, credentials, listener, stateDir: paths.root, ...(consoleAt ? { consoleAt } : {}) });
 
   const launcher = updates.launcher;
   const exitForRollback = launcher && deps.onRestartRequested && env.CARA_LAUNCHER ? () => deps.onRestartRequested?.(launcher) : undefined;
@@ -186,7 +191,7 @@ async function startLocked(
     log.info("stopped");
     logs.close();
   };
-  return { identity, options, port: listener.port, logger, shutdown: (reason = "requested") => (stopping ??= stop(reason)) };
+  return { identity, options, port: listener.port, url, ...(consoleAt ? { consoleUrl: consoleAt } : {}), logger, shutdown: (reason = "requested") => (stopping ??= stop(reason)) };
 }
 
 /**
