@@ -114,9 +114,6 @@ export class CompletionCommand extends Command<CaraContext> {
   async execute(): Promise<number> {
     const definitions = this.cli.definitions();
     const commands = fromClipanion(definitions);
-    // The default command (no words) is also registered as `start`; clipanion lists only its first path.
-    const start = commands.find((c) => c.path.length === 0);
-    if (start && !commands.some((c) => c.path.join(" ") === "start")) commands.push({ ...start, path: ["start"] });
     const descriptions = new Map(definitions.map((d) => [d.path.split(" ").slice(1).join(" "), (d.description ?? "").trim()]));
     descriptions.set("start", descriptions.get("") ?? "");
     switch (this.shell) {

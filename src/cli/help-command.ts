@@ -21,7 +21,7 @@ export class HelpCommand extends Command<CaraContext> {
     }
     const commands = fromClipanion(this.cli.definitions());
     const wanted = this.words.join(" ");
-    const known = commands.some((c) => c.path.join(" ") === wanted) || wanted === "start";
+    const known = commands.some((c) => c.path.join(" ") === wanted);
     if (!known) {
       this.context.stderr.write(`Error: ${unknownCommand(this.words, commands) ?? `unknown command '${wanted}'`}\nRun 'cara help' for the list of commands.\n`);
       return 2;

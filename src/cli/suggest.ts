@@ -27,10 +27,12 @@ export function editDistance(a: string, b: string): number {
 
 /** The candidate nearest to `word` when it is near enough to be a typo of it. */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
-  let best: { c: string; d: number } | undefined;
+  let best: { c: string; d: number; raw: number } | undefined;
   for (const c of candidates) {
-    const d = c.startsWith(word) && word.length >= 2 ? 1 : editDistance(word, c);
-    if (!best || d < best.d) best = { c, d };
+    const raw = editDistance(word, c);
+    // A prefix of a longer name counts as one edit away (`--stat` of `--state-dir`); ties go to the nearer spelling.
+    const d = c.startsWith(word) && word.replace(/^-+/, "").length >= 2 ? Math.min(raw, 1) : raw;
+    if (!best || d < best.d || (d === best.d && raw < best.raw)) best = { c, d, raw };
   }
   return best && best.d <= Math.max(1, Math.floor(best.c.length / 3)) ? best.c : undefined;
 }
@@ -86,8 +88,18 @@ export function missingRequired(args: readonly string[], command: CommandDefinit
   return `missing required option${shown.length > 1 ? "s" : ""} ${shown.join(", ")}`;
 }
 
-/** clipanion's definitions as CommandDefinitions. */
+/**
+ * clipanion's definitions as CommandDefinitions. clipanion lists a command under its first path
+ * only: the default command (no words) is also registered as `start`, so it is listed twice here.
+ */
 export function fromClipanion(definitions: readonly { path: string; options: readonly { definition: string; required: boolean }[] }[]): CommandDefinition[] {
+  const commands = convert(definitions);
+  const start = commands.find((c) => c.path.length === 0);
+  if (start && !commands.some((c) => c.path.join(" ") === "start")) commands.push({ ...start, path: ["start"] });
+  return commands;
+}
+
+function convert(definitions: readonly { path: string; options: readonly { definition: string; required: boolean }[] }[]): CommandDefinition[] {
   return definitions.map((d) => ({
     path: d.path.split(" ").slice(1),
     options: d.options.map((o) => {
@@ -95,4 +107,19 @@ export function fromClipanion(definitions: readonly { path: string; options: rea
       return { names: names!.split(","), takesValue: holes.length > 0, required: o.required };
     }),
   }));
+}
+
+/** "unknown option '--josn', did you mean '--json'?" for the first option `command` does not have. */
+export function unknownOption(args: readonly string[], command: CommandDefinition): string | undefined {
+  const names = command.options.flatMap((o) => o.names);
+  const known = [...names, "-h", "--help"];
+  for (const a of args) {
+    if (a === "--") break;
+    if (!a.startsWith("-") || /^-\d/.test(a)) continue;
+    const name = a.split("=")[0]!;
+    if (known.includes(name)) continue;
+    const near = closest(name, names.filter((n) => n.startsWith("--")));
+    return `unknown option '${name}'${near ? `, did you mean '${near}'?` : ""}`;
+  }
+  return undefined;
 }
