@@ -6,6 +6,7 @@ import { ClientCommand } from "./base.js";
 import { stripTerminalUnsafe } from "./terminal.js";
 import { CliUsageError } from "./target.js";
 import { formatCount } from "../format-count.js";
+import { printJsonLine } from "./output.js";
 
 /** A level's name ("warn"); "" when unset, "info" for a level this build does not know. */
 const levelName = (level: LogLevel) => (level === LogLevel.UNSPECIFIED ? "" : (logLevelNames.name(level) ?? "info"));
@@ -49,7 +50,7 @@ export class LogsCommand extends ClientCommand {
     }
     const filter = { ...(minLevel ? { minLevel } : {}), contains: this.grep ?? "", pattern: this.pattern ?? "" };
     const out = this.context.stdout;
-    const print = (e: LogEntry) => out.write(this.json ? `${JSON.stringify(this.entryJson(e))}\n` : this.human(e));
+    const print = (e: LogEntry) => (this.json ? printJsonLine(out, this.entryJson(e)) : out.write(this.human(e)));
     return this.withClient(OpsService, this.follow ? 0 : 10_000, async (client) => {
       if (!this.follow) {
         const res = await client.tailLogs({ limit, filter });

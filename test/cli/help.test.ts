@@ -100,3 +100,8 @@ test("cara completion prints scripts derived from the commands; bash completes w
   assert.ok(fish.stdout.includes("complete -c cara -n '__fish_seen_subcommand_from task; and __fish_seen_subcommand_from create' -l payload -r\n"), fish.stdout);
   assert.deepEqual(await runCli(["completion", "tcsh"]), { code: 2, stdout: "", stderr: "Error: unknown shell 'tcsh': choose bash, zsh or fish\n" });
 });
+
+test("jsonText: no $typeName, bigint as a number when exact, else a string", async () => {
+  const { jsonText } = await import("../../src/cli/output.js");
+  assert.equal(jsonText({ $typeName: "x.Y", a: 5n, b: 2n ** 60n, c: [{ $typeName: "x.Z", d: 1 }] }), '{"a":5,"b":"1152921504606846976","c":[{"d":1}]}');
+});

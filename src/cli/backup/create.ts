@@ -99,7 +99,7 @@ export class BackupCommand extends ClientCommand {
       }
       const m = header?.manifest;
       if (this.json) {
-        this.printJson({ path: output, bytes: written, sha256: digest, sections: m?.sections.map((s) => s.name) ?? [], files: Number(m?.totalFiles ?? 0), excluded: header?.excluded ?? [] });
+        this.printJson({ path: output, bytes: written, sha256: digest, sections: m?.sections.map((s) => s.name) ?? [], files: Number(m?.totalFiles ?? 0), excluded: (header?.excluded ?? []).map((e) => ({ path: e.path, reason: e.reason })) });
       } else {
         const out = this.context.stdout;
         out.write(`Backup created successfully\n  Path:     ${output}\n  Size:     ${bytes(written)} (${written})\n  SHA-256:  ${digest}\n`);

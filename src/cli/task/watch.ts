@@ -3,6 +3,7 @@ import { TaskState, type Task } from "../../../gen/carapace/tasks/v1/tasks_pb.js
 import { taskStateNames } from "../../wire/tasks.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { formatTask, requireId, TaskCommand, taskJson } from "./common.js";
+import { printJsonLine } from "../output.js";
 
 export class TaskWatchCommand extends TaskCommand {
   static override paths = [["task", "watch"]];
@@ -22,7 +23,7 @@ export class TaskWatchCommand extends TaskCommand {
       for await (const msg of c.watchTask({ id })) {
         if (!msg.task) continue;
         last = msg.task;
-        if (this.json) this.context.stdout.write(`${JSON.stringify({ task: taskJson(last) })}\n`);
+        if (this.json) printJsonLine(this.context.stdout, { task: taskJson(last) });
         else {
           const t = last;
           this.context.stdout.write(
