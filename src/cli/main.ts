@@ -26,7 +26,7 @@ import { CompletionCommand } from "./completion.js";
 import { HelpCommand } from "./help-command.js";
 import { jsonError } from "./json-error.js";
 import { printJson } from "./output.js";
-import { commandOf, fromClipanion, missingRequired, unknownCommand, unknownOption } from "./suggest.js";
+import { commandOf, fromClipanion, missingPositional, missingRequired, unknownCommand, unknownOption } from "./suggest.js";
 import { nameValues } from "./value-names.js";
 
 /** clipanion's Cli with every option value named in help and usage text (`--port <port>`, not `--port #0`). */
@@ -89,7 +89,7 @@ function usageError(cli: Cli<CaraContext>, args: string[], context: CaraContext,
   const command = commandOf(args, commands);
   const unknown = unknownCommand(args, commands);
   const option = command && !unknown ? unknownOption(args, command) : undefined;
-  const missing = command && !unknown && !option ? missingRequired(args, command) : undefined;
+  const missing = command && !unknown && !option ? (missingRequired(args, command) ?? missingPositional(args, command)) : undefined;
   const message = unknown ?? option ?? missing;
   const more = command && !unknown && command.path.length > 0 ? `Run 'cara ${command.path.join(" ")} --help' for usage.` : "Run 'cara help' for the list of commands.";
   if (args.includes("--json")) {

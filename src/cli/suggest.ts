@@ -10,6 +10,8 @@ export interface CommandDefinition {
   path: string[];
   /** Option definitions as clipanion gives them ("--port,-p #0"), with whether each is required. */
   options: { names: string[]; takesValue: boolean; required: boolean }[];
+  /** Required positional arguments as usage shows them ("<id>", "<file>"). */
+  positionals: string[];
 }
 
 /** Edit distance (insertions, deletions, substitutions, adjacent swaps). */
@@ -92,16 +94,17 @@ export function missingRequired(args: readonly string[], command: CommandDefinit
  * clipanion's definitions as CommandDefinitions. clipanion lists a command under its first path
  * only: the default command (no words) is also registered as `start`, so it is listed twice here.
  */
-export function fromClipanion(definitions: readonly { path: string; options: readonly { definition: string; required: boolean }[] }[]): CommandDefinition[] {
+export function fromClipanion(definitions: readonly { path: string; usage: string; options: readonly { definition: string; required: boolean }[] }[]): CommandDefinition[] {
   const commands = convert(definitions);
   const start = commands.find((c) => c.path.length === 0);
   if (start && !commands.some((c) => c.path.join(" ") === "start")) commands.push({ ...start, path: ["start"] });
   return commands;
 }
 
-function convert(definitions: readonly { path: string; options: readonly { definition: string; required: boolean }[] }[]): CommandDefinition[] {
+function convert(definitions: readonly { path: string; usage: string; options: readonly { definition: string; required: boolean }[] }[]): CommandDefinition[] {
   return definitions.map((d) => ({
     path: d.path.split(" ").slice(1),
+    positionals: d.usage.slice(d.path.length).trim().match(/<\S+>(?=\s|$)/g) ?? [],
     options: d.options.map((o) => {
       const [names, ...holes] = o.definition.split(" ");
       return { names: names!.split(","), takesValue: holes.length > 0, required: o.required };
@@ -122,4 +125,11 @@ export function unknownOption(args: readonly string[], command: CommandDefinitio
     return `unknown option '${name}'${near ? `, did you mean '${near}'?` : ""}`;
   }
   return undefined;
+}
+
+/** "missing argument <id>" when `args` gives fewer positional arguments than `command` requires. */
+export function missingPositional(args: readonly string[], command: CommandDefinition): string | undefined {
+  const given = words(args).length - command.path.length;
+  const missing = command.positionals.slice(Math.max(0, given));
+  return missing.length === 0 ? undefined : `missing argument${missing.length > 1 ? "s" : ""} ${missing.join(" ")}`;
 }

@@ -51,6 +51,8 @@ test("a mistyped command gets 'did you mean'; a missing required option is named
   assert.deepEqual(await runCli(["strat"]), { code: 2, stdout: "", stderr: "Error: unknown command 'strat', did you mean 'start'?\nRun 'cara help' for the list of commands.\n" });
   assert.deepEqual(await runCli(["status", "--josn"]), { code: 2, stdout: "", stderr: "Error: unknown option '--josn', did you mean '--json'?\nRun 'cara status --help' for usage.\n" });
   assert.deepEqual(await runCli(["task", "list", "--stat", "done"]), { code: 2, stdout: "", stderr: "Error: unknown option '--stat', did you mean '--state'?\nRun 'cara task list --help' for usage.\n" });
+  assert.deepEqual(await runCli(["task", "get"]), { code: 2, stdout: "", stderr: "Error: missing argument <id>\nRun 'cara task get --help' for usage.\n" });
+  assert.deepEqual(await runCli(["update", "verify", "--bundle", "b", "--certificate-oidc-issuer", "x"]), { code: 2, stdout: "", stderr: "Error: missing argument <artifact|sha256:<hex>>\nRun 'cara update verify --help' for usage.\n" });
   assert.deepEqual(await runCli(["install"]), { code: 2, stdout: "", stderr: "Error: missing required option --dir <dir>\nRun 'cara install --help' for usage.\n" });
   assert.deepEqual(await runCli(["verify", "--port", "1"]), { code: 2, stdout: "", stderr: "Error: missing required option --outcome <outcome>\nRun 'cara verify --help' for usage.\n" });
   assert.deepEqual(await runCli(["update", "verify", "x", "--bundle", "b"]), { code: 2, stdout: "", stderr: "Error: missing required option --certificate-oidc-issuer <url>\nRun 'cara update verify --help' for usage.\n" });
