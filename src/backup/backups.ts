@@ -7,7 +7,7 @@ import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fsyncDir } from "../state/durable.js";
 import { readBackupArchive, refusalMessage, writeBackupArchive, type Problem, type ReadBackupResult } from "./archive.js";
-import type { Manifest, VerificationKey } from "./manifest.js";
+import { manifestKey, type Manifest, type VerificationKey } from "./manifest.js";
 import { listStateFiles, SECTIONS, checkSectionNames, type Exclusion, type SectionName, type StateFile, type StateListing } from "./sections.js";
 import { finishSwap, recoverInterruptedSwap, rollBackSwap, swapIntoPlace, type SwapMarker } from "./swap.js";
 
@@ -117,6 +117,11 @@ export class BackupManager {
 
   get directory(): string {
     return this.o.backupsDir;
+  }
+
+  /** Id of the key that signs new archives (the current server secret's). */
+  get keyId(): string {
+    return manifestKey(this.o.secret).keyId;
   }
 
   /**

@@ -49,7 +49,7 @@ function backupErrors(directory: string, sectionsField: string) {
   );
 }
 
-function summaryHeader(s: BackupSummary) {
+function summaryHeader(s: BackupSummary, keyId: string) {
   return {
     formatVersion: 1,
     caraVersion: s.caraVersion,
@@ -59,6 +59,7 @@ function summaryHeader(s: BackupSummary) {
     totalFiles: BigInt(s.totalFiles),
     totalBytes: BigInt(s.totalBytes),
     foreign: false,
+    keyId,
   };
 }
 
@@ -155,7 +156,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
       done.catch((err: Error) => out.destroy(err));
       try {
         const first = await Promise.race([header, done.then(() => undefined)]);
-        if (first) yield { part: { case: "header" as const, value: { manifest: summaryHeader(first[0]), excluded: first[1].map((e) => ({ path: e.path, reason: e.reason })) } } };
+        if (first) yield { part: { case: "header" as const, value: { manifest: summaryHeader(first[0], manager.keyId), excluded: first[1].map((e) => ({ path: e.path, reason: e.reason })) } } };
         for await (const chunk of out) yield { part: { case: "chunk" as const, value: chunk as Uint8Array } };
         const res = await done;
         onStreamed?.(res.sha256, res.bytes);
