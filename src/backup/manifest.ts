@@ -1,7 +1,7 @@
 /**
  * The backup manifest (`manifest.json`, the archive's second entry) and its HMAC.
  *
- *   { format: "carapace-backup", formatVersion: 1, caraVersion, createdAt (ISO, UTC), host,
+ *   { format: "carapace-backup", formatVersion: 2, caraVersion, createdAt (ISO, UTC), host,
  *     sections: [{name, files, bytes}], files: [{path, size, mode, sha256}], keyId, hmac }
  *
  * `hmac` is HMAC-SHA256 (lowercase hex) over the canonical JSON of the manifest without `hmac`
@@ -10,9 +10,9 @@
  * 32 bytes). The bytes of manifest.json are not signed, its parsed value is: how it is formatted
  * does not matter, but every field (and no unknown field) is covered.
  *
- * `keyId` names the key that signed the manifest without revealing it: the first 16 hex digits of
- * SHA-256("carapace backup key id\n" + key). Archives written before key ids have none; they are
- * checked against every known key. After the server secret changes, the verification keys of
+ * `keyId` (format version 2) names the key that signed the manifest without revealing it: the
+ * first 16 hex digits of SHA-256("carapace backup key id\n" + key). Version 1 manifests, written
+ * before key ids, have none and are checked against every known key; they are read as before. After the server secret changes, the verification keys of
  * earlier secrets (kept in `<state>/auth/previous-secrets`) still verify the archives they signed.
  */
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
@@ -26,7 +26,7 @@ import {
 } from "./sections.js";
 
 export const MANIFEST_FORMAT = "carapace-backup";
-export const MANIFEST_FORMAT_VERSION = 1;
+export const MANIFEST_FORMAT_VERSION = 2;
 export const HKDF_SALT = "carapace";
 export const MANIFEST_HMAC_PURPOSE = "backup-manifest";
 
@@ -48,13 +48,14 @@ export interface ManifestFile {
 
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
-  formatVersion: typeof MANIFEST_FORMAT_VERSION;
+  /** 1: written before key ids (no keyId); 2: with keyId. */
+  formatVersion: 1 | typeof MANIFEST_FORMAT_VERSION;
   caraVersion: string;
   createdAt: string;
   host: string;
   sections: ManifestSection[];
   files: ManifestFile[];
-  /** Id of the signing key (absent in archives written before key ids existed). */
+  /** Id of the signing key (format version 2; absent in version 1). */
   keyId?: string;
   hmac: string;
 }
@@ -216,6 +217,8 @@ export function parseManifest(json: string | Uint8Array, options: ManifestParseO
     }
     exactKeys(value, TOP_KEYS, "the manifest", OPTIONAL_TOP_KEYS);
     const keyId = value.keyId;
+    if (version === 1 && keyId !== undefined) fail("'keyId' is not part of format version 1");
+    if (version > 1 && keyId === undefined) fail("the manifest has no 'keyId'");
     if (keyId !== undefined && (typeof keyId !== "string" || !/^[0-9a-f]{16}$/.test(keyId))) fail("'keyId' must be 16 lowercase hex digits");
     const caraVersion = text(value.caraVersion, "'caraVersion'", 100, false);
     const createdAt = text(value.createdAt, "'createdAt'", 40, false);
@@ -283,7 +286,7 @@ export function parseManifest(json: string | Uint8Array, options: ManifestParseO
     }
     return {
       ok: true,
-      manifest: { format: MANIFEST_FORMAT, formatVersion: MANIFEST_FORMAT_VERSION, caraVersion, createdAt, host, sections, files, ...(typeof keyId === "string" ? { keyId } : {}), hmac: value.hmac },
+      manifest: { format: MANIFEST_FORMAT, formatVersion: version === 1 ? 1 : MANIFEST_FORMAT_VERSION, caraVersion, createdAt, host, sections, files, ...(typeof keyId === "string" ? { keyId } : {}), hmac: value.hmac },
     };
   } catch (err) {
     if (err instanceof Invalid) return { ok: false, kind: "manifest_invalid", message: `manifest.json is invalid: ${err.message}` };

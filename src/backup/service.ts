@@ -3,10 +3,10 @@ import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { createReadStream } from "node:fs";
 import { once } from "node:events";
 import { PassThrough, type Readable } from "node:stream";
-import { BackupProblemKind, type BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
-import { BackupTooLargeError, StagingError, StateChangedError, type Problem, type ReadBackupResult } from "./archive.js";
+import type { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
+import { BackupTooLargeError, StagingError, StateChangedError } from "./archive.js";
 import { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary, type RestoreOutcome } from "./backups.js";
-import type { Manifest } from "./manifest.js";
+import { MANIFEST_FORMAT_VERSION } from "./manifest.js";
 import { StateListingError, UnknownSectionError, type Exclusion } from "./sections.js";
 import { BackupUploads, UploadError } from "./uploads.js";
 import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
@@ -51,7 +51,7 @@ function backupErrors(directory: string, sectionsField: string) {
 
 function summaryHeader(s: BackupSummary, keyId: string) {
   return {
-    formatVersion: 1,
+    formatVersion: MANIFEST_FORMAT_VERSION,
     caraVersion: s.caraVersion,
     createdAt: timestampFromDate(s.createdAt),
     host: s.host,

@@ -59,7 +59,7 @@ test("round trip: staged files are byte-identical and private (0600) whatever mo
   assert.equal(written.bytes, bytes.length);
   const m = written.manifest;
   assert.equal(m.format, "carapace-backup");
-  assert.equal(m.formatVersion, 1);
+  assert.equal(m.formatVersion, 2);
   assert.equal(m.createdAt, NOW.toISOString());
   assert.equal(m.host, "host-a");
   assert.equal(verifyManifestHmac(m, SECRET), true);

@@ -56,8 +56,9 @@ export const BackupSectionSchema: GenMessage<BackupSection> = /*@__PURE__*/
  */
 export type BackupManifestSummary = Message<"carapace.backup.v1.BackupManifestSummary"> & {
   /**
-   * Manifest format version (1 today). A version newer than this server understands makes the
-   * archive unreadable (problem BACKUP_PROBLEM_KIND_VERSION_UNSUPPORTED).
+   * Manifest format version: 2 today (with key_id); 1 for archives written before key ids, still
+   * read. A version newer than this server understands makes the archive unreadable (problem
+   * BACKUP_PROBLEM_KIND_VERSION_UNSUPPORTED).
    *
    * @generated from field: uint32 format_version = 1;
    */
