@@ -5,6 +5,8 @@ import { ClientCommand } from "./base.js";
 import { httpGet } from "./http-probe.js";
 import { messageToCliJson } from "./json.js";
 import { errorFacts } from "./json-error.js";
+import { bytes } from "./output.js";
+import { formatCount } from "../format-count.js";
 import { describeError, rpcClient } from "./rpc.js";
 import { formatDuration, stripTerminalUnsafe } from "./terminal.js";
 import { CliFailure, parseTimeout, type Target } from "./target.js";
@@ -93,7 +95,7 @@ export class StatusCommand extends ClientCommand {
       ["Auth", `bearer token from ${tokenFrom}; server secret ${secretFrom}`],
     ];
     if (s.diagnostics) {
-      rows.push(["Process", `${(Number(s.diagnostics.memoryRssBytes) / 1048576).toFixed(1)} MiB RSS, ${s.diagnostics.openFds} open files`]);
+      rows.push(["Process", `${bytes(Number(s.diagnostics.memoryRssBytes))} RSS, ${formatCount(s.diagnostics.openFds, "open file")}`]);
     }
     out.write("\n");
     for (const [k, v] of rows) out.write(`  ${`${k}:`.padEnd(11)} ${v}\n`);
