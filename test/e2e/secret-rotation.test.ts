@@ -62,6 +62,8 @@ test("rotating the server secret keeps earlier backups verifiable (with a note);
   const foreignVerify = await cli(s, ["backup", "verify", foreign]);
   assert.equal(foreignVerify.code, 1);
   assert.match(foreignVerify.stdout, /^NOT OK: /);
+  const foreignJson = JSON.parse((await cli(s, ["backup", "verify", foreign, "--json"])).stdout);
+  assert.deepEqual([foreignJson.ok, foreignJson.manifest.foreign, foreignJson.problems.map((p: { kind: string }) => p.kind)], [false, true, ["foreign"]]);
   await s.stop();
 
   // Restarting with the same secret records nothing new.

@@ -9,6 +9,7 @@ import { ClientCommand } from "../base.js";
 import { bytes } from "../output.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { CliFailure } from "../target.js";
+import { problemKindNames } from "../../wire/backup.js";
 import { formatCount } from "../../format-count.js";
 
 export function parseSections(value: string | undefined): string[] {
@@ -86,7 +87,7 @@ export abstract class InspectingCommand extends ClientCommand {
       this.printJson({
         ok: v?.ok ?? false,
         manifest: res.manifest ? { caraVersion: res.manifest.caraVersion, createdAt: res.manifest.createdAt ? timestampDate(res.manifest.createdAt).toISOString() : null, host: res.manifest.host, foreign: res.manifest.foreign, keyId: res.manifest.keyId || null, signedWithPreviousSecret: res.manifest.signedWithPreviousSecret, sections: res.manifest.sections.map((s) => ({ name: s.name, files: Number(s.fileCount), bytes: Number(s.bytes) })), totalFiles: Number(res.manifest.totalFiles), totalBytes: Number(res.manifest.totalBytes), archiveSha256: res.manifest.archiveSha256 ?? null } : null,
-        problems: (v?.problems ?? []).map((p) => ({ path: p.path, message: p.message })),
+        problems: (v?.problems ?? []).map((p) => ({ kind: problemKindNames.name(p.kind) ?? "unspecified", path: p.path, message: p.message })),
         ...(verbose ? { files: res.files.map((f) => ({ path: f.path, size: Number(f.size), mode: f.mode.toString(8), sha256: f.sha256 })) } : {}),
       });
     } else {
