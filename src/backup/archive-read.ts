@@ -23,7 +23,7 @@ import {
 } from "./archive-limits.js";
 import { ByteSource, GzipInput, NOT_GZIP, Stop, readMetaHeader, truncated, type PendingMeta } from "./archive-input.js";
 import { SYNC_WRITE_MAX, Stager } from "./archive-staging.js";
-import { parseManifest, verifyManifestHmac, type Manifest, type ManifestFile } from "./manifest.js";
+import { findSigningKey, manifestKey, parseManifest, type Manifest, type ManifestFile, type VerificationKey } from "./manifest.js";
 import {
   MANIFEST_NAME,
   MARKER_NAME,
@@ -40,6 +40,11 @@ import { BLOCK, TarFormatError, decodeHeader, describeType, isZeroBlock, padding
 export interface ReadBackupOptions {
   /** Server secret: verifies the manifest HMAC. */
   secret: string;
+  /**
+   * Verification keys of earlier server secrets (see previous-secrets.ts): a manifest one of them
+   * verifies is not foreign; `signedBy.previous` says so.
+   */
+  previousKeys?: readonly VerificationKey[];
   /** Accept a manifest whose HMAC does not verify (foreign: true, no FOREIGN problem). */
   allowForeign?: boolean;
   /**
@@ -80,8 +85,10 @@ export interface ReadBackupResult {
   problems: Problem[];
   /** More problems existed than limits.maxProblems; reading stopped there. */
   problemsTruncated: boolean;
-  /** The manifest HMAC does not verify with this secret. */
+  /** The manifest HMAC verifies with neither this secret nor a previous one. */
   foreign: boolean;
+  /** The key that verified the manifest: this secret's, or a previous one's (`previous: true`). */
+  signedBy?: { keyId: string; previous: boolean };
   /** Entries whose size and SHA-256 match the manifest, in archive order. */
   files: VerifiedFile[];
   /** SHA-256 and size of the compressed input; absent when reading stopped before its end. */
@@ -134,6 +141,7 @@ class ArchiveReader {
   private manifest: Manifest | undefined;
   private manifestFiles: Map<string, ManifestFile> | undefined;
   private foreign = false;
+  private signedBy: { keyId: string; previous: boolean } | undefined;
   private markerCreated: string | undefined;
   /** Read to the end-of-archive marker. */
   private complete = false;
@@ -281,9 +289,15 @@ class ArchiveReader {
     if (!parsed.ok) return this.add(problem(parsed.kind, e.path, parsed.message));
     const manifest = parsed.manifest;
     this.manifest = manifest;
-    this.foreign = !verifyManifestHmac(manifest, this.options.secret);
+    const current = manifestKey(this.options.secret);
+    const signer = findSigningKey(manifest, [current, ...(this.options.previousKeys ?? [])]);
+    this.foreign = signer === undefined;
+    if (signer) this.signedBy = { keyId: signer.keyId, previous: signer.keyId !== current.keyId };
     if (this.foreign && !this.options.allowForeign) {
-      const why = "manifest HMAC does not match this deployment's key: the backup was made by another deployment, or manifest.json was changed after signing";
+      const unknownKey = manifest.keyId !== undefined && manifest.keyId !== current.keyId && !(this.options.previousKeys ?? []).some((k) => k.keyId === manifest.keyId);
+      const why = unknownKey
+        ? `manifest is signed with key id ${manifest.keyId}, which is neither this deployment's server secret nor a previous one: the backup was made by another deployment or with a secret this state dir never used (give that secret with --secret-file), or manifest.json was changed after signing`
+        : "manifest HMAC does not match this deployment's key: the backup was made by another deployment, or manifest.json was changed after signing";
       this.add(problem("foreign", e.path, why));
     }
     if (this.markerCreated !== undefined && this.markerCreated !== manifest.createdAt) {
@@ -425,6 +439,7 @@ class ArchiveReader {
     const { problems, problemsTruncated, foreign, verified: files } = this;
     const result: ReadBackupResult = { ok: problems.length === 0 && !problemsTruncated, problems, problemsTruncated, foreign, files };
     if (this.manifest) result.manifest = this.manifest;
+    if (this.signedBy) result.signedBy = this.signedBy;
     if (this.complete) {
       result.archiveSha256 = this.gz.hash.digest("hex");
       result.archiveBytes = this.gz.compressed;

@@ -7,7 +7,7 @@ import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fsyncDir } from "../state/durable.js";
 import { readBackupArchive, refusalMessage, writeBackupArchive, type Problem, type ReadBackupResult } from "./archive.js";
-import type { Manifest } from "./manifest.js";
+import { manifestKey, type Manifest, type VerificationKey } from "./manifest.js";
 import { listStateFiles, SECTIONS, checkSectionNames, type Exclusion, type SectionName, type StateFile, type StateListing } from "./sections.js";
 import { finishSwap, recoverInterruptedSwap, rollBackSwap, swapIntoPlace, type SwapMarker } from "./swap.js";
 
@@ -55,6 +55,8 @@ export interface RestoreOutcome {
   dryRun: boolean;
   manifest: Manifest;
   foreign: boolean;
+  /** The key that verified the manifest (absent when foreign). */
+  signedBy?: { keyId: string; previous: boolean };
   diffs: SectionDiff[];
   restoredSections: SectionName[];
   preRestoreBackupPath?: string;
@@ -80,6 +82,8 @@ export interface BackupManagerOptions {
   stateDir: string;
   backupsDir: string;
   secret: string;
+  /** Verification keys of earlier server secrets: archives they signed are accepted, with a note. */
+  previousKeys?: readonly VerificationKey[];
   caraVersion: string;
   writers: StateWriters;
   /** Called after every archive written into backupsDir (status: last backup). */
@@ -113,6 +117,11 @@ export class BackupManager {
 
   get directory(): string {
     return this.o.backupsDir;
+  }
+
+  /** Id of the key that signs new archives (the current server secret's). */
+  get keyId(): string {
+    return manifestKey(this.o.secret).keyId;
   }
 
   /**
@@ -238,7 +247,7 @@ export class BackupManager {
 
   /** Verifies an archive without extracting it. */
   async inspect(input: Readable, allowForeign = true): Promise<ReadBackupResult> {
-    return readBackupArchive(input, { secret: this.o.secret, allowForeign });
+    return readBackupArchive(input, { secret: this.o.secret, previousKeys: this.o.previousKeys ?? [], allowForeign });
   }
 
   /** Resolves a backup name to a path inside the backups dir (no traversal). */
@@ -273,7 +282,7 @@ export class BackupManager {
     const wanted = options.sections && options.sections.length > 0 ? checkSectionNames(options.sections) : undefined;
     await mkdir(staging, { mode: 0o700 });
     try {
-      const read = await readBackupArchive(input, { secret: this.o.secret, allowForeign: options.allowForeign, stagingDir: staging, ...(wanted ? { sections: wanted } : {}), fsync: !options.dryRun });
+      const read = await readBackupArchive(input, { secret: this.o.secret, previousKeys: this.o.previousKeys ?? [], allowForeign: options.allowForeign, stagingDir: staging, ...(wanted ? { sections: wanted } : {}), fsync: !options.dryRun });
       if (!read.ok || !read.manifest) {
         const foreignOnly = read.problems.length > 0 && read.problems.every((p) => p.kind === "foreign");
         throw new BackupRefusedError(foreignOnly ? `${refusalMessage(read.problems)}; pass --allow-foreign to restore a backup made by another deployment` : refusalMessage(read.problems), read.problems);
@@ -286,7 +295,7 @@ export class BackupManager {
       }
       const sections = (wanted ?? inArchive).filter((s) => inArchive.includes(s));
       const diffs = await this.diff(sections, read);
-      const outcome: RestoreOutcome = { dryRun: options.dryRun, manifest, foreign: read.foreign, diffs, restoredSections: [] };
+      const outcome: RestoreOutcome = { dryRun: options.dryRun, manifest, foreign: read.foreign, ...(read.signedBy ? { signedBy: read.signedBy } : {}), diffs, restoredSections: [] };
       if (options.dryRun) return outcome;
       const overwrites = diffs.reduce((a, d) => a + d.changed.length + d.removed.length, 0);
       if (overwrites > 0 && !options.force) {
@@ -403,7 +412,7 @@ export class BackupManager {
       return { error: `cannot open it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
     }
     try {
-      const res = await readBackupArchive(input, { secret: this.o.secret, allowForeign: true, headOnly: true });
+      const res = await readBackupArchive(input, { secret: this.o.secret, previousKeys: this.o.previousKeys ?? [], allowForeign: true, headOnly: true });
       const first = res.problems[0];
       if (!res.manifest || first) return { error: first?.message ?? "archive has no manifest.json" };
       return { createdAt: new Date(res.manifest.createdAt), sections: res.manifest.sections.map((s) => s.name), caraVersion: res.manifest.caraVersion, foreign: res.foreign };

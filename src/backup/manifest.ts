@@ -1,16 +1,21 @@
 /**
  * The backup manifest (`manifest.json`, the archive's second entry) and its HMAC.
  *
- *   { format: "carapace-backup", formatVersion: 1, caraVersion, createdAt (ISO, UTC), host,
- *     sections: [{name, files, bytes}], files: [{path, size, mode, sha256}], hmac }
+ *   { format: "carapace-backup", formatVersion: 2, caraVersion, createdAt (ISO, UTC), host,
+ *     sections: [{name, files, bytes}], files: [{path, size, mode, sha256}], keyId, hmac }
  *
  * `hmac` is HMAC-SHA256 (lowercase hex) over the canonical JSON of the manifest without `hmac`
  * (object keys sorted by UTF-16 code units, no whitespace: RFC 8785 for the values used here),
  * keyed by HKDF-SHA256(ikm = server secret as UTF-8, salt = "carapace", info = "backup-manifest",
  * 32 bytes). The bytes of manifest.json are not signed, its parsed value is: how it is formatted
  * does not matter, but every field (and no unknown field) is covered.
+ *
+ * `keyId` (format version 2) names the key that signed the manifest without revealing it: the
+ * first 16 hex digits of SHA-256("carapace backup key id\n" + key). Version 1 manifests, written
+ * before key ids, have none and are checked against every known key; they are read as before. After the server secret changes, the verification keys of
+ * earlier secrets (kept in `<state>/auth/previous-secrets`) still verify the archives they signed.
  */
-import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
 import {
   SECTION_NAMES,
   displayPath,
@@ -21,7 +26,7 @@ import {
 } from "./sections.js";
 
 export const MANIFEST_FORMAT = "carapace-backup";
-export const MANIFEST_FORMAT_VERSION = 1;
+export const MANIFEST_FORMAT_VERSION = 2;
 export const HKDF_SALT = "carapace";
 export const MANIFEST_HMAC_PURPOSE = "backup-manifest";
 
@@ -43,16 +48,25 @@ export interface ManifestFile {
 
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
-  formatVersion: typeof MANIFEST_FORMAT_VERSION;
+  /** 1: written before key ids (no keyId); 2: with keyId. */
+  formatVersion: 1 | typeof MANIFEST_FORMAT_VERSION;
   caraVersion: string;
   createdAt: string;
   host: string;
   sections: ManifestSection[];
   files: ManifestFile[];
+  /** Id of the signing key (format version 2; absent in version 1). */
+  keyId?: string;
   hmac: string;
 }
 
-export type UnsignedManifest = Omit<Manifest, "hmac">;
+export type UnsignedManifest = Omit<Manifest, "hmac" | "keyId">;
+
+/** A manifest verification key (HKDF of a server secret) and its public id. */
+export interface VerificationKey {
+  keyId: string;
+  key: Buffer;
+}
 
 /** A 32-byte key for one purpose, derived from the server secret with HKDF-SHA256 (salt "carapace"). */
 export function deriveKey(secret: string, purpose: string): Buffer {
@@ -74,21 +88,46 @@ export function canonicalJson(value: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(",")}}`;
 }
 
-function manifestMac(manifest: UnsignedManifest | Manifest, secret: string): Buffer {
-  const { hmac: _ignored, ...unsigned } = manifest as Manifest;
-  return createHmac("sha256", deriveKey(secret, MANIFEST_HMAC_PURPOSE)).update(canonicalJson(unsigned), "utf8").digest();
+/** The id of a verification key: 16 hex digits of a hash of it (the key cannot be recovered from it). */
+export function keyIdOf(key: Buffer): string {
+  return createHash("sha256").update("carapace backup key id\n").update(key).digest("hex").slice(0, 16);
 }
 
-/** Adds the HMAC to a manifest. */
+/** The manifest verification key of a server secret. */
+export function manifestKey(secret: string): VerificationKey {
+  const key = deriveKey(secret, MANIFEST_HMAC_PURPOSE);
+  return { keyId: keyIdOf(key), key };
+}
+
+function manifestMac(manifest: UnsignedManifest | Manifest, key: Buffer): Buffer {
+  const { hmac: _ignored, ...unsigned } = manifest as Manifest;
+  return createHmac("sha256", key).update(canonicalJson(unsigned), "utf8").digest();
+}
+
+/** Adds the signing key's id and the HMAC to a manifest. */
 export function signManifest(manifest: UnsignedManifest, secret: string): Manifest {
-  return { ...manifest, hmac: manifestMac(manifest, secret).toString("hex") };
+  const { keyId, key } = manifestKey(secret);
+  const withId = { ...manifest, keyId };
+  return { ...withId, hmac: manifestMac(withId, key).toString("hex") };
+}
+
+function macMatches(manifest: Manifest, key: Buffer): boolean {
+  if (typeof manifest.hmac !== "string" || !/^[0-9a-f]{64}$/.test(manifest.hmac)) return false;
+  return timingSafeEqual(manifestMac(manifest, key), Buffer.from(manifest.hmac, "hex"));
 }
 
 /** True when the manifest's HMAC verifies with this secret (constant-time comparison). */
 export function verifyManifestHmac(manifest: Manifest, secret: string): boolean {
-  if (typeof manifest.hmac !== "string" || !/^[0-9a-f]{64}$/.test(manifest.hmac)) return false;
-  const expected = manifestMac(manifest, secret);
-  return timingSafeEqual(expected, Buffer.from(manifest.hmac, "hex"));
+  return macMatches(manifest, manifestKey(secret).key);
+}
+
+/**
+ * The key among `keys` whose HMAC verifies the manifest, or undefined. A manifest with a key id is
+ * checked only against the key of that id; one without (older archives) against each key.
+ */
+export function findSigningKey(manifest: Manifest, keys: readonly VerificationKey[]): VerificationKey | undefined {
+  const candidates = manifest.keyId === undefined ? keys : keys.filter((k) => k.keyId === manifest.keyId);
+  return candidates.find((k) => macMatches(manifest, k.key));
 }
 
 /** Sections and totals computed from a file list, in section order (sections without files included when listed). */
@@ -116,6 +155,7 @@ export interface ManifestParseOptions {
 }
 
 const TOP_KEYS = ["format", "formatVersion", "caraVersion", "createdAt", "host", "sections", "files", "hmac"];
+const OPTIONAL_TOP_KEYS = ["keyId"];
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
@@ -130,9 +170,9 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function exactKeys(obj: Record<string, unknown>, keys: readonly string[], where: string): void {
+function exactKeys(obj: Record<string, unknown>, keys: readonly string[], where: string, optional: readonly string[] = []): void {
   for (const k of keys) if (!Object.prototype.hasOwnProperty.call(obj, k)) fail(`${where} has no '${k}'`);
-  for (const k of Object.keys(obj)) if (!keys.includes(k)) fail(`${where} has an unknown field '${displayPath(k, 60)}'`);
+  for (const k of Object.keys(obj)) if (!keys.includes(k) && !optional.includes(k)) fail(`${where} has an unknown field '${displayPath(k, 60)}'`);
 }
 
 function count(v: unknown, where: string, max = Number.MAX_SAFE_INTEGER): number {
@@ -175,7 +215,11 @@ export function parseManifest(json: string | Uint8Array, options: ManifestParseO
         message: `manifest format version ${version} is newer than this cara understands (${MANIFEST_FORMAT_VERSION}); upgrade cara to read this backup`,
       };
     }
-    exactKeys(value, TOP_KEYS, "the manifest");
+    exactKeys(value, TOP_KEYS, "the manifest", OPTIONAL_TOP_KEYS);
+    const keyId = value.keyId;
+    if (version === 1 && keyId !== undefined) fail("'keyId' is not part of format version 1");
+    if (version > 1 && keyId === undefined) fail("the manifest has no 'keyId'");
+    if (keyId !== undefined && (typeof keyId !== "string" || !/^[0-9a-f]{16}$/.test(keyId))) fail("'keyId' must be 16 lowercase hex digits");
     const caraVersion = text(value.caraVersion, "'caraVersion'", 100, false);
     const createdAt = text(value.createdAt, "'createdAt'", 40, false);
     if (!ISO_UTC.test(createdAt) || Number.isNaN(Date.parse(createdAt))) fail("'createdAt' must be an ISO 8601 UTC time");
@@ -242,7 +286,7 @@ export function parseManifest(json: string | Uint8Array, options: ManifestParseO
     }
     return {
       ok: true,
-      manifest: { format: MANIFEST_FORMAT, formatVersion: MANIFEST_FORMAT_VERSION, caraVersion, createdAt, host, sections, files, hmac: value.hmac },
+      manifest: { format: MANIFEST_FORMAT, formatVersion: version === 1 ? 1 : MANIFEST_FORMAT_VERSION, caraVersion, createdAt, host, sections, files, ...(typeof keyId === "string" ? { keyId } : {}), hmac: value.hmac },
     };
   } catch (err) {
     if (err instanceof Invalid) return { ok: false, kind: "manifest_invalid", message: `manifest.json is invalid: ${err.message}` };

@@ -3,16 +3,16 @@ import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { createReadStream } from "node:fs";
 import { once } from "node:events";
 import { PassThrough, type Readable } from "node:stream";
-import { BackupProblemKind, type BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
-import { BackupTooLargeError, StagingError, StateChangedError, type Problem, type ReadBackupResult } from "./archive.js";
+import type { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
+import { BackupTooLargeError, StagingError, StateChangedError } from "./archive.js";
 import { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary, type RestoreOutcome } from "./backups.js";
-import type { Manifest } from "./manifest.js";
+import { MANIFEST_FORMAT_VERSION } from "./manifest.js";
 import { StateListingError, UnknownSectionError, type Exclusion } from "./sections.js";
 import { BackupUploads, UploadError } from "./uploads.js";
 import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 import { invalidField, rpcError } from "../wire/error-details.js";
 import { errorTable, on, onMatch, type WireFault } from "../wire/error-table.js";
-import { problemKindNames } from "../wire/backup.js";
+import { inspectAnswer, manifestSummary } from "../wire/backup-answers.js";
 
 const UPLOAD_FAULTS: Record<UploadError["kind"], Pick<WireFault, "code" | "reason">> = {
   invalid: { code: Code.InvalidArgument, reason: "BACKUP_UPLOAD_INVALID" },
@@ -49,26 +49,9 @@ function backupErrors(directory: string, sectionsField: string) {
   );
 }
 
-const problemKind = (p: Problem) => problemKindNames.toWire(p.kind);
-
-function manifestSummary(m: Manifest, foreign: boolean, archive?: { sha256?: string | undefined; bytes?: number | undefined }) {
+function summaryHeader(s: BackupSummary, keyId: string) {
   return {
-    formatVersion: m.formatVersion,
-    caraVersion: m.caraVersion,
-    createdAt: timestampFromDate(new Date(m.createdAt)),
-    host: m.host,
-    sections: m.sections.map((s) => ({ name: s.name, fileCount: BigInt(s.files), bytes: BigInt(s.bytes) })),
-    totalFiles: BigInt(m.files.length),
-    totalBytes: BigInt(m.files.reduce((a, f) => a + f.size, 0)),
-    foreign,
-    ...(archive?.sha256 ? { archiveSha256: archive.sha256 } : {}),
-    ...(archive?.bytes !== undefined ? { archiveBytes: BigInt(archive.bytes) } : {}),
-  };
-}
-
-function summaryHeader(s: BackupSummary) {
-  return {
-    formatVersion: 1,
+    formatVersion: MANIFEST_FORMAT_VERSION,
     caraVersion: s.caraVersion,
     createdAt: timestampFromDate(s.createdAt),
     host: s.host,
@@ -76,6 +59,7 @@ function summaryHeader(s: BackupSummary) {
     totalFiles: BigInt(s.totalFiles),
     totalBytes: BigInt(s.totalBytes),
     foreign: false,
+    keyId,
   };
 }
 
@@ -122,28 +106,12 @@ async function headerAndBody<H extends { backupName?: string | undefined }>(requ
   return { header, body, pump };
 }
 
-/** InspectBackupResponse for a verified archive. */
-function inspectAnswer(res: ReadBackupResult, includeFiles: boolean) {
-  return {
-    ...(res.manifest ? { manifest: manifestSummary(res.manifest, res.foreign, { sha256: res.archiveSha256, bytes: res.archiveBytes }) } : {}),
-    verification: {
-      ok: res.ok && !res.foreign,
-      problems: [
-        ...res.problems.map((p) => ({ kind: problemKind(p), path: p.path, message: p.message })),
-        ...(res.foreign && res.ok ? [{ kind: BackupProblemKind.FOREIGN, path: "manifest.json", message: "the manifest's HMAC does not match this deployment's server secret: the backup was made by another deployment (or the manifest was changed)" }] : []),
-      ],
-      problemsTruncated: res.problemsTruncated,
-    },
-    files: includeFiles ? res.files.map((f) => ({ path: f.path, size: BigInt(f.size), mode: f.mode, sha256: f.sha256 })) : [],
-  };
-}
-
 /** RestoreBackupResponse for a restore (or its dry run). */
 function restoreAnswer(res: RestoreOutcome) {
   const cap = (l: string[]) => l.slice(0, 1000);
   return {
     dryRun: res.dryRun,
-    manifest: manifestSummary(res.manifest, res.foreign),
+    manifest: manifestSummary(res.manifest, res.foreign, res.signedBy),
     diffs: res.diffs.map((d) => ({
       section: d.section,
       addedCount: d.added.length,
@@ -188,7 +156,7 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
       done.catch((err: Error) => out.destroy(err));
       try {
         const first = await Promise.race([header, done.then(() => undefined)]);
-        if (first) yield { part: { case: "header" as const, value: { manifest: summaryHeader(first[0]), excluded: first[1].map((e) => ({ path: e.path, reason: e.reason })) } } };
+        if (first) yield { part: { case: "header" as const, value: { manifest: summaryHeader(first[0], manager.keyId), excluded: first[1].map((e) => ({ path: e.path, reason: e.reason })) } } };
         for await (const chunk of out) yield { part: { case: "chunk" as const, value: chunk as Uint8Array } };
         const res = await done;
         onStreamed?.(res.sha256, res.bytes);

@@ -6,6 +6,13 @@ import type { HealthCheck } from "../ops/checks.js";
 import { writeFileDurable } from "../state/durable.js";
 import type { Executor } from "../tasks/worker.js";
 import type { BackupManager } from "./backups.js";
+import { formatBytes } from "../format-bytes.js";
+
+/** What the record holds as the path of a backup streamed to a client (there is no file). */
+const STREAMED = "(streamed to a client)";
+
+/** Where the last backup went, for a message: its path, or "streamed to a client". */
+const where = (path: string) => (path === STREAMED ? "streamed to a client" : path);
 
 interface LastBackup {
   atMs: number;
@@ -145,7 +152,7 @@ export class BackupState {
   }
 
   recordStreamed(bytes?: number): Promise<void> {
-    return this.record("(streamed to a client)", bytes).catch(() => undefined);
+    return this.record(STREAMED, bytes).catch(() => undefined);
   }
 
   check(): HealthCheck {
@@ -168,9 +175,9 @@ export class BackupState {
         const age = now - this.last.atMs;
         const at = new Date(this.last.atMs).toISOString();
         if (age > this.warnAfterDays * DAY_MS) {
-          return { status: "warn", message: `last backup is ${days(age)} old (${at}, ${this.last.path}), more than ${limit}: ${todo}` };
+          return { status: "warn", message: `last backup is ${days(age)} old (${at}, ${where(this.last.path)}), more than ${limit}: ${todo}` };
         }
-        return { status: "ok", message: `last backup ${at} (${this.last.path})` };
+        return { status: "ok", message: `last backup ${at} (${where(this.last.path)})` };
       },
     };
   }
@@ -191,7 +198,7 @@ export function backupTaskExecutor(manager: BackupManager): Executor {
     const keep = (task.payload as { keep?: number }).keep ?? 7;
     try {
       const res = await manager.backupToDir("scheduled", keep);
-      return { kind: "done", result: `${res.path} (${res.bytes} bytes, sha256 ${res.sha256})` };
+      return { kind: "done", result: `${res.path} (${formatBytes(res.bytes)}, sha256 ${res.sha256})` };
     } catch (err) {
       return { kind: "retry", error: `backup failed: ${(err as Error).message}` };
     }

@@ -3,6 +3,7 @@ import { Command, Option, UsageError, type BaseContext } from "clipanion";
 import { resolveStateDir } from "../state/paths.js";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
+import { errorFacts, jsonError } from "./json-error.js";
 import { print, printJson } from "./output.js";
 import { describeError, rpcClient, type RpcOptions } from "./rpc.js";
 import { painter, type Painter } from "./terminal.js";
@@ -37,6 +38,11 @@ export abstract class CaraCommand extends Command<CaraContext> {
     } catch (err) {
       const usage = err instanceof CliUsageError || err instanceof UsageError;
       const message = err instanceof Error ? err.message : String(err);
+      if ((this as { json?: unknown }).json === true) {
+        const facts = err instanceof CliFailure && err.facts ? err.facts : { code: usage ? "usage" : "failed", details: {} };
+        this.printJson(jsonError(message, facts));
+        return usage ? 2 : 1;
+      }
       this.context.stderr.write(`Error: ${message}\n`);
       if (usage) this.context.stderr.write(`Run 'cara ${this.commandPath().join(" ")} --help' for usage.\n`);
       if (this.verbose && err instanceof Error && err.stack && !(err instanceof CliFailure)) this.context.stderr.write(`${err.stack}\n`);
@@ -138,7 +144,7 @@ export abstract class ClientCommand extends CaraCommand {
       return await fn(client, target);
     } catch (err) {
       if (err instanceof CliFailure || err instanceof CliUsageError) throw err;
-      throw new CliFailure(describeError(err, target, timeoutMs, this.verb()));
+      throw new CliFailure(describeError(err, target, timeoutMs, this.verb()), errorFacts(err));
     }
   }
 }

@@ -13,9 +13,11 @@ export class InstallCommand extends CaraCommand {
     details: `
       Downloads a release, verifies it exactly like \`cara update\` (Sigstore bundle with the pinned trusted root,
       exact identity and issuer, SHA256SUMS.txt) and unpacks it into DIR:
-        DIR/versions/<version>/   the release
-        DIR/current               symlink to the version that runs
-        DIR/bin/cara              the launcher: put DIR/bin on PATH and run \`cara start\`
+
+      - \`DIR/versions/<version>/\`: the release
+      - \`DIR/current\`: symlink to the version that runs
+      - \`DIR/bin/cara\`: the launcher; put DIR/bin on PATH and run \`cara start\`
+
       Running it again with another --version adds that version and makes it current.
       Release source, identity, issuer and trusted root come from the \`update\` section of
       <state>/config.json (--state-dir), or the flags below.

@@ -8,6 +8,9 @@ import { ClientCommand } from "./base.js";
 import { describeError, isConnectionRefused, rpcClient } from "./rpc.js";
 import { stripTerminalUnsafe } from "./terminal.js";
 import { CliFailure, CliUsageError, isLoopbackHost } from "./target.js";
+import { formatCount } from "../format-count.js";
+import { printJsonLine } from "./output.js";
+import { errorFacts } from "./json-error.js";
 
 /** A level's name ("warn"); "" when unset, "info" for a level this build does not know. */
 const levelName = (level: LogLevel) => (level === LogLevel.UNSPECIFIED ? "" : (logLevelNames.name(level) ?? "info"));
@@ -116,7 +119,7 @@ export class LogsCommand extends ClientCommand {
       try {
         for await (const msg of follower.followLogs({ tail: 0, afterSeq: res.nextSeq, filter }, { signal: stop.signal, timeoutMs: 0 })) {
           if (msg.event.case === "entry") print(fromWire(msg.event.value));
-          else if (msg.event.case === "dropped") this.context.stderr.write(`(${msg.event.value} lines skipped: this terminal read too slowly)\n`);
+          else if (msg.event.case === "dropped") this.context.stderr.write(`(${formatCount(msg.event.value, "line")} skipped: this terminal read too slowly)\n`);
         }
         this.context.stderr.write("(the server closed the stream: it is shutting down)\n");
       } catch (err) {
@@ -130,7 +133,7 @@ export class LogsCommand extends ClientCommand {
       if (err instanceof CliFailure || err instanceof CliUsageError) throw err;
       // Nothing listens on this machine: the log files say what happened.
       if (!this.follow && isConnectionRefused(err) && isLoopbackHost(target.host)) return this.fromFiles(limit, minLevel, sinceMs, target.display);
-      throw new CliFailure(describeError(err, target, timeoutMs, "logs"));
+      throw new CliFailure(describeError(err, target, timeoutMs, "logs"), errorFacts(err));
     }
   }
 
@@ -176,12 +179,13 @@ export class LogsCommand extends ClientCommand {
     err.write(`(${down ? `no server answers at ${down}: ` : ""}reading ${res.files.map((f) => basename(f)).join(", ")} in ${dirname(res.files[0]!)})\n`);
     for (const e of res.entries) this.print1({ time: e.time, level: e.level, component: e.component, message: e.message, fields: { ...e.fields }, file: e.file, line: e.line });
     if (res.truncated) err.write(`(more lines matched: these are the newest ${limit}; raise --lines or narrow with --since)\n`);
-    if (res.skippedLines > 0) err.write(`(${res.skippedLines} ${res.skippedLines === 1 ? "line was" : "lines were"} not a log record and skipped)\n`);
+    if (res.skippedLines > 0) err.write(`(${res.skippedLines === 1 ? "1 line was" : `${res.skippedLines} lines were`} not a log record and skipped)\n`);
     return 0;
   }
 
   private print1(e: LogLine): void {
-    this.context.stdout.write(this.json ? `${JSON.stringify(this.entryJson(e))}\n` : this.human(e));
+    if (this.json) printJsonLine(this.context.stdout, this.entryJson(e));
+    else this.context.stdout.write(this.human(e));
   }
 
   private entryJson(e: LogLine) {

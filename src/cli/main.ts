@@ -32,9 +32,25 @@ import { RestoreCommand } from "./restore.js";
 import { InstallCommand } from "./install.js";
 import { UpdateCommand } from "./update/update.js";
 import { UpdateVerifyCommand } from "./update/verify.js";
+import { CompletionCommand } from "./completion.js";
+import { HelpCommand } from "./help-command.js";
+import { usageError } from "./usage-error.js";
+import { nameValues } from "./value-names.js";
+
+/** clipanion's Cli with every option value named in help and usage text (`--port <port>`, not `--port #0`). */
+class CaraCli extends Cli<CaraContext> {
+  protected override getUsageByIndex(...args: Parameters<Cli<CaraContext>["getUsageByIndex"]>): ReturnType<Cli<CaraContext>["getUsageByIndex"]> {
+    const { usage, options } = super.getUsageByIndex(...args);
+    return { usage: nameValues(usage), options: options.map((o) => ({ ...o, definition: nameValues(o.definition) })) };
+  }
+
+  override error(...args: Parameters<Cli<CaraContext>["error"]>): string {
+    return nameValues(super.error(...args));
+  }
+}
 
 export function buildCli(context: CaraContext): Cli<CaraContext> {
-  const cli = new Cli<CaraContext>({
+  const cli = new CaraCli({
     binaryLabel: "cara: the Carapace control plane",
     binaryName: "cara",
     binaryVersion: VERSION,
@@ -51,6 +67,8 @@ export function buildCli(context: CaraContext): Cli<CaraContext> {
   cli.register(BugreportCommand);
   for (const command of [BackupCommand, BackupVerifyCommand, BackupInspectCommand, BackupListCommand, RestoreCommand]) cli.register(command);
   for (const command of [UpdateCommand, UpdateVerifyCommand, InstallCommand]) cli.register(command);
+  cli.register(HelpCommand);
+  cli.register(CompletionCommand);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;
@@ -67,9 +85,7 @@ export async function main(args: string[], context: CaraContext = Cli.defaultCon
   try {
     command = cli.process(args, context);
   } catch (err) {
-    context.stderr.write(cli.error(err, { colored: false }));
-    context.stderr.write("Run 'cara --help' for the list of commands.\n");
-    return 2;
+    return usageError(cli, args, context, err);
   }
   return cli.run(command, context);
 }

@@ -5,9 +5,31 @@
  */
 export { formatBytes as bytes } from "../format-bytes.js";
 
+/**
+ * JSON text of a `--json` value, whatever a command hands in: no protobuf-es internals
+ * (`$typeName` keys are left out) and 64-bit integers (bigint) as numbers when a double holds
+ * them exactly, else as strings.
+ */
+export function jsonText(value: unknown, indent?: number): string {
+  return JSON.stringify(
+    value,
+    (key, v: unknown) => {
+      if (key === "$typeName") return undefined;
+      if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+      return v;
+    },
+    indent,
+  );
+}
+
 /** `value` as one indented JSON document. */
 export function printJson(out: NodeJS.WritableStream, value: unknown): void {
-  out.write(`${JSON.stringify(value, null, 2)}\n`);
+  out.write(`${jsonText(value, 2)}\n`);
+}
+
+/** `value` as one JSON document on one line (a line of a stream: `logs`, `task watch`). */
+export function printJsonLine(out: NodeJS.WritableStream, value: unknown): void {
+  out.write(`${jsonText(value)}\n`);
 }
 
 /** `value` as one JSON document when `json`, else the text `human()` gives (lines, or text ending in a newline). */

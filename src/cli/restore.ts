@@ -1,7 +1,7 @@
 import { createReadStream } from "node:fs";
 import { Command, Option } from "clipanion";
 import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
-import { checkArchiveFile, parseSections, uploadParts } from "./backup/common.js";
+import { checkArchiveFile, parseSections, signatureNote, uploadParts } from "./backup/common.js";
 import { ClientCommand } from "./base.js";
 import { describeError, isConnectionRefused, rpcClient } from "./rpc.js";
 import { stripTerminalUnsafe } from "./terminal.js";
@@ -44,12 +44,14 @@ export class RestoreCommand extends ClientCommand {
   force = Option.Boolean("--force", false, { description: "Allow overwriting and removing existing files" });
   allowForeign = Option.Boolean("--allow-foreign", false, { description: "Accept a backup made by another deployment (its HMAC does not match)" });
   offline = Option.Boolean("--offline", false, { description: "Restore directly into --state-dir with no server running" });
+  secretFile = Option.String("--secret-file", { description: "With --offline: also accept a backup signed with the server secret in this file (e.g. the old deployment's)" });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
 
   async run(): Promise<number> {
     const given = this.pathFlag ?? this.file;
     if (!given) throw new CliUsageError("which backup? pass it as an argument or with --path FILE");
     if (this.pathFlag && this.file && this.pathFlag !== this.file) throw new CliUsageError("pass the backup once: as an argument or with --path, not both");
+    if (this.secretFile !== undefined && !this.offline) throw new CliUsageError("--secret-file needs --offline: a running server verifies with its own current and previous secrets");
     const file = await checkArchiveFile(given, this.context.cwd);
     const options = { dryRun: this.dryRun, sections: parseSections(this.sections), force: this.force, allowForeign: this.allowForeign };
     const views = this.offline ? await this.restoreOffline(file, options) : await this.restoreOnline(file, options);
@@ -68,6 +70,7 @@ export class RestoreCommand extends ClientCommand {
       throw new CliFailure(`${why} If the server cannot start, restore offline: cara restore ${shellQuote(file)} --offline --state-dir ${shellQuote(stateDir)}${o.dryRun ? " --dry-run" : o.force ? " --force" : ""}`);
     });
     return {
+      notes: signatureNote(res.manifest),
       dryRun: res.dryRun,
       restored: res.restoredSections,
       pre: res.preRestoreBackupPath,
@@ -82,9 +85,13 @@ export class RestoreCommand extends ClientCommand {
     const { BackupManager, BackupPreconditionError, BackupRefusedError } = await import("../backup/backups.js");
     const { recoverInterruptedSwap } = await import("../backup/swap.js");
     const { checkStateLoads } = await import("../state/loadable.js");
-    const { readLocalServerSecret } = await import("../state/secrets.js");
+    const { mkdir } = await import("node:fs/promises");
+    const { localVerificationKeys } = await import("../backup/local-keys.js");
+    const { SecretError } = await import("../state/secrets.js");
     const stateDir = this.resolveStateDir(this.stateDir);
     const paths = statePaths(stateDir);
+    // A fresh host restores into a state dir that does not exist yet.
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
     let lock;
     try {
       lock = await acquireStateLock(stateDir, paths.lock);
@@ -94,12 +101,13 @@ export class RestoreCommand extends ClientCommand {
     }
     try {
       await recoverInterruptedSwap(stateDir);
-      const secret = (await readLocalServerSecret(paths, this.context.env))?.secret;
-      if (!secret) throw new CliFailure(`no server secret: set CARAPACE_SERVER_SECRET or keep ${paths.serverSecret} (needed to check the backup's HMAC; or pass --allow-foreign)`);
+      const keys = await localVerificationKeys(paths, this.context.env, this.secretFile === undefined ? undefined : this.resolvePath(this.secretFile)).catch((err: unknown) => {
+        throw err instanceof SecretError ? new CliFailure(err.message) : err;
+      });
       const manager = new BackupManager({
         stateDir,
         backupsDir: paths.backupsDir,
-        secret,
+        ...keys,
         caraVersion: "offline",
         writers: { holdWrites: (fn) => fn(), pause: async () => undefined, resume: async () => undefined },
         checkRestored: checkStateLoads,
@@ -109,6 +117,7 @@ export class RestoreCommand extends ClientCommand {
         throw err;
       });
       return {
+        notes: res.signedBy?.previous ? [`signed with a previous secret (key id ${res.signedBy.keyId})`] : [],
         dryRun: res.dryRun,
         restored: res.restoredSections,
         pre: res.preRestoreBackupPath,
@@ -119,13 +128,14 @@ export class RestoreCommand extends ClientCommand {
     }
   }
 
-  private report(v: { dryRun: boolean; restored: string[]; pre: string | undefined; diffs: DiffView[] }): number {
+  private report(v: { notes: string[]; dryRun: boolean; restored: string[]; pre: string | undefined; diffs: DiffView[] }): number {
     if (this.json) {
-      this.printJson({ dryRun: v.dryRun, restoredSections: v.restored, preRestoreBackupPath: v.pre ?? null, diffs: v.diffs.map((d) => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, unchanged: d.counts[3] })) });
+      this.printJson({ notes: v.notes, dryRun: v.dryRun, restoredSections: v.restored, preRestoreBackupPath: v.pre ?? null, diffs: v.diffs.map((d) => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, unchanged: d.counts[3] })) });
       return 0;
     }
     const out = this.context.stdout;
     out.write(v.dryRun ? "Dry run: nothing was changed. The restore would do this:\n" : "Restore completed successfully\n");
+    for (const note of v.notes) out.write(`  Note: ${note}\n`);
     for (const d of v.diffs) {
       out.write(`  ${d.section}: ${d.counts[0]} added, ${d.counts[1]} changed, ${d.counts[2]} removed, ${d.counts[3]} unchanged\n`);
       for (const [sign, list] of [["+", d.added], ["~", d.changed], ["-", d.removed]] as const) for (const p of list.slice(0, 20)) out.write(`    ${sign} ${stripTerminalUnsafe(p)}\n`);

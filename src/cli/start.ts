@@ -49,9 +49,23 @@ export class StartCommand extends CaraCommand {
     const { startServer } = await import("../server/server.js");
     let restartWith: ((launcher: string) => void) | undefined;
     const restartRequested = new Promise<string>((resolve) => (restartWith = resolve));
-    const server = await startServer(flags, { env: this.context.env, onRestartRequested: (launcher) => restartWith?.(launcher) });
+    // On a terminal: a banner and log lines as text; elsewhere JSON lines (for log collectors).
+    const human = (this.context.stdout as { isTTY?: boolean }).isTTY === true && this.context.env.CARAPACE_LOG_FORMAT !== "json";
+    const banner = human ? await import("./start-banner.js") : undefined;
+    const paint = this.painter();
+    const server = await startServer(flags, {
+      env: this.context.env,
+      onRestartRequested: (launcher) => restartWith?.(launcher),
+      ...(banner ? { logDestination: banner.humanLogSink(this.context.stdout, paint) as unknown as import("pino").DestinationStream } : {}),
+    });
+    if (banner) {
+      const facts = { version: server.identity.version, url: server.url, stateDir: server.identity.stateDir, tokenSource: server.identity.tokenSource, ...(server.consoleUrl ? { consoleUrl: server.consoleUrl } : {}) };
+      this.context.stdout.write(`${banner.startBanner(facts, paint).join("\n")}\n`);
+    }
     const stop = await Promise.race([
       new Promise<{ signal: NodeJS.Signals }>((resolve) => {
+        // In-process callers (tests) stop it through the context's signal.
+        this.context.signal?.addEventListener("abort", () => resolve({ signal: "SIGTERM" }), { once: true });
         process.once("SIGTERM", () => resolve({ signal: "SIGTERM" }));
         process.once("SIGINT", () => resolve({ signal: "SIGINT" }));
         // Under the install's launcher: if the launcher dies (even by kill -9), stop too rather

@@ -4,6 +4,9 @@ import { AuthMode, CheckStatus, GetStatusResponseSchema, OpsService, SecretSourc
 import { ClientCommand } from "./base.js";
 import { httpGet } from "./http-probe.js";
 import { messageToCliJson } from "./json.js";
+import { errorFacts } from "./json-error.js";
+import { bytes } from "./output.js";
+import { formatCount } from "../format-count.js";
 import { describeError, rpcClient } from "./rpc.js";
 import { formatDuration, stripTerminalUnsafe } from "./terminal.js";
 import { CliFailure, parseTimeout, type Target } from "./target.js";
@@ -49,14 +52,14 @@ export class StatusCommand extends ClientCommand {
     } catch (err) {
       if (err instanceof CliFailure) throw err;
       if (err instanceof SyntaxError) throw new CliFailure(`Health endpoint of ${target.display} did not answer JSON: is that a carapace server?`);
-      throw new CliFailure(describeError(err, target, timeoutMs, "status"));
+      throw new CliFailure(describeError(err, target, timeoutMs, "status"), errorFacts(err));
     }
     let status: GetStatusResponse;
     try {
       const client = await rpcClient(OpsService, target, timeoutMs);
       status = await client.getStatus({});
     } catch (err) {
-      throw new CliFailure(describeError(err, target, timeoutMs, "status"));
+      throw new CliFailure(describeError(err, target, timeoutMs, "status"), errorFacts(err));
     }
     const failing = status.checks.some((c) => c.status === CheckStatus.FAIL) || status.shuttingDown;
     if (this.json) {
@@ -95,7 +98,7 @@ export class StatusCommand extends ClientCommand {
       ["Auth", `bearer token from ${tokenFrom}; server secret ${secretFrom}`],
     ];
     if (s.diagnostics) {
-      rows.push(["Process", `${(Number(s.diagnostics.memoryRssBytes) / 1048576).toFixed(1)} MiB RSS, ${s.diagnostics.openFds} open files`]);
+      rows.push(["Process", `${bytes(Number(s.diagnostics.memoryRssBytes))} RSS, ${formatCount(s.diagnostics.openFds, "open file")}`]);
     }
     out.write("\n");
     for (const [k, v] of rows) out.write(`  ${`${k}:`.padEnd(11)} ${v}\n`);

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { resolveStateDir, statePaths } from "../state/paths.js";
 import { readLocalToken } from "../state/secrets.js";
 import { liveServerAddress, localHostFor } from "../state/server-address.js";
+import type { JsonErrorFacts } from "./json-error.js";
 
 export const DEFAULT_PORT = 18789;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -23,7 +24,15 @@ export interface Target {
 }
 
 export class CliUsageError extends Error {}
-export class CliFailure extends Error {}
+/** A failure told to the user as one line; `facts` are its code and details for `--json` (default: code "failed"). */
+export class CliFailure extends Error {
+  constructor(
+    message: string,
+    readonly facts?: JsonErrorFacts,
+  ) {
+    super(message);
+  }
+}
 
 export interface ConnectionFlags {
   host?: string;

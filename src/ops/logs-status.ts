@@ -1,5 +1,7 @@
 import type { HealthCheck } from "./checks.js";
 import type { LogPipeline } from "./log-pipeline.js";
+import { formatBytes } from "../format-bytes.js";
+import { formatCount } from "../format-count.js";
 
 /** logs: warns when the log file cannot be written (logging goes on to stdout and the ring). */
 export function logsCheck(logs: LogPipeline): HealthCheck {
@@ -9,9 +11,9 @@ export function logsCheck(logs: LogPipeline): HealthCheck {
       if (!logs.file) return { status: "ok", message: "file logging is off (config logs.file=false); stdout and the ring only" };
       const st = logs.file.status();
       if (!st.writable) {
-        return { status: "warn", message: `cannot write ${st.path} (${st.error ?? "unknown error"}); ${st.droppedLines} lines kept only in stdout and the ring. Fix the logs directory's permissions or free space` };
+        return { status: "warn", message: `cannot write ${st.path} (${st.error ?? "unknown error"}); ${formatCount(st.droppedLines, "line")} kept only in stdout and the ring. Fix the logs directory's permissions or free space` };
       }
-      return { status: "ok", message: `${st.path} (${st.size} bytes, rotates at ${st.maxBytes} × ${st.maxFiles} files)` };
+      return { status: "ok", message: `${st.path} (${formatBytes(st.size)}, rotates at ${formatBytes(st.maxBytes)}, keeps ${formatCount(st.maxFiles, "file")})` };
     },
   };
 }

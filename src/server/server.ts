@@ -13,6 +13,8 @@ import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
 import { acquireStateLock, type StateLock } from "../state/lock.js";
 import { resolveStateDir, type StatePaths } from "../state/paths.js";
 import { loadCredentials, type Credentials } from "../state/secrets.js";
+import { recordServerSecret } from "../backup/previous-secrets.js";
+import { manifestKey, type VerificationKey } from "../backup/manifest.js";
 import { prepareStateDir } from "../state/state-dir.js";
 import { PACKAGE_ROOT, VERSION } from "../package-info.js";
 import { tokenCheck } from "./auth.js";
@@ -41,6 +43,10 @@ export interface RunningServer {
   readonly identity: ServerIdentity;
   readonly options: ServerOptions;
   readonly port: number;
+  /** Where local clients reach it, e.g. http://127.0.0.1:18789. */
+  readonly url: string;
+  /** The browser console's address, when the console is built. */
+  readonly consoleUrl?: string;
   readonly logger: Logger;
   /** Graceful stop: health goes NOT_SERVING, no new connections, in-flight calls finish (bounded). */
   shutdown(reason?: string): Promise<void>;
@@ -94,13 +100,17 @@ async function startLocked(
   const logger = createLogger(options.logLevel, logs.destination);
   const log = logger.child({ component: "server" });
   for (const warning of credentials.warnings) log.warn(warning);
+  const secretHistory = await recordServerSecret(paths, credentials.secret);
+  if (secretHistory.replaced !== undefined) {
+    log.warn(`the server secret changed (key id ${manifestKey(credentials.secret).keyId} replaces ${secretHistory.replaced}); backups signed with earlier secrets stay verifiable through ${paths.previousSecrets}`);
+  }
   const swap = await recoverInterruptedSwap(paths.root);
   if (swap !== "none") log.warn({ outcome: swap }, "an interrupted restore was completed or undone at start");
 
   const monitor = new HealthMonitor();
   let domainsRef: Domains | undefined;
   const metrics = new ServerMetrics(metricSources(() => domainsRef, monitor, logs.ring));
-  const domains = await startDomains({ paths, config, env, credentials, logger, monitor, deps, metrics });
+  const domains = await startDomains({ paths, config, env, credentials, previousKeys: secretHistory.previousKeys, logger, monitor, deps, metrics });
   domainsRef = domains;
   addServerChecks(monitor, { paths, options, credentials, logs, domains });
   const shutdownController = new AbortController();
@@ -162,7 +172,8 @@ async function startLocked(
   await recordServerAddress(paths.root, { pid: process.pid, url, bind: options.bind, port: listener.port, tls: listener.tls, startedAt: identity.startedAt.toISOString() }).catch((err: Error) =>
     log.warn({ err: err.message }, "could not record the listening address beside the lock; local commands use the configured port"),
   );
-  logStarted(log, { options, credentials, listener, stateDir: paths.root, ...(consoleLoaded ? { consoleAt: consoleUrl(options.bind, listener.port, listener.tls) } : {}) });
+  const consoleAt = consoleLoaded ? consoleUrl(options.bind, listener.port, listener.tls) : undefined;
+  logStarted(log, { options, credentials, listener, stateDir: paths.root, ...(consoleAt ? { consoleAt } : {}) });
 
   const launcher = updates.launcher;
   const exitForRollback = launcher && deps.onRestartRequested && env.CARA_LAUNCHER ? () => deps.onRestartRequested?.(launcher) : undefined;
@@ -183,7 +194,7 @@ async function startLocked(
     log.info("stopped");
     logs.close();
   };
-  return { identity, options, port: listener.port, logger, shutdown: (reason = "requested") => (stopping ??= stop(reason)) };
+  return { identity, options, port: listener.port, url, ...(consoleAt ? { consoleUrl: consoleAt } : {}), logger, shutdown: (reason = "requested") => (stopping ??= stop(reason)) };
 }
 
 /**
@@ -228,7 +239,7 @@ interface Domains {
  * The stores and their workers: backups (which pause the task store around a restore), updates
  * (which take a backup first) and tasks (whose executors back up and check for updates).
  */
-async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: NodeJS.ProcessEnv; credentials: Credentials; logger: Logger; monitor: HealthMonitor; deps: StartDeps; metrics: ServerMetrics }): Promise<Domains> {
+async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: NodeJS.ProcessEnv; credentials: Credentials; previousKeys: readonly VerificationKey[]; logger: Logger; monitor: HealthMonitor; deps: StartDeps; metrics: ServerMetrics }): Promise<Domains> {
   const { paths, config, logger } = d;
   let tasksRef: TasksRuntime | undefined;
   const backupState = new BackupState(paths.backupsDir, config.backup?.warnAfterDays ?? 7);
@@ -236,6 +247,7 @@ async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: Nod
     stateDir: paths.root,
     backupsDir: paths.backupsDir,
     secret: d.credentials.secret,
+    previousKeys: d.previousKeys,
     caraVersion: VERSION,
     writers: {
       holdWrites: (fn) => (tasksRef ? tasksRef.store.withWritesHeld(fn) : fn()),

@@ -22,6 +22,7 @@ export function statePaths(stateDir: string) {
     authDir: join(stateDir, "auth"),
     token: join(stateDir, "auth", "token"),
     serverSecret: join(stateDir, "auth", "server-secret"),
+    previousSecrets: join(stateDir, "auth", "previous-secrets"),
     lock: join(stateDir, "cara.lock"),
     tasksDir: join(stateDir, "tasks"),
     updatesDir: join(stateDir, "updates"),

@@ -11,6 +11,7 @@ import { summarizeSchedule, type ScheduleRecord, type ScheduleRun } from "./sche
 import { ScheduleStore } from "./schedule-store.js";
 import { Scheduler } from "./scheduler.js";
 import { DEFAULT_BACKOFF, Worker, type Executor, type WorkerOptions } from "./worker.js";
+import { formatCount } from "../format-count.js";
 
 export interface TasksRuntime {
   store: TaskStore;
@@ -135,7 +136,7 @@ export async function startTasks(options: {
     now,
     storeHealth: {
       name: "tasks",
-      loaded: () => (store.closedBecause !== undefined ? { ok: false, message: store.closedBecause } : { ok: true, message: `${store.size} tasks` }),
+      loaded: () => (store.closedBecause !== undefined ? { ok: false, message: store.closedBecause } : { ok: true, message: formatCount(store.size, "task") }),
     },
     check: {
       name: "tasks",
@@ -148,7 +149,7 @@ export async function startTasks(options: {
           return { status: "warn", message: `the last run of schedule ${failing.map((sc) => `'${sc.name}'`).join(", ")} failed; see cara schedule get <name> and its task` };
         }
         const counts = store.counts();
-        return { status: "ok", message: `${store.size} tasks (${counts.queued} queued, ${counts.running} running, ${counts.blocked} blocked); worker ${worker.busy}/${worker.concurrency} busy` };
+        return { status: "ok", message: `${formatCount(store.size, "task")} (${counts.queued} queued, ${counts.running} running, ${counts.blocked} blocked); worker ${worker.busy}/${worker.concurrency} busy` };
       },
     },
     statusSection: () => {

@@ -16,7 +16,7 @@ import {
   writeBackupArchive,
   type WriteBackupResult,
 } from "../../src/backup/archive.js";
-import { verifyManifestHmac } from "../../src/backup/manifest.js";
+import { manifestKey, verifyManifestHmac } from "../../src/backup/manifest.js";
 import { listStateFiles } from "../../src/backup/sections.js";
 import { BackupProblemKind } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { tempDir } from "../helpers/cara.js";
@@ -59,7 +59,7 @@ test("round trip: staged files are byte-identical and private (0600) whatever mo
   assert.equal(written.bytes, bytes.length);
   const m = written.manifest;
   assert.equal(m.format, "carapace-backup");
-  assert.equal(m.formatVersion, 1);
+  assert.equal(m.formatVersion, 2);
   assert.equal(m.createdAt, NOW.toISOString());
   assert.equal(m.host, "host-a");
   assert.equal(verifyManifestHmac(m, SECRET), true);
@@ -152,10 +152,15 @@ test("foreign archive: FOREIGN unless allowForeign; entries are still checked", 
     {
       kind: "foreign",
       path: "manifest.json",
-      message: "manifest HMAC does not match this deployment's key: the backup was made by another deployment, or manifest.json was changed after signing",
+      message: `manifest is signed with key id ${manifestKey(SECRET).keyId}, which is neither this deployment's server secret nor a previous one: the backup was made by another deployment or with a secret this state dir never used (give that secret with --secret-file), or manifest.json was changed after signing`,
     },
   ]);
   assert.ok(other.manifest);
+  // With the signing secret's key among the previous ones, it verifies and says which key.
+  const previous = await readBuffer(bytes, { secret: OTHER_SECRET, previousKeys: [manifestKey(SECRET)] });
+  assert.deepEqual([previous.ok, previous.foreign, previous.signedBy], [true, false, { keyId: manifestKey(SECRET).keyId, previous: true }]);
+  const current = await readBuffer(bytes, { secret: SECRET });
+  assert.deepEqual(current.signedBy, { keyId: manifestKey(SECRET).keyId, previous: false });
   assert.equal(other.files.length, other.manifest.files.length, "hashes still verified");
   assert.equal(refusalMessage(other.problems), `refusing archive: ${other.problems[0]!.message}`);
 

@@ -106,7 +106,7 @@ export function manifestFor(files: readonly LegitFile[], secret = SECRET, overri
   return signManifest(
     {
       format: "carapace-backup",
-      formatVersion: 1,
+      formatVersion: 2,
       caraVersion: "0.1.0",
       createdAt: CREATED,
       host: "test-host",

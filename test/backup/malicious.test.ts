@@ -269,11 +269,11 @@ test("manifest missing, invalid, newer, or inconsistent with the marker", async 
   assert.equal(garbage.problems.length, 1);
   assert.equal(garbage.problems[0]!.kind, "manifest_invalid");
   assert.match(garbage.problems[0]!.message, /^manifest\.json is not valid JSON \(/);
-  const newer = { ...manifestFor(LEGIT), formatVersion: 2 };
+  const newer = { ...manifestFor(LEGIT), formatVersion: 3 };
   only(await refuse(gzipSync(Buffer.concat([backupBlocks(LEGIT, { manifest: newer }), END]))), {
     kind: "version_unsupported",
     path: "manifest.json",
-    message: "manifest format version 2 is newer than this cara understands (1); upgrade cara to read this backup",
+    message: "manifest format version 3 is newer than this cara understands (2); upgrade cara to read this backup",
   });
   const otherTime = manifestFor(LEGIT, SECRET, { createdAt: "2020-01-01T00:00:00.000Z" });
   only(await refuse(gzipSync(Buffer.concat([backupBlocks(LEGIT, { manifest: otherTime }), END]))), {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHmac, hkdfSync } from "node:crypto";
 import { test } from "node:test";
-import { canonicalJson, deriveKey, parseManifest, signManifest, verifyManifestHmac, type Manifest } from "../../src/backup/manifest.js";
+import { canonicalJson, deriveKey, findSigningKey, keyIdOf, manifestKey, parseManifest, signManifest, verifyManifestHmac, type Manifest } from "../../src/backup/manifest.js";
 import { OTHER_SECRET, SECRET, manifestFor, sha256 } from "./fixtures.js";
 
 test("deriveKey is HKDF-SHA256(secret, salt 'carapace', info purpose), 32 bytes", () => {
@@ -33,6 +33,29 @@ test("signManifest: HMAC over the canonical manifest without hmac; verify is key
   assert.ok(reparsed.ok);
   assert.equal(verifyManifestHmac(reparsed.manifest, SECRET), true);
   assert.deepEqual(signManifest(unsigned, SECRET), m);
+});
+
+test("key id: derived from the signing key, covered by the HMAC; a manifest without one is checked against every key", () => {
+  const m = manifestFor([{ path: "tasks/queue.json", content: "{}" }]);
+  const key = manifestKey(SECRET);
+  assert.equal(m.keyId, key.keyId);
+  assert.match(key.keyId, /^[0-9a-f]{16}$/);
+  assert.equal(key.keyId, keyIdOf(deriveKey(SECRET, "backup-manifest")));
+  assert.ok(!SECRET.includes(key.keyId) && !key.key.toString("hex").includes(key.keyId));
+  assert.equal(verifyManifestHmac({ ...m, keyId: manifestKey(OTHER_SECRET).keyId }, SECRET), false);
+  assert.equal(findSigningKey(m, [manifestKey(OTHER_SECRET), key]), key);
+  assert.equal(findSigningKey({ ...m, keyId: manifestKey(OTHER_SECRET).keyId }, [manifestKey(OTHER_SECRET), key]), undefined);
+  // Archives written before key ids: signed without one.
+  const { hmac: _h, keyId: _k, ...rest } = m;
+  const bare = { ...rest, formatVersion: 1 as const };
+  const legacy = { ...bare, hmac: createHmac("sha256", key.key).update(canonicalJson(bare)).digest("hex") };
+  const parsed = parseManifest(JSON.stringify(legacy));
+  assert.ok(parsed.ok);
+  assert.equal(parsed.manifest.keyId, undefined);
+  assert.equal(findSigningKey(parsed.manifest, [manifestKey(OTHER_SECRET), key]), key);
+  assert.equal(invalid((x) => (x.keyId = "XYZ")), "manifest.json is invalid: 'keyId' must be 16 lowercase hex digits");
+  assert.equal(invalid((x) => delete x.keyId), "manifest.json is invalid: the manifest has no 'keyId'");
+  assert.equal(invalid((x) => (x.formatVersion = 1)), "manifest.json is invalid: 'keyId' is not part of format version 1");
 });
 
 function invalid(mutate: (m: Record<string, any>) => void): string {
@@ -95,11 +118,11 @@ test("parseManifest rejects invalid manifests with a message naming the field", 
 });
 
 test("parseManifest: a newer format version is version_unsupported", () => {
-  const m = { ...manifestFor([]), formatVersion: 2, somethingNew: [] };
+  const m = { ...manifestFor([]), formatVersion: 3, somethingNew: [] };
   assert.deepEqual(parseManifest(JSON.stringify(m)), {
     ok: false,
     kind: "version_unsupported",
-    message: "manifest format version 2 is newer than this cara understands (1); upgrade cara to read this backup",
+    message: "manifest format version 3 is newer than this cara understands (2); upgrade cara to read this backup",
   });
 });
 

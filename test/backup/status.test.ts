@@ -71,7 +71,7 @@ test("after a backup: ok until it is older than warnAfterDays, then a warning na
 
   // A backup streamed to a client counts too (and survives a restart through the record).
   await s.recordStreamed();
-  assert.deepEqual(await run(new BackupState(backups, 7, { now: () => now + 1000 })), { status: "ok", message: `last backup ${new Date(now).toISOString()} ((streamed to a client))` });
+  assert.deepEqual(await run(new BackupState(backups, 7, { now: () => now + 1000 })), { status: "ok", message: `last backup ${new Date(now).toISOString()} (streamed to a client)` });
 });
 
 test("no record but archives in backups/: the newest one is the last backup; archiveCount counts regular .tar.gz files", async () => {

@@ -42,9 +42,9 @@ async function setup() {
 }
 
 const summary = (sha: string) => [
-  "  Created:  2026-01-02T03:04:05.678Z on test-host by cara 0.1.0 (format v1)",
-  "  Sections: config (1 files, 15 B), tasks (1 files, 13 B)",
-  "  Files:    2, 28 B uncompressed",
+  "  Created:  2026-01-02T03:04:05.678Z on test-host by cara 0.1.0 (format v2)",
+  "  Sections: config (1 file, 15 B), tasks (1 file, 13 B)",
+  "  Files:    2 files, 28 B uncompressed",
   `  SHA-256:  ${sha}`,
 ];
 
@@ -90,16 +90,19 @@ test("no server answers on this machine: verify and inspect read the archive her
     stdout: [
       "NOT OK: foreign.tar.gz failed verification",
       ...summary(foreignSha),
-      "  problem: manifest HMAC does not match this deployment's key: the backup was made by another deployment, or manifest.json was changed after signing",
+      "  problem: manifest is signed with key id 33c35d4efd5dd1d6, which is neither this deployment's server secret nor a previous one: the backup was made by another deployment or with a secret this state dir never used (give that secret with --secret-file), or manifest.json was changed after signing",
       "",
     ].join("\n"),
     stderr: note,
   });
   const json = await runCli(["backup", "verify", "ours.tar.gz", "--port", String(port), "--json"], { cwd: root, env });
-  assert.deepEqual(JSON.parse(json.stdout), {
+  const doc = JSON.parse(json.stdout);
+  // The key id names the signing key (a digest of it, not the secret).
+  assert.match(doc.manifest.keyId, /^[0-9a-f]{16}$/);
+  assert.deepEqual(doc, {
     ok: true,
     authenticityChecked: true,
-    manifest: { caraVersion: "0.1.0", createdAt: "2026-01-02T03:04:05.678Z", host: "test-host", foreign: false, sections: [{ name: "config", files: 1, bytes: 15 }, { name: "tasks", files: 1, bytes: 13 }], totalFiles: 2, totalBytes: 28, archiveSha256: oursSha },
+    manifest: { caraVersion: "0.1.0", createdAt: "2026-01-02T03:04:05.678Z", host: "test-host", foreign: false, keyId: doc.manifest.keyId, signedWithPreviousSecret: false, sections: [{ name: "config", files: 1, bytes: 15 }, { name: "tasks", files: 1, bytes: 13 }], totalFiles: 2, totalBytes: 28, archiveSha256: oursSha },
     problems: [],
   });
 });

@@ -426,7 +426,7 @@ test("backup check: ok on a new deployment; a restart 8 days after its first use
     return c.message.startsWith("no backup") ? undefined : c;
   });
   assert.equal(after.status, "CHECK_STATUS_OK");
-  assert.match(after.message, /^last backup \d{4}-\d\d-\d\dT[\d:.]+Z \(\(streamed to a client\)\)$/);
+  assert.match(after.message, /^last backup \d{4}-\d\d-\d\dT[\d:.]+Z \(streamed to a client\)$/);
   const status = await getStatus(again);
   assert.equal(status.backup.lastBackupPath, "(streamed to a client)");
   assert.deepEqual((await ready(again)).warnings.filter((w) => w.name === "backup"), []);

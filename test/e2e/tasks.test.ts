@@ -45,7 +45,10 @@ test("cara task: create, get, list, update, cancel, retry, watch (human and --js
   const s = await serveCara();
   const created = await cli(s, ["task", "create", "--payload", '{"kind":"systemEvent","text":"hello","junk":1}', "--json", "--label", "team=ops", "--next-run-at-ms", String(Date.now() + 3_600_000)]);
   assert.equal(created.code, 2, "unknown payload fields are refused by the CLI");
-  assert.match(created.stderr, /^Error: invalid --payload: .*junk/);
+  assert.equal(created.stderr, "");
+  const refused = JSON.parse(created.stdout);
+  assert.deepEqual([Object.keys(refused), refused.error.code], [["error"], "usage"]);
+  assert.match(refused.error.message, /^invalid --payload: .*junk/);
 
   const ok = await cli(s, ["task", "create", "--payload", '{"kind":"systemEvent","text":"hello"}', "--json", "--label", "team=ops", "--next-run-at-ms", String(Date.now() + 3_600_000)]);
   assert.equal(ok.code, 0, ok.stderr);

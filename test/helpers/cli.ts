@@ -41,6 +41,8 @@ export interface CliOptions {
   stdin?: string;
   /** Stops a command that runs until interrupted (as Ctrl-C does the real one). */
   signal?: AbortSignal;
+  /** stdout says it is a terminal (isTTY), as when a person runs the command. */
+  tty?: boolean;
 }
 
 export interface CliProcess {
@@ -53,6 +55,7 @@ export interface CliProcess {
 export function startCli(args: string[], options: CliOptions = {}): CliProcess {
   const stdout = new TextSink();
   const stderr = new TextSink();
+  if (options.tty) Object.assign(stdout, { isTTY: true });
   const context = {
     stdin: Readable.from(options.stdin === undefined ? [] : [options.stdin]),
     stdout,

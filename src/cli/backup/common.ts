@@ -6,12 +6,15 @@ import { Option } from "clipanion";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { BackupService, type InspectBackupResponse } from "../../../gen/carapace/backup/v1/backup_pb.js";
 import type { ReadBackupResult } from "../../backup/archive-read.js";
+import type { VerificationKey } from "../../backup/manifest.js";
 import { statePaths } from "../../state/paths.js";
 import { ClientCommand } from "../base.js";
 import { bytes } from "../output.js";
 import { describeError, isConnectionRefused, rpcClient } from "../rpc.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { CliFailure, isLoopbackHost } from "../target.js";
+import { problemKindNames } from "../../wire/backup.js";
+import { formatCount } from "../../format-count.js";
 
 export function parseSections(value: string | undefined): string[] {
   return value === undefined ? [] : value.split(",").map((s) => s.trim()).filter((s) => s !== "");
@@ -47,12 +50,16 @@ export interface InspectView {
     host: string;
     formatVersion: number;
     foreign: boolean;
+    /** Which key signed the manifest (absent in archives of format 1). */
+    keyId: string | null;
+    /** Signed with a previous server secret of this deployment (accepted, with a note). */
+    signedWithPreviousSecret: boolean;
     sections: { name: string; files: number; bytes: number }[];
     totalFiles: number;
     totalBytes: number;
     archiveSha256: string | null;
   };
-  problems: { path: string; message: string }[];
+  problems: { kind: string; path: string; message: string }[];
   files: { path: string; size: number; mode: number; sha256: string }[];
 }
 
@@ -69,6 +76,8 @@ function fromServer(res: InspectBackupResponse): InspectView {
             host: m.host,
             formatVersion: m.formatVersion,
             foreign: m.foreign,
+            keyId: m.keyId || null,
+            signedWithPreviousSecret: m.signedWithPreviousSecret,
             sections: m.sections.map((s) => ({ name: s.name, files: Number(s.fileCount), bytes: Number(s.bytes) })),
             totalFiles: Number(m.totalFiles),
             totalBytes: Number(m.totalBytes),
@@ -76,7 +85,7 @@ function fromServer(res: InspectBackupResponse): InspectView {
           },
         }
       : {}),
-    problems: (res.verification?.problems ?? []).map((p) => ({ path: p.path, message: p.message })),
+    problems: (res.verification?.problems ?? []).map((p) => ({ kind: problemKindNames.name(p.kind) ?? "unspecified", path: p.path, message: p.message })),
     files: res.files.map((f) => ({ path: f.path, size: Number(f.size), mode: f.mode, sha256: f.sha256 })),
   };
 }
@@ -94,6 +103,8 @@ function fromLocal(res: ReadBackupResult, authenticityChecked: boolean, includeF
             host: m.host,
             formatVersion: m.formatVersion,
             foreign: authenticityChecked && res.foreign,
+            keyId: m.keyId ?? null,
+            signedWithPreviousSecret: res.signedBy?.previous ?? false,
             sections: m.sections.map((s) => ({ name: s.name, files: s.files, bytes: s.bytes })),
             totalFiles: m.files.length,
             totalBytes: m.files.reduce((a, f) => a + f.size, 0),
@@ -101,7 +112,7 @@ function fromLocal(res: ReadBackupResult, authenticityChecked: boolean, includeF
           },
         }
       : {}),
-    problems: res.problems.map((p) => ({ path: p.path, message: p.message })),
+    problems: res.problems.map((p) => ({ kind: p.kind, path: p.path, message: p.message })),
     files: includeFiles ? res.files.map((f) => ({ path: f.path, size: f.size, mode: f.mode, sha256: f.sha256 })) : [],
   };
 }
@@ -111,20 +122,30 @@ function manifestLines(m: InspectView["manifest"]): string[] {
   if (!m) return [];
   return [
     `  Created:  ${m.createdAt ?? "?"} on ${stripTerminalUnsafe(m.host)} by cara ${stripTerminalUnsafe(m.caraVersion)} (format v${m.formatVersion})`,
-    `  Sections: ${m.sections.map((s) => `${s.name} (${s.files} files, ${bytes(s.bytes)})`).join(", ") || "(none)"}`,
-    `  Files:    ${m.totalFiles}, ${bytes(m.totalBytes)} uncompressed`,
+    `  Sections: ${m.sections.map((s) => `${s.name} (${formatCount(s.files, "file")}, ${bytes(s.bytes)})`).join(", ") || "(none)"}`,
+    `  Files:    ${formatCount(m.totalFiles, "file")}, ${bytes(m.totalBytes)} uncompressed`,
+    ...signatureNote(m).map((note) => `  Note:     ${note}`),
   ];
+}
+
+/** What a person should know about the key that signed the manifest (nothing when it is the current one). */
+export function signatureNote(m: { signedWithPreviousSecret: boolean; keyId: string | null } | undefined): string[] {
+  return m?.signedWithPreviousSecret ? [`signed with a previous secret (key id ${m.keyId})`] : [];
 }
 
 /**
  * Base of `backup verify` and `backup inspect`: the server reads the archive (uploaded), or, with
- * --offline or when no server answers on this machine, this process reads it with the server
- * secret found locally (CARAPACE_SERVER_SECRET or <state>/auth/server-secret).
+ * --offline, --secret-file or when no server answers on this machine, this process reads it with
+ * the keys found locally (CARAPACE_SERVER_SECRET or <state>/auth/server-secret, the previous
+ * secrets this state dir recorded, and the --secret-file's).
  */
 export abstract class InspectingCommand extends ClientCommand {
   file = Option.String({ name: "file" });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
   offline = Option.Boolean("--offline", false, { description: "Read the archive here, with the secret from CARAPACE_SERVER_SECRET or <state>/auth/server-secret (no server needed)" });
+  secretFile = Option.String("--secret-file", {
+    description: "Verify here, without a server, also accepting the server secret in this file (an archive made under an earlier secret)",
+  });
 
   /** False when the manifest's HMAC is not to be checked (verify --allow-foreign): no secret, no server. */
   protected checkAuthenticity(): boolean {
@@ -133,7 +154,7 @@ export abstract class InspectingCommand extends ClientCommand {
 
   protected async inspect(includeFiles: boolean): Promise<InspectView> {
     const path = await checkArchiveFile(this.file, this.context.cwd);
-    if (this.offline || !this.checkAuthenticity()) return this.inspectHere(path, includeFiles, undefined);
+    if (this.offline || this.secretFile !== undefined || !this.checkAuthenticity()) return this.inspectHere(path, includeFiles, undefined);
     const target = await this.target();
     const answerMs = this.timeoutMs(30_000);
     const client = await rpcClient(BackupService, target, 0, { http2: true, answerMs });
@@ -150,24 +171,31 @@ export abstract class InspectingCommand extends ClientCommand {
     const { readBackupArchive } = await import("../../backup/archive-read.js");
     const checked = this.checkAuthenticity();
     let secret: string;
+    let previousKeys: VerificationKey[] = [];
     if (checked) {
-      const { readLocalServerSecret } = await import("../../state/secrets.js");
+      const { readLocalServerSecret, SecretError } = await import("../../state/secrets.js");
+      const { localVerificationKeys } = await import("../../backup/local-keys.js");
       const paths = statePaths(this.resolveStateDir(this.stateDir));
       const found = await readLocalServerSecret(paths, this.context.env);
-      if (!found) {
+      if (!found && this.secretFile === undefined) {
         throw new CliFailure(
           `${down ? `no server answers at ${down}, and ` : ""}no server secret to check the backup's authenticity with: set CARAPACE_SERVER_SECRET, or pass the deployment's --state-dir (it holds auth/server-secret)` +
             (this.verb() === "backup verify" ? "; or pass --allow-foreign to check everything but authenticity" : ""),
         );
       }
-      secret = found.secret;
-      this.context.stderr.write(`(${down ? `no server answers at ${down}: ` : ""}reading the archive here, with the server secret from ${found.from})\n`);
+      const keys = await localVerificationKeys(paths, this.context.env, this.secretFile === undefined ? undefined : this.resolvePath(this.secretFile)).catch((err: unknown) => {
+        throw err instanceof SecretError ? new CliFailure(err.message) : err;
+      });
+      secret = keys.secret;
+      previousKeys = keys.previousKeys;
+      const from = found ? found.from : `--secret-file ${this.secretFile}`;
+      this.context.stderr.write(`(${down ? `no server answers at ${down}: ` : ""}reading the archive here, with the server secret from ${from})\n`);
     } else {
       // Never matched: authenticity is not checked, and the HMAC's result is ignored.
       const { randomBytes } = await import("node:crypto");
       secret = randomBytes(32).toString("hex");
     }
-    const res = await readBackupArchive(createReadStream(path), { secret, allowForeign: !checked }).catch((err: Error) => {
+    const res = await readBackupArchive(createReadStream(path), { secret, previousKeys, allowForeign: !checked }).catch((err: Error) => {
       throw new CliFailure(`cannot read ${this.file}: ${err.message}`);
     });
     return fromLocal(res, checked, includeFiles);
@@ -178,7 +206,7 @@ export abstract class InspectingCommand extends ClientCommand {
       this.printJson({
         ok: v.ok,
         authenticityChecked: v.authenticityChecked,
-        manifest: v.manifest ? { caraVersion: v.manifest.caraVersion, createdAt: v.manifest.createdAt, host: v.manifest.host, foreign: v.manifest.foreign, sections: v.manifest.sections, totalFiles: v.manifest.totalFiles, totalBytes: v.manifest.totalBytes, archiveSha256: v.manifest.archiveSha256 } : null,
+        manifest: v.manifest ? { caraVersion: v.manifest.caraVersion, createdAt: v.manifest.createdAt, host: v.manifest.host, foreign: v.manifest.foreign, keyId: v.manifest.keyId, signedWithPreviousSecret: v.manifest.signedWithPreviousSecret, sections: v.manifest.sections, totalFiles: v.manifest.totalFiles, totalBytes: v.manifest.totalBytes, archiveSha256: v.manifest.archiveSha256 } : null,
         problems: v.problems,
         ...(verbose ? { files: v.files.map((f) => ({ path: f.path, size: f.size, mode: f.mode.toString(8), sha256: f.sha256 })) } : {}),
       });

@@ -8,10 +8,12 @@ import { describeDiskFull, isDiskFull } from "../../state/disk-full.js";
 import { writeFully } from "../../state/durable.js";
 import { ClientCommand } from "../base.js";
 import { bytes } from "../output.js";
+import { errorFacts } from "../json-error.js";
 import { describeError, rpcClient } from "../rpc.js";
 import { CliFailure, parseTimeout } from "../target.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { parseSections } from "./common.js";
+import { formatCount } from "../../format-count.js";
 
 export class BackupCommand extends ClientCommand {
   static override paths = [["backup"], ["backup", "create"]];
@@ -79,7 +81,7 @@ export class BackupCommand extends ClientCommand {
       } catch (err) {
         if (stop.signal.aborted) throw new CliFailure(`interrupted: the partial file was removed; nothing was written to ${output}`);
         if (err instanceof LocalWriteError) throw new CliFailure(describeLocalWrite(err.cause, output));
-        throw new CliFailure(describeError(err, target, timeoutMs, "backup"));
+        throw new CliFailure(describeError(err, target, timeoutMs, "backup"), errorFacts(err));
       }
       if (tty) this.context.stderr.write("\n");
       const digest = hash.digest("hex");
@@ -102,11 +104,11 @@ export class BackupCommand extends ClientCommand {
       }
       const m = header?.manifest;
       if (this.json) {
-        this.printJson({ path: output, bytes: written, sha256: digest, sections: m?.sections.map((s) => s.name) ?? [], files: Number(m?.totalFiles ?? 0), excluded: header?.excluded ?? [] });
+        this.printJson({ path: output, bytes: written, sha256: digest, sections: m?.sections.map((s) => s.name) ?? [], files: Number(m?.totalFiles ?? 0), excluded: (header?.excluded ?? []).map((e) => ({ path: e.path, reason: e.reason })) });
       } else {
         const out = this.context.stdout;
         out.write(`Backup created successfully\n  Path:     ${output}\n  Size:     ${bytes(written)} (${written})\n  SHA-256:  ${digest}\n`);
-        out.write(`  Included: ${m?.sections.map((s) => s.name).join(", ") || "(empty)"} (${m?.totalFiles ?? 0} files)\n`);
+        out.write(`  Included: ${m?.sections.map((s) => s.name).join(", ") || "(empty)"} (${formatCount(m?.totalFiles ?? 0, "file")})\n`);
         const excluded = header?.excluded ?? [];
         if (excluded.length > 0) {
           out.write("  Not included (keep these safe separately if you need them):\n");

@@ -3,6 +3,7 @@ import { TaskState, type Task } from "../../../gen/carapace/tasks/v1/tasks_pb.js
 import { taskStateNames } from "../../wire/tasks.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { formatTask, requireId, TaskCommand, taskJson } from "./common.js";
+import { printJsonLine } from "../output.js";
 
 const TERMINAL = new Set([TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED]);
 
@@ -36,7 +37,7 @@ export class TaskWatchCommand extends TaskCommand {
       for await (const msg of c.watchTask({ id })) {
         if (!msg.task) continue;
         last = msg.task;
-        if (this.json) this.context.stdout.write(`${JSON.stringify(taskJson(last))}\n`);
+        if (this.json) printJsonLine(this.context.stdout, { task: taskJson(last) });
         else this.context.stdout.write(watchLine(last, Date.now()));
       }
     });

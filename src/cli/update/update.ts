@@ -18,6 +18,7 @@ import { PACKAGE_ROOT } from "../../package-info.js";
 import { retryDelayMsOf } from "../../wire/error-details.js";
 import { ClientCommand } from "../base.js";
 import { messageToCliJson } from "../json.js";
+import { errorFacts } from "../json-error.js";
 import { bytes } from "../output.js";
 import { describeError, isConnectionRefused, isServerError, rpcClient } from "../rpc.js";
 import { CliFailure, CliUsageError, isLoopbackHost, parseTimeout } from "../target.js";
@@ -95,12 +96,12 @@ export class UpdateCommand extends ClientCommand {
       // with what to do about it); otherwise what went wrong reaching it.
       const fromServer = isServerError(err) && err.code !== Code.Unauthenticated;
       const message = fromServer ? err.rawMessage : describeError(err, target, timeoutMs, "update");
-      if (this.check) {
+      if (this.check && !this.json) {
         this.context.stderr.write(`Failed to check for updates: ${message}\n`);
         if (fromServer && retryDelayMsOf(err) !== undefined) this.context.stderr.write("This may be a temporary issue; retry in a moment.\n");
         return 1;
       }
-      throw new CliFailure(message);
+      throw new CliFailure(message, errorFacts(err));
     }
   }
 

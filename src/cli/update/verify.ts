@@ -1,6 +1,7 @@
 import { Command, Option } from "clipanion";
 import { CaraCommand } from "../base.js";
 import { CliFailure, CliUsageError } from "../target.js";
+import { jsonError } from "../json-error.js";
 
 export class UpdateVerifyCommand extends CaraCommand {
   static override paths = [["update", "verify"]];
@@ -73,7 +74,7 @@ export class UpdateVerifyCommand extends CaraCommand {
       }
       return 0;
     } catch (err) {
-      if (this.json) this.printJson({ verified: false, error: (err as Error).message, digest });
+      if (this.json) this.printJson(jsonError(`verification failed: ${(err as Error).message}`, { code: "failed", details: { reason: "VERIFICATION_FAILED", metadata: { digest } } }));
       else this.context.stderr.write(`Verification failed: ${(err as Error).message}\n`);
       return 1;
     }
