@@ -197,7 +197,10 @@ test("cara schedule: bad input gets the server's error naming the field (exit 1)
 
   for (const verb of ["get", "pause", "resume", "delete", "run"]) {
     const res = await cli(s, ["schedule", verb, "no-such-schedule", "--json"]);
-    assert.deepEqual([res.code, res.stdout, res.stderr], [1, "", "Error: no schedule 'no-such-schedule' (see cara schedule list)\n"], verb);
+    // With --json the failure is the error document on stdout, with the same exit code.
+    assert.deepEqual([res.code, JSON.parse(res.stdout), res.stderr], [1, { error: { code: "not_found", message: "no schedule 'no-such-schedule' (see cara schedule list)", details: { reason: "SCHEDULE_NOT_FOUND" } } }, ""], verb);
+    const human = await cli(s, ["schedule", verb, "no-such-schedule"]);
+    assert.deepEqual([human.code, human.stdout, human.stderr], [1, "", "Error: no schedule 'no-such-schedule' (see cara schedule list)\n"], verb);
   }
   assert.deepEqual(JSON.parse((await cli(s, ["schedule", "list", "--json"])).stdout).schedules.map((x: { name: string }) => x.name), ["ok"]);
   await s.stop();
