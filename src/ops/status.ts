@@ -27,20 +27,13 @@ export interface Diagnostics {
 export type StatusSections = Record<string, unknown>;
 export type SectionProvider = () => Promise<unknown> | unknown;
 
-export interface ServerStatus {
-  version: string;
-  startedAt: Date;
+/** What GetStatus reports: the identity (without the monotonic start), the process, the checks. */
+export interface ServerStatus extends Omit<ServerIdentity, "startedMonotonicMs"> {
   uptimeSeconds: number;
   pid: number;
   nodeVersion: string;
   platform: string;
   arch: string;
-  bind: string;
-  port: number;
-  tls: boolean;
-  stateDir: string;
-  tokenSource: "env" | "file";
-  secretSource: "env" | "generated";
   overall: "healthy" | "degraded" | "failing";
   checks: CheckResult[];
   diagnostics: Diagnostics;

@@ -1,5 +1,6 @@
 // Task payloads in the reference's JSON shape ({"kind":"systemEvent","text":"..."}), as the CLI's
 // --payload takes them, checked before they are sent so mistakes show next to the editor.
+import { payloadText } from "../wire/payload-text.js";
 import { fromJson, toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { TaskPayloadSchema, type TaskPayload } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 
@@ -48,22 +49,8 @@ export function payloadJson(p: TaskPayload | undefined): JsonObject {
   return { kind: p.kind.case, ...(typeof inner === "object" && inner !== null && !Array.isArray(inner) ? inner : {}) };
 }
 
-/** One line about what a task does. */
-export function payloadSummary(p: TaskPayload | undefined): string {
-  const k = p?.kind;
-  switch (k?.case) {
-    case "systemEvent":
-      return `systemEvent: ${k.value.text}`;
-    case "agentTurn":
-      return `agentTurn: ${k.value.message}`;
-    case "backup":
-      return `backup (keep ${k.value.keep})`;
-    case "updateCheck":
-      return `updateCheck${k.value.channel ? ` (${k.value.channel})` : ""}`;
-    default:
-      return "unknown payload kind";
-  }
-}
+/** One line about what a task does (the CLI's words). */
+export const payloadSummary = payloadText;
 
 /** Policy fields with the server's bounds and wording. */
 export const POLICY_FIELDS = [

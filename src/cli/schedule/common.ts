@@ -7,7 +7,8 @@ import { taskStateNames } from "../../wire/tasks.js";
 import { ClientCommand } from "../base.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { CliFailure, CliUsageError, parseTimeout } from "../target.js";
-import { payloadJson, payloadText } from "../task/common.js";
+import { payloadText } from "../../wire/payload-text.js";
+import { payloadJson } from "../task/common.js";
 
 /** A payload for the examples in --help: the nightly backup that keeps seven archives. */
 export const BACKUP_PAYLOAD = `'{"kind":"backup","keep":7}'`;

@@ -9,6 +9,7 @@ import {
   type TaskPayload,
   type TaskPolicyOverrides,
 } from "../../../gen/carapace/tasks/v1/tasks_pb.js";
+import { payloadText } from "../../wire/payload-text.js";
 import { blockedReasonNames, taskStateNames } from "../../wire/tasks.js";
 import { ClientCommand } from "../base.js";
 import { stripTerminalUnsafe, type Painter } from "../terminal.js";
@@ -105,22 +106,6 @@ export function payloadSummary(t: Task): string {
   return payloadText(t.payload);
 }
 
-/** A payload in a few words: `backup (keep 7)`, `systemEvent "hi"`. */
-export function payloadText(p: TaskPayload | undefined): string {
-  const k = p?.kind;
-  switch (k?.case) {
-    case "systemEvent":
-      return `systemEvent ${JSON.stringify(k.value.text)}`;
-    case "agentTurn":
-      return `agentTurn ${JSON.stringify(k.value.message)}${k.value.model ? ` (model ${k.value.model})` : ""}`;
-    case "backup":
-      return `backup (keep ${k.value.keep})`;
-    case "updateCheck":
-      return `updateCheck${k.value.channel ? ` (${k.value.channel})` : ""}`;
-    default:
-      return "unknown payload kind";
-  }
-}
 
 /** Human summary of one task. */
 export function formatTask(t: Task, p: Painter): string {

@@ -45,16 +45,18 @@ function trustedRootLine(s: GetUpdateStatusResponse): string {
 export function formatStatus(s: GetUpdateStatusResponse): string {
   const lines: string[] = [];
   lines.push(`Running version:   v${s.currentVersion}`);
-  if (s.managed) {
-    lines.push(`Install:           ${s.installDir} (managed)`);
-    lines.push(`Installed:         ${s.installedVersions.map((v) => `v${v}`).join(", ") || "(none)"}`);
-    if (s.previousVersion) lines.push(`Previous version:  v${s.previousVersion}`);
-  } else {
-    lines.push(`Install:           not managed: ${s.unmanagedReason ?? ""}`);
-  }
+  lines.push(...installLines(s));
   lines.push(`Trusted root:      ${trustedRootLine(s)}`);
   lines.push(...transactionLines(s));
   return `${lines.join("\n")}\n`;
+}
+
+/** Where cara is installed and which versions are there. */
+function installLines(s: GetUpdateStatusResponse): string[] {
+  if (!s.managed) return [`Install:           not managed: ${s.unmanagedReason ?? ""}`];
+  const lines = [`Install:           ${s.installDir} (managed)`, `Installed:         ${s.installedVersions.map((v) => `v${v}`).join(", ") || "(none)"}`];
+  if (s.previousVersion) lines.push(`Previous version:  v${s.previousVersion}`);
+  return lines;
 }
 
 /** The transaction and rollback marker lines (also shown when the server is down). */
@@ -90,14 +92,7 @@ function transactionLines(s: GetUpdateStatusResponse): string[] {
  * directory say (the running version and the trusted root are the server's to report).
  */
 export function formatLocalStatus(s: GetUpdateStatusResponse, updatesDir: string): string {
-  const lines: string[] = [`Server:            not running (read ${updatesDir} here)`];
-  if (s.managed) {
-    lines.push(`Install:           ${s.installDir} (managed)`);
-    lines.push(`Installed:         ${s.installedVersions.map((v) => `v${v}`).join(", ") || "(none)"}`);
-    if (s.previousVersion) lines.push(`Previous version:  v${s.previousVersion}`);
-  } else {
-    lines.push(`Install:           not managed: ${s.unmanagedReason ?? ""}`);
-  }
+  const lines: string[] = [`Server:            not running (read ${updatesDir} here)`, ...installLines(s)];
   lines.push(...transactionLines(s));
   return `${lines.join("\n")}\n`;
 }
