@@ -1,5 +1,5 @@
 import { createReadStream } from "node:fs";
-import { createInterface } from "node:readline/promises";
+import { createInterface } from "node:readline";
 import { Command, Option } from "clipanion";
 import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { checkArchiveFile, parseSections, signatureNote, uploadParts } from "./backup/common.js";
@@ -60,8 +60,14 @@ export class RestoreCommand extends ClientCommand {
       // A person at a terminal: show what would change, then ask.
       const preview = await restore({ ...options, dryRun: true });
       this.context.stderr.write(restoreText(preview));
-      const rl = createInterface({ input: this.context.stdin, output: this.context.stderr });
-      const answer = await rl.question(`Restore ${given} into ${this.offline ? this.resolveStateDir(this.stateDir) : "the running server's state"}? [y/N] `).catch(() => "");
+      const question = `Restore ${given} into ${this.offline ? this.resolveStateDir(this.stateDir) : "the running server's state"}? [y/N] `;
+      // The terminal itself echoes and edits the line; input that ends without one answers no.
+      const rl = createInterface({ input: this.context.stdin, output: this.context.stderr, terminal: false });
+      const answer = await new Promise<string>((resolve) => {
+        rl.once("line", resolve);
+        rl.once("close", () => resolve(""));
+        this.context.stderr.write(question);
+      });
       rl.close();
       if (!/^y(es)?$/i.test(answer.trim())) {
         this.context.stderr.write("Not restoring: nothing was changed.\n");
