@@ -303,13 +303,14 @@ export class BackupManager {
       const sections = (wanted ?? inArchive).filter((s) => inArchive.includes(s));
       const diffs = await this.diff(sections, read);
       const keptFiles = sections.includes("tasks") ? await this.corruptCopies(staging) : [];
+      const tasks = sections.includes("tasks") ? await taskChanges(join(this.o.stateDir, SECTIONS.tasks.statePath), join(staging, SECTIONS.tasks.archivePath)) : undefined;
       const outcome: RestoreOutcome = {
         dryRun: options.dryRun,
         manifest,
         foreign: read.foreign,
         ...(read.signedBy ? { signedBy: read.signedBy } : {}),
         diffs,
-        ...(sections.includes("tasks") ? { tasks: await taskChanges(join(this.o.stateDir, SECTIONS.tasks.statePath), join(staging, SECTIONS.tasks.archivePath)) } : {}),
+        ...(tasks ? { tasks } : {}),
         ...(sections.includes("config") ? { config: await configChanges(join(this.o.stateDir, SECTIONS.config.statePath), join(staging, SECTIONS.config.archivePath)) } : {}),
         keptFiles,
         restoredSections: [],

@@ -45,17 +45,19 @@ function limited<T extends string>(list: T[]): T[] {
   return list.sort().slice(0, SUMMARY_LIST_LIMIT);
 }
 
-/** Tasks the restore adds, removes and changes: `current` is the live tasks dir, `incoming` the staged one. */
-export async function taskChanges(current: string, incoming: string): Promise<TaskChanges> {
+/**
+ * Tasks the restore adds, removes and changes: `current` is the live tasks dir, `incoming` the
+ * staged one. Undefined when the staged queue does not load (the restore's load check refuses it
+ * and says why).
+ */
+export async function taskChanges(current: string, incoming: string): Promise<TaskChanges | undefined> {
   let currentUnreadable = false;
   const before = await TaskStore.readRecords(current).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== "ENOENT") currentUnreadable = true;
     return [] as TaskRecord[];
   });
-  const after = await TaskStore.readRecords(incoming).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "ENOENT") return [] as TaskRecord[];
-    throw err;
-  });
+  const after = await TaskStore.readRecords(incoming).catch(() => undefined);
+  if (!after) return undefined;
   const old = new Map(before.map((t) => [t.id, stable(t)]));
   const added: string[] = [];
   const changed: string[] = [];

@@ -5,6 +5,7 @@ import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { checkArchiveFile, parseSections, signatureNote, uploadParts } from "./backup/common.js";
 import { ClientCommand } from "./base.js";
 import { describeError, isConnectionRefused, rpcClient } from "./rpc.js";
+import { isTerminal, progress } from "./progress.js";
 import { restoreJson, restoreText, type FileDiffView, type RestoreView } from "./restore-report.js";
 import { CliFailure, CliUsageError } from "./target.js";
 
@@ -89,7 +90,9 @@ export class RestoreCommand extends ClientCommand {
     const target = await this.target();
     const answerMs = this.timeoutMs(30_000);
     const client = await rpcClient(BackupService, target, 0, { http2: true, answerMs });
-    const res = await client.restoreBackup(uploadParts(o, file)).catch((err: unknown) => {
+    const shown = progress(this.context.stderr, { label: "Uploading", enabled: isTerminal(this.context.stderr) && !this.json });
+    const res = await client.restoreBackup(uploadParts(o, file, shown)).catch((err: unknown) => {
+      shown.clear();
       const why = describeError(err, target, answerMs, "restore");
       if (!isConnectionRefused(err)) throw new CliFailure(why);
       // No server: the offline path does the same restore here, under the state dir's lock.
