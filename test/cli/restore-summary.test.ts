@@ -10,6 +10,8 @@ import { SECRET } from "../backup/fixtures.js";
 // restore keeps copies of corrupt files, and on a terminal it asks before changing anything.
 
 const env = { CARAPACE_SERVER_SECRET: SECRET };
+/** The upload's progress on a terminal: redrawn in place, then one summary line. */
+const UPLOAD = "(?:\\r\\x1b\\[2KUploading \\d+ B / \\d+ B \\(\\d+%\\) [\\d.]+ (?:B|KiB|MiB|GiB)/s)+\\r\\x1b\\[2KUploaded \\d+ B in \\d+\\.\\d s\\n";
 const cli = (s: CaraEndpoint, args: string[], options: CliOptions = {}) => runCli([...args, "--port", String(s.port), "--state-dir", s.stateDir], { env, ...options });
 
 async function createTask(s: CaraEndpoint, text: string): Promise<string> {
@@ -110,7 +112,7 @@ test("on a terminal restore shows the dry run and asks; --yes skips the question
   const no = await cli(s, ["restore", "--path", archive], { ttyInput: true, stdin: "n\n" });
   assert.equal(no.code, 1);
   assert.equal(no.stdout, "");
-  assert.match(no.stderr, /^Dry run: nothing was changed\. The restore would do this:\n {2}config: 0 keys added, 2 removed, 1 reverted/);
+  assert.match(no.stderr, new RegExp(`^${UPLOAD}Dry run: nothing was changed\\. The restore would do this:\\n {2}config: 0 keys added, 2 removed, 1 reverted`));
   assert.ok(no.stderr.endsWith(`    by state: queued 2 → 2, cancelled 1 → 0\nRestore ${archive} into the running server's state? [y/N] Not restoring: nothing was changed.\n`), no.stderr);
   const ended = await cli(s, ["restore", archive], { ttyInput: true });
   assert.equal(ended.code, 1, "input that ends answers no");
@@ -124,13 +126,14 @@ test("on a terminal restore shows the dry run and asks; --yes skips the question
   const yes = await cli(s, ["restore", "--path", archive], { ttyInput: true, stdin: "y\n" });
   assert.equal(yes.code, 0, yes.stderr);
   assert.match(yes.stdout, /^Restore completed successfully\n/);
-  assert.match(yes.stderr, /\? \[y\/N\] $/);
+  assert.match(yes.stderr, new RegExp(`\\? \\[y/N\\] ${UPLOAD}$`), "the restore's upload ends with its summary line");
   assert.ok(!(await listTasks(s)).some((t: string) => t.startsWith(c)), "c is gone");
   assert.ok((await listTasks(s)).includes(`${b} TASK_STATE_QUEUED`));
 
   // --yes on a terminal: no question.
   const quiet = await cli(s, ["restore", archive, "--yes"], { ttyInput: true });
   assert.equal(quiet.code, 0, quiet.stderr);
-  assert.equal(quiet.stderr, "");
+  assert.match(quiet.stderr, new RegExp(`^${UPLOAD}$`), "no question, only the upload's progress");
+  assert.match(quiet.stdout, /^Restore completed successfully\n/);
   await s.stop();
 });
