@@ -6,6 +6,7 @@ import { checkArchiveFile, parseSections, signatureNote, uploadParts } from "./b
 import { ClientCommand } from "./base.js";
 import { describeError, isConnectionRefused, rpcClient } from "./rpc.js";
 import { isTerminal, progress } from "./progress.js";
+import { stripTerminalUnsafe } from "./terminal.js";
 import { restoreJson, restoreText, type FileDiffView, type RestoreView } from "./restore-report.js";
 import { CliFailure, CliUsageError } from "./target.js";
 
@@ -38,7 +39,7 @@ export class RestoreCommand extends ClientCommand {
   });
   file = Option.String({ name: "file", required: false });
   pathFlag = Option.String("--path", { description: "The backup file (same as the positional argument)" });
-  dryRun = Option.Boolean("--dry-run", false, { description: "Show per section what would be added, changed and removed; change nothing" });
+  dryRun = Option.Boolean("--dry-run", false, { description: "Show the tasks (by id and state), config keys and files the restore would add, change and remove; change nothing" });
   sections = Option.String("--sections", { description: "Only these sections" });
   force = Option.Boolean("--force", false, { description: "Allow overwriting and removing existing files (no question asked)" });
   yes = Option.Boolean("--yes", false, { description: "Same as --force" });
@@ -61,7 +62,7 @@ export class RestoreCommand extends ClientCommand {
       // A person at a terminal: show what would change, then ask.
       const preview = await restore({ ...options, dryRun: true });
       this.context.stderr.write(restoreText(preview));
-      const question = `Restore ${given} into ${this.offline ? this.resolveStateDir(this.stateDir) : "the running server's state"}? [y/N] `;
+      const question = `Restore ${stripTerminalUnsafe(given)} into ${this.offline ? this.resolveStateDir(this.stateDir) : "the running server's state"}? [y/N] `;
       // The terminal itself echoes and edits the line; input that ends without one answers no.
       const rl = createInterface({ input: this.context.stdin, output: this.context.stderr, terminal: false });
       const answer = await new Promise<string>((resolve) => {
@@ -79,7 +80,8 @@ export class RestoreCommand extends ClientCommand {
     const views = await restore(options).catch((err: unknown) => {
       // Without a terminal there is no one to ask: say so next to the server's reason.
       if (err instanceof CliFailure && !force && err.message.includes("pass --force")) {
-        throw new CliFailure(`${err.message}. There is no terminal to ask for confirmation, so pass --force (or --yes) to restore.`);
+        const why = tty ? "With --json nothing is asked" : "There is no terminal to ask for confirmation";
+        throw new CliFailure(`${err.message}. ${why}, so pass --force (or --yes) to restore.`);
       }
       throw err;
     });

@@ -122,6 +122,10 @@ test("on a terminal restore shows the dry run and asks; --yes skips the question
   assert.equal(piped.code, 1);
   assert.match(piped.stderr, /restore would overwrite or remove \d+ existing files? in config, tasks; review with --dry-run, then pass --force \(a pre-restore backup is taken first\)\. There is no terminal to ask for confirmation, so pass --force \(or --yes\) to restore\.\n$/);
   assert.deepEqual(await listTasks(s), before);
+  const json = await cli(s, ["restore", archive, "--json"], { ttyInput: true });
+  assert.equal(json.code, 1);
+  assert.match(json.stdout, /With --json nothing is asked, so pass --force \(or --yes\) to restore\."/);
+  assert.deepEqual(await listTasks(s), before);
 
   const yes = await cli(s, ["restore", "--path", archive], { ttyInput: true, stdin: "y\n" });
   assert.equal(yes.code, 0, yes.stderr);
