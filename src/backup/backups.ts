@@ -9,6 +9,7 @@ import { fsyncDir } from "../state/durable.js";
 import { readBackupArchive, refusalMessage, writeBackupArchive, type Problem, type ReadBackupResult } from "./archive.js";
 import { manifestKey, type Manifest, type VerificationKey } from "./manifest.js";
 import { listStateFiles, SECTIONS, checkSectionNames, type Exclusion, type SectionName, type StateFile, type StateListing } from "./sections.js";
+import { configChanges, isCorruptCopy, taskChanges, type ConfigChanges, type TaskChanges } from "./restore-summary.js";
 import { finishSwap, recoverInterruptedSwap, rollBackSwap, swapIntoPlace, type SwapMarker } from "./swap.js";
 
 /** What the running server lets a backup or restore pause: the stores that write into the state dir. */
@@ -58,6 +59,12 @@ export interface RestoreOutcome {
   /** The key that verified the manifest (absent when foreign). */
   signedBy?: { keyId: string; previous: boolean };
   diffs: SectionDiff[];
+  /** Tasks by id and per state (when the tasks section is restored). */
+  tasks?: TaskChanges;
+  /** Config key paths (when the config section is restored); never values. */
+  config?: ConfigChanges;
+  /** Copies of corrupt files in the live tasks dir that the restore keeps (`tasks/queue.json.corrupt.<ms>`). */
+  keptFiles: string[];
   restoredSections: SectionName[];
   preRestoreBackupPath?: string;
 }
@@ -295,7 +302,19 @@ export class BackupManager {
       }
       const sections = (wanted ?? inArchive).filter((s) => inArchive.includes(s));
       const diffs = await this.diff(sections, read);
-      const outcome: RestoreOutcome = { dryRun: options.dryRun, manifest, foreign: read.foreign, ...(read.signedBy ? { signedBy: read.signedBy } : {}), diffs, restoredSections: [] };
+      const keptFiles = sections.includes("tasks") ? await this.corruptCopies(staging) : [];
+      const tasks = sections.includes("tasks") ? await taskChanges(join(this.o.stateDir, SECTIONS.tasks.statePath), join(staging, SECTIONS.tasks.archivePath)) : undefined;
+      const outcome: RestoreOutcome = {
+        dryRun: options.dryRun,
+        manifest,
+        foreign: read.foreign,
+        ...(read.signedBy ? { signedBy: read.signedBy } : {}),
+        diffs,
+        ...(tasks ? { tasks } : {}),
+        ...(sections.includes("config") ? { config: await configChanges(join(this.o.stateDir, SECTIONS.config.statePath), join(staging, SECTIONS.config.archivePath)) } : {}),
+        keptFiles,
+        restoredSections: [],
+      };
       if (options.dryRun) return outcome;
       const overwrites = diffs.reduce((a, d) => a + d.changed.length + d.removed.length, 0);
       if (overwrites > 0 && !options.force) {
@@ -314,6 +333,9 @@ export class BackupManager {
           if (spec.kind === "dir") await mkdir(join(ready, spec.statePath), { mode: 0o700 });
         }
       }
+      // Copies of corrupt files were promised to stay (the store's error names them): they move
+      // into the restored tasks dir instead of being swapped out.
+      for (const rel of keptFiles) await copyFile(join(this.o.stateDir, rel), join(ready, rel), constants.COPYFILE_EXCL);
       const entries = sections.map((s) => SECTIONS[s].statePath);
       // Prove the restored state loads before anything live changes: an archive whose hashes
       // match can still hold a queue or config this version cannot load.
@@ -371,10 +393,18 @@ export class BackupManager {
         else if (had !== hash) d.changed.push(path);
         else d.unchanged++;
       }
-      for (const path of current.keys()) if (!incoming.has(path)) d.removed.push(path);
+      for (const path of current.keys()) if (!incoming.has(path) && !(s === "tasks" && isCorruptCopy(path))) d.removed.push(path);
       out.push(d);
     }
     return out;
+  }
+
+  /** Corrupt-file copies in the live tasks dir that the staged tasks section does not hold (state-dir relative). */
+  private async corruptCopies(staging: string): Promise<string[]> {
+    const dir = SECTIONS.tasks.statePath;
+    const live = await readdir(join(this.o.stateDir, dir)).catch(() => [] as string[]);
+    const staged = new Set(await readdir(join(staging, SECTIONS.tasks.archivePath)).catch(() => [] as string[]));
+    return live.filter((n) => isCorruptCopy(n) && !staged.has(n)).sort().map((n) => `${dir}/${n}`);
   }
 
   /**

@@ -124,6 +124,9 @@ function restoreAnswer(res: RestoreOutcome) {
       truncated: d.added.length > 1000 || d.changed.length > 1000 || d.removed.length > 1000,
     })),
     restoredSections: res.restoredSections,
+    ...(res.tasks ? { tasks: res.tasks } : {}),
+    ...(res.config ? { config: res.config } : {}),
+    keptFiles: res.keptFiles,
     ...(res.preRestoreBackupPath ? { preRestoreBackupPath: res.preRestoreBackupPath } : {}),
   };
 }

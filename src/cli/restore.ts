@@ -1,19 +1,16 @@
 import { createReadStream } from "node:fs";
+import { createInterface } from "node:readline";
 import { Command, Option } from "clipanion";
 import { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { checkArchiveFile, parseSections, signatureNote, uploadParts } from "./backup/common.js";
 import { ClientCommand } from "./base.js";
 import { describeError, isConnectionRefused, rpcClient } from "./rpc.js";
+import { isTerminal, progress } from "./progress.js";
 import { stripTerminalUnsafe } from "./terminal.js";
+import { restoreJson, restoreText, type FileDiffView, type RestoreView } from "./restore-report.js";
 import { CliFailure, CliUsageError } from "./target.js";
 
-interface DiffView {
-  section: string;
-  added: string[];
-  changed: string[];
-  removed: string[];
-  counts: [number, number, number, number];
-}
+type RestoreOptions = { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean };
 
 export class RestoreCommand extends ClientCommand {
   static override paths = [["restore"]];
@@ -27,7 +24,10 @@ export class RestoreCommand extends ClientCommand {
       atomically and resumes. Each restored section becomes exactly what the backup holds; sections not in the
       backup are left alone. A failure at any point leaves the previous state.
 
-      Overwriting or removing existing files needs --force; use --dry-run first to see what would change.
+      The dry run lists the tasks (by id, and how many per state) and the config keys the restore would add, remove
+      and change (never config values). On a terminal, a restore without --force shows that summary and asks before
+      it changes anything; elsewhere, overwriting or removing existing files needs --force (or --yes).
+      Copies the task store kept of corrupt files (tasks/*.corrupt.*) stay in place.
       When the server cannot start (e.g. a corrupt queue.json), use --offline (with the server stopped).
     `,
     examples: [
@@ -39,9 +39,10 @@ export class RestoreCommand extends ClientCommand {
   });
   file = Option.String({ name: "file", required: false });
   pathFlag = Option.String("--path", { description: "The backup file (same as the positional argument)" });
-  dryRun = Option.Boolean("--dry-run", false, { description: "Show per section what would be added, changed and removed; change nothing" });
+  dryRun = Option.Boolean("--dry-run", false, { description: "Show the tasks (by id and state), config keys and files the restore would add, change and remove; change nothing" });
   sections = Option.String("--sections", { description: "Only these sections" });
-  force = Option.Boolean("--force", false, { description: "Allow overwriting and removing existing files" });
+  force = Option.Boolean("--force", false, { description: "Allow overwriting and removing existing files (no question asked)" });
+  yes = Option.Boolean("--yes", false, { description: "Same as --force" });
   allowForeign = Option.Boolean("--allow-foreign", false, { description: "Accept a backup made by another deployment (its HMAC does not match)" });
   offline = Option.Boolean("--offline", false, { description: "Restore directly into --state-dir with no server running" });
   secretFile = Option.String("--secret-file", { description: "With --offline: also accept a backup signed with the server secret in this file (e.g. the old deployment's)" });
@@ -53,16 +54,47 @@ export class RestoreCommand extends ClientCommand {
     if (this.pathFlag && this.file && this.pathFlag !== this.file) throw new CliUsageError("pass the backup once: as an argument or with --path, not both");
     if (this.secretFile !== undefined && !this.offline) throw new CliUsageError("--secret-file needs --offline: a running server verifies with its own current and previous secrets");
     const file = await checkArchiveFile(given, this.context.cwd);
-    const options = { dryRun: this.dryRun, sections: parseSections(this.sections), force: this.force, allowForeign: this.allowForeign };
-    const views = this.offline ? await this.restoreOffline(file, options) : await this.restoreOnline(file, options);
+    const force = this.force || this.yes;
+    const options: RestoreOptions = { dryRun: this.dryRun, sections: parseSections(this.sections), force, allowForeign: this.allowForeign };
+    const restore = (o: RestoreOptions) => (this.offline ? this.restoreOffline(file, o) : this.restoreOnline(file, o));
+    const tty = (this.context.stdin as { isTTY?: boolean }).isTTY === true && (this.context.stderr as { isTTY?: boolean }).isTTY === true;
+    if (tty && !force && !this.dryRun && !this.json) {
+      // A person at a terminal: show what would change, then ask.
+      const preview = await restore({ ...options, dryRun: true });
+      this.context.stderr.write(restoreText(preview));
+      const question = `Restore ${stripTerminalUnsafe(given)} into ${this.offline ? this.resolveStateDir(this.stateDir) : "the running server's state"}? [y/N] `;
+      // The terminal itself echoes and edits the line; input that ends without one answers no.
+      const rl = createInterface({ input: this.context.stdin, output: this.context.stderr, terminal: false });
+      const answer = await new Promise<string>((resolve) => {
+        rl.once("line", resolve);
+        rl.once("close", () => resolve(""));
+        this.context.stderr.write(question);
+      });
+      rl.close();
+      if (!/^y(es)?$/i.test(answer.trim())) {
+        this.context.stderr.write("Not restoring: nothing was changed.\n");
+        return 1;
+      }
+      return this.report(await restore({ ...options, force: true }));
+    }
+    const views = await restore(options).catch((err: unknown) => {
+      // Without a terminal there is no one to ask: say so next to the server's reason.
+      if (err instanceof CliFailure && !force && err.message.includes("pass --force")) {
+        const why = tty ? "With --json nothing is asked" : "There is no terminal to ask for confirmation";
+        throw new CliFailure(`${err.message}. ${why}, so pass --force (or --yes) to restore.`);
+      }
+      throw err;
+    });
     return this.report(views);
   }
 
-  private async restoreOnline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
+  private async restoreOnline(file: string, o: RestoreOptions): Promise<RestoreView> {
     const target = await this.target();
     const answerMs = this.timeoutMs(30_000);
     const client = await rpcClient(BackupService, target, 0, { http2: true, answerMs });
-    const res = await client.restoreBackup(uploadParts(o, file)).catch((err: unknown) => {
+    const shown = progress(this.context.stderr, { label: "Uploading", enabled: isTerminal(this.context.stderr) && !this.json });
+    const res = await client.restoreBackup(uploadParts(o, file, shown)).catch((err: unknown) => {
+      shown.clear();
       const why = describeError(err, target, answerMs, "restore");
       if (!isConnectionRefused(err)) throw new CliFailure(why);
       // No server: the offline path does the same restore here, under the state dir's lock.
@@ -74,12 +106,15 @@ export class RestoreCommand extends ClientCommand {
       dryRun: res.dryRun,
       restored: res.restoredSections,
       pre: res.preRestoreBackupPath,
-      diffs: res.diffs.map((d): DiffView => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, counts: [d.addedCount, d.changedCount, d.removedCount, d.unchangedCount] })),
+      diffs: res.diffs.map((d): FileDiffView => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, counts: [d.addedCount, d.changedCount, d.removedCount, d.unchangedCount] })),
+      tasks: res.tasks,
+      config: res.config,
+      kept: res.keptFiles,
     };
   }
 
   /** The offline recovery path: the same verified, atomic restore, run here under the state lock. */
-  private async restoreOffline(file: string, o: { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean }) {
+  private async restoreOffline(file: string, o: RestoreOptions): Promise<RestoreView> {
     const { statePaths } = await import("../state/paths.js");
     const { acquireStateLock, LockHeldError } = await import("../state/lock.js");
     const { BackupManager, BackupPreconditionError, BackupRefusedError } = await import("../backup/backups.js");
@@ -121,30 +156,19 @@ export class RestoreCommand extends ClientCommand {
         dryRun: res.dryRun,
         restored: res.restoredSections,
         pre: res.preRestoreBackupPath,
-        diffs: res.diffs.map((d): DiffView => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, counts: [d.added.length, d.changed.length, d.removed.length, d.unchanged] })),
+        diffs: res.diffs.map((d): FileDiffView => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, counts: [d.added.length, d.changed.length, d.removed.length, d.unchanged] })),
+        tasks: res.tasks,
+        config: res.config,
+        kept: res.keptFiles,
       };
     } finally {
       await lock.release();
     }
   }
 
-  private report(v: { notes: string[]; dryRun: boolean; restored: string[]; pre: string | undefined; diffs: DiffView[] }): number {
-    if (this.json) {
-      this.printJson({ notes: v.notes, dryRun: v.dryRun, restoredSections: v.restored, preRestoreBackupPath: v.pre ?? null, diffs: v.diffs.map((d) => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, unchanged: d.counts[3] })) });
-      return 0;
-    }
-    const out = this.context.stdout;
-    out.write(v.dryRun ? "Dry run: nothing was changed. The restore would do this:\n" : "Restore completed successfully\n");
-    for (const note of v.notes) out.write(`  Note: ${note}\n`);
-    for (const d of v.diffs) {
-      out.write(`  ${d.section}: ${d.counts[0]} added, ${d.counts[1]} changed, ${d.counts[2]} removed, ${d.counts[3]} unchanged\n`);
-      for (const [sign, list] of [["+", d.added], ["~", d.changed], ["-", d.removed]] as const) for (const p of list.slice(0, 20)) out.write(`    ${sign} ${stripTerminalUnsafe(p)}\n`);
-    }
-    if (!v.dryRun) {
-      out.write(`  Restored: ${v.restored.join(", ") || "(nothing)"}\n`);
-      if (v.pre) out.write(`  Pre-restore backup: ${v.pre} (restore it to undo)\n`);
-      if (v.restored.includes("config")) out.write("  config.json was restored: restart the server to apply it.\n");
-    }
+  private report(v: RestoreView): number {
+    if (this.json) this.printJson(restoreJson(v));
+    else this.context.stdout.write(restoreText(v));
     return 0;
   }
 }

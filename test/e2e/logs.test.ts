@@ -9,6 +9,7 @@ import { TasksService } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 import { spawn } from "node:child_process";
 import { CARA_BIN, cleanEnv, connectJson, serveCara, startCara } from "../helpers/cara.js";
 import { runCli, startCli } from "../helpers/cli.js";
+import { until } from "../helpers/wait.js";
 
 const SECRET_TEXT = "deploy with api_key=sk-proj-abcdefghijklmnopqrstuvwxyz0123 and Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlc2lnbmF0dXJl";
 
@@ -145,5 +146,36 @@ test("cara logs: human lines, --level and --json; bad flags are usage errors", a
   const followed = await follow.done;
   assert.deepEqual([followed.code, followed.stderr], [0, ""]);
   assert.equal(followed.stdout.trim().split("\n").length, 1);
+  await s.stop();
+});
+
+test("the README's `cara logs -f --grep <task-id>` follows that task's lines and no other task's", async () => {
+  const s = await serveCara();
+  const later = String(Date.now() + 3_600_000);
+  const create = async (text: string) => (await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text } }, nextRunAtMs: later }, s.token)).json.task.id as string;
+  const runNow = (id: string) => connectJson(s, "carapace.tasks.v1.TasksService/UpdateTask", { id, nextRunAtMs: String(Date.now()) }, s.token);
+  const logged = async (id: string) => (await connectJson(s, "carapace.ops.v1.OpsService/TailLogs", { limit: 100, filter: { contains: id } }, s.token)).json.entries ?? [];
+  const mine = await create("mine");
+  const other = await create("other");
+  const interrupt = new AbortController();
+  const follow = startCli(["logs", "-f", "--grep", mine, "--port", String(s.port), "--state-dir", s.stateDir], { signal: interrupt.signal });
+  // The other task runs first and its lines are in the ring before this task runs, so they would
+  // have reached the follower first had the filter let them through.
+  await runNow(other);
+  await until("the other task's attempt to be logged", async () => (await logged(other)).some((e: { message: string }) => e.message === "task attempt finished"));
+  await runNow(mine);
+  await follow.stdout.until(/task attempt finished/);
+  interrupt.abort();
+  const followed = await follow.done;
+  assert.deepEqual([followed.code, followed.stderr], [0, ""]);
+  const lines = followed.stdout.trim().split("\n");
+  assert.deepEqual(
+    lines.map((l) => / (system event|task attempt finished) /.exec(`${l} `)?.[1]),
+    ["system event", "task attempt finished"],
+  );
+  for (const line of lines) {
+    assert.ok(line.includes(mine), line);
+    assert.ok(!line.includes(other), line);
+  }
   await s.stop();
 });

@@ -117,8 +117,13 @@ describe("self-update end to end", { concurrency: false }, () => {
   });
 
   test("cara update --yes --restart applies v0.9.1 and the server comes back on it; the marker clears", async () => {
-    const r = await cli(srv, ["update", "--yes", "--restart"]);
+    // stderr is a terminal: the download draws its progress in place and ends with one summary line.
+    const r = await runCli(["update", "--yes", "--restart", "--port", String(srv.port), "--state-dir", stateDir], { ttyInput: true });
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /(?:\r\x1b\[2KDownloading [\d.]+ (?:B|KiB|MiB) \/ [\d.]+ (?:B|KiB|MiB) \(\d+%\)(?: [\d.]+ (?:B|KiB|MiB|GiB)\/s)?)+\r\x1b\[2KDownloaded [\d.]+ (?:B|KiB|MiB) in \d+\.\d s\n/);
+    assert.equal(r.stderr.match(/Downloaded /g)?.length, 1);
+    assert.doesNotMatch(r.stderr.slice(r.stderr.indexOf("Downloaded ")), /Downloading /, "no progress line after the summary");
+    assert.ok(r.stderr.endsWith("\n"));
     assert.match(r.stdout, /^Updating from v0\.9\.0 to v0\.9\.1\.\.\.\nUpdate applied successfully\.\n/);
     assert.match(r.stdout, /Sigstore bundle verification: passed\n {2}Checksum verification: passed\n/);
     assert.match(r.stdout, /Pre-update backup: .*pre-update-.*\.tar\.gz\n/);

@@ -43,6 +43,8 @@ export interface CliOptions {
   signal?: AbortSignal;
   /** stdout says it is a terminal (isTTY), as when a person runs the command. */
   tty?: boolean;
+  /** stdin and stderr say they are terminals (isTTY): prompts and progress lines are drawn. */
+  ttyInput?: boolean;
 }
 
 export interface CliProcess {
@@ -56,8 +58,13 @@ export function startCli(args: string[], options: CliOptions = {}): CliProcess {
   const stdout = new TextSink();
   const stderr = new TextSink();
   if (options.tty) Object.assign(stdout, { isTTY: true });
+  const stdin = Readable.from(options.stdin === undefined ? [] : [options.stdin]);
+  if (options.ttyInput) {
+    Object.assign(stdin, { isTTY: true });
+    Object.assign(stderr, { isTTY: true });
+  }
   const context = {
-    stdin: Readable.from(options.stdin === undefined ? [] : [options.stdin]),
+    stdin,
     stdout,
     stderr,
     env: cleanEnv(options.env),

@@ -1,6 +1,6 @@
 /** What the backup verbs share: archive files named on the command line, the upload stream, inspecting. */
 import { createReadStream } from "node:fs";
-import { lstat } from "node:fs/promises";
+import { lstat, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Option } from "clipanion";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -10,6 +10,7 @@ import type { VerificationKey } from "../../backup/manifest.js";
 import { statePaths } from "../../state/paths.js";
 import { ClientCommand } from "../base.js";
 import { bytes } from "../output.js";
+import type { Progress } from "../progress.js";
 import { describeError, isConnectionRefused, rpcClient } from "../rpc.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { CliFailure, isLoopbackHost } from "../target.js";
@@ -21,9 +22,16 @@ export function parseSections(value: string | undefined): string[] {
 }
 
 /** Streams a local file as "header, then chunks" messages. */
-export async function* uploadParts<H>(header: H, file: string): AsyncGenerator<{ part: { case: "header"; value: H } | { case: "chunk"; value: Uint8Array } }> {
+export async function* uploadParts<H>(header: H, file: string, shown?: Progress): AsyncGenerator<{ part: { case: "header"; value: H } | { case: "chunk"; value: Uint8Array } }> {
   yield { part: { case: "header", value: header } };
-  for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 })) yield { part: { case: "chunk", value: chunk as Uint8Array } };
+  const total = shown ? (await stat(file)).size : 0;
+  let sent = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 256 * 1024 })) {
+    yield { part: { case: "chunk", value: chunk as Uint8Array } };
+    sent += (chunk as Uint8Array).length;
+    shown?.update(sent, total);
+  }
+  shown?.finish((n, seconds) => `Uploaded ${bytes(n)} in ${seconds} s`);
 }
 
 /** The absolute path of an archive named on the command line (relative to `cwd`), which must be a regular file. */

@@ -8,6 +8,7 @@ import { describeDiskFull, isDiskFull } from "../../state/disk-full.js";
 import { writeFully } from "../../state/durable.js";
 import { ClientCommand } from "../base.js";
 import { bytes } from "../output.js";
+import { isTerminal, progress } from "../progress.js";
 import { errorFacts } from "../json-error.js";
 import { describeError, rpcClient } from "../rpc.js";
 import { CliFailure, parseTimeout } from "../target.js";
@@ -63,7 +64,8 @@ export class BackupCommand extends ClientCommand {
     let written = 0;
     let header: { manifest?: BackupManifestSummary; excluded: { path: string; reason: string }[] } | undefined;
     let trailer: { archiveSha256: string; archiveBytes: bigint } | undefined;
-    const tty = (this.context.stderr as { isTTY?: boolean }).isTTY === true && !this.json;
+    // The archive's compressed size is not known before the end: no total, no percentage.
+    const shown = progress(this.context.stderr, { label: "Downloading", enabled: isTerminal(this.context.stderr) && !this.json });
     try {
       try {
         for await (const msg of client.createBackup({ sections: parseSections(this.sections) }, { signal: stop.signal })) {
@@ -75,7 +77,7 @@ export class BackupCommand extends ClientCommand {
             });
             hash.update(p.value);
             written += p.value.length;
-            if (tty) this.context.stderr.write(`\r  ${bytes(written)} written…`);
+            shown.update(written);
           } else if (p.case === "trailer") trailer = p.value;
         }
       } catch (err) {
@@ -83,7 +85,6 @@ export class BackupCommand extends ClientCommand {
         if (err instanceof LocalWriteError) throw new CliFailure(describeLocalWrite(err.cause, output));
         throw new CliFailure(describeError(err, target, timeoutMs, "backup"), errorFacts(err));
       }
-      if (tty) this.context.stderr.write("\n");
       const digest = hash.digest("hex");
       if (!trailer || trailer.archiveSha256 !== digest || Number(trailer.archiveBytes) !== written) {
         throw new CliFailure("the archive received does not match what the server sent (transfer cut short?); nothing was written");
@@ -102,6 +103,7 @@ export class BackupCommand extends ClientCommand {
         });
         await unlink(tmp);
       }
+      shown.finish((n, seconds) => `Wrote ${bytes(n)} to ${output} in ${seconds} s`);
       const m = header?.manifest;
       if (this.json) {
         this.printJson({ path: output, bytes: written, sha256: digest, sections: m?.sections.map((s) => s.name) ?? [], files: Number(m?.totalFiles ?? 0), excluded: (header?.excluded ?? []).map((e) => ({ path: e.path, reason: e.reason })) });
@@ -117,6 +119,7 @@ export class BackupCommand extends ClientCommand {
       }
       return 0;
     } finally {
+      shown.clear();
       await handle.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);
       stop.dispose();

@@ -22,6 +22,7 @@ import { errorFacts } from "../json-error.js";
 import { bytes } from "../output.js";
 import { describeError, isConnectionRefused, isServerError, rpcClient } from "../rpc.js";
 import { CliFailure, CliUsageError, isLoopbackHost, parseTimeout } from "../target.js";
+import { CLEAR_LINE, progress } from "../progress.js";
 import { stripTerminalUnsafe } from "../terminal.js";
 import { failedWhile, formatLocalStatus, formatStatus, phaseName } from "./status-text.js";
 
@@ -287,23 +288,44 @@ export class UpdateCommand extends ClientCommand {
     const tty = (this.context.stderr as { isTTY?: boolean }).isTTY === true && !this.json;
     let result: UpdateResult | undefined;
     let lastLine = "";
+    // On a terminal: the download as a progress line that ends with one summary line, then each
+    // phase line drawn over the previous one.
+    const download = progress(this.context.stderr, { label: "Downloading", enabled: tty });
+    let downloading = false;
+    let phaseLine = false;
     const stop = this.interruption();
     try {
       for await (const msg of client.startUpdate({ version: to, channel: this.channel ?? "", allowDowngrade: this.allowDowngrade, restart: this.restart, yes: true }, { signal: stop.signal })) {
         if (msg.result) result = msg.result;
         if (this.json) continue;
-        const line = msg.bytesTotal > 0n && msg.phase === UpdatePhase.DOWNLOADING
+        const bytesShown = msg.bytesTotal > 0n && msg.phase === UpdatePhase.DOWNLOADING;
+        if (tty && bytesShown) {
+          if (phaseLine) this.context.stderr.write("\n");
+          phaseLine = false;
+          downloading = true;
+          download.update(Number(msg.bytesDone), Number(msg.bytesTotal));
+          continue;
+        }
+        if (tty && downloading) {
+          downloading = false;
+          download.finish((n, seconds) => `Downloaded ${bytes(n)} in ${seconds} s`);
+        }
+        const line = bytesShown
           ? `[${phaseName(msg.phase)}] ${stripTerminalUnsafe(msg.message)} ${bytes(Number(msg.bytesDone))} / ${bytes(Number(msg.bytesTotal))} (${Math.floor((Number(msg.bytesDone) * 100) / Number(msg.bytesTotal))}%)`
           : `[${phaseName(msg.phase)}] ${stripTerminalUnsafe(msg.message)}`;
-        if (tty) this.context.stderr.write(`\r\u001b[2K${line}`);
-        else if (msg.phase !== UpdatePhase.DOWNLOADING || msg.bytesTotal === 0n || line !== lastLine) {
+        if (tty) {
+          this.context.stderr.write(`${CLEAR_LINE}${line}`);
+          phaseLine = true;
+        } else if (msg.phase !== UpdatePhase.DOWNLOADING || msg.bytesTotal === 0n || line !== lastLine) {
           if (!line.includes("%)")) this.context.stderr.write(`${line}\n`);
         }
         lastLine = line;
       }
-      if (tty) this.context.stderr.write("\n");
+      download.clear();
+      if (phaseLine) this.context.stderr.write("\n");
     } catch (err) {
-      if (tty) this.context.stderr.write("\n");
+      download.clear();
+      if (phaseLine) this.context.stderr.write("\n");
       if (stop.signal.aborted && !result) {
         // The server stops the run when its client goes away and keeps the transaction resumable.
         this.context.stderr.write(

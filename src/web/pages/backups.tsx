@@ -308,7 +308,62 @@ function DiffView({ res }: { res: RestoreBackupResponse }) {
       </tbody>
     </table>
     </div>
+    {res.tasks && <TaskChanges changes={res.tasks} />}
+    {res.config && <ConfigChanges changes={res.config} />}
     </>
+  );
+}
+
+/** One list of ids or key paths with its exact count (the list holds the first 20). */
+function ChangeList({ sign, label, items, count }: { sign: string; label: string; items: string[]; count: number }) {
+  if (count === 0) return null;
+  return (
+    <li>
+      {label}: {count}
+      <ul class="paths">
+        {items.map((i) => (
+          <li key={i}>
+            {sign} {i}
+          </li>
+        ))}
+        {count > items.length && <li>… and {count - items.length} more</li>}
+      </ul>
+    </li>
+  );
+}
+
+/** The tasks a restore adds, removes and changes, by id, and how many are in each state before and after. */
+function TaskChanges({ changes: t }: { changes: NonNullable<RestoreBackupResponse["tasks"]> }) {
+  return (
+    <div class="changes" data-changes="tasks">
+      <p class="table-title">Tasks</p>
+      {t.currentUnreadable && <p class="notice">The current queue could not be read: every task of the backup counts as added.</p>}
+      <ul>
+        <ChangeList sign="+" label="Added" items={t.added} count={t.addedCount} />
+        <ChangeList sign="−" label="Removed" items={t.removed} count={t.removedCount} />
+        <ChangeList sign="~" label="Changed" items={t.changed} count={t.changedCount} />
+        <li>Unchanged: {t.unchangedCount}</li>
+      </ul>
+      {t.states.length > 0 && <p data-states>By state: {t.states.map((x) => `${x.state} ${x.before} → ${x.after}`).join(", ")}</p>}
+    </div>
+  );
+}
+
+/** The config keys a restore adds, removes and reverts (values are never sent). */
+function ConfigChanges({ changes: c }: { changes: NonNullable<RestoreBackupResponse["config"]> }) {
+  return (
+    <div class="changes" data-changes="config">
+      <p class="table-title">Config keys (values not shown)</p>
+      {c.addedCount + c.removedCount + c.changedCount === 0 ? (
+        <p>No key changes.</p>
+      ) : (
+        <ul>
+          <ChangeList sign="+" label="Added" items={c.added} count={c.addedCount} />
+          <ChangeList sign="−" label="Removed" items={c.removed} count={c.removedCount} />
+          <ChangeList sign="~" label="Reverted to the backup's value" items={c.changed} count={c.changedCount} />
+        </ul>
+      )}
+    </div>
   );
 }
 

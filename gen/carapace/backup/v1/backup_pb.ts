@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file carapace/backup/v1/backup.proto.
  */
 export const file_carapace_backup_v1_backup: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jYXJhcGFjZS9iYWNrdXAvdjEvYmFja3VwLnByb3RvEhJjYXJhcGFjZS5iYWNrdXAudjEiQAoNQmFja3VwU2VjdGlvbhIMCgRuYW1lGAEgASgJEhIKCmZpbGVfY291bnQYAiABKAQSDQoFYnl0ZXMYAyABKAQihgMKFUJhY2t1cE1hbmlmZXN0U3VtbWFyeRIWCg5mb3JtYXRfdmVyc2lvbhgBIAEoDRIUCgxjYXJhX3ZlcnNpb24YAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgEIAEoCRIzCghzZWN0aW9ucxgFIAMoCzIhLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBTZWN0aW9uEhMKC3RvdGFsX2ZpbGVzGAYgASgEEhMKC3RvdGFsX2J5dGVzGAcgASgEEg8KB2ZvcmVpZ24YCCABKAgSGwoOYXJjaGl2ZV9zaGEyNTYYCSABKAlIAIgBARIaCg1hcmNoaXZlX2J5dGVzGAogASgESAGIAQESDgoGa2V5X2lkGAsgASgJEiMKG3NpZ25lZF93aXRoX3ByZXZpb3VzX3NlY3JldBgMIAEoCEIRCg9fYXJjaGl2ZV9zaGEyNTZCEAoOX2FyY2hpdmVfYnl0ZXMiRgoKQmFja3VwRmlsZRIMCgRwYXRoGAEgASgJEgwKBHNpemUYAiABKAQSDAoEbW9kZRgDIAEoDRIOCgZzaGEyNTYYBCABKAkiJwoTQ3JlYXRlQmFja3VwUmVxdWVzdBIQCghzZWN0aW9ucxgBIAMoCSJEChNDcmVhdGVCYWNrdXBUcmFpbGVyEhYKDmFyY2hpdmVfc2hhMjU2GAEgASgJEhUKDWFyY2hpdmVfYnl0ZXMYAiABKAQiiAEKEkNyZWF0ZUJhY2t1cEhlYWRlchI7CghtYW5pZmVzdBgBIAEoCzIpLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBNYW5pZmVzdFN1bW1hcnkSNQoIZXhjbHVkZWQYAiADKAsyIy5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwRXhjbHVzaW9uIqUBChRDcmVhdGVCYWNrdXBSZXNwb25zZRI4CgZoZWFkZXIYASABKAsyJi5jYXJhcGFjZS5iYWNrdXAudjEuQ3JlYXRlQmFja3VwSGVhZGVySAASDwoFY2h1bmsYAiABKAxIABI6Cgd0cmFpbGVyGAMgASgLMicuY2FyYXBhY2UuYmFja3VwLnYxLkNyZWF0ZUJhY2t1cFRyYWlsZXJIAEIGCgRwYXJ0Ii8KD0JhY2t1cEV4Y2x1c2lvbhIMCgRwYXRoGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJWChNJbnNwZWN0QmFja3VwSGVhZGVyEhgKC2JhY2t1cF9uYW1lGAEgASgJSACIAQESFQoNaW5jbHVkZV9maWxlcxgCIAEoCEIOCgxfYmFja3VwX25hbWUiagoUSW5zcGVjdEJhY2t1cFJlcXVlc3QSOQoGaGVhZGVyGAEgASgLMicuY2FyYXBhY2UuYmFja3VwLnYxLkluc3BlY3RCYWNrdXBIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiYwoNQmFja3VwUHJvYmxlbRIzCgRraW5kGAEgASgOMiUuY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cFByb2JsZW1LaW5kEgwKBHBhdGgYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSJxChJCYWNrdXBWZXJpZmljYXRpb24SCgoCb2sYASABKAgSMwoIcHJvYmxlbXMYAiADKAsyIS5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwUHJvYmxlbRIaChJwcm9ibGVtc190cnVuY2F0ZWQYAyABKAgiwQEKFUluc3BlY3RCYWNrdXBSZXNwb25zZRI7CghtYW5pZmVzdBgBIAEoCzIpLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBNYW5pZmVzdFN1bW1hcnkSPAoMdmVyaWZpY2F0aW9uGAIgASgLMiYuY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cFZlcmlmaWNhdGlvbhItCgVmaWxlcxgDIAMoCzIeLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBGaWxlIogBChNSZXN0b3JlQmFja3VwSGVhZGVyEg8KB2RyeV9ydW4YASABKAgSEAoIc2VjdGlvbnMYAiADKAkSDQoFZm9yY2UYAyABKAgSFQoNYWxsb3dfZm9yZWlnbhgEIAEoCBIYCgtiYWNrdXBfbmFtZRgFIAEoCUgAiAEBQg4KDF9iYWNrdXBfbmFtZSJqChRSZXN0b3JlQmFja3VwUmVxdWVzdBI5CgZoZWFkZXIYASABKAsyJy5jYXJhcGFjZS5iYWNrdXAudjEuUmVzdG9yZUJhY2t1cEhlYWRlckgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCK+AQoLU2VjdGlvbkRpZmYSDwoHc2VjdGlvbhgBIAEoCRITCgthZGRlZF9jb3VudBgCIAEoDRIVCg1jaGFuZ2VkX2NvdW50GAMgASgNEhUKDXJlbW92ZWRfY291bnQYBCABKA0SFwoPdW5jaGFuZ2VkX2NvdW50GAUgASgNEg0KBWFkZGVkGAYgAygJEg8KB2NoYW5nZWQYByADKAkSDwoHcmVtb3ZlZBgIIAMoCRIRCgl0cnVuY2F0ZWQYCSABKAgi8gEKFVJlc3RvcmVCYWNrdXBSZXNwb25zZRIPCgdkcnlfcnVuGAEgASgIEjsKCG1hbmlmZXN0GAIgASgLMikuY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cE1hbmlmZXN0U3VtbWFyeRIuCgVkaWZmcxgDIAMoCzIfLmNhcmFwYWNlLmJhY2t1cC52MS5TZWN0aW9uRGlmZhIZChFyZXN0b3JlZF9zZWN0aW9ucxgEIAMoCRIkChdwcmVfcmVzdG9yZV9iYWNrdXBfcGF0aBgFIAEoCUgAiAEBQhoKGF9wcmVfcmVzdG9yZV9iYWNrdXBfcGF0aCIUChJMaXN0QmFja3Vwc1JlcXVlc3Qi+QEKC0JhY2t1cEVudHJ5EgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgEEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKBnNoYTI1NhgFIAEoCUgAiAEBEhAKCHNlY3Rpb25zGAYgAygJEhkKDGNhcmFfdmVyc2lvbhgHIAEoCUgBiAEBEg4KBm9yaWdpbhgIIAEoCRISCgVlcnJvchgJIAEoCUgCiAEBQgkKB19zaGEyNTZCDwoNX2NhcmFfdmVyc2lvbkIICgZfZXJyb3IiWgoTTGlzdEJhY2t1cHNSZXNwb25zZRIwCgdiYWNrdXBzGAEgAygLMh8uY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cEVudHJ5EhEKCWRpcmVjdG9yeRgCIAEoCSJIChpJbnNwZWN0U3RvcmVkQmFja3VwUmVxdWVzdBITCgtiYWNrdXBfbmFtZRgBIAEoCRIVCg1pbmNsdWRlX2ZpbGVzGAIgASgIIlgKG0luc3BlY3RTdG9yZWRCYWNrdXBSZXNwb25zZRI5CgZyZXN1bHQYASABKAsyKS5jYXJhcGFjZS5iYWNrdXAudjEuSW5zcGVjdEJhY2t1cFJlc3BvbnNlInoKGlJlc3RvcmVTdG9yZWRCYWNrdXBSZXF1ZXN0EhMKC2JhY2t1cF9uYW1lGAEgASgJEg8KB2RyeV9ydW4YAiABKAgSEAoIc2VjdGlvbnMYAyADKAkSDQoFZm9yY2UYBCABKAgSFQoNYWxsb3dfZm9yZWlnbhgFIAEoCCJYChtSZXN0b3JlU3RvcmVkQmFja3VwUmVzcG9uc2USOQoGcmVzdWx0GAEgASgLMikuY2FyYXBhY2UuYmFja3VwLnYxLlJlc3RvcmVCYWNrdXBSZXNwb25zZSJXChNVcGxvYWRCYWNrdXBSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZvZmZzZXQYAiABKAQSDQoFY2h1bmsYAyABKAwSDgoGZmluaXNoGAQgASgIImYKFFVwbG9hZEJhY2t1cFJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIWCg5ieXRlc19yZWNlaXZlZBgCIAEoBBITCgtiYWNrdXBfbmFtZRgDIAEoCRIOCgZzaGEyNTYYBCABKAkq3wQKEUJhY2t1cFByb2JsZW1LaW5kEiMKH0JBQ0tVUF9QUk9CTEVNX0tJTkRfVU5TUEVDSUZJRUQQABImCiJCQUNLVVBfUFJPQkxFTV9LSU5EX01BUktFUl9JTlZBTElEEAESKAokQkFDS1VQX1BST0JMRU1fS0lORF9NQU5JRkVTVF9JTlZBTElEEAISKwonQkFDS1VQX1BST0JMRU1fS0lORF9WRVJTSU9OX1VOU1VQUE9SVEVEEAMSHwobQkFDS1VQX1BST0JMRU1fS0lORF9GT1JFSUdOEAQSJQohQkFDS1VQX1BST0JMRU1fS0lORF9IQVNIX01JU01BVENIEAUSJQohQkFDS1VQX1BST0JMRU1fS0lORF9TSVpFX01JU01BVENIEAYSJQohQkFDS1VQX1BST0JMRU1fS0lORF9FTlRSWV9NSVNTSU5HEAcSKAokQkFDS1VQX1BST0JMRU1fS0lORF9FTlRSWV9VTkVYUEVDVEVEEAgSIwofQkFDS1VQX1BST0JMRU1fS0lORF9VTlNBRkVfUEFUSBAJEiMKH0JBQ0tVUF9QUk9CTEVNX0tJTkRfVU5TQUZFX1RZUEUQChImCiJCQUNLVVBfUFJPQkxFTV9LSU5EX0RVUExJQ0FURV9QQVRIEAsSKAokQkFDS1VQX1BST0JMRU1fS0lORF9PVVRTSURFX1NFQ1RJT05TEAwSIQodQkFDS1VQX1BST0JMRU1fS0lORF9UT09fTEFSR0UQDRInCiNCQUNLVVBfUFJPQkxFTV9LSU5EX0NPUlJVUFRfQVJDSElWRRAOMoEGCg1CYWNrdXBTZXJ2aWNlEmMKDENyZWF0ZUJhY2t1cBInLmNhcmFwYWNlLmJhY2t1cC52MS5DcmVhdGVCYWNrdXBSZXF1ZXN0GiguY2FyYXBhY2UuYmFja3VwLnYxLkNyZWF0ZUJhY2t1cFJlc3BvbnNlMAESZgoNSW5zcGVjdEJhY2t1cBIoLmNhcmFwYWNlLmJhY2t1cC52MS5JbnNwZWN0QmFja3VwUmVxdWVzdBopLmNhcmFwYWNlLmJhY2t1cC52MS5JbnNwZWN0QmFja3VwUmVzcG9uc2UoARJmCg1SZXN0b3JlQmFja3VwEiguY2FyYXBhY2UuYmFja3VwLnYxLlJlc3RvcmVCYWNrdXBSZXF1ZXN0GikuY2FyYXBhY2UuYmFja3VwLnYxLlJlc3RvcmVCYWNrdXBSZXNwb25zZSgBEmMKC0xpc3RCYWNrdXBzEiYuY2FyYXBhY2UuYmFja3VwLnYxLkxpc3RCYWNrdXBzUmVxdWVzdBonLmNhcmFwYWNlLmJhY2t1cC52MS5MaXN0QmFja3Vwc1Jlc3BvbnNlIgOQAgESewoTSW5zcGVjdFN0b3JlZEJhY2t1cBIuLmNhcmFwYWNlLmJhY2t1cC52MS5JbnNwZWN0U3RvcmVkQmFja3VwUmVxdWVzdBovLmNhcmFwYWNlLmJhY2t1cC52MS5JbnNwZWN0U3RvcmVkQmFja3VwUmVzcG9uc2UiA5ACARJ2ChNSZXN0b3JlU3RvcmVkQmFja3VwEi4uY2FyYXBhY2UuYmFja3VwLnYxLlJlc3RvcmVTdG9yZWRCYWNrdXBSZXF1ZXN0Gi8uY2FyYXBhY2UuYmFja3VwLnYxLlJlc3RvcmVTdG9yZWRCYWNrdXBSZXNwb25zZRJhCgxVcGxvYWRCYWNrdXASJy5jYXJhcGFjZS5iYWNrdXAudjEuVXBsb2FkQmFja3VwUmVxdWVzdBooLmNhcmFwYWNlLmJhY2t1cC52MS5VcGxvYWRCYWNrdXBSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch9jYXJhcGFjZS9iYWNrdXAvdjEvYmFja3VwLnByb3RvEhJjYXJhcGFjZS5iYWNrdXAudjEiQAoNQmFja3VwU2VjdGlvbhIMCgRuYW1lGAEgASgJEhIKCmZpbGVfY291bnQYAiABKAQSDQoFYnl0ZXMYAyABKAQihgMKFUJhY2t1cE1hbmlmZXN0U3VtbWFyeRIWCg5mb3JtYXRfdmVyc2lvbhgBIAEoDRIUCgxjYXJhX3ZlcnNpb24YAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaG9zdBgEIAEoCRIzCghzZWN0aW9ucxgFIAMoCzIhLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBTZWN0aW9uEhMKC3RvdGFsX2ZpbGVzGAYgASgEEhMKC3RvdGFsX2J5dGVzGAcgASgEEg8KB2ZvcmVpZ24YCCABKAgSGwoOYXJjaGl2ZV9zaGEyNTYYCSABKAlIAIgBARIaCg1hcmNoaXZlX2J5dGVzGAogASgESAGIAQESDgoGa2V5X2lkGAsgASgJEiMKG3NpZ25lZF93aXRoX3ByZXZpb3VzX3NlY3JldBgMIAEoCEIRCg9fYXJjaGl2ZV9zaGEyNTZCEAoOX2FyY2hpdmVfYnl0ZXMiRgoKQmFja3VwRmlsZRIMCgRwYXRoGAEgASgJEgwKBHNpemUYAiABKAQSDAoEbW9kZRgDIAEoDRIOCgZzaGEyNTYYBCABKAkiJwoTQ3JlYXRlQmFja3VwUmVxdWVzdBIQCghzZWN0aW9ucxgBIAMoCSJEChNDcmVhdGVCYWNrdXBUcmFpbGVyEhYKDmFyY2hpdmVfc2hhMjU2GAEgASgJEhUKDWFyY2hpdmVfYnl0ZXMYAiABKAQiiAEKEkNyZWF0ZUJhY2t1cEhlYWRlchI7CghtYW5pZmVzdBgBIAEoCzIpLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBNYW5pZmVzdFN1bW1hcnkSNQoIZXhjbHVkZWQYAiADKAsyIy5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwRXhjbHVzaW9uIqUBChRDcmVhdGVCYWNrdXBSZXNwb25zZRI4CgZoZWFkZXIYASABKAsyJi5jYXJhcGFjZS5iYWNrdXAudjEuQ3JlYXRlQmFja3VwSGVhZGVySAASDwoFY2h1bmsYAiABKAxIABI6Cgd0cmFpbGVyGAMgASgLMicuY2FyYXBhY2UuYmFja3VwLnYxLkNyZWF0ZUJhY2t1cFRyYWlsZXJIAEIGCgRwYXJ0Ii8KD0JhY2t1cEV4Y2x1c2lvbhIMCgRwYXRoGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJWChNJbnNwZWN0QmFja3VwSGVhZGVyEhgKC2JhY2t1cF9uYW1lGAEgASgJSACIAQESFQoNaW5jbHVkZV9maWxlcxgCIAEoCEIOCgxfYmFja3VwX25hbWUiagoUSW5zcGVjdEJhY2t1cFJlcXVlc3QSOQoGaGVhZGVyGAEgASgLMicuY2FyYXBhY2UuYmFja3VwLnYxLkluc3BlY3RCYWNrdXBIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiYwoNQmFja3VwUHJvYmxlbRIzCgRraW5kGAEgASgOMiUuY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cFByb2JsZW1LaW5kEgwKBHBhdGgYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSJxChJCYWNrdXBWZXJpZmljYXRpb24SCgoCb2sYASABKAgSMwoIcHJvYmxlbXMYAiADKAsyIS5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwUHJvYmxlbRIaChJwcm9ibGVtc190cnVuY2F0ZWQYAyABKAgiwQEKFUluc3BlY3RCYWNrdXBSZXNwb25zZRI7CghtYW5pZmVzdBgBIAEoCzIpLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBNYW5pZmVzdFN1bW1hcnkSPAoMdmVyaWZpY2F0aW9uGAIgASgLMiYuY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cFZlcmlmaWNhdGlvbhItCgVmaWxlcxgDIAMoCzIeLmNhcmFwYWNlLmJhY2t1cC52MS5CYWNrdXBGaWxlIogBChNSZXN0b3JlQmFja3VwSGVhZGVyEg8KB2RyeV9ydW4YASABKAgSEAoIc2VjdGlvbnMYAiADKAkSDQoFZm9yY2UYAyABKAgSFQoNYWxsb3dfZm9yZWlnbhgEIAEoCBIYCgtiYWNrdXBfbmFtZRgFIAEoCUgAiAEBQg4KDF9iYWNrdXBfbmFtZSJqChRSZXN0b3JlQmFja3VwUmVxdWVzdBI5CgZoZWFkZXIYASABKAsyJy5jYXJhcGFjZS5iYWNrdXAudjEuUmVzdG9yZUJhY2t1cEhlYWRlckgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCK+AQoLU2VjdGlvbkRpZmYSDwoHc2VjdGlvbhgBIAEoCRITCgthZGRlZF9jb3VudBgCIAEoDRIVCg1jaGFuZ2VkX2NvdW50GAMgASgNEhUKDXJlbW92ZWRfY291bnQYBCABKA0SFwoPdW5jaGFuZ2VkX2NvdW50GAUgASgNEg0KBWFkZGVkGAYgAygJEg8KB2NoYW5nZWQYByADKAkSDwoHcmVtb3ZlZBgIIAMoCRIRCgl0cnVuY2F0ZWQYCSABKAgi9wIKFVJlc3RvcmVCYWNrdXBSZXNwb25zZRIPCgdkcnlfcnVuGAEgASgIEjsKCG1hbmlmZXN0GAIgASgLMikuY2FyYXBhY2UuYmFja3VwLnYxLkJhY2t1cE1hbmlmZXN0U3VtbWFyeRIuCgVkaWZmcxgDIAMoCzIfLmNhcmFwYWNlLmJhY2t1cC52MS5TZWN0aW9uRGlmZhIZChFyZXN0b3JlZF9zZWN0aW9ucxgEIAMoCRIkChdwcmVfcmVzdG9yZV9iYWNrdXBfcGF0aBgFIAEoCUgAiAEBEjUKBXRhc2tzGAYgASgLMiYuY2FyYXBhY2UuYmFja3VwLnYxLlJlc3RvcmVUYXNrQ2hhbmdlcxI4CgZjb25maWcYByABKAsyKC5jYXJhcGFjZS5iYWNrdXAudjEuUmVzdG9yZUNvbmZpZ0NoYW5nZXMSEgoKa2VwdF9maWxlcxgIIAMoCUIaChhfcHJlX3Jlc3RvcmVfYmFja3VwX3BhdGgiRQoVUmVzdG9yZVRhc2tTdGF0ZUNvdW50Eg0KBXN0YXRlGAEgASgJEg4KBmJlZm9yZRgCIAEoDRINCgVhZnRlchgDIAEoDSL4AQoSUmVzdG9yZVRhc2tDaGFuZ2VzEg0KBWFkZGVkGAEgAygJEg8KB3JlbW92ZWQYAiADKAkSDwoHY2hhbmdlZBgDIAMoCRITCgthZGRlZF9jb3VudBgEIAEoDRIVCg1yZW1vdmVkX2NvdW50GAUgASgNEhUKDWNoYW5nZWRfY291bnQYBiABKA0SFwoPdW5jaGFuZ2VkX2NvdW50GAcgASgNEjkKBnN0YXRlcxgIIAMoCzIpLmNhcmFwYWNlLmJhY2t1cC52MS5SZXN0b3JlVGFza1N0YXRlQ291bnQSGgoSY3VycmVudF91bnJlYWRhYmxlGAkgASgIIooBChRSZXN0b3JlQ29uZmlnQ2hhbmdlcxINCgVhZGRlZBgBIAMoCRIPCgdyZW1vdmVkGAIgAygJEg8KB2NoYW5nZWQYAyADKAkSEwoLYWRkZWRfY291bnQYBCABKA0SFQoNcmVtb3ZlZF9jb3VudBgFIAEoDRIVCg1jaGFuZ2VkX2NvdW50GAYgASgNIhQKEkxpc3RCYWNrdXBzUmVxdWVzdCL5AQoLQmFja3VwRW50cnkSDAoEbmFtZRgBIAEoCRIMCgRwYXRoGAIgASgJEhIKCnNpemVfYnl0ZXMYAyABKAQSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoGc2hhMjU2GAUgASgJSACIAQESEAoIc2VjdGlvbnMYBiADKAkSGQoMY2FyYV92ZXJzaW9uGAcgASgJSAGIAQESDgoGb3JpZ2luGAggASgJEhIKBWVycm9yGAkgASgJSAKIAQFCCQoHX3NoYTI1NkIPCg1fY2FyYV92ZXJzaW9uQggKBl9lcnJvciJaChNMaXN0QmFja3Vwc1Jlc3BvbnNlEjAKB2JhY2t1cHMYASADKAsyHy5jYXJhcGFjZS5iYWNrdXAudjEuQmFja3VwRW50cnkSEQoJZGlyZWN0b3J5GAIgASgJIkgKGkluc3BlY3RTdG9yZWRCYWNrdXBSZXF1ZXN0EhMKC2JhY2t1cF9uYW1lGAEgASgJEhUKDWluY2x1ZGVfZmlsZXMYAiABKAgiWAobSW5zcGVjdFN0b3JlZEJhY2t1cFJlc3BvbnNlEjkKBnJlc3VsdBgBIAEoCzIpLmNhcmFwYWNlLmJhY2t1cC52MS5JbnNwZWN0QmFja3VwUmVzcG9uc2UiegoaUmVzdG9yZVN0b3JlZEJhY2t1cFJlcXVlc3QSEwoLYmFja3VwX25hbWUYASABKAkSDwoHZHJ5X3J1bhgCIAEoCBIQCghzZWN0aW9ucxgDIAMoCRINCgVmb3JjZRgEIAEoCBIVCg1hbGxvd19mb3JlaWduGAUgASgIIlgKG1Jlc3RvcmVTdG9yZWRCYWNrdXBSZXNwb25zZRI5CgZyZXN1bHQYASABKAsyKS5jYXJhcGFjZS5iYWNrdXAudjEuUmVzdG9yZUJhY2t1cFJlc3BvbnNlIlcKE1VwbG9hZEJhY2t1cFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJEg4KBm9mZnNldBgCIAEoBBINCgVjaHVuaxgDIAEoDBIOCgZmaW5pc2gYBCABKAgiZgoUVXBsb2FkQmFja3VwUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEhYKDmJ5dGVzX3JlY2VpdmVkGAIgASgEEhMKC2JhY2t1cF9uYW1lGAMgASgJEg4KBnNoYTI1NhgEIAEoCSrfBAoRQmFja3VwUHJvYmxlbUtpbmQSIwofQkFDS1VQX1BST0JMRU1fS0lORF9VTlNQRUNJRklFRBAAEiYKIkJBQ0tVUF9QUk9CTEVNX0tJTkRfTUFSS0VSX0lOVkFMSUQQARIoCiRCQUNLVVBfUFJPQkxFTV9LSU5EX01BTklGRVNUX0lOVkFMSUQQAhIrCidCQUNLVVBfUFJPQkxFTV9LSU5EX1ZFUlNJT05fVU5TVVBQT1JURUQQAxIfChtCQUNLVVBfUFJPQkxFTV9LSU5EX0ZPUkVJR04QBBIlCiFCQUNLVVBfUFJPQkxFTV9LSU5EX0hBU0hfTUlTTUFUQ0gQBRIlCiFCQUNLVVBfUFJPQkxFTV9LSU5EX1NJWkVfTUlTTUFUQ0gQBhIlCiFCQUNLVVBfUFJPQkxFTV9LSU5EX0VOVFJZX01JU1NJTkcQBxIoCiRCQUNLVVBfUFJPQkxFTV9LSU5EX0VOVFJZX1VORVhQRUNURUQQCBIjCh9CQUNLVVBfUFJPQkxFTV9LSU5EX1VOU0FGRV9QQVRIEAkSIwofQkFDS1VQX1BST0JMRU1fS0lORF9VTlNBRkVfVFlQRRAKEiYKIkJBQ0tVUF9QUk9CTEVNX0tJTkRfRFVQTElDQVRFX1BBVEgQCxIoCiRCQUNLVVBfUFJPQkxFTV9LSU5EX09VVFNJREVfU0VDVElPTlMQDBIhCh1CQUNLVVBfUFJPQkxFTV9LSU5EX1RPT19MQVJHRRANEicKI0JBQ0tVUF9QUk9CTEVNX0tJTkRfQ09SUlVQVF9BUkNISVZFEA4ygQYKDUJhY2t1cFNlcnZpY2USYwoMQ3JlYXRlQmFja3VwEicuY2FyYXBhY2UuYmFja3VwLnYxLkNyZWF0ZUJhY2t1cFJlcXVlc3QaKC5jYXJhcGFjZS5iYWNrdXAudjEuQ3JlYXRlQmFja3VwUmVzcG9uc2UwARJmCg1JbnNwZWN0QmFja3VwEiguY2FyYXBhY2UuYmFja3VwLnYxLkluc3BlY3RCYWNrdXBSZXF1ZXN0GikuY2FyYXBhY2UuYmFja3VwLnYxLkluc3BlY3RCYWNrdXBSZXNwb25zZSgBEmYKDVJlc3RvcmVCYWNrdXASKC5jYXJhcGFjZS5iYWNrdXAudjEuUmVzdG9yZUJhY2t1cFJlcXVlc3QaKS5jYXJhcGFjZS5iYWNrdXAudjEuUmVzdG9yZUJhY2t1cFJlc3BvbnNlKAESYwoLTGlzdEJhY2t1cHMSJi5jYXJhcGFjZS5iYWNrdXAudjEuTGlzdEJhY2t1cHNSZXF1ZXN0GicuY2FyYXBhY2UuYmFja3VwLnYxLkxpc3RCYWNrdXBzUmVzcG9uc2UiA5ACARJ7ChNJbnNwZWN0U3RvcmVkQmFja3VwEi4uY2FyYXBhY2UuYmFja3VwLnYxLkluc3BlY3RTdG9yZWRCYWNrdXBSZXF1ZXN0Gi8uY2FyYXBhY2UuYmFja3VwLnYxLkluc3BlY3RTdG9yZWRCYWNrdXBSZXNwb25zZSIDkAIBEnYKE1Jlc3RvcmVTdG9yZWRCYWNrdXASLi5jYXJhcGFjZS5iYWNrdXAudjEuUmVzdG9yZVN0b3JlZEJhY2t1cFJlcXVlc3QaLy5jYXJhcGFjZS5iYWNrdXAudjEuUmVzdG9yZVN0b3JlZEJhY2t1cFJlc3BvbnNlEmEKDFVwbG9hZEJhY2t1cBInLmNhcmFwYWNlLmJhY2t1cC52MS5VcGxvYWRCYWNrdXBSZXF1ZXN0GiguY2FyYXBhY2UuYmFja3VwLnYxLlVwbG9hZEJhY2t1cFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Size of one section inside an archive.
@@ -731,6 +731,30 @@ export type RestoreBackupResponse = Message<"carapace.backup.v1.RestoreBackupRes
    * @generated from field: optional string pre_restore_backup_path = 5;
    */
   preRestoreBackupPath?: string | undefined;
+
+  /**
+   * The tasks the restore adds, removes and changes, by id; set when the tasks section is
+   * restored.
+   *
+   * @generated from field: carapace.backup.v1.RestoreTaskChanges tasks = 6;
+   */
+  tasks?: RestoreTaskChanges | undefined;
+
+  /**
+   * The config key paths the restore adds, removes and changes; set when the config section is
+   * restored. Values are never included.
+   *
+   * @generated from field: carapace.backup.v1.RestoreConfigChanges config = 7;
+   */
+  config?: RestoreConfigChanges | undefined;
+
+  /**
+   * Copies of corrupt files (e.g. "tasks/queue.json.corrupt.1767225600000", state-dir relative)
+   * that the restore keeps in place instead of removing them with the rest of the section.
+   *
+   * @generated from field: repeated string kept_files = 8;
+   */
+  keptFiles: string[];
 };
 
 /**
@@ -739,6 +763,177 @@ export type RestoreBackupResponse = Message<"carapace.backup.v1.RestoreBackupRes
  */
 export const RestoreBackupResponseSchema: GenMessage<RestoreBackupResponse> = /*@__PURE__*/
   messageDesc(file_carapace_backup_v1_backup, 16);
+
+/**
+ * How many tasks are in one state before and after a restore.
+ *
+ * @generated from message carapace.backup.v1.RestoreTaskStateCount
+ */
+export type RestoreTaskStateCount = Message<"carapace.backup.v1.RestoreTaskStateCount"> & {
+  /**
+   * State name as the CLI prints it, e.g. "queued", "retry_wait".
+   *
+   * @generated from field: string state = 1;
+   */
+  state: string;
+
+  /**
+   * Tasks in this state now.
+   *
+   * @generated from field: uint32 before = 2;
+   */
+  before: number;
+
+  /**
+   * Tasks in this state after the restore.
+   *
+   * @generated from field: uint32 after = 3;
+   */
+  after: number;
+};
+
+/**
+ * Describes the message carapace.backup.v1.RestoreTaskStateCount.
+ * Use `create(RestoreTaskStateCountSchema)` to create a new message.
+ */
+export const RestoreTaskStateCountSchema: GenMessage<RestoreTaskStateCount> = /*@__PURE__*/
+  messageDesc(file_carapace_backup_v1_backup, 17);
+
+/**
+ * The tasks a restore adds, removes and changes. Each id list holds at most 20 ids (sorted); the
+ * counts are exact.
+ *
+ * @generated from message carapace.backup.v1.RestoreTaskChanges
+ */
+export type RestoreTaskChanges = Message<"carapace.backup.v1.RestoreTaskChanges"> & {
+  /**
+   * Ids in the backup that are not in the live queue.
+   *
+   * @generated from field: repeated string added = 1;
+   */
+  added: string[];
+
+  /**
+   * Ids in the live queue that are not in the backup (they are removed).
+   *
+   * @generated from field: repeated string removed = 2;
+   */
+  removed: string[];
+
+  /**
+   * Ids in both whose records differ (state, attempts, payload, ...).
+   *
+   * @generated from field: repeated string changed = 3;
+   */
+  changed: string[];
+
+  /**
+   * Number of added tasks.
+   *
+   * @generated from field: uint32 added_count = 4;
+   */
+  addedCount: number;
+
+  /**
+   * Number of removed tasks.
+   *
+   * @generated from field: uint32 removed_count = 5;
+   */
+  removedCount: number;
+
+  /**
+   * Number of changed tasks.
+   *
+   * @generated from field: uint32 changed_count = 6;
+   */
+  changedCount: number;
+
+  /**
+   * Number of tasks identical in both.
+   *
+   * @generated from field: uint32 unchanged_count = 7;
+   */
+  unchangedCount: number;
+
+  /**
+   * Every state with a task before or after the restore.
+   *
+   * @generated from field: repeated carapace.backup.v1.RestoreTaskStateCount states = 8;
+   */
+  states: RestoreTaskStateCount[];
+
+  /**
+   * True when the live queue could not be read (e.g. it is corrupt); every task of the backup
+   * then counts as added.
+   *
+   * @generated from field: bool current_unreadable = 9;
+   */
+  currentUnreadable: boolean;
+};
+
+/**
+ * Describes the message carapace.backup.v1.RestoreTaskChanges.
+ * Use `create(RestoreTaskChangesSchema)` to create a new message.
+ */
+export const RestoreTaskChangesSchema: GenMessage<RestoreTaskChanges> = /*@__PURE__*/
+  messageDesc(file_carapace_backup_v1_backup, 18);
+
+/**
+ * The config key paths (dotted, e.g. "server.port") a restore adds, removes and changes. Each
+ * list holds at most 20 paths (sorted); the counts are exact. Values are never included.
+ *
+ * @generated from message carapace.backup.v1.RestoreConfigChanges
+ */
+export type RestoreConfigChanges = Message<"carapace.backup.v1.RestoreConfigChanges"> & {
+  /**
+   * Keys in the backup's config that the live config does not set.
+   *
+   * @generated from field: repeated string added = 1;
+   */
+  added: string[];
+
+  /**
+   * Keys the live config sets that the backup's config does not (they are removed).
+   *
+   * @generated from field: repeated string removed = 2;
+   */
+  removed: string[];
+
+  /**
+   * Keys set in both with different values (the restore reverts them).
+   *
+   * @generated from field: repeated string changed = 3;
+   */
+  changed: string[];
+
+  /**
+   * Number of added keys.
+   *
+   * @generated from field: uint32 added_count = 4;
+   */
+  addedCount: number;
+
+  /**
+   * Number of removed keys.
+   *
+   * @generated from field: uint32 removed_count = 5;
+   */
+  removedCount: number;
+
+  /**
+   * Number of changed keys.
+   *
+   * @generated from field: uint32 changed_count = 6;
+   */
+  changedCount: number;
+};
+
+/**
+ * Describes the message carapace.backup.v1.RestoreConfigChanges.
+ * Use `create(RestoreConfigChangesSchema)` to create a new message.
+ */
+export const RestoreConfigChangesSchema: GenMessage<RestoreConfigChanges> = /*@__PURE__*/
+  messageDesc(file_carapace_backup_v1_backup, 19);
 
 /**
  * ListBackups input (no fields).
@@ -753,7 +948,7 @@ export type ListBackupsRequest = Message<"carapace.backup.v1.ListBackupsRequest"
  * Use `create(ListBackupsRequestSchema)` to create a new message.
  */
 export const ListBackupsRequestSchema: GenMessage<ListBackupsRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_backup_v1_backup, 17);
+  messageDesc(file_carapace_backup_v1_backup, 20);
 
 /**
  * One archive in `<state>/backups/`.
@@ -832,7 +1027,7 @@ export type BackupEntry = Message<"carapace.backup.v1.BackupEntry"> & {
  * Use `create(BackupEntrySchema)` to create a new message.
  */
 export const BackupEntrySchema: GenMessage<BackupEntry> = /*@__PURE__*/
-  messageDesc(file_carapace_backup_v1_backup, 18);
+  messageDesc(file_carapace_backup_v1_backup, 21);
 
 /**
  * ListBackups output.
@@ -860,7 +1055,7 @@ export type ListBackupsResponse = Message<"carapace.backup.v1.ListBackupsRespons
  * Use `create(ListBackupsResponseSchema)` to create a new message.
  */
 export const ListBackupsResponseSchema: GenMessage<ListBackupsResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_backup_v1_backup, 19);
+  messageDesc(file_carapace_backup_v1_backup, 22);
 
 /**
  * InspectStoredBackup input.
@@ -888,7 +1083,7 @@ export type InspectStoredBackupRequest = Message<"carapace.backup.v1.InspectStor
  * Use `create(InspectStoredBackupRequestSchema)` to create a new message.
  */
 export const InspectStoredBackupRequestSchema: GenMessage<InspectStoredBackupRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_backup_v1_backup, 20);
+  messageDesc(file_carapace_backup_v1_backup, 23);
 
 /**
  * InspectStoredBackup output.
@@ -909,7 +1104,7 @@ export type InspectStoredBackupResponse = Message<"carapace.backup.v1.InspectSto
  * Use `create(InspectStoredBackupResponseSchema)` to create a new message.
  */
 export const InspectStoredBackupResponseSchema: GenMessage<InspectStoredBackupResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_backup_v1_backup, 21);
+  messageDesc(file_carapace_backup_v1_backup, 24);
 
 /**
  * RestoreStoredBackup input: RestoreBackupHeader's options for a stored archive.
@@ -958,7 +1153,7 @@ export type RestoreStoredBackupRequest = Message<"carapace.backup.v1.RestoreStor
  * Use `create(RestoreStoredBackupRequestSchema)` to create a new message.
  */
 export const RestoreStoredBackupRequestSchema: GenMessage<RestoreStoredBackupRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_backup_v1_backup, 22);
+  messageDesc(file_carapace_backup_v1_backup, 25);
 
 /**
  * RestoreStoredBackup output.
@@ -979,7 +1174,7 @@ export type RestoreStoredBackupResponse = Message<"carapace.backup.v1.RestoreSto
  * Use `create(RestoreStoredBackupResponseSchema)` to create a new message.
  */
 export const RestoreStoredBackupResponseSchema: GenMessage<RestoreStoredBackupResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_backup_v1_backup, 23);
+  messageDesc(file_carapace_backup_v1_backup, 26);
 
 /**
  * UploadBackup input: one piece of the archive.
@@ -1021,7 +1216,7 @@ export type UploadBackupRequest = Message<"carapace.backup.v1.UploadBackupReques
  * Use `create(UploadBackupRequestSchema)` to create a new message.
  */
 export const UploadBackupRequestSchema: GenMessage<UploadBackupRequest> = /*@__PURE__*/
-  messageDesc(file_carapace_backup_v1_backup, 24);
+  messageDesc(file_carapace_backup_v1_backup, 27);
 
 /**
  * UploadBackup output.
@@ -1063,7 +1258,7 @@ export type UploadBackupResponse = Message<"carapace.backup.v1.UploadBackupRespo
  * Use `create(UploadBackupResponseSchema)` to create a new message.
  */
 export const UploadBackupResponseSchema: GenMessage<UploadBackupResponse> = /*@__PURE__*/
-  messageDesc(file_carapace_backup_v1_backup, 25);
+  messageDesc(file_carapace_backup_v1_backup, 28);
 
 /**
  * Kind of a problem found while verifying an archive.
