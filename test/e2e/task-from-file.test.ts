@@ -78,6 +78,9 @@ test("cara task create --from-file: a bad line is refused before anything is sen
 
     const both = await cli(s, ["task", "create", "--from-file", "-", "--payload", "{}", "--priority", "3"], { stdin: ok });
     assert.deepEqual(both, { code: 2, stdout: "", stderr: "Error: --from-file takes each task's fields from the file: leave out --payload, --priority\nRun 'cara task create --help' for usage.\n" });
+    const dir = await tempDir();
+    const missing = await cli(s, ["task", "create", "--from-file", "nope.jsonl"], { cwd: dir });
+    assert.deepEqual(missing, { code: 1, stdout: "", stderr: `Error: cannot read nope.jsonl: ENOENT: no such file or directory, open '${join(dir, "nope.jsonl")}'\n` });
     const neither = await cli(s, ["task", "create"]);
     assert.deepEqual(neither, { code: 2, stdout: "", stderr: "Error: missing required option --payload <json>\nRun 'cara task create --help' for usage.\n" });
     assert.equal(await total(s), 0);

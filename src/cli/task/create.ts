@@ -75,9 +75,9 @@ export class TaskCreateCommand extends PolicyTaskCommand {
       try {
         res = await this.call((c) => c.createTasks({ tasks: batch }));
       } catch (err) {
-        // Earlier calls are on disk: say how far it got, so a rerun can skip them.
+        // What earlier calls created is on disk: say how far it got.
         if (start === 0 || !(err instanceof CliFailure)) throw err;
-        throw new CliFailure(`${err.message} (the first ${start} of ${tasks.length} tasks were sent and created; lines after them were not)`, err.facts);
+        throw new CliFailure(`${err.message} (earlier calls created or found the first ${start} of the ${tasks.length} tasks)`, err.facts);
       }
       for (const r of res.results) {
         ids.push(r.task?.id ?? "");
