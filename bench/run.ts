@@ -1,9 +1,11 @@
 /**
- * `npm run bench [-- --quick] [-- --only unary,cli] [-- --readme]`
+ * `npm run bench [-- --quick] [-- --only unary,cli] [-- --readme] [-- --compare OLD.json]`
  *
  * Runs every benchmark module (bench/benchmarks/*), prints one table (median, min, max of the
  * repetitions, the baseline measured in the same run, the ratio and the goal), and writes
  * bench/results.json (+ bench/results.md). `--readme` also replaces the table in bench/README.md.
+ * `--compare OLD.json` then prints this run against an earlier results.json, row by row
+ * (`--compare OLD.json --to NEW.json` compares two files without running anything).
  * Build first (`npm run build`): the server and the CLI run from dist/ through bin/cara.js.
  */
 import { existsSync, readFileSync, statSync, readdirSync } from "node:fs";
@@ -23,6 +25,7 @@ import { logging } from "./benchmarks/logging.js";
 import { unary } from "./benchmarks/unary.js";
 import { verify } from "./benchmarks/verify.js";
 import { installCleanup, killAll, sleep } from "./lib/procs.js";
+import { compareRuns, compareTable, type RunResults } from "./lib/compare.js";
 import { markdownTable, textTable } from "./lib/report.js";
 import { unavailableRow } from "./lib/stats.js";
 import type { BenchOptions, Benchmark, Row } from "./lib/types.js";
@@ -34,7 +37,7 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
 const BENCH = join(ROOT, "bench");
 
 function parseArgs(argv: string[]) {
-  const args = { quick: false, only: undefined as string[] | undefined, readme: false, reps: undefined as number | undefined, durationMs: undefined as number | undefined, connections: 32 };
+  const args = { quick: false, only: undefined as string[] | undefined, readme: false, reps: undefined as number | undefined, durationMs: undefined as number | undefined, connections: 32, compare: undefined as string | undefined, to: undefined as string | undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -48,9 +51,11 @@ function parseArgs(argv: string[]) {
     else if (a === "--reps") args.reps = Number(value());
     else if (a === "--duration") args.durationMs = Number(value()) * 1000;
     else if (a === "--connections") args.connections = Number(value());
+    else if (a === "--compare") args.compare = value();
+    else if (a === "--to") args.to = value();
     else if (a === "--help" || a === "-h") {
       process.stdout.write(
-        `npm run bench -- [--quick] [--only ${BENCHMARKS.map((b) => b.name).join(",")}] [--reps N] [--duration SECONDS] [--connections N] [--readme]\n`,
+        `npm run bench -- [--quick] [--only ${BENCHMARKS.map((b) => b.name).join(",")}] [--reps N] [--duration SECONDS] [--connections N] [--readme] [--compare OLD.json [--to NEW.json]]\n`,
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a} (try --help)`);
@@ -90,6 +95,12 @@ async function busyCores(ms: number): Promise<number | null> {
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
+  const older = args.compare !== undefined ? (JSON.parse(await readFile(args.compare, "utf8")) as RunResults) : undefined;
+  if (older && args.to !== undefined) {
+    const newer = JSON.parse(await readFile(args.to, "utf8")) as RunResults;
+    process.stdout.write(`${args.to} (${newer.date ?? "?"}) against ${args.compare} (${older.date ?? "?"}):\n${compareTable(compareRuns(older, newer))}\n`);
+    return 0;
+  }
   installCleanup();
   if (!existsSync(join(ROOT, "dist", "src", "cli", "main.js"))) {
     process.stderr.write("bench: dist/ is missing; run `npm run build` first\n");
@@ -204,6 +215,7 @@ async function main(): Promise<number> {
     }
   }
   log(`bench: wrote bench/results.json and bench/results.md (${elapsedS.toFixed(0)} s)`);
+  if (older) process.stdout.write(`\nThis run against ${args.compare} (${older.date ?? "?"}):\n${compareTable(compareRuns(older, result))}\n`);
   await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
   // A missed goal is a finding, not a failure of the harness: exit 0 either way.
   return 0;

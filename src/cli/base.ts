@@ -3,9 +3,8 @@ import { Command, Option, UsageError, type BaseContext } from "clipanion";
 import { resolveStateDir } from "../state/paths.js";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
-import { errorFacts, jsonError } from "./json-error.js";
 import { print, printJson } from "./output.js";
-import { describeError, rpcClient, type RpcOptions } from "./rpc.js";
+import type { RpcOptions } from "./rpc.js";
 import { painter, type Painter } from "./terminal.js";
 import { CliFailure, CliUsageError, parseTimeout, resolveTarget, type ConnectionFlags, type Target } from "./target.js";
 
@@ -39,6 +38,8 @@ export abstract class CaraCommand extends Command<CaraContext> {
       const usage = err instanceof CliUsageError || err instanceof UsageError;
       const message = err instanceof Error ? err.message : String(err);
       if ((this as { json?: unknown }).json === true) {
+        // Imported here: it loads the RPC libraries, which a command that fails offline need not load.
+        const { jsonError } = await import("./json-error.js");
         const facts = err instanceof CliFailure && err.facts ? err.facts : { code: usage ? "usage" : "failed", details: {} };
         this.printJson(jsonError(message, facts));
         return usage ? 2 : 1;
@@ -138,6 +139,8 @@ export abstract class ClientCommand extends CaraCommand {
    * failure becomes one line for the user: what failed and what to do next.
    */
   protected async withClient<S extends DescService, T>(service: S, timeoutMs: number, fn: (client: Client<S>, target: Target) => Promise<T>, options: RpcOptions = {}): Promise<T> {
+    // Imported here, so that a command that makes no call does not load the RPC libraries.
+    const [{ describeError, rpcClient }, { errorFacts }] = await Promise.all([import("./rpc.js"), import("./json-error.js")]);
     const target = await this.target();
     const client = await rpcClient(service, target, timeoutMs, options);
     try {

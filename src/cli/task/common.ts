@@ -42,17 +42,22 @@ export function parsePayloadFlag(text: string): TaskPayload {
   } catch (err) {
     throw new CliUsageError(`invalid --payload JSON (expected an object like {"kind":"systemEvent","text":"hi"}): ${(err as Error).message}`);
   }
+  return parsePayloadValue(value, "--payload");
+}
+
+/** A parsed payload object (`{"kind":"systemEvent","text":"hi"}`) as the wire oneof; `what` names it in errors. */
+export function parsePayloadValue(value: unknown, what: string): TaskPayload {
   if (typeof value !== "object" || value === null || Array.isArray(value) || typeof (value as { kind?: unknown }).kind !== "string") {
-    throw new CliUsageError(`invalid --payload: expected an object with a "kind" (systemEvent, agentTurn, backup, updateCheck)`);
+    throw new CliUsageError(`invalid ${what}: expected an object with a "kind" (systemEvent, agentTurn, backup, updateCheck)`);
   }
   const { kind, ...rest } = value as { kind: string } & Record<string, JsonValue>;
   // The kinds are the payload oneof's fields: ask the schema, not the decoder's error message.
   const kinds = TaskPayloadSchema.fields.map((f) => f.jsonName);
-  if (!kinds.includes(kind)) throw new CliUsageError(`invalid --payload: unknown payload kind '${kind}' (known: ${kinds.join(", ")})`);
+  if (!kinds.includes(kind)) throw new CliUsageError(`invalid ${what}: unknown payload kind '${kind}' (known: ${kinds.join(", ")})`);
   try {
     return fromJson(TaskPayloadSchema, { [kind]: rest });
   } catch (err) {
-    throw new CliUsageError(`invalid --payload: ${(err as Error).message.replace(/^cannot decode message carapace\.tasks\.v1\.TaskPayload from JSON: /, "")}`);
+    throw new CliUsageError(`invalid ${what}: ${(err as Error).message.replace(/^cannot decode message carapace\.tasks\.v1\.TaskPayload from JSON: /, "")}`);
   }
 }
 
