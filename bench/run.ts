@@ -37,7 +37,16 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
 const BENCH = join(ROOT, "bench");
 
 function parseArgs(argv: string[]) {
-  const args = { quick: false, only: undefined as string[] | undefined, readme: false, reps: undefined as number | undefined, durationMs: undefined as number | undefined, connections: 32, compare: undefined as string | undefined, to: undefined as string | undefined };
+  const args = {
+    quick: false,
+    only: undefined as string[] | undefined,
+    readme: false,
+    reps: undefined as number | undefined,
+    durationMs: undefined as number | undefined,
+    connections: 32,
+    compare: undefined as string | undefined,
+    to: undefined as string | undefined,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -144,7 +153,8 @@ async function main(): Promise<number> {
     busyCoresBeforeStart: busyBefore === null ? null : Math.round(busyBefore * 100) / 100,
   };
   log(`bench: ${quick ? "quick" : "full"} run on ${machine.cpuCount}× ${machine.cpuModel}, node ${machine.node}; ${selected.map((b) => b.name).join(", ")}`);
-  if (busyBefore !== null && busyBefore > 0.3) log(`bench: warning: ${busyBefore.toFixed(2)} cores were already busy before the run (other processes); numbers will be noisy`);
+  if (busyBefore !== null && busyBefore > 0.3)
+    log(`bench: warning: ${busyBefore.toFixed(2)} cores were already busy before the run (other processes); numbers will be noisy`);
 
   const started = Date.now();
   // Other work on the machine shows up here (the 1-minute load average, sampled every 5 s).
@@ -164,7 +174,16 @@ async function main(): Promise<number> {
       if (res.notes) notes.push(...res.notes);
     } catch (err) {
       log(`bench: ${b.name} failed: ${(err as Error)?.stack ?? err}`);
-      rows.push(unavailableRow(b.name, `${b.name} failed`, "", String((err as Error)?.message ?? err).split("\n")[0]!.slice(0, 200)));
+      rows.push(
+        unavailableRow(
+          b.name,
+          `${b.name} failed`,
+          "",
+          String((err as Error)?.message ?? err)
+            .split("\n")[0]!
+            .slice(0, 200),
+        ),
+      );
     }
     log(`bench: ${b.name} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }

@@ -75,7 +75,8 @@ async function main() {
   const outputs = result.outputFiles.map((f) => f.path);
   const script = outputs.find((p) => p.endsWith(".js"));
   const style = outputs.find((p) => p.endsWith(".css"));
-  if (!script || !style || outputs.length !== 2) throw new Error(`esbuild did not produce one .js and one .css (got ${outputs.map((p) => relative(ROOT, p)).join(", ")})`);
+  if (!script || !style || outputs.length !== 2)
+    throw new Error(`esbuild did not produce one .js and one .css (got ${outputs.map((p) => relative(ROOT, p)).join(", ")})`);
   for (const f of result.outputFiles) files.set(relative(OUT, f.path), Buffer.from(f.contents));
 
   const favicon = readFileSync(join(SRC, "favicon.svg"));
@@ -84,10 +85,7 @@ async function main() {
 
   const url = (p) => `/assets/${relative(ASSETS, p)}`;
   const template = await readFile(join(SRC, "index.html"), "utf8");
-  const html = template
-    .replace("{{favicon}}", `/assets/${faviconName}`)
-    .replace("{{style}}", url(style))
-    .replace("{{script}}", url(script));
+  const html = template.replace("{{favicon}}", `/assets/${faviconName}`).replace("{{style}}", url(style)).replace("{{script}}", url(script));
   if (/\{\{\w+\}\}/.test(html)) throw new Error("src/web/index.html has a placeholder the build does not fill");
   files.set("index.html", Buffer.from(html));
 
@@ -101,13 +99,16 @@ async function main() {
     sizes.set(name, { raw: data.length, gz: gz.length, br: br.length });
   }
   // The page last: by the time it names the new files they are all in place.
-  for (const [name, data] of [...files].sort(([a], [b]) => (a.startsWith("index.html") ? 1 : 0) - (b.startsWith("index.html") ? 1 : 0))) await writeAtomic(join(OUT, name), data);
+  for (const [name, data] of [...files].sort(([a], [b]) => (a.startsWith("index.html") ? 1 : 0) - (b.startsWith("index.html") ? 1 : 0)))
+    await writeAtomic(join(OUT, name), data);
   for (const entry of await readdir(ASSETS)) if (!files.has(`assets/${entry}`)) await rm(join(ASSETS, entry), { force: true });
   const total = [...sizes.values()].reduce((a, s) => ({ raw: a.raw + s.raw, gz: a.gz + s.gz, br: a.br + s.br }), { raw: 0, gz: 0, br: 0 });
   const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
   const lines = [...sizes].map(([name, s]) => `  ${name.padEnd(34)} ${kb(s.raw).padStart(10)}  gzip ${kb(s.gz).padStart(9)}  br ${kb(s.br).padStart(9)}`);
   const shown = relative(ROOT, OUT).startsWith("..") ? OUT : relative(ROOT, OUT);
-  process.stdout.write(`console -> ${shown}/ (first load: ${kb(total.gz)} gzipped, ${kb(total.br)} brotli; budget ${kb(FIRST_LOAD_BUDGET)})\n${lines.join("\n")}\n`);
+  process.stdout.write(
+    `console -> ${shown}/ (first load: ${kb(total.gz)} gzipped, ${kb(total.br)} brotli; budget ${kb(FIRST_LOAD_BUDGET)})\n${lines.join("\n")}\n`,
+  );
   if (total.gz > FIRST_LOAD_BUDGET) throw new Error(`the console's first load is ${kb(total.gz)} gzipped, over the ${kb(FIRST_LOAD_BUDGET)} budget`);
 }
 

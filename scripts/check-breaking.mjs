@@ -43,11 +43,16 @@ if (!shallow) {
   }
 } else if (git("cat-file", "-e", "HEAD~1:buf.yaml") !== undefined) {
   baseline = git("rev-parse", "HEAD~1");
-  why = "the previous commit only (WARNING: a shallow clone without history; a break spread over several commits can slip through: run `git fetch --unshallow --tags`)";
+  why =
+    "the previous commit only (WARNING: a shallow clone without history; a break spread over several commits can slip through: run `git fetch --unshallow --tags`)";
 }
 
 if (!baseline) {
-  console.log(shallow ? "check-breaking: WARNING: skipped, a shallow clone without a previous commit of the API to compare against" : "check-breaking: no release tag and no commit with buf.yaml: nothing to compare against yet");
+  console.log(
+    shallow
+      ? "check-breaking: WARNING: skipped, a shallow clone without a previous commit of the API to compare against"
+      : "check-breaking: no release tag and no commit with buf.yaml: nothing to compare against yet",
+  );
   process.exit(0);
 }
 
@@ -58,7 +63,9 @@ try {
   console.log("check-breaking: no breaking change");
 } catch (err) {
   if (typeof err.status === "number") {
-    console.error(`check-breaking: the API is not compatible with ${why} (see above). Restore what was removed, renamed or retyped (mark it deprecated instead), or add a new API version.`);
+    console.error(
+      `check-breaking: the API is not compatible with ${why} (see above). Restore what was removed, renamed or retyped (mark it deprecated instead), or add a new API version.`,
+    );
     process.exit(err.status);
   }
   console.error(`check-breaking: could not run buf: ${err.message}`);

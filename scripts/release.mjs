@@ -133,7 +133,7 @@ function productionPackages(pkg) {
   const lockPath = join(ROOT, "package-lock.json");
   if (!existsSync(lockPath)) throw new Error("package-lock.json is missing");
   const lock = readJson(lockPath);
-  if (!lock.packages || typeof lock.packages !== "object") throw new Error("package-lock.json has no \"packages\" map (lockfile v2 or newer needed)");
+  if (!lock.packages || typeof lock.packages !== "object") throw new Error('package-lock.json has no "packages" map (lockfile v2 or newer needed)');
   const lockedDeps = JSON.stringify(lock.packages[""]?.dependencies ?? {});
   if (lockedDeps !== JSON.stringify(pkg.dependencies ?? {})) {
     throw new Error("package-lock.json does not match package.json dependencies; run npm install first");
@@ -192,7 +192,7 @@ function packTar(members, mtime) {
   for (const path of paths) {
     const m = members.map.get(path);
     const name = m.dir ? `${path}/` : path;
-    const body = m.dir ? undefined : m.data ?? readFileSync(m.source);
+    const body = m.dir ? undefined : (m.data ?? readFileSync(m.source));
     const size = body ? body.length : 0;
     const header = new Header({
       path: name,

@@ -9,7 +9,13 @@ import { dirname, join } from "node:path";
 // test/reliability is its own run (npm run test:reliability): minutes of crash and flood rounds.
 function find(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? (join(dir, e.name) === join("test", "reliability") ? [] : find(join(dir, e.name))) : e.name.endsWith(".test.ts") ? [join(dir, e.name)] : [],
+    e.isDirectory()
+      ? join(dir, e.name) === join("test", "reliability")
+        ? []
+        : find(join(dir, e.name))
+      : e.name.endsWith(".test.ts")
+        ? [join(dir, e.name)]
+        : [],
   );
 }
 const args = process.argv.slice(2);
@@ -54,7 +60,12 @@ if (browserOnly) {
   }
   env.CARA_BROWSER_TESTS = "required";
 } else if (!existsSync(chromium) && files.some((f) => f.startsWith(join("test", "web")))) {
-  process.stdout.write(`NOTE: Chromium not found at ${chromium}: the browser tests in test/web are SKIPPED (install it with apt-get install chromium; npm run test:browser fails without it).\n`);
+  process.stdout.write(
+    `NOTE: Chromium not found at ${chromium}: the browser tests in test/web are SKIPPED (install it with apt-get install chromium; npm run test:browser fails without it).\n`,
+  );
 }
-const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=480000", ...flags, ...files], { stdio: "inherit", env });
+const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=480000", ...flags, ...files], {
+  stdio: "inherit",
+  env,
+});
 process.exit(result.status ?? 1);

@@ -12,7 +12,11 @@ export function formatBytes(bytes: number): string {
 
 /** A limit in exact units for messages: `1 GiB`, `64 MiB`, `256 KiB`, else `1000 bytes`. */
 export function formatLimit(n: number): string {
-  for (const [unit, size] of [["GiB", 1024 ** 3], ["MiB", 1024 ** 2], ["KiB", 1024]] as const) {
+  for (const [unit, size] of [
+    ["GiB", 1024 ** 3],
+    ["MiB", 1024 ** 2],
+    ["KiB", 1024],
+  ] as const) {
     if (n >= size && n % size === 0) return `${n / size} ${unit}`;
   }
   return `${n} bytes`;

@@ -1,21 +1,4 @@
-/**
- * Backup and restore of a generated state dir (~100 MB; `--quick` ~20 MB): thousands of small
- * JSONL files in sessions/ and memory/, a few large ones, tasks/queue.json and config.json, with
- * realistic, not trivially compressible content (JSON lines of random words and ids).
- *
- * Ours runs the production code from dist/ in a child process on plain node (no tsx loader), so
- * the child's peak RSS (`process.resourceUsage().maxRSS`) is the cost of the operation alone:
- * - backup:  `BackupManager.backupToDir` (what the backup task does; `cara backup` runs the same
- *            `createBackup` through the server): snapshot, hashing pass, tar + gzip level
- *            COMPRESSION_LEVEL (6), temp file, fsync, rename;
- * - restore: `BackupManager.restore` into an empty state dir (what `cara restore --offline`
- *            runs): streaming verification and staging with fsync, pre-restore backup, swap.
- * Baselines in the same run on the same data: `tar -I 'gzip -6' -cf` of the same sections, and
- * `tar -xzf` of the same archive into an empty directory. Throughput = state bytes / time; ours
- * is timed around the operation inside the child (node's start and module loading excluded),
- * tar's around the whole process.
- */
-import { spawn } from "node:child_process";
+
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -43,9 +26,10 @@ function prng(seed: number): () => number {
   };
 }
 
-const WORDS = (
-  "the a to of and in is it you that for on with as was be this are have not but what all were when we there can an your which their said if do will each about how up out them then she many some so these would other into has more her two like him see time could no make than first been its who now people my made over did down only way find use may water long little very after words called just where most know get through back much before go good new write our used me man too any day same right look think also around another came come work three word must because does part even place well such here take why things help put years different away again off went old number great tell men say small every found still between name should home big give air line set own under read last never us left end along while might next sound below saw something thought both few those always looked show large often together asked house world going want school important until form food keep children feet land side without boy once animals life enough took sometimes four head above kind began almost live page got earth need far hand high year mother light parts country father let night following picture being study second eyes soon times story boys since white days ever paper hard near sentence better best across during today others however sure means knew try told young miles sun ways thing whole hear example heard several change answer room sea against top turned learn point city play toward five using himself usually deploy gateway token session memory agent channel webhook retry queue backoff latency prompt model context embedding vector tool invoice calendar reminder summary"
-).split(" ");
+const WORDS =
+  "the a to of and in is it you that for on with as was be this are have not but what all were when we there can an your which their said if do will each about how up out them then she many some so these would other into has more her two like him see time could no make than first been its who now people my made over did down only way find use may water long little very after words called just where most know get through back much before go good new write our used me man too any day same right look think also around another came come work three word must because does part even place well such here take why things help put years different away again off went old number great tell men say small every found still between name should home big give air line set own under read last never us left end along while might next sound below saw something thought both few those always looked show large often together asked house world going want school important until form food keep children feet land side without boy once animals life enough took sometimes four head above kind began almost live page got earth need far hand high year mother light parts country father let night following picture being study second eyes soon times story boys since white days ever paper hard near sentence better best across during today others however sure means knew try told young miles sun ways thing whole hear example heard several change answer room sea against top turned learn point city play toward five using himself usually deploy gateway token session memory agent channel webhook retry queue backoff latency prompt model context embedding vector tool invoice calendar reminder summary".split(
+    " ",
+  );
 
 function wordsLine(rand: () => number, n: number): string {
   let s = WORDS[Math.floor(rand() * WORDS.length)]!;
@@ -55,7 +39,10 @@ function wordsLine(rand: () => number, n: number): string {
 
 const hex = (rand: () => number, n: number) => {
   let s = "";
-  while (s.length < n) s += Math.floor(rand() * 0x100000000).toString(16).padStart(8, "0");
+  while (s.length < n)
+    s += Math.floor(rand() * 0x100000000)
+      .toString(16)
+      .padStart(8, "0");
   return s.slice(0, n);
 };
 
@@ -115,7 +102,8 @@ async function generateState(dir: string, scale: number): Promise<Generated> {
   }
   // Memory: 1,200 small stores of 1–12 KB (~8 MB).
   const memories = Math.round(1200 * scale);
-  for (let i = 0; i < memories; i++) await put(`memory/ns-${i % 16}/${hex(rand, 12)}.jsonl`, jsonl(rand, 1024 + Math.floor(rand() * 11 * 1024), `mem-${i}`, t0));
+  for (let i = 0; i < memories; i++)
+    await put(`memory/ns-${i % 16}/${hex(rand, 12)}.jsonl`, jsonl(rand, 1024 + Math.floor(rand() * 11 * 1024), `mem-${i}`, t0));
   // A few large files: 3 long histories of ~12 MB (~36 MB).
   for (let i = 0; i < 3; i++) await put(`sessions/archive/history-${i}.jsonl`, jsonl(rand, Math.round(12 * MiB * scale), `archive-${i}`, t0));
   // The task queue: ~2 MB of records.
@@ -156,7 +144,12 @@ async function tree(root: string, rels: string[]): Promise<Map<string, string>> 
       for (const name of (await readdir(abs)).sort()) await walk(`${rel}/${name}`);
       return;
     }
-    out.set(rel, `${st.size} ${(st.mode & 0o777).toString(8)} ${createHash("sha256").update(await readFile(abs)).digest("hex")}`);
+    out.set(
+      rel,
+      `${st.size} ${(st.mode & 0o777).toString(8)} ${createHash("sha256")
+        .update(await readFile(abs))
+        .digest("hex")}`,
+    );
   };
   for (const r of rels) await walk(r);
   return out;
@@ -285,7 +278,9 @@ export const backup: Benchmark = {
       const tarOut = join(base, `tar-${rep}.tar.gz`);
       const sources = gen.sections.map((s) => join(gen.dir, s));
       const runOurs = async () => (await settle(), await warmCache(sources), ours(opts.root, "backup", gen.dir));
-      const runTar = async () => (await settle(), await warmCache(sources), run("tar", ["-I", `gzip -${COMPRESSION_LEVEL}`, "-cf", tarOut, "-C", gen.dir, ...gen.sections]));
+      const runTar = async () => (
+        await settle(), await warmCache(sources), run("tar", ["-I", `gzip -${COMPRESSION_LEVEL}`, "-cf", tarOut, "-C", gen.dir, ...gen.sections])
+      );
       let b: ChildResult;
       let t: { ms: number };
       if (rep % 2 === 0) {
@@ -366,13 +361,49 @@ export const backup: Benchmark = {
     const data = `${gen.files} files, ${mb.toFixed(0)} MB`;
     return {
       rows: [
-        makeRow({ group: "backup", name: `backup throughput (${data})`, unit: "MB/s", samples: backupRate, baseline: { name: `tar -czf (gzip -${COMPRESSION_LEVEL})`, samples: tarBackupRate }, goal: { on: "ratio", op: ">=", value: 0.9, label: "≥ 0.9×" } }),
-        makeRow({ group: "backup", name: `restore throughput (${data})`, unit: "MB/s", samples: restoreRate, baseline: { name: "tar -xzf", samples: tarRestoreRate }, goal: { on: "ratio", op: ">=", value: 0.8, label: "≥ 0.8×" } }),
+        makeRow({
+          group: "backup",
+          name: `backup throughput (${data})`,
+          unit: "MB/s",
+          samples: backupRate,
+          baseline: { name: `tar -czf (gzip -${COMPRESSION_LEVEL})`, samples: tarBackupRate },
+          goal: { on: "ratio", op: ">=", value: 0.9, label: "≥ 0.9×" },
+        }),
+        makeRow({
+          group: "backup",
+          name: `restore throughput (${data})`,
+          unit: "MB/s",
+          samples: restoreRate,
+          baseline: { name: "tar -xzf", samples: tarRestoreRate },
+          goal: { on: "ratio", op: ">=", value: 0.8, label: "≥ 0.8×" },
+        }),
         ...(shm
-          ? [makeRow({ group: "backup", name: "restore throughput into tmpfs (CPU only)", unit: "MB/s", samples: shmRestoreRate, baseline: { name: "tar -xzf into tmpfs", samples: shmTarRestoreRate }, note: "no disk I/O: verification, hashing and staging against tar's extraction" })]
+          ? [
+              makeRow({
+                group: "backup",
+                name: "restore throughput into tmpfs (CPU only)",
+                unit: "MB/s",
+                samples: shmRestoreRate,
+                baseline: { name: "tar -xzf into tmpfs", samples: shmTarRestoreRate },
+                note: "no disk I/O: verification, hashing and staging against tar's extraction",
+              }),
+            ]
           : []),
-        makeRow({ group: "backup", name: "backup peak RSS (child process)", unit: "MiB", samples: backupRss, goal: { on: "value", op: "<=", value: 150, label: "< 150 MiB" }, note: `node with the modules loaded: ${(idle.maxRssKiB / 1024).toFixed(0)} MiB` }),
-        makeRow({ group: "backup", name: "restore peak RSS (child process)", unit: "MiB", samples: restoreRss, goal: { on: "value", op: "<=", value: 150, label: "< 150 MiB" } }),
+        makeRow({
+          group: "backup",
+          name: "backup peak RSS (child process)",
+          unit: "MiB",
+          samples: backupRss,
+          goal: { on: "value", op: "<=", value: 150, label: "< 150 MiB" },
+          note: `node with the modules loaded: ${(idle.maxRssKiB / 1024).toFixed(0)} MiB`,
+        }),
+        makeRow({
+          group: "backup",
+          name: "restore peak RSS (child process)",
+          unit: "MiB",
+          samples: restoreRss,
+          goal: { on: "value", op: "<=", value: 150, label: "< 150 MiB" },
+        }),
       ],
       details: { files: gen.files, bytes: gen.bytes, archiveBytes, tarArchiveBytes, idleRssKiB: idle.maxRssKiB },
       notes: [

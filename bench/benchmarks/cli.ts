@@ -157,13 +157,21 @@ export const cli: Benchmark = {
     const reps = opts.quick ? 4 : 21;
     try {
       const commands: { key: string; label: string; args: string[]; goal?: Goal; optional?: boolean }[] = [
-        { key: "fetch", label: "node -e 'fetch /health'", args: ["-e", `fetch("http://127.0.0.1:${cara.port}/health").then((r) => r.text()).then((t) => process.stdout.write(t))`] },
+        {
+          key: "fetch",
+          label: "node -e 'fetch /health'",
+          args: ["-e", `fetch("http://127.0.0.1:${cara.port}/health").then((r) => r.text()).then((t) => process.stdout.write(t))`],
+        },
         { key: "node", label: "node -e '' (process start floor, the baseline)", args: ["-e", ""] },
         { key: "status", label: "cara status", args: [bin, "status", ...conn], goal: GOAL },
         { key: "version", label: "cara version", args: [bin, "version"], goal: VERSION_GOAL },
         { key: "task-list", label: "cara task list", args: [bin, "task", "list", ...conn], goal: GOAL, optional: true },
         { key: "logs", label: "cara logs -n 200", args: [bin, "logs", "-n", "200", ...conn], goal: GOAL, optional: true },
-        { key: "light", label: "prototype: lean status (clipanion + node:http, Connect JSON)", args: [await plainWorker("../workers/cli-light.ts", opts.out), "status", ...conn] },
+        {
+          key: "light",
+          label: "prototype: lean status (clipanion + node:http, Connect JSON)",
+          args: [await plainWorker("../workers/cli-light.ts", opts.out), "status", ...conn],
+        },
       ];
       // Probe each command once; a command that is not there yet is reported, not failed.
       const active: typeof commands = [];
@@ -209,7 +217,9 @@ export const cli: Benchmark = {
         await timeNode(["--import", preload, ...c.args], opts.root, cleanEnv({ CARA_BENCH_TRACE: trace }));
         graphs[c.key] = readGraph(trace, opts.root);
         const g = graphs[c.key]!;
-        rows.push(makeRow({ group: "cli", name: `${c.label}: modules loaded (files)`, unit: "files", samples: [g.modules], note: `${g.builtins} node: built-ins` }));
+        rows.push(
+          makeRow({ group: "cli", name: `${c.label}: modules loaded (files)`, unit: "files", samples: [g.modules], note: `${g.builtins} node: built-ins` }),
+        );
         rows.push(makeRow({ group: "cli", name: `${c.label}: JavaScript loaded`, unit: "KiB", samples: [g.bytes / 1024] }));
       }
       details.importGraphs = graphs;
@@ -231,7 +241,15 @@ export const cli: Benchmark = {
         }
       }
       for (const row of opts.quick ? [] : importRows) {
-        rows.push(makeRow({ group: "cli imports", name: `import ${row.spec} (alone)`, unit: "ms", samples: row.ms, ...(row.spec.includes("main.js") ? { note: "the CLI's whole static graph" } : {}) }));
+        rows.push(
+          makeRow({
+            group: "cli imports",
+            name: `import ${row.spec} (alone)`,
+            unit: "ms",
+            samples: row.ms,
+            ...(row.spec.includes("main.js") ? { note: "the CLI's whole static graph" } : {}),
+          }),
+        );
       }
 
       // Marginal cost in load order, one process: what each step adds to the ones before it.
@@ -252,14 +270,28 @@ export const cli: Benchmark = {
       for (let rep = 0; rep < importReps; rep++) {
         const r = await timeNode(["--input-type=module", "-e", script], opts.root);
         if (r.code !== 0) continue;
-        (JSON.parse(r.stdout) as number[]).forEach((ms, i) => marginal[i]!.push(ms));
+        for (const [i, ms] of (JSON.parse(r.stdout) as number[]).entries()) marginal[i]!.push(ms);
       }
       order.forEach((spec, i) => {
-        rows.push(makeRow({ group: "cli imports", name: `+ ${spec} (marginal, in this order)`, unit: "ms", samples: marginal[i]!, ...(spec.includes("main.js") ? { note: "rest of the CLI's static graph" } : spec.endsWith("connect-node") ? { note: "loaded lazily by status/task commands" } : {}) }));
+        rows.push(
+          makeRow({
+            group: "cli imports",
+            name: `+ ${spec} (marginal, in this order)`,
+            unit: "ms",
+            samples: marginal[i]!,
+            ...(spec.includes("main.js")
+              ? { note: "rest of the CLI's static graph" }
+              : spec.endsWith("connect-node")
+                ? { note: "loaded lazily by status/task commands" }
+                : {}),
+          }),
+        );
       });
       const status = graphs.status;
       if (status) {
-        notes.push(`cli: 'cara status' loads ${status.modules} files (${(status.bytes / 1024).toFixed(0)} KiB): ${status.byPackage.map((p) => `${p.name} ${p.modules}/${p.kib} KiB`).join(", ")}.`);
+        notes.push(
+          `cli: 'cara status' loads ${status.modules} files (${(status.bytes / 1024).toFixed(0)} KiB): ${status.byPackage.map((p) => `${p.name} ${p.modules}/${p.kib} KiB`).join(", ")}.`,
+        );
       }
       notes.push(
         `cli: wall time is spawn → exit of a fresh node process, ${reps} interleaved runs each after ${opts.quick ? 1 : 2} warm-up(s); import times are measured in a fresh process per import (each includes that module's own dependencies).`,

@@ -34,7 +34,9 @@ function timed(cmd: string, args: string[], env?: Record<string, string>): Promi
     let err = "";
     proc.stdout.on("data", (c: Buffer) => (out += c.toString()));
     proc.stderr.on("data", (c: Buffer) => (err += c.toString()));
-    proc.once("exit", (code) => (code === 0 ? resolve({ ms: performance.now() - t0, stdout: out }) : reject(new Error(`${cmd} exited ${code}: ${err.trim()}`))));
+    proc.once("exit", (code) =>
+      code === 0 ? resolve({ ms: performance.now() - t0, stdout: out }) : reject(new Error(`${cmd} exited ${code}: ${err.trim()}`)),
+    );
   });
 }
 
@@ -105,7 +107,9 @@ process.stdout.write(String(performance.now() - t0));
       await stopProcess(serverProc, "SIGTERM", 3000);
     }
     opts.log(`download over https: ours ${oursTls.map((v) => v.toFixed(0)).join(", ")} MiB/s; curl ${curlTls.map((v) => v.toFixed(0)).join(", ")} MiB/s`);
-    opts.log(`download: ours ${ours.map((v) => v.toFixed(0)).join(", ")} MiB/s (whole process ${oursProcess.map((v) => v.toFixed(0)).join(", ")}); curl ${curl.map((v) => v.toFixed(0)).join(", ")} MiB/s; curl + sha256sum ${curlHash.map((v) => v.toFixed(0)).join(", ")} MiB/s`);
+    opts.log(
+      `download: ours ${ours.map((v) => v.toFixed(0)).join(", ")} MiB/s (whole process ${oursProcess.map((v) => v.toFixed(0)).join(", ")}); curl ${curl.map((v) => v.toFixed(0)).join(", ")} MiB/s; curl + sha256sum ${curlHash.map((v) => v.toFixed(0)).join(", ")} MiB/s`,
+    );
     const curlRow = makeRow({ group: "download", name: `curl -s -o (${size / 1048576} MiB, local HTTP)`, unit: "MiB/s", samples: curl });
     return {
       rows: [

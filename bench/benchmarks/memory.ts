@@ -82,11 +82,30 @@ export const memory: Benchmark = {
       const rows: Row[] = [];
       const g = "memory";
       rows.push(makeRow({ group: g, name: "cara RSS idle (after start)", unit: "MiB", samples: caraIdle, baseline: { name: "bare idle", samples: bareIdle } }));
-      rows.push(makeRow({ group: g, name: "cara RSS under load (median of samples)", unit: "MiB", samples: caraLoadMedian, baseline: { name: "bare under load", samples: bareLoadMedian } }));
-      rows.push(makeRow({ group: g, name: "cara RSS under load (max)", unit: "MiB", samples: caraLoadMax, baseline: { name: "bare under load", samples: bareLoadMax } }));
+      rows.push(
+        makeRow({
+          group: g,
+          name: "cara RSS under load (median of samples)",
+          unit: "MiB",
+          samples: caraLoadMedian,
+          baseline: { name: "bare under load", samples: bareLoadMedian },
+        }),
+      );
+      rows.push(
+        makeRow({
+          group: g,
+          name: "cara RSS under load (max)",
+          unit: "MiB",
+          samples: caraLoadMax,
+          baseline: { name: "bare under load", samples: bareLoadMax },
+        }),
+      );
       rows.push(makeRow({ group: g, name: "cara RSS 1 s after the load", unit: "MiB", samples: caraAfter }));
       rows.push(makeRow({ group: g, name: "cara peak RSS (VmHWM)", unit: "MiB", samples: [peakRssBytes(cara.pid) / MiB] }));
-      return { rows, notes: [`memory: VmRSS from /proc/PID/status, sampled every 200 ms during ${reps} × ${durationMs} ms of load (${opts.connections} connections).`] };
+      return {
+        rows,
+        notes: [`memory: VmRSS from /proc/PID/status, sampled every 200 ms during ${reps} × ${durationMs} ms of load (${opts.connections} connections).`],
+      };
     } finally {
       await load.stop();
       for (const s of stops.reverse()) await s.stop().catch(() => undefined);

@@ -53,7 +53,17 @@ export const metrics: Benchmark = {
       const series = async (underLoad: boolean) => {
         const out: Scrape[] = [];
         const running = underLoad
-          ? load.run({ mode: "h1", port: cara.port, path: GET_STATUS_PATH, headers: { "content-type": "application/json", authorization: `Bearer ${cara.token}` }, body: Buffer.from("{}").toString("base64"), connections: opts.connections, warmupMs: 300, durationMs: scrapes * 40, expectStatus: 200 })
+          ? load.run({
+              mode: "h1",
+              port: cara.port,
+              path: GET_STATUS_PATH,
+              headers: { "content-type": "application/json", authorization: `Bearer ${cara.token}` },
+              body: Buffer.from("{}").toString("base64"),
+              connections: opts.connections,
+              warmupMs: 300,
+              durationMs: scrapes * 40,
+              expectStatus: 200,
+            })
           : undefined;
         if (running) await sleep(500);
         // The values behind a scrape are cached for a second (5 s for update and backup): space
@@ -69,13 +79,68 @@ export const metrics: Benchmark = {
       const idle = await series(false);
       opts.log(`metrics: scrapes under ${opts.connections}-connection GetStatus load`);
       const loaded = await series(true);
-      const p = (xs: number[], q: number) => percentileSorted([...xs].sort((a, b) => a - b), q);
+      const p = (xs: number[], q: number) =>
+        percentileSorted(
+          [...xs].sort((a, b) => a - b),
+          q,
+        );
       const rows = [
-        makeRow({ group: "metrics", name: "/metrics render p99, idle", unit: "ms", samples: [p(idle.map((s) => s.renderMs), 99)] }),
-        makeRow({ group: "metrics", name: `/metrics render p50 under ${opts.connections}-connection load`, unit: "ms", samples: [p(loaded.map((s) => s.renderMs), 50)] }),
-        makeRow({ group: "metrics", name: `/metrics render CPU p99 under ${opts.connections}-connection load`, unit: "ms", samples: [p(loaded.map((s) => s.cpuMs), 99)], goal: GOAL }),
-        makeRow({ group: "metrics", name: `/metrics render wall time p99 under ${opts.connections}-connection load`, unit: "ms", samples: [p(loaded.map((s) => s.renderMs), 99)] }),
-        makeRow({ group: "metrics", name: `/metrics wall time p99 under load (queueing behind ${opts.connections} connections included)`, unit: "ms", samples: [p(loaded.map((s) => s.wallMs), 99)] }),
+        makeRow({
+          group: "metrics",
+          name: "/metrics render p99, idle",
+          unit: "ms",
+          samples: [
+            p(
+              idle.map((s) => s.renderMs),
+              99,
+            ),
+          ],
+        }),
+        makeRow({
+          group: "metrics",
+          name: `/metrics render p50 under ${opts.connections}-connection load`,
+          unit: "ms",
+          samples: [
+            p(
+              loaded.map((s) => s.renderMs),
+              50,
+            ),
+          ],
+        }),
+        makeRow({
+          group: "metrics",
+          name: `/metrics render CPU p99 under ${opts.connections}-connection load`,
+          unit: "ms",
+          samples: [
+            p(
+              loaded.map((s) => s.cpuMs),
+              99,
+            ),
+          ],
+          goal: GOAL,
+        }),
+        makeRow({
+          group: "metrics",
+          name: `/metrics render wall time p99 under ${opts.connections}-connection load`,
+          unit: "ms",
+          samples: [
+            p(
+              loaded.map((s) => s.renderMs),
+              99,
+            ),
+          ],
+        }),
+        makeRow({
+          group: "metrics",
+          name: `/metrics wall time p99 under load (queueing behind ${opts.connections} connections included)`,
+          unit: "ms",
+          samples: [
+            p(
+              loaded.map((s) => s.wallMs),
+              99,
+            ),
+          ],
+        }),
         makeRow({ group: "metrics", name: "/metrics exposition size", unit: "KiB", samples: [idle[0]!.bytes / 1024] }),
       ];
       return { rows };

@@ -61,7 +61,9 @@ export const profile: Benchmark = {
       // 1. cara itself.
       const profDir = join(opts.tmp, "prof-cara");
       await mkdir(profDir, { recursive: true });
-      const cara = await startCara(opts.root, join(opts.tmp, "profile-state"), { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`, "--cpu-prof-interval=500"] });
+      const cara = await startCara(opts.root, join(opts.tmp, "profile-state"), {
+        nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`, "--cpu-prof-interval=500"],
+      });
       let caraRun: LoadResult;
       let statusJson: { json: string; token: string };
       try {

@@ -44,7 +44,12 @@ export const streaming: Benchmark = {
         try {
           await nextMessage(worker, (m) => m?.type === "hello", 20_000, "follow worker start");
           worker.send({ type: "start", port: cara.port, token: cara.token, followers, contains: LINE, httpVersion: "1.1" });
-          const state = await nextMessage<{ type: string; message?: string }>(worker, (m) => m?.type === "ready" || m?.type === "unavailable", 20_000, "followers");
+          const state = await nextMessage<{ type: string; message?: string }>(
+            worker,
+            (m) => m?.type === "ready" || m?.type === "unavailable",
+            20_000,
+            "followers",
+          );
           if (state.type === "unavailable") {
             const note = `not available yet: ${state.message ?? "FollowLogs failed"}`;
             opts.log(`streaming: ${note}`);

@@ -37,14 +37,19 @@ async function bulkOverApi(root: string, tmp: string, durationMs: number): Promi
     const transport = createConnectTransport({
       baseUrl: `http://127.0.0.1:${cara.port}`,
       httpVersion: "1.1",
-      interceptors: [(next) => (req) => {
-        req.header.set("authorization", `Bearer ${cara.token}`);
-        return next(req);
-      }],
+      interceptors: [
+        (next) => (req) => {
+          req.header.set("authorization", `Bearer ${cara.token}`);
+          return next(req);
+        },
+      ],
     });
     const client = createClient(TasksService, transport);
     const due = BigInt(Date.now() + 86_400_000);
-    const batch = Array.from({ length: BULK_BATCH }, (_, i) => ({ payload: { kind: { case: "systemEvent" as const, value: { text: `bulk ${i}` } } }, nextRunAtMs: due }));
+    const batch = Array.from({ length: BULK_BATCH }, (_, i) => ({
+      payload: { kind: { case: "systemEvent" as const, value: { text: `bulk ${i}` } } },
+      nextRunAtMs: due,
+    }));
     let created = 0;
     const start = performance.now();
     const end = start + durationMs;
@@ -109,10 +114,24 @@ async function drive(create: (i: number) => Promise<unknown>, durationMs: number
 /** The baseline: one JSON file rewritten on every create (serialized; no journal, no batching). */
 class WholeFileStore {
   private chain: Promise<void> = Promise.resolve();
-  constructor(private readonly file: string, private readonly records: TaskRecord[]) {}
+  constructor(
+    private readonly file: string,
+    private readonly records: TaskRecord[],
+  ) {}
   create(i: number): Promise<void> {
     const now = Date.now();
-    this.records.push({ id: `wf-${i}`, state: "queued", attempts: 0, nextRunAtMs: null, lastError: null, payload: { kind: "systemEvent", text: "bench" }, createdAtMs: now, updatedAtMs: now, policy: { ...DEFAULT_POLICY }, policyExplicit: true });
+    this.records.push({
+      id: `wf-${i}`,
+      state: "queued",
+      attempts: 0,
+      nextRunAtMs: null,
+      lastError: null,
+      payload: { kind: "systemEvent", text: "bench" },
+      createdAtMs: now,
+      updatedAtMs: now,
+      policy: { ...DEFAULT_POLICY },
+      policyExplicit: true,
+    });
     const next = this.chain.then(() => writeFileDurable(this.file, `${JSON.stringify(this.records.map(orderedRecord), null, 2)}\n`));
     this.chain = next.catch(() => undefined);
     return next;
@@ -121,7 +140,8 @@ class WholeFileStore {
 
 export const tasks: Benchmark = {
   name: "tasks",
-  description: "Durable task creates/s and p99 with 10,000 stored tasks, 32 concurrent clients, vs a whole-file-rewrite store; store open time with 10,000 tasks; bulk CreateTasks over the API vs the store rate",
+  description:
+    "Durable task creates/s and p99 with 10,000 stored tasks, 32 concurrent clients, vs a whole-file-rewrite store; store open time with 10,000 tasks; bulk CreateTasks over the API vs the store rate",
   async run(opts: BenchOptions): Promise<BenchResult> {
     const reps = opts.quick ? 2 : opts.reps;
     const duration = opts.quick ? 1500 : 3000;
@@ -136,7 +156,10 @@ export const tasks: Benchmark = {
       // Journaled store (capacity above what the run can create, so no eviction scan).
       const dir = await seededDir(opts.tmp, "tasks-journal");
       const store = await TaskStore.open({ dir, capacity: 1_000_000, retentionMs: 0 });
-      const j = await drive(() => store.create({ payload: { kind: "systemEvent", text: "bench" }, policy: { ...DEFAULT_POLICY }, policyExplicit: true, nextRunAtMs: null }), duration);
+      const j = await drive(
+        () => store.create({ payload: { kind: "systemEvent", text: "bench" }, policy: { ...DEFAULT_POLICY }, policyExplicit: true, nextRunAtMs: null }),
+        duration,
+      );
       await store.close();
       // Open time: load a queue.json of exactly 10k tasks cold in this process (the store the
       // create run grew can pass the 64 MiB file cap on a fast machine, and would measure more).
@@ -158,16 +181,48 @@ export const tasks: Benchmark = {
         openMs.push(opened);
         bulkRate.push(bulk);
       }
-      opts.log(`tasks rep ${rep}${warm ? " (warm-up)" : ""}: journal ${j.rate.toFixed(0)}/s p99 ${j.p99.toFixed(1)} ms; whole-file ${w.rate.toFixed(1)}/s p99 ${w.p99.toFixed(0)} ms; open ${opened.toFixed(0)} ms; bulk over the API ${bulk.toFixed(0)}/s`);
+      opts.log(
+        `tasks rep ${rep}${warm ? " (warm-up)" : ""}: journal ${j.rate.toFixed(0)}/s p99 ${j.p99.toFixed(1)} ms; whole-file ${w.rate.toFixed(1)}/s p99 ${w.p99.toFixed(0)} ms; open ${opened.toFixed(0)} ms; bulk over the API ${bulk.toFixed(0)}/s`,
+      );
     }
     return {
       rows: [
-        makeRow({ group: "tasks", name: "durable creates/s (10k stored, 32 clients)", unit: "creates/s", samples: journalRate, baseline: { name: "whole-file rewrite", samples: wholeRate }, goal: { on: "value", op: ">=", value: 2000, label: "≥ 2,000/s" } }),
-        makeRow({ group: "tasks", name: "create p99 latency", unit: "ms", samples: journalP99, baseline: { name: "whole-file rewrite p99", samples: wholeP99 }, goal: { on: "value", op: "<=", value: 50, label: "≤ 50 ms" } }),
-        makeRow({ group: "tasks", name: `bulk creates/s over the API (CreateTasks, ${BULK_BATCH} per call, ${BULK_CALLERS} in flight)`, unit: "creates/s", samples: bulkRate, baseline: { name: "store durable creates/s (row above)", samples: journalRate }, goal: { on: "ratio", op: ">=", value: 0.5, label: "≥ 0.5× store" } }),
-        makeRow({ group: "tasks", name: "store open with 10k tasks", unit: "ms", samples: openMs, goal: { on: "value", op: "<=", value: 1000, label: "≤ 1 s" } }),
+        makeRow({
+          group: "tasks",
+          name: "durable creates/s (10k stored, 32 clients)",
+          unit: "creates/s",
+          samples: journalRate,
+          baseline: { name: "whole-file rewrite", samples: wholeRate },
+          goal: { on: "value", op: ">=", value: 2000, label: "≥ 2,000/s" },
+        }),
+        makeRow({
+          group: "tasks",
+          name: "create p99 latency",
+          unit: "ms",
+          samples: journalP99,
+          baseline: { name: "whole-file rewrite p99", samples: wholeP99 },
+          goal: { on: "value", op: "<=", value: 50, label: "≤ 50 ms" },
+        }),
+        makeRow({
+          group: "tasks",
+          name: `bulk creates/s over the API (CreateTasks, ${BULK_BATCH} per call, ${BULK_CALLERS} in flight)`,
+          unit: "creates/s",
+          samples: bulkRate,
+          baseline: { name: "store durable creates/s (row above)", samples: journalRate },
+          goal: { on: "ratio", op: ">=", value: 0.5, label: "≥ 0.5× store" },
+        }),
+        makeRow({
+          group: "tasks",
+          name: "store open with 10k tasks",
+          unit: "ms",
+          samples: openMs,
+          goal: { on: "value", op: "<=", value: 1000, label: "≤ 1 s" },
+        }),
       ],
-      notes: ["tasks: the bulk row's server starts with an empty store (the store rows have 10k stored).", "tasks: measured at the store (the RPC layer adds its own per-call cost, see the unary rows); every create is fdatasync'ed before it resolves."],
+      notes: [
+        "tasks: the bulk row's server starts with an empty store (the store rows have 10k stored).",
+        "tasks: measured at the store (the RPC layer adds its own per-call cost, see the unary rows); every create is fdatasync'ed before it resolves.",
+      ],
     };
   },
 };

@@ -57,15 +57,17 @@ export const unary: Benchmark = {
       }
       load = await LoadWorker.start();
 
-      const json = (port: number, path = GET_STATUS_PATH) => (base: Pick<LoadSpec, "connections" | "warmupMs" | "durationMs">): LoadSpec => ({
-        mode: "h1",
-        port,
-        path,
-        headers: { "content-type": "application/json", authorization: `Bearer ${cara.token}` },
-        body: JSON_BODY,
-        expectStatus: 200,
-        ...base,
-      });
+      const json =
+        (port: number, path = GET_STATUS_PATH) =>
+        (base: Pick<LoadSpec, "connections" | "warmupMs" | "durationMs">): LoadSpec => ({
+          mode: "h1",
+          port,
+          path,
+          headers: { "content-type": "application/json", authorization: `Bearer ${cara.token}` },
+          body: JSON_BODY,
+          expectStatus: 200,
+          ...base,
+        });
       const targets: Target[] = [
         { key: "bare", label: "bare node:http JSON (baseline)", quick: true, pid: () => bare.pid, spec: json(bare.port) },
         { key: "cara-json", label: "cara GetStatus, Connect JSON (HTTP/1.1)", quick: true, goal: GOAL, pid: () => cara.pid, spec: json(cara.port) },
@@ -75,7 +77,15 @@ export const unary: Benchmark = {
           quick: true,
           goal: GOAL,
           pid: () => cara.pid,
-          spec: (base) => ({ mode: "h1", port: cara.port, path: GET_STATUS_PATH, headers: { "content-type": "application/proto", authorization: `Bearer ${cara.token}` }, body: EMPTY, expectStatus: 200, ...base }),
+          spec: (base) => ({
+            mode: "h1",
+            port: cara.port,
+            path: GET_STATUS_PATH,
+            headers: { "content-type": "application/proto", authorization: `Bearer ${cara.token}` },
+            body: EMPTY,
+            expectStatus: 200,
+            ...base,
+          }),
         },
         {
           key: "cara-grpc",
@@ -110,7 +120,14 @@ export const unary: Benchmark = {
             ...base,
           }),
         },
-        { key: "cara-health", label: "cara grpc.health.v1 Check, Connect JSON (no token, cached)", quick: false, detail: "short", pid: () => cara.pid, spec: json(cara.port, HEALTH_CHECK_PATH) },
+        {
+          key: "cara-health",
+          label: "cara grpc.health.v1 Check, Connect JSON (no token, cached)",
+          quick: false,
+          detail: "short",
+          pid: () => cara.pid,
+          spec: json(cara.port, HEALTH_CHECK_PATH),
+        },
       ];
       const ladder: [string, string, boolean][] = [
         ["const", "ablation: connect-node alone, constant GetStatus (Connect JSON)", true],
@@ -176,15 +193,41 @@ export const unary: Benchmark = {
         const g = "unary";
         const errs = s.reduce((a, x) => a + x.errors, 0);
         const note = errs > 0 ? `${errs} errors: ${firstErrors.get(t.key) ?? ""}` : undefined;
-        rows.push(makeRow({ group: g, name: `${t.label}: throughput`, unit: "req/s", samples: pick(s, "rps"), baseline: baseline("rps"), ...(t.goal ? { goal: t.goal } : {}), ...(note ? { note } : {}) }));
+        rows.push(
+          makeRow({
+            group: g,
+            name: `${t.label}: throughput`,
+            unit: "req/s",
+            samples: pick(s, "rps"),
+            baseline: baseline("rps"),
+            ...(t.goal ? { goal: t.goal } : {}),
+            ...(note ? { note } : {}),
+          }),
+        );
         if (t.key === "cara-grpc" && samples.has("bare-h2")) {
-          rows.push(makeRow({ group: g, name: `${t.label}: throughput vs bare node:http2 gRPC`, unit: "req/s", samples: pick(s, "rps"), baseline: { name: "bare h2", samples: pick(samples.get("bare-h2")!, "rps") } }));
+          rows.push(
+            makeRow({
+              group: g,
+              name: `${t.label}: throughput vs bare node:http2 gRPC`,
+              unit: "req/s",
+              samples: pick(s, "rps"),
+              baseline: { name: "bare h2", samples: pick(samples.get("bare-h2")!, "rps") },
+            }),
+          );
         }
         if (t.detail !== "short") {
           rows.push(makeRow({ group: g, name: `${t.label}: p50 latency`, unit: "ms", samples: pick(s, "p50"), baseline: baseline("p50") }));
           rows.push(makeRow({ group: g, name: `${t.label}: p99 latency`, unit: "ms", samples: pick(s, "p99"), baseline: baseline("p99") }));
         }
-        rows.push(makeRow({ group: g, name: `${t.label}: server CPU per request`, unit: "µs", samples: pick(s, "serverUsPerReq"), baseline: baseline("serverUsPerReq") }));
+        rows.push(
+          makeRow({
+            group: g,
+            name: `${t.label}: server CPU per request`,
+            unit: "µs",
+            samples: pick(s, "serverUsPerReq"),
+            baseline: baseline("serverUsPerReq"),
+          }),
+        );
         if (t.detail !== "short") rows.push(makeRow({ group: g, name: `${t.label}: server CPU`, unit: "% core", samples: pick(s, "serverCpu") }));
         rows.push(makeRow({ group: g, name: `${t.label}: load tool CPU`, unit: "% core", samples: pick(s, "clientCpu") }));
       }

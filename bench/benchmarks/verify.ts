@@ -56,7 +56,8 @@ function runCold(script: string, viaTsx: boolean, cwd: string): Promise<ColdRun>
 
 export const verify: Benchmark = {
   name: "verify",
-  description: "Sigstore bundle verification of a release artifact by digest (real v0.7.0 bundle, pinned public-good root, offline): warm in-process calls and cold first call in a fresh process",
+  description:
+    "Sigstore bundle verification of a release artifact by digest (real v0.7.0 bundle, pinned public-good root, offline): warm in-process calls and cold first call in a fresh process",
   async run(opts: BenchOptions): Promise<BenchResult> {
     const fixture = join(opts.root, "test", "fixtures", "update", "v0.7.0-sha256sums.bundle");
     const bundle = await readFile(fixture);
@@ -118,4 +119,3 @@ console.log(JSON.stringify({ importMs: t1 - t0, loadRootMs: t2 - t1, verifyMs: t
     };
   },
 };
-

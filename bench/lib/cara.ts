@@ -20,7 +20,11 @@ export interface RunningCara {
  * for its "listening on" log line. Its output is drained (kept: the last lines) so that a busy
  * logger never blocks on a full pipe.
  */
-export async function startCara(root: string, stateDir: string, options: { nodeArgs?: string[]; env?: Record<string, string>; args?: string[]; count?: string[] } = {}): Promise<RunningCara> {
+export async function startCara(
+  root: string,
+  stateDir: string,
+  options: { nodeArgs?: string[]; env?: Record<string, string>; args?: string[]; count?: string[] } = {},
+): Promise<RunningCara> {
   await mkdir(join(stateDir, ".."), { recursive: true });
   const proc = spawnTracked(
     process.execPath,
@@ -28,9 +32,15 @@ export async function startCara(root: string, stateDir: string, options: { nodeA
     { cwd: root, env: cleanEnv(options.env), stdio: ["ignore", "pipe", "pipe"] },
   );
   const counts = new Map<string, number>((options.count ?? []).map((c) => [c, 0]));
-  const lines = collectLines(proc, 500, counts.size === 0 ? undefined : (line) => {
-    for (const [k, v] of counts) if (line.includes(k)) counts.set(k, v + 1);
-  });
+  const lines = collectLines(
+    proc,
+    500,
+    counts.size === 0
+      ? undefined
+      : (line) => {
+          for (const [k, v] of counts) if (line.includes(k)) counts.set(k, v + 1);
+        },
+  );
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setInterval(() => {
       for (const line of lines) {

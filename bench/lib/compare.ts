@@ -68,8 +68,27 @@ const met = (v: boolean | null) => (v === null ? "-" : v ? "yes" : "no");
 export function compareTable(rows: readonly ComparedRow[]): string {
   const table = [
     ["group", "row", "unit", "old", "new", "new/old", "old vs base", "new vs base", "goal", "old met", "new met"],
-    ...rows.map((r) => [r.group, r.name, r.unit, num(r.oldMedian), num(r.newMedian), ratio(r.change), ratio(r.oldRatio), ratio(r.newRatio), r.goal?.label ?? "-", met(r.oldMet), met(r.newMet)]),
+    ...rows.map((r) => [
+      r.group,
+      r.name,
+      r.unit,
+      num(r.oldMedian),
+      num(r.newMedian),
+      ratio(r.change),
+      ratio(r.oldRatio),
+      ratio(r.newRatio),
+      r.goal?.label ?? "-",
+      met(r.oldMet),
+      met(r.newMet),
+    ]),
   ];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
-  return table.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ").trimEnd()).join("\n");
+  return table
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!)))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }

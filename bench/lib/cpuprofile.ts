@@ -66,7 +66,20 @@ export function categorize(frame: CallFrame, root: string): string {
     if (pkg === "@connectrpc/connect") return "connect-es (@connectrpc/connect)";
     if (pkg === "@connectrpc/connect-node") return "connect-node";
     if (pkg === "@bufbuild/protobuf") return "protobuf-es";
-    if (["pino", "sonic-boom", "thread-stream", "pino-std-serializers", "fast-redact", "quick-format-unescaped", "safe-stable-stringify", "atomic-sleep", "on-exit-leak-free"].includes(pkg)) return "pino (logging)";
+    if (
+      [
+        "pino",
+        "sonic-boom",
+        "thread-stream",
+        "pino-std-serializers",
+        "fast-redact",
+        "quick-format-unescaped",
+        "safe-stable-stringify",
+        "atomic-sleep",
+        "on-exit-leak-free",
+      ].includes(pkg)
+    )
+      return "pino (logging)";
     return `npm: ${pkg}`;
   }
   if (path.startsWith(root)) {
@@ -217,7 +230,9 @@ export function analyzeProfile(profile: CpuProfile, root: string, window?: { sta
 export function formatSummary(s: ProfileSummary, title: string): string {
   const pct = (v: number) => `${v.toFixed(1).padStart(5)}%`;
   const lines: string[] = [];
-  lines.push(`${title}: ${s.sampleCount} samples, ${s.busyMs.toFixed(0)} ms busy of ${s.totalMs.toFixed(0)} ms${s.windowed ? " (load window only)" : " (whole run)"}`);
+  lines.push(
+    `${title}: ${s.sampleCount} samples, ${s.busyMs.toFixed(0)} ms busy of ${s.totalMs.toFixed(0)} ms${s.windowed ? " (load window only)" : " (whole run)"}`,
+  );
   lines.push("", "Self time by category (% of busy time):");
   for (const c of s.byCategory) lines.push(`  ${pct(c.pct)}  ${c.name}`);
   lines.push("", "Self time, Node-internal/native frames charged to their nearest package or our code:");

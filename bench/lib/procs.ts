@@ -66,6 +66,7 @@ export function forkWorker(script: string, args: string[] = [], options: ForkOpt
 }
 
 /** Resolves with the first IPC message matching `accept`, or rejects on exit or timeout. */
+// biome-ignore lint/suspicious/noExplicitAny: an IPC message is whatever the worker sent; each caller checks the shape it waits for.
 export function nextMessage<T>(proc: ChildProcess, accept: (m: any) => boolean, timeoutMs: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onMessage = (m: unknown) => {

@@ -31,7 +31,13 @@ class LightStatus extends Command {
     const token = readFileSync(`${this.stateDir}/auth/token`, "utf8").trim();
     const health = await request(port, "GET", "/health", { accept: "application/json" });
     JSON.parse(health.body);
-    const res = await request(port, "POST", "/carapace.ops.v1.OpsService/GetStatus", { "content-type": "application/json", authorization: `Bearer ${token}` }, "{}");
+    const res = await request(
+      port,
+      "POST",
+      "/carapace.ops.v1.OpsService/GetStatus",
+      { "content-type": "application/json", authorization: `Bearer ${token}` },
+      "{}",
+    );
     if (res.status !== 200) throw new Error(`GetStatus: HTTP ${res.status}`);
     const s = JSON.parse(res.body) as { version: string; overall: string; checks: { name: string; status: string; message: string }[] };
     this.context.stdout.write(`carapace ${s.version}: ${s.overall}\n`);

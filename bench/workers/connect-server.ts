@@ -65,7 +65,10 @@ function build(config: Config) {
   const cachedDiagnostics = () => {
     const now = performance.now();
     if (!diag || now - diag.at >= 500) {
-      const fds = readdir("/proc/self/fd").then((l) => l.length, () => 0);
+      const fds = readdir("/proc/self/fd").then(
+        (l) => l.length,
+        () => 0,
+      );
       diag = { at: now, value: Promise.all([diskFreeBytes(config.stateDir).catch(() => 0), fds, process.memoryUsage.rss()]) };
     }
     return diag.value;

@@ -111,8 +111,18 @@ class RawH1 implements Runner {
           this.inFlight = false;
           this.rec.done(this.t0, "closed", false);
         }
-        if (this.rec.stopping) return this.onIdle?.();
-        setTimeout(() => this.connect().then(() => this.send(), () => undefined), 10);
+        if (this.rec.stopping) {
+          this.onIdle?.();
+          return;
+        }
+        setTimeout(
+          () =>
+            this.connect().then(
+              () => this.send(),
+              () => undefined,
+            ),
+          10,
+        );
       });
     });
   }
@@ -144,7 +154,10 @@ class RawH1 implements Runner {
         const old = this.socket;
         this.socket = undefined as unknown as net.Socket; // ignore the old socket's close
         old.destroy();
-        if (this.rec.stopping) return this.onIdle?.();
+        if (this.rec.stopping) {
+          this.onIdle?.();
+          return;
+        }
         this.connect().then(
           () => this.send(),
           () => undefined,

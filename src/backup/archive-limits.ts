@@ -93,7 +93,7 @@ export interface Problem {
 export function refusalMessage(problems: readonly Problem[]): string {
   const first = problems[0];
   if (!first) return "refusing archive";
-  return `refusing archive: ${first.message}` + (problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? "s" : ""})` : "");
+  return `refusing archive: ${first.message}${problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? "s" : ""})` : ""}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -96,7 +96,6 @@ export interface ReadBackupResult {
   archiveBytes?: number;
 }
 
-
 /** Files up to this size are read whole (and staged in one write); larger ones stream. */
 const SMALL_FILE_BYTES = 1 * MiB;
 
@@ -211,7 +210,12 @@ class ArchiveReader {
         await readMetaHeader(this.source, header.type, header.size, pending, last);
         continue;
       }
-      const entry: Entry = { path: pending.path ?? header.name, size: pending.size ?? header.size, type: header.type, linkpath: pending.linkpath ?? header.linkname };
+      const entry: Entry = {
+        path: pending.path ?? header.name,
+        size: pending.size ?? header.size,
+        type: header.type,
+        linkpath: pending.linkpath ?? header.linkname,
+      };
       pending = {};
       if (index >= this.limits.maxEntries) throw new Stop(problem("too_large", "", `archive has more than ${this.limits.maxEntries} entries`));
       await this.entry(entry, index++);
@@ -253,7 +257,13 @@ class ArchiveReader {
   /** The first entry: the marker, its format version and creation time. */
   private async marker(e: Entry): Promise<void> {
     if (e.path !== MARKER_NAME) {
-      throw new Stop(problem("marker_invalid", e.path, `archive does not start with the '${MARKER_NAME}' marker (first entry is '${displayPath(e.path)}'): not a cara backup`));
+      throw new Stop(
+        problem(
+          "marker_invalid",
+          e.path,
+          `archive does not start with the '${MARKER_NAME}' marker (first entry is '${displayPath(e.path)}'): not a cara backup`,
+        ),
+      );
     }
     this.seen.add(MARKER_NAME);
     if (e.type !== "0") {
@@ -268,7 +278,9 @@ class ArchiveReader {
     if (!m) {
       this.add(problem("marker_invalid", e.path, `marker '${MARKER_NAME}' does not say "carapace-backup v1" and "created=<time>"`));
     } else if (m[1] !== "1") {
-      this.add(problem("version_unsupported", e.path, `marker says backup format v${m[1]}, newer than this cara understands (v1); upgrade cara to read this backup`));
+      this.add(
+        problem("version_unsupported", e.path, `marker says backup format v${m[1]}, newer than this cara understands (v1); upgrade cara to read this backup`),
+      );
     } else {
       this.markerCreated = m[2];
     }
@@ -294,14 +306,21 @@ class ArchiveReader {
     this.foreign = signer === undefined;
     if (signer) this.signedBy = { keyId: signer.keyId, previous: signer.keyId !== current.keyId };
     if (this.foreign && !this.options.allowForeign) {
-      const unknownKey = manifest.keyId !== undefined && manifest.keyId !== current.keyId && !(this.options.previousKeys ?? []).some((k) => k.keyId === manifest.keyId);
+      const unknownKey =
+        manifest.keyId !== undefined && manifest.keyId !== current.keyId && !(this.options.previousKeys ?? []).some((k) => k.keyId === manifest.keyId);
       const why = unknownKey
         ? `manifest is signed with key id ${manifest.keyId}, which is neither this deployment's server secret nor a previous one: the backup was made by another deployment or with a secret this state dir never used (give that secret with --secret-file), or manifest.json was changed after signing`
         : "manifest HMAC does not match this deployment's key: the backup was made by another deployment, or manifest.json was changed after signing";
       this.add(problem("foreign", e.path, why));
     }
     if (this.markerCreated !== undefined && this.markerCreated !== manifest.createdAt) {
-      this.add(problem("manifest_invalid", e.path, `manifest.json createdAt (${manifest.createdAt}) differs from the marker's (${displayPath(this.markerCreated, 60)})`));
+      this.add(
+        problem(
+          "manifest_invalid",
+          e.path,
+          `manifest.json createdAt (${manifest.createdAt}) differs from the marker's (${displayPath(this.markerCreated, 60)})`,
+        ),
+      );
     }
     const declared = manifest.files.reduce((sum, f) => sum + f.size, 0);
     if (declared > this.limits.maxTotalBytes) {
@@ -317,7 +336,14 @@ class ArchiveReader {
   private fileTarget(e: Entry, index: number): FileTarget | undefined {
     if (e.path === MARKER_NAME || e.path === MANIFEST_NAME) {
       if (this.seen.has(e.path)) this.add(problem("duplicate_path", e.path, `entry '${e.path}' appears more than once`));
-      else this.add(problem(e.path === MARKER_NAME ? "marker_invalid" : "manifest_invalid", e.path, `entry '${e.path}' must be entry number ${e.path === MARKER_NAME ? 1 : 2}, not ${index + 1}`));
+      else
+        this.add(
+          problem(
+            e.path === MARKER_NAME ? "marker_invalid" : "manifest_invalid",
+            e.path,
+            `entry '${e.path}' must be entry number ${e.path === MARKER_NAME ? 1 : 2}, not ${index + 1}`,
+          ),
+        );
       return undefined;
     }
     const isDir = e.type === "5";
@@ -330,9 +356,12 @@ class ArchiveReader {
       return void this.add(problem("unsafe_type", e.path, `entry '${displayPath(e.path)}' is ${describeType(e.type)}${to}; only regular files are allowed`));
     }
     if (e.size > this.limits.maxFileBytes) {
-      throw new Stop(problem("too_large", e.path, `entry '${displayPath(e.path)}' is ${e.size} bytes, over the ${formatLimit(this.limits.maxFileBytes)} per-file limit`));
+      throw new Stop(
+        problem("too_large", e.path, `entry '${displayPath(e.path)}' is ${e.size} bytes, over the ${formatLimit(this.limits.maxFileBytes)} per-file limit`),
+      );
     }
-    if (this.seen.has(path) || this.seenDirs.has(path)) return void this.add(problem("duplicate_path", e.path, `entry '${displayPath(path)}' appears more than once`));
+    if (this.seen.has(path) || this.seenDirs.has(path))
+      return void this.add(problem("duplicate_path", e.path, `entry '${displayPath(path)}' appears more than once`));
     this.seen.add(path);
     const section = sectionOf(path);
     if (section === undefined) {
@@ -341,7 +370,8 @@ class ArchiveReader {
     if (!this.manifestFiles) return undefined; // no usable manifest: nothing to compare with
     const listed = this.manifestFiles.get(path);
     if (!listed) return void this.add(problem("entry_unexpected", e.path, `entry '${displayPath(path)}' is not listed in the manifest`));
-    if (e.size !== listed.size) return void this.add(problem("size_mismatch", e.path, `entry '${displayPath(path)}' is ${e.size} bytes but the manifest says ${listed.size}`));
+    if (e.size !== listed.size)
+      return void this.add(problem("size_mismatch", e.path, `entry '${displayPath(path)}' is ${e.size} bytes but the manifest says ${listed.size}`));
     return { path, section, listed };
   }
 
@@ -375,7 +405,8 @@ class ArchiveReader {
 
   private fileRead(digest: string, listed: ManifestFile, section: SectionName, stagedPath: string | undefined): void {
     if (digest !== listed.sha256) {
-      return this.add(problem("hash_mismatch", listed.path, `entry '${displayPath(listed.path)}' does not match its SHA-256 in the manifest`));
+      this.add(problem("hash_mismatch", listed.path, `entry '${displayPath(listed.path)}' does not match its SHA-256 in the manifest`));
+      return;
     }
     this.verified.push(stagedPath === undefined ? { ...listed, section } : { ...listed, section, stagedPath });
   }
@@ -393,11 +424,17 @@ class ArchiveReader {
     const code = (err as NodeJS.ErrnoException)?.code;
     if (err === NOT_GZIP) {
       if (this.gz.tooLarge) this.problems.push(problem("too_large", "", `archive is larger than the ${formatLimit(this.limits.maxArchiveBytes)} limit`));
-      else this.problems.push(problem("corrupt_archive", "", this.gz.compressed === 0 ? "archive is empty" : "archive is not a gzip file (a cara backup is a .tar.gz)"));
+      else
+        this.problems.push(
+          problem("corrupt_archive", "", this.gz.compressed === 0 ? "archive is empty" : "archive is not a gzip file (a cara backup is a .tar.gz)"),
+        );
       return undefined;
     }
     if (typeof code === "string" && code.startsWith("Z_")) {
-      const message = code === "Z_BUF_ERROR" ? "archive is truncated: the gzip stream ends early" : `archive is corrupt: the gzip data is damaged (${(err as Error).message})`;
+      const message =
+        code === "Z_BUF_ERROR"
+          ? "archive is truncated: the gzip stream ends early"
+          : `archive is corrupt: the gzip data is damaged (${(err as Error).message})`;
       this.problems.push(problem("corrupt_archive", "", message));
       return undefined;
     }

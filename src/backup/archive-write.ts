@@ -20,17 +20,7 @@ import { join } from "node:path";
 import { Transform, type Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip, type ZlibOptions } from "node:zlib";
-import {
-  COMPRESSION_LEVEL,
-  DEFAULT_LIMITS,
-  KiB,
-  MANIFEST_MODE,
-  MARKER_MODE,
-  MiB,
-  formatLimit,
-  markerContent,
-  type ArchiveLimits,
-} from "./archive-limits.js";
+import { COMPRESSION_LEVEL, DEFAULT_LIMITS, KiB, MANIFEST_MODE, MARKER_MODE, MiB, formatLimit, markerContent, type ArchiveLimits } from "./archive-limits.js";
 import { MANIFEST_FORMAT, MANIFEST_FORMAT_VERSION, signManifest, summarizeSections, type Manifest, type ManifestFile } from "./manifest.js";
 import { MANIFEST_NAME, MARKER_NAME, displayPath, sectionOf, unsafePathRule, type SectionName, type StateFile } from "./sections.js";
 import { END_OF_ARCHIVE, ZERO_BLOCK, encodeFileHeader, paddingOf } from "./tar.js";
@@ -312,7 +302,9 @@ async function writeArchive(options: WriteBackupOptions): Promise<WriteBackupRes
   const manifest = buildManifest(options, hashes, createdAt);
   const manifestJson = Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`);
   if (manifestJson.length > limits.maxManifestBytes) {
-    throw new BackupTooLargeError(`cannot back up: the manifest of ${options.files.length} files is ${manifestJson.length} bytes, over the ${formatLimit(limits.maxManifestBytes)} limit`);
+    throw new BackupTooLargeError(
+      `cannot back up: the manifest of ${options.files.length} files is ${manifestJson.length} bytes, over the ${formatLimit(limits.maxManifestBytes)} limit`,
+    );
   }
   const written = await writeTarGz(options, { createdAt, manifestJson, hashes }, slicer);
   return { manifest, ...written };
@@ -323,11 +315,15 @@ function checkFiles(options: WriteBackupOptions, limits: ArchiveLimits): void {
   let total = 0;
   for (const f of options.files) {
     if (f.size > limits.maxFileBytes) {
-      throw new BackupTooLargeError(`cannot back up ${f.relPath}: it is ${f.size} bytes, over the ${formatLimit(limits.maxFileBytes)} per-file limit of a backup`);
+      throw new BackupTooLargeError(
+        `cannot back up ${f.relPath}: it is ${f.size} bytes, over the ${formatLimit(limits.maxFileBytes)} per-file limit of a backup`,
+      );
     }
     const rule = unsafePathRule(f.archivePath);
     if (rule || sectionOf(f.archivePath) !== f.section || f.absPath !== join(options.stateDir, ...f.relPath.split("/"))) {
-      throw new Error(`cannot back up ${displayPath(f.relPath)}: not a file of section '${f.section}' in ${options.stateDir} (archive path '${displayPath(f.archivePath)}')`);
+      throw new Error(
+        `cannot back up ${displayPath(f.relPath)}: not a file of section '${f.section}' in ${options.stateDir} (archive path '${displayPath(f.archivePath)}')`,
+      );
     }
     total += f.size;
   }

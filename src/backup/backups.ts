@@ -168,7 +168,14 @@ export class BackupManager {
       const files = listing.files.filter((f) => f.section === name);
       return { name, files: files.length, bytes: files.reduce((a, f) => a + f.size, 0) };
     });
-    return { caraVersion, createdAt: now, host: hostname(), sections, totalFiles: listing.files.length, totalBytes: listing.files.reduce((a, f) => a + f.size, 0) };
+    return {
+      caraVersion,
+      createdAt: now,
+      host: hostname(),
+      sections,
+      totalFiles: listing.files.length,
+      totalBytes: listing.files.reduce((a, f) => a + f.size, 0),
+    };
   }
 
   /**
@@ -224,7 +231,10 @@ export class BackupManager {
   /** Writes a backup into the backups dir (temp file + rename, 0600) and keeps the newest `keep` of this prefix. */
   async backupToDir(prefix: string, keep?: number): Promise<{ path: string; sha256: string; bytes: number }> {
     await mkdir(this.o.backupsDir, { recursive: true, mode: 0o700 });
-    const stamp = new Date(this.o.now?.() ?? Date.now()).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+    const stamp = new Date(this.o.now?.() ?? Date.now())
+      .toISOString()
+      .replace(/[-:]/g, "")
+      .replace(/\.\d+Z$/, "Z");
     const final = join(this.o.backupsDir, `${prefix}-${stamp}-${randomBytes(2).toString("hex")}.tar.gz`);
     const tmp = `${final}.partial`;
     const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -248,7 +258,10 @@ export class BackupManager {
   }
 
   private async prune(prefix: string, keep: number): Promise<void> {
-    const names = (await readdir(this.o.backupsDir)).filter((n) => n.startsWith(`${prefix}-`) && n.endsWith(".tar.gz")).sort().reverse();
+    const names = (await readdir(this.o.backupsDir))
+      .filter((n) => n.startsWith(`${prefix}-`) && n.endsWith(".tar.gz"))
+      .sort()
+      .reverse();
     for (const n of names.slice(keep)) await unlink(join(this.o.backupsDir, n)).catch(() => undefined);
   }
 
@@ -259,7 +272,8 @@ export class BackupManager {
 
   /** Resolves a backup name to a path inside the backups dir (no traversal). */
   backupPath(name: string): string {
-    if (!/^[A-Za-z0-9._-]+\.tar\.gz$/.test(name) || name.startsWith(".")) throw new BackupPreconditionError(`backup name '${name.slice(0, 100)}' is not a file name in ${this.o.backupsDir}`);
+    if (!/^[A-Za-z0-9._-]+\.tar\.gz$/.test(name) || name.startsWith("."))
+      throw new BackupPreconditionError(`backup name '${name.slice(0, 100)}' is not a file name in ${this.o.backupsDir}`);
     return join(this.o.backupsDir, name);
   }
 
@@ -281,7 +295,10 @@ export class BackupManager {
     }
   }
 
-  private async restoreOnce(input: Readable, options: { dryRun: boolean; sections?: readonly string[]; force: boolean; allowForeign: boolean }): Promise<RestoreOutcome> {
+  private async restoreOnce(
+    input: Readable,
+    options: { dryRun: boolean; sections?: readonly string[]; force: boolean; allowForeign: boolean },
+  ): Promise<RestoreOutcome> {
     const id = randomBytes(4).toString("hex");
     const staging = join(this.o.stateDir, `.restore-staging-${id}`);
     const ready = join(this.o.stateDir, `.restore-ready-${id}`);
@@ -289,21 +306,34 @@ export class BackupManager {
     const wanted = options.sections && options.sections.length > 0 ? checkSectionNames(options.sections) : undefined;
     await mkdir(staging, { mode: 0o700 });
     try {
-      const read = await readBackupArchive(input, { secret: this.o.secret, previousKeys: this.o.previousKeys ?? [], allowForeign: options.allowForeign, stagingDir: staging, ...(wanted ? { sections: wanted } : {}), fsync: !options.dryRun });
+      const read = await readBackupArchive(input, {
+        secret: this.o.secret,
+        previousKeys: this.o.previousKeys ?? [],
+        allowForeign: options.allowForeign,
+        stagingDir: staging,
+        ...(wanted ? { sections: wanted } : {}),
+        fsync: !options.dryRun,
+      });
       if (!read.ok || !read.manifest) {
         const foreignOnly = read.problems.length > 0 && read.problems.every((p) => p.kind === "foreign");
-        throw new BackupRefusedError(foreignOnly ? `${refusalMessage(read.problems)}; pass --allow-foreign to restore a backup made by another deployment` : refusalMessage(read.problems), read.problems);
+        throw new BackupRefusedError(
+          foreignOnly ? `${refusalMessage(read.problems)}; pass --allow-foreign to restore a backup made by another deployment` : refusalMessage(read.problems),
+          read.problems,
+        );
       }
       const manifest = read.manifest;
       const inArchive = manifest.sections.map((s) => s.name);
       if (wanted) {
         const missing = wanted.filter((s) => !inArchive.includes(s));
-        if (missing.length > 0) throw new BackupPreconditionError(`the backup has no section ${missing.join(", ")} (it has: ${inArchive.join(", ") || "none"})`);
+        if (missing.length > 0)
+          throw new BackupPreconditionError(`the backup has no section ${missing.join(", ")} (it has: ${inArchive.join(", ") || "none"})`);
       }
       const sections = (wanted ?? inArchive).filter((s) => inArchive.includes(s));
       const diffs = await this.diff(sections, read);
       const keptFiles = sections.includes("tasks") ? await this.corruptCopies(staging) : [];
-      const tasks = sections.includes("tasks") ? await taskChanges(join(this.o.stateDir, SECTIONS.tasks.statePath), join(staging, SECTIONS.tasks.archivePath)) : undefined;
+      const tasks = sections.includes("tasks")
+        ? await taskChanges(join(this.o.stateDir, SECTIONS.tasks.statePath), join(staging, SECTIONS.tasks.archivePath))
+        : undefined;
       const outcome: RestoreOutcome = {
         dryRun: options.dryRun,
         manifest,
@@ -311,14 +341,21 @@ export class BackupManager {
         ...(read.signedBy ? { signedBy: read.signedBy } : {}),
         diffs,
         ...(tasks ? { tasks } : {}),
-        ...(sections.includes("config") ? { config: await configChanges(join(this.o.stateDir, SECTIONS.config.statePath), join(staging, SECTIONS.config.archivePath)) } : {}),
+        ...(sections.includes("config")
+          ? { config: await configChanges(join(this.o.stateDir, SECTIONS.config.statePath), join(staging, SECTIONS.config.archivePath)) }
+          : {}),
         keptFiles,
         restoredSections: [],
       };
       if (options.dryRun) return outcome;
       const overwrites = diffs.reduce((a, d) => a + d.changed.length + d.removed.length, 0);
       if (overwrites > 0 && !options.force) {
-        throw new BackupPreconditionError(`restore would overwrite or remove ${overwrites} existing file${overwrites > 1 ? "s" : ""} in ${diffs.filter((d) => d.changed.length + d.removed.length > 0).map((d) => d.section).join(", ")}; review with --dry-run, then pass --force (a pre-restore backup is taken first)`);
+        throw new BackupPreconditionError(
+          `restore would overwrite or remove ${overwrites} existing file${overwrites > 1 ? "s" : ""} in ${diffs
+            .filter((d) => d.changed.length + d.removed.length > 0)
+            .map((d) => d.section)
+            .join(", ")}; review with --dry-run, then pass --force (a pre-restore backup is taken first)`,
+        );
       }
       // Lay the staged sections out as the state dir does (config/config.json -> config.json).
       await mkdir(ready, { mode: 0o700 });
@@ -364,7 +401,9 @@ export class BackupManager {
         } catch (err) {
           // The stores refused the new files: put the previous state back (resumed below).
           await rollBackSwap(this.o.stateDir, marker);
-          throw new RestoreRolledBackError(`the restored state failed to load (${(err as Error).message}); the previous state was put back and nothing was changed`);
+          throw new RestoreRolledBackError(
+            `the restored state failed to load (${(err as Error).message}); the previous state was put back and nothing was changed`,
+          );
         }
         await finishSwap(this.o.stateDir, marker);
       } finally {
@@ -404,7 +443,10 @@ export class BackupManager {
     const dir = SECTIONS.tasks.statePath;
     const live = await readdir(join(this.o.stateDir, dir)).catch(() => [] as string[]);
     const staged = new Set(await readdir(join(staging, SECTIONS.tasks.archivePath)).catch(() => [] as string[]));
-    return live.filter((n) => isCorruptCopy(n) && !staged.has(n)).sort().map((n) => `${dir}/${n}`);
+    return live
+      .filter((n) => isCorruptCopy(n) && !staged.has(n))
+      .sort()
+      .map((n) => `${dir}/${n}`);
   }
 
   /**
@@ -445,7 +487,12 @@ export class BackupManager {
       const res = await readBackupArchive(input, { secret: this.o.secret, previousKeys: this.o.previousKeys ?? [], allowForeign: true, headOnly: true });
       const first = res.problems[0];
       if (!res.manifest || first) return { error: first?.message ?? "archive has no manifest.json" };
-      return { createdAt: new Date(res.manifest.createdAt), sections: res.manifest.sections.map((s) => s.name), caraVersion: res.manifest.caraVersion, foreign: res.foreign };
+      return {
+        createdAt: new Date(res.manifest.createdAt),
+        sections: res.manifest.sections.map((s) => s.name),
+        caraVersion: res.manifest.caraVersion,
+        foreign: res.foreign,
+      };
     } catch (err) {
       return { error: `cannot read it: ${(err as Error).message}` };
     } finally {
@@ -453,4 +500,3 @@ export class BackupManager {
     }
   }
 }
-

@@ -29,7 +29,8 @@ async function readSecretFile(path: string, what: string): Promise<string | unde
     throw new SecretError(`cannot read ${what} ${path}: ${(err as Error).message}`);
   }
   const value = text.trim();
-  if (value.length < MIN_SECRET_LENGTH) throw new SecretError(`${what} ${path} holds no server secret (${value.length} characters; at least ${MIN_SECRET_LENGTH})`);
+  if (value.length < MIN_SECRET_LENGTH)
+    throw new SecretError(`${what} ${path} holds no server secret (${value.length} characters; at least ${MIN_SECRET_LENGTH})`);
   return value;
 }
 
@@ -44,7 +45,9 @@ export async function localVerificationKeys(paths: StatePaths, env: NodeJS.Proce
   const own = envSecret !== undefined && envSecret !== "" ? envSecret : await readSecretFile(paths.serverSecret, "server secret file");
   const secret = own ?? extra;
   if (secret === undefined) {
-    throw new SecretError(`no server secret to verify the backup with: set CARAPACE_SERVER_SECRET, keep ${paths.serverSecret}, or pass --secret-file FILE (or --allow-foreign)`);
+    throw new SecretError(
+      `no server secret to verify the backup with: set CARAPACE_SERVER_SECRET, keep ${paths.serverSecret}, or pass --secret-file FILE (or --allow-foreign)`,
+    );
   }
   const previousKeys = await readPreviousKeys(paths, secret);
   if (extra !== undefined && extra !== secret) {

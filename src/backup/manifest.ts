@@ -16,14 +16,7 @@
  * earlier secrets (kept in `<state>/auth/previous-secrets`) still verify the archives they signed.
  */
 import { createHash, createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
-import {
-  SECTION_NAMES,
-  displayPath,
-  isSectionName,
-  sectionOf,
-  unsafePathRule,
-  type SectionName,
-} from "./sections.js";
+import { SECTION_NAMES, displayPath, isSectionName, sectionOf, unsafePathRule, type SectionName } from "./sections.js";
 
 export const MANIFEST_FORMAT = "carapace-backup";
 export const MANIFEST_FORMAT_VERSION = 2;
@@ -145,9 +138,7 @@ export function summarizeSections(files: readonly ManifestFile[], present: reado
   return SECTION_NAMES.filter((n) => by.has(n)).map((n) => by.get(n)!);
 }
 
-export type ManifestParseResult =
-  | { ok: true; manifest: Manifest }
-  | { ok: false; kind: "manifest_invalid" | "version_unsupported"; message: string };
+export type ManifestParseResult = { ok: true; manifest: Manifest } | { ok: false; kind: "manifest_invalid" | "version_unsupported"; message: string };
 
 export interface ManifestParseOptions {
   /** Largest file size a manifest may list (default: no limit beyond safe integers). */
@@ -171,7 +162,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 function exactKeys(obj: Record<string, unknown>, keys: readonly string[], where: string, optional: readonly string[] = []): void {
-  for (const k of keys) if (!Object.prototype.hasOwnProperty.call(obj, k)) fail(`${where} has no '${k}'`);
+  for (const k of keys) if (!Object.hasOwn(obj, k)) fail(`${where} has no '${k}'`);
   for (const k of Object.keys(obj)) if (!keys.includes(k) && !optional.includes(k)) fail(`${where} has an unknown field '${displayPath(k, 60)}'`);
 }
 
@@ -235,7 +226,9 @@ export function parseManifest(json: string | Uint8Array, options: ManifestParseO
       exactKeys(raw, ["name", "files", "bytes"], where);
       const name = raw.name;
       if (typeof name !== "string" || !isSectionName(name)) {
-        fail(`${where}.name '${typeof name === "string" ? displayPath(name, 60) : String(name)}' is not a known section (${SECTION_NAMES.join(", ")}); made by a newer cara?`);
+        fail(
+          `${where}.name '${typeof name === "string" ? displayPath(name, 60) : String(name)}' is not a known section (${SECTION_NAMES.join(", ")}); made by a newer cara?`,
+        );
       }
       if (sectionNames.has(name)) fail(`section '${name}' is listed twice`);
       sectionNames.add(name);
@@ -286,7 +279,17 @@ export function parseManifest(json: string | Uint8Array, options: ManifestParseO
     }
     return {
       ok: true,
-      manifest: { format: MANIFEST_FORMAT, formatVersion: version === 1 ? 1 : MANIFEST_FORMAT_VERSION, caraVersion, createdAt, host, sections, files, ...(typeof keyId === "string" ? { keyId } : {}), hmac: value.hmac },
+      manifest: {
+        format: MANIFEST_FORMAT,
+        formatVersion: version === 1 ? 1 : MANIFEST_FORMAT_VERSION,
+        caraVersion,
+        createdAt,
+        host,
+        sections,
+        files,
+        ...(typeof keyId === "string" ? { keyId } : {}),
+        hmac: value.hmac,
+      },
     };
   } catch (err) {
     if (err instanceof Invalid) return { ok: false, kind: "manifest_invalid", message: `manifest.json is invalid: ${err.message}` };

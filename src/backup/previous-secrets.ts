@@ -56,7 +56,7 @@ function parse(path: string, text: string): StoredKey[] {
   return v.keys.map((raw, i) => {
     const k = raw as Partial<StoredKey>;
     const key = typeof k?.key === "string" ? Buffer.from(k.key, "base64url") : undefined;
-    if (!key || key.length !== 32 || typeof k.since !== "string" || k.keyId !== keyIdOf(key)) throw corrupt(path, `keys[${i}] is invalid`);
+    if (key?.length !== 32 || typeof k.since !== "string" || k.keyId !== keyIdOf(key)) throw corrupt(path, `keys[${i}] is invalid`);
     return { keyId: k.keyId, key: k.key!, since: k.since };
   });
 }
@@ -89,11 +89,15 @@ export async function recordServerSecret(paths: StatePaths, secret: string, now:
   const fileSecret = await storedSecret(paths);
   for (const s of fileSecret !== undefined && fileSecret !== secret ? [fileSecret, secret] : [secret]) {
     const k = manifestKey(s);
-    if (!stored.some((x) => x.keyId === k.keyId) && !added.some((x) => x.keyId === k.keyId)) added.push({ keyId: k.keyId, key: k.key.toString("base64url"), since });
+    if (!stored.some((x) => x.keyId === k.keyId) && !added.some((x) => x.keyId === k.keyId))
+      added.push({ keyId: k.keyId, key: k.key.toString("base64url"), since });
   }
   const all = [...stored, ...added];
   if (added.length > 0) await writeFileDurable(paths.previousSecrets, `${JSON.stringify({ format: FORMAT, version: 1, keys: all }, null, 2)}\n`);
-  const previousKeys = all.filter((k) => k.keyId !== current.keyId).reverse().map(toKey);
+  const previousKeys = all
+    .filter((k) => k.keyId !== current.keyId)
+    .reverse()
+    .map(toKey);
   const replaced = added.some((k) => k.keyId === current.keyId) ? previousKeys[0]?.keyId : undefined;
   return replaced === undefined ? { previousKeys } : { previousKeys, replaced };
 }

@@ -87,7 +87,7 @@ export const NOT_SELECTED_REASON = "section not selected";
 const TEMP_FILE = /^\..+\.tmp-\d+-[0-9a-f]+$|^\.cara\.lock\.\d+\.[0-9a-f]+$/;
 
 export function isSectionName(name: string): name is SectionName {
-  return Object.prototype.hasOwnProperty.call(SECTIONS, name);
+  return Object.hasOwn(SECTIONS, name);
 }
 
 /** A section name that is not one of SECTION_NAMES. */
@@ -207,14 +207,20 @@ export class StateListingError extends Error {
   constructor(readonly problems: Exclusion[]) {
     const first = problems[0];
     super(
-      `cannot back up ${first?.path ?? "state"}: ${first?.reason ?? "unknown problem"}` +
-        (problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""),
+      `cannot back up ${first?.path ?? "state"}: ${first?.reason ?? "unknown problem"}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""}`,
     );
     this.name = "StateListingError";
   }
 }
 
-function kindOf(st: { isSymbolicLink(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isDirectory(): boolean }): string {
+function kindOf(st: {
+  isSymbolicLink(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+  isDirectory(): boolean;
+}): string {
   if (st.isSymbolicLink()) return "a symbolic link";
   if (st.isFIFO()) return "a FIFO";
   if (st.isSocket()) return "a socket";
@@ -279,13 +285,7 @@ export async function listStateFiles(stateDir: string, sections?: readonly strin
 }
 
 /** Adds one section's files; returns false when the section is absent. */
-async function collectSection(
-  stateDir: string,
-  spec: SectionSpec,
-  files: StateFile[],
-  errors: Exclusion[],
-  excluded: Exclusion[],
-): Promise<boolean> {
+async function collectSection(stateDir: string, spec: SectionSpec, files: StateFile[], errors: Exclusion[], excluded: Exclusion[]): Promise<boolean> {
   const rootAbs = join(stateDir, spec.statePath);
   const st = await lstatOrUndefined(rootAbs);
   if (!st) return false;
@@ -294,7 +294,15 @@ async function collectSection(
       errors.push({ path: spec.statePath, reason: `it is ${kindOf(st)}${NOT_REGULAR}` });
       return true;
     }
-    files.push({ section: spec.name, relPath: spec.statePath, archivePath: spec.archivePath, absPath: rootAbs, size: st.size, mode: st.mode & 0o777, mtimeMs: st.mtimeMs });
+    files.push({
+      section: spec.name,
+      relPath: spec.statePath,
+      archivePath: spec.archivePath,
+      absPath: rootAbs,
+      size: st.size,
+      mode: st.mode & 0o777,
+      mtimeMs: st.mtimeMs,
+    });
     return true;
   }
   if (!st.isDirectory()) {

@@ -5,7 +5,7 @@ import { once } from "node:events";
 import { PassThrough, type Readable } from "node:stream";
 import type { BackupService } from "../../gen/carapace/backup/v1/backup_pb.js";
 import { BackupTooLargeError, StagingError, StateChangedError } from "./archive.js";
-import { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary, type RestoreOutcome } from "./backups.js";
+import { type BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError, type BackupSummary, type RestoreOutcome } from "./backups.js";
 import { MANIFEST_FORMAT_VERSION } from "./manifest.js";
 import { StateListingError, UnknownSectionError, type Exclusion } from "./sections.js";
 import { BackupUploads, UploadError } from "./uploads.js";
@@ -34,7 +34,11 @@ function backupErrors(directory: string, sectionsField: string) {
         if (e.problems.length > 0 && e.problems.every((p) => p.kind === "foreign")) return { code: Code.FailedPrecondition, reason: "BACKUP_FOREIGN" };
         return { code: Code.InvalidArgument, reason: "BACKUP_REFUSED" };
       }),
-      on(StagingError, (e) => (e.code === "ENOSPC" ? { code: Code.ResourceExhausted, reason: "DISK_FULL", message: `${e.message}; free space on the state dir's filesystem` } : undefined)),
+      on(StagingError, (e) =>
+        e.code === "ENOSPC"
+          ? { code: Code.ResourceExhausted, reason: "DISK_FULL", message: `${e.message}; free space on the state dir's filesystem` }
+          : undefined,
+      ),
       on(BackupTooLargeError, { code: Code.FailedPrecondition, reason: "BACKUP_TOO_LARGE" }),
       on(BackupPreconditionError, { code: Code.FailedPrecondition, reason: "BACKUP_PRECONDITION" }),
       on(StateListingError, { code: Code.FailedPrecondition, reason: "BACKUP_PRECONDITION" }),
@@ -42,8 +46,16 @@ function backupErrors(directory: string, sectionsField: string) {
       on(RestoreRolledBackError, { code: Code.Aborted, reason: "RESTORE_ROLLED_BACK" }),
       on(UnknownSectionError, { code: Code.InvalidArgument, reason: "BACKUP_SECTION_UNKNOWN", field: sectionsField }),
       on(UploadError, (e) => UPLOAD_FAULTS[e.kind]),
-      onMatch(isDiskFull, (err) => ({ code: Code.ResourceExhausted, reason: "DISK_FULL", message: `${describeDiskFull(err, directory, "backup failed")}; nothing was changed` })),
-      onMatch(isErrno("EIO"), { code: Code.Unavailable, reason: "STATE_DIR_UNAVAILABLE", message: "the state dir's filesystem failed (EIO); nothing was changed" }),
+      onMatch(isDiskFull, (err) => ({
+        code: Code.ResourceExhausted,
+        reason: "DISK_FULL",
+        message: `${describeDiskFull(err, directory, "backup failed")}; nothing was changed`,
+      })),
+      onMatch(isErrno("EIO"), {
+        code: Code.Unavailable,
+        reason: "STATE_DIR_UNAVAILABLE",
+        message: "the state dir's filesystem failed (EIO); nothing was changed",
+      }),
     ],
     (err) => ({ code: Code.Internal, reason: "INTERNAL", message: `backup failed: ${(err as Error).message}` }),
   );
@@ -85,7 +97,10 @@ type Part<H> = { part: { case: "header"; value: H } | { case: "chunk"; value: Ui
  * Reads a client stream "header, then chunks": returns the header and a Readable of the
  * chunks (or of the named archive in the backups dir), with backpressure.
  */
-async function headerAndBody<H extends { backupName?: string | undefined }>(requests: AsyncIterable<Part<H>>, manager: BackupManager): Promise<{ header: H; body: Readable; pump: Promise<void> }> {
+async function headerAndBody<H extends { backupName?: string | undefined }>(
+  requests: AsyncIterable<Part<H>>,
+  manager: BackupManager,
+): Promise<{ header: H; body: Readable; pump: Promise<void> }> {
   const it = requests[Symbol.asyncIterator]();
   const first = await it.next();
   if (first.done || first.value.part.case !== "header") throw invalidField("the first message must be the header", "BACKUP_STREAM_INVALID", "header");
@@ -159,7 +174,13 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
       done.catch((err: Error) => out.destroy(err));
       try {
         const first = await Promise.race([header, done.then(() => undefined)]);
-        if (first) yield { part: { case: "header" as const, value: { manifest: summaryHeader(first[0], manager.keyId), excluded: first[1].map((e) => ({ path: e.path, reason: e.reason })) } } };
+        if (first)
+          yield {
+            part: {
+              case: "header" as const,
+              value: { manifest: summaryHeader(first[0], manager.keyId), excluded: first[1].map((e) => ({ path: e.path, reason: e.reason })) },
+            },
+          };
         for await (const chunk of out) yield { part: { case: "chunk" as const, value: chunk as Uint8Array } };
         const res = await done;
         onStreamed?.(res.sha256, res.bytes);
@@ -199,7 +220,9 @@ export function backupService(manager: BackupManager, onStreamed?: (sha256: stri
     async restoreStoredBackup(req) {
       try {
         const body = await openStored(manager, req.backupName, "backup_name");
-        return { result: restoreAnswer(await manager.restore(body, { dryRun: req.dryRun, sections: req.sections, force: req.force, allowForeign: req.allowForeign })) };
+        return {
+          result: restoreAnswer(await manager.restore(body, { dryRun: req.dryRun, sections: req.sections, force: req.force, allowForeign: req.allowForeign })),
+        };
       } catch (err) {
         throw errors.map(err);
       }

@@ -84,8 +84,7 @@ export class BackupState {
     const rec = await readRecord(join(this.dir, LAST_BACKUP_FILE));
     if (rec && typeof rec.atMs === "number" && Number.isFinite(rec.atMs) && typeof rec.path === "string") {
       this.last = { atMs: rec.atMs, path: rec.path, ...(typeof rec.bytes === "number" && Number.isFinite(rec.bytes) ? { bytes: rec.bytes } : {}) };
-    }
-    else this.last = await this.newestArchive();
+    } else this.last = await this.newestArchive();
     this.loaded = true;
   }
 
@@ -168,7 +167,10 @@ export class BackupState {
           const since = await this.firstUse();
           const at = new Date(since).toISOString();
           if (now - since > this.warnAfterDays * DAY_MS) {
-            return { status: "warn", message: `no backup of this deployment since it was first used ${days(now - since)} ago (${at}), more than ${limit}: ${todo}` };
+            return {
+              status: "warn",
+              message: `no backup of this deployment since it was first used ${days(now - since)} ago (${at}), more than ${limit}: ${todo}`,
+            };
           }
           return { status: "ok", message: `no backup yet (deployment first used ${at}; this check warns after ${limit} without one): ${todo}` };
         }
@@ -186,7 +188,13 @@ export class BackupState {
     await this.load();
     const count = (await this.archives()).length;
     return {
-      ...(this.last ? { lastBackupAt: timestampFromMs(this.last.atMs), lastBackupAgeSeconds: BigInt(Math.max(0, Math.floor((this.now() - this.last.atMs) / 1000))), lastBackupPath: this.last.path } : {}),
+      ...(this.last
+        ? {
+            lastBackupAt: timestampFromMs(this.last.atMs),
+            lastBackupAgeSeconds: BigInt(Math.max(0, Math.floor((this.now() - this.last.atMs) / 1000))),
+            lastBackupPath: this.last.path,
+          }
+        : {}),
       archiveCount: count,
     };
   }

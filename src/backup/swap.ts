@@ -59,7 +59,13 @@ async function exists(path: string): Promise<boolean> {
  * (`rollBackSwap`), e.g. when a store fails to load the new files. `afterMove` is a test hook
  * point called after each entry moves, so tests can crash there.
  */
-export async function swapIntoPlace(stateDir: string, staged: string, holding: string, entries: string[], afterMove?: (entry: string) => Promise<void>): Promise<SwapMarker> {
+export async function swapIntoPlace(
+  stateDir: string,
+  staged: string,
+  holding: string,
+  entries: string[],
+  afterMove?: (entry: string) => Promise<void>,
+): Promise<SwapMarker> {
   const markerPath = join(stateDir, MARKER_NAME);
   const present: string[] = [];
   for (const entry of entries) if (await exists(join(staged, entry))) present.push(entry);
@@ -129,7 +135,10 @@ export async function finishSwap(stateDir: string, marker: SwapMarker): Promise<
  * directory that still has content is kept (it may be the only copy of the previous state).
  * Returns what it did to the swap, for the log.
  */
-export async function recoverInterruptedSwap(stateDir: string, options: { removeLeftovers?: boolean } = {}): Promise<"none" | "rolled-back" | "rolled-forward"> {
+export async function recoverInterruptedSwap(
+  stateDir: string,
+  options: { removeLeftovers?: boolean } = {},
+): Promise<"none" | "rolled-back" | "rolled-forward"> {
   const outcome = await recoverSwap(stateDir);
   if (options.removeLeftovers !== false) await removeLeftovers(stateDir);
   return outcome;
@@ -144,7 +153,8 @@ async function removeLeftovers(stateDir: string): Promise<void> {
   }
   const backups = join(stateDir, "backups");
   for (const name of await readdir(backups).catch(() => [] as string[])) {
-    if (/^\.snapshot-[0-9a-f]+$/.test(name) || name.endsWith(".tar.gz.partial")) await rm(join(backups, name), { recursive: true, force: true }).catch(() => undefined);
+    if (/^\.snapshot-[0-9a-f]+$/.test(name) || name.endsWith(".tar.gz.partial"))
+      await rm(join(backups, name), { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
@@ -162,8 +172,19 @@ async function recoverSwap(stateDir: string): Promise<"none" | "rolled-back" | "
   } catch {
     marker = {} as SwapMarker;
   }
-  if (typeof marker !== "object" || marker === null || !Array.isArray(marker.entries) || !Array.isArray(marker.present) || typeof marker.holding !== "string" || typeof marker.staged !== "string" || dirname(marker.holding) !== stateDir || dirname(marker.staged) !== stateDir) {
-    throw new Error(`restore marker ${join(stateDir, MARKER_NAME)} is damaged; inspect ${stateDir} by hand (the previous state may be in a .restore-* directory), then remove the marker`);
+  if (
+    typeof marker !== "object" ||
+    marker === null ||
+    !Array.isArray(marker.entries) ||
+    !Array.isArray(marker.present) ||
+    typeof marker.holding !== "string" ||
+    typeof marker.staged !== "string" ||
+    dirname(marker.holding) !== stateDir ||
+    dirname(marker.staged) !== stateDir
+  ) {
+    throw new Error(
+      `restore marker ${join(stateDir, MARKER_NAME)} is damaged; inspect ${stateDir} by hand (the previous state may be in a .restore-* directory), then remove the marker`,
+    );
   }
   if (marker.phase === "swapped") {
     await finishSwap(stateDir, marker);

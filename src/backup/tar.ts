@@ -64,7 +64,10 @@ function decodeNumber(buf: Buffer, off: number, len: number, what: string): numb
     if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new TarFormatError(`${what} is too large`);
     return Number(value);
   }
-  const text = buf.toString("latin1", off, off + len).replace(/[\0 ]+$/, "").replace(/^ +/, "");
+  const text = buf
+    .toString("latin1", off, off + len)
+    .replace(/[\0 ]+$/, "")
+    .replace(/^ +/, "");
   if (text === "") return 0;
   if (!/^[0-7]+$/.test(text)) throw new TarFormatError(`${what} is not an octal number`);
   const value = parseInt(text, 8);

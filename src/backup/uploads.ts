@@ -129,7 +129,10 @@ export class BackupUploads {
   private async finish(upload: OpenUpload): Promise<UploadProgress> {
     await upload.handle.sync();
     await upload.handle.close();
-    const stamp = new Date(this.now()).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+    const stamp = new Date(this.now())
+      .toISOString()
+      .replace(/[-:]/g, "")
+      .replace(/\.\d+Z$/, "Z");
     const name = `upload-${stamp}-${randomBytes(2).toString("hex")}.tar.gz`;
     await rename(upload.path, join(this.dir, name));
     await fsyncDir(this.dir);

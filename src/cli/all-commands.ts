@@ -41,8 +41,28 @@ export function buildCli(context: CaraContext): Cli<CaraContext> {
   cli.register(StartCommand);
   cli.register(StatusCommand);
   cli.register(VersionCommand);
-  for (const command of [TaskCreateCommand, TaskListCommand, TaskGetCommand, TaskCancelCommand, TaskRetryCommand, TaskResumeCommand, TaskUpdateCommand, TaskWatchCommand]) cli.register(command);
-  for (const command of [ScheduleCreateCommand, ScheduleListCommand, ScheduleGetCommand, ScheduleUpdateCommand, SchedulePauseCommand, ScheduleResumeCommand, ScheduleDeleteCommand, ScheduleRunCommand]) cli.register(command);
+  for (const command of [
+    TaskCreateCommand,
+    TaskListCommand,
+    TaskGetCommand,
+    TaskCancelCommand,
+    TaskRetryCommand,
+    TaskResumeCommand,
+    TaskUpdateCommand,
+    TaskWatchCommand,
+  ])
+    cli.register(command);
+  for (const command of [
+    ScheduleCreateCommand,
+    ScheduleListCommand,
+    ScheduleGetCommand,
+    ScheduleUpdateCommand,
+    SchedulePauseCommand,
+    ScheduleResumeCommand,
+    ScheduleDeleteCommand,
+    ScheduleRunCommand,
+  ])
+    cli.register(command);
   cli.register(VerifyCommand);
   cli.register(LogsCommand);
   cli.register(DoctorCommand);

@@ -138,7 +138,12 @@ export abstract class ClientCommand extends CaraCommand {
    * Runs `fn` with a client of `service` on the target (calls time out after `timeoutMs`); a
    * failure becomes one line for the user: what failed and what to do next.
    */
-  protected async withClient<S extends DescService, T>(service: S, timeoutMs: number, fn: (client: Client<S>, target: Target) => Promise<T>, options: RpcOptions = {}): Promise<T> {
+  protected async withClient<S extends DescService, T>(
+    service: S,
+    timeoutMs: number,
+    fn: (client: Client<S>, target: Target) => Promise<T>,
+    options: RpcOptions = {},
+  ): Promise<T> {
     // Imported here, so that a command that makes no call does not load the RPC libraries.
     const [{ describeError, rpcClient }, { errorFacts }] = await Promise.all([import("./rpc.js"), import("./json-error.js")]);
     const target = await this.target();

@@ -46,7 +46,13 @@ export class BugreportCommand extends LocalCheckCommand {
       throw new CliUsageError(`--lines must be from 1 to 5000 (got '${this.lines}')`);
     }
     const output = this.resolvePath(this.output ?? bugreportFileName());
-    if (await lstat(output).then(() => true, () => false)) throw new CliUsageError(`${output} exists already; choose another file with -o, or remove it`);
+    if (
+      await lstat(output).then(
+        () => true,
+        () => false,
+      )
+    )
+      throw new CliUsageError(`${output} exists already; choose another file with -o, or remove it`);
     const parent = await lstat(dirname(output)).catch(() => undefined);
     if (!parent?.isDirectory()) throw new CliUsageError(`cannot write ${output}: ${dirname(output)} is not a directory`);
     const local = await this.local();

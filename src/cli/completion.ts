@@ -89,8 +89,14 @@ function fish(commands: readonly CommandDefinition[], descriptions: Map<string, 
     }
     const command = commands.find((c) => c.path.join(" ") === n.path);
     for (const o of command?.options ?? []) {
-      const long = o.names.filter((x) => x.startsWith("--")).map((x) => ` -l ${x.slice(2)}`).join("");
-      const short = o.names.filter((x) => /^-[^-]$/.test(x)).map((x) => ` -s ${x.slice(1)}`).join("");
+      const long = o.names
+        .filter((x) => x.startsWith("--"))
+        .map((x) => ` -l ${x.slice(2)}`)
+        .join("");
+      const short = o.names
+        .filter((x) => /^-[^-]$/.test(x))
+        .map((x) => ` -s ${x.slice(1)}`)
+        .join("");
       lines.push(`complete -c cara -n ${when}${long}${short}${o.takesValue ? " -r" : ""}`);
     }
   }
@@ -105,7 +111,8 @@ export class CompletionCommand extends Command<CaraContext> {
     examples: [
       ["bash (this shell)", "source <(cara completion bash)"],
       ["bash (every shell)", "cara completion bash > ~/.local/share/bash-completion/completions/cara"],
-      ["zsh", "cara completion zsh > \"${fpath[1]}/_cara\""],
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a zsh parameter, printed as it is.
+      ["zsh", 'cara completion zsh > "${fpath[1]}/_cara"'],
       ["fish", "cara completion fish > ~/.config/fish/completions/cara.fish"],
     ],
   });

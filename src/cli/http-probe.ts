@@ -35,7 +35,11 @@ export function httpGet(target: Target, path: string, timeoutMs: number): Promis
         });
         res.on("end", () => {
           clearTimeout(timer);
-          resolve({ status: res.statusCode ?? 0, contentType: (res.headers["content-type"] ?? "").split(";")[0]!.trim(), body: Buffer.concat(chunks).toString("utf8") });
+          resolve({
+            status: res.statusCode ?? 0,
+            contentType: (res.headers["content-type"] ?? "").split(";")[0]!.trim(),
+            body: Buffer.concat(chunks).toString("utf8"),
+          });
         });
         res.on("error", reject);
       },

@@ -56,7 +56,10 @@ async function configuredTrust(o: LocalServerOptions): Promise<{ ca?: Buffer; se
   } catch {
     return {};
   }
-  const dns = (cert.subjectAltName ?? "").split(", ").find((n) => n.startsWith("DNS:") && !n.includes("*"))?.slice(4);
+  const dns = (cert.subjectAltName ?? "")
+    .split(", ")
+    .find((n) => n.startsWith("DNS:") && !n.includes("*"))
+    ?.slice(4);
   const selfSigned = cert.checkIssued(cert);
   return { ...(selfSigned ? { ca: pem } : {}), ...(dns ? { servername: dns } : {}) };
 }
@@ -96,7 +99,11 @@ export function localProbes(o: LocalServerOptions): DoctorProbes {
 }
 
 /** What the bug report asks a live server: its status (as `cara status --json` prints it) and its last log records. */
-export async function serverSnapshot(url: string, lines: number, o: LocalServerOptions): Promise<{ status?: unknown; ringLogs?: NewLogEntry[]; problem?: string }> {
+export async function serverSnapshot(
+  url: string,
+  lines: number,
+  o: LocalServerOptions,
+): Promise<{ status?: unknown; ringLogs?: NewLogEntry[]; problem?: string }> {
   const target = await targetFor(url, o);
   try {
     const client = await rpcClient(OpsService, target, o.timeoutMs);

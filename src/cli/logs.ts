@@ -75,7 +75,8 @@ export class LogsCommand extends ClientCommand {
   json = Option.Boolean("--json", false, { description: "One JSON object per line" });
 
   async run(): Promise<number> {
-    if (!/^\d+$/.test(this.lines) || Number(this.lines) < 1 || Number(this.lines) > 5000) throw new CliUsageError(`--lines must be from 1 to 5000 (got '${this.lines}')`);
+    if (!/^\d+$/.test(this.lines) || Number(this.lines) < 1 || Number(this.lines) > 5000)
+      throw new CliUsageError(`--lines must be from 1 to 5000 (got '${this.lines}')`);
     const limit = Number(this.lines);
     let minLevel: LogLevel | undefined;
     if (this.level !== undefined) {
@@ -94,11 +95,17 @@ export class LogsCommand extends ClientCommand {
     }
     const local = this.offline || this.file !== undefined;
     if (this.offline && this.file !== undefined) throw new CliUsageError("--offline reads <state>/logs/ and --file reads the file named: pick one");
-    if (local && this.follow) throw new CliUsageError("--follow streams from the server; the log files are read once (drop --follow, or drop --offline/--file)");
+    if (local && this.follow)
+      throw new CliUsageError("--follow streams from the server; the log files are read once (drop --follow, or drop --offline/--file)");
     if (local) return this.fromFiles(limit, minLevel, sinceMs, undefined);
 
     const target = await this.target();
-    const filter = { ...(minLevel ? { minLevel } : {}), contains: this.grep ?? "", pattern: this.pattern ?? "", ...(sinceMs !== undefined ? { since: timestampFromMs(sinceMs) } : {}) };
+    const filter = {
+      ...(minLevel ? { minLevel } : {}),
+      contains: this.grep ?? "",
+      pattern: this.pattern ?? "",
+      ...(sinceMs !== undefined ? { since: timestampFromMs(sinceMs) } : {}),
+    };
     // A server older than `since` ignores it: the floor is applied here too.
     const print = (e: LogLine) => {
       if (sinceMs === undefined || e.time === undefined || e.time >= sinceMs) this.print1(e);
@@ -119,7 +126,8 @@ export class LogsCommand extends ClientCommand {
       try {
         for await (const msg of follower.followLogs({ tail: 0, afterSeq: res.nextSeq, filter }, { signal: stop.signal, timeoutMs: 0 })) {
           if (msg.event.case === "entry") print(fromWire(msg.event.value));
-          else if (msg.event.case === "dropped") this.context.stderr.write(`(${formatCount(msg.event.value, "line")} skipped: this terminal read too slowly)\n`);
+          else if (msg.event.case === "dropped")
+            this.context.stderr.write(`(${formatCount(msg.event.value, "line")} skipped: this terminal read too slowly)\n`);
         }
         this.context.stderr.write("(the server closed the stream: it is shutting down)\n");
       } catch (err) {
@@ -154,7 +162,10 @@ export class LogsCommand extends ClientCommand {
         throw new CliFailure(`cannot read ${logsDir}: ${err.message}`);
       });
       where = logsDir;
-      if (files.length === 0) throw new CliFailure(`${down ? `no server answers at ${down}, and there are` : "there are"} no log files in ${logsDir} (is this the server's --state-dir?)`);
+      if (files.length === 0)
+        throw new CliFailure(
+          `${down ? `no server answers at ${down}, and there are` : "there are"} no log files in ${logsDir} (is this the server's --state-dir?)`,
+        );
     }
     let pattern;
     if (this.pattern !== undefined && this.pattern !== "") {
@@ -177,7 +188,8 @@ export class LogsCommand extends ClientCommand {
     });
     const err = this.context.stderr;
     err.write(`(${down ? `no server answers at ${down}: ` : ""}reading ${res.files.map((f) => basename(f)).join(", ")} in ${dirname(res.files[0]!)})\n`);
-    for (const e of res.entries) this.print1({ time: e.time, level: e.level, component: e.component, message: e.message, fields: { ...e.fields }, file: e.file, line: e.line });
+    for (const e of res.entries)
+      this.print1({ time: e.time, level: e.level, component: e.component, message: e.message, fields: { ...e.fields }, file: e.file, line: e.line });
     if (res.truncated) err.write(`(more lines matched: these are the newest ${limit}; raise --lines or narrow with --since)\n`);
     if (res.skippedLines > 0) err.write(`(${res.skippedLines === 1 ? "1 line was" : `${res.skippedLines} lines were`} not a log record and skipped)\n`);
     return 0;

@@ -34,7 +34,10 @@ export function printJsonLine(out: NodeJS.WritableStream, value: unknown): void 
 
 /** `value` as one JSON document when `json`, else the text `human()` gives (lines, or text ending in a newline). */
 export function print(out: NodeJS.WritableStream, value: unknown, options: { json: boolean; human: () => string | readonly string[] }): void {
-  if (options.json) return printJson(out, value);
+  if (options.json) {
+    printJson(out, value);
+    return;
+  }
   const text = options.human();
   out.write(typeof text === "string" ? text : text.map((line) => `${line}\n`).join(""));
 }

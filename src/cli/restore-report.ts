@@ -71,7 +71,12 @@ export function restoreText(v: RestoreView): string {
       continue;
     }
     text += `  ${d.section}: ${plural(d.counts[0], "file")} added, ${d.counts[1]} changed, ${d.counts[2]} removed, ${d.counts[3]} unchanged\n`;
-    for (const [sign, list] of [["+", d.added], ["~", d.changed], ["-", d.removed]] as const) for (const p of list.slice(0, 20)) text += `    ${sign} ${stripTerminalUnsafe(p)}\n`;
+    for (const [sign, list] of [
+      ["+", d.added],
+      ["~", d.changed],
+      ["-", d.removed],
+    ] as const)
+      for (const p of list.slice(0, 20)) text += `    ${sign} ${stripTerminalUnsafe(p)}\n`;
   }
   if (!v.dryRun) {
     text += `  Restored: ${v.restored.join(", ") || "(nothing)"}\n`;
@@ -81,7 +86,14 @@ export function restoreText(v: RestoreView): string {
   return text;
 }
 
-const ids = (c: IdChanges) => ({ added: c.added, removed: c.removed, changed: c.changed, addedCount: c.addedCount, removedCount: c.removedCount, changedCount: c.changedCount });
+const ids = (c: IdChanges) => ({
+  added: c.added,
+  removed: c.removed,
+  changed: c.changed,
+  addedCount: c.addedCount,
+  removedCount: c.removedCount,
+  changedCount: c.changedCount,
+});
 
 /** The `--json` document. */
 export function restoreJson(v: RestoreView): unknown {
@@ -91,7 +103,14 @@ export function restoreJson(v: RestoreView): unknown {
     restoredSections: v.restored,
     preRestoreBackupPath: v.pre ?? null,
     diffs: v.diffs.map((d) => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, unchanged: d.counts[3] })),
-    tasks: v.tasks ? { ...ids(v.tasks), unchangedCount: v.tasks.unchangedCount, states: v.tasks.states.map((s) => ({ state: s.state, before: s.before, after: s.after })), currentUnreadable: v.tasks.currentUnreadable } : null,
+    tasks: v.tasks
+      ? {
+          ...ids(v.tasks),
+          unchangedCount: v.tasks.unchangedCount,
+          states: v.tasks.states.map((s) => ({ state: s.state, before: s.before, after: s.after })),
+          currentUnreadable: v.tasks.currentUnreadable,
+        }
+      : null,
     config: v.config ? ids(v.config) : null,
     keptFiles: v.kept,
   };

@@ -39,20 +39,25 @@ export class RestoreCommand extends ClientCommand {
   });
   file = Option.String({ name: "file", required: false });
   pathFlag = Option.String("--path", { description: "The backup file (same as the positional argument)" });
-  dryRun = Option.Boolean("--dry-run", false, { description: "Show the tasks (by id and state), config keys and files the restore would add, change and remove; change nothing" });
+  dryRun = Option.Boolean("--dry-run", false, {
+    description: "Show the tasks (by id and state), config keys and files the restore would add, change and remove; change nothing",
+  });
   sections = Option.String("--sections", { description: "Only these sections" });
   force = Option.Boolean("--force", false, { description: "Allow overwriting and removing existing files (no question asked)" });
   yes = Option.Boolean("--yes", false, { description: "Same as --force" });
   allowForeign = Option.Boolean("--allow-foreign", false, { description: "Accept a backup made by another deployment (its HMAC does not match)" });
   offline = Option.Boolean("--offline", false, { description: "Restore directly into --state-dir with no server running" });
-  secretFile = Option.String("--secret-file", { description: "With --offline: also accept a backup signed with the server secret in this file (e.g. the old deployment's)" });
+  secretFile = Option.String("--secret-file", {
+    description: "With --offline: also accept a backup signed with the server secret in this file (e.g. the old deployment's)",
+  });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
 
   async run(): Promise<number> {
     const given = this.pathFlag ?? this.file;
     if (!given) throw new CliUsageError("which backup? pass it as an argument or with --path FILE");
     if (this.pathFlag && this.file && this.pathFlag !== this.file) throw new CliUsageError("pass the backup once: as an argument or with --path, not both");
-    if (this.secretFile !== undefined && !this.offline) throw new CliUsageError("--secret-file needs --offline: a running server verifies with its own current and previous secrets");
+    if (this.secretFile !== undefined && !this.offline)
+      throw new CliUsageError("--secret-file needs --offline: a running server verifies with its own current and previous secrets");
     const file = await checkArchiveFile(given, this.context.cwd);
     const force = this.force || this.yes;
     const options: RestoreOptions = { dryRun: this.dryRun, sections: parseSections(this.sections), force, allowForeign: this.allowForeign };
@@ -99,14 +104,24 @@ export class RestoreCommand extends ClientCommand {
       if (!isConnectionRefused(err)) throw new CliFailure(why);
       // No server: the offline path does the same restore here, under the state dir's lock.
       const stateDir = this.resolveStateDir(this.stateDir);
-      throw new CliFailure(`${why} If the server cannot start, restore offline: cara restore ${shellQuote(file)} --offline --state-dir ${shellQuote(stateDir)}${o.dryRun ? " --dry-run" : o.force ? " --force" : ""}`);
+      throw new CliFailure(
+        `${why} If the server cannot start, restore offline: cara restore ${shellQuote(file)} --offline --state-dir ${shellQuote(stateDir)}${o.dryRun ? " --dry-run" : o.force ? " --force" : ""}`,
+      );
     });
     return {
       notes: signatureNote(res.manifest),
       dryRun: res.dryRun,
       restored: res.restoredSections,
       pre: res.preRestoreBackupPath,
-      diffs: res.diffs.map((d): FileDiffView => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, counts: [d.addedCount, d.changedCount, d.removedCount, d.unchangedCount] })),
+      diffs: res.diffs.map(
+        (d): FileDiffView => ({
+          section: d.section,
+          added: d.added,
+          changed: d.changed,
+          removed: d.removed,
+          counts: [d.addedCount, d.changedCount, d.removedCount, d.unchangedCount],
+        }),
+      ),
       tasks: res.tasks,
       config: res.config,
       kept: res.keptFiles,
@@ -136,9 +151,11 @@ export class RestoreCommand extends ClientCommand {
     }
     try {
       await recoverInterruptedSwap(stateDir);
-      const keys = await localVerificationKeys(paths, this.context.env, this.secretFile === undefined ? undefined : this.resolvePath(this.secretFile)).catch((err: unknown) => {
-        throw err instanceof SecretError ? new CliFailure(err.message) : err;
-      });
+      const keys = await localVerificationKeys(paths, this.context.env, this.secretFile === undefined ? undefined : this.resolvePath(this.secretFile)).catch(
+        (err: unknown) => {
+          throw err instanceof SecretError ? new CliFailure(err.message) : err;
+        },
+      );
       const manager = new BackupManager({
         stateDir,
         backupsDir: paths.backupsDir,
@@ -156,7 +173,15 @@ export class RestoreCommand extends ClientCommand {
         dryRun: res.dryRun,
         restored: res.restoredSections,
         pre: res.preRestoreBackupPath,
-        diffs: res.diffs.map((d): FileDiffView => ({ section: d.section, added: d.added, changed: d.changed, removed: d.removed, counts: [d.added.length, d.changed.length, d.removed.length, d.unchanged] })),
+        diffs: res.diffs.map(
+          (d): FileDiffView => ({
+            section: d.section,
+            added: d.added,
+            changed: d.changed,
+            removed: d.removed,
+            counts: [d.added.length, d.changed.length, d.removed.length, d.unchanged],
+          }),
+        ),
         tasks: res.tasks,
         config: res.config,
         kept: res.keptFiles,

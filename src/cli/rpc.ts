@@ -47,7 +47,10 @@ function answerTimeout(ms: number, quietStream: boolean): Interceptor {
     let timer: NodeJS.Timeout | undefined;
     const arm = () => {
       clearTimeout(timer);
-      timer = setTimeout(() => stop.abort(new ConnectError(`no answer within ${formatSeconds(ms)}`, Code.DeadlineExceeded, undefined, undefined, new NoAnswerError(ms))), ms);
+      timer = setTimeout(
+        () => stop.abort(new ConnectError(`no answer within ${formatSeconds(ms)}`, Code.DeadlineExceeded, undefined, undefined, new NoAnswerError(ms))),
+        ms,
+      );
       // The pending call keeps the process alive while it waits; the timer alone never does.
       timer.unref();
     };
@@ -119,7 +122,9 @@ export async function rpcClient<S extends DescService>(service: S, target: Targe
     // When the answer bound is the whole deadline, it fires first (a second's grace) so that a
     // silent server is reported as one.
     defaultTimeoutMs: timeoutMs <= 0 ? undefined : answerMs >= timeoutMs ? timeoutMs + 1000 : timeoutMs,
-    ...(target.ca || target.servername ? { nodeOptions: { ...(target.ca ? { ca: target.ca } : {}), ...(target.servername ? { servername: target.servername } : {}) } } : {}),
+    ...(target.ca || target.servername
+      ? { nodeOptions: { ...(target.ca ? { ca: target.ca } : {}), ...(target.servername ? { servername: target.servername } : {}) } }
+      : {}),
   });
   return createClient(service, transport);
 }
@@ -197,7 +202,8 @@ export function foreignAnswer(err: unknown): string | undefined {
  */
 export function describeError(err: unknown, target: Target, timeoutMs?: number, command?: string): string {
   const noAnswer = findCause(err, NoAnswerError);
-  if (noAnswer) return `${target.display} did not answer within ${formatSeconds(noAnswer.ms)} (a hung or overloaded server?): ${timeoutAdvice(noAnswer.ms, command)}`;
+  if (noAnswer)
+    return `${target.display} did not answer within ${formatSeconds(noAnswer.ms)} (a hung or overloaded server?): ${timeoutAdvice(noAnswer.ms, command)}`;
   const foreign = foreignAnswer(err);
   if (foreign !== undefined) return `${target.display} answered ${foreign}: that is not a cara server (check --host and --port)`;
   if (!isServerError(err) && causeCode(err, ["ERR_HTTP2_ERROR", "ERR_HTTP2_SESSION_ERROR", "ERR_HTTP2_STREAM_ERROR"])) {

@@ -59,7 +59,13 @@ export class StartCommand extends CaraCommand {
       ...(banner ? { logDestination: banner.humanLogSink(this.context.stdout, paint) as unknown as import("pino").DestinationStream } : {}),
     });
     if (banner) {
-      const facts = { version: server.identity.version, url: server.url, stateDir: server.identity.stateDir, tokenSource: server.identity.tokenSource, ...(server.consoleUrl ? { consoleUrl: server.consoleUrl } : {}) };
+      const facts = {
+        version: server.identity.version,
+        url: server.url,
+        stateDir: server.identity.stateDir,
+        tokenSource: server.identity.tokenSource,
+        ...(server.consoleUrl ? { consoleUrl: server.consoleUrl } : {}),
+      };
       this.context.stdout.write(`${banner.startBanner(facts, paint).join("\n")}\n`);
     }
     const stop = await Promise.race([
@@ -111,7 +117,11 @@ export class StartCommand extends CaraCommand {
    * the now-current version. Started some other way, run the launcher as a child that inherits
    * stdio; this process stays as a thin parent, forwarding signals and its exit code.
    */
-  private async restart(server: Awaited<ReturnType<typeof import("../server/server.js").startServer>>, launcher: string, stopRequested: () => boolean): Promise<number> {
+  private async restart(
+    server: Awaited<ReturnType<typeof import("../server/server.js").startServer>>,
+    launcher: string,
+    stopRequested: () => boolean,
+  ): Promise<number> {
     await server.shutdown("restarting on the installed version");
     await new Promise<void>((resolve) => server.logger.flush(() => resolve()));
     if (stopRequested()) return 0;

@@ -43,7 +43,9 @@ export class StatusCommand extends ClientCommand {
     try {
       const res = await httpGet(target, "/health", timeoutMs);
       if (res.contentType !== "application/json") {
-        throw new CliFailure(`${target.display} answered HTTP ${res.status} ${res.contentType || "without a content type"}: that is not a cara server (check --host and --port)`);
+        throw new CliFailure(
+          `${target.display} answered HTTP ${res.status} ${res.contentType || "without a content type"}: that is not a cara server (check --host and --port)`,
+        );
       }
       if (res.status < 200 || res.status > 299) {
         throw new CliFailure(`Health endpoint of ${target.display} returned HTTP ${res.status}: ${stripTerminalUnsafe(res.body.slice(0, 500))}`);

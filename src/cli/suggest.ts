@@ -94,7 +94,9 @@ export function missingRequired(args: readonly string[], command: CommandDefinit
  * clipanion's definitions as CommandDefinitions. clipanion lists a command under its first path
  * only: the default command (no words) is also registered as `start`, so it is listed twice here.
  */
-export function fromClipanion(definitions: readonly { path: string; usage: string; options: readonly { definition: string; required: boolean }[] }[]): CommandDefinition[] {
+export function fromClipanion(
+  definitions: readonly { path: string; usage: string; options: readonly { definition: string; required: boolean }[] }[],
+): CommandDefinition[] {
   const commands = convert(definitions);
   const start = commands.find((c) => c.path.length === 0);
   if (start && !commands.some((c) => c.path.join(" ") === "start")) commands.push({ ...start, path: ["start"] });
@@ -104,7 +106,11 @@ export function fromClipanion(definitions: readonly { path: string; usage: strin
 function convert(definitions: readonly { path: string; usage: string; options: readonly { definition: string; required: boolean }[] }[]): CommandDefinition[] {
   return definitions.map((d) => ({
     path: d.path.split(" ").slice(1),
-    positionals: d.usage.slice(d.path.length).trim().match(/<\S+>(?=\s|$)/g) ?? [],
+    positionals:
+      d.usage
+        .slice(d.path.length)
+        .trim()
+        .match(/<\S+>(?=\s|$)/g) ?? [],
     options: d.options.map((o) => {
       const [names, ...holes] = o.definition.split(" ");
       return { names: names!.split(","), takesValue: holes.length > 0, required: o.required };
@@ -121,7 +127,10 @@ export function unknownOption(args: readonly string[], command: CommandDefinitio
     if (!a.startsWith("-") || /^-\d/.test(a)) continue;
     const name = a.split("=")[0]!;
     if (known.includes(name)) continue;
-    const near = closest(name, names.filter((n) => n.startsWith("--")));
+    const near = closest(
+      name,
+      names.filter((n) => n.startsWith("--")),
+    );
     return `unknown option '${name}'${near ? `, did you mean '${near}'?` : ""}`;
   }
   return undefined;

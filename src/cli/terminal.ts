@@ -3,7 +3,7 @@
  * TAB), bidi overrides and isolates, zero-width and other invisible formatting characters.
  */
 const UNSAFE =
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noMisleadingCharacterClass: each invisible code point is matched on its own, joiners included, so that none can hide in a line.
   /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2064\u2066-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFF9-\uFFFB]|\uDB40[\uDC01\uDC20-\uDC7F\uDD00-\uDDEF]/g;
 
 export function stripTerminalUnsafe(text: string): string {

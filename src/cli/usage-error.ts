@@ -16,9 +16,15 @@ export function usageError(cli: Cli<CaraContext>, args: string[], context: CaraC
   const option = command && !unknown ? unknownOption(args, command) : undefined;
   const missing = command && !unknown && !option ? (missingRequired(args, command) ?? missingPositional(args, command)) : undefined;
   const message = unknown ?? option ?? missing;
-  const more = command && !unknown && command.path.length > 0 ? `Run 'cara ${command.path.join(" ")} --help' for usage.` : "Run 'cara help' for the list of commands.";
+  const more =
+    command && !unknown && command.path.length > 0 ? `Run 'cara ${command.path.join(" ")} --help' for usage.` : "Run 'cara help' for the list of commands.";
   if (args.includes("--json")) {
-    const text = message ?? cli.error(err, { colored: false }).split("\n")[0]!.replace(/^Unknown Syntax Error: /, "");
+    const text =
+      message ??
+      cli
+        .error(err, { colored: false })
+        .split("\n")[0]!
+        .replace(/^Unknown Syntax Error: /, "");
     printJson(context.stdout, jsonError(text, { code: "usage", details: {} }));
     return 2;
   }

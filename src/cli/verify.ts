@@ -49,7 +49,12 @@ export class VerifyCommand extends ClientCommand {
       if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
       checks.push({ name: "Gateway reachability", pass: true, detail: `service is reachable at ${target.display}` });
     } catch (err) {
-      checks.push({ name: "Gateway reachability", pass: false, detail: describeError(err, target), next: `start the service (\`cara start --port ${target.port}\`) and retry \`${retry}\`` });
+      checks.push({
+        name: "Gateway reachability",
+        pass: false,
+        detail: describeError(err, target),
+        next: `start the service (\`cara start --port ${target.port}\`) and retry \`${retry}\``,
+      });
       return finish();
     }
 
@@ -66,7 +71,12 @@ export class VerifyCommand extends ClientCommand {
       task = res.task;
       checks.push({ name: "Task create", pass: true, detail: `created task \`${task.id}\`` });
     } catch (err) {
-      checks.push({ name: "Task create", pass: false, detail: err instanceof CliFailure ? err.message : describeError(err, target), next: `verify control auth and task queue availability, then retry \`${retry}\`` });
+      checks.push({
+        name: "Task create",
+        pass: false,
+        detail: err instanceof CliFailure ? err.message : describeError(err, target),
+        next: `verify control auth and task queue availability, then retry \`${retry}\``,
+      });
       return finish();
     }
 
@@ -96,20 +106,44 @@ export class VerifyCommand extends ClientCommand {
     checks.push(
       maxAttempts > 0
         ? { name: "Task start proof", pass: true, detail: `task attempts observed: ${maxAttempts}` }
-        : { name: "Task start proof", pass: false, detail: "task never reported attempts > 0", next: "inspect the worker with `cara logs` and `cara status`, then retry verification" },
+        : {
+            name: "Task start proof",
+            pass: false,
+            detail: "task never reported attempts > 0",
+            next: "inspect the worker with `cara logs` and `cara status`, then retry verification",
+          },
     );
     const terminal = ((): CheckLine => {
       switch (task.state) {
         case TaskState.DONE:
           return { name: "Task terminal proof", pass: true, detail: `task reached done state (run IDs: ${task.runIds.length})` };
         case TaskState.BLOCKED:
-          return { name: "Task terminal proof", pass: true, detail: `task reached blocked state (${blockedReasonName(task.blockedReason)}: ${stripTerminalUnsafe(task.lastError ?? "")})` };
+          return {
+            name: "Task terminal proof",
+            pass: true,
+            detail: `task reached blocked state (${blockedReasonName(task.blockedReason)}: ${stripTerminalUnsafe(task.lastError ?? "")})`,
+          };
         case TaskState.FAILED:
-          return { name: "Task terminal proof", pass: false, detail: `task failed: ${stripTerminalUnsafe(task.lastError ?? "unknown error")}`, next: "check provider configuration (agent.baseUrl, agent.model, CARAPACE_AGENT_API_KEY) or the task policy, then retry" };
+          return {
+            name: "Task terminal proof",
+            pass: false,
+            detail: `task failed: ${stripTerminalUnsafe(task.lastError ?? "unknown error")}`,
+            next: "check provider configuration (agent.baseUrl, agent.model, CARAPACE_AGENT_API_KEY) or the task policy, then retry",
+          };
         case TaskState.CANCELLED:
-          return { name: "Task terminal proof", pass: false, detail: "task was cancelled unexpectedly during verification", next: `find who cancelled it (\`cara task get ${task.id}\`), then retry` };
+          return {
+            name: "Task terminal proof",
+            pass: false,
+            detail: "task was cancelled unexpectedly during verification",
+            next: `find who cancelled it (\`cara task get ${task.id}\`), then retry`,
+          };
         default:
-          return { name: "Task terminal proof", pass: false, detail: `task did not reach terminal state before timeout (last state: ${stateName(task.state)})`, next: "check the worker (`cara status`) and the logs (`cara logs`), then retry" };
+          return {
+            name: "Task terminal proof",
+            pass: false,
+            detail: `task did not reach terminal state before timeout (last state: ${stateName(task.state)})`,
+            next: "check the worker (`cara status`) and the logs (`cara logs`), then retry",
+          };
       }
     })();
     checks.push(terminal);

@@ -48,8 +48,14 @@ export interface BugreportResult {
 
 /** Values that must never appear, whatever field they hide in: the deployment's own secrets. */
 async function knownSecrets(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<string[]> {
-  const read = (p: string) => readFile(p, "utf8").then((t) => t.trim(), () => "");
-  return [env.CARAPACE_GATEWAY_TOKEN, env.CARAPACE_SERVER_SECRET, env.CARAPACE_AGENT_API_KEY, await read(paths.token), await read(paths.serverSecret)].filter((s): s is string => !!s && s.length >= 6);
+  const read = (p: string) =>
+    readFile(p, "utf8").then(
+      (t) => t.trim(),
+      () => "",
+    );
+  return [env.CARAPACE_GATEWAY_TOKEN, env.CARAPACE_SERVER_SECRET, env.CARAPACE_AGENT_API_KEY, await read(paths.token), await read(paths.serverSecret)].filter(
+    (s): s is string => !!s && s.length >= 6,
+  );
 }
 
 /** Writes the report (temp name beside it, then renamed: never half a file at `output`). */
@@ -69,12 +75,31 @@ export async function writeBugreport(input: BugreportInput): Promise<BugreportRe
   };
 
   add("doctor.json", "the doctor report (cara doctor --json)", input.doctor);
-  if (input.status !== undefined) add("status.json", "the server's status (cara status --json)", input.includePayloads ? input.status : withoutEventTexts(input.status));
+  if (input.status !== undefined)
+    add("status.json", "the server's status (cara status --json)", input.includePayloads ? input.status : withoutEventTexts(input.status));
   else leftOut.push("status.json: no server answered");
-  const logs = input.ringLogs ?? (await readLogFiles(input.paths.logsDir, { limit: input.logLines ?? 1_000 }).then((r) => r.entries, () => [] as NewLogEntry[]));
-  const record = (e: NewLogEntry) => ({ time: new Date(e.time).toISOString(), level: e.level, component: e.component, msg: e.message, ...(input.includePayloads ? e.fields : withoutPayloadFields(e)) });
-  add("logs.jsonl", `the last ${logs.length} log records (${input.ringLogs ? "from the server's ring" : "from the log files"})`, logs.map((e) => JSON.stringify(clean(record(e)))).join("\n") + (logs.length > 0 ? "\n" : ""));
-  const config = await readFile(input.paths.config, "utf8").then((t) => JSON.parse(t) as unknown, () => undefined);
+  const logs =
+    input.ringLogs ??
+    (await readLogFiles(input.paths.logsDir, { limit: input.logLines ?? 1_000 }).then(
+      (r) => r.entries,
+      () => [] as NewLogEntry[],
+    ));
+  const record = (e: NewLogEntry) => ({
+    time: new Date(e.time).toISOString(),
+    level: e.level,
+    component: e.component,
+    msg: e.message,
+    ...(input.includePayloads ? e.fields : withoutPayloadFields(e)),
+  });
+  add(
+    "logs.jsonl",
+    `the last ${logs.length} log records (${input.ringLogs ? "from the server's ring" : "from the log files"})`,
+    logs.map((e) => JSON.stringify(clean(record(e)))).join("\n") + (logs.length > 0 ? "\n" : ""),
+  );
+  const config = await readFile(input.paths.config, "utf8").then(
+    (t) => JSON.parse(t) as unknown,
+    () => undefined,
+  );
   if (config !== undefined) add("config.json", "config.json, secrets redacted", config);
   else leftOut.push("config.json: none, or not valid JSON (the doctor report says which)");
   add("versions.json", "cara, Node.js, OS and architecture", {
@@ -82,7 +107,12 @@ export async function writeBugreport(input: BugreportInput): Promise<BugreportRe
     node: process.version,
     os: `${platform()} ${release()}`,
     arch: arch(),
-    env: Object.fromEntries(Object.keys(input.env).filter((k) => k.startsWith("CARAPACE_")).sort().map((k) => [k, "(set)"])),
+    env: Object.fromEntries(
+      Object.keys(input.env)
+        .filter((k) => k.startsWith("CARAPACE_"))
+        .sort()
+        .map((k) => [k, "(set)"]),
+    ),
   });
   add("update.json", "the update transaction and rollback marker", {
     transaction: await loadTransaction(input.paths.updatesDir).catch((err: Error) => ({ error: err.message })),
@@ -96,7 +126,11 @@ export async function writeBugreport(input: BugreportInput): Promise<BugreportRe
     if (input.includePayloads) add("tasks.json", "every task with its payload (--include-payloads), redacted", tasks);
     else leftOut.push("task payloads (pass --include-payloads to include them, redacted)");
   }
-  add("README.txt", "this list", `cara bug report, ${new Date(input.now ?? Date.now()).toISOString()}\n\nContains:\n${contains.map((c) => `  ${c.name}: ${c.what}`).join("\n")}\n  README.txt: this list\n\nLeft out:\n${leftOut.map((l) => `  ${l}`).join("\n")}\n`);
+  add(
+    "README.txt",
+    "this list",
+    `cara bug report, ${new Date(input.now ?? Date.now()).toISOString()}\n\nContains:\n${contains.map((c) => `  ${c.name}: ${c.what}`).join("\n")}\n  README.txt: this list\n\nLeft out:\n${leftOut.map((l) => `  ${l}`).join("\n")}\n`,
+  );
   return { ...(await pack(input.output, files)), contains, leftOut };
 }
 
@@ -186,11 +220,15 @@ export class BugreportTooLargeError extends Error {
 /** The number of log lines asked for (0 or absent: the default), or a BugreportOptionError. */
 export function bugreportLines(value: number | undefined): number {
   if (value === undefined || value === 0) return DEFAULT_BUGREPORT_LINES;
-  if (!Number.isInteger(value) || value < 1 || value > MAX_BUGREPORT_LINES) throw new BugreportOptionError("lines", `log lines must be from 1 to ${MAX_BUGREPORT_LINES} (got ${value})`);
+  if (!Number.isInteger(value) || value < 1 || value > MAX_BUGREPORT_LINES)
+    throw new BugreportOptionError("lines", `log lines must be from 1 to ${MAX_BUGREPORT_LINES} (got ${value})`);
   return value;
 }
 
 /** A file name for a report made at `now`: cara-bugreport-20261205T061500Z.tar.gz. */
 export function bugreportFileName(now = Date.now()): string {
-  return `cara-bugreport-${new Date(now).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}.tar.gz`;
+  return `cara-bugreport-${new Date(now)
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z")}.tar.gz`;
 }

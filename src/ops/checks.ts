@@ -3,7 +3,6 @@ import { open, statfs, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { formatBytes } from "../format-bytes.js";
 
-
 export type CheckVerdict = "ok" | "warn" | "fail";
 
 export interface CheckResult {
@@ -56,7 +55,10 @@ export function diskFreeCheck(stateDir: string, floorBytes: number): HealthCheck
       try {
         const free = await diskFreeBytes(stateDir);
         if (free < floorBytes) {
-          return { status: "fail", message: `only ${formatBytes(free)} free on the state dir's filesystem (floor ${formatBytes(floorBytes)}); free some space` };
+          return {
+            status: "fail",
+            message: `only ${formatBytes(free)} free on the state dir's filesystem (floor ${formatBytes(floorBytes)}); free some space`,
+          };
         }
         if (free < floorBytes * 2) {
           return { status: "warn", message: `${formatBytes(free)} free on the state dir's filesystem, close to the floor of ${formatBytes(floorBytes)}` };

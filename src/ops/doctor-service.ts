@@ -53,7 +53,14 @@ export function doctorReportToProto(r: DoctorReport): MessageInitShape<typeof Ru
     serverRunning: r.server.running,
     serverPid: r.server.pid ?? 0,
     serverUrl: r.server.url ?? "",
-    steps: r.steps.map((s) => ({ id: s.id, title: s.title, status: doctorStepStatusNames.toWire(s.status), summary: s.summary, next: s.next ?? "", details: s.details ?? [] })),
+    steps: r.steps.map((s) => ({
+      id: s.id,
+      title: s.title,
+      status: doctorStepStatusNames.toWire(s.status),
+      summary: s.summary,
+      next: s.next ?? "",
+      details: s.details ?? [],
+    })),
     verdict: doctorStepStatusNames.toWire(r.verdict),
     ...(r.restore ? { restore: { path: r.restore.path, ageDays: r.restore.ageDays, command: r.restore.command } } : {}),
   };

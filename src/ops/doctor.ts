@@ -102,27 +102,66 @@ async function checkServer(o: DoctorOptions): Promise<{ server: DoctorReport["se
     const configured = await configuredListen(o);
     return {
       server: { running: false },
-      step: { id: "server", title, status: "warn", summary: `no server is running for ${o.paths.root} (no live lock); configured to listen on ${configured}`, next: `start it: cara start --state-dir ${o.paths.root}` },
+      step: {
+        id: "server",
+        title,
+        status: "warn",
+        summary: `no server is running for ${o.paths.root} (no live lock); configured to listen on ${configured}`,
+        next: `start it: cara start --state-dir ${o.paths.root}`,
+      },
     };
   }
   const address: ServerAddress | undefined = await liveServerAddress(o.paths.root);
   if (!address) {
-    return { server: { running: true, pid }, step: { id: "server", title, status: "warn", summary: `a server (pid ${pid}) holds the lock but did not record where it listens (still starting, or an older version)`, next: "wait a few seconds and run cara doctor again; check cara logs --file" } };
+    return {
+      server: { running: true, pid },
+      step: {
+        id: "server",
+        title,
+        status: "warn",
+        summary: `a server (pid ${pid}) holds the lock but did not record where it listens (still starting, or an older version)`,
+        next: "wait a few seconds and run cara doctor again; check cara logs --file",
+      },
+    };
   }
   const server = { running: true, pid, url: address.url };
   const health = await o.probes.health(address.url);
   if ("error" in health) {
-    return { server, step: { id: "server", title, status: "fail", summary: `server pid ${pid} listens on ${address.url} but GET /health failed: ${health.error}`, next: `it may be hung: check cara logs --file --since 10m, then restart it (kill -TERM ${pid})` } };
+    return {
+      server,
+      step: {
+        id: "server",
+        title,
+        status: "fail",
+        summary: `server pid ${pid} listens on ${address.url} but GET /health failed: ${health.error}`,
+        next: `it may be hung: check cara logs --file --since 10m, then restart it (kill -TERM ${pid})`,
+      },
+    };
   }
   if (health.status !== 200) {
-    return { server, step: { id: "server", title, status: "fail", summary: `server pid ${pid} on ${address.url} answered GET /health with HTTP ${health.status}`, next: `that is not a healthy cara: check what listens on port ${address.port}` } };
+    return {
+      server,
+      step: {
+        id: "server",
+        title,
+        status: "fail",
+        summary: `server pid ${pid} on ${address.url} answered GET /health with HTTP ${health.status}`,
+        next: `that is not a healthy cara: check what listens on port ${address.port}`,
+      },
+    };
   }
   const configured = await configuredListen(o);
   const listening = `${address.bind}:${address.port}`;
   if (configured !== listening) {
     return {
       server,
-      step: { id: "server", title, status: "warn", summary: `server pid ${pid} is healthy on ${address.url}, but the configuration says ${configured}`, next: `local commands find it anyway; to make it listen where configured, restart it (or fix server.port / server.bind in ${o.paths.config})` },
+      step: {
+        id: "server",
+        title,
+        status: "warn",
+        summary: `server pid ${pid} is healthy on ${address.url}, but the configuration says ${configured}`,
+        next: `local commands find it anyway; to make it listen where configured, restart it (or fix server.port / server.bind in ${o.paths.config})`,
+      },
     };
   }
   return { server, step: { id: "server", title, status: "ok", summary: `server pid ${pid} is healthy on ${address.url}` } };
@@ -141,22 +180,57 @@ async function checkToken(o: DoctorOptions): Promise<DoctorStep> {
   if (o.env.CARAPACE_GATEWAY_TOKEN?.trim()) return { id: "token", title, status: "ok", summary: "CARAPACE_GATEWAY_TOKEN is set" };
   try {
     const text = await readFile(o.paths.token, { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW });
-    if (text.trim().length < 32) return { id: "token", title, status: "fail", summary: `${o.paths.token} is empty or too short`, next: "delete it and restart the server to generate a new one (clients then need the new token)" };
+    if (text.trim().length < 32)
+      return {
+        id: "token",
+        title,
+        status: "fail",
+        summary: `${o.paths.token} is empty or too short`,
+        next: "delete it and restart the server to generate a new one (clients then need the new token)",
+      };
     return { id: "token", title, status: "ok", summary: `${o.paths.token} is readable` };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") return { id: "token", title, status: "warn", summary: `no token yet (${o.paths.token} does not exist)`, next: "start the server once: it generates the token" };
-    return { id: "token", title, status: "fail", summary: `cannot read ${o.paths.token} (${code})`, next: "run cara as the server's user, or set CARAPACE_GATEWAY_TOKEN" };
+    if (code === "ENOENT")
+      return {
+        id: "token",
+        title,
+        status: "warn",
+        summary: `no token yet (${o.paths.token} does not exist)`,
+        next: "start the server once: it generates the token",
+      };
+    return {
+      id: "token",
+      title,
+      status: "fail",
+      summary: `cannot read ${o.paths.token} (${code})`,
+      next: "run cara as the server's user, or set CARAPACE_GATEWAY_TOKEN",
+    };
   }
 }
 
 async function checkConfig(o: DoctorOptions): Promise<{ step: DoctorStep; config: CaraConfig }> {
   try {
     const config = await loadConfig(o.paths.config);
-    const present = await lstat(o.paths.config).then(() => true, () => false);
-    return { config, step: { id: "config", title: "configuration", status: "ok", summary: present ? `${o.paths.config} is valid` : "no config.json (defaults apply)" } };
+    const present = await lstat(o.paths.config).then(
+      () => true,
+      () => false,
+    );
+    return {
+      config,
+      step: { id: "config", title: "configuration", status: "ok", summary: present ? `${o.paths.config} is valid` : "no config.json (defaults apply)" },
+    };
   } catch (err) {
-    return { config: {}, step: { id: "config", title: "configuration", status: "fail", summary: (err as Error).message, next: `fix the key it names in ${o.paths.config} (or move the file away to start with defaults)` } };
+    return {
+      config: {},
+      step: {
+        id: "config",
+        title: "configuration",
+        status: "fail",
+        summary: (err as Error).message,
+        next: `fix the key it names in ${o.paths.config} (or move the file away to start with defaults)`,
+      },
+    };
   }
 }
 
@@ -189,7 +263,13 @@ async function checkLogs(o: DoctorOptions, server: DoctorReport["server"], now: 
       }
     } else await fromFiles();
   } catch (err) {
-    return { id: "logs", title, status: "warn", summary: `could not read the logs: ${(err as Error).message}`, next: "check the permissions of the logs directory" };
+    return {
+      id: "logs",
+      title,
+      status: "warn",
+      summary: `could not read the logs: ${(err as Error).message}`,
+      next: "check the permissions of the logs directory",
+    };
   }
   const problems = entries.filter((e) => e.level === "warn" || e.level === "error" || e.level === "fatal").sort((a, b) => a.time - b.time);
   if (problems.length === 0) return { id: "logs", title, status: "ok", summary: `no warnings or errors in ${source}` };
@@ -205,7 +285,9 @@ async function checkLogs(o: DoctorOptions, server: DoctorReport["server"], now: 
   const ordered = [...groups.entries()].sort((a, b) => a[1].first.time - b[1].first.time);
   const firstFailing = ordered.find(([, g]) => g.errors > 0) ?? ordered[0]!;
   const [component, g] = firstFailing;
-  const details = ordered.map(([c, x]) => `${c}: ${x.count} (${x.errors} error${x.errors === 1 ? "" : "s"}), first at ${new Date(x.first.time).toISOString()}: ${x.first.message}`);
+  const details = ordered.map(
+    ([c, x]) => `${c}: ${x.count} (${x.errors} error${x.errors === 1 ? "" : "s"}), first at ${new Date(x.first.time).toISOString()}: ${x.first.message}`,
+  );
   if (ringProblem) details.push(ringProblem);
   return {
     id: "logs",
@@ -238,15 +320,26 @@ async function checkStores(o: DoctorOptions): Promise<{ steps: DoctorStep[]; age
     const { schedules } = await ScheduleStore.check(o.paths.tasksDir);
     steps.push({ id: "schedules", title: "schedules", status: "ok", summary: schedules === 1 ? "1 schedule loads" : `${schedules} schedules load` });
   } catch (err) {
-    steps.push({ id: "schedules", title: "schedules", status: "fail", summary: (err as Error).message.split("; refusing")[0]!, next: "restore the tasks section from a backup (below)" });
+    steps.push({
+      id: "schedules",
+      title: "schedules",
+      status: "fail",
+      summary: (err as Error).message.split("; refusing")[0]!,
+      next: "restore the tasks section from a backup (below)",
+    });
   }
   return { steps, agentTurnTasks };
 }
 
 async function checkAgentProvider(o: DoctorOptions, config: CaraConfig, agentTurnTasks: number): Promise<DoctorStep> {
   const title = "agent provider";
-  const missing = [!config.agent?.baseUrl && "agent.baseUrl", !config.agent?.model && "agent.model", !o.env.CARAPACE_AGENT_API_KEY && "CARAPACE_AGENT_API_KEY"].filter((x): x is string => typeof x === "string");
-  if (missing.length === 0) return { id: "agent", title, status: "ok", summary: `${withoutCredentials(config.agent?.baseUrl ?? "")} with model ${config.agent?.model}` };
+  const missing = [
+    !config.agent?.baseUrl && "agent.baseUrl",
+    !config.agent?.model && "agent.model",
+    !o.env.CARAPACE_AGENT_API_KEY && "CARAPACE_AGENT_API_KEY",
+  ].filter((x): x is string => typeof x === "string");
+  if (missing.length === 0)
+    return { id: "agent", title, status: "ok", summary: `${withoutCredentials(config.agent?.baseUrl ?? "")} with model ${config.agent?.model}` };
   if (agentTurnTasks === 0) return { id: "agent", title, status: "ok", summary: `not configured (${missing.join(", ")} unset); no agentTurn task needs it` };
   return {
     id: "agent",
@@ -279,17 +372,49 @@ async function checkTls(o: DoctorOptions, config: CaraConfig, now: number): Prom
     await readFile(key ?? "");
     const x509 = new X509Certificate(await readFile(cert ?? ""));
     const left = Date.parse(x509.validTo) - now;
-    if (left <= 0) return [{ id: "tls", title, status: "fail", summary: `the certificate ${cert} expired on ${new Date(Date.parse(x509.validTo)).toISOString()}`, next: "renew it and restart the server" }];
-    if (left < 14 * DAY) return [{ id: "tls", title, status: "warn", summary: `the certificate ${cert} expires in ${Math.ceil(left / DAY)} days (${new Date(Date.parse(x509.validTo)).toISOString()})`, next: "renew it before then and restart the server" }];
+    if (left <= 0)
+      return [
+        {
+          id: "tls",
+          title,
+          status: "fail",
+          summary: `the certificate ${cert} expired on ${new Date(Date.parse(x509.validTo)).toISOString()}`,
+          next: "renew it and restart the server",
+        },
+      ];
+    if (left < 14 * DAY)
+      return [
+        {
+          id: "tls",
+          title,
+          status: "warn",
+          summary: `the certificate ${cert} expires in ${Math.ceil(left / DAY)} days (${new Date(Date.parse(x509.validTo)).toISOString()})`,
+          next: "renew it before then and restart the server",
+        },
+      ];
     return [{ id: "tls", title, status: "ok", summary: `${cert} is valid until ${new Date(Date.parse(x509.validTo)).toISOString()}` }];
   } catch (err) {
-    return [{ id: "tls", title, status: "fail", summary: `cannot read the TLS certificate or key (${(err as Error).message})`, next: "fix server.tlsCert / server.tlsKey (or CARAPACE_TLS_CERT / CARAPACE_TLS_KEY)" }];
+    return [
+      {
+        id: "tls",
+        title,
+        status: "fail",
+        summary: `cannot read the TLS certificate or key (${(err as Error).message})`,
+        next: "fix server.tlsCert / server.tlsKey (or CARAPACE_TLS_CERT / CARAPACE_TLS_KEY)",
+      },
+    ];
   }
 }
 
 function checkSecret(o: DoctorOptions): DoctorStep {
   if (o.env.CARAPACE_SERVER_SECRET) return { id: "secret", title: "server secret", status: "ok", summary: "CARAPACE_SERVER_SECRET is set" };
-  return { id: "secret", title: "server secret", status: "warn", summary: `a generated secret in ${o.paths.serverSecret} is used`, next: "set CARAPACE_SERVER_SECRET in production (openssl rand -base64 48); earlier backups stay verifiable (README: secret rotation)" };
+  return {
+    id: "secret",
+    title: "server secret",
+    status: "warn",
+    summary: `a generated secret in ${o.paths.serverSecret} is used`,
+    next: "set CARAPACE_SERVER_SECRET in production (openssl rand -base64 48); earlier backups stay verifiable (README: secret rotation)",
+  };
 }
 
 async function checkModes(o: DoctorOptions): Promise<DoctorStep> {
@@ -306,7 +431,14 @@ async function checkModes(o: DoctorOptions): Promise<DoctorStep> {
   for (const d of [o.paths.authDir, o.paths.tasksDir, o.paths.backupsDir, o.paths.logsDir, o.paths.updatesDir]) await look(d, 0o700, true);
   for (const f of [o.paths.token, o.paths.serverSecret, o.paths.config]) await look(f, 0o600, false);
   if (problems.length === 0) return { id: "modes", title, status: "ok", summary: "private to this user (dirs 0700, files 0600)" };
-  return { id: "modes", title, status: "warn", summary: problems[0]!, next: `chmod -R go-rwx ${o.paths.root} (the server tightens them at start)`, details: problems };
+  return {
+    id: "modes",
+    title,
+    status: "warn",
+    summary: problems[0]!,
+    next: `chmod -R go-rwx ${o.paths.root} (the server tightens them at start)`,
+    details: problems,
+  };
 }
 
 async function checkUpdate(o: DoctorOptions): Promise<DoctorStep> {
@@ -314,17 +446,49 @@ async function checkUpdate(o: DoctorOptions): Promise<DoctorStep> {
   try {
     const [tx, marker] = await Promise.all([loadTransaction(o.paths.updatesDir), loadMarker(o.paths.updatesDir)]);
     if (marker?.startupState === "rollback_failed") {
-      return { id: "update", title, status: "fail", summary: `the launcher could not roll back v${marker.toVersion}: ${marker.reason ?? "no reason recorded"}`, next: "cara update --status, then cara update --rollback (or switch current back by hand)" };
+      return {
+        id: "update",
+        title,
+        status: "fail",
+        summary: `the launcher could not roll back v${marker.toVersion}: ${marker.reason ?? "no reason recorded"}`,
+        next: "cara update --status, then cara update --rollback (or switch current back by hand)",
+      };
     }
     if (marker?.startupState === "rolled_back") {
-      return { id: "update", title, status: "warn", summary: `the launcher rolled back v${marker.toVersion ?? "?"} (it never became ready)`, next: "see why in cara logs --grep 'did not become ready'; cara update --status" };
+      return {
+        id: "update",
+        title,
+        status: "warn",
+        summary: `the launcher rolled back v${marker.toVersion ?? "?"} (it never became ready)`,
+        next: "see why in cara logs --grep 'did not become ready'; cara update --status",
+      };
     }
     if (!tx) return { id: "update", title, status: "ok", summary: "no update transaction" };
-    if (tx.state === "in_progress") return { id: "update", title, status: "warn", summary: `an update to v${tx.version} is in progress (phase ${tx.phase})`, next: "resume it with cara update, or see cara update --status" };
-    if (tx.state === "failed") return { id: "update", title, status: "warn", summary: `the last update to v${tx.version} failed${tx.failedPhase ? ` while ${tx.failedPhase}` : ""}: ${tx.lastError ?? "?"}`, next: "cara update --status shows it; retry with cara update" };
+    if (tx.state === "in_progress")
+      return {
+        id: "update",
+        title,
+        status: "warn",
+        summary: `an update to v${tx.version} is in progress (phase ${tx.phase})`,
+        next: "resume it with cara update, or see cara update --status",
+      };
+    if (tx.state === "failed")
+      return {
+        id: "update",
+        title,
+        status: "warn",
+        summary: `the last update to v${tx.version} failed${tx.failedPhase ? ` while ${tx.failedPhase}` : ""}: ${tx.lastError ?? "?"}`,
+        next: "cara update --status shows it; retry with cara update",
+      };
     return { id: "update", title, status: "ok", summary: `last update to v${tx.version} applied` };
   } catch (err) {
-    return { id: "update", title, status: "fail", summary: (err as Error).message, next: `move the damaged file in ${o.paths.updatesDir} aside; cara update --status explains` };
+    return {
+      id: "update",
+      title,
+      status: "fail",
+      summary: (err as Error).message,
+      next: `move the damaged file in ${o.paths.updatesDir} aside; cara update --status explains`,
+    };
   }
 }
 
@@ -337,7 +501,9 @@ async function checkInterruptedRestore(o: DoctorOptions): Promise<DoctorStep> {
     id: "restore",
     title: "interrupted restore",
     status: "warn",
-    summary: marker ? "a restore was interrupted during its swap (restore-swap.json is present)" : `leftovers of an interrupted restore: ${leftovers.join(", ")}`,
+    summary: marker
+      ? "a restore was interrupted during its swap (restore-swap.json is present)"
+      : `leftovers of an interrupted restore: ${leftovers.join(", ")}`,
     next: "start the server (or run cara restore --offline): it completes or undoes the swap, then removes the leftovers",
   };
 }
@@ -346,11 +512,31 @@ async function checkBackups(o: DoctorOptions, now: number): Promise<{ step: Doct
   const title = "backups";
   const secret = o.env.CARAPACE_SERVER_SECRET || (await readFile(o.paths.serverSecret, "utf8").catch(() => "")).trim();
   const names = (await readdir(o.paths.backupsDir).catch(() => [] as string[])).filter((n) => n.endsWith(".tar.gz"));
-  const candidates = (await Promise.all(names.map(async (n) => ({ path: join(o.paths.backupsDir, n), st: await lstat(join(o.paths.backupsDir, n)).catch(() => undefined) }))))
+  const candidates = (
+    await Promise.all(names.map(async (n) => ({ path: join(o.paths.backupsDir, n), st: await lstat(join(o.paths.backupsDir, n)).catch(() => undefined) })))
+  )
     .filter((c) => c.st?.isFile())
     .sort((a, b) => b.st!.mtimeMs - a.st!.mtimeMs);
-  if (candidates.length === 0) return { step: { id: "backups", title, status: "warn", summary: `no archive in ${o.paths.backupsDir}`, next: "cara backup -o FILE, or cara schedule create --cron '0 3 * * *' --payload '{\"kind\":\"backup\",\"keep\":7}' --name nightly-backup" } };
-  if (!secret) return { step: { id: "backups", title, status: "warn", summary: `${candidates.length} archives, but no server secret to verify them with`, next: "set CARAPACE_SERVER_SECRET (or keep auth/server-secret)" } };
+  if (candidates.length === 0)
+    return {
+      step: {
+        id: "backups",
+        title,
+        status: "warn",
+        summary: `no archive in ${o.paths.backupsDir}`,
+        next: 'cara backup -o FILE, or cara schedule create --cron \'0 3 * * *\' --payload \'{"kind":"backup","keep":7}\' --name nightly-backup',
+      },
+    };
+  if (!secret)
+    return {
+      step: {
+        id: "backups",
+        title,
+        status: "warn",
+        summary: `${candidates.length} archives, but no server secret to verify them with`,
+        next: "set CARAPACE_SERVER_SECRET (or keep auth/server-secret)",
+      },
+    };
   let failed = 0;
   for (const c of candidates.slice(0, 5)) {
     const res = await readBackupArchive(createReadStream(c.path), { secret, allowForeign: false }).catch(() => undefined);
@@ -359,9 +545,22 @@ async function checkBackups(o: DoctorOptions, now: number): Promise<{ step: Doct
       continue;
     }
     const ageDays = Math.floor((now - c.st!.mtimeMs) / DAY);
-    const step: DoctorStep = { id: "backups", title, status: ageDays > 7 ? "warn" : "ok", summary: `newest verified archive: ${c.path} (${ageDays} days old${failed > 0 ? `; ${failed} newer ones do not verify` : ""})` };
+    const step: DoctorStep = {
+      id: "backups",
+      title,
+      status: ageDays > 7 ? "warn" : "ok",
+      summary: `newest verified archive: ${c.path} (${ageDays} days old${failed > 0 ? `; ${failed} newer ones do not verify` : ""})`,
+    };
     if (ageDays > 7) step.next = "take a fresh one: cara backup -o FILE (or schedule one)";
     return { step, newest: { path: c.path, ageDays } };
   }
-  return { step: { id: "backups", title, status: "fail", summary: `none of the ${Math.min(5, candidates.length)} newest archives verifies with this deployment's secret`, next: "cara backup verify FILE shows why; take a new backup once the server runs" } };
+  return {
+    step: {
+      id: "backups",
+      title,
+      status: "fail",
+      summary: `none of the ${Math.min(5, candidates.length)} newest archives verifies with this deployment's secret`,
+      next: "cara backup verify FILE shows why; take a new backup once the server runs",
+    },
+  };
 }

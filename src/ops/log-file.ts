@@ -11,19 +11,7 @@
  * `cara.2.log` with ever-growing numbers (the live file is never `cara.log`), drags in date-fns,
  * and has no recovery from an unwritable directory.
  */
-import {
-  closeSync,
-  constants,
-  fchmodSync,
-  fstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 export const DEFAULT_LOG_FILE_MAX_BYTES = 10 * 1024 * 1024;

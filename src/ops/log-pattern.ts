@@ -170,7 +170,7 @@ function unambiguousAlternation(alts: Term[][], ignoreCase: boolean): boolean {
   const firsts = new Set<string>();
   for (const seq of alts) {
     const first = seq[0];
-    if (!first || first.atom.kind !== "char" || first.min !== 1 || first.max !== 1) return false;
+    if (first?.atom.kind !== "char" || first.min !== 1 || first.max !== 1) return false;
     const ch = ignoreCase ? first.atom.ch.toLowerCase() : first.atom.ch;
     if (firsts.has(ch)) return false;
     firsts.add(ch);

@@ -148,8 +148,7 @@ function flushAllOnExit(): void {
 export function createLogPipeline(options: LogPipelineOptions = {}): LogPipeline {
   const ring = new LogRing({ capacity: options.ringCapacity, maxBytes: options.ringMaxBytes, decodeLine: decodeLogLine });
   const maxLineLength = options.maxLineLength ?? 16 * 1024;
-  const stdout: LineSink | null =
-    options.stdout === undefined ? pino.destination({ dest: 1, sync: false, maxLength: 16 * 1024 * 1024 }) : options.stdout;
+  const stdout: LineSink | null = options.stdout === undefined ? pino.destination({ dest: 1, sync: false, maxLength: 16 * 1024 * 1024 }) : options.stdout;
   let secrets: readonly string[] = [...(options.knownSecrets ?? [])];
   let closed = false;
 

@@ -385,7 +385,15 @@ export class LogRing {
   }
 
   stats(): RingStats {
-    return { size: this.size, capacity: this.capacity, lastSeq: this.seq, bytes: this.bytes, subscribers: this.subscribers.size, appendedByLevel: { ...this.byLevel }, droppedForFollowers: this.dropped };
+    return {
+      size: this.size,
+      capacity: this.capacity,
+      lastSeq: this.seq,
+      bytes: this.bytes,
+      subscribers: this.subscribers.size,
+      appendedByLevel: { ...this.byLevel },
+      droppedForFollowers: this.dropped,
+    };
   }
 
   private evictOldest(): void {
@@ -546,7 +554,16 @@ export class LogRing {
       const n = clampInt(options.tail, DEFAULT_TAIL_LIMIT, 0, Number.MAX_SAFE_INTEGER);
       if (n > 0) backlog = this.collectSeqs(f, this.oldestSeq - 1, n).reverse();
     }
-    const sub = new LogSubscription(f, bufferLimit, bufferBytes, backlog, lost, (s) => this.subscribers.delete(s), (seq) => this.entryAt(seq), (n) => (this.dropped += n));
+    const sub = new LogSubscription(
+      f,
+      bufferLimit,
+      bufferBytes,
+      backlog,
+      lost,
+      (s) => this.subscribers.delete(s),
+      (seq) => this.entryAt(seq),
+      (n) => (this.dropped += n),
+    );
     this.subscribers.add(sub);
     const signal = options.signal;
     if (signal) {

@@ -43,7 +43,11 @@ const FILTER_FIELDS = new Set(["min_level", "contains", "pattern"]);
 
 /** Query errors on the wire. */
 const errors = errorTable([
-  onMatch(isLogQueryError, (e) => ({ code: Code.InvalidArgument, reason: "LOG_QUERY_INVALID", field: FILTER_FIELDS.has(e.field) ? `filter.${e.field}` : e.field })),
+  onMatch(isLogQueryError, (e) => ({
+    code: Code.InvalidArgument,
+    reason: "LOG_QUERY_INVALID",
+    field: FILTER_FIELDS.has(e.field) ? `filter.${e.field}` : e.field,
+  })),
 ]);
 
 export const DEFAULT_MAX_FOLLOWERS = 64;
@@ -53,14 +57,23 @@ export const DEFAULT_MAX_FOLLOWERS = 64;
  * most its queue of bytes (a slow reader is told how many records it missed), and at most
  * `maxFollowers` follow at once.
  */
-export function logsService(ring: LogRing, shutdown: AbortSignal, options: { maxFollowers?: number } = {}): Pick<ServiceImpl<typeof OpsService>, "tailLogs" | "followLogs"> {
+export function logsService(
+  ring: LogRing,
+  shutdown: AbortSignal,
+  options: { maxFollowers?: number } = {},
+): Pick<ServiceImpl<typeof OpsService>, "tailLogs" | "followLogs"> {
   const maxFollowers = options.maxFollowers ?? DEFAULT_MAX_FOLLOWERS;
   let followers = 0;
   return {
     tailLogs(req) {
       let query;
       try {
-        query = checkTailQuery({ ...rawFilter(req.filter), ...(req.limit !== undefined ? { limit: req.limit } : {}), ...(req.maxBytes !== undefined ? { maxBytes: req.maxBytes } : {}), ...(req.afterSeq !== undefined ? { afterSeq: req.afterSeq } : {}) });
+        query = checkTailQuery({
+          ...rawFilter(req.filter),
+          ...(req.limit !== undefined ? { limit: req.limit } : {}),
+          ...(req.maxBytes !== undefined ? { maxBytes: req.maxBytes } : {}),
+          ...(req.afterSeq !== undefined ? { afterSeq: req.afterSeq } : {}),
+        });
       } catch (err) {
         throw errors.map(err);
       }
@@ -70,12 +83,20 @@ export function logsService(ring: LogRing, shutdown: AbortSignal, options: { max
     async *followLogs(req, ctx: HandlerContext) {
       let query;
       try {
-        query = checkFollowQuery({ ...rawFilter(req.filter), ...(req.tail !== undefined ? { tail: req.tail } : {}), ...(req.afterSeq !== undefined ? { afterSeq: req.afterSeq } : {}) });
+        query = checkFollowQuery({
+          ...rawFilter(req.filter),
+          ...(req.tail !== undefined ? { tail: req.tail } : {}),
+          ...(req.afterSeq !== undefined ? { afterSeq: req.afterSeq } : {}),
+        });
       } catch (err) {
         throw errors.map(err);
       }
       if (followers >= maxFollowers) {
-        throw rpcError(`${maxFollowers} log streams are open already (logs.maxFollowers); close one (e.g. another 'cara logs -f') or use TailLogs`, Code.ResourceExhausted, { reason: "LOG_FOLLOWERS_LIMIT", retryAfterMs: 5_000 });
+        throw rpcError(
+          `${maxFollowers} log streams are open already (logs.maxFollowers); close one (e.g. another 'cara logs -f') or use TailLogs`,
+          Code.ResourceExhausted,
+          { reason: "LOG_FOLLOWERS_LIMIT", retryAfterMs: 5_000 },
+        );
       }
       followers++;
       // The place is freed when the stream ends or its caller goes away, whichever is first
@@ -88,7 +109,13 @@ export function logsService(ring: LogRing, shutdown: AbortSignal, options: { max
       ctx.signal.addEventListener("abort", release, { once: true });
       try {
         const signal = AbortSignal.any([ctx.signal, shutdown]);
-        const sub = ring.follow({ filter: query.filter, tail: query.tail, ...(query.afterSeq !== undefined ? { afterSeq: query.afterSeq } : {}), bufferLimit: 1000, signal });
+        const sub = ring.follow({
+          filter: query.filter,
+          tail: query.tail,
+          ...(query.afterSeq !== undefined ? { afterSeq: query.afterSeq } : {}),
+          bufferLimit: 1000,
+          signal,
+        });
         for await (const item of sub) {
           if (isDroppedMarker(item)) yield { event: { case: "dropped" as const, value: BigInt(item.dropped) } };
           else yield { event: { case: "entry" as const, value: toProtoEntry(item) } };

@@ -11,9 +11,15 @@ export function logsCheck(logs: LogPipeline): HealthCheck {
       if (!logs.file) return { status: "ok", message: "file logging is off (config logs.file=false); stdout and the ring only" };
       const st = logs.file.status();
       if (!st.writable) {
-        return { status: "warn", message: `cannot write ${st.path} (${st.error ?? "unknown error"}); ${formatCount(st.droppedLines, "line")} kept only in stdout and the ring. Fix the logs directory's permissions or free space` };
+        return {
+          status: "warn",
+          message: `cannot write ${st.path} (${st.error ?? "unknown error"}); ${formatCount(st.droppedLines, "line")} kept only in stdout and the ring. Fix the logs directory's permissions or free space`,
+        };
       }
-      return { status: "ok", message: `${st.path} (${formatBytes(st.size)}, rotates at ${formatBytes(st.maxBytes)}, keeps ${formatCount(st.maxFiles, "file")})` };
+      return {
+        status: "ok",
+        message: `${st.path} (${formatBytes(st.size)}, rotates at ${formatBytes(st.maxBytes)}, keeps ${formatCount(st.maxFiles, "file")})`,
+      };
     },
   };
 }

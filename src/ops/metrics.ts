@@ -60,7 +60,7 @@ export class ServerMetrics {
   private readonly operationFailures;
   private readonly operationDuration;
 
-  constructor(private readonly sources: MetricSources) {
+  constructor(sources: MetricSources) {
     this.open.setContentType(client.openMetricsContentType);
     const registers = [this.text, this.open] as client.Registry[];
     // In-memory figures are read at scrape time (cached for a second); the ones that touch the
@@ -82,13 +82,36 @@ export class ServerMetrics {
     const update = this.background(() => sources.update(), { state: "none", phase: "" } as Awaited<ReturnType<MetricSources["update"]>>);
     const lastBackup = this.background(() => sources.lastBackup(), undefined as Awaited<ReturnType<MetricSources["lastBackup"]>>);
 
-    new client.Gauge({ name: "cara_build_info", help: "The running cara version (always 1).", labelNames: ["version"], registers }).set({ version: sources.version }, 1);
+    new client.Gauge({ name: "cara_build_info", help: "The running cara version (always 1).", labelNames: ["version"], registers }).set(
+      { version: sources.version },
+      1,
+    );
 
-    this.rpcRequests = new client.Counter({ name: "cara_rpc_requests_total", help: "RPCs answered, by service, method, protocol and status code.", labelNames: ["service", "method", "protocol", "code"], registers });
-    this.rpcDuration = new client.Histogram({ name: "cara_rpc_duration_seconds", help: "Time to answer a unary RPC.", labelNames: ["service", "method"], buckets: LATENCY_BUCKETS, registers });
+    this.rpcRequests = new client.Counter({
+      name: "cara_rpc_requests_total",
+      help: "RPCs answered, by service, method, protocol and status code.",
+      labelNames: ["service", "method", "protocol", "code"],
+      registers,
+    });
+    this.rpcDuration = new client.Histogram({
+      name: "cara_rpc_duration_seconds",
+      help: "Time to answer a unary RPC.",
+      labelNames: ["service", "method"],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
     this.rpcInFlight = new client.Gauge({ name: "cara_rpc_in_flight", help: "RPCs being answered now (streams included).", registers });
-    this.authFailures = new client.Counter({ name: "cara_auth_failures_total", help: "RPCs refused for a missing, malformed or wrong token.", labelNames: ["reason"], registers });
-    this.rateLimited = new client.Counter({ name: "cara_auth_rate_limited_total", help: "RPCs refused because the client failed authentication too often.", registers });
+    this.authFailures = new client.Counter({
+      name: "cara_auth_failures_total",
+      help: "RPCs refused for a missing, malformed or wrong token.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.rateLimited = new client.Counter({
+      name: "cara_auth_rate_limited_total",
+      help: "RPCs refused because the client failed authentication too often.",
+      registers,
+    });
 
     new client.Gauge({
       name: "cara_tasks",
@@ -142,8 +165,19 @@ export class ServerMetrics {
         this.set((await tasks()).storeBytes);
       },
     });
-    this.attempts = new client.Counter({ name: "cara_task_attempts_total", help: "Task attempts finished, by payload kind and outcome (done, retry, blocked, failed).", labelNames: ["kind", "outcome"], registers });
-    this.attemptDuration = new client.Histogram({ name: "cara_task_attempt_duration_seconds", help: "Time one task attempt ran, by payload kind.", labelNames: ["kind"], buckets: LATENCY_BUCKETS, registers });
+    this.attempts = new client.Counter({
+      name: "cara_task_attempts_total",
+      help: "Task attempts finished, by payload kind and outcome (done, retry, blocked, failed).",
+      labelNames: ["kind", "outcome"],
+      registers,
+    });
+    this.attemptDuration = new client.Histogram({
+      name: "cara_task_attempt_duration_seconds",
+      help: "Time one task attempt ran, by payload kind.",
+      labelNames: ["kind"],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
     this.fsync = new client.Histogram({
       name: "cara_task_journal_fsync_duration_seconds",
       help: "Time to write and fsync one batch of task changes (group commit).",
@@ -195,9 +229,25 @@ export class ServerMetrics {
         this.set((await lastBackup())?.bytes ?? 0);
       },
     });
-    this.operations = new client.Counter({ name: "cara_backup_operations_total", help: "Backups and restores finished, by operation (backup, restore).", labelNames: ["operation"], registers });
-    this.operationFailures = new client.Counter({ name: "cara_backup_failures_total", help: "Backups and restores that failed or were refused, by operation.", labelNames: ["operation"], registers });
-    this.operationDuration = new client.Histogram({ name: "cara_backup_duration_seconds", help: "Time a backup or restore took, by operation.", labelNames: ["operation"], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900], registers });
+    this.operations = new client.Counter({
+      name: "cara_backup_operations_total",
+      help: "Backups and restores finished, by operation (backup, restore).",
+      labelNames: ["operation"],
+      registers,
+    });
+    this.operationFailures = new client.Counter({
+      name: "cara_backup_failures_total",
+      help: "Backups and restores that failed or were refused, by operation.",
+      labelNames: ["operation"],
+      registers,
+    });
+    this.operationDuration = new client.Histogram({
+      name: "cara_backup_duration_seconds",
+      help: "Time a backup or restore took, by operation.",
+      labelNames: ["operation"],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900],
+      registers,
+    });
 
     new client.Gauge({
       name: "cara_update_transaction_state",
@@ -280,7 +330,13 @@ export class ServerMetrics {
       // Gauges named like counters (promtool refuses them), and the lag probe that makes every
       // scrape wait for a turn of the event loop (the p50/p90/p99 lag from Node's own histogram
       // stay, and cost nothing at scrape time).
-      for (const name of ["cara_nodejs_active_handles_total", "cara_nodejs_active_requests_total", "cara_nodejs_active_resources_total", "cara_nodejs_eventloop_lag_seconds"]) registry.removeSingleMetric(name);
+      for (const name of [
+        "cara_nodejs_active_handles_total",
+        "cara_nodejs_active_requests_total",
+        "cara_nodejs_active_resources_total",
+        "cara_nodejs_eventloop_lag_seconds",
+      ])
+        registry.removeSingleMetric(name);
     }
   }
 

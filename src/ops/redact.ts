@@ -23,6 +23,7 @@ export const MIN_KNOWN_SECRET_LENGTH = 6;
  * neighbours), which could otherwise split a secret so that no pattern sees it whole.
  */
 const STRIP_RE =
+  // biome-ignore lint/suspicious/noMisleadingCharacterClass: each invisible code point is matched on its own, joiners included, so that none can split a secret.
   /[\u0000-\u0008\u000B-\u001F\u007F-\u00A0\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u0890\u0891\u08E2\u115F\u1160\u1680\u17B4\u17B5\u180E\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u206F\u3000\u3164\uFE00-\uFE0F\uFEFF\uFFA0\uFFF9-\uFFFB\u{110BD}\u{110CD}\u{13430}-\u{1343F}\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\u{E0001}\u{E0020}-\u{E007F}\u{E0100}-\u{E01EF}]/gu;
 
 /**
@@ -32,8 +33,7 @@ const STRIP_RE =
  * checks the latter). Two regexes are faster in V8 than one with the class in the alternation.
  */
 const TRIGGER_CHAR_RE = /[^\x20-\x3F\x41-\x7E\n\t]/;
-const TRIGGER_WORD_RE =
-  /auth|cookie|bearer|basic|eyj|sk[-_]|rk_|gh[pousr]_|github_pat|xox|akia|aiza|hf_|glpat|key|token|secret|pass|pwd|credential|sig/i;
+const TRIGGER_WORD_RE = /auth|cookie|bearer|basic|eyj|sk[-_]|rk_|gh[pousr]_|github_pat|xox|akia|aiza|hf_|glpat|key|token|secret|pass|pwd|credential|sig/i;
 /** For a JSON line: also any backslash (an escape may hide a control character or split a word). */
 const LINE_TRIGGER_CHAR_RE = /[^\x20-\x3F\x41-\x5B\x5D-\x7E\n\t]/;
 
@@ -45,8 +45,7 @@ function hasTrigger(s: string): boolean {
 const URL_USERINFO_RE = /\b([A-Za-z][A-Za-z0-9+.-]{0,20}:\/\/)([^\s/?#"'<>[\]]+)@/g;
 
 /** `Authorization: <scheme> <value>` and `authorization=<value>`. */
-const AUTH_HEADER_RE =
-  /\b((?:proxy-)?authorization)(["']?\s*[:=]\s*["']?)(?:([A-Za-z][A-Za-z0-9-]{0,30})(\s+))?([^\s"',;<>[\]]+)/gi;
+const AUTH_HEADER_RE = /\b((?:proxy-)?authorization)(["']?\s*[:=]\s*["']?)(?:([A-Za-z][A-Za-z0-9-]{0,30})(\s+))?([^\s"',;<>[\]]+)/gi;
 
 /** Authorization schemes whose following word is always a credential. */
 const AUTH_SCHEMES = new Set(["bearer", "basic", "digest", "token", "negotiate", "ntlm", "apikey", "key", "aws4-hmac-sha256", "hoba", "mutual"]);

@@ -1,6 +1,6 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { AuthMode, OpsService, SecretSource, type GetStatusResponse } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { AuthMode, type OpsService, SecretSource, type GetStatusResponse } from "../../gen/carapace/ops/v1/ops_pb.js";
 import { checkStatusNames, overallStatusNames } from "../wire/ops.js";
 import { create, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { GetStatusResponseSchema } from "../../gen/carapace/ops/v1/ops_pb.js";

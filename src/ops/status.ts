@@ -54,16 +54,8 @@ async function countOpenFds(): Promise<number> {
 }
 
 /** Builds the full status: identity, checks (from the shared monitor), diagnostics, sections. */
-export async function collectStatus(
-  identity: ServerIdentity,
-  monitor: HealthMonitor,
-  providers: ReadonlyMap<string, SectionProvider>,
-): Promise<ServerStatus> {
-  const [evaluation, free, fds] = await Promise.all([
-    monitor.evaluate(),
-    diskFreeBytes(identity.stateDir).catch(() => 0),
-    countOpenFds(),
-  ]);
+export async function collectStatus(identity: ServerIdentity, monitor: HealthMonitor, providers: ReadonlyMap<string, SectionProvider>): Promise<ServerStatus> {
+  const [evaluation, free, fds] = await Promise.all([monitor.evaluate(), diskFreeBytes(identity.stateDir).catch(() => 0), countOpenFds()]);
   const sections: StatusSections = {};
   for (const [name, provide] of providers) sections[name] = await provide();
   return {

@@ -27,8 +27,6 @@ export interface FailedAuthLimiterOptions {
   now?: () => number;
 }
 
-
-
 /**
  * Counts failed authentications per client address in a sliding window. After `maxFailures`
  * failures within `windowMs`, every further attempt from that address is refused until the
@@ -119,12 +117,18 @@ export function tokenCheck(token: string): (authorization: string | null | undef
  */
 export function clientAddress(peer: string, forwardedFor: string | null | undefined, trustedProxies: ReadonlySet<string>): string {
   const normalize = (a: string) => {
-    const t = a.trim().toLowerCase().replace(/^\[|\]$/g, "");
+    const t = a
+      .trim()
+      .toLowerCase()
+      .replace(/^\[|\]$/g, "");
     return t.startsWith("::ffff:") && /^\d+\.\d+\.\d+\.\d+$/.test(t.slice(7)) ? t.slice(7) : t;
   };
   let address = normalize(peer);
   if (!trustedProxies.has(address) || !forwardedFor) return address;
-  const hops = forwardedFor.split(",").map(normalize).filter((h) => h !== "");
+  const hops = forwardedFor
+    .split(",")
+    .map(normalize)
+    .filter((h) => h !== "");
   for (let i = hops.length - 1; i >= 0; i--) {
     address = hops[i] as string;
     if (!trustedProxies.has(address)) break;

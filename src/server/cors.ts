@@ -36,7 +36,12 @@ export function corsRoutes(allowedOrigins: readonly string[]): (req: Req, res: R
       if (!preflight) return false;
       // Same status a browser sees for any refused preflight; the text helps whoever reads the network tab.
       const body = "CORS: this origin is not in server.cors.allowedOrigins\n";
-      res.writeHead(403, { "content-type": "text/plain; charset=utf-8", "content-length": String(Buffer.byteLength(body)), vary: "Origin", "x-content-type-options": "nosniff" });
+      res.writeHead(403, {
+        "content-type": "text/plain; charset=utf-8",
+        "content-length": String(Buffer.byteLength(body)),
+        vary: "Origin",
+        "x-content-type-options": "nosniff",
+      });
       (res as http.ServerResponse).end(body);
       return true;
     }

@@ -1,6 +1,6 @@
 import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { rpcError } from "../wire/error-details.js";
-import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.js";
+import { type Health, HealthCheckResponse_ServingStatus as Serving } from "../../gen/grpc/health/v1/health_pb.js";
 import type { HealthMonitor } from "../ops/health.js";
 
 /**
@@ -8,11 +8,7 @@ import type { HealthMonitor } from "../ops/health.js";
  * service name means the whole server; each carapace service name answers the same truth.
  * Watch sends the current status, then every change, and ends once shutdown has begun.
  */
-export function grpcHealthService(
-  monitor: HealthMonitor,
-  serviceNames: readonly string[],
-  shutdown: AbortSignal,
-): ServiceImpl<typeof Health> {
+export function grpcHealthService(monitor: HealthMonitor, serviceNames: readonly string[], shutdown: AbortSignal): ServiceImpl<typeof Health> {
   const known = new Set(["", ...serviceNames]);
   const current = async () => ((await monitor.evaluate()).ready ? Serving.SERVING : Serving.NOT_SERVING);
   return {

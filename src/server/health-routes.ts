@@ -52,7 +52,8 @@ export function healthRoutes(identity: ServerIdentity, monitor: HealthMonitor, a
           sendJson(req, res, 503, { status: "not_ready", ...base, failing, warnings, ...hint }, { "retry-after": "5" });
         }
       },
-      () => sendJson(req, res, 503, { status: "not_ready", ...base, failing: [{ name: "health", message: "health evaluation failed" }] }, { "retry-after": "5" }),
+      () =>
+        sendJson(req, res, 503, { status: "not_ready", ...base, failing: [{ name: "health", message: "health evaluation failed" }] }, { "retry-after": "5" }),
     );
     return true;
   };

@@ -4,10 +4,7 @@ import net from "node:net";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 
-export type RequestHandler = (
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-  res: http.ServerResponse | http2.Http2ServerResponse,
-) => void;
+export type RequestHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
 export interface Listener {
   readonly address: string;

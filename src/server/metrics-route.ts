@@ -26,7 +26,12 @@ export function metricsRoute(metrics: ServerMetrics, access: MetricsAccess, auth
       return true;
     }
     if (access === "token" && !authorized(req)) {
-      send(res, 401, { "www-authenticate": 'Bearer realm="cara"', "content-type": "text/plain; charset=utf-8" }, "a scrape needs the bearer token (Prometheus: authorization: {credentials_file: <state>/auth/token}), or server.metrics: \"open\"\n");
+      send(
+        res,
+        401,
+        { "www-authenticate": 'Bearer realm="cara"', "content-type": "text/plain; charset=utf-8" },
+        'a scrape needs the bearer token (Prometheus: authorization: {credentials_file: <state>/auth/token}), or server.metrics: "open"\n',
+      );
       return true;
     }
     const accept = Array.isArray(req.headers.accept) ? req.headers.accept.join(",") : req.headers.accept;

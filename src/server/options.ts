@@ -66,12 +66,7 @@ export function isLoopbackAddress(host: string): boolean {
 }
 
 /** Precedence: flag > environment > config.json > default. */
-export function resolveServerOptions(
-  stateDir: string,
-  flags: StartFlags,
-  config: CaraConfig,
-  env: NodeJS.ProcessEnv = process.env,
-): ServerOptions {
+export function resolveServerOptions(stateDir: string, flags: StartFlags, config: CaraConfig, env: NodeJS.ProcessEnv = process.env): ServerOptions {
   const server = config.server ?? {};
   const envPort = nonEmpty(env.CARAPACE_PORT);
   const port = flags.port ?? (envPort !== undefined ? parsePort(envPort, "CARAPACE_PORT") : undefined) ?? server.port ?? DEFAULT_PORT;

@@ -113,7 +113,10 @@ type Response = MessageInitShape<typeof v1.ServerReflectionResponseSchema>;
 /** Answers one reflection request (v1 shape). `sent` tracks the files this stream has already received. */
 export function answerReflection(index: ReflectionIndex, req: v1.ServerReflectionRequest, sent: Set<string>): Response {
   const base = { validHost: req.host, originalRequest: req };
-  const error = (code: number, message: string): Response => ({ ...base, messageResponse: { case: "errorResponse", value: { errorCode: code, errorMessage: message } } });
+  const error = (code: number, message: string): Response => ({
+    ...base,
+    messageResponse: { case: "errorResponse", value: { errorCode: code, errorMessage: message } },
+  });
   const files = (file: DescFile | undefined, what: string): Response =>
     file
       ? { ...base, messageResponse: { case: "fileDescriptorResponse", value: { fileDescriptorProto: index.encodeWithDependencies(file, sent) } } }
@@ -133,10 +136,16 @@ export function answerReflection(index: ReflectionIndex, req: v1.ServerReflectio
     case "allExtensionNumbersOfType": {
       const exts = index.extensionsOf(r.value);
       if (!exts) return error(NOT_FOUND, `message type '${r.value}' not found`);
-      return { ...base, messageResponse: { case: "allExtensionNumbersResponse", value: { baseTypeName: r.value, extensionNumber: exts.map((x) => x.number) } } };
+      return {
+        ...base,
+        messageResponse: { case: "allExtensionNumbersResponse", value: { baseTypeName: r.value, extensionNumber: exts.map((x) => x.number) } },
+      };
     }
     default:
-      return error(INVALID_ARGUMENT, "empty reflection request: set one of list_services, file_by_filename, file_containing_symbol, file_containing_extension, all_extension_numbers_of_type");
+      return error(
+        INVALID_ARGUMENT,
+        "empty reflection request: set one of list_services, file_by_filename, file_containing_symbol, file_containing_extension, all_extension_numbers_of_type",
+      );
   }
 }
 

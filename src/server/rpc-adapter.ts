@@ -9,12 +9,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import {
-  compressionBrotli,
-  compressionGzip,
-  universalRequestFromNodeRequest,
-  universalResponseToNodeResponse,
-} from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { rpcError } from "../wire/error-details.js";
 import type { RequestHandler } from "./listener.js";
@@ -62,7 +57,11 @@ function explainRefusal(res: UniversalServerResponse, handler: UniversalHandler,
   if (res.status === 415) {
     const accepted = acceptedContentTypes(handler);
     const given = req.headers["content-type"] ?? "";
-    return jsonResponse(415, { error: `unsupported content type '${displayPath(String(given))}' for ${path}`, accepted }, { "accept-post": accepted.join(", ") });
+    return jsonResponse(
+      415,
+      { error: `unsupported content type '${displayPath(String(given))}' for ${path}`, accepted },
+      { "accept-post": accepted.join(", ") },
+    );
   }
   if (res.status === 405) {
     const allowed = handler.allowedMethods.join(", ");
@@ -71,7 +70,7 @@ function explainRefusal(res: UniversalServerResponse, handler: UniversalHandler,
   }
   if (res.status === 505) {
     const body = jsonResponse(505, { error: `${path} is a bidirectional stream: it needs HTTP/2 (h2c with prior knowledge, or TLS with ALPN h2)` }, {});
-    res.header?.forEach((v, k) => body.header!.set(k, v));
+    for (const [k, v] of res.header ?? []) body.header!.set(k, v);
     return body;
   }
   return res;
@@ -89,7 +88,12 @@ async function malformedBinaryIsInvalidArgument(res: UniversalServerResponse, ha
   const chunks: Uint8Array[] = [];
   for await (const chunk of res.body as AsyncIterable<Uint8Array>) chunks.push(chunk);
   const bytes = Buffer.concat(chunks);
-  const again: UniversalServerResponse = { ...res, body: (async function* () { yield bytes; })() };
+  const again: UniversalServerResponse = {
+    ...res,
+    body: (async function* () {
+      yield bytes;
+    })(),
+  };
   let parsed: { code?: unknown; message?: unknown };
   try {
     parsed = JSON.parse(bytes.toString("utf8")) as typeof parsed;
@@ -98,11 +102,21 @@ async function malformedBinaryIsInvalidArgument(res: UniversalServerResponse, ha
   }
   const prefix = "parse binary: ";
   if (parsed.code !== "internal" || typeof parsed.message !== "string" || !parsed.message.startsWith(prefix)) return again;
-  const err = rpcError(`the request body is not a valid ${handler.method.input.typeName} in protobuf binary (${parsed.message.slice(prefix.length)})`, Code.InvalidArgument, { reason: "MALFORMED_REQUEST" });
+  const err = rpcError(
+    `the request body is not a valid ${handler.method.input.typeName} in protobuf binary (${parsed.message.slice(prefix.length)})`,
+    Code.InvalidArgument,
+    { reason: "MALFORMED_REQUEST" },
+  );
   const body = errorToJsonBytes(err, {});
   const header = new Headers(res.header);
   header.set("content-length", String(body.byteLength));
-  return { status: codeToHttpStatus(Code.InvalidArgument), header, body: (async function* () { yield body; })() };
+  return {
+    status: codeToHttpStatus(Code.InvalidArgument),
+    header,
+    body: (async function* () {
+      yield body;
+    })(),
+  };
 }
 
 /**
@@ -112,7 +126,13 @@ async function malformedBinaryIsInvalidArgument(res: UniversalServerResponse, ha
  */
 function malformedBinaryStreamIsInvalidArgument(res: UniversalServerResponse, handler: UniversalHandler): UniversalServerResponse {
   const body = res.body;
-  if (res.status !== 200 || body === undefined || !(Symbol.asyncIterator in body) || !/^application\/connect\+proto/.test(res.header?.get("content-type") ?? "")) return res;
+  if (
+    res.status !== 200 ||
+    body === undefined ||
+    !(Symbol.asyncIterator in body) ||
+    !/^application\/connect\+proto/.test(res.header?.get("content-type") ?? "")
+  )
+    return res;
   return {
     ...res,
     body: (async function* () {
@@ -138,7 +158,9 @@ function rewriteEndStream(chunk: Uint8Array, handler: UniversalHandler): Uint8Ar
   }
   const message = end.error?.message;
   if (end.error?.code !== "internal" || typeof message !== "string" || !message.startsWith("parse binary: ")) return chunk;
-  const err = rpcError(`the request is not a valid ${handler.method.input.typeName} in protobuf binary (${message.slice(14)})`, Code.InvalidArgument, { reason: "MALFORMED_REQUEST" });
+  const err = rpcError(`the request is not a valid ${handler.method.input.typeName} in protobuf binary (${message.slice(14)})`, Code.InvalidArgument, {
+    reason: "MALFORMED_REQUEST",
+  });
   const json = Buffer.from(JSON.stringify({ error: JSON.parse(new TextDecoder().decode(errorToJsonBytes(err, {}))) as unknown }));
   const head = Buffer.alloc(5);
   head[0] = buf[0]!;
@@ -154,7 +176,8 @@ export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
   const routes = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
   const services = new Map<string, string[]>();
   for (const h of router.handlers) services.set(h.service.typeName, [...(services.get(h.service.typeName) ?? []), h.method.name]);
-  const onHandlerError = options.onHandlerError ?? ((method, reason) => console.error(`handler for rpc ${method.name} of ${method.parent.typeName} failed`, reason));
+  const onHandlerError =
+    options.onHandlerError ?? ((method, reason) => console.error(`handler for rpc ${method.name} of ${method.parent.typeName} failed`, reason));
 
   return (req, res) => {
     const path = requestPath(req);
@@ -167,7 +190,13 @@ export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
     }
     const uReq = universalRequestFromNodeRequest(req, res as NodeServerResponse, undefined, options.contextValues?.(req));
     handler(uReq)
-      .then((uRes) => (uRes.status === 500 ? malformedBinaryIsInvalidArgument(uRes, handler) : handler.method.methodKind === "unary" ? uRes : malformedBinaryStreamIsInvalidArgument(uRes, handler)))
+      .then((uRes) =>
+        uRes.status === 500
+          ? malformedBinaryIsInvalidArgument(uRes, handler)
+          : handler.method.methodKind === "unary"
+            ? uRes
+            : malformedBinaryStreamIsInvalidArgument(uRes, handler),
+      )
       .then((uRes) => universalResponseToNodeResponse(explainRefusal(uRes, handler, req), res as NodeServerResponse))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;

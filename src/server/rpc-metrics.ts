@@ -11,7 +11,8 @@ function protocolOf(contentType: string | null): string {
   return "connect";
 }
 
-const codeName = (err: unknown) => Code[ConnectError.from(err).code]?.replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`)) ?? "unknown";
+const codeName = (err: unknown) =>
+  Code[ConnectError.from(err).code]?.replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`)) ?? "unknown";
 
 /**
  * Times every call that reaches its handler and reports its code when it ends: a unary call when

@@ -86,13 +86,36 @@ export function rpcRoutes(d: RpcRoutesDeps): RequestHandler {
   return rpcAdapter({
     routes(router) {
       const ops = { status: d.status };
-      const doctor = doctorService({ paths: d.paths, env: d.env, version: d.version, ring: d.ring, serving: () => !d.monitor.shuttingDown, statusJson: () => statusJson(ops) });
-      router.service(OpsService, opsService(ops, logsService(d.ring, d.shutdown, d.maxFollowers !== undefined ? { maxFollowers: d.maxFollowers } : {}), doctor));
+      const doctor = doctorService({
+        paths: d.paths,
+        env: d.env,
+        version: d.version,
+        ring: d.ring,
+        serving: () => !d.monitor.shuttingDown,
+        statusJson: () => statusJson(ops),
+      });
+      router.service(
+        OpsService,
+        opsService(ops, logsService(d.ring, d.shutdown, d.maxFollowers !== undefined ? { maxFollowers: d.maxFollowers } : {}), doctor),
+      );
       router.service(TasksService, d.tasks.service(d.shutdown));
-      router.service(SchedulesService, schedulesService({ schedules: d.tasks.schedules, scheduler: d.tasks.scheduler, tasks: d.tasks.store, now: d.tasks.now }));
-      router.service(BackupService, backupService(d.backups, (_sha256, bytes) => d.onBackupStreamed(bytes)));
+      router.service(
+        SchedulesService,
+        schedulesService({ schedules: d.tasks.schedules, scheduler: d.tasks.scheduler, tasks: d.tasks.store, now: d.tasks.now }),
+      );
+      router.service(
+        BackupService,
+        backupService(d.backups, (_sha256, bytes) => d.onBackupStreamed(bytes)),
+      );
       router.service(UpdateService, updateService(d.updates, d.shutdown));
-      router.service(Health, grpcHealthService(d.monitor, [OpsService.typeName, TasksService.typeName, SchedulesService.typeName, BackupService.typeName, UpdateService.typeName], d.shutdown));
+      router.service(
+        Health,
+        grpcHealthService(
+          d.monitor,
+          [OpsService.typeName, TasksService.typeName, SchedulesService.typeName, BackupService.typeName, UpdateService.typeName],
+          d.shutdown,
+        ),
+      );
       if (d.reflection !== "off") registerReflection(router);
     },
     interceptors: [rpcMetricsInterceptor((...a) => d.metrics.rpcStarted(...a)), errorInfoInterceptor()],
@@ -105,12 +128,14 @@ export function rpcRoutes(d: RpcRoutesDeps): RequestHandler {
       },
       () => d.metrics.authRateLimited(),
     ),
-    contextValues: (req) => createContextValues().set(kPeerAddress, clientAddress(req.socket.remoteAddress ?? "unknown", forwardedFor(req.headers["x-forwarded-for"]), trusted)),
+    contextValues: (req) =>
+      createContextValues().set(kPeerAddress, clientAddress(req.socket.remoteAddress ?? "unknown", forwardedFor(req.headers["x-forwarded-for"]), trusted)),
     readMaxBytes: READ_MAX_BYTES,
     // Forward compatible: a JSON client one proto version ahead keeps working, as in binary.
     jsonOptions: { ignoreUnknownFields: true, ...strictUtf8 },
     // RPC-shaped requests for no route get UNIMPLEMENTED in their protocol; plain HTTP lands here.
     fallback: notFoundJson,
-    onHandlerError: (method, err) => d.log.error({ rpc: `${method.parent.typeName}/${method.name}`, err: (err as Error)?.message }, "an RPC handler failed after answering began"),
+    onHandlerError: (method, err) =>
+      d.log.error({ rpc: `${method.parent.typeName}/${method.name}`, err: (err as Error)?.message }, "an RPC handler failed after answering began"),
   });
 }

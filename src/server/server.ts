@@ -86,23 +86,24 @@ export async function startServer(flags: StartFlags, deps: StartDeps = {}): Prom
   }
 }
 
-async function startLocked(
-  flags: StartFlags,
-  env: NodeJS.ProcessEnv,
-  deps: StartDeps,
-  lock: StateLock,
-  paths: StatePaths,
-): Promise<RunningServer> {
+async function startLocked(flags: StartFlags, env: NodeJS.ProcessEnv, deps: StartDeps, lock: StateLock, paths: StatePaths): Promise<RunningServer> {
   const config = await loadConfig(paths.config);
   const options = resolveServerOptions(paths.root, flags, config, env);
   const credentials = await loadCredentials(paths, env);
-  const logs = openLogs(config, paths, [credentials.token, credentials.secret, ...(env.CARAPACE_AGENT_API_KEY ? [env.CARAPACE_AGENT_API_KEY] : [])], deps.logDestination);
+  const logs = openLogs(
+    config,
+    paths,
+    [credentials.token, credentials.secret, ...(env.CARAPACE_AGENT_API_KEY ? [env.CARAPACE_AGENT_API_KEY] : [])],
+    deps.logDestination,
+  );
   const logger = createLogger(options.logLevel, logs.destination);
   const log = logger.child({ component: "server" });
   for (const warning of credentials.warnings) log.warn(warning);
   const secretHistory = await recordServerSecret(paths, credentials.secret);
   if (secretHistory.replaced !== undefined) {
-    log.warn(`the server secret changed (key id ${manifestKey(credentials.secret).keyId} replaces ${secretHistory.replaced}); backups signed with earlier secrets stay verifiable through ${paths.previousSecrets}`);
+    log.warn(
+      `the server secret changed (key id ${manifestKey(credentials.secret).keyId} replaces ${secretHistory.replaced}); backups signed with earlier secrets stay verifiable through ${paths.previousSecrets}`,
+    );
   }
   const swap = await recoverInterruptedSwap(paths.root);
   if (swap !== "none") log.warn({ outcome: swap }, "an interrupted restore was completed or undone at start");
@@ -134,7 +135,11 @@ async function startLocked(
     ...(config.logs?.maxFollowers !== undefined ? { maxFollowers: config.logs.maxFollowers } : {}),
     log,
     shutdown: shutdownController.signal,
-    status: sharedFor(500, () => collectStatus(identity, monitor, sections), () => monitor.shuttingDown),
+    status: sharedFor(
+      500,
+      () => collectStatus(identity, monitor, sections),
+      () => monitor.shuttingDown,
+    ),
     paths,
     env,
     version: VERSION,
@@ -157,7 +162,11 @@ async function startLocked(
       port: options.port,
       ...(tls ? { tls } : {}),
       limits: options.connectionLimits,
-      onEvent: (e) => log.warn({ dropped: e.count, maxConnections: e.max }, `refused ${e.count} connections: ${e.max} are open, the most allowed (server.connections.max); idle ones are cut after their timeout`),
+      onEvent: (e) =>
+        log.warn(
+          { dropped: e.count, maxConnections: e.max },
+          `refused ${e.count} connections: ${e.max} are open, the most allowed (server.connections.max); idle ones are cut after their timeout`,
+        ),
     });
   } catch (err) {
     await tasks.close(0);
@@ -169,15 +178,28 @@ async function startLocked(
   // Beside the lock: where this server listens, for local commands (a port other than configured).
   const host = localHostFor(options.bind);
   const url = `${listener.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${listener.port}`;
-  await recordServerAddress(paths.root, { pid: process.pid, url, bind: options.bind, port: listener.port, tls: listener.tls, startedAt: identity.startedAt.toISOString() }).catch((err: Error) =>
-    log.warn({ err: err.message }, "could not record the listening address beside the lock; local commands use the configured port"),
-  );
+  await recordServerAddress(paths.root, {
+    pid: process.pid,
+    url,
+    bind: options.bind,
+    port: listener.port,
+    tls: listener.tls,
+    startedAt: identity.startedAt.toISOString(),
+  }).catch((err: Error) => log.warn({ err: err.message }, "could not record the listening address beside the lock; local commands use the configured port"));
   const consoleAt = consoleLoaded ? consoleUrl(options.bind, listener.port, listener.tls) : undefined;
   logStarted(log, { options, credentials, listener, stateDir: paths.root, ...(consoleAt ? { consoleAt } : {}) });
 
   const launcher = updates.launcher;
   const exitForRollback = launcher && deps.onRestartRequested && env.CARA_LAUNCHER ? () => deps.onRestartRequested?.(launcher) : undefined;
-  void watchUpdateProbation({ monitor, manager: updates.manager, log, version: VERSION, readyTimeoutMs: config.update?.readyTimeoutMs ?? 60_000, shutdown: shutdownController.signal, ...(exitForRollback ? { exitForRollback } : {}) });
+  void watchUpdateProbation({
+    monitor,
+    manager: updates.manager,
+    log,
+    version: VERSION,
+    readyTimeoutMs: config.update?.readyTimeoutMs ?? 60_000,
+    shutdown: shutdownController.signal,
+    ...(exitForRollback ? { exitForRollback } : {}),
+  });
 
   let stopping: Promise<void> | undefined;
   // Health goes NOT_SERVING, streams end, in-flight calls and running tasks drain (bounded).
@@ -194,25 +216,46 @@ async function startLocked(
     log.info("stopped");
     logs.close();
   };
-  return { identity, options, port: listener.port, url, ...(consoleAt ? { consoleUrl: consoleAt } : {}), logger, shutdown: (reason = "requested") => (stopping ??= stop(reason)) };
+  return {
+    identity,
+    options,
+    port: listener.port,
+    url,
+    ...(consoleAt ? { consoleUrl: consoleAt } : {}),
+    logger,
+    shutdown: (reason = "requested") => (stopping ??= stop(reason)),
+  };
 }
 
 /**
  * Plain HTTP before the RPCs: the browser console (built into dist/web) and its assets, CORS
  * preflights for pages of other allowed origins, and the health probes.
  */
-async function plainRoutes(d: { config: CaraConfig; log: Logger; identity: ServerIdentity; monitor: HealthMonitor; token: string; rpc: RequestHandler; metrics: ServerMetrics }): Promise<{ handler: RequestHandler; consoleLoaded: boolean }> {
+async function plainRoutes(d: {
+  config: CaraConfig;
+  log: Logger;
+  identity: ServerIdentity;
+  monitor: HealthMonitor;
+  token: string;
+  rpc: RequestHandler;
+  metrics: ServerMetrics;
+}): Promise<{ handler: RequestHandler; consoleLoaded: boolean }> {
   const checkToken = tokenCheck(d.token);
   const authorized = (req: Parameters<RequestHandler>[0]) => checkToken(req.headers.authorization) === "ok";
   const health = healthRoutes(d.identity, d.monitor, authorized);
   const scrape = metricsRoute(d.metrics, d.config.server?.metrics ?? "token", authorized);
   const consoleOn = d.config.server?.console !== false;
-  const consoleAssets = consoleOn ? await loadAssetSet(join(PACKAGE_ROOT, "dist", "web")).catch((err: Error) => void d.log.error({ err: err.message }, "could not load the console")) : undefined;
+  const consoleAssets = consoleOn
+    ? await loadAssetSet(join(PACKAGE_ROOT, "dist", "web")).catch((err: Error) => void d.log.error({ err: err.message }, "could not load the console"))
+    : undefined;
   if (consoleOn && !consoleAssets) d.log.warn("the console is not available (no dist/web/index.html: run `npm run build`); the API is unaffected");
   const web = consoleOn ? consoleRoutes(consoleAssets) : () => false;
   const cors = corsRoutes(d.config.server?.cors?.allowedOrigins ?? []);
   const rpc = d.rpc;
-  return { handler: (req, res) => void (web(req, res) || cors(req, res) || health(req, res) || scrape(req, res) || rpc(req, res)), consoleLoaded: consoleAssets !== undefined };
+  return {
+    handler: (req, res) => void (web(req, res) || cors(req, res) || health(req, res) || scrape(req, res) || rpc(req, res)),
+    consoleLoaded: consoleAssets !== undefined,
+  };
 }
 
 /** The "listening" line (the test harness and the launcher read its `port`), and the warnings that go with it. */
@@ -223,7 +266,15 @@ function logStarted(log: Logger, d: { options: ServerOptions; credentials: Crede
   }
   if (credentials.secretSource === "generated") log.warn("set CARAPACE_SERVER_SECRET in production (using a generated secret from the state dir)");
   log.info(
-    { bind: options.bind, port: listener.port, tls: listener.tls, stateDir: d.stateDir, version: VERSION, authMode: credentials.tokenSource, ...(consoleAt ? { console: consoleAt } : {}) },
+    {
+      bind: options.bind,
+      port: listener.port,
+      tls: listener.tls,
+      stateDir: d.stateDir,
+      version: VERSION,
+      authMode: credentials.tokenSource,
+      ...(consoleAt ? { console: consoleAt } : {}),
+    },
     `listening on ${listener.tls ? "https" : "http"}://${options.bind.includes(":") ? `[${options.bind}]` : options.bind}:${listener.port}${consoleAt ? `; console at ${consoleAt}` : ""}`,
   );
 }
@@ -239,7 +290,17 @@ interface Domains {
  * The stores and their workers: backups (which pause the task store around a restore), updates
  * (which take a backup first) and tasks (whose executors back up and check for updates).
  */
-async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: NodeJS.ProcessEnv; credentials: Credentials; previousKeys: readonly VerificationKey[]; logger: Logger; monitor: HealthMonitor; deps: StartDeps; metrics: ServerMetrics }): Promise<Domains> {
+async function startDomains(d: {
+  paths: StatePaths;
+  config: CaraConfig;
+  env: NodeJS.ProcessEnv;
+  credentials: Credentials;
+  previousKeys: readonly VerificationKey[];
+  logger: Logger;
+  monitor: HealthMonitor;
+  deps: StartDeps;
+  metrics: ServerMetrics;
+}): Promise<Domains> {
   const { paths, config, logger } = d;
   let tasksRef: TasksRuntime | undefined;
   const backupState = new BackupState(paths.backupsDir, config.backup?.warnAfterDays ?? 7);
@@ -285,7 +346,10 @@ async function startDomains(d: { paths: StatePaths; config: CaraConfig; env: Nod
 function openLogs(config: CaraConfig, paths: StatePaths, knownSecrets: string[], destination?: DestinationStream): ReturnType<typeof createLogPipeline> {
   return createLogPipeline({
     ringCapacity: config.logs?.ringCapacity ?? 5_000,
-    file: config.logs?.file === false ? null : { path: join(paths.logsDir, "cara.log"), maxBytes: config.logs?.fileMaxBytes ?? 10 * 1024 * 1024, maxFiles: config.logs?.fileMaxFiles ?? 5 },
+    file:
+      config.logs?.file === false
+        ? null
+        : { path: join(paths.logsDir, "cara.log"), maxBytes: config.logs?.fileMaxBytes ?? 10 * 1024 * 1024, maxFiles: config.logs?.fileMaxFiles ?? 5 },
     ...(destination ? { stdout: destination as unknown as LineSink } : {}),
     knownSecrets,
   });
@@ -307,7 +371,14 @@ function metricSources(domains: () => Domains | undefined, monitor: HealthMonito
     tasks() {
       const d = need();
       const v = queueStatsValue(d.tasks.store, d.tasks.worker, Date.now());
-      return { counts: v.counts, oldestQueuedAgeMs: v.oldestQueuedAgeMs, leasesRescued: v.leasesRescued, workerBusy: v.workerSlotsBusy, workerSlots: v.workerSlotsTotal, storeBytes: d.tasks.store.diskBytes };
+      return {
+        counts: v.counts,
+        oldestQueuedAgeMs: v.oldestQueuedAgeMs,
+        leasesRescued: v.leasesRescued,
+        workerBusy: v.workerSlotsBusy,
+        workerSlots: v.workerSlotsTotal,
+        storeBytes: d.tasks.store.diskBytes,
+      };
     },
     lastBackup: () => need().backupState.lastBackup(),
     async update() {
@@ -346,7 +417,10 @@ function statusSections(d: Domains, logs: ReturnType<typeof createLogPipeline>):
 }
 
 /** The checks behind /health/ready, grpc.health.v1 and GetStatus. */
-function addServerChecks(monitor: HealthMonitor, d: { paths: StatePaths; options: ServerOptions; credentials: Credentials; logs: ReturnType<typeof createLogPipeline>; domains: Domains }): void {
+function addServerChecks(
+  monitor: HealthMonitor,
+  d: { paths: StatePaths; options: ServerOptions; credentials: Credentials; logs: ReturnType<typeof createLogPipeline>; domains: Domains },
+): void {
   const stores: StoreHealth[] = [
     { name: "config", loaded: () => ({ ok: true, message: "loaded" }) },
     { name: "credentials", loaded: () => ({ ok: true, message: "loaded" }) },

@@ -183,12 +183,23 @@ export function consoleRoutes(assets: AssetSet | undefined): (req: Req, res: Res
     }
     const base: Record<string, string> = { "content-type": asset.type, "cache-control": asset.cacheControl, vary: "Accept-Encoding" };
     const accepted = acceptedCodings(req.headers["accept-encoding"] as string | undefined);
-    const [variant, coding] = asset.br && accepted.has("br") ? [asset.br, "br"] : asset.gzip && (accepted.has("gzip") || accepted.has("*")) ? [asset.gzip, "gzip"] : [asset.identity, undefined];
+    const [variant, coding] =
+      asset.br && accepted.has("br")
+        ? [asset.br, "br"]
+        : asset.gzip && (accepted.has("gzip") || accepted.has("*"))
+          ? [asset.gzip, "gzip"]
+          : [asset.identity, undefined];
     if (notModified(req.headers["if-none-match"] as string | undefined, asset)) {
       send(req, res, 304, { "cache-control": asset.cacheControl, vary: "Accept-Encoding", etag: variant.etag });
       return true;
     }
-    send(req, res, 200, { ...base, etag: variant.etag, "content-length": String(variant.body.length), ...(coding ? { "content-encoding": coding } : {}) }, variant.body);
+    send(
+      req,
+      res,
+      200,
+      { ...base, etag: variant.etag, "content-length": String(variant.body.length), ...(coding ? { "content-encoding": coding } : {}) },
+      variant.body,
+    );
     return true;
   };
 }

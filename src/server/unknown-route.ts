@@ -7,7 +7,7 @@
  */
 import type http from "node:http";
 import type http2 from "node:http2";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { encodeEnvelope, type UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, createEndStreamSerialization, endStreamFlag, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -70,7 +70,10 @@ export function unknownMethodError(path: string, services: ReadonlyMap<string, r
   const shown = displayPath(path);
   const m = /^\/([^/]+)\/([^/]+)$/.exec(path);
   if (!m || !PROCEDURE_PATH.test(path)) {
-    return rpcError(`no RPC at ${shown}: RPC paths are /<package>.<Service>/<Method>`, Code.Unimplemented, { reason: "UNKNOWN_METHOD", metadata: { path: shown } });
+    return rpcError(`no RPC at ${shown}: RPC paths are /<package>.<Service>/<Method>`, Code.Unimplemented, {
+      reason: "UNKNOWN_METHOD",
+      metadata: { path: shown },
+    });
   }
   const [, service, method] = m as unknown as [string, string, string];
   const methods = services.get(service);
@@ -88,7 +91,12 @@ const once = (bytes: Uint8Array) =>
 /** The content type to answer with: the request's own when it is one of the protocol's. */
 function replyContentType(req: Req, protocol: RpcProtocol): string {
   const ct = header(req, "content-type").toLowerCase().split(";", 1)[0]!.trim();
-  const fallback = { grpc: "application/grpc", "grpc-web": "application/grpc-web+proto", "connect-stream": "application/connect+proto", "connect-unary": "application/json" }[protocol];
+  const fallback = {
+    grpc: "application/grpc",
+    "grpc-web": "application/grpc-web+proto",
+    "connect-stream": "application/connect+proto",
+    "connect-unary": "application/json",
+  }[protocol];
   if (protocol === "grpc" && /^application\/grpc(?:\+(?:proto|json))?$/.test(ct)) return ct;
   if (protocol === "grpc-web" && /^application\/grpc-web(?:\+(?:proto|json))?$/.test(ct)) return ct;
   if (protocol === "connect-stream" && /^application\/connect\+(?:proto|json)$/.test(ct)) return ct;
@@ -104,13 +112,17 @@ export function rpcErrorResponse(req: Req, protocol: RpcProtocol, err: ConnectEr
       const head = new Headers({ "content-type": contentType });
       // HTTP/1.1 cannot carry trailers on an empty body: answer "trailers-only" in the headers.
       if (req.httpVersionMajor === 1) {
-        trailer.forEach((v, k) => head.set(k, v));
+        for (const [k, v] of trailer) head.set(k, v);
         return { status: 200, header: head };
       }
       return { status: 200, header: head, trailer };
     }
     case "grpc-web":
-      return { status: 200, header: new Headers({ "content-type": contentType }), body: once(encodeEnvelope(trailerFlag, trailerSerialize(setTrailerStatus(new Headers(), err)))) };
+      return {
+        status: 200,
+        header: new Headers({ "content-type": contentType }),
+        body: once(encodeEnvelope(trailerFlag, trailerSerialize(setTrailerStatus(new Headers(), err)))),
+      };
     case "connect-stream": {
       const end = createEndStreamSerialization(undefined).serialize({ metadata: new Headers(), error: err });
       return { status: 200, header: new Headers({ "content-type": contentType }), body: once(encodeEnvelope(endStreamFlag, end)) };
@@ -136,7 +148,14 @@ export function writeRpcError(req: Req, res: Res, protocol: RpcProtocol, err: Co
 
 /** The plain-HTTP 404 for a path that is neither a route nor an RPC, saying where to look. */
 export function notFoundJson(req: Req, res: Res): void {
-  const body = JSON.stringify({ error: `no route for ${req.method} ${displayPath(requestPath(req))}`, see: "GET /health, GET /health/ready, or POST /<package>.<Service>/<Method>" });
-  res.writeHead(404, { "content-type": "application/json; charset=utf-8", "content-length": String(Buffer.byteLength(body)), "x-content-type-options": "nosniff" });
+  const body = JSON.stringify({
+    error: `no route for ${req.method} ${displayPath(requestPath(req))}`,
+    see: "GET /health, GET /health/ready, or POST /<package>.<Service>/<Method>",
+  });
+  res.writeHead(404, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": String(Buffer.byteLength(body)),
+    "x-content-type-options": "nosniff",
+  });
   (res as http.ServerResponse).end(req.method === "HEAD" ? undefined : body);
 }

@@ -33,8 +33,14 @@ export async function watchUpdateProbation(d: ProbationDeps): Promise<void> {
     }
     if (i === 0 && onProbation) d.log.warn("not ready yet: the rollback marker stays until every check passes");
     if (onProbation && Date.now() >= deadline && d.exitForRollback) {
-      const failing = evaluation.results.filter((r) => r.status === "fail").map((r) => `${r.name}: ${r.message}`).join("; ");
-      d.log.error({ failing }, `v${d.version} did not become ready within ${Math.round(d.readyTimeoutMs / 1000)} s after an update; exiting so the launcher rolls back`);
+      const failing = evaluation.results
+        .filter((r) => r.status === "fail")
+        .map((r) => `${r.name}: ${r.message}`)
+        .join("; ");
+      d.log.error(
+        { failing },
+        `v${d.version} did not become ready within ${Math.round(d.readyTimeoutMs / 1000)} s after an update; exiting so the launcher rolls back`,
+      );
       d.exitForRollback();
       return;
     }

@@ -143,9 +143,7 @@ export function validateConfig(value: unknown, file: string): CaraConfig {
   }
   const errors: string[] = [];
   if (!isConfig(value, { errors })) {
-    const detail = errors
-      .map((e) => e.replace(/^\./, "").replace(": Extraneous property", ": unknown key"))
-      .join("; ");
+    const detail = errors.map((e) => e.replace(/^\./, "").replace(": Extraneous property", ": unknown key")).join("; ");
     throw new ConfigError(`invalid config ${file}: ${detail}`);
   }
   return value;

@@ -22,19 +22,11 @@ export async function fsyncDir(dir: string): Promise<void> {
  * the target -> fsync the directory. On any failure the temp file is removed, the target is left
  * as it was, and the error is thrown: the caller must not acknowledge the change.
  */
-export async function writeFileDurable(
-  path: string,
-  data: string | Uint8Array,
-  options: { mode?: number } = {},
-): Promise<void> {
+export async function writeFileDurable(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
   const mode = options.mode ?? FILE_MODE;
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
-  const handle = await open(
-    tmp,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-    mode,
-  );
+  const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   let renamed = false;
   try {
     try {
@@ -86,11 +78,7 @@ export async function writeFully(handle: FileHandle, data: Uint8Array, position:
 
 /** Appends bytes to a file and fsyncs it (journal writes). Creates the file 0600 when missing. */
 export async function appendFileDurable(path: string, data: string | Uint8Array): Promise<void> {
-  const handle = await open(
-    path,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW,
-    FILE_MODE,
-  );
+  const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, FILE_MODE);
   try {
     await handle.writeFile(data);
     await handle.sync();

@@ -46,8 +46,7 @@ async function readOrCreate(path: string, what: string, warnings: string[]): Pro
   const value = text.trim();
   if (value.length < MIN_SECRET_LENGTH) {
     throw new SecretError(
-      `${what} file ${path} is empty or too short (${value.length} characters); ` +
-        `delete it to generate a new one, or restore it from backup`,
+      `${what} file ${path} is empty or too short (${value.length} characters); delete it to generate a new one, or restore it from backup`,
     );
   }
   const st = await stat(path);

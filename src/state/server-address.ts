@@ -39,7 +39,9 @@ export async function liveServerAddress(stateDir: string): Promise<ServerAddress
 
 async function readRecord(stateDir: string): Promise<ServerAddress | undefined> {
   try {
-    const v = JSON.parse(await readFile(join(stateDir, ADDRESS_FILE), { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW })) as Partial<ServerAddress>;
+    const v = JSON.parse(
+      await readFile(join(stateDir, ADDRESS_FILE), { encoding: "utf8", flag: constants.O_RDONLY | constants.O_NOFOLLOW }),
+    ) as Partial<ServerAddress>;
     if (typeof v.pid !== "number" || typeof v.port !== "number" || typeof v.url !== "string" || typeof v.bind !== "string") return undefined;
     return { pid: v.pid, url: v.url, bind: v.bind, port: v.port, tls: v.tls === true, startedAt: String(v.startedAt ?? "") };
   } catch {

@@ -67,7 +67,8 @@ async function get(url: URL, headers: Record<string, string>, plan: Plan, signal
   if (![301, 302, 303, 307, 308].includes(status) || location === undefined) return res;
   discardBody(res);
   const name = plan.name;
-  if (redirects >= MAX_REDIRECTS) throw new DownloadError(`artifact download of ${name} redirected more than ${MAX_REDIRECTS} times`, { retryable: false, status });
+  if (redirects >= MAX_REDIRECTS)
+    throw new DownloadError(`artifact download of ${name} redirected more than ${MAX_REDIRECTS} times`, { retryable: false, status });
   let next: URL;
   try {
     next = new URL(location, url);
@@ -162,7 +163,11 @@ async function transfer(plan: Plan, part: PartFile, opts: DownloadOptions): Prom
         throw new DownloadError("downloaded artifact is empty", { retryable: false, status: response.status });
       }
       if (plan.expected !== undefined && size !== plan.expected) {
-        if (size < plan.expected) throw new DownloadError(`artifact download of ${plan.name} was cut off after ${size} of ${plan.expected} bytes`, { retryable: true, status: response.status });
+        if (size < plan.expected)
+          throw new DownloadError(`artifact download of ${plan.name} was cut off after ${size} of ${plan.expected} bytes`, {
+            retryable: true,
+            status: response.status,
+          });
         part.keep = false;
         throw sizeError(plan, size);
       }
@@ -205,7 +210,11 @@ async function acceptResponse(plan: Plan, part: PartFile, response: GetResponse,
   } else if (status !== 200) {
     const retryable = status === 429 || status === 408 || (status >= 500 && status <= 599);
     const after = retryAfter(response.headers);
-    throw new DownloadError(`artifact download returned HTTP ${status} for ${plan.name}`, { retryable, status, ...(after !== undefined ? { retryAfterMs: after } : {}) });
+    throw new DownloadError(`artifact download returned HTTP ${status} for ${plan.name}`, {
+      retryable,
+      status,
+      ...(after !== undefined ? { retryAfterMs: after } : {}),
+    });
   }
   const bodyLength = response.contentLength;
   if (bodyLength !== undefined && (part.offset + bodyLength > plan.limit || (plan.expected !== undefined && part.offset + bodyLength !== plan.expected))) {
@@ -234,7 +243,11 @@ async function receiveBody(plan: Plan, part: PartFile, response: GetResponse, op
     writer.flush();
     if (isCutOff(err) && !opts.signal?.aborted) {
       const of = total !== undefined ? ` of ${total}` : "";
-      throw new DownloadError(`artifact download of ${plan.name} was cut off after ${writer.received}${of} bytes`, { retryable: true, status: response.status, cause: err });
+      throw new DownloadError(`artifact download of ${plan.name} was cut off after ${writer.received}${of} bytes`, {
+        retryable: true,
+        status: response.status,
+        cause: err,
+      });
     }
     throw transportError(err, plan, opts.signal, writer.received);
   }
@@ -246,9 +259,15 @@ function transportError(err: unknown, plan: Plan, signal: AbortSignal | undefine
   const name = plan.name;
   if (signal?.aborted) return new DownloadError(`artifact download of ${name} was cancelled`, { retryable: true, cause: err });
   if (isTimeout(err)) {
-    return new DownloadError(`artifact download of ${name} timed out (no data for ${plan.timeoutMs} ms${bytes > 0 ? ` after ${bytes} bytes` : ""})`, { retryable: true, cause: err });
+    return new DownloadError(`artifact download of ${name} timed out (no data for ${plan.timeoutMs} ms${bytes > 0 ? ` after ${bytes} bytes` : ""})`, {
+      retryable: true,
+      cause: err,
+    });
   }
   const what = bytes > 0 ? `was interrupted after ${bytes} bytes` : "failed";
   // Transport errors carry no URL; the host and port are fine to show.
-  return new DownloadError(`artifact download of ${name} ${what}: ${unreachable(err, new URL(plan.url).host) ?? reasonOf(err)}`, { retryable: true, cause: err });
+  return new DownloadError(`artifact download of ${name} ${what}: ${unreachable(err, new URL(plan.url).host) ?? reasonOf(err)}`, {
+    retryable: true,
+    cause: err,
+  });
 }

@@ -15,9 +15,7 @@ import { sortVersionsDescending } from "./release-versions.js";
  *   <install>/previous -> versions/<v>  the version current pointed to before the last switch
  *   <install>/bin/cara                  the stable launcher (a copy of launcher.cjs)
  */
-export type InstallInfo =
-  | { managed: true; installDir: string; runningVersion: string }
-  | { managed: false; reason: string };
+export type InstallInfo = { managed: true; installDir: string; runningVersion: string } | { managed: false; reason: string };
 
 export class InstallError extends Error {}
 
@@ -35,10 +33,16 @@ export async function detectInstall(packageRoot: string): Promise<InstallInfo> {
     return { managed: true, installDir, runningVersion: basename(root) };
   }
   if (existsSync(join(root, ".git"))) {
-    return { managed: false, reason: `running from a git checkout (${root}); update with \`git pull && npm ci && npm run build\`, or make a managed install with \`cara install --dir DIR\`` };
+    return {
+      managed: false,
+      reason: `running from a git checkout (${root}); update with \`git pull && npm ci && npm run build\`, or make a managed install with \`cara install --dir DIR\``,
+    };
   }
   if (root.split(sep).includes("node_modules")) {
-    return { managed: false, reason: `installed with npm (${root}); update with \`npm install -g carapace-cara@latest\`, or make a managed install with \`cara install --dir DIR\`` };
+    return {
+      managed: false,
+      reason: `installed with npm (${root}); update with \`npm install -g carapace-cara@latest\`, or make a managed install with \`cara install --dir DIR\``,
+    };
   }
   return { managed: false, reason: `not a managed install (${root}); make one with \`cara install --dir DIR\`` };
 }
@@ -82,7 +86,8 @@ export async function installedVersions(installDir: string): Promise<string[]> {
 /** Points `<install>/current` at a version atomically (symlink + rename), recording `previous`. */
 export async function switchCurrent(installDir: string, version: string): Promise<{ from?: string; to: string }> {
   const target = join("versions", version);
-  if (!existsSync(join(installDir, target, "bin", "cara.js"))) throw new InstallError(`version v${version} is not installed in ${join(installDir, "versions")}`);
+  if (!existsSync(join(installDir, target, "bin", "cara.js")))
+    throw new InstallError(`version v${version} is not installed in ${join(installDir, "versions")}`);
   const from = await currentVersion(installDir);
   // previous first: a crash between the two leaves previous right and current unchanged.
   if (from && from !== version) await replaceLink(installDir, "previous", join("versions", from));
@@ -169,7 +174,8 @@ export async function unpackRelease(artifact: string, installDir: string, versio
     const actual = hash.digest("hex");
     if (actual !== sha256) throw new InstallError(`staged artifact changed between verify and apply (sha256 ${actual}, verified ${sha256})`);
     if (refused) throw new InstallError(`refusing release artifact: ${refused}`);
-    if (!(await isCompleteVersion(staging, version))) throw new InstallError(`release artifact for v${version} is not a carapace release (package.json version or bin/cara.js missing)`);
+    if (!(await isCompleteVersion(staging, version)))
+      throw new InstallError(`release artifact for v${version} is not a carapace release (package.json version or bin/cara.js missing)`);
     await writeFileDurable(join(staging, STAMP), `${sha256}\n`, { mode: 0o644 });
     await fsyncTree(staging);
     // Replace an existing (unstamped or different) copy by renames, so `dest` is missing only

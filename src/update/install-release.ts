@@ -49,11 +49,13 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
   try {
     release = req.version ? await source.byVersion(normalizeVersion(req.version)) : await source.newest(parseChannel(req.channel ?? req.settings.channel));
   } catch (err) {
-    if (err instanceof ReleaseSourceError) throw new UpdateError(err.kind === "not_found" ? "not_found" : err.retryable ? "unavailable" : "precondition", err.message, err.retryable);
+    if (err instanceof ReleaseSourceError)
+      throw new UpdateError(err.kind === "not_found" ? "not_found" : err.retryable ? "unavailable" : "precondition", err.message, err.retryable);
     throw err;
   }
   const version = normalizeVersion(release.version);
-  if (req.version && version !== normalizeVersion(req.version)) throw new UpdateError("precondition", `release source answered ${release.tag} when asked for v${normalizeVersion(req.version)}; refusing it`, false);
+  if (req.version && version !== normalizeVersion(req.version))
+    throw new UpdateError("precondition", `release source answered ${release.tag} when asked for v${normalizeVersion(req.version)}; refusing it`, false);
   const names = releaseAssets(version);
   const downloads = join(installDir, ".downloads");
   await mkdir(downloads, { recursive: true, mode: 0o700 });
@@ -61,7 +63,12 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
   let sha256 = "";
   for (const name of [names.artifact, names.bundle, names.sums, names.sumsBundle]) {
     const asset = release.assets.find((a) => a.name === name);
-    if (!asset) throw new UpdateError("not_found", `release ${release.tag} has no asset '${name}' (available: ${release.assets.map((a) => a.name).join(", ") || "none"})`, false);
+    if (!asset)
+      throw new UpdateError(
+        "not_found",
+        `release ${release.tag} has no asset '${name}' (available: ${release.assets.map((a) => a.name).join(", ") || "none"})`,
+        false,
+      );
     const dest = join(downloads, name === names.sums || name === names.sumsBundle ? name.replace("SHA256SUMS", `SHA256SUMS-${version}`) : name);
     try {
       const r = await downloadFile({
@@ -73,7 +80,11 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
       });
       if (name === names.artifact) sha256 = r.sha256;
     } catch (err) {
-      throw new UpdateError(err instanceof DownloadError && !err.retryable ? "precondition" : "unavailable", (err as Error).message, err instanceof DownloadError ? err.retryable : true);
+      throw new UpdateError(
+        err instanceof DownloadError && !err.retryable ? "precondition" : "unavailable",
+        (err as Error).message,
+        err instanceof DownloadError ? err.retryable : true,
+      );
     }
     paths[name] = dest;
   }
@@ -86,7 +97,11 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
     root = await resolveTrustedRoot(req.settings, downloads, { refresh: true });
     if (root.refresh?.ok === false) req.onProgress?.(`could not refresh the trusted root through TUF (${root.refresh.reason}); using the ${root.origin} one`);
     req.onProgress?.(`verifying the Sigstore bundles and SHA256SUMS.txt (${root.origin} trusted root)`);
-    signed = await verifyStagedRelease({ version, assetName: names.artifact, sha256, bundle: paths[names.bundle]!, sums: paths[names.sums]!, sumsBundle: paths[names.sumsBundle]! }, req.settings, root.source);
+    signed = await verifyStagedRelease(
+      { version, assetName: names.artifact, sha256, bundle: paths[names.bundle]!, sums: paths[names.sums]!, sumsBundle: paths[names.sumsBundle]! },
+      req.settings,
+      root.source,
+    );
   } catch (err) {
     await rm(downloads, { recursive: true, force: true });
     throw new UpdateError("precondition", `${(err as Error).message}${root ? refreshFailureNote(root) : ""}; nothing was installed`, false);

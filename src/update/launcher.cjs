@@ -75,9 +75,9 @@ function stateDir(argv, env) {
     if (a.startsWith("--state-dir=") && a.length > 12) return path.resolve(a.slice(12));
   }
   const fromEnv = env.CARAPACE_STATE_DIR;
-  if (fromEnv && fromEnv.trim()) return path.resolve(fromEnv);
+  if (fromEnv?.trim()) return path.resolve(fromEnv);
   const xdg = env.XDG_CONFIG_HOME;
-  if (xdg && xdg.trim()) return path.resolve(xdg, "carapace");
+  if (xdg?.trim()) return path.resolve(xdg, "carapace");
   return path.join(os.homedir(), ".config", "carapace");
 }
 
@@ -169,7 +169,8 @@ function currentVersion(installDir) {
  */
 function switchCurrent(installDir, version) {
   const target = path.join("versions", version);
-  if (!fs.existsSync(path.join(installDir, target, "bin", "cara.js"))) throw new Error(`version ${version} is not installed in ${path.join(installDir, "versions")}`);
+  if (!fs.existsSync(path.join(installDir, target, "bin", "cara.js")))
+    throw new Error(`version ${version} is not installed in ${path.join(installDir, "versions")}`);
   const old = currentVersion(installDir);
   if (old && old !== version) {
     const ptmp = path.join(installDir, `.previous-${crypto.randomBytes(6).toString("hex")}`);
@@ -321,7 +322,9 @@ function entry(installDir) {
     try {
       prev = ` (previous: ${path.basename(fs.readlinkSync(path.join(installDir, "previous")))})`;
     } catch {}
-    throw new Error(`the current version is missing: ${link} does not resolve${prev}; switch with \`cara update --rollback --version X\` from an installed version's bin/cara.js`);
+    throw new Error(
+      `the current version is missing: ${link} does not resolve${prev}; switch with \`cara update --rollback --version X\` from an installed version's bin/cara.js`,
+    );
   }
 }
 
@@ -394,7 +397,7 @@ function main() {
     if (startsServer(argv)) supervise(installDir, argv);
     else
       import(pathToFileURL(entry(installDir)).href).catch((e) => {
-        process.stderr.write(`cara launcher: ${e && e.stack ? e.stack : e}\n`);
+        process.stderr.write(`cara launcher: ${e?.stack ? e.stack : e}\n`);
         process.exit(1);
       });
   } catch (e) {

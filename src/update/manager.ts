@@ -9,7 +9,17 @@ import type { Logger } from "../ops/logger.js";
 import { DownloadError, downloadFile } from "./download.js";
 import { runFailure, UpdateError } from "./errors.js";
 import { LAUNCHER_PROTOCOL, launcherProtocolOf } from "./launcher.js";
-import { currentVersion, ensureLayout, writeLauncher, installedVersions, previousVersion, switchCurrent, unpackedFrom, unpackRelease, type InstallInfo } from "./install-layout.js";
+import {
+  currentVersion,
+  ensureLayout,
+  writeLauncher,
+  installedVersions,
+  previousVersion,
+  switchCurrent,
+  unpackedFrom,
+  unpackRelease,
+  type InstallInfo,
+} from "./install-layout.js";
 import { ReleaseSource, ReleaseSourceError, type Release, type ReleaseAsset } from "./releases.js";
 import { loadMarker, writeMarker, type RollbackMarkerFile } from "./rollback-marker.js";
 import { APPLY_CONFIRMATION_TTL_MS, type UpdateSettings } from "./settings.js";
@@ -249,7 +259,11 @@ export class UpdateManager {
         await this.discardStaged(tx); // files staged by an earlier transaction are not trusted
         await this.persist(tx);
       }
-      return this.runWithRetries({ tx, ...(release ? { release } : {}), mode: "explicit", resumed, progress: () => {}, ...(signal ? { signal } : {}), outcome: {} }, onProgress, restart);
+      return this.runWithRetries(
+        { tx, ...(release ? { release } : {}), mode: "explicit", resumed, progress: () => {}, ...(signal ? { signal } : {}), outcome: {} },
+        onProgress,
+        restart,
+      );
     });
   }
 
@@ -326,7 +340,11 @@ export class UpdateManager {
     try {
       await persistTransaction(this.o.updatesDir, tx);
     } catch (err) {
-      throw runFailure(`failed to persist update transaction: ${(err as Error).message}`, true, tx.phase === "failed" ? (tx.failedPhase ?? "created") : tx.phase);
+      throw runFailure(
+        `failed to persist update transaction: ${(err as Error).message}`,
+        true,
+        tx.phase === "failed" ? (tx.failedPhase ?? "created") : tx.phase,
+      );
     }
   }
 
@@ -339,7 +357,19 @@ export class UpdateManager {
   }
 
   private upToDate(version: string): UpdateOutcome {
-    return { outcome: "already_up_to_date", fromVersion: this.o.runningVersion, toVersion: version, resumed: false, sha256: "", bundleVerified: false, checksumVerified: false, signingIdentity: "", installPath: "", restartNeeded: false, restarting: false };
+    return {
+      outcome: "already_up_to_date",
+      fromVersion: this.o.runningVersion,
+      toVersion: version,
+      resumed: false,
+      sha256: "",
+      bundleVerified: false,
+      checksumVerified: false,
+      signingIdentity: "",
+      installPath: "",
+      restartNeeded: false,
+      restarting: false,
+    };
   }
 
   private failed(ctx: RunContext, error: UpdateError): UpdateOutcome {
@@ -367,10 +397,23 @@ export class UpdateManager {
     if (ctx.resumed) {
       // Work a crash may already have finished, or that must not be redone.
       const marker = await loadMarker(this.o.updatesDir).catch(() => undefined);
-      if (marker?.startupState === "rolled_back" && marker.toVersion === tx.version && marker.installDir === (this.o.install.managed ? this.o.install.installDir : "")) {
-        return this.stop(ctx, `v${tx.version} was rolled back (${marker.reason ?? "by hand"}); not applying it again — run \`cara update --version ${tx.version}\` to retry it deliberately`, resumeFrom);
+      if (
+        marker?.startupState === "rolled_back" &&
+        marker.toVersion === tx.version &&
+        marker.installDir === (this.o.install.managed ? this.o.install.installDir : "")
+      ) {
+        return this.stop(
+          ctx,
+          `v${tx.version} was rolled back (${marker.reason ?? "by hand"}); not applying it again — run \`cara update --version ${tx.version}\` to retry it deliberately`,
+          resumeFrom,
+        );
       }
-      if (this.o.install.managed && (await currentVersion(this.o.install.installDir)) === tx.version && tx.sha256 && (await unpackedFrom(this.o.install.installDir, tx.version)) === tx.sha256) {
+      if (
+        this.o.install.managed &&
+        (await currentVersion(this.o.install.installDir)) === tx.version &&
+        tx.sha256 &&
+        (await unpackedFrom(this.o.install.installDir, tx.version)) === tx.sha256
+      ) {
         tx.state = "applied";
         tx.phase = "applied";
         tx.retryable = false;
@@ -378,15 +421,30 @@ export class UpdateManager {
         delete tx.failedPhase;
         await this.persist(tx);
         this.log.info({ version: tx.version }, "the interrupted update had already switched to its version; marked applied");
-        return { ...this.baseOutcome(ctx), outcome: "applied", bundleVerified: true, checksumVerified: true, restartNeeded: this.o.runningVersion !== tx.version, restarting: false };
+        return {
+          ...this.baseOutcome(ctx),
+          outcome: "applied",
+          bundleVerified: true,
+          checksumVerified: true,
+          restartNeeded: this.o.runningVersion !== tx.version,
+          restarting: false,
+        };
       }
       if (ctx.mode === "automatic" && (tx.applyConfirmedUntilMs ?? 0) < this.now()) {
-        return this.stop(ctx, `stale update transaction ${tx.id} requires fresh operator confirmation before applying; run \`cara update\` to start it again`, resumeFrom);
+        return this.stop(
+          ctx,
+          `stale update transaction ${tx.id} requires fresh operator confirmation before applying; run \`cara update\` to start it again`,
+          resumeFrom,
+        );
       }
     }
     for (;;) {
       if (tx.attempt >= tx.maxAttempts) {
-        return this.stop(ctx, `update transaction retry budget exhausted (${tx.attempt}/${tx.maxAttempts}); the next \`cara update\` starts a fresh transaction`, resumeFrom);
+        return this.stop(
+          ctx,
+          `update transaction retry budget exhausted (${tx.attempt}/${tx.maxAttempts}); the next \`cara update\` starts a fresh transaction`,
+          resumeFrom,
+        );
       }
       tx.attempt += 1;
       tx.state = "in_progress";
@@ -402,7 +460,9 @@ export class UpdateManager {
         tx.phase = "applied";
         tx.retryable = false;
         tx.lastError = null;
-        await this.persist(tx).catch((err: Error) => this.log.error({ err: err.message }, "update applied but the transaction could not be marked applied (a rerun detects it)"));
+        await this.persist(tx).catch((err: Error) =>
+          this.log.error({ err: err.message }, "update applied but the transaction could not be marked applied (a rerun detects it)"),
+        );
         const restarting = restart && this.o.requestRestart !== undefined;
         const outcome = { ...this.baseOutcome(ctx), outcome: "applied" as const, restartNeeded: !restarting, restarting };
         this.log.info({ from: outcome.fromVersion, to: tx.version, sha256: tx.sha256, restarting }, "update applied");
@@ -422,7 +482,15 @@ export class UpdateManager {
         tx.lastError = `interrupted in ${phase}: ${failure.message}`;
         tx.retryable = true;
         await this.persist(tx).catch((err: Error) => this.log.error({ err: err.message }, "could not record the interruption"));
-        return this.failed(ctx, new UpdateError("unavailable", `update interrupted in ${phase} (server stopping or client gone); \`cara update\` or the next server start resumes it`, true, phase));
+        return this.failed(
+          ctx,
+          new UpdateError(
+            "unavailable",
+            `update interrupted in ${phase} (server stopping or client gone); \`cara update\` or the next server start resumes it`,
+            true,
+            phase,
+          ),
+        );
       }
       let retryable = failure.retryable;
       let message = failure.message;
@@ -449,7 +517,10 @@ export class UpdateManager {
       } catch {
         delete tx.nextAttemptAtMs;
         await this.persist(tx).catch(() => undefined);
-        return this.failed(ctx, new UpdateError("unavailable", `${message} (interrupted while waiting to retry; \`cara update\` or the next server start resumes it)`, true, phase));
+        return this.failed(
+          ctx,
+          new UpdateError("unavailable", `${message} (interrupted while waiting to retry; \`cara update\` or the next server start resumes it)`, true, phase),
+        );
       }
     }
   }
@@ -507,19 +578,27 @@ export class UpdateManager {
     } else {
       tx.stagedPath = staged.staged;
       tx.bundlePath = staged.bundle;
-      ctx.progress({ phase: "downloaded", message: `${assets.artifact} is already staged with the recorded SHA-256; not downloading again`, bytesDone: 0, bytesTotal: 0 });
+      ctx.progress({
+        phase: "downloaded",
+        message: `${assets.artifact} is already staged with the recorded SHA-256; not downloading again`,
+        bytesDone: 0,
+        bytesTotal: 0,
+      });
     }
 
     // 2. Verify (always, it is cheap): artifact bundle, SHA256SUMS bundle, checksum cross-check,
     // against the trusted root refreshed through TUF first when that is on (./trust-root.ts).
-    if (this.o.settings.tuf?.refresh) ctx.progress({ phase: tx.phase, message: "refreshing the Sigstore trusted root through TUF", bytesDone: 0, bytesTotal: 0 });
+    if (this.o.settings.tuf?.refresh)
+      ctx.progress({ phase: tx.phase, message: "refreshing the Sigstore trusted root through TUF", bytesDone: 0, bytesTotal: 0 });
     const root = await this.trustedRoot();
     ctx.progress({ phase: tx.phase, message: `verifying the Sigstore bundle (${root.origin} trusted root)`, bytesDone: 0, bytesTotal: 0 });
-    const signed = await verifyStagedRelease({ version: tx.version, assetName: tx.assetName, sha256: tx.sha256!, bundle: staged.bundle, sums: sumsPath, sumsBundle: `${sumsPath}.bundle` }, this.o.settings, root.source).catch(
-      (err: UpdateError) => {
-        throw runFailure(`${err.message}${refreshFailureNote(root)}`, err.retryable, "verified");
-      },
-    );
+    const signed = await verifyStagedRelease(
+      { version: tx.version, assetName: tx.assetName, sha256: tx.sha256!, bundle: staged.bundle, sums: sumsPath, sumsBundle: `${sumsPath}.bundle` },
+      this.o.settings,
+      root.source,
+    ).catch((err: UpdateError) => {
+      throw runFailure(`${err.message}${refreshFailureNote(root)}`, err.retryable, "verified");
+    });
     ctx.outcome.bundleVerified = true;
     ctx.outcome.checksumVerified = true;
     ctx.outcome.signingIdentity = signed.identity;
@@ -527,7 +606,11 @@ export class UpdateManager {
 
     // 3. Apply: confirmation, pre-update backup, unpack, marker, switch.
     if (ctx.mode === "automatic" && (tx.applyConfirmedUntilMs ?? 0) < this.now()) {
-      throw runFailure(`stale update transaction ${tx.id} requires fresh operator confirmation before applying; run \`cara update\` to start it again`, false, "applying");
+      throw runFailure(
+        `stale update transaction ${tx.id} requires fresh operator confirmation before applying; run \`cara update\` to start it again`,
+        false,
+        "applying",
+      );
     }
     if (!this.o.install.managed) throw this.notManaged();
     const installDir = this.o.install.installDir;
@@ -596,7 +679,11 @@ export class UpdateManager {
     }
     const r = resolved.refresh;
     if (r?.ok === true && r.changed) this.log.info({ path: resolved.source.path }, "refreshed the Sigstore trusted root through TUF");
-    if (r?.ok === false) this.log.warn({ reason: r.reason, using: resolved.origin }, `could not refresh the Sigstore trusted root through TUF; verifying with the ${resolved.origin} root`);
+    if (r?.ok === false)
+      this.log.warn(
+        { reason: r.reason, using: resolved.origin },
+        `could not refresh the Sigstore trusted root through TUF; verifying with the ${resolved.origin} root`,
+      );
     return resolved;
   }
 
@@ -659,10 +746,11 @@ export class UpdateManager {
       const installDir = this.o.install.installDir;
       const current = await readFile(join(installDir, "bin", "cara"), "utf8").catch(() => "");
       // Only upgrade it: a rolled-back older version must not replace a newer launcher.
-      if (launcherProtocolOf(current) < LAUNCHER_PROTOCOL) await writeLauncher(installDir).catch((err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"));
+      if (launcherProtocolOf(current) < LAUNCHER_PROTOCOL)
+        await writeLauncher(installDir).catch((err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"));
     }
     const marker = await loadMarker(this.o.updatesDir).catch(() => undefined);
-    if (!marker || marker.startupState !== "started" || marker.toVersion !== this.o.runningVersion) return;
+    if (marker?.startupState !== "started" || marker.toVersion !== this.o.runningVersion) return;
     marker.startupState = "cleared";
     marker.clearedAtMs = this.now();
     await writeMarker(this.o.updatesDir, marker);
@@ -671,7 +759,8 @@ export class UpdateManager {
 
   async rollback(req: RollbackRequest): Promise<RollbackResult> {
     if (!this.o.install.managed) throw this.notManaged();
-    if (req.reason !== undefined && req.reason.length > 1024) throw new UpdateError("invalid", "reason is longer than 1024 characters", false, undefined, "reason");
+    if (req.reason !== undefined && req.reason.length > 1024)
+      throw new UpdateError("invalid", "reason is longer than 1024 characters", false, undefined, "reason");
     const installDir = this.o.install.installDir;
     return this.withLock(async () => {
       let backup: string | undefined;
@@ -681,9 +770,14 @@ export class UpdateManager {
         const from = await currentVersion(installDir);
         const target = req.targetVersion ? parseInput(() => normalizeVersion(req.targetVersion!), "target_version") : await previousVersion(installDir);
         backup = marker?.backupPath;
-        if (!backup || !this.o.restore || !existsSync(backup)) throw new UpdateError("precondition", "no pre-update backup recorded; restore one with `cara restore`", false);
+        if (!backup || !this.o.restore || !existsSync(backup))
+          throw new UpdateError("precondition", "no pre-update backup recorded; restore one with `cara restore`", false);
         if (marker!.fromVersion !== target || marker!.toVersion !== from) {
-          throw new UpdateError("precondition", `the recorded pre-update backup was taken when v${marker!.fromVersion} was replaced by v${marker!.toVersion}, not for v${from} -> v${target ?? "?"}; roll back without --restore-state and restore a backup with \`cara restore\``, false);
+          throw new UpdateError(
+            "precondition",
+            `the recorded pre-update backup was taken when v${marker!.fromVersion} was replaced by v${marker!.toVersion}, not for v${from} -> v${target ?? "?"}; roll back without --restore-state and restore a backup with \`cara restore\``,
+            false,
+          );
         }
       }
       const markerBefore = await loadMarker(this.o.updatesDir).catch(() => undefined);
@@ -694,7 +788,11 @@ export class UpdateManager {
         } catch (err) {
           await switchCurrent(installDir, result.from).catch(() => undefined);
           if (markerBefore) await writeMarker(this.o.updatesDir, markerBefore).catch(() => undefined);
-          throw new UpdateError("precondition", `restoring ${backup} failed: ${(err as Error).message}; switched current back to v${result.from}, nothing else changed`, false);
+          throw new UpdateError(
+            "precondition",
+            `restoring ${backup} failed: ${(err as Error).message}; switched current back to v${result.from}, nothing else changed`,
+            false,
+          );
         }
       }
       const restarting = (req.restart ?? false) && this.o.requestRestart !== undefined;
@@ -721,8 +819,18 @@ export async function rollbackInstall(
   if (!wanted) throw new UpdateError("precondition", "no previous version to roll back to", false);
   const marker = await loadMarker(updatesDir).catch(() => undefined);
   const installed = await installedVersions(installDir);
-  if (!target && marker?.startupState === "rolled_back" && marker.toVersion === wanted && marker.rolledBackAtMs !== undefined && !marker.reason?.startsWith("rolled back by hand")) {
-    throw new UpdateError("precondition", `the previous version v${wanted} was rolled back automatically (it never became ready); name the version to switch to with --version (installed: ${installed.map((v) => `v${v}`).join(", ")})`, false);
+  if (
+    !target &&
+    marker?.startupState === "rolled_back" &&
+    marker.toVersion === wanted &&
+    marker.rolledBackAtMs !== undefined &&
+    !marker.reason?.startsWith("rolled back by hand")
+  ) {
+    throw new UpdateError(
+      "precondition",
+      `the previous version v${wanted} was rolled back automatically (it never became ready); name the version to switch to with --version (installed: ${installed.map((v) => `v${v}`).join(", ")})`,
+      false,
+    );
   }
   if (!installed.includes(wanted)) {
     throw new UpdateError("not_found", `version v${wanted} is not installed in ${join(installDir, "versions")}`, false);
@@ -777,7 +885,12 @@ function requireAssets(release: Release, version: string): void {
   for (const name of [names.artifact, names.bundle, names.sums, names.sumsBundle]) {
     if (!findAsset(release, name)) {
       const available = release.assets.map((a) => a.name).join(", ") || "none";
-      throw new UpdateError("not_found", `release ${release.tag} has no asset '${name}' (available: ${available}); nothing was downloaded or applied`, false, "downloading");
+      throw new UpdateError(
+        "not_found",
+        `release ${release.tag} has no asset '${name}' (available: ${available}); nothing was downloaded or applied`,
+        false,
+        "downloading",
+      );
     }
   }
 }
@@ -790,4 +903,3 @@ function releaseError(err: unknown): UpdateError {
   if (err instanceof UpdateError) return err;
   return new UpdateError("unavailable", `failed to fetch release info: ${(err as Error).message}`, true);
 }
-

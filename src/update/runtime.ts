@@ -58,15 +58,24 @@ function updateCheck(manager: UpdateManager): HealthCheck {
       if (s.transactionError) return { status: "warn", message: s.transactionError };
       if (s.markerError) return { status: "warn", message: s.markerError };
       if (s.marker?.startupState === "rolled_back" && s.marker.rolledBackAtMs && Date.now() - s.marker.rolledBackAtMs < 7 * 86_400_000) {
-        return { status: "warn", message: `${s.marker.reason ?? `rolled back from v${s.marker.toVersion}`} (${new Date(s.marker.rolledBackAtMs).toISOString()}); see \`cara update --status\`` };
+        return {
+          status: "warn",
+          message: `${s.marker.reason ?? `rolled back from v${s.marker.toVersion}`} (${new Date(s.marker.rolledBackAtMs).toISOString()}); see \`cara update --status\``,
+        };
       }
       const tx = s.transaction;
       if (tx?.state === "failed") {
         const how = tx.retryable ? "it will be retried; `cara update` resumes it now" : "`cara update` starts a fresh one";
         return { status: "warn", message: `update to v${tx.version} failed in ${tx.failedPhase ?? "?"}: ${tx.lastError ?? "unknown error"} (${how})` };
       }
-      if (tx?.state === "in_progress" && !s.inProgress) return { status: "warn", message: `update to v${tx.version} was interrupted in ${tx.phase}; \`cara update\` resumes it` };
-      return { status: "ok", message: s.managed ? `v${s.currentVersion} (managed install ${s.installDir})` : `v${s.currentVersion} (self-update does not apply: ${s.unmanagedReason})` };
+      if (tx?.state === "in_progress" && !s.inProgress)
+        return { status: "warn", message: `update to v${tx.version} was interrupted in ${tx.phase}; \`cara update\` resumes it` };
+      return {
+        status: "ok",
+        message: s.managed
+          ? `v${s.currentVersion} (managed install ${s.installDir})`
+          : `v${s.currentVersion} (self-update does not apply: ${s.unmanagedReason})`,
+      };
     },
   };
 }

@@ -1,12 +1,7 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
-import {
-  UpdatePhase,
-  type StartUpdateResponseSchema,
-  type UpdateService,
-  type UpdateTransactionSchema,
-} from "../../gen/carapace/update/v1/update_pb.js";
+import { UpdatePhase, type StartUpdateResponseSchema, type UpdateService, type UpdateTransactionSchema } from "../../gen/carapace/update/v1/update_pb.js";
 import { errorTable, on, type WireFault } from "../wire/error-table.js";
 import { UpdateError } from "./errors.js";
 import type { Progress, UpdateManager, UpdateOutcome } from "./manager.js";
@@ -107,7 +102,11 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
   return {
     async checkForUpdate(req) {
       try {
-        const r = await manager.check({ channel: req.channel, ...(req.version !== undefined ? { version: req.version } : {}), allowDowngrade: req.allowDowngrade });
+        const r = await manager.check({
+          channel: req.channel,
+          ...(req.version !== undefined ? { version: req.version } : {}),
+          allowDowngrade: req.allowDowngrade,
+        });
         const { publishedAt, ...rest } = r;
         return { ...rest, ...(publishedAt ? { publishedAt: timestampFromDate(publishedAt) } : {}) };
       } catch (err) {
@@ -123,11 +122,29 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
         wake?.();
       };
       const onProgress = (p: Progress) =>
-        push({ phase: phaseToProto(p.phase), bytesDone: BigInt(p.bytesDone), bytesTotal: BigInt(p.bytesTotal), attempt: p.attempt, maxAttempts: p.maxAttempts, message: p.message, version: p.version });
+        push({
+          phase: phaseToProto(p.phase),
+          bytesDone: BigInt(p.bytesDone),
+          bytesTotal: BigInt(p.bytesTotal),
+          attempt: p.attempt,
+          maxAttempts: p.maxAttempts,
+          message: p.message,
+          version: p.version,
+        });
       const signal = AbortSignal.any([ctx.signal, shutdown]);
       let finished: { outcome?: UpdateOutcome; error?: unknown } | undefined;
       const run = manager
-        .start({ ...(req.version !== undefined ? { version: req.version } : {}), channel: req.channel, allowDowngrade: req.allowDowngrade, restart: req.restart, yes: req.yes }, onProgress, signal)
+        .start(
+          {
+            ...(req.version !== undefined ? { version: req.version } : {}),
+            channel: req.channel,
+            allowDowngrade: req.allowDowngrade,
+            restart: req.restart,
+            yes: req.yes,
+          },
+          onProgress,
+          signal,
+        )
         .then(
           (outcome) => (finished = { outcome }),
           (error: unknown) => (finished = { error }),
@@ -144,7 +161,12 @@ export function updateService(manager: UpdateManager, shutdown: AbortSignal): Se
       if (finished.error !== undefined) throw errors.map(finished.error);
       const outcome = finished.outcome!;
       const phase = outcome.outcome === "applied" ? UpdatePhase.APPLIED : outcome.outcome === "failed" ? UpdatePhase.FAILED : UpdatePhase.UNSPECIFIED;
-      yield { phase, message: outcome.error?.message ?? (outcome.outcome === "applied" ? `v${outcome.toVersion} applied` : `already up to date (v${outcome.toVersion})`), version: outcome.toVersion, result: resultToProto(outcome) };
+      yield {
+        phase,
+        message: outcome.error?.message ?? (outcome.outcome === "applied" ? `v${outcome.toVersion} applied` : `already up to date (v${outcome.toVersion})`),
+        version: outcome.toVersion,
+        result: resultToProto(outcome),
+      };
       if (outcome.error) {
         const e = outcome.error;
         throw errors.map(new UpdateError(e.retryable ? "unavailable" : "precondition", e.message, e.retryable, e.phase));

@@ -1,6 +1,6 @@
 import type { CaraConfig } from "../state/config.js";
 import { DEFAULT_TUF_MIRROR, type TufSettings } from "./trust-root.js";
-import { type Channel } from "./release-versions.js";
+import type { Channel } from "./release-versions.js";
 
 /** The project's own GitHub repository: default release source and signing identity. */
 export const DEFAULT_REPOSITORY = "puremachinery/cara";

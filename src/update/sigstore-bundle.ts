@@ -156,7 +156,7 @@ type Libs = {
   specs: typeof import("@sigstore/protobuf-specs");
   rekorV2: typeof import("@sigstore/protobuf-specs/rekor/v2");
   verify: typeof import("@sigstore/verify");
-  p256: (typeof import("@noble/curves/nist.js"))["p256"];
+  p256: typeof import("@noble/curves/nist.js")["p256"];
 };
 let libsPromise: Promise<Libs> | undefined;
 
@@ -348,13 +348,15 @@ function certificateIdentity(cert: X509Certificate): string {
   const ext = cert.extension(OID_SUBJECT_ALT_NAME);
   const names = ext?.valueObj.subs[0]?.subs ?? [];
   if (names.length === 0) throw verifyError("the signing certificate has no identity (subject alternative name)", "UNTRUSTED_SIGNER_ERROR");
-  if (names.length !== 1) throw verifyError(`the signing certificate has ${names.length} subject alternative names (exactly one is accepted)`, "UNTRUSTED_SIGNER_ERROR");
+  if (names.length !== 1)
+    throw verifyError(`the signing certificate has ${names.length} subject alternative names (exactly one is accepted)`, "UNTRUSTED_SIGNER_ERROR");
   const name = names[0]!;
   if (!name.tag.isContextSpecific(6) && !name.tag.isContextSpecific(1)) {
     throw verifyError("the signing certificate's identity is not a URI or email address", "UNTRUSTED_SIGNER_ERROR");
   }
   const value = printableAscii(name.value);
-  if (value === undefined || value === "") throw verifyError("the signing certificate's identity contains non-printable or non-ASCII characters", "UNTRUSTED_SIGNER_ERROR");
+  if (value === undefined || value === "")
+    throw verifyError("the signing certificate's identity contains non-printable or non-ASCII characters", "UNTRUSTED_SIGNER_ERROR");
   return value;
 }
 
@@ -363,7 +365,7 @@ function certificateIssuer(cert: X509Certificate): string | undefined {
   const v2 = cert.extension(OID_FULCIO_ISSUER_V2);
   if (v2) {
     const s = v2.valueObj.subs[0];
-    if (!s || s.tag.number !== 12 /* UTF8String */) return undefined;
+    if (s?.tag.number !== 12 /* UTF8String */) return undefined;
     return printableAscii(s.value);
   }
   const v1 = cert.extension(OID_FULCIO_ISSUER_V1);
@@ -374,7 +376,7 @@ function certificateIssuer(cert: X509Certificate): string | undefined {
 function checkCodeSigning(cert: X509Certificate): void {
   if (cert.isCA || cert.extBasicConstraints?.isCA) throw verifyError("the signing certificate is a CA certificate", "CERTIFICATE_ERROR");
   const ku = cert.extKeyUsage;
-  if (!ku || !ku.digitalSignature) throw verifyError("the signing certificate is not valid for digital signatures (key usage)", "CERTIFICATE_ERROR");
+  if (!ku?.digitalSignature) throw verifyError("the signing certificate is not valid for digital signatures (key usage)", "CERTIFICATE_ERROR");
   const eku = cert.extension(OID_EXT_KEY_USAGE);
   const purposes = (eku?.valueObj.subs[0]?.subs ?? []).map((o) => {
     try {
@@ -383,7 +385,8 @@ function checkCodeSigning(cert: X509Certificate): void {
       return "";
     }
   });
-  if (!purposes.includes(OID_CODE_SIGNING)) throw verifyError("the signing certificate is not a code-signing certificate (extended key usage)", "CERTIFICATE_ERROR");
+  if (!purposes.includes(OID_CODE_SIGNING))
+    throw verifyError("the signing certificate is not a code-signing certificate (extended key usage)", "CERTIFICATE_ERROR");
 }
 
 /** DER of the bundle's leaf certificate. */
@@ -403,7 +406,8 @@ function checkTLogBodies(l: Libs, entries: TransparencyLogEntry[], digestHex: st
   for (const entry of entries) {
     const kind = entry.kindVersion?.kind;
     const version = entry.kindVersion?.version;
-    if (kind !== "hashedrekord") throw verifyError(`transparency-log entry of kind '${kind}' is not accepted for an artifact signature (expected hashedrekord)`, "TLOG_BODY_ERROR");
+    if (kind !== "hashedrekord")
+      throw verifyError(`transparency-log entry of kind '${kind}' is not accepted for an artifact signature (expected hashedrekord)`, "TLOG_BODY_ERROR");
     let body: unknown;
     try {
       body = JSON.parse(entry.canonicalizedBody.toString("utf8"));
@@ -464,7 +468,8 @@ function describeLibraryError(code: string, message: string, cause: unknown): st
     case "CERTIFICATE_ERROR":
       if (/SCT verification failed/.test(message)) return "the certificate's SCT does not verify against a trusted certificate-transparency log";
       if (/expected \d+ SCTs/.test(message)) return `the signing certificate has no verifiable SCT (certificate transparency): ${message}`;
-      if (inner && /not valid or expired/.test(inner)) return "the signing certificate was not valid at the signing time (expired or not yet valid when it was logged/timestamped)";
+      if (inner && /not valid or expired/.test(inner))
+        return "the signing certificate was not valid at the signing time (expired or not yet valid when it was logged/timestamped)";
       if (inner && /certificate path/.test(inner)) return `the signing certificate is not issued by a trusted Sigstore CA (${inner})`;
       if (/Failed to verify certificate chain/.test(message) && !inner) return "no trusted Sigstore CA was valid at the signing time";
       return `signing certificate rejected: ${message}${inner ? ` (${inner})` : ""}`;
@@ -524,7 +529,10 @@ export async function verifyBundle(input: VerifyBundleInput): Promise<VerifiedSi
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw parseError("not a Sigstore bundle (expected a JSON object)");
   if ("dsseEnvelope" in json && (json as { dsseEnvelope?: unknown }).dsseEnvelope != null) {
-    throw parseError("DSSE bundles (attestations) are not accepted for artifacts; expected a message-signature bundle (cosign sign-blob --bundle)", "BUNDLE_DSSE");
+    throw parseError(
+      "DSSE bundles (attestations) are not accepted for artifacts; expected a message-signature bundle (cosign sign-blob --bundle)",
+      "BUNDLE_DSSE",
+    );
   }
   let bundle: Bundle;
   try {
@@ -535,7 +543,10 @@ export async function verifyBundle(input: VerifyBundleInput): Promise<VerifiedSi
     throw parseError(`not a Sigstore bundle (${detail})`, undefined, err);
   }
   if (bundle.content.$case !== "messageSignature") {
-    throw parseError("DSSE bundles (attestations) are not accepted for artifacts; expected a message-signature bundle (cosign sign-blob --bundle)", "BUNDLE_DSSE");
+    throw parseError(
+      "DSSE bundles (attestations) are not accepted for artifacts; expected a message-signature bundle (cosign sign-blob --bundle)",
+      "BUNDLE_DSSE",
+    );
   }
   if (bundle.verificationMaterial.content.$case === "publicKey") {
     throw verifyError("the bundle is signed with a public key, not a Sigstore certificate (key-based signatures are not accepted)", "PUBLIC_KEY_ERROR");

@@ -44,7 +44,9 @@ export class TransactionCorruptError extends Error {
     readonly path: string,
     detail: string,
   ) {
-    super(`update transaction '${path}' is corrupt: ${detail}; inspect it, then run \`cara update --reset-transaction\` (it is kept as transaction.json.reset-<time>)`);
+    super(
+      `update transaction '${path}' is corrupt: ${detail}; inspect it, then run \`cara update --reset-transaction\` (it is kept as transaction.json.reset-<time>)`,
+    );
   }
 }
 
@@ -67,8 +69,10 @@ export function validateTransaction(tx: UpdateTransaction, updatesDir: string): 
   };
   if (typeof tx.id !== "string" || tx.id === "") fail("update transaction id must be a non-empty string");
   if (typeof tx.version !== "string" || tx.version === "") fail("update transaction version cannot be empty");
-  if (!SAFE_COMPONENT.test(tx.version) || tx.version === "." || tx.version === "..") fail(`update transaction version '${tx.version}' is not a safe path component`);
-  if (typeof tx.assetName !== "string" || !SAFE_COMPONENT.test(tx.assetName)) fail(`update transaction assetName '${String(tx.assetName)}' is not a safe file name`);
+  if (!SAFE_COMPONENT.test(tx.version) || tx.version === "." || tx.version === "..")
+    fail(`update transaction version '${tx.version}' is not a safe path component`);
+  if (typeof tx.assetName !== "string" || !SAFE_COMPONENT.test(tx.assetName))
+    fail(`update transaction assetName '${String(tx.assetName)}' is not a safe file name`);
   if (tx.assetName !== `carapace-${tx.version}.tar.gz`) fail(`update transaction assetName '${tx.assetName}' does not match its version '${tx.version}'`);
   if (!(TX_STATES as readonly string[]).includes(tx.state)) fail(`update transaction state '${String(tx.state)}' is unknown`);
   if (!(TX_PHASES as readonly string[]).includes(tx.phase)) fail(`update transaction phase '${String(tx.phase)}' is unknown`);
@@ -80,14 +84,18 @@ export function validateTransaction(tx: UpdateTransaction, updatesDir: string): 
   if (tx.updatedAtMs < tx.startedAtMs) fail("update transaction updated_at_ms predates started_at_ms");
   if (typeof tx.retryable !== "boolean") fail("update transaction retryable must be a boolean");
   const expected = stagedPaths(updatesDir, tx.assetName);
-  if (tx.stagedPath !== null && tx.stagedPath !== expected.staged) fail(`update transaction staged_path '${String(tx.stagedPath)}' does not match expected '${expected.staged}'`);
-  if (tx.bundlePath !== null && tx.bundlePath !== expected.bundle) fail(`update transaction bundle_path '${String(tx.bundlePath)}' does not match expected '${expected.bundle}'`);
-  if (tx.sha256 !== null && (typeof tx.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(tx.sha256))) fail("update transaction sha256 is not a 64-character hex digest");
+  if (tx.stagedPath !== null && tx.stagedPath !== expected.staged)
+    fail(`update transaction staged_path '${String(tx.stagedPath)}' does not match expected '${expected.staged}'`);
+  if (tx.bundlePath !== null && tx.bundlePath !== expected.bundle)
+    fail(`update transaction bundle_path '${String(tx.bundlePath)}' does not match expected '${expected.bundle}'`);
+  if (tx.sha256 !== null && (typeof tx.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(tx.sha256)))
+    fail("update transaction sha256 is not a 64-character hex digest");
   if (tx.lastError !== null && typeof tx.lastError !== "string") fail("update transaction lastError must be a string or null");
   for (const key of ["applyConfirmedUntilMs", "nextAttemptAtMs"] as const) {
     if (tx[key] !== undefined && !isCount(tx[key])) fail(`update transaction ${key} must be Unix milliseconds`);
   }
-  if (tx.failedPhase !== undefined && !(TX_PHASES as readonly string[]).includes(tx.failedPhase)) fail(`update transaction failedPhase '${String(tx.failedPhase)}' is unknown`);
+  if (tx.failedPhase !== undefined && !(TX_PHASES as readonly string[]).includes(tx.failedPhase))
+    fail(`update transaction failedPhase '${String(tx.failedPhase)}' is unknown`);
 }
 
 /** Reads a small regular file without following a symlink; undefined when absent. */

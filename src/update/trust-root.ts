@@ -171,7 +171,10 @@ export async function refreshTrustedRoot(o: Omit<TufSettings, "refresh"> & { dir
 }
 
 /** Where the next verification's root comes from, without reading or refreshing it (for status). */
-export async function trustedRootLocation(settings: UpdateSettings, updatesDir: string): Promise<{ origin: TrustedRootOrigin; path: string; refreshedAtMs?: number }> {
+export async function trustedRootLocation(
+  settings: UpdateSettings,
+  updatesDir: string,
+): Promise<{ origin: TrustedRootOrigin; path: string; refreshedAtMs?: number }> {
   if (settings.trustedRootPath !== undefined) return { origin: "configured", path: settings.trustedRootPath };
   if (settings.tuf !== undefined) {
     const dest = refreshedRootPath(await tufDir(updatesDir, settings.tuf));
@@ -189,7 +192,11 @@ export async function trustedRootLocation(settings: UpdateSettings, updatesDir: 
  */
 export async function resolveTrustedRoot(settings: UpdateSettings, updatesDir: string, opts: { refresh: boolean }): Promise<ResolvedTrustedRoot> {
   if (settings.trustedRootPath !== undefined) return { source: await loadTrustedRoot(settings.trustedRootPath), origin: "configured" };
-  const pinned = async (refresh?: RefreshResult): Promise<ResolvedTrustedRoot> => ({ source: await loadTrustedRoot(defaultTrustedRootPath()), origin: "pinned", ...(refresh ? { refresh } : {}) });
+  const pinned = async (refresh?: RefreshResult): Promise<ResolvedTrustedRoot> => ({
+    source: await loadTrustedRoot(defaultTrustedRootPath()),
+    origin: "pinned",
+    ...(refresh ? { refresh } : {}),
+  });
   if (settings.tuf === undefined) return pinned();
   const dir = await tufDir(updatesDir, settings.tuf);
   const refresh = opts.refresh && settings.tuf.refresh ? await refreshTrustedRoot({ ...settings.tuf, dir }) : undefined;

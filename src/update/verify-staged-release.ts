@@ -49,6 +49,7 @@ export async function verifyStagedRelease(staged: StagedRelease, settings: Updat
   } catch (err) {
     throw runFailure((err as Error).message, false, "verified");
   }
-  if (listed !== staged.sha256) throw runFailure(`SHA-256 mismatch: SHA256SUMS.txt lists ${listed} for ${staged.assetName}, the artifact is ${staged.sha256}`, false, "verified");
+  if (listed !== staged.sha256)
+    throw runFailure(`SHA-256 mismatch: SHA256SUMS.txt lists ${listed} for ${staged.assetName}, the artifact is ${staged.sha256}`, false, "verified");
   return signed;
 }

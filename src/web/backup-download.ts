@@ -32,7 +32,10 @@ interface WritableFile {
   close(): Promise<void>;
   abort(): Promise<void>;
 }
-type SavePicker = (options: { suggestedName: string; types?: { description: string; accept: Record<string, string[]> }[] }) => Promise<{ createWritable(): Promise<WritableFile> }>;
+type SavePicker = (options: {
+  suggestedName: string;
+  types?: { description: string; accept: Record<string, string[]> }[];
+}) => Promise<{ createWritable(): Promise<WritableFile> }>;
 
 export class DownloadCancelled extends Error {}
 
@@ -79,7 +82,10 @@ function blobSink(name: string): Sink {
 
 /** `carapace-backup-20260102T030405Z.tar.gz`, like `cara backup`'s default name. */
 export function backupFileName(now = new Date()): string {
-  return `carapace-backup-${now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}.tar.gz`;
+  return `carapace-backup-${now
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z")}.tar.gz`;
 }
 
 /** Streams a new backup into a file; resolves with the final state (size and SHA-256 checked). */

@@ -33,7 +33,14 @@ export function describe(err: unknown): Problem {
       return { text: `Token rejected: ${e.rawMessage}`, code: e.code };
     case Code.ResourceExhausted: {
       const wait = retryAfter(e);
-      return { text: wait !== undefined && /authentication/.test(e.rawMessage) ? `Too many failed sign-in attempts: wrong tokens are refused for ${wait} s more (the right token is still accepted).` : e.rawMessage, code: e.code, ...(wait !== undefined ? { retryAfterS: wait } : {}) };
+      return {
+        text:
+          wait !== undefined && /authentication/.test(e.rawMessage)
+            ? `Too many failed sign-in attempts: wrong tokens are refused for ${wait} s more (the right token is still accepted).`
+            : e.rawMessage,
+        code: e.code,
+        ...(wait !== undefined ? { retryAfterS: wait } : {}),
+      };
     }
     case Code.DeadlineExceeded:
       return { text: "cara did not answer within 30 s; check the server's logs.", code: e.code };

@@ -17,7 +17,8 @@ export function parseRoute(path: string): Route {
   if (page === "logs" && !arg) return { page: "logs" };
   if (page === "backups" && !arg) return { page: "backups" };
   if (page === "update" && !arg) return { page: "update" };
-  if (page === "tasks" && parts.length <= 3) return arg === "new" ? { page: "tasks", create: true } : arg ? { page: "tasks", id: decodeURIComponent(arg) } : { page: "tasks" };
+  if (page === "tasks" && parts.length <= 3)
+    return arg === "new" ? { page: "tasks", create: true } : arg ? { page: "tasks", id: decodeURIComponent(arg) } : { page: "tasks" };
   return { page: "missing", path };
 }
 

@@ -8,7 +8,12 @@ import { problemKindNames } from "./backup.js";
 const problemKind = (p: Problem) => problemKindNames.toWire(p.kind);
 
 /** BackupManifestSummary of a manifest (with the archive's hash and size when it was read whole). */
-export function manifestSummary(m: Manifest, foreign: boolean, signedBy: { previous: boolean } | undefined, archive?: { sha256?: string | undefined; bytes?: number | undefined }) {
+export function manifestSummary(
+  m: Manifest,
+  foreign: boolean,
+  signedBy: { previous: boolean } | undefined,
+  archive?: { sha256?: string | undefined; bytes?: number | undefined },
+) {
   return {
     formatVersion: m.formatVersion,
     caraVersion: m.caraVersion,
@@ -33,11 +38,19 @@ export function inspectAnswer(res: ReadBackupResult, includeFiles: boolean) {
       ok: res.ok && !res.foreign,
       problems: [
         ...res.problems.map((p) => ({ kind: problemKind(p), path: p.path, message: p.message })),
-        ...(res.foreign && res.ok ? [{ kind: BackupProblemKind.FOREIGN, path: "manifest.json", message: "the manifest's HMAC does not match this deployment's server secret: the backup was made by another deployment (or the manifest was changed)" }] : []),
+        ...(res.foreign && res.ok
+          ? [
+              {
+                kind: BackupProblemKind.FOREIGN,
+                path: "manifest.json",
+                message:
+                  "the manifest's HMAC does not match this deployment's server secret: the backup was made by another deployment (or the manifest was changed)",
+              },
+            ]
+          : []),
       ],
       problemsTruncated: res.problemsTruncated,
     },
     files: includeFiles ? res.files.map((f) => ({ path: f.path, size: BigInt(f.size), mode: f.mode, sha256: f.sha256 })) : [],
   };
 }
-

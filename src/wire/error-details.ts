@@ -35,7 +35,8 @@ export function rpcError(message: string, code: Code, facts: ErrorFacts, metadat
     { desc: ErrorInfoSchema, value: { reason: facts.reason, domain: ERROR_DOMAIN, metadata: facts.metadata ?? {} } },
   ];
   if (facts.fieldViolations && facts.fieldViolations.length > 0) details.push({ desc: BadRequestSchema, value: { fieldViolations: facts.fieldViolations } });
-  if (facts.retryAfterMs !== undefined) details.push({ desc: RetryInfoSchema, value: { retryDelay: durationFromMs(Math.max(0, Math.round(facts.retryAfterMs))) } });
+  if (facts.retryAfterMs !== undefined)
+    details.push({ desc: RetryInfoSchema, value: { retryDelay: durationFromMs(Math.max(0, Math.round(facts.retryAfterMs))) } });
   return new ConnectError(message, code, metadata, details);
 }
 
@@ -74,4 +75,3 @@ export function retryDelayMsOf(err: unknown): number | undefined {
 export function invalidField(message: string, reason: string, field: string | undefined, description = message): ConnectError {
   return rpcError(message, Code.InvalidArgument, { reason, ...(field ? { fieldViolations: [{ field, description }] } : {}) });
 }
-

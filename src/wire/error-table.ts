@@ -5,7 +5,7 @@
  * when to retry (RetryInfo). The first row that matches decides; messages are the domain's own
  * (already written for people) unless a row says otherwise. Nothing looks at message text.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import { type Code, ConnectError } from "@connectrpc/connect";
 import { rpcError } from "./error-details.js";
 
 /** What one kind of domain error becomes on the wire. */

@@ -1,5 +1,14 @@
 /** Names of the ops API's enums (see enum-names.ts for the rule). */
-import { CheckStatusSchema, DoctorStepStatusSchema, LogLevelSchema, OverallStatusSchema, type CheckStatus, type DoctorStepStatus, type LogLevel, type OverallStatus } from "../../gen/carapace/ops/v1/ops_pb.js";
+import {
+  CheckStatusSchema,
+  DoctorStepStatusSchema,
+  LogLevelSchema,
+  OverallStatusSchema,
+  type CheckStatus,
+  type DoctorStepStatus,
+  type LogLevel,
+  type OverallStatus,
+} from "../../gen/carapace/ops/v1/ops_pb.js";
 import { EnumNames } from "./enum-names.js";
 
 /** trace, debug, info, warn, error, fatal */

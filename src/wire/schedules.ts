@@ -1,5 +1,11 @@
 /** Names of the schedules API's enums (see enum-names.ts for the rule), and how an interval rule is written. */
-import { OverlapPolicySchema, ScheduleRunOutcomeSchema, type OverlapPolicy, type Schedule, type ScheduleRunOutcome } from "../../gen/carapace/tasks/v1/schedules_pb.js";
+import {
+  OverlapPolicySchema,
+  ScheduleRunOutcomeSchema,
+  type OverlapPolicy,
+  type Schedule,
+  type ScheduleRunOutcome,
+} from "../../gen/carapace/tasks/v1/schedules_pb.js";
 import { EnumNames } from "./enum-names.js";
 
 /** skip, allow */

@@ -49,7 +49,10 @@ async function fixture() {
 
 test("problem kinds map 1:1 to the proto enum", () => {
   const protoNames = Object.keys(BackupProblemKind).filter((k) => Number.isNaN(Number(k)) && k !== "UNSPECIFIED");
-  assert.deepEqual(PROBLEM_KINDS.map((k) => k.toUpperCase()), protoNames);
+  assert.deepEqual(
+    PROBLEM_KINDS.map((k) => k.toUpperCase()),
+    protoNames,
+  );
   assert.equal(COMPRESSION_LEVEL, 6);
 });
 
@@ -92,7 +95,10 @@ test("round trip: staged files are byte-identical and private (0600) whatever mo
     assert.equal((await stat(join(staging, dir))).mode & 0o777, 0o700, dir);
   }
   // Nothing else was written next to the staging dir.
-  assert.deepEqual((await tree(root)).filter((p) => !/\/./.test(p)), ["backup.tar.gz", "staging/", "state/"]);
+  assert.deepEqual(
+    (await tree(root)).filter((p) => !/\/./.test(p)),
+    ["backup.tar.gz", "staging/", "state/"],
+  );
 });
 
 test("archive layout: marker first (0644), manifest second, uid/gid 0, no user names; system tar reads it", async () => {
@@ -109,7 +115,10 @@ test("archive layout: marker first (0644), manifest second, uid/gid 0, no user n
   assert.match(listing[1]!, /^-rw-r--r-- 0\/0 +\d+ .* manifest\.json$/);
   assert.match(listing.find((l) => l.endsWith("tasks/queue.journal"))!, /^-rw-r--r-- 0\/0 /);
   assert.match(listing.find((l) => l.endsWith("memory/large.bin"))!, /^-r-------- 0\/0 /);
-  assert.ok(listing.some((l) => l.includes("naïve-ünïcödé")), "long unicode path via pax");
+  assert.ok(
+    listing.some((l) => l.includes("naïve-ünïcödé")),
+    "long unicode path via pax",
+  );
   const names = execFileSync("tar", ["-tvzf", archive], { encoding: "utf8" });
   assert.doesNotMatch(names, /root|[a-z]+\/[a-z]+ +\d/);
   assert.equal(listing.length, written.manifest.files.length + 2);
@@ -176,7 +185,9 @@ test("foreign archive: FOREIGN unless allowForeign; entries are still checked", 
 test("a flipped byte in any file entry is a HASH_MISMATCH naming it", async () => {
   const { bytes } = await fixture();
   const tar = gunzip(bytes);
-  const spans = walkTar(tar).slice(2).filter((s) => s.size > 0);
+  const spans = walkTar(tar)
+    .slice(2)
+    .filter((s) => s.size > 0);
   assert.ok(spans.length >= 9);
   for (const span of spans) {
     const copy = Buffer.from(tar);
@@ -221,17 +232,20 @@ test("a changed manifest fails the HMAC, even when it matches changed content", 
   entry.sha256 = sha256(evil);
   const newManifest = Buffer.from(JSON.stringify(manifest));
   const header = Buffer.from(tar.subarray(manifestSpan.start, manifestSpan.dataStart));
-  header.write(newManifest.length.toString(8).padStart(11, "0") + "\0", 124, "latin1");
+  header.write(`${newManifest.length.toString(8).padStart(11, "0")}\0`, 124, "latin1");
   header.fill(0x20, 148, 156);
   let sum = 0;
   for (const b of header) sum += b;
-  header.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
+  header.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "latin1");
   const pad = Buffer.alloc((512 - (newManifest.length % 512)) % 512);
   const body = Buffer.from(tar.subarray(manifestSpan.end));
   evil.copy(body, q.dataStart - manifestSpan.end);
   const forged = Buffer.concat([tar.subarray(0, manifestSpan.start), header, newManifest, pad, body]);
   const result = await readBuffer(gzipSync(forged));
-  assert.deepEqual(result.problems.map((p) => p.kind), ["foreign"]);
+  assert.deepEqual(
+    result.problems.map((p) => p.kind),
+    ["foreign"],
+  );
   assert.equal(result.foreign, true);
 });
 
@@ -253,7 +267,10 @@ test("state changed between the passes fails the backup", async () => {
     writeBackupArchive({ stateDir: state, files: listing.files, secret: SECRET, caraVersion: "0.1.0", output, readFile: readFileHook }),
     (err: unknown) => {
       assert.ok(err instanceof StateChangedError);
-      assert.equal(err.message, "state changed during backup: tasks/queue.json changed between the hashing and the writing pass; writers must stay paused while a backup is written");
+      assert.equal(
+        err.message,
+        "state changed during backup: tasks/queue.json changed between the hashing and the writing pass; writers must stay paused while a backup is written",
+      );
       return true;
     },
   );
@@ -279,7 +296,8 @@ test("the writer refuses a file over the per-file limit before writing anything"
   output.on("data", (c: Buffer) => (wrote += c.length));
   await assert.rejects(
     writeBackupArchive({ stateDir: state, files: listing.files, secret: SECRET, caraVersion: "0.1.0", output, limits: { maxFileBytes: 1024 * 1024 } }),
-    (err: unknown) => err instanceof BackupTooLargeError && err.message === "cannot back up memory/large.bin: it is 1843200 bytes, over the 1 MiB per-file limit of a backup",
+    (err: unknown) =>
+      err instanceof BackupTooLargeError && err.message === "cannot back up memory/large.bin: it is 1843200 bytes, over the 1 MiB per-file limit of a backup",
   );
   assert.equal(wrote, 0);
 });
@@ -337,7 +355,10 @@ test("staging with fsync (a restore): every file byte-identical and 0600, whatev
   assert.equal(result.ok, true);
   assert.equal(result.files.length, Object.keys(files).length);
   const sizes = result.files.map((f) => f.size);
-  assert.ok(sizes.some((n) => n <= 256 * 1024) && sizes.some((n) => n > 256 * 1024 && n <= 1024 * 1024) && sizes.some((n) => n > 1024 * 1024), "small, medium and large files");
+  assert.ok(
+    sizes.some((n) => n <= 256 * 1024) && sizes.some((n) => n > 256 * 1024 && n <= 1024 * 1024) && sizes.some((n) => n > 1024 * 1024),
+    "small, medium and large files",
+  );
   for (const f of result.files) {
     const rel = f.path === "config/config.json" ? "config.json" : f.path === "usage/usage.json" ? "usage.json" : f.path;
     assert.deepEqual(await readFile(f.stagedPath!), files[rel]!.content, f.path);
@@ -358,7 +379,9 @@ test("an output that fails mid-archive fails the backup with its error (no hang,
       cb(received > 1024 ? new Error("disk full (test)") : null);
     },
   });
-  await assert.rejects(writeBackupArchive({ stateDir: state, files: listing.files, secret: SECRET, caraVersion: "0.1.0", output }), { message: "disk full (test)" });
+  await assert.rejects(writeBackupArchive({ stateDir: state, files: listing.files, secret: SECRET, caraVersion: "0.1.0", output }), {
+    message: "disk full (test)",
+  });
   assert.equal(output.destroyed, true);
   assert.ok(received > 1024);
 });

@@ -14,7 +14,7 @@ export const OTHER_SECRET = "another-deployment-secret-0123456789-abcdefghij";
 export const CREATED = "2026-01-02T03:04:05.678Z";
 
 function octal(n: number, width: number): string {
-  return n.toString(8).padStart(width - 1, "0") + "\0";
+  return `${n.toString(8).padStart(width - 1, "0")}\0`;
 }
 
 export interface RawEntry {
@@ -49,7 +49,7 @@ export function rawHeader(e: RawEntry & { size: number }): Buffer {
   let sum = 0;
   for (const b of block) sum += b;
   if (e.badChecksum) sum += 1;
-  block.write(octal(sum, 7) + " ", 148, "latin1");
+  block.write(`${octal(sum, 7)} `, 148, "latin1");
   return block;
 }
 

@@ -27,7 +27,16 @@ async function bigState(): Promise<string> {
 
 async function archiveOf(state: string, file: string, secret = SECRET, now = new Date("2026-02-03T04:05:06.000Z")): Promise<Buffer> {
   const listing = await listStateFiles(state);
-  await writeBackupArchive({ stateDir: state, files: listing.files, sections: listing.sections, secret, caraVersion: "9.8.7", host: "h", now, output: createWriteStream(file) });
+  await writeBackupArchive({
+    stateDir: state,
+    files: listing.files,
+    sections: listing.sections,
+    secret,
+    caraVersion: "9.8.7",
+    host: "h",
+    now,
+    output: createWriteStream(file),
+  });
   return readFile(file);
 }
 
@@ -56,7 +65,10 @@ test("headOnly reads the marker and manifest and stops: the rest of the archive 
   const head = await readBackupArchive(stream, { secret: SECRET, headOnly: true });
   assert.equal(head.ok, true);
   assert.deepEqual(head.problems, []);
-  assert.deepEqual(head.manifest?.sections.map((s) => s.name), ["config", "sessions", "memory"]);
+  assert.deepEqual(
+    head.manifest?.sections.map((s) => s.name),
+    ["config", "sessions", "memory"],
+  );
   assert.equal(head.manifest?.caraVersion, "9.8.7");
   assert.equal(head.manifest?.createdAt, "2026-02-03T04:05:06.000Z");
   assert.deepEqual(head.files, []);
@@ -67,15 +79,24 @@ test("headOnly reads the marker and manifest and stops: the rest of the archive 
   const cut = bytes.subarray(0, Math.floor(bytes.length / 2));
   const headOfCut = await readBackupArchive(streamOf(cut), { secret: SECRET, headOnly: true });
   assert.equal(headOfCut.ok, true);
-  assert.deepEqual(headOfCut.manifest?.sections.map((s) => s.name), ["config", "sessions", "memory"]);
+  assert.deepEqual(
+    headOfCut.manifest?.sections.map((s) => s.name),
+    ["config", "sessions", "memory"],
+  );
   const full = await readBackupArchive(streamOf(cut), { secret: SECRET });
   assert.equal(full.ok, false);
-  assert.deepEqual(full.problems.map((p) => p.message), ["archive is truncated: the gzip stream ends early"]);
+  assert.deepEqual(
+    full.problems.map((p) => p.message),
+    ["archive is truncated: the gzip stream ends early"],
+  );
 
   // Another deployment's archive: readable, flagged foreign (a problem unless allowForeign).
   const other = await readBackupArchive(streamOf(bytes), { secret: OTHER_SECRET, headOnly: true });
   assert.equal(other.foreign, true);
-  assert.deepEqual(other.problems.map((p) => p.kind), ["foreign"]);
+  assert.deepEqual(
+    other.problems.map((p) => p.kind),
+    ["foreign"],
+  );
   const otherAllowed = await readBackupArchive(streamOf(bytes), { secret: OTHER_SECRET, headOnly: true, allowForeign: true });
   assert.equal(otherAllowed.ok, true);
   assert.equal(otherAllowed.foreign, true);
@@ -106,12 +127,47 @@ test("list: sections from each archive's head, newest first; unreadable archives
   const manager = new BackupManager({ stateDir: state, backupsDir: backups, secret: SECRET, caraVersion: "0.1.0", writers });
   const list = await manager.list();
   assert.deepEqual(
-    list.map((b) => ({ name: b.name, createdAt: (b.createdAt ?? b.mtime).toISOString(), sections: b.sections, caraVersion: b.caraVersion, error: b.error, origin: backupOrigin(b.name) })),
+    list.map((b) => ({
+      name: b.name,
+      createdAt: (b.createdAt ?? b.mtime).toISOString(),
+      sections: b.sections,
+      caraVersion: b.caraVersion,
+      error: b.error,
+      origin: backupOrigin(b.name),
+    })),
     [
-      { name: "pre-restore-20260102T000000Z-bbbb.tar.gz", createdAt: "2026-01-02T00:00:00.000Z", sections: ["config", "sessions", "memory"], caraVersion: "9.8.7", error: undefined, origin: "pre-restore" },
-      { name: "pre-update-20251231T000000Z-cccc.tar.gz", createdAt: "2026-01-01T00:00:00.000Z", sections: ["config", "sessions", "memory"], caraVersion: "9.8.7", error: undefined, origin: "pre-update" },
-      { name: "scheduled-20260101T000000Z-aaaa.tar.gz", createdAt: "2026-01-01T00:00:00.000Z", sections: ["config", "sessions", "memory"], caraVersion: "9.8.7", error: undefined, origin: "task" },
-      { name: "copied-in.tar.gz", createdAt: "2025-06-01T00:00:00.000Z", sections: undefined, caraVersion: undefined, error: "archive is not a gzip file (a cara backup is a .tar.gz)", origin: "other" },
+      {
+        name: "pre-restore-20260102T000000Z-bbbb.tar.gz",
+        createdAt: "2026-01-02T00:00:00.000Z",
+        sections: ["config", "sessions", "memory"],
+        caraVersion: "9.8.7",
+        error: undefined,
+        origin: "pre-restore",
+      },
+      {
+        name: "pre-update-20251231T000000Z-cccc.tar.gz",
+        createdAt: "2026-01-01T00:00:00.000Z",
+        sections: ["config", "sessions", "memory"],
+        caraVersion: "9.8.7",
+        error: undefined,
+        origin: "pre-update",
+      },
+      {
+        name: "scheduled-20260101T000000Z-aaaa.tar.gz",
+        createdAt: "2026-01-01T00:00:00.000Z",
+        sections: ["config", "sessions", "memory"],
+        caraVersion: "9.8.7",
+        error: undefined,
+        origin: "task",
+      },
+      {
+        name: "copied-in.tar.gz",
+        createdAt: "2025-06-01T00:00:00.000Z",
+        sections: undefined,
+        caraVersion: undefined,
+        error: "archive is not a gzip file (a cara backup is a .tar.gz)",
+        origin: "other",
+      },
       { name: "empty.tar.gz", createdAt: "2025-05-01T00:00:00.000Z", sections: undefined, caraVersion: undefined, error: "archive is empty", origin: "other" },
     ],
   );

@@ -32,7 +32,11 @@ async function refuse(archive: Buffer | ((root: string) => Buffer), limits: Part
   await mkdir(staging, { mode: 0o700 });
   const bytes = typeof archive === "function" ? archive(root) : archive;
   const result = await readBackupArchive(streamOf(bytes), { secret: SECRET, stagingDir: staging, limits });
-  assert.deepEqual(await tree(root, ""), (await tree(root)).filter((p) => p === "staging/" || p.startsWith("staging/")), "nothing outside staging");
+  assert.deepEqual(
+    await tree(root, ""),
+    (await tree(root)).filter((p) => p === "staging/" || p.startsWith("staging/")),
+    "nothing outside staging",
+  );
   assert.equal(result.ok, false);
   return { ...result, root };
 }
@@ -70,10 +74,7 @@ test("'..' hidden in a pax path and in a GNU long name", async () => {
 
 test("symlink entry, and a file through it", async () => {
   const r = await refuse((root) =>
-    maliciousArchive([
-      entryBlocks({ name: "tasks/link", type: "2", linkname: root }),
-      entryBlocks({ name: "tasks/link/pwned", content: "owned" }),
-    ]),
+    maliciousArchive([entryBlocks({ name: "tasks/link", type: "2", linkname: root }), entryBlocks({ name: "tasks/link/pwned", content: "owned" })]),
   );
   assert.deepEqual(r.problems, [
     { kind: "unsafe_type", path: "tasks/link", message: `entry 'tasks/link' is a symbolic link (to '${r.root}'); only regular files are allowed` },
@@ -107,7 +108,10 @@ test("duplicate path", async () => {
   only(marker, { kind: "duplicate_path", path: ".carapace-backup", message: "entry '.carapace-backup' appears more than once" });
   // A directory and a file at one path, in either order, are duplicates too.
   const dirThenFile = await refuse(
-    maliciousArchive([entryBlocks({ name: "sessions/a/", type: "5" }), entryBlocks({ name: "sessions/a", content: "x" })], [{ path: "sessions/a", content: "x" }]),
+    maliciousArchive(
+      [entryBlocks({ name: "sessions/a/", type: "5" }), entryBlocks({ name: "sessions/a", content: "x" })],
+      [{ path: "sessions/a", content: "x" }],
+    ),
   );
   assert.deepEqual(dirThenFile.problems[0], { kind: "duplicate_path", path: "sessions/a", message: "entry 'sessions/a' appears more than once" });
   const fileThenDir = await refuse(maliciousArchive([entryBlocks({ name: "tasks/queue.json/", type: "5" })]));
@@ -115,16 +119,14 @@ test("duplicate path", async () => {
 });
 
 test("paths outside the sections", async () => {
-  const all = [
-    "evil/x",
-    "auth/token",
-    "config/other.json",
-    "usage/extra",
-    "top-level",
-  ];
+  const all = ["evil/x", "auth/token", "config/other.json", "usage/extra", "top-level"];
   for (const name of all) {
     const r = await refuse(maliciousArchive([entryBlocks({ name, content: "x" })]));
-    only(r, { kind: "outside_sections", path: name, message: `entry '${name}' is outside every backup section (config, tasks, sessions, memory, cron, usage)` });
+    only(r, {
+      kind: "outside_sections",
+      path: name,
+      message: `entry '${name}' is outside every backup section (config, tasks, sessions, memory, cron, usage)`,
+    });
   }
   const dir = await refuse(maliciousArchive([entryBlocks({ name: "evil/", type: "5" })]));
   only(dir, { kind: "outside_sections", path: "evil/", message: "directory entry 'evil/' is outside every backup section" });
@@ -243,14 +245,22 @@ test("marker missing, malformed or from a newer format", async () => {
     path: "tasks/queue.json",
     message: "archive does not start with the '.carapace-backup' marker (first entry is 'tasks/queue.json'): not a cara backup",
   });
-  const v2 = Buffer.concat([entryBlocks({ name: ".carapace-backup", content: `carapace-backup v2\ncreated=${CREATED}\n` }), backupBlocks(LEGIT).subarray(1024), END]);
+  const v2 = Buffer.concat([
+    entryBlocks({ name: ".carapace-backup", content: `carapace-backup v2\ncreated=${CREATED}\n` }),
+    backupBlocks(LEGIT).subarray(1024),
+    END,
+  ]);
   only(await refuse(gzipSync(v2)), {
     kind: "version_unsupported",
     path: ".carapace-backup",
     message: "marker says backup format v2, newer than this cara understands (v1); upgrade cara to read this backup",
   });
   const symlinkMarker = Buffer.concat([entryBlocks({ name: ".carapace-backup", type: "2", linkname: "/etc/passwd" }), backupBlocks(LEGIT).subarray(1024), END]);
-  only(await refuse(gzipSync(symlinkMarker)), { kind: "marker_invalid", path: ".carapace-backup", message: "marker '.carapace-backup' is a symbolic link, not a regular file" });
+  only(await refuse(gzipSync(symlinkMarker)), {
+    kind: "marker_invalid",
+    path: ".carapace-backup",
+    message: "marker '.carapace-backup' is a symbolic link, not a regular file",
+  });
   only(await refuse(gzipSync(END)), {
     kind: "manifest_invalid",
     path: "",
@@ -311,10 +321,18 @@ test("staging stops at the first problem; staged files stay inside staging", asy
   const staging = join(root, "staging");
   await mkdir(staging);
   const r = await readBackupArchive(
-    streamOf(maliciousArchive([entryBlocks({ name: "tasks/../../x", content: "x" }), entryBlocks({ name: "tasks/after", content: "y" })], [{ path: "tasks/after", content: "y" }])),
+    streamOf(
+      maliciousArchive(
+        [entryBlocks({ name: "tasks/../../x", content: "x" }), entryBlocks({ name: "tasks/after", content: "y" })],
+        [{ path: "tasks/after", content: "y" }],
+      ),
+    ),
     { secret: SECRET, stagingDir: staging },
   );
-  assert.deepEqual(r.problems.map((p) => p.kind), ["unsafe_path"]);
+  assert.deepEqual(
+    r.problems.map((p) => p.kind),
+    ["unsafe_path"],
+  );
   // The legit files before the problem were staged; the one after it was verified but not staged.
   assert.deepEqual(await tree(staging), ["config/", "config/config.json", "tasks/", "tasks/queue.json"]);
   assert.equal(r.files.find((f) => f.path === "tasks/after")?.stagedPath, undefined);

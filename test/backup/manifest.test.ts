@@ -1,7 +1,17 @@
 import assert from "node:assert/strict";
 import { createHmac, hkdfSync } from "node:crypto";
 import { test } from "node:test";
-import { canonicalJson, deriveKey, findSigningKey, keyIdOf, manifestKey, parseManifest, signManifest, verifyManifestHmac, type Manifest } from "../../src/backup/manifest.js";
+import {
+  canonicalJson,
+  deriveKey,
+  findSigningKey,
+  keyIdOf,
+  manifestKey,
+  parseManifest,
+  signManifest,
+  verifyManifestHmac,
+  type Manifest,
+} from "../../src/backup/manifest.js";
 import { OTHER_SECRET, SECRET, manifestFor, sha256 } from "./fixtures.js";
 
 test("deriveKey is HKDF-SHA256(secret, salt 'carapace', info purpose), 32 bytes", () => {
@@ -53,16 +63,29 @@ test("key id: derived from the signing key, covered by the HMAC; a manifest with
   assert.ok(parsed.ok);
   assert.equal(parsed.manifest.keyId, undefined);
   assert.equal(findSigningKey(parsed.manifest, [manifestKey(OTHER_SECRET), key]), key);
-  assert.equal(invalid((x) => (x.keyId = "XYZ")), "manifest.json is invalid: 'keyId' must be 16 lowercase hex digits");
-  assert.equal(invalid((x) => delete x.keyId), "manifest.json is invalid: the manifest has no 'keyId'");
-  assert.equal(invalid((x) => (x.formatVersion = 1)), "manifest.json is invalid: 'keyId' is not part of format version 1");
+  assert.equal(
+    invalid((x) => (x.keyId = "XYZ")),
+    "manifest.json is invalid: 'keyId' must be 16 lowercase hex digits",
+  );
+  assert.equal(
+    invalid((x) => delete x.keyId),
+    "manifest.json is invalid: the manifest has no 'keyId'",
+  );
+  assert.equal(
+    invalid((x) => (x.formatVersion = 1)),
+    "manifest.json is invalid: 'keyId' is not part of format version 1",
+  );
 });
 
 function invalid(mutate: (m: Record<string, any>) => void): string {
-  const m = JSON.parse(JSON.stringify(manifestFor([
-    { path: "tasks/queue.json", content: "{}" },
-    { path: "sessions/a/b.jsonl", content: "x\n" },
-  ]))) as Record<string, any>;
+  const m = JSON.parse(
+    JSON.stringify(
+      manifestFor([
+        { path: "tasks/queue.json", content: "{}" },
+        { path: "sessions/a/b.jsonl", content: "x\n" },
+      ]),
+    ),
+  ) as Record<string, any>;
   mutate(m);
   const r = parseManifest(JSON.stringify(m));
   assert.equal(r.ok, false);
@@ -72,43 +95,112 @@ function invalid(mutate: (m: Record<string, any>) => void): string {
 }
 
 test("parseManifest accepts a valid manifest", () => {
-  const m = manifestFor([{ path: "tasks/queue.json", content: "{}" }, { path: "config/config.json", content: "{}" }]);
+  const m = manifestFor([
+    { path: "tasks/queue.json", content: "{}" },
+    { path: "config/config.json", content: "{}" },
+  ]);
   const r = parseManifest(Buffer.from(JSON.stringify(m)));
   assert.deepEqual(r, { ok: true, manifest: m as Manifest });
 });
 
 test("parseManifest rejects invalid manifests with a message naming the field", () => {
   const p = "manifest.json is invalid: ";
-  assert.equal(invalid((m) => (m.format = "tar")), `${p}'format' must be "carapace-backup"`);
-  assert.equal(invalid((m) => (m.formatVersion = 0)), `${p}'formatVersion' must be a positive integer`);
-  assert.equal(invalid((m) => (m.extra = 1)), `${p}the manifest has an unknown field 'extra'`);
-  assert.equal(invalid((m) => delete m.host), `${p}the manifest has no 'host'`);
-  assert.equal(invalid((m) => (m.createdAt = "yesterday")), `${p}'createdAt' must be an ISO 8601 UTC time`);
-  assert.equal(invalid((m) => (m.caraVersion = 7)), `${p}'caraVersion' must be a string`);
-  assert.equal(invalid((m) => (m.host = "a\nb")), `${p}'host' has a control character`);
-  assert.equal(invalid((m) => (m.hmac = "ABC")), `${p}'hmac' must be 64 lowercase hex digits`);
-  assert.equal(invalid((m) => (m.files[0].path = "tasks/../../x")), `${p}files[0].path 'tasks/../../x' escapes the state directory`);
-  assert.equal(invalid((m) => (m.files[0].path = "/etc/passwd")), `${p}files[0].path '/etc/passwd' is an absolute path`);
-  assert.equal(invalid((m) => (m.files[0].path = "tasks/a\u0000b")), `${p}files[0].path 'tasks/a\\0b' has a NUL character in its name`);
-  assert.equal(invalid((m) => (m.files[0].path = "evil/x")), `${p}files[0].path 'evil/x' is outside every backup section`);
-  assert.equal(invalid((m) => (m.files[1].path = "tasks/queue.json")), `${p}'tasks/queue.json' is listed twice`);
+  assert.equal(
+    invalid((m) => (m.format = "tar")),
+    `${p}'format' must be "carapace-backup"`,
+  );
+  assert.equal(
+    invalid((m) => (m.formatVersion = 0)),
+    `${p}'formatVersion' must be a positive integer`,
+  );
+  assert.equal(
+    invalid((m) => (m.extra = 1)),
+    `${p}the manifest has an unknown field 'extra'`,
+  );
+  assert.equal(
+    invalid((m) => delete m.host),
+    `${p}the manifest has no 'host'`,
+  );
+  assert.equal(
+    invalid((m) => (m.createdAt = "yesterday")),
+    `${p}'createdAt' must be an ISO 8601 UTC time`,
+  );
+  assert.equal(
+    invalid((m) => (m.caraVersion = 7)),
+    `${p}'caraVersion' must be a string`,
+  );
+  assert.equal(
+    invalid((m) => (m.host = "a\nb")),
+    `${p}'host' has a control character`,
+  );
+  assert.equal(
+    invalid((m) => (m.hmac = "ABC")),
+    `${p}'hmac' must be 64 lowercase hex digits`,
+  );
+  assert.equal(
+    invalid((m) => (m.files[0].path = "tasks/../../x")),
+    `${p}files[0].path 'tasks/../../x' escapes the state directory`,
+  );
+  assert.equal(
+    invalid((m) => (m.files[0].path = "/etc/passwd")),
+    `${p}files[0].path '/etc/passwd' is an absolute path`,
+  );
+  assert.equal(
+    invalid((m) => (m.files[0].path = "tasks/a\u0000b")),
+    `${p}files[0].path 'tasks/a\\0b' has a NUL character in its name`,
+  );
+  assert.equal(
+    invalid((m) => (m.files[0].path = "evil/x")),
+    `${p}files[0].path 'evil/x' is outside every backup section`,
+  );
+  assert.equal(
+    invalid((m) => (m.files[1].path = "tasks/queue.json")),
+    `${p}'tasks/queue.json' is listed twice`,
+  );
   assert.equal(
     invalid((m) => m.files.push({ ...m.files[0], path: "tasks/queue.json/x" })),
     `${p}'tasks/queue.json' is listed both as a file and as a directory`,
   );
-  assert.equal(invalid((m) => (m.files[0].size = -1)), `${p}files[0].size must be a non-negative integer`);
-  assert.equal(invalid((m) => (m.files[0].size = 1.5)), `${p}files[0].size must be a non-negative integer`);
-  assert.equal(invalid((m) => (m.files[0].mode = 0o4755)), `${p}files[0].mode must be an integer from 0 to 0o777`);
-  assert.equal(invalid((m) => (m.files[0].sha256 = sha256("x").toUpperCase())), `${p}files[0].sha256 must be 64 lowercase hex digits`);
-  assert.equal(invalid((m) => (m.files[0].extra = true)), `${p}files[0] has an unknown field 'extra'`);
-  assert.equal(invalid((m) => (m.sections[0].files = 5)), `${p}section 'tasks' says 5 files / 2 bytes but the file list has 1 / 2`);
-  assert.equal(invalid((m) => m.sections.push({ ...m.sections[0] })), `${p}section 'tasks' is listed twice`);
+  assert.equal(
+    invalid((m) => (m.files[0].size = -1)),
+    `${p}files[0].size must be a non-negative integer`,
+  );
+  assert.equal(
+    invalid((m) => (m.files[0].size = 1.5)),
+    `${p}files[0].size must be a non-negative integer`,
+  );
+  assert.equal(
+    invalid((m) => (m.files[0].mode = 0o4755)),
+    `${p}files[0].mode must be an integer from 0 to 0o777`,
+  );
+  assert.equal(
+    invalid((m) => (m.files[0].sha256 = sha256("x").toUpperCase())),
+    `${p}files[0].sha256 must be 64 lowercase hex digits`,
+  );
+  assert.equal(
+    invalid((m) => (m.files[0].extra = true)),
+    `${p}files[0] has an unknown field 'extra'`,
+  );
+  assert.equal(
+    invalid((m) => (m.sections[0].files = 5)),
+    `${p}section 'tasks' says 5 files / 2 bytes but the file list has 1 / 2`,
+  );
+  assert.equal(
+    invalid((m) => m.sections.push({ ...m.sections[0] })),
+    `${p}section 'tasks' is listed twice`,
+  );
   assert.equal(
     invalid((m) => (m.sections[0].name = "plugins")),
     `${p}sections[0].name 'plugins' is not a known section (config, tasks, sessions, memory, cron, usage); made by a newer cara?`,
   );
-  assert.equal(invalid((m) => m.sections.splice(1, 1)), `${p}files[1].path 'sessions/a/b.jsonl' is in section 'sessions', which 'sections' does not list`);
-  assert.equal(invalid((m) => (m.files = {})), `${p}'files' must be an array`);
+  assert.equal(
+    invalid((m) => m.sections.splice(1, 1)),
+    `${p}files[1].path 'sessions/a/b.jsonl' is in section 'sessions', which 'sections' does not list`,
+  );
+  assert.equal(
+    invalid((m) => (m.files = {})),
+    `${p}'files' must be an array`,
+  );
 
   const notJson = parseManifest("{nope");
   assert.equal(notJson.ok, false);

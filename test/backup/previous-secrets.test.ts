@@ -45,9 +45,14 @@ test("previous-secrets: the generated auth/server-secret becomes a previous key 
 
 test("previous-secrets: a corrupt file is refused with the way out and left as it was", async () => {
   const p = await paths();
-  for (const bad of ["not json", '{"format":"carapace-previous-secrets","version":2,"keys":[]}', '{"format":"carapace-previous-secrets","version":1,"keys":[{"keyId":"0000000000000000","key":"AAAA","since":"x"}]}']) {
+  for (const bad of [
+    "not json",
+    '{"format":"carapace-previous-secrets","version":2,"keys":[]}',
+    '{"format":"carapace-previous-secrets","version":1,"keys":[{"keyId":"0000000000000000","key":"AAAA","since":"x"}]}',
+  ]) {
     await writeFile(p.previousSecrets, bad, { mode: 0o600 });
-    const why = bad === "not json" ? "not valid JSON" : bad.includes('"version":2') ? "not a carapace-previous-secrets version 1 document" : "keys[0] is invalid";
+    const why =
+      bad === "not json" ? "not valid JSON" : bad.includes('"version":2') ? "not a carapace-previous-secrets version 1 document" : "keys[0] is invalid";
     await assert.rejects(recordServerSecret(p, A), {
       message: `${p.previousSecrets} is unreadable (${why}); restore it from a copy, or delete it (archives signed with earlier server secrets then need --secret-file to verify)`,
     });
@@ -66,5 +71,7 @@ test("local keys: the state's secret, its previous keys and --secret-file; clear
   await recordServerSecret(p, B);
   assert.deepEqual(await localVerificationKeys(p, { CARAPACE_SERVER_SECRET: C }, file), { secret: C, previousKeys: [manifestKey(A), manifestKey(B)] });
   await writeFile(file, "short\n");
-  await assert.rejects(localVerificationKeys(p, { CARAPACE_SERVER_SECRET: C }, file), { message: `secret file ${file} holds no server secret (5 characters; at least 32)` });
+  await assert.rejects(localVerificationKeys(p, { CARAPACE_SERVER_SECRET: C }, file), {
+    message: `secret file ${file} holds no server secret (5 characters; at least 32)`,
+  });
 });

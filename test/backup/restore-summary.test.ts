@@ -19,10 +19,23 @@ const task = (id: string, state: string, attempts = 0) => ({
 
 test("config changes are leaf key paths, sorted, with exact counts and no values; a missing file has no keys", async () => {
   const dir = await tempDir();
-  await writeFile(join(dir, "live.json"), JSON.stringify({ logLevel: "debug", agent: { model: "m", baseUrl: "http://user:pw@h" }, update: { retryDelaysMs: [1, 2] } }));
-  await writeFile(join(dir, "backup.json"), JSON.stringify({ logLevel: "info", agent: { model: "m" }, update: { retryDelaysMs: [1, 3] }, tasks: { concurrency: 2 } }));
+  await writeFile(
+    join(dir, "live.json"),
+    JSON.stringify({ logLevel: "debug", agent: { model: "m", baseUrl: "http://user:pw@h" }, update: { retryDelaysMs: [1, 2] } }),
+  );
+  await writeFile(
+    join(dir, "backup.json"),
+    JSON.stringify({ logLevel: "info", agent: { model: "m" }, update: { retryDelaysMs: [1, 3] }, tasks: { concurrency: 2 } }),
+  );
   const c = await configChanges(join(dir, "live.json"), join(dir, "backup.json"));
-  assert.deepEqual(c, { added: ["tasks.concurrency"], removed: ["agent.baseUrl"], changed: ["logLevel", "update.retryDelaysMs"], addedCount: 1, removedCount: 1, changedCount: 2 });
+  assert.deepEqual(c, {
+    added: ["tasks.concurrency"],
+    removed: ["agent.baseUrl"],
+    changed: ["logLevel", "update.retryDelaysMs"],
+    addedCount: 1,
+    removedCount: 1,
+    changedCount: 2,
+  });
   assert.doesNotMatch(JSON.stringify(c), /pw|debug|info/);
   const fresh = await configChanges(join(dir, "none.json"), join(dir, "backup.json"));
   assert.deepEqual(fresh.added, ["logLevel", "agent.model", "tasks.concurrency", "update.retryDelaysMs"].sort());

@@ -27,10 +27,13 @@ test("one restore at a time: a second restore is refused while the first one run
   assert.equal(second.destroyed, true, "the refused upload is not read");
   slow.end(archive);
   const res = await first;
-  assert.deepEqual(res.diffs.map((d) => [d.section, d.added, d.changed]), [
-    ["config", [], ["config/config.json"]],
-    ["tasks", ["tasks/queue.json"], []],
-  ]);
+  assert.deepEqual(
+    res.diffs.map((d) => [d.section, d.added, d.changed]),
+    [
+      ["config", [], ["config/config.json"]],
+      ["tasks", ["tasks/queue.json"], []],
+    ],
+  );
   // Once it finished, the next one runs.
   assert.equal((await manager.restore(streamOf(archive), { dryRun: true, force: false, allowForeign: false })).dryRun, true);
 });
@@ -54,13 +57,23 @@ test("a restored state that the live store cannot load is rolled back and the st
   const archive = gzipSync(Buffer.concat([backupBlocks([{ path: "tasks/queue.json", content: "[{ not json" }]), END]));
   await assert.rejects(manager.restore(streamOf(archive), { dryRun: false, force: true, allowForeign: false }), (err: unknown) => {
     assert.ok(err instanceof RestoreRolledBackError);
-    assert.match(err.message, /^the restored state failed to load \(task queue file .*\/tasks\/queue\.json is corrupt .*\); the previous state was put back and nothing was changed$/);
+    assert.match(
+      err.message,
+      /^the restored state failed to load \(task queue file .*\/tasks\/queue\.json is corrupt .*\); the previous state was put back and nothing was changed$/,
+    );
     return true;
   });
   assert.equal(store.closedBecause, undefined, "the store serves again");
-  assert.deepEqual([...store.all()].map((t) => t.id), [task.id]);
+  assert.deepEqual(
+    [...store.all()].map((t) => t.id),
+    [task.id],
+  );
   assert.equal((await store.create({ payload: { kind: "systemEvent", text: "after" } } as Parameters<typeof store.create>[0])).created, true);
-  assert.deepEqual((await readdir(state)).filter((n) => n.startsWith(".restore") || n === "restore-swap.json"), [], "no marker or holding dir left");
+  assert.deepEqual(
+    (await readdir(state)).filter((n) => n.startsWith(".restore") || n === "restore-swap.json"),
+    [],
+    "no marker or holding dir left",
+  );
   assert.notEqual(await readFile(join(state, "tasks", "queue.json"), "utf8").catch(() => ""), "[{ not json");
   await store.close();
 });
@@ -73,7 +86,10 @@ test("while a restore holds the store, writes are refused with a retry hint and 
   await mkdir(dir);
   const tasks = await startTasks({ dir, config: {}, env: {}, logger: pino({ level: "silent" }) });
   await tasks.store.suspend("a restore is replacing the state; retry in a few seconds");
-  await assert.rejects(tasks.store.create({ payload: { kind: "systemEvent", text: "x" } } as Parameters<typeof tasks.store.create>[0]), (err: unknown) => err instanceof TaskStoreWriteError && err.message === "a restore is replacing the state; retry in a few seconds");
+  await assert.rejects(
+    tasks.store.create({ payload: { kind: "systemEvent", text: "x" } } as Parameters<typeof tasks.store.create>[0]),
+    (err: unknown) => err instanceof TaskStoreWriteError && err.message === "a restore is replacing the state; retry in a few seconds",
+  );
   assert.deepEqual(await tasks.check.run(), { status: "fail", message: "a restore is replacing the state; retry in a few seconds" });
   assert.deepEqual(tasks.storeHealth.loaded(), { ok: false, message: "a restore is replacing the state; retry in a few seconds" });
   await tasks.store.reopen();

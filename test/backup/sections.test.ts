@@ -50,7 +50,10 @@ test("section mapping between archive and state paths", () => {
   assert.equal(isSectionDirectory("config"), true);
   assert.equal(isSectionDirectory("config/sub"), false);
   assert.equal(isSectionDirectory("auth"), false);
-  assert.deepEqual(EXCLUDED.map((e) => e.path), ["auth/", "cara.lock", "cara.address", "updates/", "backups/", "logs/"]);
+  assert.deepEqual(
+    EXCLUDED.map((e) => e.path),
+    ["auth/", "cara.lock", "cara.address", "updates/", "backups/", "logs/"],
+  );
 });
 
 test("unsafe path rules name the entry and the rule", () => {

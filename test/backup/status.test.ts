@@ -16,7 +16,8 @@ async function stateDir(): Promise<{ state: string; backups: string }> {
   return { state, backups };
 }
 
-const todo = (backups: string) => `run 'cara backup --output FILE', or schedule nightly backups into ${backups}: cara schedule create --name nightly-backup --cron '0 3 * * *' --payload '{"kind":"backup","keep":7}'`;
+const todo = (backups: string) =>
+  `run 'cara backup --output FILE', or schedule nightly backups into ${backups}: cara schedule create --name nightly-backup --cron '0 3 * * *' --payload '{"kind":"backup","keep":7}'`;
 const run = async (s: BackupState) => s.check().run();
 
 test("no backup ever: ok during the first 7 days of the deployment, then a warning; a restart does not reset the count", async () => {
@@ -71,7 +72,10 @@ test("after a backup: ok until it is older than warnAfterDays, then a warning na
 
   // A backup streamed to a client counts too (and survives a restart through the record).
   await s.recordStreamed();
-  assert.deepEqual(await run(new BackupState(backups, 7, { now: () => now + 1000 })), { status: "ok", message: `last backup ${new Date(now).toISOString()} (streamed to a client)` });
+  assert.deepEqual(await run(new BackupState(backups, 7, { now: () => now + 1000 })), {
+    status: "ok",
+    message: `last backup ${new Date(now).toISOString()} (streamed to a client)`,
+  });
 });
 
 test("no record but archives in backups/: the newest one is the last backup; archiveCount counts regular .tar.gz files", async () => {

@@ -25,7 +25,11 @@ async function setup() {
 async function snapshot(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) out[join(e.parentPath ?? (e as unknown as { path: string }).path, e.name).slice(dir.length)] = await readFile(join(e.parentPath ?? (e as unknown as { path: string }).path, e.name), "utf8");
+    if (e.isFile())
+      out[join(e.parentPath ?? (e as unknown as { path: string }).path, e.name).slice(dir.length)] = await readFile(
+        join(e.parentPath ?? (e as unknown as { path: string }).path, e.name),
+        "utf8",
+      );
   }
   return out;
 }
@@ -75,7 +79,10 @@ test("a crash after any step of the swap is rolled back to exactly the old state
 test("a crash before anything moved, and a crash after the swap completed (marker left), recover cleanly", async () => {
   const a = await setup();
   await mkdir(a.holding);
-  await writeFile(join(a.state, MARKER_NAME), JSON.stringify({ phase: "swapping", holding: a.holding, staged: a.staged, entries: a.entries, present: ["config.json", "sessions", "tasks"] }));
+  await writeFile(
+    join(a.state, MARKER_NAME),
+    JSON.stringify({ phase: "swapping", holding: a.holding, staged: a.staged, entries: a.entries, present: ["config.json", "sessions", "tasks"] }),
+  );
   assert.equal(await recoverInterruptedSwap(a.state), "rolled-back");
   assert.deepEqual(await snapshot(a.state), OLD);
 
@@ -111,7 +118,10 @@ test("recovery removes what a killed restore or backup left behind, but keeps a 
     "/backups/scheduled-20260101T000000Z-ab12.tar.gz": "archive",
     "/.restore-staging-notes.txt": "not ours",
   });
-  assert.deepEqual((await readdir(state)).filter((n) => n.startsWith(".restore-holding")), [".restore-holding-99aa88bb"]);
+  assert.deepEqual(
+    (await readdir(state)).filter((n) => n.startsWith(".restore-holding")),
+    [".restore-holding-99aa88bb"],
+  );
 
   // Called by a failed restore (other operations may be running): leftovers are not touched.
   await put(".restore-staging-feedbeef/x");

@@ -36,8 +36,14 @@ test("pieces must come in order: a wrong offset names the count to resume from a
   const dir = join(await tempDir(), "backups");
   const uploads = new BackupUploads(dir);
   const { uploadId } = await uploads.append({ uploadId: "", offset: 0n, chunk: bytes(4), finish: false });
-  await assert.rejects(uploads.append({ uploadId, offset: 2n, chunk: bytes(4), finish: false }), { message: "offset 2 does not match the 4 bytes received; continue from 4", kind: "precondition" });
-  await assert.rejects(uploads.append({ uploadId, offset: 8n, chunk: bytes(4), finish: false }), { message: "offset 8 does not match the 4 bytes received; continue from 4", kind: "precondition" });
+  await assert.rejects(uploads.append({ uploadId, offset: 2n, chunk: bytes(4), finish: false }), {
+    message: "offset 2 does not match the 4 bytes received; continue from 4",
+    kind: "precondition",
+  });
+  await assert.rejects(uploads.append({ uploadId, offset: 8n, chunk: bytes(4), finish: false }), {
+    message: "offset 8 does not match the 4 bytes received; continue from 4",
+    kind: "precondition",
+  });
   const done = await uploads.append({ uploadId, offset: 4n, chunk: bytes(1, 9), finish: true });
   assert.equal(done.bytesReceived, 5);
   assert.deepEqual([...(await readFile(join(dir, done.backupName!)))], [7, 7, 7, 7, 9]);

@@ -56,14 +56,18 @@ test("backup verify --offline reads the secret from <state>/auth/server-secret o
     stdout: ["OK: ours.tar.gz is a complete, untampered backup of this deployment", ...summary(oursSha), ""].join("\n"),
     stderr: `(reading the archive here, with the server secret from ${join(state, "auth", "server-secret")})\n`,
   });
-  const env = await runCli(["backup", "verify", "ours.tar.gz", "--offline"], { cwd: root, env: { CARAPACE_STATE_DIR: join(root, "elsewhere"), CARAPACE_SERVER_SECRET: SECRET } });
+  const env = await runCli(["backup", "verify", "ours.tar.gz", "--offline"], {
+    cwd: root,
+    env: { CARAPACE_STATE_DIR: join(root, "elsewhere"), CARAPACE_SERVER_SECRET: SECRET },
+  });
   assert.deepEqual([env.code, env.stderr], [0, "(reading the archive here, with the server secret from CARAPACE_SERVER_SECRET)\n"]);
   assert.ok(!env.stdout.includes(SECRET) && !env.stderr.includes(SECRET));
   const none = await runCli(["backup", "verify", "ours.tar.gz", "--offline"], { cwd: root, env: { CARAPACE_STATE_DIR: join(root, "elsewhere") } });
   assert.deepEqual(none, {
     code: 1,
     stdout: "",
-    stderr: "Error: no server secret to check the backup's authenticity with: set CARAPACE_SERVER_SECRET, or pass the deployment's --state-dir (it holds auth/server-secret); or pass --allow-foreign to check everything but authenticity\n",
+    stderr:
+      "Error: no server secret to check the backup's authenticity with: set CARAPACE_SERVER_SECRET, or pass the deployment's --state-dir (it holds auth/server-secret); or pass --allow-foreign to check everything but authenticity\n",
   });
 });
 
@@ -102,7 +106,21 @@ test("no server answers on this machine: verify and inspect read the archive her
   assert.deepEqual(doc, {
     ok: true,
     authenticityChecked: true,
-    manifest: { caraVersion: "0.1.0", createdAt: "2026-01-02T03:04:05.678Z", host: "test-host", foreign: false, keyId: doc.manifest.keyId, signedWithPreviousSecret: false, sections: [{ name: "config", files: 1, bytes: 15 }, { name: "tasks", files: 1, bytes: 13 }], totalFiles: 2, totalBytes: 28, archiveSha256: oursSha },
+    manifest: {
+      caraVersion: "0.1.0",
+      createdAt: "2026-01-02T03:04:05.678Z",
+      host: "test-host",
+      foreign: false,
+      keyId: doc.manifest.keyId,
+      signedWithPreviousSecret: false,
+      sections: [
+        { name: "config", files: 1, bytes: 15 },
+        { name: "tasks", files: 1, bytes: 13 },
+      ],
+      totalFiles: 2,
+      totalBytes: 28,
+      archiveSha256: oursSha,
+    },
     problems: [],
   });
 });

@@ -18,7 +18,19 @@ const env = { CARAPACE_SERVER_SECRET: SECRET, CARAPACE_AGENT_API_KEY: API_KEY };
 /** A running server whose config, environment and queue hold secrets. */
 async function plantedServer() {
   const s = await serveCara({ env, config: { agent: { baseUrl: `https://ops:${PASSWORD}@llm.example/v1`, model: "m" } } });
-  const made = await runCli(["task", "create", "--payload", JSON.stringify({ kind: "systemEvent", text: `${PAYLOAD_TEXT} api_key=${API_KEY}` }), "--port", String(s.port), "--state-dir", s.stateDir], { env });
+  const made = await runCli(
+    [
+      "task",
+      "create",
+      "--payload",
+      JSON.stringify({ kind: "systemEvent", text: `${PAYLOAD_TEXT} api_key=${API_KEY}` }),
+      "--port",
+      String(s.port),
+      "--state-dir",
+      s.stateDir,
+    ],
+    { env },
+  );
   assert.equal(made.code, 0, made.stderr);
   return s;
 }
@@ -27,7 +39,10 @@ async function plantedServer() {
 function unpack(file: string, into: string): { names: string[]; text: string } {
   const names = execFileSync("tar", ["-tzf", file], { encoding: "utf8" }).trim().split("\n");
   execFileSync("tar", ["-xzf", file, "-C", into]);
-  const text = names.filter((n) => !n.endsWith("/")).map((n) => execFileSync("cat", [join(into, n)], { encoding: "utf8" })).join("\n");
+  const text = names
+    .filter((n) => !n.endsWith("/"))
+    .map((n) => execFileSync("cat", [join(into, n)], { encoding: "utf8" }))
+    .join("\n");
   return { names, text };
 }
 
@@ -40,9 +55,13 @@ test("a bug report of a running server: the files, mode 0600, what it prints, an
   const st = await stat(out);
   assert.equal(st.mode & 0o777, 0o600);
   const { names, text } = unpack(out, await tempDir());
-  assert.deepEqual(names.filter((n) => !n.endsWith("/")).sort(), ["config.json", "doctor.json", "logs.jsonl", "queue.json", "README.txt", "status.json", "update.json", "versions.json"].map((n) => `report/${n}`).sort());
+  assert.deepEqual(
+    names.filter((n) => !n.endsWith("/")).sort(),
+    ["config.json", "doctor.json", "logs.jsonl", "queue.json", "README.txt", "status.json", "update.json", "versions.json"].map((n) => `report/${n}`).sort(),
+  );
   const token = (await readFile(join(s.stateDir, "auth", "token"), "utf8")).trim();
-  for (const secret of [token, SECRET, API_KEY, PASSWORD, PAYLOAD_TEXT]) assert.ok(!text.includes(secret), `${secret.slice(0, 12)}... leaked: ${text.split("\n").find((l) => l.includes(secret))}`);
+  for (const secret of [token, SECRET, API_KEY, PASSWORD, PAYLOAD_TEXT])
+    assert.ok(!text.includes(secret), `${secret.slice(0, 12)}... leaked: ${text.split("\n").find((l) => l.includes(secret))}`);
   assert.ok(!res.stdout.includes(PASSWORD));
   assert.match(text, /"total": 1/);
   assert.match(text, /"CARAPACE_SERVER_SECRET": "\[REDACTED\]"/, "versions.json names the variables set, never their values");
@@ -79,7 +98,11 @@ test("with the server down, the log files are read (secrets planted in them stay
   const s = await plantedServer();
   await s.stop();
   const token = (await readFile(join(s.stateDir, "auth", "token"), "utf8")).trim();
-  await writeFile(join(s.stateDir, "logs", "cara.log"), `${JSON.stringify({ level: "warn", time: new Date().toISOString(), component: "tasks", msg: `calling with ${token}`, header: `Bearer ${token}`, secret: SECRET, key: API_KEY })}\n`, { flag: "a" });
+  await writeFile(
+    join(s.stateDir, "logs", "cara.log"),
+    `${JSON.stringify({ level: "warn", time: new Date().toISOString(), component: "tasks", msg: `calling with ${token}`, header: `Bearer ${token}`, secret: SECRET, key: API_KEY })}\n`,
+    { flag: "a" },
+  );
   const out = join(await tempDir(), "down.tar.gz");
   const res = await runCli(["bugreport", "-o", out, "--include-payloads", "--state-dir", s.stateDir], { env });
   assert.equal(res.code, 0, res.stderr);
@@ -117,6 +140,9 @@ test("--json prints the summary; bad input is a usage error that writes nothing"
   }
   const missing = await runCli(["bugreport", "-o", join(dir, "nowhere", "r.tar.gz"), "--state-dir", stateDir]);
   assert.equal(missing.code, 2);
-  assert.equal(missing.stderr, `Error: cannot write ${join(dir, "nowhere", "r.tar.gz")}: ${join(dir, "nowhere")} is not a directory\nRun 'cara bugreport --help' for usage.\n`);
+  assert.equal(
+    missing.stderr,
+    `Error: cannot write ${join(dir, "nowhere", "r.tar.gz")}: ${join(dir, "nowhere")} is not a directory\nRun 'cara bugreport --help' for usage.\n`,
+  );
   assert.deepEqual(execFileSync("ls", [dir], { encoding: "utf8" }).trim().split("\n"), ["r.tar.gz"]);
 });

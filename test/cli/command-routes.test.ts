@@ -13,11 +13,19 @@ test("each route loads the class whose paths it lists, and every verb has a rout
     const command = await route.load();
     routed.add(command);
     // The default command ([]) is reached through the parser with every command.
-    assert.deepEqual((command.paths ?? []).filter((p) => p.length > 0), route.paths);
+    assert.deepEqual(
+      (command.paths ?? []).filter((p) => p.length > 0),
+      route.paths,
+    );
   }
   const cli = buildCli(Cli.defaultContext);
   const registered = new Set(cli.definitions().map((d) => d.path));
-  const pathsOf = (commands: CommandClass<CaraContext>[]) => commands.flatMap((c) => Cli.from<CaraContext>([c], { binaryName: "cara" }).definitions().map((d) => d.path));
+  const pathsOf = (commands: CommandClass<CaraContext>[]) =>
+    commands.flatMap((c) =>
+      Cli.from<CaraContext>([c], { binaryName: "cara" })
+        .definitions()
+        .map((d) => d.path),
+    );
   const expected = new Set(pathsOf([...routed]));
   for (const p of pathsOf([HelpCommand, CompletionCommand])) registered.delete(p);
   for (const builtin of ["cara -h", "cara -v"]) registered.delete(builtin);

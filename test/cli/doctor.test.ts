@@ -75,7 +75,10 @@ test("a port in config.json other than where the server listens is a warning wit
   assert.equal(res.code, 0, res.stdout);
   const lines = res.stdout.split("\n");
   assert.equal(lines[2], `warn  server — server pid ${process.pid} is healthy on http://127.0.0.1:${s.port}, but the configuration says 127.0.0.1:18799`);
-  assert.equal(lines[3], `      → local commands find it anyway; to make it listen where configured, restart it (or fix server.port / server.bind in ${s.stateDir}/config.json)`);
+  assert.equal(
+    lines[3],
+    `      → local commands find it anyway; to make it listen where configured, restart it (or fix server.port / server.bind in ${s.stateDir}/config.json)`,
+  );
   assert.equal(lines.at(-2), "Verdict: WARN (1 warning, nothing failing)");
   await s.stop();
 });
@@ -89,14 +92,25 @@ test("the server is down (a stale lock): doctor reads the log files and names th
   await writeFile(join(d, "cara.lock"), `${pid}\n`);
   await writeFile(join(d, "cara.address"), JSON.stringify({ pid, url: "http://127.0.0.1:1", bind: "127.0.0.1", port: 1, tls: false, startedAt: "" }));
   const recent = new Date(Date.now() - 60_000).toISOString();
-  await writeFile(join(d, "logs", "cara.log"), `${JSON.stringify({ level: "error", time: recent, component: "backup", msg: "scheduled backup failed: disk full" })}\n`, { flag: "a" });
+  await writeFile(
+    join(d, "logs", "cara.log"),
+    `${JSON.stringify({ level: "error", time: recent, component: "backup", msg: "scheduled backup failed: disk full" })}\n`,
+    { flag: "a" },
+  );
   const res = await runCli(["doctor", "--state-dir", d], { env });
   assert.equal(res.code, 1, res.stdout);
   const lines = res.stdout.split("\n");
   assert.equal(lines[2], `warn  server — no server is running for ${d} (no live lock); configured to listen on 127.0.0.1:18789`);
   assert.equal(lines[3], `      → start it: cara start --state-dir ${d}`);
-  assert.ok(res.stdout.includes(`fail  recent logs — first failing component: backup, since ${recent} (1 record): scheduled backup failed: disk full\n`), res.stdout);
-  assert.ok(res.stdout.includes(`        backup: 1 (1 error), first at ${recent}: scheduled backup failed: disk full\n      → read them: cara logs --grep 'scheduled backup failed: disk full' --file\n`));
+  assert.ok(
+    res.stdout.includes(`fail  recent logs — first failing component: backup, since ${recent} (1 record): scheduled backup failed: disk full\n`),
+    res.stdout,
+  );
+  assert.ok(
+    res.stdout.includes(
+      `        backup: 1 (1 error), first at ${recent}: scheduled backup failed: disk full\n      → read them: cara logs --grep 'scheduled backup failed: disk full' --file\n`,
+    ),
+  );
   assert.equal(lines.at(-4), "Verdict: FAIL (1 step failing, 1 warning)");
   assert.match(lines.at(-3)!, /^To restore the newest verified backup \(0 days old\):$/);
 });
@@ -107,21 +121,30 @@ test("a corrupt queue: the step names the file and the kept copy, and the restor
   const d = s.stateDir;
   await writeFile(join(d, "tasks", "queue.json"), "[{ broken");
   // What the next start does before it refuses: keep a copy of the damaged file.
-  await TaskStore.open({ dir: join(d, "tasks") }).then((store) => store.close(), () => undefined);
+  await TaskStore.open({ dir: join(d, "tasks") }).then(
+    (store) => store.close(),
+    () => undefined,
+  );
   const copy = (await readdir(join(d, "tasks"))).find((n) => n.startsWith("queue.json.corrupt."));
   assert.ok(copy);
   const res = await runCli(["doctor", "--state-dir", d], { env });
   assert.equal(res.code, 1, res.stdout);
   assert.match(res.stdout, new RegExp(`\\nfail  task queue — task queue file ${d}/tasks/queue\\.json is corrupt \\(`));
   assert.ok(res.stdout.includes(`\n      → restore the queue from a backup (below); the damaged file is kept as ${d}/tasks/${copy}\n`), res.stdout);
-  assert.ok(res.stdout.endsWith(`To restore the newest verified backup (0 days old):\n  cara restore ${archive} --offline --force --state-dir ${d}\n`), res.stdout);
+  assert.ok(
+    res.stdout.endsWith(`To restore the newest verified backup (0 days old):\n  cara restore ${archive} --offline --force --state-dir ${d}\n`),
+    res.stdout,
+  );
   const json = JSON.parse((await runCli(["doctor", "--json", "--state-dir", d], { env })).stdout);
   assert.deepEqual(json.restore, { path: archive, ageDays: 0, command: `cara restore ${archive} --offline --force --state-dir ${d}` });
 });
 
 test("an agentTurn task and no provider configured: the agent provider step fails with what to set (exit 1)", async () => {
   const { s } = await healthyServer();
-  const made = await runCli(["task", "create", "--payload", '{"kind":"agentTurn","message":"summarise the night"}', "--port", String(s.port), "--state-dir", s.stateDir], { env });
+  const made = await runCli(
+    ["task", "create", "--payload", '{"kind":"agentTurn","message":"summarise the night"}', "--port", String(s.port), "--state-dir", s.stateDir],
+    { env },
+  );
   assert.equal(made.code, 0, made.stderr);
   const res = await runCli(["doctor", "--state-dir", s.stateDir, "--port", String(s.port)], { env });
   assert.equal(res.code, 1, res.stdout);
@@ -139,14 +162,41 @@ test("a TLS certificate that expires within 14 days is a warning; doctor reaches
   const cert = join(dir, "cert.pem");
   const key = join(dir, "key.pem");
   // Named for the host clients use, not for the loopback address doctor reaches it on.
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "5", "-subj", "/CN=gateway.example", "-addext", "subjectAltName=DNS:gateway.example", "-keyout", key, "-out", cert], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "5",
+      "-subj",
+      "/CN=gateway.example",
+      "-addext",
+      "subjectAltName=DNS:gateway.example",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ],
+    { stdio: "ignore" },
+  );
   const s = await serveCara({ env, config: { server: { tlsCert: cert, tlsKey: key } } });
   const res = await runCli(["doctor", "--state-dir", s.stateDir, "--port", String(s.port)], { env });
   assert.equal(res.code, 0, res.stdout);
   const lines = res.stdout.split("\n");
   assert.equal(lines[2], `ok    server — server pid ${process.pid} is healthy on https://127.0.0.1:${s.port}`);
   assert.ok(res.stdout.includes("\nok    recent logs — no warnings or errors in the server's log ring\n"), "the log ring is read over TLS too");
-  assert.match(res.stdout, new RegExp(`\\nwarn  TLS — the certificate ${cert} expires in [45] days \\(\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)\\n      → renew it before then and restart the server\\n`));
+  assert.match(
+    res.stdout,
+    new RegExp(
+      `\\nwarn  TLS — the certificate ${cert} expires in [45] days \\(\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)\\n      → renew it before then and restart the server\\n`,
+    ),
+  );
   await s.stop();
 });
 
@@ -161,8 +211,14 @@ test("the server rejects the token: the logs step reads the files instead and sa
   const { s } = await healthyServer();
   const res = await runCli(["doctor", "--state-dir", s.stateDir, "--port", String(s.port)], { env: { ...env, CARAPACE_GATEWAY_TOKEN: "w".repeat(43) } });
   // The rejected call is itself a warning the server logs (into the file the step then reads).
-  assert.match(res.stdout, /\nwarn  recent logs — first warning component: auth, since .*: rejected an RPC: authentication failed\n/);
-  assert.match(res.stdout, new RegExp(`\\n {8}the server's log ring could not be read \\(carapace at 127\\.0\\.0\\.1:${s.port} is running but rejected the token \\(.*\\); these come from the log files\\n`), res.stdout);
+  assert.match(res.stdout, /\nwarn {2}recent logs — first warning component: auth, since .*: rejected an RPC: authentication failed\n/);
+  assert.match(
+    res.stdout,
+    new RegExp(
+      `\\n {8}the server's log ring could not be read \\(carapace at 127\\.0\\.0\\.1:${s.port} is running but rejected the token \\(.*\\); these come from the log files\\n`,
+    ),
+    res.stdout,
+  );
   assert.ok(!res.stdout.includes("w".repeat(43)), "the token is never printed");
   await s.stop();
 });

@@ -10,14 +10,21 @@ test("help names every option value; cara help and cara help <command> exit 0", 
   const general = await runCli(["help"]);
   assert.equal(general.code, 0);
   assert.ok(general.stdout.startsWith("cara: the Carapace control plane - "));
-  assert.ok(general.stdout.includes("  cara [--verbose] [--port,-p <port>] [--bind <address>] [--state-dir <dir>] [--log-level <level>] [--tls-cert <file>] [--tls-key <file>] [--allow-plaintext]\n"));
+  assert.ok(
+    general.stdout.includes(
+      "  cara [--verbose] [--port,-p <port>] [--bind <address>] [--state-dir <dir>] [--log-level <level>] [--tls-cert <file>] [--tls-key <file>] [--allow-plaintext]\n",
+    ),
+  );
   assert.ok(!/#\d/.test(general.stdout), "no #0 placeholders");
   assert.equal((await runCli(["--help"])).stdout, general.stdout);
 
   const one = await runCli(["help", "status"]);
   assert.equal(one.code, 0);
   assert.ok(one.stdout.startsWith("Show whether the server is healthy, and why\n\nUsage\n\n$ cara status\n\nOptions\n\n"));
-  assert.ok(one.stdout.includes("\n  --port,-p <port>        Server port (default: CARAPACE_PORT, the port the local server recorded, the local config, or 18789)\n"), one.stdout);
+  assert.ok(
+    one.stdout.includes("\n  --port,-p <port>        Server port (default: CARAPACE_PORT, the port the local server recorded, the local config, or 18789)\n"),
+    one.stdout,
+  );
   assert.equal(one.stdout, (await runCli(["status", "--help"])).stdout);
   assert.equal((await runCli(["help", "task", "create"])).code, 0);
   assert.equal((await runCli(["help", "start"])).code, 0);
@@ -39,23 +46,76 @@ test("install --help lays out the install directory as a list, options aligned",
     ),
     r.stdout,
   );
-  assert.ok(r.stdout.includes("unpacks it into DIR:\n\n- `DIR/versions/<version>/`: the release\n\n- `DIR/current`: symlink to the version that runs\n\n- `DIR/bin/cara`: the launcher; put DIR/bin on PATH and run `cara start`\n\nRunning it again"), r.stdout);
+  assert.ok(
+    r.stdout.includes(
+      "unpacks it into DIR:\n\n- `DIR/versions/<version>/`: the release\n\n- `DIR/current`: symlink to the version that runs\n\n- `DIR/bin/cara`: the launcher; put DIR/bin on PATH and run `cara start`\n\nRunning it again",
+    ),
+    r.stdout,
+  );
 });
 
 test("a mistyped command gets 'did you mean'; a missing required option is named; exit 2", async () => {
-  assert.deepEqual(await runCli(["stauts"]), { code: 2, stdout: "", stderr: "Error: unknown command 'stauts', did you mean 'status'?\nRun 'cara help' for the list of commands.\n" });
-  assert.deepEqual(await runCli(["frobnicate"]), { code: 2, stdout: "", stderr: "Error: unknown command 'frobnicate'\nRun 'cara help' for the list of commands.\n" });
-  assert.deepEqual(await runCli(["task", "craete"]), { code: 2, stdout: "", stderr: "Error: unknown command 'task craete', did you mean 'task create'?\nRun 'cara help' for the list of commands.\n" });
-  assert.deepEqual(await runCli(["backup", "verfy", "x.tar.gz"]), { code: 2, stdout: "", stderr: "Error: unknown command 'backup verfy', did you mean 'backup verify'?\nRun 'cara help' for the list of commands.\n" });
-  assert.deepEqual(await runCli(["help", "stauts"]), { code: 2, stdout: "", stderr: "Error: unknown command 'stauts', did you mean 'status'?\nRun 'cara help' for the list of commands.\n" });
-  assert.deepEqual(await runCli(["strat"]), { code: 2, stdout: "", stderr: "Error: unknown command 'strat', did you mean 'start'?\nRun 'cara help' for the list of commands.\n" });
-  assert.deepEqual(await runCli(["status", "--josn"]), { code: 2, stdout: "", stderr: "Error: unknown option '--josn', did you mean '--json'?\nRun 'cara status --help' for usage.\n" });
-  assert.deepEqual(await runCli(["task", "list", "--stat", "done"]), { code: 2, stdout: "", stderr: "Error: unknown option '--stat', did you mean '--state'?\nRun 'cara task list --help' for usage.\n" });
+  assert.deepEqual(await runCli(["stauts"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: unknown command 'stauts', did you mean 'status'?\nRun 'cara help' for the list of commands.\n",
+  });
+  assert.deepEqual(await runCli(["frobnicate"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: unknown command 'frobnicate'\nRun 'cara help' for the list of commands.\n",
+  });
+  assert.deepEqual(await runCli(["task", "craete"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: unknown command 'task craete', did you mean 'task create'?\nRun 'cara help' for the list of commands.\n",
+  });
+  assert.deepEqual(await runCli(["backup", "verfy", "x.tar.gz"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: unknown command 'backup verfy', did you mean 'backup verify'?\nRun 'cara help' for the list of commands.\n",
+  });
+  assert.deepEqual(await runCli(["help", "stauts"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: unknown command 'stauts', did you mean 'status'?\nRun 'cara help' for the list of commands.\n",
+  });
+  assert.deepEqual(await runCli(["strat"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: unknown command 'strat', did you mean 'start'?\nRun 'cara help' for the list of commands.\n",
+  });
+  assert.deepEqual(await runCli(["status", "--josn"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: unknown option '--josn', did you mean '--json'?\nRun 'cara status --help' for usage.\n",
+  });
+  assert.deepEqual(await runCli(["task", "list", "--stat", "done"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: unknown option '--stat', did you mean '--state'?\nRun 'cara task list --help' for usage.\n",
+  });
   assert.deepEqual(await runCli(["task", "get"]), { code: 2, stdout: "", stderr: "Error: missing argument <id>\nRun 'cara task get --help' for usage.\n" });
-  assert.deepEqual(await runCli(["update", "verify", "--bundle", "b", "--certificate-oidc-issuer", "x"]), { code: 2, stdout: "", stderr: "Error: missing argument <artifact|sha256:<hex>>\nRun 'cara update verify --help' for usage.\n" });
-  assert.deepEqual(await runCli(["install"]), { code: 2, stdout: "", stderr: "Error: missing required option --dir <dir>\nRun 'cara install --help' for usage.\n" });
-  assert.deepEqual(await runCli(["verify", "--port", "1"]), { code: 2, stdout: "", stderr: "Error: missing required option --outcome <outcome>\nRun 'cara verify --help' for usage.\n" });
-  assert.deepEqual(await runCli(["update", "verify", "x", "--bundle", "b"]), { code: 2, stdout: "", stderr: "Error: missing required option --certificate-oidc-issuer <url>\nRun 'cara update verify --help' for usage.\n" });
+  assert.deepEqual(await runCli(["update", "verify", "--bundle", "b", "--certificate-oidc-issuer", "x"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: missing argument <artifact|sha256:<hex>>\nRun 'cara update verify --help' for usage.\n",
+  });
+  assert.deepEqual(await runCli(["install"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: missing required option --dir <dir>\nRun 'cara install --help' for usage.\n",
+  });
+  assert.deepEqual(await runCli(["verify", "--port", "1"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: missing required option --outcome <outcome>\nRun 'cara verify --help' for usage.\n",
+  });
+  assert.deepEqual(await runCli(["update", "verify", "x", "--bundle", "b"]), {
+    code: 2,
+    stdout: "",
+    stderr: "Error: missing required option --certificate-oidc-issuer <url>\nRun 'cara update verify --help' for usage.\n",
+  });
 });
 
 test("--json errors are one document on stdout with the same exit code", async () => {
@@ -99,7 +159,10 @@ test("cara completion prints scripts derived from the commands; bash completes w
   const fish = await runCli(["completion", "fish"]);
   assert.equal(fish.code, 0);
   assert.ok(fish.stdout.includes("complete -c cara -n '__fish_use_subcommand' -f -a status -d 'Show whether the server is healthy, and why'\n"), fish.stdout);
-  assert.ok(fish.stdout.includes("complete -c cara -n '__fish_seen_subcommand_from task; and __fish_seen_subcommand_from create' -l payload -r\n"), fish.stdout);
+  assert.ok(
+    fish.stdout.includes("complete -c cara -n '__fish_seen_subcommand_from task; and __fish_seen_subcommand_from create' -l payload -r\n"),
+    fish.stdout,
+  );
   assert.deepEqual(await runCli(["completion", "tcsh"]), { code: 2, stdout: "", stderr: "Error: unknown shell 'tcsh': choose bash, zsh or fish\n" });
 });
 

@@ -17,13 +17,20 @@ test("the live server's recorded address wins over the configured port; an expli
   const status = await runCli(["status", "--json"], { env });
   assert.equal(JSON.parse(status.stdout).status.port, server.port);
   const explicit = await runCli(["backup", "list", "--port", "1"], { env });
-  assert.deepEqual(explicit, { code: 1, stdout: "", stderr: "Error: Could not connect to carapace at 127.0.0.1:1 (connection refused). Is 'cara start' running?\n" });
+  assert.deepEqual(explicit, {
+    code: 1,
+    stdout: "",
+    stderr: "Error: Could not connect to carapace at 127.0.0.1:1 (connection refused). Is 'cara start' running?\n",
+  });
 });
 
 test("a record left by a server that is gone is ignored", async () => {
   const state = join(await tempDir(), "state");
   await mkdir(state, { recursive: true });
-  await writeFile(join(state, "cara.address"), JSON.stringify({ pid: 999_999_999, url: "http://127.0.0.1:2", bind: "127.0.0.1", port: 2, tls: false, startedAt: "" }));
+  await writeFile(
+    join(state, "cara.address"),
+    JSON.stringify({ pid: 999_999_999, url: "http://127.0.0.1:2", bind: "127.0.0.1", port: 2, tls: false, startedAt: "" }),
+  );
   await writeFile(join(state, "config.json"), JSON.stringify({ server: { port: 1 } }));
   const r = await runCli(["backup", "list"], { env: { CARAPACE_STATE_DIR: state } });
   assert.deepEqual(r, { code: 1, stdout: "", stderr: "Error: Could not connect to carapace at 127.0.0.1:1 (connection refused). Is 'cara start' running?\n" });

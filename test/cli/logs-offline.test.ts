@@ -12,16 +12,28 @@ import { test } from "node:test";
 import { runCli } from "../helpers/cli.js";
 import { connectJson, serveCara, tempDir } from "../helpers/cara.js";
 
-const line = (time: string, level: string, component: string, msg: string, extra: Record<string, unknown> = {}) => `${JSON.stringify({ level, time, pid: 1, component, ...extra, msg })}\n`;
+const line = (time: string, level: string, component: string, msg: string, extra: Record<string, unknown> = {}) =>
+  `${JSON.stringify({ level, time, pid: 1, component, ...extra, msg })}\n`;
 
 /** A state dir whose logs/ holds two rotated files and the live one (one line cut by a crash). */
 async function stateWithLogs(): Promise<string> {
   const state = join(await tempDir(), "state");
   const dir = join(state, "logs");
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, "cara.log.2"), line("2026-12-05T01:00:00.000Z", "info", "server", "listening on http://127.0.0.1:18789") + line("2026-12-05T01:05:00.000Z", "warn", "tasks", "lease expired", { taskId: "aaaa-1" }));
-  await writeFile(join(dir, "cara.log.1"), line("2026-12-05T02:00:00.000Z", "error", "update", "download failed", { err: { code: "ECONNRESET" } }) + '{"level":"info","time":"2026-12-05T02:0');
-  await writeFile(join(dir, "cara.log"), line("2026-12-05T03:00:00.000Z", "info", "tasks", "task attempt finished", { taskId: "aaaa-1", outcome: "done" }) + line("2026-12-05T03:01:00.000Z", "info", "server", "stopped"));
+  await writeFile(
+    join(dir, "cara.log.2"),
+    line("2026-12-05T01:00:00.000Z", "info", "server", "listening on http://127.0.0.1:18789") +
+      line("2026-12-05T01:05:00.000Z", "warn", "tasks", "lease expired", { taskId: "aaaa-1" }),
+  );
+  await writeFile(
+    join(dir, "cara.log.1"),
+    `${line("2026-12-05T02:00:00.000Z", "error", "update", "download failed", { err: { code: "ECONNRESET" } })}{"level":"info","time":"2026-12-05T02:0`,
+  );
+  await writeFile(
+    join(dir, "cara.log"),
+    line("2026-12-05T03:00:00.000Z", "info", "tasks", "task attempt finished", { taskId: "aaaa-1", outcome: "done" }) +
+      line("2026-12-05T03:01:00.000Z", "info", "server", "stopped"),
+  );
   return state;
 }
 
@@ -62,7 +74,11 @@ test("--offline: the same filters as the server (level, text in fields, pattern,
   assert.deepEqual(await runCli(["logs", "--offline", "--grep", "aaaa-1"], { env }), { code: 0, stdout: `${ALL[1]}\n${ALL[3]}\n`, stderr: note });
   assert.deepEqual(await runCli(["logs", "--offline", "--grep", "ECONNRESET"], { env }), { code: 0, stdout: `${ALL[2]}\n`, stderr: note });
   assert.deepEqual(await runCli(["logs", "--offline", "--pattern", "^(lease|stop)"], { env }), { code: 0, stdout: `${ALL[1]}\n${ALL[4]}\n`, stderr: note });
-  assert.deepEqual(await runCli(["logs", "--offline", "--since", "2026-12-05T02:30:00Z"], { env }), { code: 0, stdout: `${ALL[3]}\n${ALL[4]}\n`, stderr: note });
+  assert.deepEqual(await runCli(["logs", "--offline", "--since", "2026-12-05T02:30:00Z"], { env }), {
+    code: 0,
+    stdout: `${ALL[3]}\n${ALL[4]}\n`,
+    stderr: note,
+  });
   assert.deepEqual(await runCli(["logs", "--offline", "-n", "2"], { env }), {
     code: 0,
     stdout: `${ALL[3]}\n${ALL[4]}\n`,
@@ -88,20 +104,30 @@ test("--file reads a copied log file and its rotated predecessors; bad input is 
     stdout: `${ALL[2]}\n`,
     stderr: `(reading cara.log.2, cara.log.1, cara.log in ${cwd})\n(1 line was not a log record and skipped)\n`,
   });
-  assert.deepEqual(await runCli(["logs", "--file", "cara.log.2", "--since", "10m"], { cwd }), { code: 0, stdout: "", stderr: `(reading cara.log.2 in ${cwd})\n` });
+  assert.deepEqual(await runCli(["logs", "--file", "cara.log.2", "--since", "10m"], { cwd }), {
+    code: 0,
+    stdout: "",
+    stderr: `(reading cara.log.2 in ${cwd})\n`,
+  });
   assert.deepEqual(await runCli(["logs", "--file", "nope.log"], { cwd }), { code: 1, stdout: "", stderr: "Error: no such log file: nope.log\n" });
   assert.deepEqual(await runCli(["logs", "--offline", "--since", "yesterday"], { cwd }), {
     code: 2,
     stdout: "",
-    stderr: "Error: --since must be a duration like 10m, 2h or 3d, or an ISO time like 2026-12-05T03:00:00Z (got 'yesterday')\nRun 'cara logs --help' for usage.\n",
+    stderr:
+      "Error: --since must be a duration like 10m, 2h or 3d, or an ISO time like 2026-12-05T03:00:00Z (got 'yesterday')\nRun 'cara logs --help' for usage.\n",
   });
   assert.deepEqual(await runCli(["logs", "--file", "cara.log", "-f"], { cwd }), {
     code: 2,
     stdout: "",
-    stderr: "Error: --follow streams from the server; the log files are read once (drop --follow, or drop --offline/--file)\nRun 'cara logs --help' for usage.\n",
+    stderr:
+      "Error: --follow streams from the server; the log files are read once (drop --follow, or drop --offline/--file)\nRun 'cara logs --help' for usage.\n",
   });
   const empty = join(await tempDir(), "state");
-  assert.deepEqual(await runCli(["logs", "--offline"], { env: { CARAPACE_STATE_DIR: empty } }), { code: 1, stdout: "", stderr: `Error: there are no log files in ${join(empty, "logs")} (is this the server's --state-dir?)\n` });
+  assert.deepEqual(await runCli(["logs", "--offline"], { env: { CARAPACE_STATE_DIR: empty } }), {
+    code: 1,
+    stdout: "",
+    stderr: `Error: there are no log files in ${join(empty, "logs")} (is this the server's --state-dir?)\n`,
+  });
 });
 
 test("with the server up its ring is read, and --since is applied by the server (LogFilter.since)", async () => {
@@ -110,11 +136,16 @@ test("with the server up its ring is read, and --since is applied by the server 
   const recent = await runCli(["logs", "--port", String(server.port), "--since", "1h", "--grep", "listening on"], { env });
   assert.equal(recent.code, 0);
   assert.equal(recent.stderr, "");
-  assert.match(recent.stdout, /^\S+Z INFO  server  listening on http:\/\/127\.0\.0\.1:\d+/);
+  assert.match(recent.stdout, /^\S+Z INFO {2}server {2}listening on http:\/\/127\.0\.0\.1:\d+/);
   const future = await runCli(["logs", "--port", String(server.port), "--since", "2999-01-01T00:00:00Z"], { env });
   assert.deepEqual(future, { code: 0, stdout: "", stderr: "" });
   const all = await connectJson(server, "carapace.ops.v1.OpsService/TailLogs", { filter: { contains: "listening on" } }, server.token);
   assert.equal(all.json.entries.length, 1);
-  const none = await connectJson(server, "carapace.ops.v1.OpsService/TailLogs", { filter: { contains: "listening on", since: "2999-01-01T00:00:00Z" } }, server.token);
+  const none = await connectJson(
+    server,
+    "carapace.ops.v1.OpsService/TailLogs",
+    { filter: { contains: "listening on", since: "2999-01-01T00:00:00Z" } },
+    server.token,
+  );
   assert.deepEqual(none.json.entries ?? [], []);
 });

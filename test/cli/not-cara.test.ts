@@ -44,9 +44,17 @@ async function cli(args: string[]) {
 test("an HTML 404 is named as not cara, for an RPC and for the health probe of `cara status`", async () => {
   const port = await listen(html(404));
   const list = await cli(["backup", "list", "--port", String(port)]);
-  assert.deepEqual(list, { code: 1, stdout: "", stderr: `Error: 127.0.0.1:${port} answered HTTP 404 text/html: that is not a cara server (check --host and --port)\n` });
+  assert.deepEqual(list, {
+    code: 1,
+    stdout: "",
+    stderr: `Error: 127.0.0.1:${port} answered HTTP 404 text/html: that is not a cara server (check --host and --port)\n`,
+  });
   const status = await cli(["status", "--port", String(port)]);
-  assert.deepEqual(status, { code: 1, stdout: "", stderr: `Error: 127.0.0.1:${port} answered HTTP 404 text/html: that is not a cara server (check --host and --port)\n` });
+  assert.deepEqual(status, {
+    code: 1,
+    stdout: "",
+    stderr: `Error: 127.0.0.1:${port} answered HTTP 404 text/html: that is not a cara server (check --host and --port)\n`,
+  });
 });
 
 test("an HTTP/1.1-only server asked over HTTP/2 (an archive upload: verify, restore) is named as not cara", async () => {
@@ -62,7 +70,11 @@ test("an HTTP/1.1-only server asked over HTTP/2 (an archive upload: verify, rest
 test("a 501 from something else (a proxy) is named as not cara", async () => {
   const port = await listen(html(501));
   const r = await cli(["task", "list", "--port", String(port)]);
-  assert.deepEqual(r, { code: 1, stdout: "", stderr: `Error: 127.0.0.1:${port} answered HTTP 501 text/html: that is not a cara server (check --host and --port)\n` });
+  assert.deepEqual(r, {
+    code: 1,
+    stdout: "",
+    stderr: `Error: 127.0.0.1:${port} answered HTTP 501 text/html: that is not a cara server (check --host and --port)\n`,
+  });
 });
 
 test("a server that resets the connection is named as not cara", async () => {
@@ -101,7 +113,14 @@ test("a stream's first message is bounded too (task watch), and --timeout is che
   const port = await listen(() => undefined);
   const watch = await cli(["task", "watch", "abc", "--port", String(port), "--timeout", "400ms"]);
   assert.equal(watch.code, 1);
-  assert.equal(watch.stderr, `Error: 127.0.0.1:${port} did not answer within 400 ms (a hung or overloaded server?): pass a longer --timeout (e.g. --timeout 2s), or read its log files with 'cara logs --offline'\n`);
+  assert.equal(
+    watch.stderr,
+    `Error: 127.0.0.1:${port} did not answer within 400 ms (a hung or overloaded server?): pass a longer --timeout (e.g. --timeout 2s), or read its log files with 'cara logs --offline'\n`,
+  );
   const bad = await cli(["backup", "list", "--port", String(port), "--timeout", "soon"]);
-  assert.deepEqual(bad, { code: 2, stdout: "", stderr: "Error: --timeout must be a duration like 5s, 500ms, 2m or 24h (got 'soon')\nRun 'cara backup list --help' for usage.\n" });
+  assert.deepEqual(bad, {
+    code: 2,
+    stdout: "",
+    stderr: "Error: --timeout must be a duration like 5s, 500ms, 2m or 24h (got 'soon')\nRun 'cara backup list --help' for usage.\n",
+  });
 });

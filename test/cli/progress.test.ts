@@ -71,7 +71,12 @@ test("cara backup -o on a terminal draws progress on stderr and ends with one su
   assert.equal(tty.code, 0, tty.stderr);
   const size = (await readFile(join(dir, "a.tar.gz"))).length;
   const shown = size < 1024 ? `${size} B` : `${(size / 1024).toFixed(1)} KiB`;
-  assert.match(tty.stderr, new RegExp(`^(?:\\r\\x1b\\[2KDownloading [^\\r\\n]+ [\\d.]+ (?:B|KiB|MiB|GiB)/s)+\\r\\x1b\\[2KWrote ${shown} to ${join(dir, "a.tar.gz")} in \\d+\\.\\d s\\n$`));
+  assert.match(
+    tty.stderr,
+    new RegExp(
+      `^(?:\\r\\x1b\\[2KDownloading [^\\r\\n]+ [\\d.]+ (?:B|KiB|MiB|GiB)/s)+\\r\\x1b\\[2KWrote ${shown} to ${join(dir, "a.tar.gz")} in \\d+\\.\\d s\\n$`,
+    ),
+  );
   assert.match(tty.stdout, /^Backup created successfully\n/);
   const piped = await runCli(args("b.tar.gz"));
   assert.equal(piped.stderr, "");

@@ -12,14 +12,22 @@ import { SECRET } from "../backup/fixtures.js";
 const env = { CARAPACE_SERVER_SECRET: SECRET };
 /** The upload's progress on a terminal: redrawn in place, then one summary line. */
 const UPLOAD = "(?:\\r\\x1b\\[2KUploading \\d+ B / \\d+ B \\(\\d+%\\) [\\d.]+ (?:B|KiB|MiB|GiB)/s)+\\r\\x1b\\[2KUploaded \\d+ B in \\d+\\.\\d s\\n";
-const cli = (s: CaraEndpoint, args: string[], options: CliOptions = {}) => runCli([...args, "--port", String(s.port), "--state-dir", s.stateDir], { env, ...options });
+const cli = (s: CaraEndpoint, args: string[], options: CliOptions = {}) =>
+  runCli([...args, "--port", String(s.port), "--state-dir", s.stateDir], { env, ...options });
 
 async function createTask(s: CaraEndpoint, text: string): Promise<string> {
-  const res = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
+  const res = await connectJson(
+    s,
+    "carapace.tasks.v1.TasksService/CreateTask",
+    { payload: { systemEvent: { text } }, nextRunAtMs: String(Date.now() + 3_600_000) },
+    s.token,
+  );
   return res.json.task.id as string;
 }
 const listTasks = async (s: CaraEndpoint) =>
-  ((await connectJson(s, "carapace.tasks.v1.TasksService/ListTasks", { limit: 1000 }, s.token)).json.tasks ?? []).map((t: { id: string; state: string }) => `${t.id} ${t.state}`).sort();
+  ((await connectJson(s, "carapace.tasks.v1.TasksService/ListTasks", { limit: 1000 }, s.token)).json.tasks ?? [])
+    .map((t: { id: string; state: string }) => `${t.id} ${t.state}`)
+    .sort();
 
 /**
  * A server whose backup holds tasks a, b (queued) and config {logLevel: info, agent.model}; since
@@ -33,7 +41,10 @@ async function drifted() {
   assert.equal((await cli(s, ["backup", "-o", archive])).code, 0);
   await connectJson(s, "carapace.tasks.v1.TasksService/CancelTask", { id: b }, s.token);
   const c = await createTask(s, "c");
-  await writeFile(join(s.stateDir, "config.json"), JSON.stringify({ logLevel: "debug", agent: { model: "m1", baseUrl: "http://secret-host.example" }, tasks: { concurrency: 2 } }));
+  await writeFile(
+    join(s.stateDir, "config.json"),
+    JSON.stringify({ logLevel: "debug", agent: { model: "m1", baseUrl: "http://secret-host.example" }, tasks: { concurrency: 2 } }),
+  );
   return { s, archive, a, b, c };
 }
 
@@ -70,7 +81,14 @@ test("the dry run reports tasks by id and per state and config keys by path, nev
     ],
     currentUnreadable: false,
   });
-  assert.deepEqual(doc.config, { added: [], removed: ["agent.baseUrl", "tasks.concurrency"], changed: ["logLevel"], addedCount: 0, removedCount: 2, changedCount: 1 });
+  assert.deepEqual(doc.config, {
+    added: [],
+    removed: ["agent.baseUrl", "tasks.concurrency"],
+    changed: ["logLevel"],
+    addedCount: 0,
+    removedCount: 2,
+    changedCount: 1,
+  });
   assert.doesNotMatch(json.stdout + dry.stdout, /secret-host|debug/);
   assert.deepEqual(await listTasks(s), before, "the dry run changed nothing");
   await s.stop();
@@ -113,14 +131,22 @@ test("on a terminal restore shows the dry run and asks; --yes skips the question
   assert.equal(no.code, 1);
   assert.equal(no.stdout, "");
   assert.match(no.stderr, new RegExp(`^${UPLOAD}Dry run: nothing was changed\\. The restore would do this:\\n {2}config: 0 keys added, 2 removed, 1 reverted`));
-  assert.ok(no.stderr.endsWith(`    by state: queued 2 → 2, cancelled 1 → 0\nRestore ${archive} into the running server's state? [y/N] Not restoring: nothing was changed.\n`), no.stderr);
+  assert.ok(
+    no.stderr.endsWith(
+      `    by state: queued 2 → 2, cancelled 1 → 0\nRestore ${archive} into the running server's state? [y/N] Not restoring: nothing was changed.\n`,
+    ),
+    no.stderr,
+  );
   const ended = await cli(s, ["restore", archive], { ttyInput: true });
   assert.equal(ended.code, 1, "input that ends answers no");
   assert.deepEqual(await listTasks(s), before);
 
   const piped = await cli(s, ["restore", "--path", archive]);
   assert.equal(piped.code, 1);
-  assert.match(piped.stderr, /restore would overwrite or remove \d+ existing files? in config, tasks; review with --dry-run, then pass --force \(a pre-restore backup is taken first\)\. There is no terminal to ask for confirmation, so pass --force \(or --yes\) to restore\.\n$/);
+  assert.match(
+    piped.stderr,
+    /restore would overwrite or remove \d+ existing files? in config, tasks; review with --dry-run, then pass --force \(a pre-restore backup is taken first\)\. There is no terminal to ask for confirmation, so pass --force \(or --yes\) to restore\.\n$/,
+  );
   assert.deepEqual(await listTasks(s), before);
   const json = await cli(s, ["restore", archive, "--json"], { ttyInput: true });
   assert.equal(json.code, 1);

@@ -47,7 +47,11 @@ test("no server: the transaction is read from <state>/updates/transaction.json",
   const lines = r.stdout.split("\n");
   assert.equal(lines[0], `Server:            not running (read ${updates} here)`);
   assert.match(lines[1]!, /^Install: {11}not managed: /);
-  assert.deepEqual(lines.slice(2), ["Transaction:       v0.9.1 failed while downloading, attempt 3/3", "  Last error:      HTTP 503 from the release host (retryable: `cara update` resumes it)", ""]);
+  assert.deepEqual(lines.slice(2), [
+    "Transaction:       v0.9.1 failed while downloading, attempt 3/3",
+    "  Last error:      HTTP 503 from the release host (retryable: `cara update` resumes it)",
+    "",
+  ]);
 
   const json = JSON.parse((await runCli(["update", "--status", "--json", "--port", String(port)], { env })).stdout);
   assert.equal(json.serverRunning, false);

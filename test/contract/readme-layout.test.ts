@@ -11,7 +11,9 @@ const layout = README.slice(README.indexOf("### Layout: where to find things"), 
 
 test("README layout: every src/ area and service file is named, and every path named exists", () => {
   assert.ok(layout.length > 100, "the README has a layout table");
-  const areas = readdirSync(join(ROOT, "src"), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `src/${e.name}/`);
+  const areas = readdirSync(join(ROOT, "src"), { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => `src/${e.name}/`);
   for (const area of areas) assert.ok(layout.includes(`\`${area}`), `${area} is in the layout table`);
   for (const area of areas) {
     for (const f of readdirSync(join(ROOT, area))) {

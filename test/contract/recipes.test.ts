@@ -24,7 +24,13 @@ test("the Go recipe (buf.gen.go.yaml): managed mode gives every API file a go_pa
   const outputs = (await readdir(join(dir, "clients", "go"))).filter((f) => f.startsWith("plugin1."));
   const seen: Record<string, { goPackage: string }> = {};
   for (const f of outputs) Object.assign(seen, JSON.parse(await readFile(join(dir, "clients", "go", f), "utf8")));
-  assert.deepEqual(Object.keys(seen).sort(), ["carapace/backup/v1/backup.proto", "carapace/ops/v1/ops.proto", "carapace/tasks/v1/schedules.proto", "carapace/tasks/v1/tasks.proto", "carapace/update/v1/update.proto"]);
+  assert.deepEqual(Object.keys(seen).sort(), [
+    "carapace/backup/v1/backup.proto",
+    "carapace/ops/v1/ops.proto",
+    "carapace/tasks/v1/schedules.proto",
+    "carapace/tasks/v1/tasks.proto",
+    "carapace/update/v1/update.proto",
+  ]);
   for (const [file, opts] of Object.entries(seen)) {
     const dirOf = file.slice(0, file.lastIndexOf("/"));
     assert.match(opts.goPackage, new RegExp(`^example\\.com/yourmodule/carapace/${dirOf.replace(/\//g, "\\/")}(;\\w+)?$`), file);

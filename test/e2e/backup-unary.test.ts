@@ -23,7 +23,12 @@ test("upload an archive in pieces, then inspect and dry-run restore it by name; 
   let uploadId = "";
   let offset = 0;
   for (const end of [200, 400, archive.length]) {
-    const res = await connectJson(s, `${B}/UploadBackup`, { uploadId, offset: String(offset), chunk: archive.subarray(offset, end).toString("base64"), finish: end === archive.length }, s.token);
+    const res = await connectJson(
+      s,
+      `${B}/UploadBackup`,
+      { uploadId, offset: String(offset), chunk: archive.subarray(offset, end).toString("base64"), finish: end === archive.length },
+      s.token,
+    );
     assert.equal(res.status, 200, JSON.stringify(res.json));
     uploadId = res.json.uploadId;
     offset = end;
@@ -44,7 +49,10 @@ test("upload an archive in pieces, then inspect and dry-run restore it by name; 
   const inspected = await connectJson(s, `${B}/InspectStoredBackup`, { backupName: name, includeFiles: true }, s.token);
   assert.equal(inspected.status, 200, JSON.stringify(inspected.json));
   assert.equal(inspected.json.result.verification.ok, true);
-  assert.deepEqual(inspected.json.result.manifest.sections.map((x: { name: string }) => x.name), ["config", "tasks"]);
+  assert.deepEqual(
+    inspected.json.result.manifest.sections.map((x: { name: string }) => x.name),
+    ["config", "tasks"],
+  );
   assert.ok(inspected.json.result.files.some((f: { path: string }) => f.path === "config/config.json"));
 
   // Change the state, then the dry run shows the change back and touches nothing.
@@ -52,7 +60,10 @@ test("upload an archive in pieces, then inspect and dry-run restore it by name; 
   const dry = await connectJson(s, `${B}/RestoreStoredBackup`, { backupName: name, dryRun: true, sections: ["config"] }, s.token);
   assert.equal(dry.status, 200, JSON.stringify(dry.json));
   assert.equal(dry.json.result.dryRun, true);
-  assert.deepEqual(dry.json.result.diffs.map((d: { section: string; changedCount?: number; changed?: string[] }) => [d.section, d.changedCount, d.changed]), [["config", 1, ["config/config.json"]]]);
+  assert.deepEqual(
+    dry.json.result.diffs.map((d: { section: string; changedCount?: number; changed?: string[] }) => [d.section, d.changedCount, d.changed]),
+    [["config", 1, ["config/config.json"]]],
+  );
   assert.equal(await readFile(join(s.stateDir, "config.json"), "utf8"), JSON.stringify({ logLevel: "warn" }));
 
   // Without force it refuses (nothing changes); with force it restores and names the pre-restore backup.

@@ -60,7 +60,10 @@ test("backup while tasks are being created is consistent; round trip restores th
   assert.equal(await readFile(join(fresh.stateDir, "config.json"), "utf8"), JSON.stringify({ logLevel: "info" }));
   const after = await listTasks(fresh);
   assert.ok(after.length >= 20, "the restored queue loaded");
-  assert.ok(after.every((id) => before.includes(id)), "the backup holds one instant of the queue (no task that did not exist)");
+  assert.ok(
+    after.every((id) => before.includes(id)),
+    "the backup holds one instant of the queue (no task that did not exist)",
+  );
   await fresh.stop();
 });
 
@@ -99,7 +102,10 @@ test("restore: dry-run changes nothing and reports the diff; --force needed; pre
   assert.equal(dry.code, 0, dry.stderr);
   const d = JSON.parse(dry.stdout);
   assert.equal(d.dryRun, true);
-  assert.deepEqual(d.diffs.map((x: { section: string }) => x.section), ["tasks"]);
+  assert.deepEqual(
+    d.diffs.map((x: { section: string }) => x.section),
+    ["tasks"],
+  );
   assert.deepEqual(d.diffs[0].changed, ["tasks/queue.journal"]);
   assert.deepEqual(await readFile(join(s.stateDir, "tasks", "queue.journal")), queueBefore, "dry run changed nothing");
   const noForce = await cli(s, ["restore", "--path", out]);
@@ -128,7 +134,11 @@ test("an unsafe or tampered archive is refused whole, with the entry and rule na
   const before = await snapshot();
   const cases: [string, Buffer, RegExp][] = [
     ["traversal", maliciousArchive([entryBlocks({ name: "tasks/../../x", content: "x" })]), /refusing archive: entry 'tasks\/\.\.\/\.\.\/x' /],
-    ["symlink", maliciousArchive([entryBlocks({ name: "tasks/evil", type: "2", linkname: "/etc/passwd", content: "" })]), /refusing archive: entry 'tasks\/evil' /],
+    [
+      "symlink",
+      maliciousArchive([entryBlocks({ name: "tasks/evil", type: "2", linkname: "/etc/passwd", content: "" })]),
+      /refusing archive: entry 'tasks\/evil' /,
+    ],
     ["not gzip", Buffer.from("this is not a backup"), /refusing archive: /],
   ];
   for (const [name, bytes, message] of cases) {
@@ -267,8 +277,15 @@ async function copyState(state: string): Promise<string> {
 
 async function assertNoRestoreLeftovers(stateDir: string): Promise<void> {
   const names = await readdir(stateDir);
-  assert.deepEqual(names.filter((n) => n.startsWith(".restore-") || n === "restore-swap.json"), [], "no staging, holding or marker left");
-  assert.deepEqual((await readdir(join(stateDir, "backups"))).filter((n) => n.startsWith(".snapshot-") || n.endsWith(".partial")), []);
+  assert.deepEqual(
+    names.filter((n) => n.startsWith(".restore-") || n === "restore-swap.json"),
+    [],
+    "no staging, holding or marker left",
+  );
+  assert.deepEqual(
+    (await readdir(join(stateDir, "backups"))).filter((n) => n.startsWith(".snapshot-") || n.endsWith(".partial")),
+    [],
+  );
 }
 
 for (const [step, outcome] of [
@@ -300,7 +317,11 @@ for (const [step, outcome] of [
 
     const after = await startCara({ stateDir: state, env });
     assert.ok(
-      after.lines.some((l) => l.includes("an interrupted restore was completed or undone at start") && l.includes(outcome === "old" ? '"outcome":"rolled-back"' : '"outcome":"rolled-forward"')),
+      after.lines.some(
+        (l) =>
+          l.includes("an interrupted restore was completed or undone at start") &&
+          l.includes(outcome === "old" ? '"outcome":"rolled-back"' : '"outcome":"rolled-forward"'),
+      ),
       after.lines.join("\n"),
     );
     assert.deepEqual(await sectionFiles(state), outcome === "old" ? oldFiles : newFiles);
@@ -334,7 +355,10 @@ for (const step of ["marker", "moved:sessions"] as const) {
     assert.equal(await exited, "SIGKILL");
 
     const after = await startCara({ stateDir: state, env });
-    assert.ok(after.lines.some((l) => l.includes('"outcome":"rolled-back"')), after.lines.join("\n"));
+    assert.ok(
+      after.lines.some((l) => l.includes('"outcome":"rolled-back"')),
+      after.lines.join("\n"),
+    );
     assert.deepEqual(await sectionFiles(state), oldFiles);
     assert.deepEqual(await listTasks(after), fixture.oldIds);
     await assertNoRestoreLeftovers(state);
@@ -385,26 +409,39 @@ test("backup list shows the sections of each archive from its manifest, and an u
   const lines = human.stdout.trimEnd().split("\n");
   assert.equal(lines.length, 2);
   assert.match(lines[0]!, new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z +[\\d.]+ (B|KiB)  task         ${scheduled!.replaceAll(".", "\\.")}  config,tasks$`));
-  assert.equal(lines[1], "2020-01-01T00:00:00.000Z        12 B  other        copied-in.tar.gz  unreadable: archive is not a gzip file (a cara backup is a .tar.gz)");
+  assert.equal(
+    lines[1],
+    "2020-01-01T00:00:00.000Z        12 B  other        copied-in.tar.gz  unreadable: archive is not a gzip file (a cara backup is a .tar.gz)",
+  );
   await s.stop();
 });
 
 test("backup check: ok on a new deployment; a restart 8 days after its first use without a backup warns; a backup clears it", async () => {
   const getStatus = async (s: CaraEndpoint) => (await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).json;
   const backupCheck = async (s: CaraEndpoint) => (await getStatus(s)).checks.find((c: { name: string }) => c.name === "backup");
-  const ready = async (s: CaraEndpoint) => (await fetch(`${s.baseUrl}/health/ready`, { headers: { authorization: `Bearer ${s.token}` } })).json() as Promise<{ status: string; warnings: { name: string; message: string }[] }>;
+  const ready = async (s: CaraEndpoint) =>
+    (await fetch(`${s.baseUrl}/health/ready`, { headers: { authorization: `Bearer ${s.token}` } })).json() as Promise<{
+      status: string;
+      warnings: { name: string; message: string }[];
+    }>;
 
   const s = await serveCara({ env });
   const todo = `run 'cara backup --output FILE', or schedule nightly backups into ${join(s.stateDir, "backups")}: cara schedule create --name nightly-backup --cron '0 3 * * *' --payload '{"kind":"backup","keep":7}'`;
   const check = await backupCheck(s);
   // The first check without any backup recorded when the deployment was first used.
   const firstUse = JSON.parse(await readFile(join(s.stateDir, "backups", "first-use.json"), "utf8")) as { atMs: number };
-  assert.deepEqual({ status: check.status, message: check.message }, {
-    status: "CHECK_STATUS_OK",
-    message: `no backup yet (deployment first used ${new Date(firstUse.atMs).toISOString()}; this check warns after 7 days without one): ${todo}`,
-  });
+  assert.deepEqual(
+    { status: check.status, message: check.message },
+    {
+      status: "CHECK_STATUS_OK",
+      message: `no backup yet (deployment first used ${new Date(firstUse.atMs).toISOString()}; this check warns after 7 days without one): ${todo}`,
+    },
+  );
   assert.ok(Date.now() - firstUse.atMs < 60_000, "a new deployment was first used moments ago");
-  assert.deepEqual((await ready(s)).warnings.filter((w) => w.name === "backup"), []);
+  assert.deepEqual(
+    (await ready(s)).warnings.filter((w) => w.name === "backup"),
+    [],
+  );
   await s.stop();
 
   // The deployment has been in use for 8 days without a backup: the restart does not reset that.
@@ -413,9 +450,15 @@ test("backup check: ok on a new deployment; a restart 8 days after its first use
   const again = await serveCara({ stateDir: s.stateDir, env });
   const r = await ready(again);
   assert.equal(r.status, "ready", "a warning does not make the server unready");
-  assert.deepEqual(r.warnings.filter((w) => w.name === "backup"), [
-    { name: "backup", message: `no backup of this deployment since it was first used 8 days ago (${new Date(eightDaysAgo).toISOString()}), more than 7 days: ${todo}` },
-  ]);
+  assert.deepEqual(
+    r.warnings.filter((w) => w.name === "backup"),
+    [
+      {
+        name: "backup",
+        message: `no backup of this deployment since it was first used 8 days ago (${new Date(eightDaysAgo).toISOString()}), more than 7 days: ${todo}`,
+      },
+    ],
+  );
 
   // A backup (here streamed to the CLI) clears it.
   const out = join(await tempDir(), "b.tar.gz");
@@ -429,7 +472,10 @@ test("backup check: ok on a new deployment; a restart 8 days after its first use
   assert.match(after.message, /^last backup \d{4}-\d\d-\d\dT[\d:.]+Z \(streamed to a client\)$/);
   const status = await getStatus(again);
   assert.equal(status.backup.lastBackupPath, "(streamed to a client)");
-  assert.deepEqual((await ready(again)).warnings.filter((w) => w.name === "backup"), []);
+  assert.deepEqual(
+    (await ready(again)).warnings.filter((w) => w.name === "backup"),
+    [],
+  );
   await again.stop();
 });
 
@@ -445,13 +491,20 @@ test("a backup whose task queue would not load is refused before the swap, onlin
   const online = await cli(s, ["restore", file, "--force", "--allow-foreign"]);
   assert.equal(online.code, 1);
   // (The JSON parser's own words differ between Node versions.)
-  assert.match(online.stderr, /^Error: the backup's state would not load, so nothing was changed: task queue file tasks\/queue\.json is corrupt \(Expected property name or '\}' in JSON at position [^\n]*\)\n$/);
+  assert.match(
+    online.stderr,
+    /^Error: the backup's state would not load, so nothing was changed: task queue file tasks\/queue\.json is corrupt \(Expected property name or '\}' in JSON at position [^\n]*\)\n$/,
+  );
   assert.deepEqual(await listTasks(s), before);
   const ready = await fetch(`${s.baseUrl}/health/ready`);
   assert.equal(ready.status, 200);
   assert.equal((await createTask(s, "still writable")).status, 200);
   const list = await cli(s, ["backup", "list", "--json"]);
-  assert.equal(JSON.parse(list.stdout).backups.filter((b: { origin: string }) => b.origin === "pre-restore").length, 0, "refused before the pre-restore backup");
+  assert.equal(
+    JSON.parse(list.stdout).backups.filter((b: { origin: string }) => b.origin === "pre-restore").length,
+    0,
+    "refused before the pre-restore backup",
+  );
   const ids = await listTasks(s);
   await s.stop();
 

@@ -49,14 +49,28 @@ test("--json: numbers as numbers, enums by their CLI names, no $typeName; task g
   const backup = await cli(s, ["backup", "-o", archive, "--json"]);
   assert.equal(backup.code, 0, backup.stderr);
   assert.ok(!backup.stdout.includes("$typeName"), backup.stdout);
-  assert.deepEqual(JSON.parse(backup.stdout).excluded[0], { path: "auth/", reason: "secrets (token, server secret): never archived; back them up separately, a restore keeps the current ones" });
-  for (const args of [["backup", "inspect", archive, "--json"], ["backup", "list", "--json"], ["restore", archive, "--dry-run", "--json"], ["update", "--status", "--json"], ["logs", "--json"]]) {
+  assert.deepEqual(JSON.parse(backup.stdout).excluded[0], {
+    path: "auth/",
+    reason: "secrets (token, server secret): never archived; back them up separately, a restore keeps the current ones",
+  });
+  for (const args of [
+    ["backup", "inspect", archive, "--json"],
+    ["backup", "list", "--json"],
+    ["restore", archive, "--dry-run", "--json"],
+    ["update", "--status", "--json"],
+    ["logs", "--json"],
+  ]) {
     const r = await cli(s, args);
     assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
     assert.ok(!r.stdout.includes("$typeName"), args.join(" "));
     // Hashes are hex text and a file mode is octal text ("600"), as people write them; no number is a string.
     const text = (p: string) => /\.(sha256|archiveSha256|mode)$/.test(p);
-    for (const line of args[0] === "logs" ? r.stdout.trimEnd().split("\n") : [r.stdout]) assert.deepEqual(numericStrings(JSON.parse(line)).filter((p) => !text(p)), [], args.join(" "));
+    for (const line of args[0] === "logs" ? r.stdout.trimEnd().split("\n") : [r.stdout])
+      assert.deepEqual(
+        numericStrings(JSON.parse(line)).filter((p) => !text(p)),
+        [],
+        args.join(" "),
+      );
   }
 
   const missing = await cli(s, ["task", "get", "no-such-task", "--json"]);

@@ -49,7 +49,25 @@ test("cara schedule: create (cron and interval), list, get, run now, pause, resu
   assert.equal(nightly.stderr, "");
 
   // 02:30 does not exist in Berlin on 2026-03-29: that night's run is at 03:00 CEST, the first minute after the gap.
-  const berlin = await cli(s, ["schedule", "create", "--name", "berlin-brief", "--cron", "30 2 * * *", "--tz", "Europe/Berlin", "--payload", '{"kind":"systemEvent","text":"brief"}', "--label", "team=ops", "--priority", "5", "--max-attempts", "3", "--json"]);
+  const berlin = await cli(s, [
+    "schedule",
+    "create",
+    "--name",
+    "berlin-brief",
+    "--cron",
+    "30 2 * * *",
+    "--tz",
+    "Europe/Berlin",
+    "--payload",
+    '{"kind":"systemEvent","text":"brief"}',
+    "--label",
+    "team=ops",
+    "--priority",
+    "5",
+    "--max-attempts",
+    "3",
+    "--json",
+  ]);
   assert.equal(berlin.code, 0, berlin.stderr);
   const b = JSON.parse(berlin.stdout).schedule;
   assert.deepEqual(
@@ -73,7 +91,20 @@ test("cara schedule: create (cron and interval), list, get, run now, pause, resu
   assert.equal(b.createdAtMs, b.updatedAtMs);
   assert.ok(b.createdAtMs >= Date.parse(CLOCK_START) && b.createdAtMs < Date.parse(CLOCK_START) + 60_000, "the schedules' clock");
 
-  const every = await cli(s, ["schedule", "create", "--name", "tick", "--every", "15m", "--payload", '{"kind":"systemEvent","text":"tick"}', "--overlap", "allow", "--paused", "--json"]);
+  const every = await cli(s, [
+    "schedule",
+    "create",
+    "--name",
+    "tick",
+    "--every",
+    "15m",
+    "--payload",
+    '{"kind":"systemEvent","text":"tick"}',
+    "--overlap",
+    "allow",
+    "--paused",
+    "--json",
+  ]);
   assert.equal(every.code, 0, every.stderr);
   const t = JSON.parse(every.stdout).schedule;
   assert.deepEqual([t.cron, t.intervalMs, t.timezone, t.state, t.overlap, t.nextDueMs], [null, 900_000, "UTC", "paused", "allow", []]);
@@ -92,7 +123,10 @@ test("cara schedule: create (cron and interval), list, get, run now, pause, resu
   );
   const listJson = JSON.parse((await cli(s, ["schedule", "list", "--json"])).stdout);
   assert.deepEqual(Object.keys(listJson), ["schedules"]);
-  assert.deepEqual(listJson.schedules.map((x: { name: string }) => x.name), ["nightly-backup", "berlin-brief", "tick"]);
+  assert.deepEqual(
+    listJson.schedules.map((x: { name: string }) => x.name),
+    ["nightly-backup", "berlin-brief", "tick"],
+  );
   assert.deepEqual(listJson.schedules[1], b);
 
   // Run now: one task, labelled with the schedule, from the template.
@@ -102,7 +136,10 @@ test("cara schedule: create (cron and interval), list, get, run now, pause, resu
   assert.ok(taskId, run.stdout);
   assert.equal(run.stdout, `Created task ${taskId} from schedule berlin-brief.\nFollow it: cara task watch ${taskId}\n`);
   const task = JSON.parse((await cli(s, ["task", "get", taskId, "--json"])).stdout).task;
-  assert.deepEqual([task.payload, task.labels, task.priority, task.policy.maxAttempts], [{ kind: "systemEvent", text: "brief" }, { team: "ops", schedule: b.id }, 5, 3]);
+  assert.deepEqual(
+    [task.payload, task.labels, task.priority, task.policy.maxAttempts],
+    [{ kind: "systemEvent", text: "brief" }, { team: "ops", schedule: b.id }, 5, 3],
+  );
   const ran = await until("the run's task to finish", async () => {
     const got = await getJson(s, b.id);
     return got.lastRun?.taskState === "done" ? got : undefined;
@@ -131,7 +168,10 @@ test("cara schedule: create (cron and interval), list, get, run now, pause, resu
   );
   const runJson = JSON.parse((await cli(s, ["schedule", "run", "tick", "--json"])).stdout);
   assert.deepEqual(Object.keys(runJson), ["run", "schedule"]);
-  assert.deepEqual([runJson.run.outcome, runJson.run.manual, runJson.schedule.name, runJson.schedule.lastRun.taskId], ["created", true, "tick", runJson.run.taskId]);
+  assert.deepEqual(
+    [runJson.run.outcome, runJson.run.manual, runJson.schedule.name, runJson.schedule.lastRun.taskId],
+    ["created", true, "tick", runJson.run.taskId],
+  );
 
   // Pause and resume, by name and by id.
   const pause = await cli(s, ["schedule", "pause", "nightly-backup"]);
@@ -142,13 +182,35 @@ test("cara schedule: create (cron and interval), list, get, run now, pause, resu
   const resume = await cli(s, ["schedule", "resume", n.id, "--json"]);
   assert.deepEqual([JSON.parse(resume.stdout).schedule.state, JSON.parse(resume.stdout).schedule.nextDueMs], ["enabled", n.nextDueMs]);
   const resumeTick = JSON.parse((await cli(s, ["schedule", "resume", "tick", "--json"])).stdout).schedule;
-  assert.deepEqual(resumeTick.nextDueMs, [1, 2, 3].map((k) => t.createdAtMs + k * 900_000), "every 15 min from the creation");
+  assert.deepEqual(
+    resumeTick.nextDueMs,
+    [1, 2, 3].map((k) => t.createdAtMs + k * 900_000),
+    "every 15 min from the creation",
+  );
 
   // Update: a template flag keeps the rest of the template.
-  const upd = await cli(s, ["schedule", "update", "berlin-brief", "--payload", '{"kind":"systemEvent","text":"later"}', "--remove-label", "team", "--cron", "0 6 * * *", "--json"]);
+  const upd = await cli(s, [
+    "schedule",
+    "update",
+    "berlin-brief",
+    "--payload",
+    '{"kind":"systemEvent","text":"later"}',
+    "--remove-label",
+    "team",
+    "--cron",
+    "0 6 * * *",
+    "--json",
+  ]);
   assert.equal(upd.code, 0, upd.stderr);
   const u = JSON.parse(upd.stdout).schedule;
-  assert.deepEqual([u.cron, u.template, u.nextDueMs[0]], ["0 6 * * *", { payload: { kind: "systemEvent", text: "later" }, policy: { ...POLICY_JSON, maxAttempts: 3 }, labels: {}, priority: 5 }, Date.parse("2026-03-29T04:00:00Z")]);
+  assert.deepEqual(
+    [u.cron, u.template, u.nextDueMs[0]],
+    [
+      "0 6 * * *",
+      { payload: { kind: "systemEvent", text: "later" }, policy: { ...POLICY_JSON, maxAttempts: 3 }, labels: {}, priority: 5 },
+      Date.parse("2026-03-29T04:00:00Z"),
+    ],
+  );
   const noop = await cli(s, ["schedule", "update", "berlin-brief"]);
   assert.equal(noop.code, 2);
   assert.match(noop.stderr, /^Error: schedule update requires at least one of: --name, --cron, --every/);
@@ -162,7 +224,10 @@ test("cara schedule: create (cron and interval), list, get, run now, pause, resu
   assert.equal((await cli(s, ["task", "get", taskId])).code, 0);
   const delHuman = await cli(s, ["schedule", "delete", t.id]);
   assert.match(delHuman.stdout, /^Deleted\.\nSchedule tick {2}enabled\n {2}Id: {9}[0-9a-f-]{36}\n {2}When: {7}every 15m\n/);
-  assert.deepEqual(JSON.parse((await cli(s, ["schedule", "list", "--json"])).stdout).schedules.map((x: { name: string }) => x.name), ["nightly-backup"]);
+  assert.deepEqual(
+    JSON.parse((await cli(s, ["schedule", "list", "--json"])).stdout).schedules.map((x: { name: string }) => x.name),
+    ["nightly-backup"],
+  );
   await s.stop();
 });
 
@@ -171,14 +236,34 @@ test("cara schedule: bad input gets the server's error naming the field (exit 1)
   const payload = ["--payload", '{"kind":"systemEvent","text":"x"}'];
   const cases: [string[], number, string][] = [
     [["--cron", "61 * * * *", ...payload], 1, "Error: invalid cron expression '61 * * * *': Invalid value for minute: 61 (field cron)\n"],
-    [["--cron", "0 3 * * *", "--tz", "Mars/Base", ...payload], 1, "Error: unknown time zone 'Mars/Base': use an IANA name such as UTC or Europe/Berlin (field timezone)\n"],
+    [
+      ["--cron", "0 3 * * *", "--tz", "Mars/Base", ...payload],
+      1,
+      "Error: unknown time zone 'Mars/Base': use an IANA name such as UTC or Europe/Berlin (field timezone)\n",
+    ],
     [["--every", "30s", ...payload], 1, "Error: interval must be at least 60 s (got 30000 ms) (field interval_ms)\n"],
-    [["--cron", "@daily", "--payload", '{"kind":"backup","keep":0}'], 1, "Error: Invalid task payload: backup keep must be between 1 and 1000 (field template.payload.backup.keep)\n"],
-    [["--cron", "@daily", "--payload", '{"kind":"reboot"}'], 2, "Error: invalid --payload: unknown payload kind 'reboot' (known: systemEvent, agentTurn, backup, updateCheck)\nRun 'cara schedule create --help' for usage.\n"],
-    [["--every", "15 minutes", ...payload], 2, "Error: --every must be a whole number with a unit s, m, h or d, like 15m, 2h or 1d (got '15 minutes')\nRun 'cara schedule create --help' for usage.\n"],
+    [
+      ["--cron", "@daily", "--payload", '{"kind":"backup","keep":0}'],
+      1,
+      "Error: Invalid task payload: backup keep must be between 1 and 1000 (field template.payload.backup.keep)\n",
+    ],
+    [
+      ["--cron", "@daily", "--payload", '{"kind":"reboot"}'],
+      2,
+      "Error: invalid --payload: unknown payload kind 'reboot' (known: systemEvent, agentTurn, backup, updateCheck)\nRun 'cara schedule create --help' for usage.\n",
+    ],
+    [
+      ["--every", "15 minutes", ...payload],
+      2,
+      "Error: --every must be a whole number with a unit s, m, h or d, like 15m, 2h or 1d (got '15 minutes')\nRun 'cara schedule create --help' for usage.\n",
+    ],
     [["--cron", "@daily", "--every", "1h", ...payload], 2, "Error: give exactly one of --cron or --every\nRun 'cara schedule create --help' for usage.\n"],
     [payload, 2, "Error: give exactly one of --cron or --every\nRun 'cara schedule create --help' for usage.\n"],
-    [["--cron", "@daily", "--overlap", "queue", ...payload], 2, "Error: --overlap must be one of skip, allow (got 'queue')\nRun 'cara schedule create --help' for usage.\n"],
+    [
+      ["--cron", "@daily", "--overlap", "queue", ...payload],
+      2,
+      "Error: --overlap must be one of skip, allow (got 'queue')\nRun 'cara schedule create --help' for usage.\n",
+    ],
   ];
   for (const [args, code, stderr] of cases) {
     const res = await cli(s, ["schedule", "create", "--name", "bad", ...args]);
@@ -190,7 +275,10 @@ test("cara schedule: bad input gets the server's error naming the field (exit 1)
   assert.equal((await cli(s, ["schedule", "create", "--name", "ok", "--cron", "@daily", ...payload])).code, 0);
   const before = await getJson(s, "ok");
   const badUpdate = await cli(s, ["schedule", "update", "ok", "--tz", "Mars/Base", "--payload", '{"kind":"systemEvent","text":"changed"}']);
-  assert.deepEqual([badUpdate.code, badUpdate.stderr], [1, "Error: unknown time zone 'Mars/Base': use an IANA name such as UTC or Europe/Berlin (field timezone)\n"]);
+  assert.deepEqual(
+    [badUpdate.code, badUpdate.stderr],
+    [1, "Error: unknown time zone 'Mars/Base': use an IANA name such as UTC or Europe/Berlin (field timezone)\n"],
+  );
   assert.deepEqual(await getJson(s, "ok"), before, "nothing changed");
   const duplicate = await cli(s, ["schedule", "create", "--name", "ok", "--every", "1h", ...payload]);
   assert.deepEqual([duplicate.code, duplicate.stderr], [1, "Error: a schedule named 'ok' exists already (field name)\n"]);
@@ -198,11 +286,18 @@ test("cara schedule: bad input gets the server's error naming the field (exit 1)
   for (const verb of ["get", "pause", "resume", "delete", "run"]) {
     const res = await cli(s, ["schedule", verb, "no-such-schedule", "--json"]);
     // With --json the failure is the error document on stdout, with the same exit code.
-    assert.deepEqual([res.code, JSON.parse(res.stdout), res.stderr], [1, { error: { code: "not_found", message: "no schedule 'no-such-schedule' (see cara schedule list)", details: { reason: "SCHEDULE_NOT_FOUND" } } }, ""], verb);
+    assert.deepEqual(
+      [res.code, JSON.parse(res.stdout), res.stderr],
+      [1, { error: { code: "not_found", message: "no schedule 'no-such-schedule' (see cara schedule list)", details: { reason: "SCHEDULE_NOT_FOUND" } } }, ""],
+      verb,
+    );
     const human = await cli(s, ["schedule", verb, "no-such-schedule"]);
     assert.deepEqual([human.code, human.stdout, human.stderr], [1, "", "Error: no schedule 'no-such-schedule' (see cara schedule list)\n"], verb);
   }
-  assert.deepEqual(JSON.parse((await cli(s, ["schedule", "list", "--json"])).stdout).schedules.map((x: { name: string }) => x.name), ["ok"]);
+  assert.deepEqual(
+    JSON.parse((await cli(s, ["schedule", "list", "--json"])).stdout).schedules.map((x: { name: string }) => x.name),
+    ["ok"],
+  );
   await s.stop();
 });
 
@@ -211,15 +306,27 @@ test("cara schedule create --help shows the rule, the flags and examples", async
   assert.equal(help.code, 0);
   assert.match(help.stdout, /Create a recurring schedule: a task from a template at every due time/);
   assert.match(help.stdout, /cara schedule create --name nightly-backup --cron '0 3 \* \* \*' --payload '\{"kind":"backup","keep":7\}'/);
-  for (const flag of ["--name", "--cron", "--every", "--tz", "--payload", "--max-attempts", "--label", "--overlap", "--paused", "--json"]) assert.ok(help.stdout.includes(flag), flag);
+  for (const flag of ["--name", "--cron", "--every", "--tz", "--payload", "--max-attempts", "--label", "--overlap", "--paused", "--json"])
+    assert.ok(help.stdout.includes(flag), flag);
   const all = await runCli(["--help"]);
-  for (const verb of ["create", "list", "get", "update", "pause", "resume", "delete", "run"]) assert.match(all.stdout, new RegExp(`cara schedule ${verb}\\b`), verb);
+  for (const verb of ["create", "list", "get", "update", "pause", "resume", "delete", "run"])
+    assert.match(all.stdout, new RegExp(`cara schedule ${verb}\\b`), verb);
 });
 
 test("cara schedule get after downtime: one catch-up run, the missed due times counted", async () => {
   const first = await serveCara({ env: { CARA_TEST_CLOCK_START: CLOCK_START } });
   const stateDir = first.stateDir;
-  const created = await cli(first, ["schedule", "create", "--name", "nightly", "--cron", "0 3 * * *", "--payload", '{"kind":"systemEvent","text":"nightly"}', "--json"]);
+  const created = await cli(first, [
+    "schedule",
+    "create",
+    "--name",
+    "nightly",
+    "--cron",
+    "0 3 * * *",
+    "--payload",
+    '{"kind":"systemEvent","text":"nightly"}',
+    "--json",
+  ]);
   assert.equal(created.code, 0, created.stderr);
   const id = JSON.parse(created.stdout).schedule.id as string;
   await first.stop();
@@ -230,10 +337,17 @@ test("cara schedule get after downtime: one catch-up run, the missed due times c
     const got = await getJson(s, "nightly");
     return got.lastRun?.taskState === "done" ? got : undefined;
   });
-  assert.deepEqual({ ...after.lastRun, atMs: 0, taskId: "x" }, { dueAtMs: Date.parse("2026-04-01T03:00:00Z"), atMs: 0, outcome: "created", taskId: "x", taskState: "done", error: null, manual: false });
+  assert.deepEqual(
+    { ...after.lastRun, atMs: 0, taskId: "x" },
+    { dueAtMs: Date.parse("2026-04-01T03:00:00Z"), atMs: 0, outcome: "created", taskId: "x", taskState: "done", error: null, manual: false },
+  );
   assert.equal(after.missedRuns, 3);
   const tasks = JSON.parse((await cli(s, ["task", "list", "--label", `schedule=${id}`, "--json"])).stdout).tasks;
-  assert.deepEqual(tasks.map((t: { id: string }) => t.id), [after.lastRun.taskId], "one task for four due times");
+  assert.deepEqual(
+    tasks.map((t: { id: string }) => t.id),
+    [after.lastRun.taskId],
+    "one task for four due times",
+  );
   const get = await cli(s, ["schedule", "get", "nightly"]);
   assert.equal(
     get.stdout,

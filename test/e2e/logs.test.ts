@@ -11,7 +11,8 @@ import { CARA_BIN, cleanEnv, connectJson, serveCara, startCara } from "../helper
 import { runCli, startCli } from "../helpers/cli.js";
 import { until } from "../helpers/wait.js";
 
-const SECRET_TEXT = "deploy with api_key=sk-proj-abcdefghijklmnopqrstuvwxyz0123 and Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlc2lnbmF0dXJl";
+const SECRET_TEXT =
+  "deploy with api_key=sk-proj-abcdefghijklmnopqrstuvwxyz0123 and Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlc2lnbmF0dXJl";
 
 // End to end on a spawned server: what reaches its stdout, its log file and the RPC, and
 // `cara logs -f` (the real binary) ended by the server's shutdown. The rest runs in this process.
@@ -26,7 +27,11 @@ test("logs: TailLogs and cara logs show what was logged, redacted on stdout, fil
   const client = createClient(OpsService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" }));
   const opts = { headers: { authorization: `Bearer ${s.token}` } };
   // The task runs on the worker: its event is logged once it ran.
-  for await (const msg of createClient(TasksService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" })).watchTask({ id: created.json.task.id }, opts)) void msg;
+  for await (const msg of createClient(TasksService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" })).watchTask(
+    { id: created.json.task.id },
+    opts,
+  ))
+    void msg;
   const tail = await client.tailLogs({ limit: 50 }, opts);
   const event = tail.entries.find((e) => e.message === "system event");
   assert.ok(event, "the system event was logged");
@@ -37,7 +42,11 @@ test("logs: TailLogs and cara logs show what was logged, redacted on stdout, fil
   assert.ok(!eventText.includes("eyJhbGciOiJIUzI1NiJ9"), eventText);
   assert.match(eventText, /^deploy with api_key=\[REDACTED\]/);
   const seqs = tail.entries.map((e) => Number(e.seq));
-  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), "oldest first");
+  assert.deepEqual(
+    seqs,
+    [...seqs].sort((a, b) => a - b),
+    "oldest first",
+  );
   assert.equal(Number(tail.nextSeq), seqs[seqs.length - 1]);
 
   // Cursor: nothing new after next_seq; a warn filter keeps only warnings.
@@ -52,7 +61,11 @@ test("logs: TailLogs and cara logs show what was logged, redacted on stdout, fil
   await s.stop();
   const file = await readFile(join(s.stateDir, "logs", "cara.log"), "utf8");
   assert.ok(file.includes("system event"), "the file has the record");
-  for (const [name, text] of [["stdout", s.lines.join("\n")], ["file", file], ["rpc", JSON.stringify(tail.entries.map((e) => e.fields))]] as const) {
+  for (const [name, text] of [
+    ["stdout", s.lines.join("\n")],
+    ["file", file],
+    ["rpc", JSON.stringify(tail.entries.map((e) => e.fields))],
+  ] as const) {
     for (const secret of ["sk-proj-abcdefghijklmnopqrstuvwxyz0123", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ", s.token]) {
       assert.ok(!text.includes(secret), `${name} leaks ${secret.slice(0, 12)}`);
     }
@@ -101,16 +114,21 @@ test("FollowLogs receives a line logged after subscribing and ends cleanly on sh
   })();
   await ready;
   // A CLI follower too, started now, ended by the server's shutdown.
-  const cli = spawn(process.execPath, [CARA_BIN, "logs", "-f", "-n", "1", "--json", "--port", String(s.port), "--state-dir", s.stateDir], { env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] });
+  const cli = spawn(process.execPath, [CARA_BIN, "logs", "-f", "-n", "1", "--json", "--port", String(s.port), "--state-dir", s.stateDir], {
+    env: cleanEnv(),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let cliOut = "";
   let cliErr = "";
   cli.stderr.on("data", (c: Buffer) => (cliErr += c));
   const cliExit = new Promise<number | null>((r) => cli.once("exit", (code) => r(code)));
   // Wait until the CLI is following (it prints the one tail line first).
-  await new Promise<void>((resolve) => cli.stdout.on("data", (c: Buffer) => {
-    cliOut += c;
-    resolve();
-  }));
+  await new Promise<void>((resolve) =>
+    cli.stdout.on("data", (c: Buffer) => {
+      cliOut += c;
+      resolve();
+    }),
+  );
   const event = new Promise<void>((resolve) => (onEntry = (message) => message === "system event" && resolve()));
   await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: "after subscribing" } } }, s.token);
   await event;
@@ -118,7 +136,10 @@ test("FollowLogs receives a line logged after subscribing and ends cleanly on sh
   await following; // ends without error when the server shuts down
   assert.equal(await s.exited, 0);
   assert.equal(await cliExit, 0, cliErr);
-  const lines = cliOut.trim().split("\n").map((l) => JSON.parse(l) as { message: string; level: string; seq: number });
+  const lines = cliOut
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { message: string; level: string; seq: number });
   assert.ok(lines.some((l) => l.message === "system event"));
   assert.ok(lines.every((l) => typeof l.seq === "number" && typeof l.level === "string"));
 });
@@ -127,9 +148,13 @@ test("cara logs: human lines, --level and --json; bad flags are usage errors", a
   const s = await serveCara();
   const human = await runCli(["logs", "-n", "3", "--port", String(s.port), "--state-dir", s.stateDir]);
   assert.equal(human.code, 0, human.stderr);
-  for (const line of human.stdout.trim().split("\n")) assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (TRACE|DEBUG|INFO |WARN |ERROR|FATAL) \S+ {2}\S/);
+  for (const line of human.stdout.trim().split("\n"))
+    assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (TRACE|DEBUG|INFO |WARN |ERROR|FATAL) \S+ {2}\S/);
   const warn = await runCli(["logs", "--level", "warn", "--json", "--port", String(s.port), "--state-dir", s.stateDir]);
-  const docs = warn.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  const docs = warn.stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
   assert.ok(docs.length >= 1 && docs.every((d: { level: string }) => d.level === "warn"));
   assert.deepEqual(Object.keys(docs[0]), ["seq", "time", "level", "component", "message", "fields"]);
   const bad = await runCli(["logs", "-n", "0"]);
@@ -152,9 +177,12 @@ test("cara logs: human lines, --level and --json; bad flags are usage errors", a
 test("the README's `cara logs -f --grep <task-id>` follows that task's lines and no other task's", async () => {
   const s = await serveCara();
   const later = String(Date.now() + 3_600_000);
-  const create = async (text: string) => (await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text } }, nextRunAtMs: later }, s.token)).json.task.id as string;
+  const create = async (text: string) =>
+    (await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text } }, nextRunAtMs: later }, s.token)).json.task
+      .id as string;
   const runNow = (id: string) => connectJson(s, "carapace.tasks.v1.TasksService/UpdateTask", { id, nextRunAtMs: String(Date.now()) }, s.token);
-  const logged = async (id: string) => (await connectJson(s, "carapace.ops.v1.OpsService/TailLogs", { limit: 100, filter: { contains: id } }, s.token)).json.entries ?? [];
+  const logged = async (id: string) =>
+    (await connectJson(s, "carapace.ops.v1.OpsService/TailLogs", { limit: 100, filter: { contains: id } }, s.token)).json.entries ?? [];
   const mine = await create("mine");
   const other = await create("other");
   const interrupt = new AbortController();
@@ -162,7 +190,9 @@ test("the README's `cara logs -f --grep <task-id>` follows that task's lines and
   // The other task runs first and its lines are in the ring before this task runs, so they would
   // have reached the follower first had the filter let them through.
   await runNow(other);
-  await until("the other task's attempt to be logged", async () => (await logged(other)).some((e: { message: string }) => e.message === "task attempt finished"));
+  await until("the other task's attempt to be logged", async () =>
+    (await logged(other)).some((e: { message: string }) => e.message === "task attempt finished"),
+  );
   await runNow(mine);
   await follow.stdout.until(/task attempt finished/);
   interrupt.abort();

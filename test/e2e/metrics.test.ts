@@ -13,7 +13,10 @@ const promtoolMissing = existsSync(PROMTOOL) ? false : "promtool not found (Debi
 if (promtoolMissing) process.stdout.write(`NOTE: ${promtoolMissing}\n`);
 const env = { CARAPACE_SERVER_SECRET: "metrics-test-secret-0123456789abcdefghij" };
 
-async function scrape(s: CaraServer, headers: Record<string, string> = { authorization: `Bearer ${s.token}` }): Promise<{ status: number; type: string; text: string }> {
+async function scrape(
+  s: CaraServer,
+  headers: Record<string, string> = { authorization: `Bearer ${s.token}` },
+): Promise<{ status: number; type: string; text: string }> {
   const res = await fetch(`${s.baseUrl}/metrics`, { headers });
   return { status: res.status, type: res.headers.get("content-type") ?? "", text: await res.text() };
 }
@@ -45,9 +48,13 @@ test("after a known workload every figure is exact, and the exposition parses", 
   assert.ok(!anonymous.text.includes("cara_"));
   assert.equal((await scrape(s, { authorization: "Bearer wrong" })).status, 401);
 
-  for (let i = 0; i < 5; i++) assert.equal((await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: `t${i}` } } }, s.token)).status, 200);
+  for (let i = 0; i < 5; i++)
+    assert.equal((await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: `t${i}` } } }, s.token)).status, 200);
   // Fails at once: an agentTurn may not name both a route and a model.
-  assert.equal((await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { agentTurn: { message: "hi", route: "r", model: "m" } } }, s.token)).status, 200);
+  assert.equal(
+    (await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { agentTurn: { message: "hi", route: "r", model: "m" } } }, s.token)).status,
+    200,
+  );
   await waitFor(s, (c) => (c.done ?? 0) === 5 && (c.failed ?? 0) === 1);
   for (let i = 0; i < 3; i++) await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, `wrong-${i}`);
   await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {});
@@ -98,7 +105,8 @@ test("after a known workload every figure is exact, and the exposition parses", 
   const status = (await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).json;
   assert.equal(status.tasks.countsByState.done, m.get('cara_tasks{state="done"}'));
   assert.equal(status.tasks.countsByState.failed, m.get('cara_tasks{state="failed"}'));
-  for (const check of status.checks) assert.equal(m.get(`cara_health_check_status{check="${check.name}",status="${check.status.replace("CHECK_STATUS_", "").toLowerCase()}"}`), 1, check.name);
+  for (const check of status.checks)
+    assert.equal(m.get(`cara_health_check_status{check="${check.name}",status="${check.status.replace("CHECK_STATUS_", "").toLowerCase()}"}`), 1, check.name);
 
   // OpenMetrics when asked for.
   const om = await scrape(s, { authorization: `Bearer ${s.token}`, accept: "application/openmetrics-text; version=1.0.0" });
@@ -109,7 +117,8 @@ test("after a known workload every figure is exact, and the exposition parses", 
   const { readFile } = await import("node:fs/promises");
   const monitoring = join(new URL("../../", import.meta.url).pathname, "monitoring");
   const used = new Set<string>();
-  for (const f of ["cara-alerts.yml", "grafana-dashboard.json"]) for (const name of (await readFile(join(monitoring, f), "utf8")).match(/cara_[a-z0-9_]+/g) ?? []) used.add(name);
+  for (const f of ["cara-alerts.yml", "grafana-dashboard.json"])
+    for (const name of (await readFile(join(monitoring, f), "utf8")).match(/cara_[a-z0-9_]+/g) ?? []) used.add(name);
   const exposed = new Set([...m.keys()].map((k) => k.replace(/\{.*$/, "")));
   for (const name of used) assert.ok(exposed.has(name), `${name} (used by the rules or the dashboard) is not exposed`);
 
@@ -121,14 +130,21 @@ test("after a known workload every figure is exact, and the exposition parses", 
 });
 
 test("server.metrics: open needs no token, off serves nothing", async () => {
-  for (const [mode, expected] of [["open", 200], ["off", 404]] as const) {
+  for (const [mode, expected] of [
+    ["open", 200],
+    ["off", 404],
+  ] as const) {
     const stateDir = join(await tempDir(), "state");
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
     await writeFile(join(stateDir, "config.json"), JSON.stringify({ server: { metrics: mode } }));
     const s = await startCara({ stateDir });
     const res = await scrape(s, {});
     assert.equal(res.status, expected, mode);
-    if (mode === "off") assert.deepEqual(JSON.parse(res.text), { error: "no route for GET /metrics", see: "GET /health, GET /health/ready, or POST /<package>.<Service>/<Method>" });
+    if (mode === "off")
+      assert.deepEqual(JSON.parse(res.text), {
+        error: "no route for GET /metrics",
+        see: "GET /health, GET /health/ready, or POST /<package>.<Service>/<Method>",
+      });
     await s.stop();
   }
 });
@@ -167,7 +183,10 @@ test("the example scrape config is valid (promtool check config)", { skip: promt
   const tmp = await tempDir();
   await writeFile(join(tmp, "token"), "a-token\n");
   await copyFile(join(dir, "cara-alerts.yml"), join(tmp, "cara-alerts.yml"));
-  await writeFile(join(tmp, "prometheus.yml"), (await readFile(join(dir, "prometheus.yml"), "utf8")).replace("/var/lib/carapace/auth/token", join(tmp, "token")));
+  await writeFile(
+    join(tmp, "prometheus.yml"),
+    (await readFile(join(dir, "prometheus.yml"), "utf8")).replace("/var/lib/carapace/auth/token", join(tmp, "token")),
+  );
   const checked = spawnSync(PROMTOOL, ["check", "config", join(tmp, "prometheus.yml")], { encoding: "utf8" });
   assert.equal(checked.status, 0, checked.stdout + checked.stderr);
 });

@@ -43,7 +43,8 @@ function fakeService(pkg: string, service: string): DescService {
 }
 
 /** A client of a descriptor built at run time (its method names are not known to the compiler). */
-const anyClient = (service: DescService, transport: Transport) => createClient(service, transport) as unknown as { nope(req: object, options?: object): Promise<unknown>; nopeStream(req: object): AsyncIterable<unknown> };
+const anyClient = (service: DescService, transport: Transport) =>
+  createClient(service, transport) as unknown as { nope(req: object, options?: object): Promise<unknown>; nopeStream(req: object): AsyncIterable<unknown> };
 
 const expectCode = (code: Code, message?: string, reason?: string) => (err: unknown) => {
   assert.ok(err instanceof ConnectError, String(err));
@@ -70,14 +71,19 @@ test("an unknown method or service is UNIMPLEMENTED (gRPC status 12) in the call
   const s = await serveCara();
   const ops = fakeService("carapace.ops.v1", "OpsService");
   const nope = fakeService("carapace.nope.v1", "NopeService");
-  const methodMsg = "unknown method /carapace.ops.v1.OpsService/Nope: carapace.ops.v1.OpsService has no method Nope (it has GetStatus, TailLogs, FollowLogs, RunDoctor, CreateBugreport)";
+  const methodMsg =
+    "unknown method /carapace.ops.v1.OpsService/Nope: carapace.ops.v1.OpsService has no method Nope (it has GetStatus, TailLogs, FollowLogs, RunDoctor, CreateBugreport)";
   const serviceMsg = "unknown method /carapace.nope.v1.NopeService/Nope: this server has no service carapace.nope.v1.NopeService";
   for (const [name, transport] of Object.entries(transports(s))) {
     // With or without a token: like a gRPC server, the route is checked before the call runs.
     await assert.rejects(anyClient(ops, transport).nope({}, bearer(s.token)), expectCode(Code.Unimplemented, methodMsg, "UNKNOWN_METHOD"), name);
     await assert.rejects(anyClient(nope, transport).nope({}), expectCode(Code.Unimplemented, serviceMsg, "UNKNOWN_SERVICE"), name);
     if (name !== "connectH1") {
-      await assert.rejects(drain(anyClient(ops, transport).nopeStream({})), expectCode(Code.Unimplemented, methodMsg.replace("/Nope:", "/NopeStream:").replace("method Nope ", "method NopeStream "), "UNKNOWN_METHOD"), name);
+      await assert.rejects(
+        drain(anyClient(ops, transport).nopeStream({})),
+        expectCode(Code.Unimplemented, methodMsg.replace("/Nope:", "/NopeStream:").replace("method Nope ", "method NopeStream "), "UNKNOWN_METHOD"),
+        name,
+      );
     }
   }
 
@@ -157,18 +163,41 @@ test("isRpcShaped tells RPCs of every protocol from plain HTTP requests", () => 
 
 test("a wrong content type on a known method is 415 with the accepted types; a wrong HTTP method is 405 with Allow", async () => {
   const s = await serveCara();
-  const res = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, { method: "POST", headers: { "content-type": "text/plain", ...bearer(s.token).headers }, body: "{}" });
+  const res = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, {
+    method: "POST",
+    headers: { "content-type": "text/plain", ...bearer(s.token).headers },
+    body: "{}",
+  });
   assert.equal(res.status, 415);
-  const accepted = ["application/grpc", "application/grpc+proto", "application/grpc+json", "application/grpc-web", "application/grpc-web+proto", "application/grpc-web+json", "application/json", "application/proto"];
+  const accepted = [
+    "application/grpc",
+    "application/grpc+proto",
+    "application/grpc+json",
+    "application/grpc-web",
+    "application/grpc-web+proto",
+    "application/grpc-web+json",
+    "application/json",
+    "application/proto",
+  ];
   assert.equal(res.headers.get("accept-post"), accepted.join(", "));
   assert.deepEqual(await res.json(), { error: "unsupported content type 'text/plain' for /carapace.ops.v1.OpsService/GetStatus", accepted });
-  const stream = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/FollowLogs`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+  const stream = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/FollowLogs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "{}",
+  });
   assert.equal(stream.status, 415);
   assert.ok(stream.headers.get("accept-post")!.endsWith("application/connect+json, application/connect+proto"));
-  const put = await fetch(`${s.baseUrl}/carapace.tasks.v1.TasksService/CreateTask`, { method: "PUT", headers: { "content-type": "application/json" }, body: "{}" });
+  const put = await fetch(`${s.baseUrl}/carapace.tasks.v1.TasksService/CreateTask`, {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: "{}",
+  });
   assert.equal(put.status, 405);
   assert.equal(put.headers.get("allow"), "POST");
-  assert.deepEqual(await put.json(), { error: "method PUT not allowed for /carapace.tasks.v1.TasksService/CreateTask; use POST (GET is only for RPCs without side effects)" });
+  assert.deepEqual(await put.json(), {
+    error: "method PUT not allowed for /carapace.tasks.v1.TasksService/CreateTask; use POST (GET is only for RPCs without side effects)",
+  });
   await s.stop();
 });
 
@@ -191,7 +220,10 @@ test("auth failures and the failed-auth limit answer in the caller's protocol, w
   const connect = await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, "still-wrong");
   assert.equal(connect.status, 429);
   assert.equal((await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).status, 200, "the right token is never locked out");
-  assert.deepEqual(connect.json.details.map((d: any) => d.type), ["google.rpc.ErrorInfo", "google.rpc.RetryInfo"]);
+  assert.deepEqual(
+    connect.json.details.map((d: any) => d.type),
+    ["google.rpc.ErrorInfo", "google.rpc.RetryInfo"],
+  );
   assert.match(connect.json.details[1].debug.retryDelay, /^\d+s$/);
   await s.stop();
 });
@@ -202,7 +234,11 @@ test("a request body over the 8 MiB limit is RESOURCE_EXHAUSTED in the caller's 
   const s = await serveCara({ config: { server: { shutdownTimeoutMs: 500 } } });
   const huge = "x".repeat(9 * 1024 * 1024);
   for (const [name, transport] of Object.entries(transports(s))) {
-    await assert.rejects(createClient(OpsService, transport).tailLogs({ filter: { contains: huge } }, bearer(s.token)), expectCode(Code.ResourceExhausted), name);
+    await assert.rejects(
+      createClient(OpsService, transport).tailLogs({ filter: { contains: huge } }, bearer(s.token)),
+      expectCode(Code.ResourceExhausted),
+      name,
+    );
   }
   const raw = await connectJson(s, "carapace.ops.v1.OpsService/TailLogs", { filter: { contains: huge } }, s.token);
   assert.equal(raw.status, 429);
@@ -217,7 +253,11 @@ test("unknown JSON fields are ignored by every service, top-level and nested (a 
   const calls: Array<[string, unknown, (json: any) => void]> = [
     ["carapace.ops.v1.OpsService/GetStatus", { futureField: 1 }, (j) => assert.equal(j.port, s.port)],
     ["carapace.ops.v1.OpsService/TailLogs", { limit: 1, filter: { futureFilter: "x" }, futureField: true }, (j) => assert.equal(j.entries.length, 1)],
-    ["carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: "hi", futureField: 2 } }, futureField: { a: 1 } }, (j) => assert.equal(j.task.payload.systemEvent.text, "hi")],
+    [
+      "carapace.tasks.v1.TasksService/CreateTask",
+      { payload: { systemEvent: { text: "hi", futureField: 2 } }, futureField: { a: 1 } },
+      (j) => assert.equal(j.task.payload.systemEvent.text, "hi"),
+    ],
     ["carapace.tasks.v1.TasksService/ListTasks", { futureField: [1, 2] }, (j) => assert.equal(j.total, 1)],
     ["carapace.backup.v1.BackupService/ListBackups", { futureField: "x" }, (j) => assert.equal(j.directory, join(s.stateDir, "backups"))],
     ["carapace.update.v1.UpdateService/GetUpdateStatus", { futureField: null }, (j) => assert.match(j.currentVersion, /^\d+\.\d+\.\d+/)],
@@ -239,15 +279,39 @@ test("errors carry ErrorInfo, BadRequest field paths and RetryInfo, read by the 
     const bad = async (call: Promise<unknown>, reason: string, field: string | undefined, message: string) =>
       assert.rejects(call, (err: unknown) => {
         expectCode(Code.InvalidArgument, message, reason)(err);
-        assert.deepEqual(badRequestOf(err)?.fieldViolations.map((v) => [v.field, v.description]), field ? [[field, message]] : undefined, name);
+        assert.deepEqual(
+          badRequestOf(err)?.fieldViolations.map((v) => [v.field, v.description]),
+          field ? [[field, message]] : undefined,
+          name,
+        );
         assert.equal((err as ConnectError).findDetails(ErrorInfoSchema)[0]?.domain, "carapace.dev");
         return true;
       });
     await bad(ops.tailLogs({ limit: 0 }, bearer(s.token)), "LOG_QUERY_INVALID", "limit", "limit: must be an integer from 1 to 5000 (got 0)");
-    await bad(ops.tailLogs({ filter: { pattern: "(a+)+$" } }, bearer(s.token)), "LOG_QUERY_INVALID", "filter.pattern", "pattern: nested quantifier '(a+)+' can backtrack catastrophically; simplify it");
-    await bad(tasks.createTask({ payload: { kind: { case: "systemEvent", value: { text: "x" } } }, policy: { maxAttempts: 0 } }, bearer(s.token)), "TASK_INVALID_ARGUMENT", "policy.max_attempts", "invalid policy.maxAttempts: must be between 1 and 10000");
-    await bad(tasks.createTask({ payload: { kind: { case: "systemEvent", value: { text: " " } } } }, bearer(s.token)), "TASK_INVALID_ARGUMENT", "payload.system_event.text", "Invalid task payload: systemEvent needs a non-empty text");
-    await bad(tasks.updateTask({ id: "x", setLabels: { "bad key": "v" } }, bearer(s.token)), "TASK_INVALID_ARGUMENT", "set_labels", "labels: invalid key 'bad key' (1-63 characters of letters, digits, _ . - /)");
+    await bad(
+      ops.tailLogs({ filter: { pattern: "(a+)+$" } }, bearer(s.token)),
+      "LOG_QUERY_INVALID",
+      "filter.pattern",
+      "pattern: nested quantifier '(a+)+' can backtrack catastrophically; simplify it",
+    );
+    await bad(
+      tasks.createTask({ payload: { kind: { case: "systemEvent", value: { text: "x" } } }, policy: { maxAttempts: 0 } }, bearer(s.token)),
+      "TASK_INVALID_ARGUMENT",
+      "policy.max_attempts",
+      "invalid policy.maxAttempts: must be between 1 and 10000",
+    );
+    await bad(
+      tasks.createTask({ payload: { kind: { case: "systemEvent", value: { text: " " } } } }, bearer(s.token)),
+      "TASK_INVALID_ARGUMENT",
+      "payload.system_event.text",
+      "Invalid task payload: systemEvent needs a non-empty text",
+    );
+    await bad(
+      tasks.updateTask({ id: "x", setLabels: { "bad key": "v" } }, bearer(s.token)),
+      "TASK_INVALID_ARGUMENT",
+      "set_labels",
+      "labels: invalid key 'bad key' (1-63 characters of letters, digits, _ . - /)",
+    );
     await assert.rejects(tasks.getTask({ id: "nope" }, bearer(s.token)), expectCode(Code.NotFound, "Task not found", "TASK_NOT_FOUND"));
     await assert.rejects(drain(createClient(BackupService, transport).createBackup({ sections: ["nope"] }, bearer(s.token))), (err: unknown) => {
       expectCode(Code.InvalidArgument, undefined, "BACKUP_SECTION_UNKNOWN")(err);
@@ -255,22 +319,51 @@ test("errors carry ErrorInfo, BadRequest field paths and RetryInfo, read by the 
       return true;
     });
     if (name !== "connectH1") {
-      await bad(drain(createClient(UpdateService, transport).startUpdate({ yes: false }, bearer(s.token))), "UPDATE_INVALID_ARGUMENT", "yes", "update not confirmed: pass --yes");
+      await bad(
+        drain(createClient(UpdateService, transport).startUpdate({ yes: false }, bearer(s.token))),
+        "UPDATE_INVALID_ARGUMENT",
+        "yes",
+        "update not confirmed: pass --yes",
+      );
     }
   }
 
   // buf curl prints each detail's type and bytes (base64); `buf convert` decodes them.
-  const res = await run(BUF, ["curl", "--schema", join(ROOT, "proto"), "--protocol", "grpc", "--http2-prior-knowledge", "-H", `Authorization: Bearer ${s.token}`, "-d", '{"limit":0}', `${s.baseUrl}/carapace.ops.v1.OpsService/TailLogs`]).then(
+  const res = await run(BUF, [
+    "curl",
+    "--schema",
+    join(ROOT, "proto"),
+    "--protocol",
+    "grpc",
+    "--http2-prior-knowledge",
+    "-H",
+    `Authorization: Bearer ${s.token}`,
+    "-d",
+    '{"limit":0}',
+    `${s.baseUrl}/carapace.ops.v1.OpsService/TailLogs`,
+  ]).then(
     () => assert.fail("buf curl should fail"),
     (err: { stderr: string; code: number }) => err,
   );
   const printed = JSON.parse(res.stderr);
   assert.equal(printed.code, "invalid_argument");
-  assert.deepEqual(printed.details.map((d: any) => d.type), ["google.rpc.ErrorInfo", "google.rpc.BadRequest"]);
+  assert.deepEqual(
+    printed.details.map((d: any) => d.type),
+    ["google.rpc.ErrorInfo", "google.rpc.BadRequest"],
+  );
   const bytes = Buffer.from(printed.details[1].value, "base64");
   const dir = await tempDir();
   await writeFile(join(dir, "detail.bin"), bytes);
-  const converted = await run(BUF, ["convert", join(ROOT, "proto"), "--type", "google.rpc.BadRequest", "--from", `${join(dir, "detail.bin")}#format=binpb`, "--to", "-#format=json"]);
+  const converted = await run(BUF, [
+    "convert",
+    join(ROOT, "proto"),
+    "--type",
+    "google.rpc.BadRequest",
+    "--from",
+    `${join(dir, "detail.bin")}#format=binpb`,
+    "--to",
+    "-#format=json",
+  ]);
   assert.deepEqual(JSON.parse(converted.stdout), { fieldViolations: [{ field: "limit", description: "limit: must be an integer from 1 to 5000 (got 0)" }] });
   assert.equal(fromBinary(ErrorInfoSchema, Buffer.from(printed.details[0].value, "base64")).reason, "LOG_QUERY_INVALID");
   await s.stop();

@@ -34,7 +34,12 @@ async function* each<T>(items: T[]): AsyncIterable<T> {
 }
 
 /** One reflection stream: sends the requests, returns the answers in order. */
-async function reflect(transport: Transport, token: string | undefined, requests: Req[], service: DescService = v1.ServerReflection): Promise<v1.ServerReflectionResponse[]> {
+async function reflect(
+  transport: Transport,
+  token: string | undefined,
+  requests: Req[],
+  service: DescService = v1.ServerReflection,
+): Promise<v1.ServerReflectionResponse[]> {
   const headers = token === undefined ? {} : { authorization: `Bearer ${token}` };
   const out: v1.ServerReflectionResponse[] = [];
   if (service === v1alpha.ServerReflection) {
@@ -59,12 +64,22 @@ async function resolveEverything(transport: Transport, token: string, service: D
   assert.equal(list!.messageResponse.case, "listServicesResponse");
   const names = (list!.messageResponse.value as v1.ListServiceResponse).service.map((s) => s.name);
   const files = new Map<string, FileDescriptorProto>();
-  const answers = await reflect(transport, token, names.map((n) => ({ messageRequest: { case: "fileContainingSymbol" as const, value: n } })), service);
+  const answers = await reflect(
+    transport,
+    token,
+    names.map((n) => ({ messageRequest: { case: "fileContainingSymbol" as const, value: n } })),
+    service,
+  );
   for (const a of answers) for (const f of fileProtos(a)) files.set(f.name, f);
   for (let round = 0; round < 5; round++) {
     const missing = [...new Set([...files.values()].flatMap((f) => f.dependency))].filter((d) => !files.has(d));
     if (missing.length === 0) break;
-    const more = await reflect(transport, token, missing.map((m) => ({ messageRequest: { case: "fileByFilename" as const, value: m } })), service);
+    const more = await reflect(
+      transport,
+      token,
+      missing.map((m) => ({ messageRequest: { case: "fileByFilename" as const, value: m } })),
+      service,
+    );
     for (const a of more) for (const f of fileProtos(a)) files.set(f.name, f);
   }
   // A registry builds only when every import is there (listed before the files importing it).
@@ -101,8 +116,12 @@ test("reflection (v1 and v1alpha, over gRPC, gRPC-Web and Connect on HTTP/2) lis
         label,
       );
       // Dependencies come along, down to the well-known types.
-      for (const f of ["google/protobuf/timestamp.proto", "google/protobuf/struct.proto", "carapace/tasks/v1/tasks.proto", "grpc/health/v1/health.proto"]) assert.ok(files.has(f), `${label}: ${f}`);
-      assert.ok(registry.getMessage("carapace.ops.v1.GetStatusResponse")?.fields.some((f) => f.name === "state_dir"), label);
+      for (const f of ["google/protobuf/timestamp.proto", "google/protobuf/struct.proto", "carapace/tasks/v1/tasks.proto", "grpc/health/v1/health.proto"])
+        assert.ok(files.has(f), `${label}: ${f}`);
+      assert.ok(
+        registry.getMessage("carapace.ops.v1.GetStatusResponse")?.fields.some((f) => f.name === "state_dir"),
+        label,
+      );
     }
   }
   await s.stop();
@@ -127,12 +146,24 @@ test("reflection answers symbols (types, methods, fields), file names, extension
   assert.equal(answers.length, 11);
   // The first answer carries the file and its imports; later answers on the same stream skip
   // files already sent, but always carry the file asked for.
-  assert.deepEqual(fileProtos(answers[0]!).map((f) => f.name), ["carapace/ops/v1/ops.proto", "google/protobuf/struct.proto", "google/protobuf/timestamp.proto"]);
+  assert.deepEqual(
+    fileProtos(answers[0]!).map((f) => f.name),
+    ["carapace/ops/v1/ops.proto", "google/protobuf/struct.proto", "google/protobuf/timestamp.proto"],
+  );
   assert.equal(answers[0]!.validHost, "h");
   assert.equal(answers[0]!.originalRequest?.messageRequest.value, "carapace.ops.v1.OpsService.TailLogs");
-  assert.deepEqual(fileProtos(answers[1]!).map((f) => f.name), ["carapace/ops/v1/ops.proto"]);
-  assert.deepEqual(fileProtos(answers[2]!).map((f) => f.name), ["carapace/ops/v1/ops.proto"]);
-  assert.deepEqual(fileProtos(answers[3]!).map((f) => f.name), ["google/protobuf/struct.proto"]);
+  assert.deepEqual(
+    fileProtos(answers[1]!).map((f) => f.name),
+    ["carapace/ops/v1/ops.proto"],
+  );
+  assert.deepEqual(
+    fileProtos(answers[2]!).map((f) => f.name),
+    ["carapace/ops/v1/ops.proto"],
+  );
+  assert.deepEqual(
+    fileProtos(answers[3]!).map((f) => f.name),
+    ["google/protobuf/struct.proto"],
+  );
   const err = (a: v1.ServerReflectionResponse) => (assert.equal(a.messageResponse.case, "errorResponse"), a.messageResponse.value as v1.ErrorResponse);
   assert.deepEqual([err(answers[4]!).errorCode, err(answers[4]!).errorMessage], [Code.NotFound, "symbol 'carapace.ops.v1.Nope' not found"]);
   assert.deepEqual([err(answers[5]!).errorCode, err(answers[5]!).errorMessage], [Code.NotFound, "file 'nope.proto' not found"]);
@@ -143,11 +174,14 @@ test("reflection answers symbols (types, methods, fields), file names, extension
   assert.equal(err(answers[8]!).errorCode, Code.NotFound);
   assert.equal(err(answers[9]!).errorCode, Code.InvalidArgument);
   // Error detail types resolve, for clients that decode details through reflection.
-  assert.deepEqual(fileProtos(answers[10]!).map((f) => f.name), ["google/rpc/error_details.proto", "google/protobuf/duration.proto"]);
+  assert.deepEqual(
+    fileProtos(answers[10]!).map((f) => f.name),
+    ["google/rpc/error_details.proto", "google/protobuf/duration.proto"],
+  );
   await s.stop();
 });
 
-test("reflection needs the token; server.reflection: \"off\" removes it (UNIMPLEMENTED)", async () => {
+test('reflection needs the token; server.reflection: "off" removes it (UNIMPLEMENTED)', async () => {
   const s = await serveCara();
   const t = createGrpcTransport({ baseUrl: s.baseUrl });
   for (const token of [undefined, "wrong"]) {
@@ -165,16 +199,22 @@ test("reflection needs the token; server.reflection: \"off\" removes it (UNIMPLE
   await mkdir(stateDir, { mode: 0o700 });
   await writeFile(join(stateDir, "config.json"), JSON.stringify({ server: { reflection: "off" } }));
   const off = await serveCara({ stateDir });
-  await assert.rejects(reflect(createGrpcTransport({ baseUrl: off.baseUrl }), off.token, [{ messageRequest: { case: "listServices", value: "" } }]), (e: unknown) => {
-    assert.ok(e instanceof ConnectError);
-    assert.equal(e.code, Code.Unimplemented);
-    assert.equal(e.rawMessage, "unknown method /grpc.reflection.v1.ServerReflection/ServerReflectionInfo: this server has no service grpc.reflection.v1.ServerReflection");
-    return true;
-  });
+  await assert.rejects(
+    reflect(createGrpcTransport({ baseUrl: off.baseUrl }), off.token, [{ messageRequest: { case: "listServices", value: "" } }]),
+    (e: unknown) => {
+      assert.ok(e instanceof ConnectError);
+      assert.equal(e.code, Code.Unimplemented);
+      assert.equal(
+        e.rawMessage,
+        "unknown method /grpc.reflection.v1.ServerReflection/ServerReflectionInfo: this server has no service grpc.reflection.v1.ServerReflection",
+      );
+      return true;
+    },
+  );
   await off.stop();
 
   await writeFile(join(stateDir, "config.json"), JSON.stringify({ server: { reflection: "on" } }));
-    const bad = await runCli(["start", "--port", "0", "--state-dir", stateDir]);
+  const bad = await runCli(["start", "--port", "0", "--state-dir", stateDir]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /^Error: invalid config .*config\.json: server\.reflection: Expected one of "token" or "off"/);
 });
@@ -187,7 +227,10 @@ test("the bidi reflection stream over HTTP/1.1 is refused with 505 saying HTTP/2
     body: "",
   });
   assert.equal(res.status, 505);
-  assert.deepEqual(await res.json(), { error: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo is a bidirectional stream: it needs HTTP/2 (h2c with prior knowledge, or TLS with ALPN h2)" });
+  assert.deepEqual(await res.json(), {
+    error:
+      "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo is a bidirectional stream: it needs HTTP/2 (h2c with prior knowledge, or TLS with ALPN h2)",
+  });
   await s.stop();
 });
 
@@ -211,10 +254,22 @@ test("buf curl --reflect (no local schema) lists and calls every service over gr
     ]);
     assert.deepEqual(list.stdout.trim().split("\n"), SERVED, protocol);
     assert.ok(methods.stdout.includes("carapace.backup.v1.BackupService/RestoreBackup\n"), protocol);
-    calls.forEach(([, , check], i) => check(JSON.parse(answers[i]!.stdout)));
+    for (const [i, [, , check]] of calls.entries()) check(JSON.parse(answers[i]!.stdout));
   }
   // The deprecated v1alpha protocol, as older tools use it.
-  const alpha = await run(BUF, ["curl", "--http2-prior-knowledge", "--reflect-protocol", "grpc-v1alpha", "--reflect-header", bearer(s), "-H", bearer(s), "-d", "{}", `${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`]);
+  const alpha = await run(BUF, [
+    "curl",
+    "--http2-prior-knowledge",
+    "--reflect-protocol",
+    "grpc-v1alpha",
+    "--reflect-header",
+    bearer(s),
+    "-H",
+    bearer(s),
+    "-d",
+    "{}",
+    `${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`,
+  ]);
   assert.equal(JSON.parse(alpha.stdout).port, s.port);
   await s.stop();
 });

@@ -29,10 +29,18 @@ test("exactly one task per due time across a SIGKILL right at it; one catch-up r
   const stateDir = join(await tempDir(), "state");
   const env = { CARAPACE_SERVER_SECRET: SECRET, CARA_TEST_CLOCK_START: "2026-01-02T02:59:59.000Z", CARA_TEST_PAUSE_AT: "schedule:created" };
   let s = await startCara({ stateDir, env });
-  const created = await call(s, "CreateSchedule", { name: "nightly", cron: "0 3 * * *", timezone: "UTC", template: { payload: { systemEvent: { text: "nightly" } } } });
+  const created = await call(s, "CreateSchedule", {
+    name: "nightly",
+    cron: "0 3 * * *",
+    timezone: "UTC",
+    template: { payload: { systemEvent: { text: "nightly" } } },
+  });
   assert.equal(created.status, 200, JSON.stringify(created.json));
   const id = created.json.schedule.id as string;
-  assert.deepEqual(created.json.schedule.nextDueMs, ["2026-01-02T03:00:00Z", "2026-01-03T03:00:00Z", "2026-01-04T03:00:00Z"].map((t) => String(Date.parse(t))));
+  assert.deepEqual(
+    created.json.schedule.nextDueMs,
+    ["2026-01-02T03:00:00Z", "2026-01-03T03:00:00Z", "2026-01-04T03:00:00Z"].map((t) => String(Date.parse(t))),
+  );
   // The server pauses after the task is durable and before the run is recorded: kill it there.
   await until(async () => (s.lines.some((l) => l.includes("CARA_TEST_PAUSED_AT schedule:created")) ? true : undefined));
   s.proc.kill("SIGKILL");
@@ -44,7 +52,11 @@ test("exactly one task per due time across a SIGKILL right at it; one catch-up r
     return got.json.schedule.lastRun ? got.json.schedule : undefined;
   });
   const tasks = await tasksOf(s, id);
-  assert.deepEqual(tasks.map((t) => t.idempotencyKey), ["schedule:" + id + ":2026-01-02T03:00:00.000Z"], "one task for the due time, not two");
+  assert.deepEqual(
+    tasks.map((t) => t.idempotencyKey),
+    [`schedule:${id}:2026-01-02T03:00:00.000Z`],
+    "one task for the due time, not two",
+  );
   assert.equal(recorded.lastRun.taskId, tasks[0]!.id);
   assert.equal(recorded.lastRun.outcome, "SCHEDULE_RUN_OUTCOME_CREATED");
   await s.stop();
@@ -64,12 +76,24 @@ test("exactly one task per due time across a SIGKILL right at it; one catch-up r
 test("bad schedules are refused with the field named, and change nothing", async () => {
   const s = await startCara();
   const cases: [object, string, string][] = [
-    [{ name: "x", cron: "61 * * * *", template: { payload: { systemEvent: { text: "t" } } } }, "cron", "invalid cron expression '61 * * * *': Invalid value for minute: 61"],
-    [{ name: "x", cron: "0 3 * * *", timezone: "Mars/Base", template: { payload: { systemEvent: { text: "t" } } } }, "timezone", "unknown time zone 'Mars/Base': use an IANA name such as UTC or Europe/Berlin"],
+    [
+      { name: "x", cron: "61 * * * *", template: { payload: { systemEvent: { text: "t" } } } },
+      "cron",
+      "invalid cron expression '61 * * * *': Invalid value for minute: 61",
+    ],
+    [
+      { name: "x", cron: "0 3 * * *", timezone: "Mars/Base", template: { payload: { systemEvent: { text: "t" } } } },
+      "timezone",
+      "unknown time zone 'Mars/Base': use an IANA name such as UTC or Europe/Berlin",
+    ],
     [{ name: "x", intervalMs: "1000", template: { payload: { systemEvent: { text: "t" } } } }, "interval_ms", "interval must be at least 60 s (got 1000 ms)"],
     [{ name: "x", cron: "@daily" }, "template", "template is required (with a payload)"],
     [{ name: "x", cron: "@daily", template: { payload: {} } }, "template.payload", "Invalid task payload: unrecognized payload kind"],
-    [{ name: "", cron: "@daily", template: { payload: { systemEvent: { text: "t" } } } }, "name", "name must be 1-100 characters: letters, digits, space, '.', '_', ':' or '-', starting with a letter or digit"],
+    [
+      { name: "", cron: "@daily", template: { payload: { systemEvent: { text: "t" } } } },
+      "name",
+      "name must be 1-100 characters: letters, digits, space, '.', '_', ':' or '-', starting with a letter or digit",
+    ],
   ];
   for (const [body, field, message] of cases) {
     const res = await call(s, "CreateSchedule", body);
@@ -86,7 +110,12 @@ test("bad schedules are refused with the field named, and change nothing", async
 test("schedules survive a backup and restore", async () => {
   const env = { CARAPACE_SERVER_SECRET: SECRET };
   const s = await startCara({ env });
-  const created = await call(s, "CreateSchedule", { name: "nightly-backup", cron: "0 3 * * *", timezone: "Europe/Berlin", template: { payload: { backup: { keep: 7 } } } });
+  const created = await call(s, "CreateSchedule", {
+    name: "nightly-backup",
+    cron: "0 3 * * *",
+    timezone: "Europe/Berlin",
+    template: { payload: { backup: { keep: 7 } } },
+  });
   assert.equal(created.status, 200);
   const out = join(await tempDir(), "b.tar.gz");
   assert.equal((await runCara(["backup", "-o", out, "--port", String(s.port), "--state-dir", s.stateDir], { env })).code, 0);
@@ -95,6 +124,9 @@ test("schedules survive a backup and restore", async () => {
   const restored = await runCara(["restore", out, "--force", "--port", String(s.port), "--state-dir", s.stateDir], { env });
   assert.equal(restored.code, 0, restored.stderr);
   const list = (await call(s, "ListSchedules", {})).json.schedules;
-  assert.deepEqual(list.map((x: { name: string; timezone: string; cron: string }) => [x.name, x.cron, x.timezone]), [["nightly-backup", "0 3 * * *", "Europe/Berlin"]]);
+  assert.deepEqual(
+    list.map((x: { name: string; timezone: string; cron: string }) => [x.name, x.cron, x.timezone]),
+    [["nightly-backup", "0 3 * * *", "Europe/Berlin"]],
+  );
   await s.stop();
 });

@@ -26,11 +26,20 @@ test("rotating the server secret keeps earlier backups verifiable (with a note);
   const newId = manifestKey(NEW).keyId;
 
   const s = await serveCara({ stateDir, env: { CARAPACE_SERVER_SECRET: NEW } });
-  assert.ok(s.lines.some((l) => JSON.parse(l).msg === `the server secret changed (key id ${newId} replaces ${oldId}); backups signed with earlier secrets stay verifiable through ${join(stateDir, "auth", "previous-secrets")}`));
+  assert.ok(
+    s.lines.some(
+      (l) =>
+        JSON.parse(l).msg ===
+        `the server secret changed (key id ${newId} replaces ${oldId}); backups signed with earlier secrets stay verifiable through ${join(stateDir, "auth", "previous-secrets")}`,
+    ),
+  );
   const history = join(stateDir, "auth", "previous-secrets");
   assert.equal((await stat(history)).mode & 0o777, 0o600);
   const stored = await readFile(history, "utf8");
-  assert.deepEqual(JSON.parse(stored).keys.map((k: { keyId: string }) => k.keyId), [oldId, newId]);
+  assert.deepEqual(
+    JSON.parse(stored).keys.map((k: { keyId: string }) => k.keyId),
+    [oldId, newId],
+  );
   assert.ok(!stored.includes(OLD) && !stored.includes(NEW), "the secrets themselves are not stored");
 
   const verify = await cli(s, ["backup", "verify", archive]);
@@ -42,7 +51,10 @@ test("rotating the server secret keeps earlier backups verifiable (with a note);
 
   const restore = await cli(s, ["restore", archive, "--dry-run"]);
   assert.equal(restore.code, 0, restore.stderr);
-  assert.ok(restore.stdout.startsWith(`Dry run: nothing was changed. The restore would do this:\n  Note: signed with a previous secret (key id ${oldId})\n`), restore.stdout);
+  assert.ok(
+    restore.stdout.startsWith(`Dry run: nothing was changed. The restore would do this:\n  Note: signed with a previous secret (key id ${oldId})\n`),
+    restore.stdout,
+  );
 
   // A backup of this deployment under the new secret has no note.
   const fresh = join(dir, "new.tar.gz");
@@ -58,7 +70,10 @@ test("rotating the server secret keeps earlier backups verifiable (with a note);
   await other.stop();
   const refused = await cli(s, ["restore", foreign, "--force"]);
   assert.equal(refused.code, 1);
-  assert.match(refused.stderr, new RegExp(`manifest is signed with key id ${manifestKey(UNRELATED).keyId}, which is neither this deployment's server secret nor a previous one`));
+  assert.match(
+    refused.stderr,
+    new RegExp(`manifest is signed with key id ${manifestKey(UNRELATED).keyId}, which is neither this deployment's server secret nor a previous one`),
+  );
   const foreignVerify = await cli(s, ["backup", "verify", foreign]);
   assert.equal(foreignVerify.code, 1);
   assert.match(foreignVerify.stdout, /^NOT OK: /);
@@ -112,7 +127,10 @@ test("a fresh host verifies and restores an old archive with --secret-file; with
   assert.ok(restored.stdout.startsWith(`Restore completed successfully\n  Note: signed with a previous secret (key id ${oldId})\n`), restored.stdout);
 
   const online = await runCli(["restore", archive, "--secret-file", secretFile, "--state-dir", freshState], { env });
-  assert.deepEqual([online.code, online.stderr.split("\n")[0]], [2, "Error: --secret-file needs --offline: a running server verifies with its own current and previous secrets"]);
+  assert.deepEqual(
+    [online.code, online.stderr.split("\n")[0]],
+    [2, "Error: --secret-file needs --offline: a running server verifies with its own current and previous secrets"],
+  );
   const missing = await runCli(["backup", "verify", archive, "--secret-file", join(dir, "nope"), "--state-dir", freshState], { env });
   assert.deepEqual([missing.code, missing.stderr], [1, `Error: secret file ${join(dir, "nope")} does not exist\n`]);
 });

@@ -52,7 +52,9 @@ test("GET /health/ready is 200 ready with the secret warning, and 503 with faili
   assert.deepEqual(body.warnings, [{ name: "server_secret" }]);
   assert.equal(body.detail, "send the bearer token (Authorization: Bearer ...) or run 'cara status' to see why");
   const withToken = (await (await fetch(`${ready.baseUrl}/health/ready`, { headers: { authorization: `Bearer ${ready.token}` } })).json()) as any;
-  assert.deepEqual(withToken.warnings, [{ name: "server_secret", message: "set CARAPACE_SERVER_SECRET in production (using a generated secret from the state dir)" }]);
+  assert.deepEqual(withToken.warnings, [
+    { name: "server_secret", message: "set CARAPACE_SERVER_SECRET in production (using a generated secret from the state dir)" },
+  ]);
   assert.equal(withToken.detail, undefined);
   const wrongToken = (await (await fetch(`${ready.baseUrl}/health/ready`, { headers: { authorization: "Bearer nope" } })).json()) as any;
   assert.deepEqual(wrongToken.warnings, [{ name: "server_secret" }]);
@@ -134,7 +136,11 @@ test("the 11th bad attempt within a minute is RESOURCE_EXHAUSTED (429 + Retry-Af
   assert.equal(right.status, 200);
   assert.equal((await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, "wrong-12")).status, 429, "still locked for wrong tokens");
   // X-Forwarded-For from a client that is not a configured proxy changes nothing.
-  const spoofed = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, { method: "POST", headers: { "content-type": "application/json", authorization: "Bearer x", "x-forwarded-for": "198.51.100.7" }, body: "{}" });
+  const spoofed = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: "Bearer x", "x-forwarded-for": "198.51.100.7" },
+    body: "{}",
+  });
   assert.equal(spoofed.status, 429);
   // Health probes are never rate-limited by auth failures.
   assert.equal((await fetch(`${s.baseUrl}/health`)).status, 200);
@@ -147,7 +153,11 @@ test("behind a trusted proxy, failed attempts count per forwarded client, not pe
   await writeFile(join(stateDir, "config.json"), JSON.stringify({ server: { trustedProxies: ["127.0.0.1"] } }));
   const s = await serveCara({ stateDir });
   const call = (token: string, forwarded: string) =>
-    fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "x-forwarded-for": forwarded }, body: "{}" });
+    fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "x-forwarded-for": forwarded },
+      body: "{}",
+    });
   // The client may prepend anything; the proxy appends the address it saw (the rightmost hop).
   for (let i = 0; i < 10; i++) assert.equal((await call("wrong", "1.1.1.1, 203.0.113.5")).status, 401);
   const locked = await call("wrong", "9.9.9.9, 203.0.113.5");
@@ -278,10 +288,9 @@ test("SIGTERM: an in-flight call completes, new connections are refused, exit 0 
     req.on("error", reject);
     req.on("continue", () => {
       s.proc.kill("SIGTERM");
-      until("the server to start draining", () => s.lines.some((l) => l.includes("shutting down: draining in-flight calls") && l.includes('"inFlight":1'))).then(
-        () => req.end(body),
-        reject,
-      );
+      until("the server to start draining", () =>
+        s.lines.some((l) => l.includes("shutting down: draining in-flight calls") && l.includes('"inFlight":1')),
+      ).then(() => req.end(body), reject);
     });
     req.flushHeaders();
   });
@@ -346,13 +355,20 @@ test("a symlinked subdirectory of the state dir is refused", async () => {
   await symlink(join(dir, "elsewhere"), join(stateDir, "tasks"));
   const res = await runCli(["start", "--port", "0", "--state-dir", stateDir]);
   assert.equal(res.code, 1);
-  assert.equal(res.stderr.trim(), `Error: refusing to use ${join(stateDir, "tasks")}: it is a symbolic link (remove it or point CARAPACE_STATE_DIR at the real directory)`);
+  assert.equal(
+    res.stderr.trim(),
+    `Error: refusing to use ${join(stateDir, "tasks")}: it is a symbolic link (remove it or point CARAPACE_STATE_DIR at the real directory)`,
+  );
 });
 
 test("a JSON body with invalid UTF-8 is refused with invalid_argument and changes nothing", async () => {
   const s = await serveCara();
   const body = Buffer.concat([Buffer.from('{"payload":{"systemEvent":{"text":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}}}')]);
-  const res = await fetch(`${s.baseUrl}/carapace.tasks.v1.TasksService/CreateTask`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${s.token}` }, body });
+  const res = await fetch(`${s.baseUrl}/carapace.tasks.v1.TasksService/CreateTask`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${s.token}` },
+    body,
+  });
   assert.equal(res.status, 400);
   assert.deepEqual(await res.json(), { code: "invalid_argument", message: "the JSON request body is not valid UTF-8" });
   const list = await connectJson(s, "carapace.tasks.v1.TasksService/ListTasks", {}, s.token);
@@ -371,7 +387,10 @@ test("a body that is not valid protobuf binary is refused with invalid_argument 
   const body = (await res.json()) as { code: string; message: string; details: { type: string }[] };
   assert.equal(body.code, "invalid_argument");
   assert.equal(body.message, "the request body is not a valid carapace.tasks.v1.CreateTaskRequest in protobuf binary (premature EOF)");
-  assert.deepEqual(body.details.map((d) => d.type), ["google.rpc.ErrorInfo"]);
+  assert.deepEqual(
+    body.details.map((d) => d.type),
+    ["google.rpc.ErrorInfo"],
+  );
   assert.deepEqual((await connectJson(s, "carapace.tasks.v1.TasksService/ListTasks", {}, s.token)).json.tasks ?? [], []);
   await s.stop();
 });

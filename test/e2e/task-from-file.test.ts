@@ -6,7 +6,8 @@ import { serveCara, tempDir, type CaraEndpoint } from "../helpers/cara.js";
 import { runCli } from "../helpers/cli.js";
 
 /** `cara args` against `s`, in this process, in `cwd`. */
-const cli = (s: CaraEndpoint, args: string[], options: { cwd?: string; stdin?: string } = {}) => runCli([...args, "--port", String(s.port), "--state-dir", s.stateDir], options);
+const cli = (s: CaraEndpoint, args: string[], options: { cwd?: string; stdin?: string } = {}) =>
+  runCli([...args, "--port", String(s.port), "--state-dir", s.stateDir], options);
 
 /** The total number of tasks the server holds. */
 async function total(s: CaraEndpoint): Promise<number> {
@@ -54,10 +55,16 @@ test("cara task create --from-file: a bad line is refused before anything is sen
   try {
     const ok = line({ payload: { kind: "systemEvent", text: "fine" } });
     const cases: [string, string][] = [
-      [ok + ok + line({ payload: { kind: "systemEvent", text: "x" }, colour: "red" }), "stdin line 3: unknown field 'colour' (known: payload, policy, priority, labels, idempotencyKey, nextRunAtMs)"],
+      [
+        ok + ok + line({ payload: { kind: "systemEvent", text: "x" }, colour: "red" }),
+        "stdin line 3: unknown field 'colour' (known: payload, policy, priority, labels, idempotencyKey, nextRunAtMs)",
+      ],
       [ok + line({ priority: 1 }), 'stdin line 2: missing "payload"'],
       [line([1, 2]), 'stdin line 1: expected a JSON object like {"payload":{"kind":"systemEvent","text":"hi"}}'],
-      [ok + line({ payload: { kind: "teleport" } }), "stdin line 2: invalid payload: unknown payload kind 'teleport' (known: systemEvent, agentTurn, backup, updateCheck)"],
+      [
+        ok + line({ payload: { kind: "teleport" } }),
+        "stdin line 2: invalid payload: unknown payload kind 'teleport' (known: systemEvent, agentTurn, backup, updateCheck)",
+      ],
       [ok + line({ payload: { kind: "systemEvent", text: "x" }, priority: 1.5 }), "stdin line 2: priority must be an integer from -2147483648 to 2147483647"],
       [ok + line({ payload: { kind: "systemEvent", text: "x" }, labels: { a: 1 } }), 'stdin line 2: labels must be an object of strings, like {"team":"ops"}'],
       [ok + line({ payload: { kind: "systemEvent", text: "x" }, idempotencyKey: 7 }), "stdin line 2: idempotencyKey must be a string"],
@@ -68,19 +75,29 @@ test("cara task create --from-file: a bad line is refused before anything is sen
       const r = await cli(s, ["task", "create", "--from-file", "-"], { stdin });
       assert.deepEqual(r, { code: 2, stdout: "", stderr: `Error: ${message}\nRun 'cara task create --help' for usage.\n` });
     }
-    const badJson = await cli(s, ["task", "create", "--from-file", "-", "--json"], { stdin: ok + "{nope\n" });
+    const badJson = await cli(s, ["task", "create", "--from-file", "-", "--json"], { stdin: `${ok}{nope\n` });
     assert.equal(badJson.code, 2);
     assert.match(JSON.parse(badJson.stdout).error.message, /^stdin line 2: invalid JSON: /);
-    const badPolicy = await cli(s, ["task", "create", "--from-file", "-"], { stdin: line({ payload: { kind: "systemEvent", text: "x" }, policy: { maxAttempts: "many" } }) });
+    const badPolicy = await cli(s, ["task", "create", "--from-file", "-"], {
+      stdin: line({ payload: { kind: "systemEvent", text: "x" }, policy: { maxAttempts: "many" } }),
+    });
     assert.equal(badPolicy.code, 2);
     assert.match(badPolicy.stderr, /^Error: stdin line 1: invalid policy: /);
     assert.equal(await total(s), 0);
 
     const both = await cli(s, ["task", "create", "--from-file", "-", "--payload", "{}", "--priority", "3"], { stdin: ok });
-    assert.deepEqual(both, { code: 2, stdout: "", stderr: "Error: --from-file takes each task's fields from the file: leave out --payload, --priority\nRun 'cara task create --help' for usage.\n" });
+    assert.deepEqual(both, {
+      code: 2,
+      stdout: "",
+      stderr: "Error: --from-file takes each task's fields from the file: leave out --payload, --priority\nRun 'cara task create --help' for usage.\n",
+    });
     const dir = await tempDir();
     const missing = await cli(s, ["task", "create", "--from-file", "nope.jsonl"], { cwd: dir });
-    assert.deepEqual(missing, { code: 1, stdout: "", stderr: `Error: cannot read nope.jsonl: ENOENT: no such file or directory, open '${join(dir, "nope.jsonl")}'\n` });
+    assert.deepEqual(missing, {
+      code: 1,
+      stdout: "",
+      stderr: `Error: cannot read nope.jsonl: ENOENT: no such file or directory, open '${join(dir, "nope.jsonl")}'\n`,
+    });
     const neither = await cli(s, ["task", "create"]);
     assert.deepEqual(neither, { code: 2, stdout: "", stderr: "Error: missing required option --payload <json>\nRun 'cara task create --help' for usage.\n" });
     assert.equal(await total(s), 0);

@@ -26,7 +26,11 @@ async function llm(status: number, body: unknown, opts: { hang?: boolean } = {})
   await once(server, "listening");
   return {
     url: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1`,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -43,21 +47,53 @@ async function stateWithConfig(config: unknown): Promise<string> {
 
 test("cara task: create, get, list, update, cancel, retry, watch (human and --json); status shows the tasks section and check", async () => {
   const s = await serveCara();
-  const created = await cli(s, ["task", "create", "--payload", '{"kind":"systemEvent","text":"hello","junk":1}', "--json", "--label", "team=ops", "--next-run-at-ms", String(Date.now() + 3_600_000)]);
+  const created = await cli(s, [
+    "task",
+    "create",
+    "--payload",
+    '{"kind":"systemEvent","text":"hello","junk":1}',
+    "--json",
+    "--label",
+    "team=ops",
+    "--next-run-at-ms",
+    String(Date.now() + 3_600_000),
+  ]);
   assert.equal(created.code, 2, "unknown payload fields are refused by the CLI");
   assert.equal(created.stderr, "");
   const refused = JSON.parse(created.stdout);
   assert.deepEqual([Object.keys(refused), refused.error.code], [["error"], "usage"]);
   assert.match(refused.error.message, /^invalid --payload: .*junk/);
 
-  const ok = await cli(s, ["task", "create", "--payload", '{"kind":"systemEvent","text":"hello"}', "--json", "--label", "team=ops", "--next-run-at-ms", String(Date.now() + 3_600_000)]);
+  const ok = await cli(s, [
+    "task",
+    "create",
+    "--payload",
+    '{"kind":"systemEvent","text":"hello"}',
+    "--json",
+    "--label",
+    "team=ops",
+    "--next-run-at-ms",
+    String(Date.now() + 3_600_000),
+  ]);
   assert.equal(ok.code, 0, ok.stderr);
   const doc = JSON.parse(ok.stdout);
   assert.equal(doc.created, true);
   const id = doc.task.id as string;
   assert.deepEqual(
     { ...doc.task, id: "x", createdAtMs: 0, updatedAtMs: 0, nextRunAtMs: 0 },
-    { id: "x", state: "queued", attempts: 0, nextRunAtMs: 0, lastError: null, payload: { kind: "systemEvent", text: "hello" }, createdAtMs: 0, updatedAtMs: 0, policy: { maxAttempts: 100, maxTotalRuntimeMs: 604800000, maxTurns: 25, maxRunTimeoutSeconds: 600 }, policyExplicit: true, labels: { team: "ops" } },
+    {
+      id: "x",
+      state: "queued",
+      attempts: 0,
+      nextRunAtMs: 0,
+      lastError: null,
+      payload: { kind: "systemEvent", text: "hello" },
+      createdAtMs: 0,
+      updatedAtMs: 0,
+      policy: { maxAttempts: 100, maxTotalRuntimeMs: 604800000, maxTurns: 25, maxRunTimeoutSeconds: 600 },
+      policyExplicit: true,
+      labels: { team: "ops" },
+    },
   );
 
   const get = await cli(s, ["task", "get", id]);
@@ -65,7 +101,10 @@ test("cara task: create, get, list, update, cancel, retry, watch (human and --js
   assert.match(get.stdout, new RegExp(`^Task ${id} {2}queued {2}\\(attempts 0\\)\\n {2}Payload: {4}systemEvent "hello"\\n`));
 
   const list = await cli(s, ["task", "list", "--state", "queued", "--json"]);
-  assert.deepEqual(JSON.parse(list.stdout).tasks.map((t: { id: string }) => t.id), [id]);
+  assert.deepEqual(
+    JSON.parse(list.stdout).tasks.map((t: { id: string }) => t.id),
+    [id],
+  );
   assert.equal(JSON.parse(list.stdout).total, 1);
   const listHuman = await cli(s, ["task", "list"]);
   assert.match(listHuman.stdout, /^ID +STATE +ATT +UPDATED +PAYLOAD +LAST ERROR\n/);
@@ -76,9 +115,12 @@ test("cara task: create, get, list, update, cancel, retry, watch (human and --js
 
   const upd = await cli(s, ["task", "update", id, "--max-attempts", "7", "--reason", "tuned", "--json"]);
   assert.equal(upd.code, 0, upd.stderr);
-  assert.deepEqual([JSON.parse(upd.stdout).task.policy.maxAttempts, JSON.parse(upd.stdout).task.lastError, JSON.parse(upd.stdout).task.note], [7, null, "tuned"]);
+  assert.deepEqual(
+    [JSON.parse(upd.stdout).task.policy.maxAttempts, JSON.parse(upd.stdout).task.lastError, JSON.parse(upd.stdout).task.note],
+    [7, null, "tuned"],
+  );
   const got = await cli(s, ["task", "get", id]);
-  assert.match(got.stdout, /\n  Note:       tuned\n/);
+  assert.match(got.stdout, /\n {2}Note: {7}tuned\n/);
   const noop = await cli(s, ["task", "update", id]);
   assert.equal(noop.code, 2);
   assert.match(noop.stderr, /^Error: task update requires at least one of: --payload/);
@@ -116,7 +158,10 @@ test("cara verify --outcome autonomy: PASS via blocked (no provider)", async () 
   assert.equal(lines[6], `[PASS] Gateway reachability: service is reachable at 127.0.0.1:${s.port}`);
   assert.match(lines[7]!, /^\[PASS\] Task create: created task `[0-9a-f-]{36}`$/);
   assert.equal(lines[8], "[PASS] Task start proof: task attempts observed: 1");
-  assert.equal(lines[9], "[PASS] Task terminal proof: task reached blocked state (config_missing: no LLM provider configured: set agent.baseUrl and agent.model in config.json and the key in CARAPACE_AGENT_API_KEY, then resume the task)");
+  assert.equal(
+    lines[9],
+    "[PASS] Task terminal proof: task reached blocked state (config_missing: no LLM provider configured: set agent.baseUrl and agent.model in config.json and the key in CARAPACE_AGENT_API_KEY, then resume the task)",
+  );
   assert.equal(lines[11], "Outcome verification passed.");
   await s.stop();
 });
@@ -128,7 +173,10 @@ test("cara verify --outcome autonomy: PASS via done (local provider), FAIL via f
   assert.equal(res.code, 0, res.stdout + res.stderr);
   const doc = JSON.parse(res.stdout);
   assert.equal(doc.passed, true);
-  assert.deepEqual(doc.checks.map((c: { pass: boolean }) => c.pass), [true, true, true, true]);
+  assert.deepEqual(
+    doc.checks.map((c: { pass: boolean }) => c.pass),
+    [true, true, true, true],
+  );
   assert.equal(doc.checks[3].detail, "task reached done state (run IDs: 1)");
   await s.stop();
   await good.close();
@@ -145,7 +193,10 @@ test("cara verify --outcome autonomy: PASS via done (local provider), FAIL via f
 
   const down = await runCara(["verify", "--outcome", "autonomy", "--port", "1"]);
   assert.equal(down.code, 1);
-  assert.match(down.stdout, /\[FAIL\] Gateway reachability: Could not connect to carapace at 127\.0\.0\.1:1 \(connection refused\)\. Is 'cara start' running\?\n {6}next step: start the service/);
+  assert.match(
+    down.stdout,
+    /\[FAIL\] Gateway reachability: Could not connect to carapace at 127\.0\.0\.1:1 \(connection refused\)\. Is 'cara start' running\?\n {6}next step: start the service/,
+  );
 });
 
 test("kill -9 during 1000 concurrent creates: every acknowledged id is present after restart", async () => {
@@ -198,9 +249,17 @@ test("restart: a task running at kill -9 is retry_wait 'recovered after restart'
   const server = { shutdownTimeoutMs: 500 };
   const stateDir = await stateWithConfig({ agent: { baseUrl: hang.url, model: "m" }, server });
   const s = await startCara({ stateDir });
-  const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { agentTurn: { message: "long", timeoutSeconds: 300 } } }, s.token);
+  const created = await connectJson(
+    s,
+    "carapace.tasks.v1.TasksService/CreateTask",
+    { payload: { agentTurn: { message: "long", timeoutSeconds: 300 } } },
+    s.token,
+  );
   const id = created.json.task.id;
-  const watch = createClient(TasksService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" })).watchTask({ id }, { headers: { authorization: `Bearer ${s.token}` } });
+  const watch = createClient(TasksService, createConnectTransport({ baseUrl: s.baseUrl, httpVersion: "1.1" })).watchTask(
+    { id },
+    { headers: { authorization: `Bearer ${s.token}` } },
+  );
   for await (const msg of watch) if (msg.task?.state === TaskState.RUNNING) break;
   s.proc.kill("SIGKILL");
   await s.exited;
@@ -212,7 +271,10 @@ test("restart: a task running at kill -9 is retry_wait 'recovered after restart'
   const t = await connectJson(again, "carapace.tasks.v1.TasksService/GetTask", { id }, again.token);
   assert.equal(t.json.task.lastError, "recovered after restart");
   assert.ok(["TASK_STATE_RETRY_WAIT", "TASK_STATE_RUNNING"].includes(t.json.task.state), t.json.task.state);
-  assert.ok(again.lines.some((l) => l.includes("recovered after restart")), "the recovery is logged");
+  assert.ok(
+    again.lines.some((l) => l.includes("recovered after restart")),
+    "the recovery is logged",
+  );
   await again.stop();
   await hang2.close();
 
@@ -220,21 +282,31 @@ test("restart: a task running at kill -9 is retry_wait 'recovered after restart'
   const refused = await runCara(["start", "--port", "0", "--state-dir", stateDir]);
   assert.equal(refused.code, 1);
   const file = join(stateDir, "tasks", "queue.json");
-  assert.match(refused.stderr, new RegExp(`^Error: task queue file ${file} is corrupt \\(.*\\); refusing to start rather than lose tasks\\. A copy was kept at ${file}\\.corrupt\\.\\d+\\.`));
+  assert.match(
+    refused.stderr,
+    new RegExp(
+      `^Error: task queue file ${file} is corrupt \\(.*\\); refusing to start rather than lose tasks\\. A copy was kept at ${file}\\.corrupt\\.\\d+\\.`,
+    ),
+  );
   assert.equal((await readdir(join(stateDir, "tasks"))).filter((n) => n.includes(".corrupt.")).length, 1);
   assert.equal(await readFile(file, "utf8"), "[{");
 });
 
 test("cara task watch: a retry_wait line says when the next attempt is due; a server that stops ends the watch with why and how to go on", async () => {
   const s = await serveCara();
-  const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: "later" } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
+  const created = await connectJson(
+    s,
+    "carapace.tasks.v1.TasksService/CreateTask",
+    { payload: { systemEvent: { text: "later" } }, nextRunAtMs: String(Date.now() + 3_600_000) },
+    s.token,
+  );
   const id = created.json.task.id as string;
   const cancelled = await cli(s, ["task", "cancel", id]);
   assert.equal(cancelled.code, 0, cancelled.stderr);
   assert.equal((await cli(s, ["task", "retry", id, "--delay-ms", "600000"])).code, 0);
   const watch = startCli(["task", "watch", id, "--port", String(s.port), "--state-dir", s.stateDir]);
   const first = await watch.stdout.until(/\n/);
-  assert.match(first, /^\S+Z  retry_wait  attempts 0  next attempt (\S+Z) \(in (\d+)s\)  retried by operator\n$/);
+  assert.match(first, /^\S+Z {2}retry_wait {2}attempts 0 {2}next attempt (\S+Z) \(in (\d+)s\) {2}retried by operator\n$/);
   const inS = Number(/\(in (\d+)s\)/.exec(first)![1]);
   assert.ok(inS > 590 && inS <= 600, `in ${inS}s`);
   await s.stop();

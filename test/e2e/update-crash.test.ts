@@ -11,7 +11,21 @@ import { describe, test } from "node:test";
 import { connectJson, startCara, type CaraServer } from "../helpers/cara.js";
 import { runCli, startCli } from "../helpers/cli.js";
 import { signedRelease } from "../update/fixtures.js";
-import { buildRelease, cli, current, installDir, kit, launcher, listeningPorts, releases, server, stateDir, status, useUpdateWorld, waitFor } from "./update-world.js";
+import {
+  buildRelease,
+  cli,
+  current,
+  installDir,
+  kit,
+  launcher,
+  listeningPorts,
+  releases,
+  server,
+  stateDir,
+  status,
+  useUpdateWorld,
+  waitFor,
+} from "./update-world.js";
 
 useUpdateWorld(["0.9.3", "0.9.4", "0.9.5", "0.9.6", "0.9.7", "0.9.8"]);
 
@@ -88,10 +102,14 @@ describe("self-update survives kill -9 and rolls back a version that is never re
       assert.equal((await update.done).code, 1);
       server.clearLog();
       srv = await startCara({ stateDir, bin: launcher });
-      const done = await waitFor("the resumed update to finish", async () => {
-        const tx = JSON.parse(await readFile(txFile, "utf8")) as { state: string; version: string };
-        return tx.version === v && tx.state === "applied" ? tx : undefined;
-      }, 30_000);
+      const done = await waitFor(
+        "the resumed update to finish",
+        async () => {
+          const tx = JSON.parse(await readFile(txFile, "utf8")) as { state: string; version: string };
+          return tx.version === v && tx.state === "applied" ? tx : undefined;
+        },
+        30_000,
+      );
       assert.equal(done.state, "applied");
       assert.equal(await current(), `versions/${v}`);
       assert.equal(server.requests(`/carapace-${v}.tar.gz`).length, 0, "the verified artifact is not downloaded again");
@@ -103,16 +121,26 @@ describe("self-update survives kill -9 and rolls back a version that is never re
     const configFile = join(stateDir, "config.json");
     const config = JSON.parse(await readFile(configFile, "utf8")) as Record<string, Record<string, unknown>>;
     // Not ready: a free-space floor no disk meets fails the disk check (for every version).
-    await writeFile(configFile, JSON.stringify({ ...config, update: { ...config.update, readyTimeoutMs: 2000 }, health: { diskFreeFloorBytes: Number.MAX_SAFE_INTEGER } }));
+    await writeFile(
+      configFile,
+      JSON.stringify({ ...config, update: { ...config.update, readyTimeoutMs: 2000 }, health: { diskFreeFloorBytes: Number.MAX_SAFE_INTEGER } }),
+    );
     const v = "0.9.8";
     releases[v] = await signedRelease(kit, await buildRelease(v), v);
     server.setReleases(Object.values(releases));
     srv = await startCara({ stateDir, bin: launcher });
     const r = await cli(srv, ["update", "--yes", "--restart"]);
     assert.equal(r.code, 0, r.stderr);
-    await waitFor("the rollback", async () => ((await readFile(join(stateDir, "updates", "rollback.json"), "utf8")).includes('"rolled_back"') ? true : undefined), 30_000);
+    await waitFor(
+      "the rollback",
+      async () => ((await readFile(join(stateDir, "updates", "rollback.json"), "utf8")).includes('"rolled_back"') ? true : undefined),
+      30_000,
+    );
     assert.equal(await current(), "versions/0.9.7");
-    assert.ok(srv.lines.some((l) => l.includes("v0.9.8 did not become ready within 2 s after an update; exiting so the launcher rolls back")), srv.lines.join("\n"));
+    assert.ok(
+      srv.lines.some((l) => l.includes("v0.9.8 did not become ready within 2 s after an update; exiting so the launcher rolls back")),
+      srv.lines.join("\n"),
+    );
     const port = await waitFor("the rolled-back server", () => listeningPorts(srv)[2]);
     const st = await status(port);
     assert.equal(st.currentVersion, "0.9.7");
@@ -120,5 +148,4 @@ describe("self-update survives kill -9 and rolls back a version that is never re
     await srv.stop();
     await writeFile(configFile, JSON.stringify(config));
   });
-
 });

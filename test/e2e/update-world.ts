@@ -38,9 +38,11 @@ export function buildRelease(version: string): Promise<string> {
   if (!build) {
     const out = join(releasesDir, version);
     build = building.then(async () => {
-      await exec(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--version", version, "--out", out, "--no-build"]).catch((err: { stderr?: string }) => {
-        throw new Error(`release ${version} failed: ${err.stderr}`);
-      });
+      await exec(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--version", version, "--out", out, "--no-build"]).catch(
+        (err: { stderr?: string }) => {
+          throw new Error(`release ${version} failed: ${err.stderr}`);
+        },
+      );
       return join(out, `carapace-${version}.tar.gz`);
     });
     building = build.then(
@@ -81,8 +83,24 @@ export const cli = (s: { port: number }, args: string[]) => runCli([...args, "--
 export const current = () => readlink(join(installDir, "current"));
 
 export async function status(port: number) {
-  const r = await connectJson({ baseUrl: `http://127.0.0.1:${port}` }, "carapace.update.v1.UpdateService/GetUpdateStatus", {}, (await readFile(join(stateDir, "auth", "token"), "utf8")).trim());
-  return r.json as { currentVersion: string; rollbackMarker?: { state: string; reason?: string; fromVersion: string; toVersion: string }; transaction?: { state: string; phase: string }; previousVersion?: string; installedVersions: string[]; managed: boolean; trustedRootOrigin: string; trustedRootPath: string; trustedRootRefreshedAtMs?: string; trustRefresh?: boolean };
+  const r = await connectJson(
+    { baseUrl: `http://127.0.0.1:${port}` },
+    "carapace.update.v1.UpdateService/GetUpdateStatus",
+    {},
+    (await readFile(join(stateDir, "auth", "token"), "utf8")).trim(),
+  );
+  return r.json as {
+    currentVersion: string;
+    rollbackMarker?: { state: string; reason?: string; fromVersion: string; toVersion: string };
+    transaction?: { state: string; phase: string };
+    previousVersion?: string;
+    installedVersions: string[];
+    managed: boolean;
+    trustedRootOrigin: string;
+    trustedRootPath: string;
+    trustedRootRefreshedAtMs?: string;
+    trustRefresh?: boolean;
+  };
 }
 
 /**
@@ -90,24 +108,23 @@ export async function status(port: number) {
  * its update config. The releases of `later` versions are built in the background from the start.
  */
 export function useUpdateWorld(later: string[] = []): void {
-before(async () => {
-  work = await tempDir();
-  releasesDir = join(work, "releases");
-  for (const v of ["0.9.0", "0.9.1", ...later]) void buildRelease(v).catch(() => undefined);
-  kit = await createTestTrustRoot();
-  const rootPath = join(work, "trusted_root.json");
-  await kit.writeTo(rootPath);
-  for (const v of ["0.9.0", "0.9.1"]) releases[v] = await signedRelease(kit, await buildRelease(v), v);
-  server = await startReleaseServer(Object.values(releases));
-  stateDir = join(work, "state");
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  await writeFile(
-    join(stateDir, "config.json"),
-    JSON.stringify({ update: { releasesUrl: server.baseUrl, repository: TEST_REPO, trustedRoot: rootPath, retryDelaysMs: [200, 400, 800] } }),
-  );
-  installDir = join(work, "opt", "carapace");
-  launcher = join(installDir, "bin", "cara");
-});
-after(async () => server?.close());
+  before(async () => {
+    work = await tempDir();
+    releasesDir = join(work, "releases");
+    for (const v of ["0.9.0", "0.9.1", ...later]) void buildRelease(v).catch(() => undefined);
+    kit = await createTestTrustRoot();
+    const rootPath = join(work, "trusted_root.json");
+    await kit.writeTo(rootPath);
+    for (const v of ["0.9.0", "0.9.1"]) releases[v] = await signedRelease(kit, await buildRelease(v), v);
+    server = await startReleaseServer(Object.values(releases));
+    stateDir = join(work, "state");
+    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await writeFile(
+      join(stateDir, "config.json"),
+      JSON.stringify({ update: { releasesUrl: server.baseUrl, repository: TEST_REPO, trustedRoot: rootPath, retryDelaysMs: [200, 400, 800] } }),
+    );
+    installDir = join(work, "opt", "carapace");
+    launcher = join(installDir, "bin", "cara");
+  });
+  after(async () => server?.close());
 }
-

@@ -14,7 +14,23 @@ import { cleanEnv, connectJson, ROOT, runCara, serveCara, startCara, type CaraSe
 import { runCli, startCli } from "../helpers/cli.js";
 import { signedRelease, TEST_REPO } from "../update/fixtures.js";
 import { startTufRepo } from "../update/tuf-kit.js";
-import { buildBrokenRelease, cli, current, installDir, kit, launcher, listeningPorts, releases, releasesDir, server, stateDir, status, useUpdateWorld, waitFor, work } from "./update-world.js";
+import {
+  buildBrokenRelease,
+  cli,
+  current,
+  installDir,
+  kit,
+  launcher,
+  listeningPorts,
+  releases,
+  releasesDir,
+  server,
+  stateDir,
+  status,
+  useUpdateWorld,
+  waitFor,
+  work,
+} from "./update-world.js";
 
 useUpdateWorld();
 
@@ -25,7 +41,10 @@ describe("self-update end to end", { concurrency: false }, () => {
     const r = await runCara(["install", "--dir", installDir, "--version", "0.9.0", "--state-dir", stateDir], { timeoutMs: 60_000 });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`^Installed cara v0\\.9\\.0 into ${installDir}\\.\\n`));
-    assert.match(r.stdout, /Signing identity: {2}https:\/\/github\.com\/test\/cara\/\.github\/workflows\/release\.yml@refs\/tags\/v0\.9\.0\n {2}Trusted root: {6}configured\n/);
+    assert.match(
+      r.stdout,
+      /Signing identity: {2}https:\/\/github\.com\/test\/cara\/\.github\/workflows\/release\.yml@refs\/tags\/v0\.9\.0\n {2}Trusted root: {6}configured\n/,
+    );
     assert.equal(await current(), "versions/0.9.0");
     const v = spawnSync(process.execPath, [launcher, "version"], { encoding: "utf8", env: cleanEnv() });
     assert.match(v.stdout, /0\.9\.0/);
@@ -48,7 +67,10 @@ describe("self-update end to end", { concurrency: false }, () => {
       await writeFile(join(state, "config.json"), JSON.stringify({ update: { ...update, tufMirror: "http://127.0.0.1:9" } }));
       const offline = await runCli(["install", "--dir", join(work, "tuf-install-2"), "--version", "0.9.0", "--state-dir", state]);
       assert.equal(offline.code, 1);
-      assert.match(offline.stderr, /^Error: install failed: bundle verification failed: .* \(verified against the pinned trusted root; the TUF refresh before it failed: .*ECONNREFUSED.*\); nothing was installed\n$/);
+      assert.match(
+        offline.stderr,
+        /^Error: install failed: bundle verification failed: .* \(verified against the pinned trusted root; the TUF refresh before it failed: .*ECONNREFUSED.*\); nothing was installed\n$/,
+      );
     } finally {
       await tuf.close();
     }
@@ -58,7 +80,10 @@ describe("self-update end to end", { concurrency: false }, () => {
     const dev = await serveCara({ stateDir: join(work, "dev-state") });
     const r = await runCli(["update", "--yes", "--port", String(dev.port), "--state-dir", dev.stateDir]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^Error: self-update does not apply to this installation: running from a git checkout \(.*\); update with `git pull && npm ci && npm run build`/);
+    assert.match(
+      r.stderr,
+      /^Error: self-update does not apply to this installation: running from a git checkout \(.*\); update with `git pull && npm ci && npm run build`/,
+    );
     await dev.stop();
   });
 
@@ -73,11 +98,16 @@ describe("self-update end to end", { concurrency: false }, () => {
     server.fail("/releases", [503]);
     const down = await cli(srv, ["update", "--check"]);
     assert.equal(down.code, 1);
-    assert.equal(down.stderr, "Failed to check for updates: release source returned HTTP 503 (unexpected response)\nThis may be a temporary issue; retry in a moment.\n");
+    assert.equal(
+      down.stderr,
+      "Failed to check for updates: release source returned HTTP 503 (unexpected response)\nThis may be a temporary issue; retry in a moment.\n",
+    );
   });
 
   test("a release signed for another identity is refused by the CLI, nothing applied", async () => {
-    const evil = await signedRelease(kit, join(releasesDir, "0.9.1", "carapace-0.9.1.tar.gz"), "0.9.1", { identity: "https://github.com/evil/cara/.github/workflows/release.yml@refs/tags/v0.9.1" });
+    const evil = await signedRelease(kit, join(releasesDir, "0.9.1", "carapace-0.9.1.tar.gz"), "0.9.1", {
+      identity: "https://github.com/evil/cara/.github/workflows/release.yml@refs/tags/v0.9.1",
+    });
     server.setReleases([releases["0.9.0"]!, evil]);
     const r = await cli(srv, ["update", "--yes"]);
     assert.equal(r.code, 1);
@@ -96,7 +126,10 @@ describe("self-update end to end", { concurrency: false }, () => {
     });
     const slow = await cli(srv, ["update", "--check"]);
     assert.equal(slow.code, 1);
-    assert.equal(slow.stderr, `checking ${server.baseUrl}...\nFailed to check for updates: release source returned HTTP 503 (unexpected response)\nThis may be a temporary issue; retry in a moment.\n`);
+    assert.equal(
+      slow.stderr,
+      `checking ${server.baseUrl}...\nFailed to check for updates: release source returned HTTP 503 (unexpected response)\nThis may be a temporary issue; retry in a moment.\n`,
+    );
 
     server.hangNext("/carapace-0.9.1.tar.gz");
     const stop = new AbortController();
@@ -105,7 +138,10 @@ describe("self-update end to end", { concurrency: false }, () => {
     stop.abort();
     const r = await run.done;
     assert.equal(r.code, 130, r.stderr);
-    assert.match(r.stderr, /(^|\n)Interrupted: the update to v0\.9\.1 stops where it is and its transaction stays resumable \(nothing is switched before it is verified and applied\)\. Run `cara update` to resume it; `cara update --status` shows where it stopped\.\n$/);
+    assert.match(
+      r.stderr,
+      /(^|\n)Interrupted: the update to v0\.9\.1 stops where it is and its transaction stays resumable \(nothing is switched before it is verified and applied\)\. Run `cara update` to resume it; `cara update --status` shows where it stopped\.\n$/,
+    );
     const st = await waitFor("the interruption to be recorded", async () => {
       const s = await status(srv.port);
       return s.transaction?.state === "UPDATE_TRANSACTION_STATE_FAILED" ? s : undefined;
@@ -120,7 +156,10 @@ describe("self-update end to end", { concurrency: false }, () => {
     // stderr is a terminal: the download draws its progress in place and ends with one summary line.
     const r = await runCli(["update", "--yes", "--restart", "--port", String(srv.port), "--state-dir", stateDir], { ttyInput: true });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /(?:\r\x1b\[2KDownloading [\d.]+ (?:B|KiB|MiB) \/ [\d.]+ (?:B|KiB|MiB) \(\d+%\)(?: [\d.]+ (?:B|KiB|MiB|GiB)\/s)?)+\r\x1b\[2KDownloaded [\d.]+ (?:B|KiB|MiB) in \d+\.\d s\n/);
+    assert.match(
+      r.stderr,
+      /(?:\r\x1b\[2KDownloading [\d.]+ (?:B|KiB|MiB) \/ [\d.]+ (?:B|KiB|MiB) \(\d+%\)(?: [\d.]+ (?:B|KiB|MiB|GiB)\/s)?)+\r\x1b\[2KDownloaded [\d.]+ (?:B|KiB|MiB) in \d+\.\d s\n/,
+    );
     assert.equal(r.stderr.match(/Downloaded /g)?.length, 1);
     assert.doesNotMatch(r.stderr.slice(r.stderr.indexOf("Downloaded ")), /Downloading /, "no progress line after the summary");
     assert.ok(r.stderr.endsWith("\n"));
@@ -149,8 +188,14 @@ describe("self-update end to end", { concurrency: false }, () => {
     // The restarted child cannot start; the launcher switches back and starts v0.9.1 again.
     const port = await waitFor("the rolled-back server", () => listeningPorts(srv)[2], 30_000);
     (srv as { port: number }).port = port;
-    assert.ok(srv.lines.some((l) => l.includes("this build is broken")), srv.lines.join("\n"));
-    assert.ok(srv.lines.some((l) => l.includes("cara launcher: v0.9.2 was started at") && l.includes("never became ready; rolled back to v0.9.1")), srv.lines.join("\n"));
+    assert.ok(
+      srv.lines.some((l) => l.includes("this build is broken")),
+      srv.lines.join("\n"),
+    );
+    assert.ok(
+      srv.lines.some((l) => l.includes("cara launcher: v0.9.2 was started at") && l.includes("never became ready; rolled back to v0.9.1")),
+      srv.lines.join("\n"),
+    );
     assert.equal(await current(), "versions/0.9.1");
     const st = await status(srv.port);
     assert.equal(st.currentVersion, "0.9.1");
@@ -173,7 +218,10 @@ describe("self-update end to end", { concurrency: false }, () => {
   test("cara update --rollback switches by hand, through the server and while it is down", async () => {
     const refused = await cli(srv, ["update", "--rollback"]);
     assert.equal(refused.code, 1);
-    assert.equal(refused.stderr, "Error: the previous version v0.9.2 was rolled back automatically (it never became ready); name the version to switch to with --version (installed: v0.9.2, v0.9.1, v0.9.0)\n");
+    assert.equal(
+      refused.stderr,
+      "Error: the previous version v0.9.2 was rolled back automatically (it never became ready); name the version to switch to with --version (installed: v0.9.2, v0.9.1, v0.9.0)\n",
+    );
     const mismatch = await cli(srv, ["update", "--rollback", "--version", "0.9.0", "--restore-state"]);
     assert.equal(mismatch.code, 1);
     assert.match(mismatch.stderr, /^Error: the recorded pre-update backup was taken when v0\.9\.1 was replaced by v0\.9\.2, not for v0\.9\.1 -> v0\.9\.0/);
@@ -194,27 +242,61 @@ describe("self-update end to end", { concurrency: false }, () => {
     const pid = (await connectJson(srv, "carapace.ops.v1.OpsService/GetStatus", {}, srv.token)).json.pid as number;
     srv.proc.kill("SIGKILL");
     await srv.exited;
-    await waitFor("the orphaned server to stop", () => {
-      try {
-        process.kill(pid, 0);
-        return undefined;
-      } catch {
-        return true;
-      }
-    }, 15_000);
+    await waitFor(
+      "the orphaned server to stop",
+      () => {
+        try {
+          process.kill(pid, 0);
+          return undefined;
+        } catch {
+          return true;
+        }
+      },
+      15_000,
+    );
   });
 
   test("cara update verify: the reference's real bundle verifies offline by digest, any other identity fails", async () => {
     const bundle = join(ROOT, "test", "fixtures", "update", "v0.7.0-sha256sums.bundle");
     const digest = "sha256:acc4012c1a51190fc354e4e5d77ebe0779097e36d30e3ce523efb05581394163";
     const issuer = "https://token.actions.githubusercontent.com";
-    const ok = await runCli(["update", "verify", digest, "--bundle", bundle, "--certificate-identity", "https://github.com/puremachinery/carapace/.github/workflows/release.yml@refs/tags/v0.7.0", "--certificate-oidc-issuer", issuer]);
+    const ok = await runCli([
+      "update",
+      "verify",
+      digest,
+      "--bundle",
+      bundle,
+      "--certificate-identity",
+      "https://github.com/puremachinery/carapace/.github/workflows/release.yml@refs/tags/v0.7.0",
+      "--certificate-oidc-issuer",
+      issuer,
+    ]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /^Verified OK\n {2}Artifact SHA-256: {2}acc4012c1a51190fc354e4e5d77ebe0779097e36d30e3ce523efb05581394163\n/);
-    const wrong = await runCli(["update", "verify", digest, "--bundle", bundle, "--certificate-identity", "https://github.com/puremachinery/carapace/.github/workflows/release.yml@refs/tags/v0.7.1", "--certificate-oidc-issuer", issuer]);
+    const wrong = await runCli([
+      "update",
+      "verify",
+      digest,
+      "--bundle",
+      bundle,
+      "--certificate-identity",
+      "https://github.com/puremachinery/carapace/.github/workflows/release.yml@refs/tags/v0.7.1",
+      "--certificate-oidc-issuer",
+      issuer,
+    ]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /^Verification failed: bundle verification failed: /);
-    const substring = await runCli(["update", "verify", digest, "--bundle", bundle, "--certificate-identity-regexp", "puremachinery", "--certificate-oidc-issuer", issuer]);
+    const substring = await runCli([
+      "update",
+      "verify",
+      digest,
+      "--bundle",
+      bundle,
+      "--certificate-identity-regexp",
+      "puremachinery",
+      "--certificate-oidc-issuer",
+      issuer,
+    ]);
     assert.equal(substring.code, 1, "an identity regexp is anchored, never a substring match");
     const usage = await runCli(["update", "verify", digest, "--bundle", bundle, "--certificate-oidc-issuer", issuer]);
     assert.equal(usage.code, 2);

@@ -140,7 +140,10 @@ export async function serveCara(
       lines.push(...parts);
     },
   };
-  const running = await startServer({ ...options.flags, stateDir, port: 0 }, { env: cleanEnv(options.env), logDestination: logDestination as unknown as DestinationStream });
+  const running = await startServer(
+    { ...options.flags, stateDir, port: 0 },
+    { env: cleanEnv(options.env), logDestination: logDestination as unknown as DestinationStream },
+  );
   const tokenFromEnv = options.env?.CARAPACE_GATEWAY_TOKEN;
   const token = tokenFromEnv ?? (await readFile(join(stateDir, "auth", "token"), "utf8")).trim();
   const scheme = running.options.tls ? "https" : "http";

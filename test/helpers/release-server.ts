@@ -253,8 +253,8 @@ export async function startReleaseServer(initial: FakeRelease[] = []): Promise<R
       limit <= 0
         ? []
         : asset.body !== undefined
-        ? [Buffer.from(asset.body).subarray(start, start + limit)]
-        : createReadStream(asset.file!, { start, end: start + limit - 1, highWaterMark: 1024 * 1024 });
+          ? [Buffer.from(asset.body).subarray(start, start + limit)]
+          : createReadStream(asset.file!, { start, end: start + limit - 1, highWaterMark: 1024 * 1024 });
     (async () => {
       for await (const chunk of source as AsyncIterable<Buffer>) {
         entry.bytesSent += chunk.length;

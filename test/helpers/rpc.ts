@@ -20,7 +20,10 @@ import { tempDir } from "./cara.js";
 
 /** A client for `service`, answered in this process by `impl`. */
 export function routerClient<S extends DescService>(service: S, impl: ServiceImpl<S>): Client<S> {
-  return createClient(service, createRouterTransport(({ service: route }) => route(service, impl), { router: { interceptors: [errorInfoInterceptor()] } }));
+  return createClient(
+    service,
+    createRouterTransport(({ service: route }) => route(service, impl), { router: { interceptors: [errorInfoInterceptor()] } }),
+  );
 }
 
 /** Log lines are dropped (tests that read logs use serveCara). */

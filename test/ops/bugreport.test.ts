@@ -20,8 +20,14 @@ async function planted(): Promise<{ dir: string; env: NodeJS.ProcessEnv }> {
   const dir = join(await tempDir(), "state");
   await prepareStateDir(dir);
   await writeFile(join(dir, "auth", "token"), `${TOKEN}\n`, { mode: 0o600 });
-  await writeFile(join(dir, "config.json"), JSON.stringify({ agent: { baseUrl: `https://ops:${PASSWORD}@llm.example/v1`, model: "m" }, note: { apiKey: API_KEY } }));
-  await writeFile(join(dir, "logs", "cara.log"), `${JSON.stringify({ level: "warn", time: "2026-12-05T10:00:00.000Z", component: "tasks", msg: `calling with ${TOKEN}`, header: `Bearer ${TOKEN}`, secret: SECRET })}\n`);
+  await writeFile(
+    join(dir, "config.json"),
+    JSON.stringify({ agent: { baseUrl: `https://ops:${PASSWORD}@llm.example/v1`, model: "m" }, note: { apiKey: API_KEY } }),
+  );
+  await writeFile(
+    join(dir, "logs", "cara.log"),
+    `${JSON.stringify({ level: "warn", time: "2026-12-05T10:00:00.000Z", component: "tasks", msg: `calling with ${TOKEN}`, header: `Bearer ${TOKEN}`, secret: SECRET })}\n`,
+  );
   const store = await TaskStore.open({ dir: join(dir, "tasks") });
   await store.create({ payload: { kind: "systemEvent", text: `${PAYLOAD_TEXT} api_key=${API_KEY} ${SECRET}` } } as Parameters<typeof store.create>[0]);
   await store.close();
@@ -41,7 +47,10 @@ test("a bug report holds what an issue needs, 0600, with no token, secret, API k
   const output = join(await tempDir(), "report.tar.gz");
   const res = await writeBugreport({ paths, env, output, doctor, version: "0.1.0" });
   assert.equal((await stat(output)).mode & 0o777, 0o600);
-  assert.deepEqual(res.contains.map((c) => c.name), ["doctor.json", "logs.jsonl", "config.json", "versions.json", "update.json", "queue.json", "README.txt"]);
+  assert.deepEqual(
+    res.contains.map((c) => c.name),
+    ["doctor.json", "logs.jsonl", "config.json", "versions.json", "update.json", "queue.json", "README.txt"],
+  );
   assert.ok(res.leftOut.includes("task payloads (pass --include-payloads to include them, redacted)"));
   assert.ok(res.leftOut.includes("status.json: no server answered"));
   const all = await unpack(output);

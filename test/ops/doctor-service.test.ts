@@ -36,7 +36,10 @@ test("RunDoctor answers the checklist as messages; CreateBugreport streams a sum
   assert.equal(report.serverRunning, true);
   assert.equal(report.serverPid, process.pid);
   assert.equal(report.serverUrl, `http://127.0.0.1:${s.port}`);
-  assert.deepEqual(report.steps.map((x) => x.id), ["server", "token", "config", "logs", "tasks", "schedules", "agent", "tls", "secret", "modes", "update", "restore", "backups"]);
+  assert.deepEqual(
+    report.steps.map((x) => x.id),
+    ["server", "token", "config", "logs", "tasks", "schedules", "agent", "tls", "secret", "modes", "update", "restore", "backups"],
+  );
   // Started on port 0 while the configuration says 18789: a warning, with the way out.
   const server = report.steps[0]!;
   assert.equal(server.status, DoctorStepStatus.WARN);
@@ -62,12 +65,22 @@ test("RunDoctor answers the checklist as messages; CreateBugreport streams a sum
   assert.match(summary.fileName, /^cara-bugreport-\d{8}T\d{6}Z\.tar\.gz$/);
   const archive = Buffer.concat(chunks);
   assert.equal(BigInt(archive.length), summary.sizeBytes);
-  assert.deepEqual(summary.contains.map((c) => c.name), ["doctor.json", "status.json", "logs.jsonl", "versions.json", "update.json", "queue.json", "README.txt"]);
+  assert.deepEqual(
+    summary.contains.map((c) => c.name),
+    ["doctor.json", "status.json", "logs.jsonl", "versions.json", "update.json", "queue.json", "README.txt"],
+  );
   assert.ok(summary.leftOut.includes("task payloads (pass --include-payloads to include them, redacted)"));
   const file = join(await tempDir(), summary.fileName);
   await writeFile(file, archive);
   const top = summary.fileName.replace(/\.tar\.gz$/, "");
-  assert.deepEqual(execFileSync("tar", ["-tzf", file], { encoding: "utf8" }).trim().split("\n").filter((n) => !n.endsWith("/")).sort(), summary.contains.map((c) => `${top}/${c.name}`).sort());
+  assert.deepEqual(
+    execFileSync("tar", ["-tzf", file], { encoding: "utf8" })
+      .trim()
+      .split("\n")
+      .filter((n) => !n.endsWith("/"))
+      .sort(),
+    summary.contains.map((c) => `${top}/${c.name}`).sort(),
+  );
   const text = execFileSync("tar", ["-xzOf", file], { encoding: "utf8" });
   for (const secret of [s.token, SECRET]) assert.ok(!text.includes(secret), "no secret inside");
   await s.stop();
@@ -86,7 +99,10 @@ test("CreateBugreport: log_lines out of range is INVALID_ARGUMENT naming the fie
   assert.equal(err.code, Code.InvalidArgument);
   assert.equal(err.rawMessage, "log lines must be from 1 to 5000 (got 5001)");
   assert.equal(errorInfoOf(err)?.reason, "BUGREPORT_INVALID");
-  assert.deepEqual(badRequestOf(err)?.fieldViolations.map((v) => v.field), ["log_lines"]);
+  assert.deepEqual(
+    badRequestOf(err)?.fieldViolations.map((v) => v.field),
+    ["log_lines"],
+  );
 
   const anonymous = client(s.baseUrl);
   await assert.rejects(anonymous.runDoctor({}), (e: unknown) => e instanceof ConnectError && e.code === Code.Unauthenticated);
@@ -101,7 +117,14 @@ test("CreateBugreport: log_lines out of range is INVALID_ARGUMENT naming the fie
 
 test("CreateBugreport: one report at a time (RESOURCE_EXHAUSTED with a retry delay); a caller that leaves frees the place", async () => {
   const paths = await prepareStateDir(join(await tempDir(), "state"));
-  const impl = doctorService({ paths: statePaths(paths.root), env: {}, version: "0.1.0", ring: new LogRing(), serving: () => true, statusJson: async () => ({}) });
+  const impl = doctorService({
+    paths: statePaths(paths.root),
+    env: {},
+    version: "0.1.0",
+    ring: new LogRing(),
+    serving: () => true,
+    statusJson: async () => ({}),
+  });
   const ops = routerClient(OpsService, { getStatus: () => ({}), tailLogs: () => ({}), followLogs: async function* () {}, ...impl });
   const leave = new AbortController();
   const first = ops.createBugreport({}, { signal: leave.signal })[Symbol.asyncIterator]();

@@ -26,16 +26,31 @@ test("server down: the lock is absent, logs come from the files, the first faili
   const dir = await stateDir();
   await writeFile(
     join(dir, "logs", "cara.log"),
-    [
+    `${[
       { level: "info", time: "2026-12-05T10:00:00.000Z", component: "server", msg: "listening on http://127.0.0.1:18789" },
-      { level: "warn", time: "2026-12-05T10:01:00.000Z", component: "server", address: "127.0.0.1", reason: "mismatch", msg: "rejected an RPC: authentication failed" },
+      {
+        level: "warn",
+        time: "2026-12-05T10:01:00.000Z",
+        component: "server",
+        address: "127.0.0.1",
+        reason: "mismatch",
+        msg: "rejected an RPC: authentication failed",
+      },
       { level: "error", time: "2026-12-05T10:02:00.000Z", component: "update", msg: "download failed" },
       { level: "error", time: "2026-12-05T10:03:00.000Z", component: "update", msg: "download failed" },
-    ].map((r) => JSON.stringify(r)).join("\n") + "\n",
+    ]
+      .map((r) => JSON.stringify(r))
+      .join("\n")}\n`,
   );
   const r = await runDoctor({ paths: statePaths(dir), env: {}, probes, now: Date.parse("2026-12-05T12:00:00Z") });
   assert.deepEqual(r.server, { running: false });
-  assert.deepEqual(step(r, "server"), { id: "server", title: "server", status: "warn", summary: `no server is running for ${dir} (no live lock); configured to listen on 127.0.0.1:18789`, next: `start it: cara start --state-dir ${dir}` });
+  assert.deepEqual(step(r, "server"), {
+    id: "server",
+    title: "server",
+    status: "warn",
+    summary: `no server is running for ${dir} (no live lock); configured to listen on 127.0.0.1:18789`,
+    next: `start it: cara start --state-dir ${dir}`,
+  });
   const logs = step(r, "logs");
   assert.equal(logs.status, "fail");
   assert.equal(logs.summary, "first failing component: update, since 2026-12-05T10:02:00.000Z (2 records): download failed");
@@ -55,7 +70,13 @@ test("a corrupt queue names the kept copy and gives the restore command for the 
   const secret = "doctor-test-secret-0123456789abcdefghijklmno";
   // A real backup to find, then a queue that no longer loads.
   const { BackupManager } = await import("../../src/backup/backups.js");
-  const manager = new BackupManager({ stateDir: dir, backupsDir: join(dir, "backups"), secret, caraVersion: "0.1.0", writers: { holdWrites: (fn) => fn(), pause: async () => undefined, resume: async () => undefined } });
+  const manager = new BackupManager({
+    stateDir: dir,
+    backupsDir: join(dir, "backups"),
+    secret,
+    caraVersion: "0.1.0",
+    writers: { holdWrites: (fn) => fn(), pause: async () => undefined, resume: async () => undefined },
+  });
   const store = await TaskStore.open({ dir: join(dir, "tasks") });
   await store.create({ payload: { kind: "systemEvent", text: "x" } } as Parameters<typeof store.create>[0]);
   await store.close();
@@ -78,8 +99,31 @@ test("agentTurn tasks without a provider, and a TLS certificate about to expire"
   await store.create({ payload: { kind: "agentTurn", message: "hi" } } as Parameters<typeof store.create>[0]);
   await store.close();
   const certDir = await tempDir();
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "5", "-subj", "/CN=localhost", "-keyout", join(certDir, "key.pem"), "-out", join(certDir, "cert.pem")], { stdio: "ignore" });
-  await writeFile(join(dir, "config.json"), JSON.stringify({ agent: { model: "gpt-x" }, server: { tlsCert: join(certDir, "cert.pem"), tlsKey: join(certDir, "key.pem") } }));
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "5",
+      "-subj",
+      "/CN=localhost",
+      "-keyout",
+      join(certDir, "key.pem"),
+      "-out",
+      join(certDir, "cert.pem"),
+    ],
+    { stdio: "ignore" },
+  );
+  await writeFile(
+    join(dir, "config.json"),
+    JSON.stringify({ agent: { model: "gpt-x" }, server: { tlsCert: join(certDir, "cert.pem"), tlsKey: join(certDir, "key.pem") } }),
+  );
   const r = await runDoctor({ paths: statePaths(dir), env: {}, probes });
   assert.deepEqual(step(r, "agent"), {
     id: "agent",

@@ -84,7 +84,7 @@ test("an unwritable log directory is reported, lines are dropped, and writing re
     path: join(dir, "cara.log"),
     retryMs: 5_000,
     now: () => clock,
-    onStateChange: (err, dropped) => changes.push([err ? (err as NodeJS.ErrnoException).code ?? err.message : null, dropped]),
+    onStateChange: (err, dropped) => changes.push([err ? ((err as NodeJS.ErrnoException).code ?? err.message) : null, dropped]),
   });
   assert.equal(file.status().writable, false);
   assert.match(file.status().error ?? "", /EEXIST|ENOTDIR/);
@@ -105,7 +105,10 @@ test("an unwritable log directory is reported, lines are dropped, and writing re
   assert.equal(status.writable, true);
   assert.equal(status.error, null);
   assert.equal(await readFile(join(dir, "cara.log"), "utf8"), line(4));
-  assert.deepEqual(changes.map(([, d]) => d), [0, 3]);
+  assert.deepEqual(
+    changes.map(([, d]) => d),
+    [0, 3],
+  );
   assert.equal(changes[1]?.[0], null);
   file.close();
 });

@@ -19,10 +19,7 @@ test("refuses patterns that can backtrack catastrophically, naming the rule", ()
     ["(.*)*x", "pattern: nested quantifier '(.*)*' can backtrack catastrophically; simplify it"],
     ["^(\\w+\\s?)+$", "pattern: nested quantifier '(\\w+\\s?)+' can backtrack catastrophically; simplify it"],
     ["(?:a{1,5}){2}", "pattern: nested quantifier '(?:a{1,5}){2}' can backtrack catastrophically; simplify it"],
-    [
-      "(a|a)*",
-      "pattern: alternation '(a|a)*' inside a repeated group can backtrack catastrophically (its branches can match the same text); simplify it",
-    ],
+    ["(a|a)*", "pattern: alternation '(a|a)*' inside a repeated group can backtrack catastrophically (its branches can match the same text); simplify it"],
     [
       "(\\w|\\d)+",
       "pattern: alternation '(\\w|\\d)+' inside a repeated group can backtrack catastrophically (its branches can match the same text); simplify it",

@@ -23,7 +23,10 @@ async function setup(options: { knownSecrets?: readonly string[]; ringCapacity?:
   const logger = createLogger("trace", pipeline.destination);
   const fileRecords = async () => {
     pipeline.flush();
-    return (await readFile(path, "utf8")).trimEnd().split("\n").map((l) => JSON.parse(l) as Line);
+    return (await readFile(path, "utf8"))
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Line);
   };
   return { pipeline, logger, stdout, path, fileRecords };
 }
@@ -54,10 +57,9 @@ test("the redaction table holds on stdout, in the file and in the ring (message 
 
 test("secret field names are redacted on all outputs, token counts kept", async () => {
   const { pipeline, logger, stdout, fileRecords } = await setup();
-  logger.child({ component: "llm" }).info(
-    { max_tokens: 100, tokenCount: 3, token: "abc", headers: { authorization: "Bearer x", accept: "json" }, apiKey: "k-1" },
-    "call",
-  );
+  logger
+    .child({ component: "llm" })
+    .info({ max_tokens: 100, tokenCount: 3, token: "abc", headers: { authorization: "Bearer x", accept: "json" }, apiKey: "k-1" }, "call");
   const expected = { max_tokens: 100, tokenCount: 3, token: "[REDACTED]", headers: { authorization: "[REDACTED]", accept: "json" }, apiKey: "[REDACTED]" };
   const { level, time, pid, component, msg, ...stdoutFields } = stdout.records()[0] as Line;
   assert.deepEqual([level, typeof time, pid, component, msg], ["info", "string", process.pid, "llm", "call"]);
@@ -133,9 +135,9 @@ test("when the log file cannot be written, stdout and the ring keep going and sa
   assert.equal(pipeline.file?.status().writable, false);
   const messages = pipeline.ring.tail().entries.map((e) => `${e.level} ${e.component} ${e.message}`);
   assert.deepEqual(messages, ["warn logs log file is not writable; logging continues on stdout and in memory", "info  still logged"]);
-  assert.deepEqual(stdout.records().map((r) => r.msg), [
-    "log file is not writable; logging continues on stdout and in memory",
-    "still logged",
-  ]);
+  assert.deepEqual(
+    stdout.records().map((r) => r.msg),
+    ["log file is not writable; logging continues on stdout and in memory", "still logged"],
+  );
   pipeline.close();
 });

@@ -19,7 +19,10 @@ test("tail returns the newest entries oldest first, with seq from 1", () => {
   fill(ring, 5);
   const r = ring.tail({ limit: 3 });
   assert.deepEqual(messages(r.entries), ["m3", "m4", "m5"]);
-  assert.deepEqual(r.entries.map((e) => e.seq), [3, 4, 5]);
+  assert.deepEqual(
+    r.entries.map((e) => e.seq),
+    [3, 4, 5],
+  );
   assert.equal(r.nextSeq, 5);
   assert.equal(r.reset, false);
   assert.equal(r.truncated, false);
@@ -85,13 +88,22 @@ test("tail cuts the oldest entries to maxBytes (message + JSON of fields) and ke
   const ring = new LogRing();
   fill(ring, 5, (i) => rec(`${i}`.repeat(10), "info", "c", { n: i })); // 10 + JSON {"n":i} (7) = 17 bytes
   const r = ring.tail({ maxBytes: 40 });
-  assert.deepEqual(r.entries.map((e) => e.seq), [4, 5]);
+  assert.deepEqual(
+    r.entries.map((e) => e.seq),
+    [4, 5],
+  );
   assert.equal(r.truncated, true);
   const exact = ring.tail({ maxBytes: 34 });
-  assert.deepEqual(exact.entries.map((e) => e.seq), [4, 5]);
+  assert.deepEqual(
+    exact.entries.map((e) => e.seq),
+    [4, 5],
+  );
   assert.equal(ring.tail({ maxBytes: 85 }).truncated, false);
   const one = ring.tail({ maxBytes: 1 });
-  assert.deepEqual(one.entries.map((e) => e.seq), [5]);
+  assert.deepEqual(
+    one.entries.map((e) => e.seq),
+    [5],
+  );
   assert.equal(one.truncated, true);
   assert.equal(ring.tail({ limit: 2, maxBytes: 1000 }).truncated, false, "limit alone does not set truncated");
 });
@@ -116,7 +128,8 @@ test("appendLine keeps the serialized record and decodes it when read", () => {
       return { time: 5, level: r.level, component: r.component, message: r.msg, fields: { n: r.n } };
     },
   });
-  for (let i = 1; i <= 3; i++) ring.appendLine(`{"level":"${i === 2 ? "warn" : "info"}","component":"c","n":${i},"msg":"line ${i}"}\n`, i === 2 ? "warn" : "info");
+  for (let i = 1; i <= 3; i++)
+    ring.appendLine(`{"level":"${i === 2 ? "warn" : "info"}","component":"c","n":${i},"msg":"line ${i}"}\n`, i === 2 ? "warn" : "info");
   assert.equal(decoded, 0);
   assert.deepEqual(ring.tail({ minLevel: "warn" }).entries, [{ seq: 2, time: 5, level: "warn", component: "c", message: "line 2", fields: { n: 2 } }]);
   assert.equal(decoded, 1, "the level filter needs no decoding");

@@ -10,7 +10,10 @@ test("FollowLogs: at most maxFollowers streams at once; a closed one frees its p
   const ring = new LogRing();
   ring.append({ time: 1, level: "info", component: "test", message: "hello", fields: {} });
   const shutdown = new AbortController();
-  const client = createClient(OpsService, createRouterTransport(({ service }) => service(OpsService, logsService(ring, shutdown.signal, { maxFollowers: 2 }))));
+  const client = createClient(
+    OpsService,
+    createRouterTransport(({ service }) => service(OpsService, logsService(ring, shutdown.signal, { maxFollowers: 2 }))),
+  );
   const open = async (signal: AbortSignal) => {
     const it = client.followLogs({ tail: 1 }, { signal })[Symbol.asyncIterator]();
     const first = await it.next();

@@ -125,10 +125,56 @@ test("redactFields caps depth", () => {
 });
 
 test("secret field names and token counts", () => {
-  for (const name of ["token", "Token", "secret", "password", "passwd", "passphrase", "apiKey", "api_key", "x-api-key", "authorization", "Proxy-Authorization", "cookie", "set-cookie", "credential", "credentials", "private_key", "privateKey", "access_token", "refresh_token", "client_secret", "auth", "pwd", "sessionKey", "gatewayToken"]) {
+  for (const name of [
+    "token",
+    "Token",
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "apiKey",
+    "api_key",
+    "x-api-key",
+    "authorization",
+    "Proxy-Authorization",
+    "cookie",
+    "set-cookie",
+    "credential",
+    "credentials",
+    "private_key",
+    "privateKey",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "auth",
+    "pwd",
+    "sessionKey",
+    "gatewayToken",
+  ]) {
     assert.equal(isSecretFieldName(name), true, name);
   }
-  for (const name of ["max_tokens", "maxTokens", "tokenCount", "token_count", "input_tokens", "outputTokens", "total_tokens", "contextTokens", "prompt_tokens", "completion_tokens", "cache_read_input_tokens", "tokens_used", "tokenSource", "tokenPath", "secretSource", "author", "keyboard", "key", "component", "level"]) {
+  for (const name of [
+    "max_tokens",
+    "maxTokens",
+    "tokenCount",
+    "token_count",
+    "input_tokens",
+    "outputTokens",
+    "total_tokens",
+    "contextTokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_read_input_tokens",
+    "tokens_used",
+    "tokenSource",
+    "tokenPath",
+    "secretSource",
+    "author",
+    "keyboard",
+    "key",
+    "component",
+    "level",
+  ]) {
     assert.equal(isSecretFieldName(name), false, name);
   }
   assert.equal(isTokenCountName("max_completion_tokens"), true);
@@ -136,7 +182,24 @@ test("secret field names and token counts", () => {
 });
 
 test("every secret field name sends a JSON line to the slow path", () => {
-  for (const name of ["token", "secret", "password", "passwd", "passphrase", "apiKey", "authorization", "cookie", "set-cookie", "credential", "private_key", "access_token", "client_secret", "auth", "pwd", "sessionKey"]) {
+  for (const name of [
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "apiKey",
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "credential",
+    "private_key",
+    "access_token",
+    "client_secret",
+    "auth",
+    "pwd",
+    "sessionKey",
+  ]) {
     assert.equal(lineNeedsRedaction(`{"level":"info","${name}":"x"}\n`), true, name);
   }
   assert.equal(lineNeedsRedaction('{"level":"info","msg":"task 1 done"}\n', KNOWN_SECRETS), false);

@@ -40,7 +40,10 @@ async function probeHealth(port: number, until: Promise<unknown>): Promise<numbe
   let done = false;
   void until.finally(() => (done = true));
   while (!done) {
-    const status = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.status, () => 0);
+    const status = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(2_000) }).then(
+      (r) => r.status,
+      () => 0,
+    );
     seen.push(status);
     await sleep(100);
   }
@@ -51,11 +54,22 @@ test("idle, slowloris and stalled-body floods are cut by their timeouts; /health
   const s = await serverWith({ server: { connections: { firstByteMs: 1_000, headersMs: 1_000, requestMs: 1_500, idleMs: 2_000, max: 3_000 } } });
   const rounds: [string, number, (socket: net.Socket) => void, number][] = [
     ["idle (never sends a byte)", 1_500, () => undefined, 1_000],
-    ["slowloris (headers one line at a time)", 300, (socket) => {
-      socket.write("GET /health HTTP/1.1\r\nHost: x\r\n");
-      const drip = setInterval(() => (socket.destroyed ? clearInterval(drip) : socket.write("X-Slow: 1\r\n")), 200);
-    }, 1_000],
-    ["stalled body (then silence, as a vanished client)", 300, (socket) => socket.write("POST /carapace.ops.v1.OpsService/GetStatus HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":"), 1_500],
+    [
+      "slowloris (headers one line at a time)",
+      300,
+      (socket) => {
+        socket.write("GET /health HTTP/1.1\r\nHost: x\r\n");
+        const drip = setInterval(() => (socket.destroyed ? clearInterval(drip) : socket.write("X-Slow: 1\r\n")), 200);
+      },
+      1_000,
+    ],
+    [
+      "stalled body (then silence, as a vanished client)",
+      300,
+      (socket) =>
+        socket.write('POST /carapace.ops.v1.OpsService/GetStatus HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a":'),
+      1_500,
+    ],
     ["HTTP/2 preface, then nothing", 300, (socket) => socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 2_000],
   ];
   let tried = 0;
@@ -71,7 +85,11 @@ test("idle, slowloris and stalled-body floods are cut by their timeouts; /health
     held += n;
   }
   await s.stop();
-  await tally("connections: floods", { tried, held, unit: "idle, slowloris, stalled-body and silent-HTTP/2 sockets cut within their timeout while /health answered" });
+  await tally("connections: floods", {
+    tried,
+    held,
+    unit: "idle, slowloris, stalled-body and silent-HTTP/2 sockets cut within their timeout while /health answered",
+  });
 });
 
 test("past the connection cap new connections are refused and logged, and the server recovers once the cut ones are gone", async () => {
@@ -81,7 +99,10 @@ test("past the connection cap new connections are refused and logged, and the se
   assert.ok(cutAfterMs.filter((t) => t < 1_000).length >= 190, "the surplus was refused at once");
   assert.equal((await fetch(`${s.baseUrl}/health`)).status, 200);
   await sleep(1_200);
-  assert.ok(s.lines.some((l) => l.includes("refused") && l.includes("server.connections.max")), "a log line says connections were refused");
+  assert.ok(
+    s.lines.some((l) => l.includes("refused") && l.includes("server.connections.max")),
+    "a log line says connections were refused",
+  );
   await s.stop();
   await tally("connections: cap", { tried: 400, held: 400, unit: "connections past a cap of 200 refused at once, logged, and service back after the timeout" });
 });
@@ -102,7 +123,12 @@ test(`${FOLLOWERS} followers that never read stay under a stated memory bound`, 
     const body = Buffer.from(JSON.stringify({ afterSeq: "0" }));
     const head = Buffer.alloc(5);
     head.writeUInt32BE(body.length, 1);
-    const stream = session.request({ ":method": "POST", ":path": "/carapace.ops.v1.OpsService/FollowLogs", "content-type": "application/connect+json", authorization: `Bearer ${s.token}` });
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/carapace.ops.v1.OpsService/FollowLogs",
+      "content-type": "application/connect+json",
+      authorization: `Bearer ${s.token}`,
+    });
     stream.end(Buffer.concat([head, body]));
     stream.pause(); // never read: the windows fill and the server must hold back
     streams.push(stream);
@@ -120,13 +146,24 @@ test(`${FOLLOWERS} followers that never read stay under a stated memory bound`, 
   assert.equal((await fetch(`${s.baseUrl}/health`)).status, 200);
   for (const session of sessions) session.destroy();
   await s.stop();
-  await tally("connections: silent followers", { tried: FOLLOWERS, held: FOLLOWERS, unit: `FollowLogs streams that never read; RSS grew ${grewMiB.toFixed(0)} MiB (bound ${boundMiB} MiB; before the fix 50 held 722 MB)` });
+  await tally("connections: silent followers", {
+    tried: FOLLOWERS,
+    held: FOLLOWERS,
+    unit: `FollowLogs streams that never read; RSS grew ${grewMiB.toFixed(0)} MiB (bound ${boundMiB} MiB; before the fix 50 held 722 MB)`,
+  });
 });
 
 function call(port: number, token: string, localAddress: string, forwardedFor?: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: "127.0.0.1", port, localAddress, method: "POST", path: "/carapace.ops.v1.OpsService/GetStatus", headers: { "content-type": "application/json", authorization: `Bearer ${token}`, ...(forwardedFor ? { "x-forwarded-for": forwardedFor } : {}) } },
+      {
+        host: "127.0.0.1",
+        port,
+        localAddress,
+        method: "POST",
+        path: "/carapace.ops.v1.OpsService/GetStatus",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}`, ...(forwardedFor ? { "x-forwarded-for": forwardedFor } : {}) },
+      },
       (res) => {
         res.resume();
         res.once("end", () => resolve(res.statusCode ?? 0));
@@ -145,7 +182,9 @@ test("guessing the token from 200 loopback addresses, directly and through a tru
     const statuses: number[] = [];
     for (let round = 0; round < 2; round++) {
       for (let i = 2; i < 202; i++) {
-        const status = viaProxy ? await call(s.port, `guess-${round}-${i}`, "127.0.0.1", `198.51.100.${i % 250}, 203.0.113.${i}`) : await call(s.port, `guess-${round}-${i}`, `127.0.0.${i}`);
+        const status = viaProxy
+          ? await call(s.port, `guess-${round}-${i}`, "127.0.0.1", `198.51.100.${i % 250}, 203.0.113.${i}`)
+          : await call(s.port, `guess-${round}-${i}`, `127.0.0.${i}`);
         statuses.push(status);
         tried++;
       }
@@ -161,5 +200,9 @@ test("guessing the token from 200 loopback addresses, directly and through a tru
     assert.ok(s.lines.filter((l) => l.includes("authentication failed")).length === 100, "each counted failure is logged once");
     await s.stop();
   }
-  await tally("auth: guessing from many addresses", { tried, held, unit: "wrong-token requests from 200 loopback addresses and 200 forwarded clients: 100 a minute answered, the rest 429; the right token always accepted" });
+  await tally("auth: guessing from many addresses", {
+    tried,
+    held,
+    unit: "wrong-token requests from 200 loopback addresses and 200 forwarded clients: 100 a minute answered, the rest 429; the right token always accepted",
+  });
 });

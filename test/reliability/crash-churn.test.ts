@@ -74,14 +74,27 @@ async function allTasks(s: CaraServer): Promise<Map<string, Expect>> {
   for (let token = ""; ; ) {
     const page = await connectJson(s, "carapace.tasks.v1.TasksService/ListTasks", { limit: 1000, pageToken: token }, s.token);
     assert.equal(page.status, 200, JSON.stringify(page.json));
-    for (const t of page.json.tasks ?? []) out.set(t.id, { state: String(t.state).replace(/^TASK_STATE_/, "").toLowerCase(), v: Number(t.labels?.v ?? -1) });
+    for (const t of page.json.tasks ?? [])
+      out.set(t.id, {
+        state: String(t.state)
+          .replace(/^TASK_STATE_/, "")
+          .toLowerCase(),
+        v: Number(t.labels?.v ?? -1),
+      });
     token = page.json.nextPageToken ?? "";
     if (!token) return out;
   }
 }
 
 /** One client: random changes to its own tasks until the server dies. */
-async function churn(s: CaraServer, rnd: ReturnType<typeof seeded>, tracked: Tracked[], runnable: Set<string>, client: number, stopped: () => boolean): Promise<void> {
+async function churn(
+  s: CaraServer,
+  rnd: ReturnType<typeof seeded>,
+  tracked: Tracked[],
+  runnable: Set<string>,
+  client: number,
+  stopped: () => boolean,
+): Promise<void> {
   const mine: Tracked[] = [];
   const call = (method: string, body: unknown) => connectJson(s, `carapace.tasks.v1.TasksService/${method}`, body, s.token);
   const later = () => String(Date.now() + 3_600_000);
@@ -90,7 +103,11 @@ async function churn(s: CaraServer, rnd: ReturnType<typeof seeded>, tracked: Tra
     try {
       if (mine.length === 0 || roll < 0.3) {
         // Created far in the future so the worker leaves it alone; its label v versions it.
-        const res = await call("CreateTask", { payload: { systemEvent: { text: `churn ${client}` } }, nextRunAtMs: later(), labels: { v: "0", c: String(client) } });
+        const res = await call("CreateTask", {
+          payload: { systemEvent: { text: `churn ${client}` } },
+          nextRunAtMs: later(),
+          labels: { v: "0", c: String(client) },
+        });
         if (res.status !== 200) continue;
         const t: Tracked = { id: res.json.task.id, acked: { state: "queued", v: 0 } };
         mine.push(t);

@@ -52,9 +52,16 @@ async function ids(s: CaraServer): Promise<Set<string>> {
 }
 
 const create = (s: CaraServer, i: number) =>
-  connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: `task ${i} ${"x".repeat(200)}` } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
+  connectJson(
+    s,
+    "carapace.tasks.v1.TasksService/CreateTask",
+    { payload: { systemEvent: { text: `task ${i} ${"x".repeat(200)}` } }, nextRunAtMs: String(Date.now() + 3_600_000) },
+    s.token,
+  );
 
-test("task store: creates fail clearly when the disk is full; nothing acknowledged is lost across SIGKILL; it recovers when space is freed", { skip: canMount() }, async (t) => {
+test("task store: creates fail clearly when the disk is full; nothing acknowledged is lost across SIGKILL; it recovers when space is freed", {
+  skip: canMount(),
+}, async (t) => {
   const fs = await smallFs(t, 2048);
   const stateDir = join(fs, "state");
   let s = await startCara({ stateDir, env });
@@ -69,7 +76,12 @@ test("task store: creates fail clearly when the disk is full; nothing acknowledg
   }
   assert.equal(refusal.status, 429);
   assert.equal(refusal.json.code, "resource_exhausted");
-  assert.match(refusal.json.message, new RegExp(`^task store write to ${stateDir}/tasks/queue\\.journal failed: the filesystem is full \\(ENOSPC\\); nothing was changed\\. Free space on it \\(or raise the quota\\), then retry$`));
+  assert.match(
+    refusal.json.message,
+    new RegExp(
+      `^task store write to ${stateDir}/tasks/queue\\.journal failed: the filesystem is full \\(ENOSPC\\); nothing was changed\\. Free space on it \\(or raise the quota\\), then retry$`,
+    ),
+  );
   // Near full: a smaller write may still fit; each create is either acknowledged or refused the same way.
   for (let i = 0; i < 20; i++) {
     const r = await create(s, -1 - i);
@@ -97,10 +109,16 @@ test("task store: creates fail clearly when the disk is full; nothing acknowledg
   const lost2 = acked.filter((id) => !final.has(id));
   assert.deepEqual(lost2, []);
   await s.stop();
-  await tally("disk full: task store", { tried: acked.length, held: acked.length - lost2.length, unit: "acknowledged creates across a full disk, SIGKILL and regrowth" });
+  await tally("disk full: task store", {
+    tried: acked.length,
+    held: acked.length - lost2.length,
+    unit: "acknowledged creates across a full disk, SIGKILL and regrowth",
+  });
 });
 
-test("start, backup and restore on a full disk say which path and what to free, leave nothing behind, and work once space is freed", { skip: canMount() }, async (t) => {
+test("start, backup and restore on a full disk say which path and what to free, leave nothing behind, and work once space is freed", {
+  skip: canMount(),
+}, async (t) => {
   const fs = await smallFs(t, 4096);
   const stateDir = join(fs, "state");
   // Backups go to another filesystem, which is full (the state dir has room for the snapshot).
@@ -119,7 +137,12 @@ test("start, backup and restore on a full disk say which path and what to free, 
   const backup = await runCara(["backup", "-o", out, "--port", String(s.port), "--state-dir", stateDir], { env });
   tried++;
   assert.equal(backup.code, 1);
-  assert.match(backup.stderr, new RegExp(`^Error: cannot write ${out}: the filesystem is full \\(ENOSPC writing ${out}, \\d+(\\.\\d)? (B|KiB) free\\)\\. Free space on that filesystem \\(see 'df -h ${outFs}'\\), then try again, or choose another --output\\. Nothing was written\\n$`));
+  assert.match(
+    backup.stderr,
+    new RegExp(
+      `^Error: cannot write ${out}: the filesystem is full \\(ENOSPC writing ${out}, \\d+(\\.\\d)? (B|KiB) free\\)\\. Free space on that filesystem \\(see 'df -h ${outFs}'\\), then try again, or choose another --output\\. Nothing was written\\n$`,
+    ),
+  );
   assert.deepEqual((await readdir(outFs)).sort(), ["ballast"], "no partial archive left");
   held++;
 
@@ -128,8 +151,17 @@ test("start, backup and restore on a full disk say which path and what to free, 
   const full = await runCara(["backup", "-o", join(await tempDir(), "x.tar.gz"), "--port", String(s.port), "--state-dir", stateDir], { env });
   tried++;
   assert.equal(full.code, 1);
-  assert.match(full.stderr, new RegExp(`^Error: carapace at 127.0.0.1:\\d+ refused the call: backup failed: the filesystem is full \\(ENOSPC writing ${stateDir}/backups/[^,]+, \\d+(\\.\\d)? (B|KiB) free\\)\\. Free space on that filesystem`));
-  assert.deepEqual((await readdir(join(stateDir, "backups"))).filter((n) => n.startsWith(".snapshot")), [], "no snapshot left");
+  assert.match(
+    full.stderr,
+    new RegExp(
+      `^Error: carapace at 127.0.0.1:\\d+ refused the call: backup failed: the filesystem is full \\(ENOSPC writing ${stateDir}/backups/[^,]+, \\d+(\\.\\d)? (B|KiB) free\\)\\. Free space on that filesystem`,
+    ),
+  );
+  assert.deepEqual(
+    (await readdir(join(stateDir, "backups"))).filter((n) => n.startsWith(".snapshot")),
+    [],
+    "no snapshot left",
+  );
   held++;
 
   // A restore on the full disk fails before anything changes.
@@ -138,7 +170,11 @@ test("start, backup and restore on a full disk say which path and what to free, 
   assert.equal(restore.code, 1);
   assert.match(restore.stderr, /free space on the state dir.s filesystem/);
   assert.deepEqual(await ids(s), before);
-  assert.deepEqual((await readdir(stateDir)).filter((n) => n.startsWith(".restore")), [], "no staging left");
+  assert.deepEqual(
+    (await readdir(stateDir)).filter((n) => n.startsWith(".restore")),
+    [],
+    "no staging left",
+  );
   held++;
 
   // Start on the full disk: refused with the path and the way out, no empty lock temp file left.
@@ -149,8 +185,16 @@ test("start, backup and restore on a full disk say which path and what to free, 
   const start = await runCara(["start", "--port", "0", "--state-dir", stateDir], { env });
   tried++;
   assert.equal(start.code, 1);
-  assert.match(start.stderr, new RegExp(`^Error: cannot start: the filesystem is full \\(ENOSPC writing ${stateDir}/[^ ]+, \\d+(\\.\\d)? (B|KiB) free\\)\\. Free space on that filesystem \\(see 'df -h ${stateDir}[^']*'\\), then try again\\n$`));
-  assert.deepEqual((await readdir(stateDir)).filter((n) => n.startsWith(".cara.lock") || n === "cara.lock"), []);
+  assert.match(
+    start.stderr,
+    new RegExp(
+      `^Error: cannot start: the filesystem is full \\(ENOSPC writing ${stateDir}/[^ ]+, \\d+(\\.\\d)? (B|KiB) free\\)\\. Free space on that filesystem \\(see 'df -h ${stateDir}[^']*'\\), then try again\\n$`,
+    ),
+  );
+  assert.deepEqual(
+    (await readdir(stateDir)).filter((n) => n.startsWith(".cara.lock") || n === "cara.lock"),
+    [],
+  );
   held++;
 
   // Space freed: everything works again.

@@ -81,7 +81,12 @@ async function send(s: CaraServer, method: DescMethod, c: Case): Promise<{ http:
   const type = unary ? `application/${c.contentType}` : `application/connect+${c.contentType}`;
   const body = unary ? c.body : envelope(c.body);
   const abort = new AbortController();
-  const res = await fetch(path, { method: "POST", headers: { "content-type": type, authorization: `Bearer ${s.token}`, "connect-protocol-version": "1" }, body, signal: abort.signal });
+  const res = await fetch(path, {
+    method: "POST",
+    headers: { "content-type": type, authorization: `Bearer ${s.token}`, "connect-protocol-version": "1" },
+    body,
+    signal: abort.signal,
+  });
   if (unary || res.status !== 200) {
     const bytes = Buffer.from(await res.arrayBuffer());
     try {
@@ -116,14 +121,23 @@ async function snapshot(s: CaraServer): Promise<string> {
   const tasks = await connectJson(s, "carapace.tasks.v1.TasksService/ListTasks", { limit: 1000 }, s.token);
   const backups = (await readdir(join(s.stateDir, "backups"))).filter((n) => n.endsWith(".tar.gz")).sort();
   const tx = await readFile(join(s.stateDir, "updates", "transaction.json"), "utf8").catch(() => "none");
-  return JSON.stringify({ tasks: (tasks.json.tasks ?? []).map((t: { id: string; state: string; updatedAtMs: string }) => [t.id, t.state, t.updatedAtMs]), backups, tx });
+  return JSON.stringify({
+    tasks: (tasks.json.tasks ?? []).map((t: { id: string; state: string; updatedAtMs: string }) => [t.id, t.state, t.updatedAtMs]),
+    backups,
+    tx,
+  });
 }
 
 const REFUSALS = new Set(["invalid_argument", "resource_exhausted", "not_found", "failed_precondition", "unimplemented", "out_of_range"]);
 
 test("hostile input to every RPC is refused in its protocol with a client-error code and changes nothing", async () => {
   const s = await startCara({ env });
-  await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: "existing" } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
+  await connectJson(
+    s,
+    "carapace.tasks.v1.TasksService/CreateTask",
+    { payload: { systemEvent: { text: "existing" } }, nextRunAtMs: String(Date.now() + 3_600_000) },
+    s.token,
+  );
   const before = await snapshot(s);
   let tried = 0;
   let held = 0;
@@ -142,7 +156,8 @@ test("hostile input to every RPC is refused in its protocol with a client-error 
         // answer to a valid request, not to the hostile part.
         const reachedNetwork = service === UpdateService && code === "unavailable";
         assert.ok(http < 500 || reachedNetwork, what);
-        if (code === "ok" || reachedNetwork) accepted.push(what); // harmless: checked by the snapshot below
+        if (code === "ok" || reachedNetwork)
+          accepted.push(what); // harmless: checked by the snapshot below
         else assert.ok(REFUSALS.has(code), what);
         held++;
       }
@@ -151,7 +166,11 @@ test("hostile input to every RPC is refused in its protocol with a client-error 
   assert.equal((await fetch(`${s.baseUrl}/health`)).status, 200, "still alive");
   assert.equal(await snapshot(s), before, `state changed; accepted: ${accepted.join("; ")}`);
   await s.stop();
-  await tally("hostile input: every RPC", { tried, held, unit: "malformed, mistyped, oversized, nested, non-UTF-8 and unknown-enum requests refused without change" });
+  await tally("hostile input: every RPC", {
+    tried,
+    held,
+    unit: "malformed, mistyped, oversized, nested, non-UTF-8 and unknown-enum requests refused without change",
+  });
 });
 
 test(`property: CreateTask with arbitrary inputs is either created as normalized or refused with invalid_argument (seed ${SEED}, 300 cases)`, async () => {
@@ -161,7 +180,12 @@ test(`property: CreateTask with arbitrary inputs is either created as normalized
   const payload = fc.oneof(
     fc.record({ systemEvent: fc.record({ text }) }),
     fc.record({ agentTurn: fc.record({ message: text, timeoutSeconds: fc.oneof(fc.integer({ min: -5, max: 100_000 }), text) }, { requiredKeys: [] }) }),
-    fc.record({ backup: fc.record({ keep: fc.oneof(fc.integer({ min: -3, max: 500 }), text), sections: fc.array(fc.constantFrom("tasks", "config", "nope", ""), { maxLength: 3 }) }, { requiredKeys: [] }) }),
+    fc.record({
+      backup: fc.record(
+        { keep: fc.oneof(fc.integer({ min: -3, max: 500 }), text), sections: fc.array(fc.constantFrom("tasks", "config", "nope", ""), { maxLength: 3 }) },
+        { requiredKeys: [] },
+      ),
+    }),
     fc.jsonValue({ maxDepth: 3 }),
   );
   const request = fc.record(
@@ -180,7 +204,10 @@ test(`property: CreateTask with arbitrary inputs is either created as normalized
       tried++;
       const before = await connectJson(s, "carapace.tasks.v1.TasksService/GetQueueStats", {}, s.token);
       const res = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", req, s.token);
-      assert.ok(res.status === 200 || (res.status === 400 && res.json.code === "invalid_argument"), `HTTP ${res.status} ${JSON.stringify(res.json)} for ${JSON.stringify(req)}`);
+      assert.ok(
+        res.status === 200 || (res.status === 400 && res.json.code === "invalid_argument"),
+        `HTTP ${res.status} ${JSON.stringify(res.json)} for ${JSON.stringify(req)}`,
+      );
       const after = await connectJson(s, "carapace.tasks.v1.TasksService/GetQueueStats", {}, s.token);
       if (res.status !== 200 || res.json.created === false) {
         assert.equal(after.json.stats.total, before.json.stats.total, "a refused create changed the queue");
@@ -198,7 +225,13 @@ test(`property: CreateTask with arbitrary inputs is either created as normalized
 
 test(`property: a damaged archive is never a server error and never changes the state (seed ${SEED}, 120 cases)`, async () => {
   const s = await startCara({ env });
-  for (let i = 0; i < 5; i++) await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: `t${i}` } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
+  for (let i = 0; i < 5; i++)
+    await connectJson(
+      s,
+      "carapace.tasks.v1.TasksService/CreateTask",
+      { payload: { systemEvent: { text: `t${i}` } }, nextRunAtMs: String(Date.now() + 3_600_000) },
+      s.token,
+    );
   const file = join(await tempDir(), "good.tar.gz");
   assert.equal((await runCara(["backup", "-o", file, "--port", String(s.port), "--state-dir", s.stateDir], { env })).code, 0);
   const good = await readFile(file);
@@ -232,8 +265,11 @@ test(`property: a damaged archive is never a server error and never changes the 
       const inspectError = "code" in inspected && typeof inspected.code === "number" ? inspected.code : undefined;
       if (inspectError !== undefined) assert.ok([3, 8, 9].includes(inspectError), `inspect: code ${inspectError}`);
       const verified = inspectError === undefined && (inspected as { verification?: { ok: boolean } }).verification?.ok === true;
-      const restored = await client.restoreBackup(parts({ dryRun: false, force: true, allowForeign: true, sections: [] }, bytes), auth).catch((err: { code: number }) => err);
-      if ("code" in restored && typeof restored.code === "number") assert.ok([3, 8, 9, 10].includes(restored.code), `restore: code ${restored.code} (${(restored as unknown as Error).message})`);
+      const restored = await client
+        .restoreBackup(parts({ dryRun: false, force: true, allowForeign: true, sections: [] }, bytes), auth)
+        .catch((err: { code: number }) => err);
+      if ("code" in restored && typeof restored.code === "number")
+        assert.ok([3, 8, 9, 10].includes(restored.code), `restore: code ${restored.code} (${(restored as unknown as Error).message})`);
       // Only an archive that still verifies whole is restored (e.g. a flip in gzip's unchecked
       // MTIME bytes, or junk after the end): it holds exactly the state it was taken from.
       else assert.ok(verified, `an archive that does not verify was restored (${d.kind})`);
@@ -244,5 +280,9 @@ test(`property: a damaged archive is never a server error and never changes the 
   const beforeSnap = JSON.parse(before) as { tasks: unknown[]; backups: string[] };
   assert.deepEqual(afterSnap.tasks.map((t) => (t as string[])[0]).sort(), beforeSnap.tasks.map((t) => (t as string[])[0]).sort(), "the same tasks");
   await s.stop();
-  await tally("hostile input: damaged archives property", { tried, held: tried, unit: `fast-check cases (seed ${SEED}): inspect and restore of flipped, truncated, extended and random archives` });
+  await tally("hostile input: damaged archives property", {
+    tried,
+    held: tried,
+    unit: `fast-check cases (seed ${SEED}): inspect and restore of flipped, truncated, extended and random archives`,
+  });
 });

@@ -34,7 +34,12 @@ test(`an online restore killed at random moments under concurrent creates leaves
     const stateDir = join(await tempDir("cara-restore-crash-"), "state");
     let s = await startCara({ stateDir, env });
     const create = (server: CaraServer, text: string) =>
-      connectJson(server, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text } }, nextRunAtMs: String(Date.now() + 3_600_000) }, server.token);
+      connectJson(
+        server,
+        "carapace.tasks.v1.TasksService/CreateTask",
+        { payload: { systemEvent: { text } }, nextRunAtMs: String(Date.now() + 3_600_000) },
+        server.token,
+      );
     for (let i = 0; i < 10; i++) await Promise.all(Array.from({ length: 50 }, (_, j) => create(s, `archived ${i}.${j}`)));
     const archive = join(await tempDir(), "b.tar.gz");
     assert.equal((await runCara(["backup", "-o", archive, "--sections", "tasks", "--port", String(s.port), "--state-dir", stateDir], { env })).code, 0);
@@ -83,5 +88,9 @@ test(`an online restore killed at random moments under concurrent creates leaves
     }
     await s.stop();
   }
-  await tally("crash: online restore under creates", { tried, held, unit: `checks over ${ROUNDS} SIGKILLs (${outcomes.restored} ended restored, ${outcomes.old} old)` });
+  await tally("crash: online restore under creates", {
+    tried,
+    held,
+    unit: `checks over ${ROUNDS} SIGKILLs (${outcomes.restored} ended restored, ${outcomes.old} old)`,
+  });
 });

@@ -28,7 +28,10 @@ test("the server serves the built console at / and /console/..., says where on s
     assert.equal(res.status, 200, path);
     assert.equal(await res.text(), built, path);
     assert.equal(res.headers.get("cache-control"), "no-cache");
-    assert.match(res.headers.get("content-security-policy") ?? "", /^default-src 'none'; script-src 'self'; style-src 'self';.* connect-src 'self';.* frame-ancestors 'none'/);
+    assert.match(
+      res.headers.get("content-security-policy") ?? "",
+      /^default-src 'none'; script-src 'self'; style-src 'self';.* connect-src 'self';.* frame-ancestors 'none'/,
+    );
   }
   // Every file the page names is served with its type, long-cached, gzip when asked.
   const names = [...built.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)].map((m) => m[1]!);
@@ -37,7 +40,10 @@ test("the server serves the built console at / and /console/..., says where on s
     const res = await fetch(`${s.baseUrl}${name}`, { headers: { "accept-encoding": "gzip" } });
     assert.equal(res.status, 200, name);
     assert.equal(res.headers.get("cache-control"), "public, max-age=31536000, immutable");
-    assert.equal(res.headers.get("content-type"), name.endsWith(".js") ? "text/javascript; charset=utf-8" : name.endsWith(".css") ? "text/css; charset=utf-8" : "image/svg+xml");
+    assert.equal(
+      res.headers.get("content-type"),
+      name.endsWith(".js") ? "text/javascript; charset=utf-8" : name.endsWith(".css") ? "text/css; charset=utf-8" : "image/svg+xml",
+    );
     assert.equal(res.headers.get("content-encoding"), "gzip");
     const onDisk = await readFile(join(ROOT, "dist", "web", name));
     // fetch decodes the body; it must be the very file.
@@ -89,7 +95,8 @@ test("CORS: preflights from an allowed origin get Connect's, gRPC-Web's and Conn
     assert.equal(res.headers.get("access-control-max-age"), "7200");
     assert.match(res.headers.get("vary") ?? "", /Origin/);
   }
-  for (const h of ["connect-protocol-version", "connect-timeout-ms", "content-type", "authorization", "x-grpc-web", "x-user-agent", "grpc-timeout"]) assert.ok(CORS_ALLOWED_HEADERS.includes(h), h);
+  for (const h of ["connect-protocol-version", "connect-timeout-ms", "content-type", "authorization", "x-grpc-web", "x-user-agent", "grpc-timeout"])
+    assert.ok(CORS_ALLOWED_HEADERS.includes(h), h);
   for (const h of ["grpc-status", "grpc-message", "grpc-status-details-bin", "retry-after"]) assert.ok(CORS_EXPOSED_HEADERS.includes(h), h);
 
   // Another origin (or the same host on another port or scheme): no CORS header at all.
@@ -123,7 +130,10 @@ test("CORS: preflights from an allowed origin get Connect's, gRPC-Web's and Conn
 
 test("default: no origin is allowed", async () => {
   const s = await serveCara();
-  const res = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, { method: "OPTIONS", headers: { origin: "http://localhost:1", "access-control-request-method": "POST" } });
+  const res = await fetch(`${s.baseUrl}/carapace.ops.v1.OpsService/GetStatus`, {
+    method: "OPTIONS",
+    headers: { origin: "http://localhost:1", "access-control-request-method": "POST" },
+  });
   assert.equal(res.status, 403);
   assert.equal(res.headers.get("access-control-allow-origin"), null);
   await s.stop();

@@ -150,7 +150,10 @@ test("the default connection cap stays below the process's open-file limit", asy
   const { writeFile } = await import("node:fs/promises");
   const { tempDir } = await import("../helpers/cara.js");
   const file = `${await tempDir()}/limits`;
-  await writeFile(file, "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n");
+  await writeFile(
+    file,
+    "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n",
+  );
   assert.equal(defaultMaxConnections(file), 896);
   assert.equal(defaultMaxConnections("/nonexistent"), 4_096);
 });

@@ -45,7 +45,12 @@ async function serve(assets: AssetSet | undefined): Promise<{ port: number; clos
 }
 
 /** A request with the path exactly as given (no URL normalization, unlike fetch). */
-function raw(port: number, path: string, headers: Record<string, string> = {}, method = "GET"): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+function raw(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+  method = "GET",
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: "127.0.0.1", port, path, method, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
@@ -161,7 +166,14 @@ test("paths outside the asset set never read a file: .., encoded dots, absolute 
       assert.equal(r.headers["x-content-type-options"], "nosniff", p);
     }
     // Not the console's: left to the other routes (the API answers those).
-    for (const p of ["/etc/passwd", "//etc/passwd", "/index.html", "/health", "/carapace.ops.v1.OpsService/GetStatus", "http://127.0.0.1/assets/app-ABCDEFGH.js"]) {
+    for (const p of [
+      "/etc/passwd",
+      "//etc/passwd",
+      "/index.html",
+      "/health",
+      "/carapace.ops.v1.OpsService/GetStatus",
+      "http://127.0.0.1/assets/app-ABCDEFGH.js",
+    ]) {
       assert.equal((await raw(srv.port, p)).status, 418, p);
     }
     assert.equal((await raw(srv.port, "/", {}, "POST")).status, 418);

@@ -17,10 +17,22 @@ test("config errors name the key path and the rule", () => {
     [[], "invalid config c.json: the top level must be a JSON object"],
     [{ health: { diskFreeFloorBytes: -1 } }, "invalid config c.json: health.diskFreeFloorBytes: Expected to be at least 0 (got -1)"],
     [{ server: { console: "yes" } }, 'invalid config c.json: server.console: Expected a boolean (got "yes")'],
-    [{ server: { cors: { allowedOrigins: ["https://ops.example.com/"] } } }, 'invalid config c.json: server.cors.allowedOrigins[0]: Expected an exact origin; write it as https://ops.example.com (got "https://ops.example.com/")'],
-    [{ server: { cors: { allowedOrigins: ["http://a.example", "HTTP://B.example:80"] } } }, 'invalid config c.json: server.cors.allowedOrigins[1]: Expected an exact origin; write it as http://b.example (got "HTTP://B.example:80")'],
-    [{ server: { cors: { allowedOrigins: ["*"] } } }, 'invalid config c.json: server.cors.allowedOrigins[0]: Expected an exact origin like https://ops.example.com (got "*")'],
-    [{ server: { cors: { allowedOrigins: "https://a.example" } } }, 'invalid config c.json: server.cors.allowedOrigins: Expected an array (got "https://a.example")'],
+    [
+      { server: { cors: { allowedOrigins: ["https://ops.example.com/"] } } },
+      'invalid config c.json: server.cors.allowedOrigins[0]: Expected an exact origin; write it as https://ops.example.com (got "https://ops.example.com/")',
+    ],
+    [
+      { server: { cors: { allowedOrigins: ["http://a.example", "HTTP://B.example:80"] } } },
+      'invalid config c.json: server.cors.allowedOrigins[1]: Expected an exact origin; write it as http://b.example (got "HTTP://B.example:80")',
+    ],
+    [
+      { server: { cors: { allowedOrigins: ["*"] } } },
+      'invalid config c.json: server.cors.allowedOrigins[0]: Expected an exact origin like https://ops.example.com (got "*")',
+    ],
+    [
+      { server: { cors: { allowedOrigins: "https://a.example" } } },
+      'invalid config c.json: server.cors.allowedOrigins: Expected an array (got "https://a.example")',
+    ],
     [{ server: { cors: { origins: [] } } }, "invalid config c.json: server.cors.origins: unknown key (got an array)"],
   ];
   for (const [value, message] of cases) assert.throws(() => validateConfig(value, "c.json"), { message });
@@ -51,13 +63,18 @@ test("options precedence: flag > environment > config > default", () => {
   assert.deepEqual([fromConfig.port, fromConfig.bind, fromConfig.logLevel], [3000, "127.0.0.2", "warn"]);
   const fromEnv = resolveServerOptions("/s", {}, config, { CARAPACE_PORT: "4000", CARAPACE_BIND: "127.0.0.3", CARAPACE_LOG_LEVEL: "debug" });
   assert.deepEqual([fromEnv.port, fromEnv.bind, fromEnv.logLevel], [4000, "127.0.0.3", "debug"]);
-  const fromFlag = resolveServerOptions("/s", { port: 5000, bind: "127.0.0.4", logLevel: "error" }, config, { CARAPACE_PORT: "4000", CARAPACE_LOG_LEVEL: "debug" });
+  const fromFlag = resolveServerOptions("/s", { port: 5000, bind: "127.0.0.4", logLevel: "error" }, config, {
+    CARAPACE_PORT: "4000",
+    CARAPACE_LOG_LEVEL: "debug",
+  });
   assert.deepEqual([fromFlag.port, fromFlag.bind, fromFlag.logLevel], [5000, "127.0.0.4", "error"]);
 });
 
 test("options: bad values and a non-loopback bind without TLS are refused", () => {
   assert.throws(() => resolveServerOptions("/s", {}, {}, { CARAPACE_PORT: "http" }), { message: "CARAPACE_PORT must be a port number 0..65535 (got 'http')" });
-  assert.throws(() => resolveServerOptions("/s", { logLevel: "loud" }, {}, {}), { message: "--log-level must be one of trace, debug, info, warn, error, fatal (got 'loud')" });
+  assert.throws(() => resolveServerOptions("/s", { logLevel: "loud" }, {}, {}), {
+    message: "--log-level must be one of trace, debug, info, warn, error, fatal (got 'loud')",
+  });
   assert.throws(() => resolveServerOptions("/s", { tlsCert: "c.pem" }, {}, {}), /TLS needs both a certificate and a key/);
   assert.throws(() => resolveServerOptions("/s", { bind: "0.0.0.0" }, {}, {}), /^Error: refusing to listen on 0.0.0.0 without TLS/);
   assert.equal(resolveServerOptions("/s", { bind: "0.0.0.0", allowPlaintext: true }, {}, {}).bind, "0.0.0.0");

@@ -24,7 +24,14 @@ before(async () => {
   dataFile = join(dir, NAME);
   await writeFile(dataFile, DATA);
   server = await startReleaseServer([
-    { tag: "v1.0.0", assets: [{ name: NAME, file: dataFile }, { name: "empty.bin", body: Buffer.alloc(0) }, { name: "small.bin", body: "hello" }] },
+    {
+      tag: "v1.0.0",
+      assets: [
+        { name: NAME, file: dataFile },
+        { name: "empty.bin", body: Buffer.alloc(0) },
+        { name: "small.bin", body: "hello" },
+      ],
+    },
   ]);
 });
 after(async () => {
@@ -219,13 +226,25 @@ test("HTTP errors: 404/403/401 are final, 429/5xx retryable with Retry-After; no
 
 test("size limits: over maxBytes or not the expected size is final and the .part is removed", async () => {
   const dest = await destIn();
-  await rejectsWith(downloadFile(opts(dest, { maxBytes: 1024 * 1024 })), { message: `artifact ${NAME} is larger than the 1048576 byte limit`, retryable: false });
+  await rejectsWith(downloadFile(opts(dest, { maxBytes: 1024 * 1024 })), {
+    message: `artifact ${NAME} is larger than the 1048576 byte limit`,
+    retryable: false,
+  });
   assert.equal(await exists(`${dest}.part`), false);
 
-  await rejectsWith(downloadFile(opts(dest, { expectedSize: SIZE - 1 })), { message: `artifact ${NAME} is ${SIZE} bytes, expected ${SIZE - 1}`, retryable: false });
+  await rejectsWith(downloadFile(opts(dest, { expectedSize: SIZE - 1 })), {
+    message: `artifact ${NAME} is ${SIZE} bytes, expected ${SIZE - 1}`,
+    retryable: false,
+  });
   assert.equal(await exists(`${dest}.part`), false);
-  await rejectsWith(downloadFile(opts(dest, { expectedSize: SIZE + 1 })), { message: `artifact ${NAME} is ${SIZE} bytes, expected ${SIZE + 1}`, retryable: false });
-  await rejectsWith(downloadFile(opts(dest, { expectedSize: 2000, maxBytes: 1000 })), { message: `artifact ${NAME} is larger than the 1000 byte limit`, retryable: false });
+  await rejectsWith(downloadFile(opts(dest, { expectedSize: SIZE + 1 })), {
+    message: `artifact ${NAME} is ${SIZE} bytes, expected ${SIZE + 1}`,
+    retryable: false,
+  });
+  await rejectsWith(downloadFile(opts(dest, { expectedSize: 2000, maxBytes: 1000 })), {
+    message: `artifact ${NAME} is larger than the 1000 byte limit`,
+    retryable: false,
+  });
 
   // No Content-Length (chunked): the limit is enforced while streaming.
   server.respond(DL_PATH, (_req, res) => {
@@ -241,7 +260,10 @@ test("size limits: over maxBytes or not the expected size is final and the .part
     };
     pump();
   });
-  await rejectsWith(downloadFile(opts(dest, { maxBytes: 1024 * 1024 })), { message: new RegExp(`^artifact ${NAME.replace(/\./g, "\\.")} is larger than the 1048576 byte limit$`), retryable: false });
+  await rejectsWith(downloadFile(opts(dest, { maxBytes: 1024 * 1024 })), {
+    message: new RegExp(`^artifact ${NAME.replace(/\./g, "\\.")} is larger than the 1048576 byte limit$`),
+    retryable: false,
+  });
   assert.equal(await exists(`${dest}.part`), false);
   assert.equal(await exists(dest), false);
 });
@@ -279,7 +301,11 @@ test("a chunked body of tiny and large chunks is written in order (small reads g
 
 test("an empty body is final: downloaded artifact is empty", async () => {
   const dest = await destIn();
-  await rejectsWith(downloadFile({ url: server.assetUrl("v1.0.0", "empty.bin"), dest, userAgent: UA }), { message: "downloaded artifact is empty", retryable: false, status: 200 });
+  await rejectsWith(downloadFile({ url: server.assetUrl("v1.0.0", "empty.bin"), dest, userAgent: UA }), {
+    message: "downloaded artifact is empty",
+    retryable: false,
+    status: 200,
+  });
   assert.equal(await exists(`${dest}.part`), false);
   assert.equal(await exists(dest), false);
 });
@@ -294,7 +320,10 @@ test("timeouts, refused connections and cancellation are retryable", async () =>
     res.writeHead(200, { "Content-Length": String(SIZE) });
     res.write(DATA.subarray(0, 4096));
   });
-  await rejectsWith(downloadFile(opts(dest, { timeoutMs: 300 })), { message: `artifact download of ${NAME} timed out (no data for 300 ms after 4096 bytes)`, retryable: true });
+  await rejectsWith(downloadFile(opts(dest, { timeoutMs: 300 })), {
+    message: `artifact download of ${NAME} timed out (no data for 300 ms after 4096 bytes)`,
+    retryable: true,
+  });
   assert.equal((await stat(`${dest}.part`)).size, 4096);
   assert.equal((await downloadFile(opts(dest))).resumedFrom, 4096);
 
@@ -310,7 +339,10 @@ test("timeouts, refused connections and cancellation are retryable", async () =>
   const controller = new AbortController();
   server.hangNext(DL_PATH);
   setTimeout(() => controller.abort(), 100);
-  await rejectsWith(downloadFile(opts(await destIn(), { signal: controller.signal })), { message: `artifact download of ${NAME} was cancelled`, retryable: true });
+  await rejectsWith(downloadFile(opts(await destIn(), { signal: controller.signal })), {
+    message: `artifact download of ${NAME} was cancelled`,
+    retryable: true,
+  });
 });
 
 test("bad URLs are refused up front", async () => {

@@ -168,7 +168,10 @@ process.stdout.write(r.sha256);
     const [code] = (await once(child, "exit")) as [number | null];
     assert.equal(code, 0, stderr);
     assert.equal(stdout, SHA);
-    assert.deepEqual(proxy.tunnels.map((t) => t.target), [`localhost:${port}`]);
+    assert.deepEqual(
+      proxy.tunnels.map((t) => t.target),
+      [`localhost:${port}`],
+    );
     assert.ok((await readFile(dest)).equals(DATA));
   } finally {
     https.closeAllConnections();

@@ -56,7 +56,10 @@ test("a new version that exits with an error on its first run is rolled back at 
   const first = f.run(["start"], { CARA_FAKE_EXIT: "1" });
   assert.equal(first.status, 1);
   assert.match(first.stdout, /^ran 1\.1\.0 start --state-dir .* supervised\nran 1\.0\.0 start --state-dir .* supervised\n$/);
-  assert.match(first.stderr, /cara launcher: the new version exited with 1 before it became ready\ncara launcher: v1\.1\.0 was started at .* but never became ready; rolled back to v1\.0\.0\n/);
+  assert.match(
+    first.stderr,
+    /cara launcher: the new version exited with 1 before it became ready\ncara launcher: v1\.1\.0 was started at .* but never became ready; rolled back to v1\.0\.0\n/,
+  );
   assert.equal(await f.current(), "versions/1.0.0");
   assert.equal(await readlink(join(f.installDir, "previous")), "versions/1.1.0");
   const m = await f.readMarker();
@@ -91,7 +94,10 @@ test("`cara` with no verb starts the server and runs the protocol; --help and ot
   assert.equal((await f.readMarker()).startupState, "pending");
   assert.match(f.run(["status"]).stdout, /^ran 1\.1\.0 status --state-dir .*[^d]\n$/, "other commands run in-process, unsupervised");
   assert.equal((await f.readMarker()).startupState, "pending");
-  const optsFirst = spawnSync(process.execPath, [join(f.installDir, "bin", "cara"), "--state-dir", f.stateDir, "status"], { encoding: "utf8", env: cleanEnv() });
+  const optsFirst = spawnSync(process.execPath, [join(f.installDir, "bin", "cara"), "--state-dir", f.stateDir, "status"], {
+    encoding: "utf8",
+    env: cleanEnv(),
+  });
   assert.match(optsFirst.stdout, /^ran 1\.1\.0 --state-dir .* status\n$/, "options before a command do not make it a server start");
   assert.equal((await f.readMarker()).startupState, "pending");
   f.run([]);
@@ -201,7 +207,10 @@ test("the marker states the launcher writes are the update domain's (rollback_fa
   const { pending, started, rolledBack, rollbackFailed } = launcher.MARKER_STATES;
   for (const state of [pending, started, rolledBack, rollbackFailed]) assert.ok((MARKER_STATES as readonly string[]).includes(state), state);
   const dir = await tempDir();
-  await writeFile(join(dir, "rollback.json"), JSON.stringify({ startupState: rollbackFailed, fromVersion: "1.0.0", toVersion: "1.1.0", installDir: "/i", appliedAtMs: 1 }));
+  await writeFile(
+    join(dir, "rollback.json"),
+    JSON.stringify({ startupState: rollbackFailed, fromVersion: "1.0.0", toVersion: "1.1.0", installDir: "/i", appliedAtMs: 1 }),
+  );
   assert.equal((await loadMarker(dir))?.startupState, "rollback_failed");
   assert.equal(launcher.RESTART, 75);
 });

@@ -29,7 +29,8 @@ before(async () => {
   work = await tempDir();
   rootPath = join(work, "trusted_root.json");
   await kit.writeTo(rootPath);
-  for (const v of ["0.9.0", "0.9.1", "0.8.0", "1.0.0-beta.1"]) artifacts[v] = await buildFakeArtifact(work, v, v === "0.9.1" ? { "dist/blob.bin": randomBytes(512 * 1024) } : {});
+  for (const v of ["0.9.0", "0.9.1", "0.8.0", "1.0.0-beta.1"])
+    artifacts[v] = await buildFakeArtifact(work, v, v === "0.9.1" ? { "dist/blob.bin": randomBytes(512 * 1024) } : {});
   server = await startReleaseServer();
 });
 after(async () => server.close());
@@ -46,7 +47,9 @@ async function setup(releases: FakeRelease[], opts: { running?: string; retryDel
   await unpackRelease(artifacts[running]!, installDir, running, sha256(await readFile(artifacts[running]!)));
   await ensureLayout(installDir);
   await switchCurrent(installDir, running);
-  const settings = resolveUpdateSettings({ update: { releasesUrl: server.baseUrl, repository: TEST_REPO, trustedRoot: rootPath, retryDelaysMs: opts.retryDelaysMs ?? [20, 40, 80], ...opts.update } });
+  const settings = resolveUpdateSettings({
+    update: { releasesUrl: server.baseUrl, repository: TEST_REPO, trustedRoot: rootPath, retryDelaysMs: opts.retryDelaysMs ?? [20, 40, 80], ...opts.update },
+  });
   const backups: string[] = [];
   const manager = new UpdateManager({
     updatesDir,
@@ -112,7 +115,11 @@ describe("update transaction (manager, real release server, test trust root)", (
   });
 
   test("already up to date, downgrade refused without --allow-downgrade, pre-releases only on beta", async () => {
-    const env = await setup([await signedRelease(kit, artifacts["0.9.0"]!, "0.9.0"), await signedRelease(kit, artifacts["0.8.0"]!, "0.8.0"), await signedRelease(kit, artifacts["1.0.0-beta.1"]!, "1.0.0-beta.1", { prerelease: true })]);
+    const env = await setup([
+      await signedRelease(kit, artifacts["0.9.0"]!, "0.9.0"),
+      await signedRelease(kit, artifacts["0.8.0"]!, "0.8.0"),
+      await signedRelease(kit, artifacts["1.0.0-beta.1"]!, "1.0.0-beta.1", { prerelease: true }),
+    ]);
     assert.equal((await env.run()).outcome, "already_up_to_date");
     assert.equal(existsSync(join(env.updatesDir, "transaction.json")), false);
     await assert.rejects(env.run({ version: "0.8.0" }), { kind: "precondition", message: "v0.8.0 is older than the running v0.9.0; pass --allow-downgrade" });
@@ -131,10 +138,26 @@ describe("update transaction (manager, real release server, test trust root)", (
   });
 
   const tamperCases: { name: string; make: () => Promise<FakeRelease>; error: RegExp }[] = [
-    { name: "wrong identity (another tag)", make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { identity: identityFor("9.9.9") }), error: /^bundle verification failed: .*identity/ },
-    { name: "identity that only contains the expected one", make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { identity: `${identityFor("0.9.1")}-evil` }), error: /^bundle verification failed: .*identity/ },
-    { name: "identity of another repository", make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { identity: identityFor("0.9.1", "evil/cara") }), error: /^bundle verification failed: .*identity/ },
-    { name: "wrong issuer", make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { issuer: "https://accounts.google.com" }), error: /^bundle verification failed: .*issuer/ },
+    {
+      name: "wrong identity (another tag)",
+      make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { identity: identityFor("9.9.9") }),
+      error: /^bundle verification failed: .*identity/,
+    },
+    {
+      name: "identity that only contains the expected one",
+      make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { identity: `${identityFor("0.9.1")}-evil` }),
+      error: /^bundle verification failed: .*identity/,
+    },
+    {
+      name: "identity of another repository",
+      make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { identity: identityFor("0.9.1", "evil/cara") }),
+      error: /^bundle verification failed: .*identity/,
+    },
+    {
+      name: "wrong issuer",
+      make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { issuer: "https://accounts.google.com" }),
+      error: /^bundle verification failed: .*issuer/,
+    },
     {
       name: "modified artifact",
       make: async () => {
@@ -144,11 +167,39 @@ describe("update transaction (manager, real release server, test trust root)", (
       },
       error: /^bundle verification failed: .*(digest|SHA-256)/i,
     },
-    { name: "truncated bundle", make: async () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { bundleBytes: Buffer.from(await kit.sign({ digest: sha256(await readFile(artifacts["0.9.1"]!)) }, { identity: identityFor("0.9.1"), issuer: "https://token.actions.githubusercontent.com" })).subarray(0, 300) }), error: /^bundle parse failed: / },
-    { name: "malformed bundle", make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { bundleBytes: '{"kindVersion":"oops"}' }), error: /^bundle parse failed: / },
-    { name: "missing transparency-log entry", make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { tamper: "missingTlog" }), error: /^bundle verification failed: / },
-    { name: "certificate from another CA", make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { tamper: "otherCa" }), error: /^bundle verification failed: / },
-    { name: "SHA256SUMS.txt mismatch", make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { sums: `${"0".repeat(64)}  carapace-0.9.1.tar.gz\n` }), error: /^SHA-256 mismatch: SHA256SUMS.txt lists 0{64} for carapace-0.9.1.tar.gz/ },
+    {
+      name: "truncated bundle",
+      make: async () =>
+        signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", {
+          bundleBytes: Buffer.from(
+            await kit.sign(
+              { digest: sha256(await readFile(artifacts["0.9.1"]!)) },
+              { identity: identityFor("0.9.1"), issuer: "https://token.actions.githubusercontent.com" },
+            ),
+          ).subarray(0, 300),
+        }),
+      error: /^bundle parse failed: /,
+    },
+    {
+      name: "malformed bundle",
+      make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { bundleBytes: '{"kindVersion":"oops"}' }),
+      error: /^bundle parse failed: /,
+    },
+    {
+      name: "missing transparency-log entry",
+      make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { tamper: "missingTlog" }),
+      error: /^bundle verification failed: /,
+    },
+    {
+      name: "certificate from another CA",
+      make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { tamper: "otherCa" }),
+      error: /^bundle verification failed: /,
+    },
+    {
+      name: "SHA256SUMS.txt mismatch",
+      make: () => signedRelease(kit, artifacts["0.9.1"]!, "0.9.1", { sums: `${"0".repeat(64)}  carapace-0.9.1.tar.gz\n` }),
+      error: /^SHA-256 mismatch: SHA256SUMS.txt lists 0{64} for carapace-0.9.1.tar.gz/,
+    },
   ];
   for (const c of tamperCases) {
     test(`refuses and applies nothing: ${c.name}`, async () => {
@@ -225,9 +276,22 @@ describe("update transaction (manager, real release server, test trust root)", (
       }
       const staged = join(env.updatesDir, "carapace-0.9.1.tar.gz");
       const tx: UpdateTransaction = {
-        id: "0b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10", version: "0.9.1", assetName: "carapace-0.9.1.tar.gz", state: "in_progress", attempt: 1, maxAttempts: 3,
-        startedAtMs: Date.now() - 1000, updatedAtMs: Date.now(), stagedPath: staged, bundlePath: `${staged}.bundle`, sha256: sha256(await readFile(staged)),
-        lastError: null, phase, retryable: true, applyConfirmedUntilMs: Date.now() + 60_000, fromVersion: "0.9.0",
+        id: "0b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10",
+        version: "0.9.1",
+        assetName: "carapace-0.9.1.tar.gz",
+        state: "in_progress",
+        attempt: 1,
+        maxAttempts: 3,
+        startedAtMs: Date.now() - 1000,
+        updatedAtMs: Date.now(),
+        stagedPath: staged,
+        bundlePath: `${staged}.bundle`,
+        sha256: sha256(await readFile(staged)),
+        lastError: null,
+        phase,
+        retryable: true,
+        applyConfirmedUntilMs: Date.now() + 60_000,
+        fromVersion: "0.9.0",
       };
       await persistTransaction(env.updatesDir, tx);
       assert.equal((await env.manager.status()).resumePending, true);
@@ -245,8 +309,20 @@ describe("update transaction (manager, real release server, test trust root)", (
     const staged = join(env.updatesDir, "carapace-0.9.1.tar.gz");
     await writeFile(staged, "garbage");
     await persistTransaction(env.updatesDir, {
-      id: "1b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10", version: "0.9.1", assetName: "carapace-0.9.1.tar.gz", state: "in_progress", attempt: 1, maxAttempts: 3,
-      startedAtMs: Date.now(), updatedAtMs: Date.now(), stagedPath: staged, bundlePath: `${staged}.bundle`, sha256: "a".repeat(64), lastError: null, phase: "downloaded", retryable: true,
+      id: "1b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10",
+      version: "0.9.1",
+      assetName: "carapace-0.9.1.tar.gz",
+      state: "in_progress",
+      attempt: 1,
+      maxAttempts: 3,
+      startedAtMs: Date.now(),
+      updatedAtMs: Date.now(),
+      stagedPath: staged,
+      bundlePath: `${staged}.bundle`,
+      sha256: "a".repeat(64),
+      lastError: null,
+      phase: "downloaded",
+      retryable: true,
     });
     const out = await env.run();
     assert.equal(out.outcome, "applied", out.error?.message);
@@ -258,7 +334,10 @@ describe("update transaction (manager, real release server, test trust root)", (
     await writeFile(join(env.updatesDir, "transaction.json"), "{not json");
     await assert.rejects(env.run(), (err: Error & { kind: string }) => {
       assert.equal(err.kind, "precondition");
-      assert.match(err.message, new RegExp(`^update transaction '${join(env.updatesDir, "transaction.json")}' is corrupt: not valid JSON .*cara update --reset-transaction`));
+      assert.match(
+        err.message,
+        new RegExp(`^update transaction '${join(env.updatesDir, "transaction.json")}' is corrupt: not valid JSON .*cara update --reset-transaction`),
+      );
       return true;
     });
     const status = await env.manager.status();
@@ -282,8 +361,20 @@ describe("update transaction (manager, real release server, test trust root)", (
   test("an automatic resume after the confirmation expired does not apply", async () => {
     const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
     await persistTransaction(env.updatesDir, {
-      id: "2b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10", version: "0.9.1", assetName: "carapace-0.9.1.tar.gz", state: "in_progress", attempt: 0, maxAttempts: 3,
-      startedAtMs: Date.now() - 3_600_000, updatedAtMs: Date.now() - 3_600_000, stagedPath: null, bundlePath: null, sha256: null, lastError: null, phase: "created", retryable: true,
+      id: "2b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10",
+      version: "0.9.1",
+      assetName: "carapace-0.9.1.tar.gz",
+      state: "in_progress",
+      attempt: 0,
+      maxAttempts: 3,
+      startedAtMs: Date.now() - 3_600_000,
+      updatedAtMs: Date.now() - 3_600_000,
+      stagedPath: null,
+      bundlePath: null,
+      sha256: null,
+      lastError: null,
+      phase: "created",
+      retryable: true,
       applyConfirmedUntilMs: Date.now() - 2_700_000,
     });
     const out = await env.manager.resumeAtStart(new AbortController().signal);
@@ -300,8 +391,20 @@ describe("update transaction (manager, real release server, test trust root)", (
   test("a transaction interrupted at its last attempt stops cleanly; the next run starts fresh", async () => {
     const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
     await persistTransaction(env.updatesDir, {
-      id: "3b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10", version: "0.9.1", assetName: "carapace-0.9.1.tar.gz", state: "in_progress", attempt: 3, maxAttempts: 3,
-      startedAtMs: Date.now(), updatedAtMs: Date.now(), stagedPath: null, bundlePath: null, sha256: null, lastError: null, phase: "downloading", retryable: true,
+      id: "3b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10",
+      version: "0.9.1",
+      assetName: "carapace-0.9.1.tar.gz",
+      state: "in_progress",
+      attempt: 3,
+      maxAttempts: 3,
+      startedAtMs: Date.now(),
+      updatedAtMs: Date.now(),
+      stagedPath: null,
+      bundlePath: null,
+      sha256: null,
+      lastError: null,
+      phase: "downloading",
+      retryable: true,
       applyConfirmedUntilMs: Date.now() + 60_000,
     });
     const out = await env.run();
@@ -339,8 +442,20 @@ describe("update transaction (manager, real release server, test trust root)", (
     await unpackRelease(artifacts["0.9.1"]!, env.installDir, "0.9.1", digest);
     await switchCurrent(env.installDir, "0.9.1");
     await persistTransaction(env.updatesDir, {
-      id: "4b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10", version: "0.9.1", assetName: "carapace-0.9.1.tar.gz", state: "in_progress", attempt: 1, maxAttempts: 3,
-      startedAtMs: Date.now(), updatedAtMs: Date.now(), stagedPath: null, bundlePath: null, sha256: digest, lastError: null, phase: "applying", retryable: true,
+      id: "4b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10",
+      version: "0.9.1",
+      assetName: "carapace-0.9.1.tar.gz",
+      state: "in_progress",
+      attempt: 1,
+      maxAttempts: 3,
+      startedAtMs: Date.now(),
+      updatedAtMs: Date.now(),
+      stagedPath: null,
+      bundlePath: null,
+      sha256: digest,
+      lastError: null,
+      phase: "applying",
+      retryable: true,
       applyConfirmedUntilMs: Date.now() - 1,
     });
     const out = await env.manager.resumeAtStart(new AbortController().signal);
@@ -352,10 +467,33 @@ describe("update transaction (manager, real release server, test trust root)", (
 
   test("a version the launcher rolled back is not applied again by a resume", async () => {
     const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
-    await writeFile(join(env.updatesDir, "rollback.json"), JSON.stringify({ startupState: "rolled_back", fromVersion: "0.9.0", toVersion: "0.9.1", installDir: env.installDir, appliedAtMs: 1, rolledBackAtMs: 2, reason: "v0.9.1 never became ready" }));
+    await writeFile(
+      join(env.updatesDir, "rollback.json"),
+      JSON.stringify({
+        startupState: "rolled_back",
+        fromVersion: "0.9.0",
+        toVersion: "0.9.1",
+        installDir: env.installDir,
+        appliedAtMs: 1,
+        rolledBackAtMs: 2,
+        reason: "v0.9.1 never became ready",
+      }),
+    );
     await persistTransaction(env.updatesDir, {
-      id: "5b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10", version: "0.9.1", assetName: "carapace-0.9.1.tar.gz", state: "in_progress", attempt: 1, maxAttempts: 3,
-      startedAtMs: Date.now(), updatedAtMs: Date.now(), stagedPath: null, bundlePath: null, sha256: null, lastError: null, phase: "applying", retryable: true,
+      id: "5b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10",
+      version: "0.9.1",
+      assetName: "carapace-0.9.1.tar.gz",
+      state: "in_progress",
+      attempt: 1,
+      maxAttempts: 3,
+      startedAtMs: Date.now(),
+      updatedAtMs: Date.now(),
+      stagedPath: null,
+      bundlePath: null,
+      sha256: null,
+      lastError: null,
+      phase: "applying",
+      retryable: true,
       applyConfirmedUntilMs: Date.now() + 60_000,
     });
     const out = await env.manager.resumeAtStart(new AbortController().signal);
@@ -376,14 +514,19 @@ describe("update transaction (manager, real release server, test trust root)", (
   test("rollback switches current back and records it; unknown versions are refused", async () => {
     const env = await setup([await signedRelease(kit, artifacts["0.9.1"]!, "0.9.1")]);
     assert.equal((await env.run()).outcome, "applied");
-    await assert.rejects(env.manager.rollback({ targetVersion: "0.7.0" }), { kind: "not_found", message: `version v0.7.0 is not installed in ${join(env.installDir, "versions")}` });
+    await assert.rejects(env.manager.rollback({ targetVersion: "0.7.0" }), {
+      kind: "not_found",
+      message: `version v0.7.0 is not installed in ${join(env.installDir, "versions")}`,
+    });
     const r = await env.manager.rollback({ reason: "channels broke" });
     assert.deepEqual([r.fromVersion, r.toVersion, r.restartNeeded], ["0.9.1", "0.9.0", true]);
     assert.equal(await current(env.installDir), "versions/0.9.0");
     const marker = await loadMarker(env.updatesDir);
     assert.equal(marker?.startupState, "rolled_back");
     assert.equal(marker?.reason, "rolled back by hand: channels broke");
-    await assert.rejects(env.manager.rollback({ restoreState: true, targetVersion: "0.9.1" }), { message: "no pre-update backup recorded; restore one with `cara restore`" });
+    await assert.rejects(env.manager.rollback({ restoreState: true, targetVersion: "0.9.1" }), {
+      message: "no pre-update backup recorded; restore one with `cara restore`",
+    });
     assert.equal(await current(env.installDir), "versions/0.9.0", "a refused rollback changes nothing");
   });
 
@@ -397,7 +540,10 @@ describe("update transaction (manager, real release server, test trust root)", (
     };
     const applied = await env.run();
     assert.equal(applied.outcome, "applied");
-    await assert.rejects(env.manager.rollback({ restoreState: true }), { kind: "precondition", message: /^restoring .*pre-update-0\.9\.1\.tar\.gz failed: disk full; switched current back to v0\.9\.1, nothing else changed$/ });
+    await assert.rejects(env.manager.rollback({ restoreState: true }), {
+      kind: "precondition",
+      message: /^restoring .*pre-update-0\.9\.1\.tar\.gz failed: disk full; switched current back to v0\.9\.1, nothing else changed$/,
+    });
     assert.equal(await current(env.installDir), "versions/0.9.1");
     failRestore = false;
     const r = await env.manager.rollback({ restoreState: true });
@@ -418,7 +564,10 @@ describe("update transaction (manager, real release server, test trust root)", (
       assert.ok(messages.includes("refreshing the Sigstore trusted root through TUF"), messages.join("\n"));
       assert.ok(messages.includes("verifying the Sigstore bundle (refreshed trusted root)"), messages.join("\n"));
       const st = await env.manager.status();
-      const stored = join(await tufDir(env.updatesDir, { mirrorUrl: tuf.url, initialRootPath: tuf.initialRootPath, timeoutMs: 5000, refresh: true }), "trusted_root.json");
+      const stored = join(
+        await tufDir(env.updatesDir, { mirrorUrl: tuf.url, initialRootPath: tuf.initialRootPath, timeoutMs: 5000, refresh: true }),
+        "trusted_root.json",
+      );
       assert.deepEqual([st.trustedRoot.origin, st.trustedRoot.path, st.trustRefresh], ["refreshed", stored, true]);
       assert.ok(Math.abs(st.trustedRoot.refreshedAtMs! - Date.now()) < 60_000);
       assert.deepEqual(JSON.parse(await readFile(stored, "utf8")), kit.trustedRootJson);
@@ -429,7 +578,10 @@ describe("update transaction (manager, real release server, test trust root)", (
       assert.equal(refused.outcome, "failed");
       assert.equal(refused.error!.retryable, false);
       assert.equal(refused.error!.phase, "verified");
-      assert.match(refused.error!.message, /^bundle verification failed: .* \(verified against the pinned trusted root; the TUF refresh before it failed: refreshing the TUF metadata failed: .*ECONNREFUSED.*\)$/);
+      assert.match(
+        refused.error!.message,
+        /^bundle verification failed: .* \(verified against the pinned trusted root; the TUF refresh before it failed: refreshing the TUF metadata failed: .*ECONNREFUSED.*\)$/,
+      );
       assert.ok(offline.progress.some((p) => p.message === "verifying the Sigstore bundle (pinned trusted root)"));
       await assertNothingApplied(offline, "0.9.1");
       assert.deepEqual((await offline.manager.status()).trustedRoot, { origin: "pinned", path: defaultTrustedRootPath() });
@@ -448,6 +600,9 @@ describe("update transaction (manager, real release server, test trust root)", (
       install: { managed: false, reason: "running from a git checkout (/src); update with `git pull && npm ci && npm run build`" },
       logger: pino({ level: "silent" }),
     });
-    await assert.rejects(unmanaged.start({ yes: true }), { kind: "precondition", message: "self-update does not apply to this installation: running from a git checkout (/src); update with `git pull && npm ci && npm run build`" });
+    await assert.rejects(unmanaged.start({ yes: true }), {
+      kind: "precondition",
+      message: "self-update does not apply to this installation: running from a git checkout (/src); update with `git pull && npm ci && npm run build`",
+    });
   });
 });

@@ -93,7 +93,10 @@ test("the archive: one top directory, production files only, normalized metadata
   for (const p of paths) assert.ok(p === `${TOP}/` || p.startsWith(`${TOP}/`), p);
   // Sorted by member path (byte order, directories without their trailing slash).
   const keys = paths.map((p) => p.replace(/\/$/, ""));
-  assert.deepEqual(keys, [...keys].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)));
+  assert.deepEqual(
+    keys,
+    [...keys].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)),
+  );
   const has = (p: string) => paths.includes(`${TOP}/${p}`);
   for (const p of [
     "package.json",

@@ -66,7 +66,10 @@ test("latest, byVersion and list parse GitHub's JSON; headers are GitHub's", asy
   assert.equal(beta.version, "0.3.0-beta.1");
 
   const list = await src.list();
-  assert.deepEqual(list.map((r) => r.tag), ["v0.3.0-beta.1", "v0.2.0", "v0.1.0"]);
+  assert.deepEqual(
+    list.map((r) => r.tag),
+    ["v0.3.0-beta.1", "v0.2.0", "v0.1.0"],
+  );
 
   const paths = server.log.map((e) => e.path);
   assert.deepEqual(paths, [
@@ -173,12 +176,30 @@ test("bad JSON and bad field types are bad_response, not retryable", async () =>
     ['{"tag_name":"v1.0.0","published_at":"yesterday"}', /^failed to parse release JSON: release\.published_at is not a date$/],
     ['{"tag_name":"v1.0.0","assets":{}}', /^failed to parse release JSON: release\.assets is not an array$/],
     ['{"tag_name":"v1.0.0","assets":[{"name":"a","size":1}]}', /^failed to parse release JSON: release\.assets\[0\]\.browser_download_url is not a string$/],
-    ['{"tag_name":"v1.0.0","assets":[{"name":"a","size":1,"browser_download_url":"file:///etc/passwd"}]}', /^failed to parse release JSON: release\.assets\[0\]\.browser_download_url is not an http\(s\) URL$/],
-    ['{"tag_name":"v1.0.0","assets":[{"name":"a","size":1,"browser_download_url":"not a url"}]}', /^failed to parse release JSON: release\.assets\[0\]\.browser_download_url is not a URL$/],
-    ['{"tag_name":"v1.0.0","assets":[{"name":"a","size":-1,"browser_download_url":"https://x/a"}]}', /^failed to parse release JSON: release\.assets\[0\]\.size is not a non-negative integer$/],
-    ['{"tag_name":"v1.0.0","assets":[{"name":"a","browser_download_url":"https://x/a"}]}', /^failed to parse release JSON: release\.assets\[0\]\.size is not a non-negative integer$/],
-    ['{"tag_name":"v1.0.0","assets":[{"name":"../evil","size":1,"browser_download_url":"https://x/a"}]}', /^failed to parse release JSON: release\.assets\[0\]\.name "\.\.\/evil" is not a plain file name$/],
-    ['{"tag_name":"v1.0.0","assets":[{"name":"","size":1,"browser_download_url":"https://x/a"}]}', /^failed to parse release JSON: release\.assets\[0\]\.name is not a non-empty string$/],
+    [
+      '{"tag_name":"v1.0.0","assets":[{"name":"a","size":1,"browser_download_url":"file:///etc/passwd"}]}',
+      /^failed to parse release JSON: release\.assets\[0\]\.browser_download_url is not an http\(s\) URL$/,
+    ],
+    [
+      '{"tag_name":"v1.0.0","assets":[{"name":"a","size":1,"browser_download_url":"not a url"}]}',
+      /^failed to parse release JSON: release\.assets\[0\]\.browser_download_url is not a URL$/,
+    ],
+    [
+      '{"tag_name":"v1.0.0","assets":[{"name":"a","size":-1,"browser_download_url":"https://x/a"}]}',
+      /^failed to parse release JSON: release\.assets\[0\]\.size is not a non-negative integer$/,
+    ],
+    [
+      '{"tag_name":"v1.0.0","assets":[{"name":"a","browser_download_url":"https://x/a"}]}',
+      /^failed to parse release JSON: release\.assets\[0\]\.size is not a non-negative integer$/,
+    ],
+    [
+      '{"tag_name":"v1.0.0","assets":[{"name":"../evil","size":1,"browser_download_url":"https://x/a"}]}',
+      /^failed to parse release JSON: release\.assets\[0\]\.name "\.\.\/evil" is not a plain file name$/,
+    ],
+    [
+      '{"tag_name":"v1.0.0","assets":[{"name":"","size":1,"browser_download_url":"https://x/a"}]}',
+      /^failed to parse release JSON: release\.assets\[0\]\.name is not a non-empty string$/,
+    ],
   ];
   for (const [body, message] of bad) {
     server.fail("/releases/latest", [{ status: 200, body }]);
@@ -187,7 +208,11 @@ test("bad JSON and bad field types are bad_response, not retryable", async () =>
   server.fail(/per_page/, [{ status: 200, body: '{"tag_name":"v1.0.0"}' }]);
   await rejectsWith(src.list(), { kind: "bad_response", message: "failed to parse release JSON: expected an array of releases", retryable: false });
   server.fail(/per_page/, [{ status: 200, body: '[{"tag_name":"v1.0.0"},{"tag_name":null}]' }]);
-  await rejectsWith(src.list(), { kind: "bad_response", message: "failed to parse release JSON: releases[1].tag_name is missing or not a non-empty string", retryable: false });
+  await rejectsWith(src.list(), {
+    kind: "bad_response",
+    message: "failed to parse release JSON: releases[1].tag_name is missing or not a non-empty string",
+    retryable: false,
+  });
 
   // Optional fields may be absent or null; unknown fields are ignored; one leading v is stripped.
   server.fail("/releases/latest", [{ status: 200, body: '{"tag_name":"vv2.0.0","html_url":null,"assets":null,"draft":null,"extra":{"x":1}}' }]);
@@ -208,7 +233,11 @@ test("a body over the cap is refused (not truncated), whether or not Content-Len
     res.write("y".repeat(2000));
     res.end('"}');
   });
-  await rejectsWith(source({ maxBodyBytes: 1000 }).latest(), { kind: "bad_response", message: "release JSON is larger than the 1000 bytes limit", retryable: false });
+  await rejectsWith(source({ maxBodyBytes: 1000 }).latest(), {
+    kind: "bad_response",
+    message: "release JSON is larger than the 1000 bytes limit",
+    retryable: false,
+  });
   // Just under the cap is fine.
   const fits = JSON.stringify({ tag_name: "v1.0.0", body: "z".repeat(900) });
   server.fail("/releases/latest", [{ status: 200, body: fits }]);
@@ -219,7 +248,11 @@ test("network errors and timeouts are unavailable and retryable, without credent
   server.setReleases([rel("v1.0.0")]);
   server.hangNext("/releases/latest");
   const started = Date.now();
-  await rejectsWith(source({ timeoutMs: 200 }).latest(), { kind: "unavailable", message: "failed to fetch release info: timed out after 200 ms", retryable: true });
+  await rejectsWith(source({ timeoutMs: 200 }).latest(), {
+    kind: "unavailable",
+    message: "failed to fetch release info: timed out after 200 ms",
+    retryable: true,
+  });
   assert.ok(Date.now() - started < 5000);
 
   // A server that answers the headers and then stalls in the body.
@@ -227,7 +260,11 @@ test("network errors and timeouts are unavailable and retryable, without credent
     res.writeHead(200, { "Content-Type": "application/json" });
     res.write('{"tag_name":');
   });
-  await rejectsWith(source({ timeoutMs: 300 }).latest(), { kind: "unavailable", message: "failed to read release JSON: timed out after 300 ms", retryable: true });
+  await rejectsWith(source({ timeoutMs: 300 }).latest(), {
+    kind: "unavailable",
+    message: "failed to read release JSON: timed out after 300 ms",
+    retryable: true,
+  });
 
   // Connection refused: a port nobody listens on.
   const closed: Server = createServer();
@@ -271,8 +308,14 @@ test("credentials in the base URL go out as Basic auth and never into messages",
 
 test("no DNS answer or no route reads 'cannot reach <host> (...: no network?)', found anywhere in fetch's cause chain", () => {
   const sys = (code: string) => Object.assign(new Error(`getaddrinfo ${code} api.github.com`), { code });
-  assert.equal(unreachable(new TypeError("fetch failed", { cause: sys("ENOTFOUND") }), "api.github.com"), "cannot reach api.github.com (ENOTFOUND: no network?)");
-  assert.equal(unreachable(new TypeError("fetch failed", { cause: sys("EAI_AGAIN") }), "api.github.com"), "cannot reach api.github.com (EAI_AGAIN: no network?)");
+  assert.equal(
+    unreachable(new TypeError("fetch failed", { cause: sys("ENOTFOUND") }), "api.github.com"),
+    "cannot reach api.github.com (ENOTFOUND: no network?)",
+  );
+  assert.equal(
+    unreachable(new TypeError("fetch failed", { cause: sys("EAI_AGAIN") }), "api.github.com"),
+    "cannot reach api.github.com (EAI_AGAIN: no network?)",
+  );
   // Both address families failed: an AggregateError holds the two.
   const both = new AggregateError([sys("ENETUNREACH"), sys("EHOSTUNREACH")], "connect failed");
   assert.equal(unreachable(new TypeError("fetch failed", { cause: both }), "example.org:443"), "cannot reach example.org:443 (ENETUNREACH: no network?)");

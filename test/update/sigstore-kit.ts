@@ -50,7 +50,8 @@ function installReflectMetadata(): void {
     }
     return undefined;
   };
-  R.hasMetadata = (key: unknown, target: object, prop?: PropertyKey) => (R.getMetadata as (k: unknown, t: object, p?: PropertyKey) => unknown)(key, target, prop) !== undefined;
+  R.hasMetadata = (key: unknown, target: object, prop?: PropertyKey) =>
+    (R.getMetadata as (k: unknown, t: object, p?: PropertyKey) => unknown)(key, target, prop) !== undefined;
   R.metadata = (key: unknown, value: unknown) => (target: object, prop?: PropertyKey) => defineMetadata(key, value, target, prop);
 }
 

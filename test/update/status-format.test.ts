@@ -15,7 +15,12 @@ test("cara update --status names the trusted root: configured, refreshed through
     "Trusted root:      /etc/cara/trusted_root.json (update.trustedRoot; never refreshed)",
   );
   assert.equal(
-    trustedRootLine({ trustedRootOrigin: "refreshed", trustedRootPath: "/s/updates/tuf/x-1/trusted_root.json", trustedRootRefreshedAtMs: BigInt(Date.UTC(2026, 10, 27, 9, 0)), trustRefresh: true }),
+    trustedRootLine({
+      trustedRootOrigin: "refreshed",
+      trustedRootPath: "/s/updates/tuf/x-1/trusted_root.json",
+      trustedRootRefreshedAtMs: BigInt(Date.UTC(2026, 10, 27, 9, 0)),
+      trustRefresh: true,
+    }),
     "Trusted root:      /s/updates/tuf/x-1/trusted_root.json (fetched through TUF 2026-11-27T09:00:00.000Z; TUF refresh before each verification)",
   );
   assert.equal(
@@ -31,20 +36,49 @@ const transactionLines = (tx: Record<string, unknown>, extra: Record<string, unk
 
 test("cara update --status says what a failed update was doing, once, and does not call exhausted retries non-retryable", () => {
   // Gave up after the last attempt of a passing error: the error says so; no "(not retryable)".
-  assert.deepEqual(transactionLines({ state: UpdateTransactionState.FAILED, phase: UpdatePhase.FAILED, failedPhase: UpdatePhase.DOWNLOADING, attempt: 3, retryable: false, lastError: "gave up after 3 attempts (last: artifact download returned HTTP 503 for carapace-0.9.1.tar.gz)" }), [
-    "Transaction:       v0.9.1 failed while downloading, attempt 3/3",
-    "  Last error:      gave up after 3 attempts (last: artifact download returned HTTP 503 for carapace-0.9.1.tar.gz)",
-  ]);
+  assert.deepEqual(
+    transactionLines({
+      state: UpdateTransactionState.FAILED,
+      phase: UpdatePhase.FAILED,
+      failedPhase: UpdatePhase.DOWNLOADING,
+      attempt: 3,
+      retryable: false,
+      lastError: "gave up after 3 attempts (last: artifact download returned HTTP 503 for carapace-0.9.1.tar.gz)",
+    }),
+    [
+      "Transaction:       v0.9.1 failed while downloading, attempt 3/3",
+      "  Last error:      gave up after 3 attempts (last: artifact download returned HTTP 503 for carapace-0.9.1.tar.gz)",
+    ],
+  );
   // An authenticity failure is not retryable on its first attempt.
-  assert.deepEqual(transactionLines({ state: UpdateTransactionState.FAILED, phase: UpdatePhase.FAILED, failedPhase: UpdatePhase.VERIFIED, attempt: 1, retryable: false, lastError: "bundle verification failed: identity mismatch" }), [
-    "Transaction:       v0.9.1 failed while verifying, attempt 1/3",
-    "  Last error:      bundle verification failed: identity mismatch (not retryable)",
+  assert.deepEqual(
+    transactionLines({
+      state: UpdateTransactionState.FAILED,
+      phase: UpdatePhase.FAILED,
+      failedPhase: UpdatePhase.VERIFIED,
+      attempt: 1,
+      retryable: false,
+      lastError: "bundle verification failed: identity mismatch",
+    }),
+    ["Transaction:       v0.9.1 failed while verifying, attempt 1/3", "  Last error:      bundle verification failed: identity mismatch (not retryable)"],
+  );
+  assert.deepEqual(
+    transactionLines({
+      state: UpdateTransactionState.FAILED,
+      phase: UpdatePhase.FAILED,
+      failedPhase: UpdatePhase.DOWNLOADING,
+      attempt: 1,
+      retryable: true,
+      lastError: "failed to fetch release info: cannot reach api.github.com (ENOTFOUND: no network?)",
+    }),
+    [
+      "Transaction:       v0.9.1 failed while downloading, attempt 1/3",
+      "  Last error:      failed to fetch release info: cannot reach api.github.com (ENOTFOUND: no network?) (retryable: `cara update` resumes it)",
+    ],
+  );
+  assert.deepEqual(transactionLines({ state: UpdateTransactionState.IN_PROGRESS, phase: UpdatePhase.DOWNLOADING, attempt: 1, retryable: true }), [
+    "Transaction:       v0.9.1 in_progress, phase downloading, attempt 1/3",
   ]);
-  assert.deepEqual(transactionLines({ state: UpdateTransactionState.FAILED, phase: UpdatePhase.FAILED, failedPhase: UpdatePhase.DOWNLOADING, attempt: 1, retryable: true, lastError: "failed to fetch release info: cannot reach api.github.com (ENOTFOUND: no network?)" }), [
-    "Transaction:       v0.9.1 failed while downloading, attempt 1/3",
-    "  Last error:      failed to fetch release info: cannot reach api.github.com (ENOTFOUND: no network?) (retryable: `cara update` resumes it)",
-  ]);
-  assert.deepEqual(transactionLines({ state: UpdateTransactionState.IN_PROGRESS, phase: UpdatePhase.DOWNLOADING, attempt: 1, retryable: true }), ["Transaction:       v0.9.1 in_progress, phase downloading, attempt 1/3"]);
   assert.deepEqual(
     [UpdatePhase.CREATED, UpdatePhase.DOWNLOADING, UpdatePhase.DOWNLOADED, UpdatePhase.VERIFIED, UpdatePhase.APPLYING, UpdatePhase.APPLIED].map(failedWhile),
     ["preparing (looking up the release)", "downloading", "verifying", "verifying", "applying", "switching to the new version"],

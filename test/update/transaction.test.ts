@@ -3,15 +3,36 @@ import { readFile, stat, symlink, writeFile, mkdir, readdir } from "node:fs/prom
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { checksumFor } from "../../src/update/checksums.js";
-import { loadTransaction, persistTransaction, resetTransaction, resumePending, retryDelayMs, TransactionCorruptError, type UpdateTransaction } from "../../src/update/transaction.js";
+import {
+  loadTransaction,
+  persistTransaction,
+  resetTransaction,
+  resumePending,
+  retryDelayMs,
+  TransactionCorruptError,
+  type UpdateTransaction,
+} from "../../src/update/transaction.js";
 import { compareTarget, normalizeVersion, parseChannel } from "../../src/update/release-versions.js";
 import { tempDir } from "../helpers/cara.js";
 
 function tx(dir: string, over: Partial<UpdateTransaction> = {}): UpdateTransaction {
   return {
-    id: "0b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10", version: "0.9.1", assetName: "carapace-0.9.1.tar.gz", state: "in_progress", attempt: 1, maxAttempts: 3,
-    startedAtMs: 1760000000000, updatedAtMs: 1760000004321, stagedPath: join(dir, "carapace-0.9.1.tar.gz"), bundlePath: join(dir, "carapace-0.9.1.tar.gz.bundle"),
-    sha256: "3f".repeat(32), lastError: null, phase: "downloaded", retryable: true, applyConfirmedUntilMs: 1760000900000, ...over,
+    id: "0b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10",
+    version: "0.9.1",
+    assetName: "carapace-0.9.1.tar.gz",
+    state: "in_progress",
+    attempt: 1,
+    maxAttempts: 3,
+    startedAtMs: 1760000000000,
+    updatedAtMs: 1760000004321,
+    stagedPath: join(dir, "carapace-0.9.1.tar.gz"),
+    bundlePath: join(dir, "carapace-0.9.1.tar.gz.bundle"),
+    sha256: "3f".repeat(32),
+    lastError: null,
+    phase: "downloaded",
+    retryable: true,
+    applyConfirmedUntilMs: 1760000900000,
+    ...over,
   };
 }
 
@@ -20,7 +41,10 @@ describe("transaction.json", () => {
     const dir = await tempDir();
     await persistTransaction(dir, { ...tx(dir), futureKey: { a: 1 } });
     const text = await readFile(join(dir, "transaction.json"), "utf8");
-    assert.match(text, /^\{\n  "id": "0b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10",\n  "version": "0.9.1",\n  "assetName": "carapace-0.9.1.tar.gz",\n  "state": "in_progress",/);
+    assert.match(
+      text,
+      /^\{\n {2}"id": "0b6f5a0e-8d3c-4f1e-9a55-2f3b7d1c9e10",\n {2}"version": "0.9.1",\n {2}"assetName": "carapace-0.9.1.tar.gz",\n {2}"state": "in_progress",/,
+    );
     assert.ok(text.endsWith("}\n"));
     assert.equal((await stat(join(dir, "transaction.json"))).mode & 0o777, 0o600);
     const loaded = await loadTransaction(dir);
@@ -37,8 +61,16 @@ describe("transaction.json", () => {
   });
 
   const invalid: [string, Partial<UpdateTransaction>, string][] = [
-    ["path traversal version", { version: "../../v0.1.0", assetName: "carapace-../../v0.1.0.tar.gz" }, "update transaction version '../../v0.1.0' is not a safe path component"],
-    ["asset of another version", { assetName: "carapace-0.9.2.tar.gz" }, "update transaction assetName 'carapace-0.9.2.tar.gz' does not match its version '0.9.1'"],
+    [
+      "path traversal version",
+      { version: "../../v0.1.0", assetName: "carapace-../../v0.1.0.tar.gz" },
+      "update transaction version '../../v0.1.0' is not a safe path component",
+    ],
+    [
+      "asset of another version",
+      { assetName: "carapace-0.9.2.tar.gz" },
+      "update transaction assetName 'carapace-0.9.2.tar.gz' does not match its version '0.9.1'",
+    ],
     ["attempt over budget", { attempt: 4 }, "update transaction attempt 4/3 is invalid"],
     ["zero budget", { attempt: 0, maxAttempts: 0 }, "update transaction attempt 0/0 is invalid"],
     ["time travel", { updatedAtMs: 1 }, "update transaction updated_at_ms predates started_at_ms"],
@@ -95,9 +127,18 @@ describe("transaction.json", () => {
     assert.equal(resumePending(tx(d, { state: "failed", retryable: true, attempt: 3 })), false);
     assert.equal(resumePending(tx(d, { state: "failed", retryable: false, attempt: 1 })), false);
     assert.equal(resumePending(tx(d, { state: "applied" })), false);
-    assert.deepEqual([1, 2, 3, 4].map((a) => retryDelayMs(a, undefined, () => 0.5)), [5000, 15000, 45000, 45000]);
-    assert.equal(retryDelayMs(1, undefined, () => 0), 4000);
-    assert.equal(retryDelayMs(1, undefined, () => 1), 6000);
+    assert.deepEqual(
+      [1, 2, 3, 4].map((a) => retryDelayMs(a, undefined, () => 0.5)),
+      [5000, 15000, 45000, 45000],
+    );
+    assert.equal(
+      retryDelayMs(1, undefined, () => 0),
+      4000,
+    );
+    assert.equal(
+      retryDelayMs(1, undefined, () => 1),
+      6000,
+    );
   });
 });
 

@@ -120,7 +120,10 @@ test("a refresh that is not proven by TUF changes nothing: tampered target, expi
 
   const down = await refresh(dir, { mirrorUrl: "http://ops:s3cret@127.0.0.1:9" });
   assert.equal(down.ok, false);
-  assert.match((down as { reason: string }).reason, /^refreshing the TUF metadata failed: request to http:\/\/127\.0\.0\.1:9\/2\.root\.json failed, reason: connect ECONNREFUSED/);
+  assert.match(
+    (down as { reason: string }).reason,
+    /^refreshing the TUF metadata failed: request to http:\/\/127\.0\.0\.1:9\/2\.root\.json failed, reason: connect ECONNREFUSED/,
+  );
   assert.doesNotMatch((down as { reason: string }).reason, /s3cret/);
 
   assert.deepEqual(await refresh(dir, { mirrorUrl: "https://tuf.example.com", initialRootPath: undefined as unknown as string }), {
@@ -164,7 +167,11 @@ test("resolveTrustedRoot: configured first (no refresh), then refreshed, then pi
   const refreshed = await resolveTrustedRoot(settingsFor({}), dir, { refresh: true });
   assert.deepEqual([refreshed.origin, refreshed.source.path, refreshed.refresh], ["refreshed", stored, { ok: true, changed: true }]);
   assert.deepEqual(refreshed.source.json, kit.trustedRootJson);
-  assert.deepEqual(await trustedRootLocation(settingsFor({}), dir), { origin: "refreshed", path: stored, refreshedAtMs: Math.floor((await stat(stored)).mtimeMs) });
+  assert.deepEqual(await trustedRootLocation(settingsFor({}), dir), {
+    origin: "refreshed",
+    path: stored,
+    refreshedAtMs: Math.floor((await stat(stored)).mtimeMs),
+  });
 
   // The refresh fails (the repository's timestamp expired): the root refreshed earlier is used; the failure is reported, not fatal.
   repo.expireTimestamp();
@@ -180,7 +187,9 @@ test("resolveTrustedRoot: configured first (no refresh), then refreshed, then pi
 
   await writeFile(stored, "{ not json");
   await assert.rejects(resolveTrustedRoot(settingsFor({ trustRefresh: false }), dir, { refresh: true }), {
-    message: new RegExp(`^failed to initialize sigstore trust root from ${stored}: not valid JSON .*; remove ${stored} to verify with the root pinned with cara \\(a later TUF refresh writes it again\\)$`),
+    message: new RegExp(
+      `^failed to initialize sigstore trust root from ${stored}: not valid JSON .*; remove ${stored} to verify with the root pinned with cara \\(a later TUF refresh writes it again\\)$`,
+    ),
   });
   // A successful refresh repairs it.
   assert.equal((await resolveTrustedRoot(settingsFor({}), dir, { refresh: true })).origin, "refreshed");

@@ -75,15 +75,27 @@ export async function startTufRepo(): Promise<TufRepo> {
   const signChain = (timestampExpires = expiresIn(DAY)) => {
     targetsVersion++;
     const targets = new Targets({ version: targetsVersion, specVersion: "1.0.31", expires: expiresIn(30 * DAY) });
-    targets.addTarget(new TargetFile({ path: "trusted_root.json", length: target.length, hashes: { sha256: createHash("sha256").update(target).digest("hex") } }));
+    targets.addTarget(
+      new TargetFile({ path: "trusted_root.json", length: target.length, hashes: { sha256: createHash("sha256").update(target).digest("hex") } }),
+    );
     const targetsMd = new Metadata(targets);
     targetsMd.sign(signer(keys.targets));
     put("targets.json", targetsMd);
-    const snapshot = new Snapshot({ version: targetsVersion, specVersion: "1.0.31", expires: expiresIn(7 * DAY), meta: { "targets.json": new MetaFile({ version: targetsVersion }) } });
+    const snapshot = new Snapshot({
+      version: targetsVersion,
+      specVersion: "1.0.31",
+      expires: expiresIn(7 * DAY),
+      meta: { "targets.json": new MetaFile({ version: targetsVersion }) },
+    });
     const snapshotMd = new Metadata(snapshot);
     snapshotMd.sign(signer(keys.snapshot));
     put("snapshot.json", snapshotMd);
-    const timestamp = new Timestamp({ version: targetsVersion, specVersion: "1.0.31", expires: timestampExpires, snapshotMeta: new MetaFile({ version: targetsVersion }) });
+    const timestamp = new Timestamp({
+      version: targetsVersion,
+      specVersion: "1.0.31",
+      expires: timestampExpires,
+      snapshotMeta: new MetaFile({ version: targetsVersion }),
+    });
     const timestampMd = new Metadata(timestamp);
     timestampMd.sign(signer(keys.timestamp));
     put("timestamp.json", timestampMd);

@@ -40,7 +40,12 @@ async function refused(fn: () => Promise<unknown>, kind: UpdateVerificationError
   } catch (err) {
     assert.ok(err instanceof UpdateVerificationError, `expected UpdateVerificationError, got ${String(err)}`);
     assert.equal(err.kind, kind, err.message);
-    const prefix = kind === "bundle_parse" ? "bundle parse failed: " : kind === "bundle_verify" ? "bundle verification failed: " : "failed to initialize sigstore trust root";
+    const prefix =
+      kind === "bundle_parse"
+        ? "bundle parse failed: "
+        : kind === "bundle_verify"
+          ? "bundle verification failed: "
+          : "failed to initialize sigstore trust root";
     assert.ok(err.message.startsWith(prefix), err.message);
     for (const f of fragments) assert.ok(err.message.includes(f), `'${err.message}' should contain '${f}'`);
     return err;
@@ -78,7 +83,10 @@ describe("verifyBundle: the real v0.7.0 bundle against the pinned public-good ro
   });
 
   test("an anchored regexp for the release workflow of any tag verifies", async () => {
-    const r = await verifyBundle({ ...base, identity: { regexp: "https://github\\.com/puremachinery/carapace/\\.github/workflows/release\\.yml@refs/tags/v[0-9].*" } });
+    const r = await verifyBundle({
+      ...base,
+      identity: { regexp: "https://github\\.com/puremachinery/carapace/\\.github/workflows/release\\.yml@refs/tags/v[0-9].*" },
+    });
     assert.equal(r.identity, V070_IDENTITY);
   });
 
@@ -102,18 +110,26 @@ describe("verifyBundle: the real v0.7.0 bundle against the pinned public-good ro
       "bundle_verify",
       `certificate issuer '${GITHUB_ISSUER}' does not match expected 'https://token.actions.githubusercontent.co'`,
     );
-    await refused(() => verifyBundle({ ...base, issuer: "https://accounts.google.com" }), "bundle_verify", "does not match expected 'https://accounts.google.com'");
+    await refused(
+      () => verifyBundle({ ...base, issuer: "https://accounts.google.com" }),
+      "bundle_verify",
+      "does not match expected 'https://accounts.google.com'",
+    );
   });
 
   test("refuses a digest with one hex character changed (first, middle, last)", async () => {
     for (const i of [0, 31, 63]) {
-      const err = await refused(() => verifyBundle({ ...base, digest: flipHexChar(V070_DIGEST, i) }), "bundle_verify", "the artifact's SHA-256 does not match the bundle (modified artifact?)");
+      const err = await refused(
+        () => verifyBundle({ ...base, digest: flipHexChar(V070_DIGEST, i) }),
+        "bundle_verify",
+        "the artifact's SHA-256 does not match the bundle (modified artifact?)",
+      );
       assert.equal(err.code, "ARTIFACT_DIGEST_MISMATCH");
     }
   });
 
   test("refuses an invalid digest argument", async () => {
-    await refused(() => verifyBundle({ ...base, digest: "sha256:" + V070_DIGEST }), "bundle_verify", "invalid artifact digest");
+    await refused(() => verifyBundle({ ...base, digest: `sha256:${V070_DIGEST}` }), "bundle_verify", "invalid artifact digest");
     await refused(() => verifyBundle({ ...base, digest: V070_DIGEST.slice(1) }), "bundle_verify", "invalid artifact digest");
   });
 
@@ -131,8 +147,17 @@ describe("verifyBundle: the real v0.7.0 bundle against the pinned public-good ro
   test("a DSSE bundle is refused for an artifact", async () => {
     const json = JSON.parse(bundle.toString("utf8")) as Record<string, unknown>;
     delete json.messageSignature;
-    json.dsseEnvelope = { payload: Buffer.from("{}").toString("base64"), payloadType: "application/vnd.in-toto+json", signatures: [{ sig: "MEUCIQ==", keyid: "" }] };
-    const err = await refused(() => verifyBundle({ ...base, bundle: Buffer.from(JSON.stringify(json)) }), "bundle_parse", "DSSE bundles", "not accepted for artifacts");
+    json.dsseEnvelope = {
+      payload: Buffer.from("{}").toString("base64"),
+      payloadType: "application/vnd.in-toto+json",
+      signatures: [{ sig: "MEUCIQ==", keyid: "" }],
+    };
+    const err = await refused(
+      () => verifyBundle({ ...base, bundle: Buffer.from(JSON.stringify(json)) }),
+      "bundle_parse",
+      "DSSE bundles",
+      "not accepted for artifacts",
+    );
     assert.equal(err.code, "BUNDLE_DSSE");
   });
 
@@ -258,7 +283,13 @@ describe("verifyBundle: bundles signed by a test trust root", () => {
   test("a leaf issued directly by a root CA (no intermediate) verifies", async () => {
     const flat = await createTestTrustRoot({ intermediate: false });
     const bundle = await flat.sign({ digest }, { identity: IDENTITY, issuer: TEST_ISSUER });
-    const r = await verifyBundle({ bundle, digest, identity: { exact: IDENTITY }, issuer: TEST_ISSUER, trustedRoot: { path: "<flat test root>", json: flat.trustedRootJson } });
+    const r = await verifyBundle({
+      bundle,
+      digest,
+      identity: { exact: IDENTITY },
+      issuer: TEST_ISSUER,
+      trustedRoot: { path: "<flat test root>", json: flat.trustedRootJson },
+    });
     assert.equal(r.identity, IDENTITY);
   });
 
@@ -311,7 +342,13 @@ describe("verifyBundle: bundles signed by a test trust root", () => {
   });
 
   describe("identity that only contains the expected one", () => {
-    const evil = [`${IDENTITY}-evil`, `https://evil.example/${IDENTITY}`, `${IDENTITY}/x`, `${IDENTITY}0`, `http://github.com/o/r/.github/workflows/release.yml@refs/tags/v1.0.0`];
+    const evil = [
+      `${IDENTITY}-evil`,
+      `https://evil.example/${IDENTITY}`,
+      `${IDENTITY}/x`,
+      `${IDENTITY}0`,
+      `http://github.com/o/r/.github/workflows/release.yml@refs/tags/v1.0.0`,
+    ];
     const matchers: IdentityMatcher[] = [
       { exact: IDENTITY },
       { regexp: "https://github\\.com/o/r/\\.github/workflows/release\\.yml@refs/tags/v1\\.0\\.0" },
@@ -391,7 +428,14 @@ describe("trusted root", () => {
 
   test("a trusted root that is not an object is refused at verification", async () => {
     await refused(
-      () => verifyBundle({ bundle: Buffer.from("{}"), digest: V070_DIGEST, identity: { exact: V070_IDENTITY }, issuer: GITHUB_ISSUER, trustedRoot: { path: "<inline>", json: [] } }),
+      () =>
+        verifyBundle({
+          bundle: Buffer.from("{}"),
+          digest: V070_DIGEST,
+          identity: { exact: V070_IDENTITY },
+          issuer: GITHUB_ISSUER,
+          trustedRoot: { path: "<inline>", json: [] },
+        }),
       "trusted_root",
       "<inline>",
     );

@@ -30,7 +30,16 @@ export function launchChromium(): Promise<Browser> {
   browser ??= chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-dev-shm-usage",
+    ],
   });
   return browser;
 }
@@ -57,7 +66,12 @@ export async function openConsole(
   options: { viewport?: { width: number; height: number }; path?: string; colorScheme?: "light" | "dark"; init?: string } = {},
 ): Promise<ConsolePage> {
   const b = await launchChromium();
-  const context = await b.newContext({ viewport: options.viewport ?? DESKTOP, acceptDownloads: true, colorScheme: options.colorScheme ?? "light", reducedMotion: "reduce" });
+  const context = await b.newContext({
+    viewport: options.viewport ?? DESKTOP,
+    acceptDownloads: true,
+    colorScheme: options.colorScheme ?? "light",
+    reducedMotion: "reduce",
+  });
   if (options.init) await context.addInitScript(options.init);
   const page = await context.newPage();
   const requests: string[] = [];

@@ -46,7 +46,12 @@ test("backups: create and download through the File System Access API (streamed 
   const file = join(await tempDir(), saved.name);
   await writeFile(file, Buffer.from(saved.base64, "base64"));
   const { createHash } = await import("node:crypto");
-  assert.equal(createHash("sha256").update(await readFile(file)).digest("hex"), sha);
+  assert.equal(
+    createHash("sha256")
+      .update(await readFile(file))
+      .digest("hex"),
+    sha,
+  );
   const verify = await runCli(["backup", "verify", file, "--port", String(s.port), "--state-dir", s.stateDir], { env });
   assert.equal(verify.code, 0, verify.stdout + verify.stderr);
   assert.match(verify.stdout, /^OK: .* is a complete, untampered backup of this deployment\n/);
@@ -74,7 +79,10 @@ test("backups: without that API the archive becomes a browser download; `cara ba
   assert.equal(verify.code, 0, verify.stdout + verify.stderr);
   assert.match(verify.stdout, /^OK: .* is a complete, untampered backup of this deployment\n/);
   const inspect = await runCli(["backup", "inspect", file, "--json", ...target], { env });
-  assert.deepEqual(JSON.parse(inspect.stdout).manifest.sections.map((x: { name: string }) => x.name), ["tasks"]);
+  assert.deepEqual(
+    JSON.parse(inspect.stdout).manifest.sections.map((x: { name: string }) => x.name),
+    ["tasks"],
+  );
   await screenshot(page, "backups-downloaded-desktop");
   assertCleanPage(c, s.baseUrl);
   await c.context.close();
@@ -99,7 +107,10 @@ test("backups: an archive picked on this computer is uploaded and verified; a da
   const verify = page.locator("#verify");
   await verify.getByText("Verified: the archive is complete and was made by this deployment.").waitFor();
   // This state dir has no config.json: the archive's sections are tasks (and whatever else it has).
-  await verify.getByText(/^(config|tasks) \(\d+ files/).first().waitFor();
+  await verify
+    .getByText(/^(config|tasks) \(\d+ files/)
+    .first()
+    .waitFor();
   const name = ((await verify.getByRole("heading").textContent()) ?? "").replace(/^Verify /, "");
   assert.match(name, /^upload-\d{8}T\d{6}Z-[0-9a-f]{4}\.tar\.gz$/);
   assert.deepEqual(await readFile(join(s.stateDir, "backups", name)), bytes);
@@ -149,7 +160,7 @@ test("backups: restore shows the dry-run difference first and needs the archive'
   assert.deepEqual(await configRow.locator("td").allTextContents(), ["0", "1", "0", "0"]);
   assert.equal(await panel.locator("tr[data-section]").count(), 1);
   // Config by key path, never by value; no task list since tasks are not restored.
-  assert.equal(await panel.locator('[data-changes="config"]').innerText(), "Config keys (values not shown)\n\nReverted to the backup's value: 1\n~ logLevel");
+  assert.equal(await panel.locator('[data-changes="config"]').textContent(), "Config keys (values not shown)\n\nReverted to the backup's value: 1\n~ logLevel");
   assert.equal(await panel.locator('[data-changes="tasks"]').count(), 0);
   // The dry run changed nothing.
   assert.equal(await readFile(join(s.stateDir, "config.json"), "utf8"), JSON.stringify({ logLevel: "debug" }));

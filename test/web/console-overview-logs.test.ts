@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { connectJson, serveCara, tempDir } from "../helpers/cara.js";
 import { runCli } from "../helpers/cli.js";
-import { assertCleanPage, browserTest, goTo, openConsole, PHONE, screenshot, signIn } from "./browser.js";
+import { assertCleanPage, browserTest, openConsole, PHONE, screenshot, signIn } from "./browser.js";
 
 const EXPECTED_401 = /status of 401/;
 
@@ -59,7 +59,9 @@ test("sign in: after too many wrong tokens the form shows the server's wait (429
   await page.locator("#token").fill("wrong-once-more");
   await page.getByRole("button", { name: "Sign in" }).click();
   const error = page.locator("#token-error");
-  await error.filter({ hasText: /^Too many failed sign-in attempts: wrong tokens are refused for \d+ s more \(the right token is still accepted\)\.$/ }).waitFor();
+  await error
+    .filter({ hasText: /^Too many failed sign-in attempts: wrong tokens are refused for \d+ s more \(the right token is still accepted\)\.$/ })
+    .waitFor();
   const seconds = Number(/for (\d+) s/.exec((await error.textContent()) ?? "")?.[1]);
   assert.ok(seconds >= 30 && seconds <= 60, `wait ${seconds}`);
   // Not signed in: the wrong token was not stored.
@@ -74,52 +76,56 @@ test("sign in: after too many wrong tokens the form shows the server's wait (429
   await s.stop();
 });
 
-test("overview: every check of GetStatus with its status and message, the server-secret warning, live uptime; readable at 375 px and in dark mode", browserTest, async () => {
-  const s = await serveCara();
-  const status = (await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).json;
-  const c = await openConsole(s);
-  const { page } = c;
-  await signIn(page, s.token);
-  for (const check of status.checks as { name: string; status: string; message: string }[]) {
-    const row = page.locator(`[data-check="${check.name}"]`);
-    await row.waitFor();
-    const word = { CHECK_STATUS_OK: "ok", CHECK_STATUS_WARN: "warn", CHECK_STATUS_FAIL: "fail" }[check.status];
-    assert.equal(await row.locator(".badge").textContent(), word, check.name);
-    // Messages with numbers that move (disk free, log size) are compared by their stable start.
-    const text = (await row.locator(".check-message").textContent()) ?? "";
-    assert.equal(text.replace(/\d[\d.,]*/g, "N"), check.message.replace(/\d[\d.,]*/g, "N"), check.name);
-  }
-  assert.equal(await page.locator("[data-check]").count(), status.checks.length);
-  assert.deepEqual(
-    (await page.locator("[data-check]").evaluateAll((els) => els.map((e) => e.getAttribute("data-check")))).sort(),
-    status.checks.map((x: { name: string }) => x.name).sort(),
-  );
-  // No CARAPACE_SERVER_SECRET: the warning is the first thing on the page.
-  const warning = page.locator(".notice.warn", { hasText: "Set CARAPACE_SERVER_SECRET in production" });
-  await warning.waitFor();
-  assert.match((await page.locator("[data-testid=verdict]").textContent()) ?? "", /^DEGRADED \(1 warning\)carapace 0\.1\.0 at 127\.0\.0\.1:\d+, up \d+s/);
-  // Uptime moves without a reload.
-  const uptime = async () => Number(/up (\d+)s/.exec((await page.locator("[data-testid=verdict]").textContent()) ?? "")?.[1]);
-  const first = await uptime();
-  await page.waitForFunction((n) => Number(/up (\d+)s/.exec(document.querySelector("[data-testid=verdict]")?.textContent ?? "")?.[1]) > n, first);
-  await screenshot(page, "overview-desktop");
+test(
+  "overview: every check of GetStatus with its status and message, the server-secret warning, live uptime; readable at 375 px and in dark mode",
+  browserTest,
+  async () => {
+    const s = await serveCara();
+    const status = (await connectJson(s, "carapace.ops.v1.OpsService/GetStatus", {}, s.token)).json;
+    const c = await openConsole(s);
+    const { page } = c;
+    await signIn(page, s.token);
+    for (const check of status.checks as { name: string; status: string; message: string }[]) {
+      const row = page.locator(`[data-check="${check.name}"]`);
+      await row.waitFor();
+      const word = { CHECK_STATUS_OK: "ok", CHECK_STATUS_WARN: "warn", CHECK_STATUS_FAIL: "fail" }[check.status];
+      assert.equal(await row.locator(".badge").textContent(), word, check.name);
+      // Messages with numbers that move (disk free, log size) are compared by their stable start.
+      const text = (await row.locator(".check-message").textContent()) ?? "";
+      assert.equal(text.replace(/\d[\d.,]*/g, "N"), check.message.replace(/\d[\d.,]*/g, "N"), check.name);
+    }
+    assert.equal(await page.locator("[data-check]").count(), status.checks.length);
+    assert.deepEqual(
+      (await page.locator("[data-check]").evaluateAll((els) => els.map((e) => e.getAttribute("data-check")))).sort(),
+      status.checks.map((x: { name: string }) => x.name).sort(),
+    );
+    // No CARAPACE_SERVER_SECRET: the warning is the first thing on the page.
+    const warning = page.locator(".notice.warn", { hasText: "Set CARAPACE_SERVER_SECRET in production" });
+    await warning.waitFor();
+    assert.match((await page.locator("[data-testid=verdict]").textContent()) ?? "", /^DEGRADED \(1 warning\)carapace 0\.1\.0 at 127\.0\.0\.1:\d+, up \d+s/);
+    // Uptime moves without a reload.
+    const uptime = async () => Number(/up (\d+)s/.exec((await page.locator("[data-testid=verdict]").textContent()) ?? "")?.[1]);
+    const first = await uptime();
+    await page.waitForFunction((n) => Number(/up (\d+)s/.exec(document.querySelector("[data-testid=verdict]")?.textContent ?? "")?.[1]) > n, first);
+    await screenshot(page, "overview-desktop");
 
-  await page.setViewportSize(PHONE);
-  assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), PHONE.width, "no horizontal scrolling at 375 px");
-  await screenshot(page, "overview-375");
+    await page.setViewportSize(PHONE);
+    assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), PHONE.width, "no horizontal scrolling at 375 px");
+    await screenshot(page, "overview-375");
 
-  // Dark mode follows prefers-color-scheme.
-  const light = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
-  await page.emulateMedia({ colorScheme: "dark" });
-  const dark = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
-  assert.notEqual(light, dark);
-  assert.equal(dark, "rgb(13, 17, 23)");
-  await page.setViewportSize({ width: 1280, height: 860 });
-  await screenshot(page, "overview-dark-desktop");
-  assertCleanPage(c, s.baseUrl);
-  await c.context.close();
-  await s.stop();
-});
+    // Dark mode follows prefers-color-scheme.
+    const light = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    await page.emulateMedia({ colorScheme: "dark" });
+    const dark = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.notEqual(light, dark);
+    assert.equal(dark, "rgb(13, 17, 23)");
+    await page.setViewportSize({ width: 1280, height: 860 });
+    await screenshot(page, "overview-dark-desktop");
+    assertCleanPage(c, s.baseUrl);
+    await c.context.close();
+    await s.stop();
+  },
+);
 
 test("keyboard: skip link first, then the pages in order, focus visible; a page change focuses its heading", browserTest, async () => {
   const s = await serveCara();
@@ -168,7 +174,12 @@ test("logs: a line logged after the page loaded appears live; filters, pause/res
   await page.locator(".log-row", { hasText: "listening on" }).waitFor();
 
   // A system event task logs "system event" with its text: it shows up without a reload.
-  const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: "hello from the browser test" } } }, s.token);
+  const created = await connectJson(
+    s,
+    "carapace.tasks.v1.TasksService/CreateTask",
+    { payload: { systemEvent: { text: "hello from the browser test" } } },
+    s.token,
+  );
   assert.equal(created.status, 200);
   const row = page.locator(".log-row", { hasText: "system event" });
   await row.waitFor();
@@ -235,7 +246,11 @@ test("logs: the page keeps at most the ring's capacity of lines and renders only
   const { page } = c;
   await signIn(page, s.token);
   await page.locator(".stream-state.live").waitFor();
-  await Promise.all(Array.from({ length: 400 }, (_, i) => connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: `burst ${i}` } } }, s.token)));
+  await Promise.all(
+    Array.from({ length: 400 }, (_, i) =>
+      connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: `burst ${i}` } } }, s.token),
+    ),
+  );
   // All 400 ran (each logged its line).
   for (;;) {
     const stats = await connectJson(s, "carapace.tasks.v1.TasksService/GetQueueStats", {}, s.token);
@@ -260,44 +275,66 @@ async function waitForLog(s: { baseUrl: string; token: string }, text: string): 
   }
 }
 
-test("overview: Run doctor shows every step with its next action, the verdict and the restore command; Download bug report saves the .tar.gz", browserTest, async () => {
-  const env = { CARAPACE_SERVER_SECRET: "console-doctor-secret-0123456789abcdefghij" };
-  const s = await serveCara({ env });
-  const archive = join(s.stateDir, "backups", "first.tar.gz");
-  assert.equal((await runCli(["backup", "-o", archive, "--port", String(s.port), "--state-dir", s.stateDir], { env })).code, 0);
-  // An agentTurn task and no provider: the agent step fails, so the restore command is offered.
-  assert.equal((await runCli(["task", "create", "--payload", '{"kind":"agentTurn","message":"private words 4711"}', "--port", String(s.port), "--state-dir", s.stateDir], { env })).code, 0);
-  const c = await openConsole(s);
-  const { page } = c;
-  await signIn(page, s.token);
-  await page.getByRole("button", { name: "Run doctor" }).click();
-  const agent = page.locator('[data-step="agent"]');
-  await agent.waitFor();
-  assert.equal(await agent.locator(".badge").textContent(), "fail");
-  assert.equal(
-    await agent.locator(".check-message").textContent(),
-    `1 agentTurn task waits for a provider, but agent.baseUrl, agent.model and CARAPACE_AGENT_API_KEY are not set→ set agent.baseUrl and agent.model in ${s.stateDir}/config.json (and CARAPACE_AGENT_API_KEY if the endpoint needs one), restart, then cara task resume <id>`,
-  );
-  assert.equal(await page.locator("[data-step]").count(), 13);
-  assert.equal(await page.locator('[data-step="secret"] .badge').textContent(), "ok");
-  assert.match((await page.locator("[data-testid=doctor-verdict]").textContent()) ?? "", /^FAIL \(1 step failing(, \d+ warnings?)?\)$/);
-  assert.equal(await page.locator("[data-testid=restore-command]").textContent(), `cara restore ${archive} --dry-run --state-dir ${s.stateDir}   (then again with --force)`);
-  await screenshot(page, "overview-doctor-desktop");
+test(
+  "overview: Run doctor shows every step with its next action, the verdict and the restore command; Download bug report saves the .tar.gz",
+  browserTest,
+  async () => {
+    const env = { CARAPACE_SERVER_SECRET: "console-doctor-secret-0123456789abcdefghij" };
+    const s = await serveCara({ env });
+    const archive = join(s.stateDir, "backups", "first.tar.gz");
+    assert.equal((await runCli(["backup", "-o", archive, "--port", String(s.port), "--state-dir", s.stateDir], { env })).code, 0);
+    // An agentTurn task and no provider: the agent step fails, so the restore command is offered.
+    assert.equal(
+      (
+        await runCli(
+          ["task", "create", "--payload", '{"kind":"agentTurn","message":"private words 4711"}', "--port", String(s.port), "--state-dir", s.stateDir],
+          { env },
+        )
+      ).code,
+      0,
+    );
+    const c = await openConsole(s);
+    const { page } = c;
+    await signIn(page, s.token);
+    await page.getByRole("button", { name: "Run doctor" }).click();
+    const agent = page.locator('[data-step="agent"]');
+    await agent.waitFor();
+    assert.equal(await agent.locator(".badge").textContent(), "fail");
+    assert.equal(
+      await agent.locator(".check-message").textContent(),
+      `1 agentTurn task waits for a provider, but agent.baseUrl, agent.model and CARAPACE_AGENT_API_KEY are not set→ set agent.baseUrl and agent.model in ${s.stateDir}/config.json (and CARAPACE_AGENT_API_KEY if the endpoint needs one), restart, then cara task resume <id>`,
+    );
+    assert.equal(await page.locator("[data-step]").count(), 13);
+    assert.equal(await page.locator('[data-step="secret"] .badge').textContent(), "ok");
+    assert.match((await page.locator("[data-testid=doctor-verdict]").textContent()) ?? "", /^FAIL \(1 step failing(, \d+ warnings?)?\)$/);
+    assert.equal(
+      await page.locator("[data-testid=restore-command]").textContent(),
+      `cara restore ${archive} --dry-run --state-dir ${s.stateDir}   (then again with --force)`,
+    );
+    await screenshot(page, "overview-doctor-desktop");
 
-  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download bug report" }).click()]);
-  assert.match(download.suggestedFilename(), /^cara-bugreport-\d{8}T\d{6}Z\.tar\.gz$/);
-  const file = join(await tempDir(), download.suggestedFilename());
-  await download.saveAs(file);
-  const top = download.suggestedFilename().replace(/\.tar\.gz$/, "");
-  const names = execFileSync("tar", ["-tzf", file], { encoding: "utf8" }).trim().split("\n").filter((n) => !n.endsWith("/"));
-  assert.deepEqual(names.sort(), ["doctor.json", "status.json", "logs.jsonl", "versions.json", "update.json", "queue.json", "README.txt"].map((n) => `${top}/${n}`).sort());
-  const text = execFileSync("tar", ["-xzOf", file], { encoding: "utf8" });
-  for (const secret of [s.token, env.CARAPACE_SERVER_SECRET, "private words 4711"]) assert.ok(!text.includes(secret), `${secret.slice(0, 10)}... is in the bug report`);
-  const summary = page.locator("[data-testid=bugreport-summary]");
-  await summary.getByText(`Downloaded ${download.suggestedFilename()}`).waitFor();
-  await summary.getByText("task payloads (pass --include-payloads to include them, redacted)").waitFor();
-  await screenshot(page, "overview-bugreport-desktop");
-  assertCleanPage(c, s.baseUrl);
-  await c.context.close();
-  await s.stop();
-});
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download bug report" }).click()]);
+    assert.match(download.suggestedFilename(), /^cara-bugreport-\d{8}T\d{6}Z\.tar\.gz$/);
+    const file = join(await tempDir(), download.suggestedFilename());
+    await download.saveAs(file);
+    const top = download.suggestedFilename().replace(/\.tar\.gz$/, "");
+    const names = execFileSync("tar", ["-tzf", file], { encoding: "utf8" })
+      .trim()
+      .split("\n")
+      .filter((n) => !n.endsWith("/"));
+    assert.deepEqual(
+      names.sort(),
+      ["doctor.json", "status.json", "logs.jsonl", "versions.json", "update.json", "queue.json", "README.txt"].map((n) => `${top}/${n}`).sort(),
+    );
+    const text = execFileSync("tar", ["-xzOf", file], { encoding: "utf8" });
+    for (const secret of [s.token, env.CARAPACE_SERVER_SECRET, "private words 4711"])
+      assert.ok(!text.includes(secret), `${secret.slice(0, 10)}... is in the bug report`);
+    const summary = page.locator("[data-testid=bugreport-summary]");
+    await summary.getByText(`Downloaded ${download.suggestedFilename()}`).waitFor();
+    await summary.getByText("task payloads (pass --include-payloads to include them, redacted)").waitFor();
+    await screenshot(page, "overview-bugreport-desktop");
+    assertCleanPage(c, s.baseUrl);
+    await c.context.close();
+    await s.stop();
+  },
+);

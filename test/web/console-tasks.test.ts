@@ -68,7 +68,12 @@ test("tasks: create a task from the editor (errors inline, the server's too) and
 test("tasks: cancel a queued task, filter by state, edit its policy (bounds checked inline), retry it to done", browserTest, async () => {
   const s = await serveCara();
   // Due in an hour: it stays queued.
-  const queued = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { systemEvent: { text: "later" } }, nextRunAtMs: String(Date.now() + 3_600_000) }, s.token);
+  const queued = await connectJson(
+    s,
+    "carapace.tasks.v1.TasksService/CreateTask",
+    { payload: { systemEvent: { text: "later" } }, nextRunAtMs: String(Date.now() + 3_600_000) },
+    s.token,
+  );
   const id = queued.json.task.id as string;
   const c = await openConsole(s, { path: `/console/tasks/${id}` });
   const { page } = c;
@@ -122,7 +127,12 @@ test("tasks: cancel a queued task, filter by state, edit its policy (bounds chec
 
 test("tasks: a blocked task (no LLM provider) shows why; raise its attempts and resume it", browserTest, async () => {
   const s = await serveCara();
-  const created = await connectJson(s, "carapace.tasks.v1.TasksService/CreateTask", { payload: { agentTurn: { message: "summarize" } }, policy: { maxAttempts: 1 } }, s.token);
+  const created = await connectJson(
+    s,
+    "carapace.tasks.v1.TasksService/CreateTask",
+    { payload: { agentTurn: { message: "summarize" } }, policy: { maxAttempts: 1 } },
+    s.token,
+  );
   const id = created.json.task.id as string;
   const c = await openConsole(s, { path: `/console/tasks/${id}` });
   const { page } = c;
@@ -152,7 +162,13 @@ test("tasks: the schedules list (rule, zone, state, next due, last run); pause, 
   const call = (method: string, body: unknown) => connectJson(s, `carapace.tasks.v1.SchedulesService/${method}`, body, s.token);
   const nightly = await call("CreateSchedule", { name: "nightly-backup", cron: "0 3 * * *", template: { payload: { backup: { keep: 7 } } } });
   assert.equal(nightly.status, 200, JSON.stringify(nightly.json));
-  const tick = await call("CreateSchedule", { name: "tick", intervalMs: "900000", timezone: "Europe/Berlin", template: { payload: { systemEvent: { text: "tick" } } }, paused: true });
+  const tick = await call("CreateSchedule", {
+    name: "tick",
+    intervalMs: "900000",
+    timezone: "Europe/Berlin",
+    template: { payload: { systemEvent: { text: "tick" } } },
+    paused: true,
+  });
   assert.equal(tick.status, 200, JSON.stringify(tick.json));
   const c = await openConsole(s, { path: "/console/tasks" });
   const { page } = c;
@@ -178,7 +194,10 @@ test("tasks: the schedules list (rule, zone, state, next due, last run); pause, 
   await tickRow.getByRole("button", { name: "Resume" }).click();
   await tickRow.getByRole("button", { name: "Pause" }).waitFor();
   assert.equal((await call("GetSchedule", { id: "tick" })).json.schedule.enabled, true);
-  await tickRow.getByTestId("schedule-next").filter({ hasText: /^Next due: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in 1[45]m \d+s\)$/ }).waitFor();
+  await tickRow
+    .getByTestId("schedule-next")
+    .filter({ hasText: /^Next due: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in 1[45]m \d+s\)$/ })
+    .waitFor();
   await screenshot(page, "tasks-schedules-desktop");
 
   // Run now creates a task and opens it; the row shows the run and links to that task.

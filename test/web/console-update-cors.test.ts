@@ -34,19 +34,28 @@ async function stateWithConfig(config: unknown): Promise<string> {
 
 test("update: the page shows the running version and, with the release source unreachable, a clear error", browserTest, async () => {
   const port = await closedPort();
-  const s = await serveCara({ stateDir: await stateWithConfig({ update: { releasesUrl: `http://127.0.0.1:${port}/repos/o/r`, trustRefresh: false, maxAttempts: 1 } }) });
+  const s = await serveCara({
+    stateDir: await stateWithConfig({ update: { releasesUrl: `http://127.0.0.1:${port}/repos/o/r`, trustRefresh: false, maxAttempts: 1 } }),
+  });
   const c = await openConsole(s, { path: "/console/update" });
   const { page } = c;
   await signIn(page, s.token);
   await page.locator("[data-testid=current-version]", { hasText: "0.1.0" }).waitFor();
-  await page.locator("#installation").getByText(/^not managed: running from a git checkout/).waitFor();
+  await page
+    .locator("#installation")
+    .getByText(/^not managed: running from a git checkout/)
+    .waitFor();
   await page.getByText("No update transaction.").waitFor();
   await page.getByText("No rollback marker: no update is on probation.").waitFor();
   await page.getByRole("button", { name: "Check now" }).click();
   const error = page.locator("[data-testid=check-error]");
   await error.waitFor();
   const text = (await error.textContent()) ?? "";
-  assert.match(text, /^failed to fetch release info: cannot reach 127\.0\.0\.1:\d+ \(connection refused\)\. The release source did not answer: this machine may be offline\. Nothing was changed; try again later\.$/, text);
+  assert.match(
+    text,
+    /^failed to fetch release info: cannot reach 127\.0\.0\.1:\d+ \(connection refused\)\. The release source did not answer: this machine may be offline\. Nothing was changed; try again later\.$/,
+    text,
+  );
   await page.getByText("Could not check for updates", { exact: true }).waitFor();
   assert.ok(!text.includes("[object"), text);
   // Nothing to install and nothing claims otherwise.
@@ -79,42 +88,61 @@ async function thirdPartyPage(bundle: string): Promise<{ origin: string }> {
   return { origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
-test("CORS: a Connect-Web page on an allowed origin uses the API (Connect and gRPC-Web, unary and streaming); one on another origin is refused by the browser", browserTest, async () => {
-  const out = await build({ entryPoints: [join(ROOT, "test", "web", "fixtures", "cross-origin-client.ts")], bundle: true, format: "iife", write: false, platform: "browser", target: "es2022", logLevel: "silent" });
-  const bundle = out.outputFiles[0]!.text;
-  const allowed = await thirdPartyPage(bundle);
-  const other = await thirdPartyPage(bundle);
-  const s = await serveCara({ stateDir: await stateWithConfig({ server: { cors: { allowedOrigins: [allowed.origin] } } }) });
-  const browser = await launchChromium();
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
-  type Outcome = { ok: boolean; version?: string; followed?: boolean; code?: number; message?: string };
-  const call = (token: string, protocol: "connect" | "grpc-web") =>
-    page.evaluate(([base, t, p]) => (window as unknown as { callCara: (b: string, t: string, p: string) => Promise<unknown> }).callCara(base, t, p), [s.baseUrl, token, protocol] as const) as Promise<Outcome>;
+test(
+  "CORS: a Connect-Web page on an allowed origin uses the API (Connect and gRPC-Web, unary and streaming); one on another origin is refused by the browser",
+  browserTest,
+  async () => {
+    const out = await build({
+      entryPoints: [join(ROOT, "test", "web", "fixtures", "cross-origin-client.ts")],
+      bundle: true,
+      format: "iife",
+      write: false,
+      platform: "browser",
+      target: "es2022",
+      logLevel: "silent",
+    });
+    const bundle = out.outputFiles[0]!.text;
+    const allowed = await thirdPartyPage(bundle);
+    const other = await thirdPartyPage(bundle);
+    const s = await serveCara({ stateDir: await stateWithConfig({ server: { cors: { allowedOrigins: [allowed.origin] } } }) });
+    const browser = await launchChromium();
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+    type Outcome = { ok: boolean; version?: string; followed?: boolean; code?: number; message?: string };
+    const call = (token: string, protocol: "connect" | "grpc-web") =>
+      page.evaluate(([base, t, p]) => (window as unknown as { callCara: (b: string, t: string, p: string) => Promise<unknown> }).callCara(base, t, p), [
+        s.baseUrl,
+        token,
+        protocol,
+      ] as const) as Promise<Outcome>;
 
-  await page.goto(`${allowed.origin}/`);
-  assert.deepEqual(await call(s.token, "connect"), { ok: true, version: "0.1.0", followed: true });
-  assert.deepEqual(await call(s.token, "grpc-web"), { ok: true, version: "0.1.0", followed: true });
-  // Errors are readable across origins too (status headers are exposed): a wrong token is Unauthenticated.
-  for (const protocol of ["connect", "grpc-web"] as const) {
-    const denied = await call("wrong", protocol);
-    assert.equal(denied.ok, false);
-    assert.equal(denied.code, 16, `${protocol}: ${JSON.stringify(denied)}`);
-    assert.equal(denied.message, "invalid bearer token");
-  }
+    await page.goto(`${allowed.origin}/`);
+    assert.deepEqual(await call(s.token, "connect"), { ok: true, version: "0.1.0", followed: true });
+    assert.deepEqual(await call(s.token, "grpc-web"), { ok: true, version: "0.1.0", followed: true });
+    // Errors are readable across origins too (status headers are exposed): a wrong token is Unauthenticated.
+    for (const protocol of ["connect", "grpc-web"] as const) {
+      const denied = await call("wrong", protocol);
+      assert.equal(denied.ok, false);
+      assert.equal(denied.code, 16, `${protocol}: ${JSON.stringify(denied)}`);
+      assert.equal(denied.message, "invalid bearer token");
+    }
 
-  await page.goto(`${other.origin}/`);
-  const refused = await call(s.token, "connect");
-  assert.equal(refused.ok, false);
-  // The browser stops it at the preflight: the page learns nothing but a network failure.
-  assert.notEqual(refused.code, 16);
-  assert.match(refused.message ?? "", /Failed to fetch/);
-  assert.ok(errors.some((e) => /has been blocked by CORS policy/.test(e)), errors.join("\n"));
-  // The server saw no call from it: no authentication failure was logged for the refused origin.
-  const rejected = s.lines.filter((l) => l.includes("rejected an RPC: authentication failed")).length;
-  assert.equal(rejected, 2, "only the two deliberate wrong-token calls from the allowed origin");
-  await context.close();
-  await s.stop();
-});
+    await page.goto(`${other.origin}/`);
+    const refused = await call(s.token, "connect");
+    assert.equal(refused.ok, false);
+    // The browser stops it at the preflight: the page learns nothing but a network failure.
+    assert.notEqual(refused.code, 16);
+    assert.match(refused.message ?? "", /Failed to fetch/);
+    assert.ok(
+      errors.some((e) => /has been blocked by CORS policy/.test(e)),
+      errors.join("\n"),
+    );
+    // The server saw no call from it: no authentication failure was logged for the refused origin.
+    const rejected = s.lines.filter((l) => l.includes("rejected an RPC: authentication failed")).length;
+    assert.equal(rejected, 2, "only the two deliberate wrong-token calls from the allowed origin");
+    await context.close();
+    await s.stop();
+  },
+);

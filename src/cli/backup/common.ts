@@ -18,11 +18,20 @@ import { problemKindNames } from "../../wire/backup.js";
 import { formatCount } from "../../format-count.js";
 
 export function parseSections(value: string | undefined): string[] {
-  return value === undefined ? [] : value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  return value === undefined
+    ? []
+    : value
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== "");
 }
 
 /** Streams a local file as "header, then chunks" messages. */
-export async function* uploadParts<H>(header: H, file: string, shown?: Progress): AsyncGenerator<{ part: { case: "header"; value: H } | { case: "chunk"; value: Uint8Array } }> {
+export async function* uploadParts<H>(
+  header: H,
+  file: string,
+  shown?: Progress,
+): AsyncGenerator<{ part: { case: "header"; value: H } | { case: "chunk"; value: Uint8Array } }> {
   yield { part: { case: "header", value: header } };
   const total = shown ? (await stat(file)).size : 0;
   let sent = 0;
@@ -150,7 +159,9 @@ export function signatureNote(m: { signedWithPreviousSecret: boolean; keyId: str
 export abstract class InspectingCommand extends ClientCommand {
   file = Option.String({ name: "file" });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
-  offline = Option.Boolean("--offline", false, { description: "Read the archive here, with the secret from CARAPACE_SERVER_SECRET or <state>/auth/server-secret (no server needed)" });
+  offline = Option.Boolean("--offline", false, {
+    description: "Read the archive here, with the secret from CARAPACE_SERVER_SECRET or <state>/auth/server-secret (no server needed)",
+  });
   secretFile = Option.String("--secret-file", {
     description: "Verify here, without a server, also accepting the server secret in this file (an archive made under an earlier secret)",
   });
@@ -191,9 +202,11 @@ export abstract class InspectingCommand extends ClientCommand {
             (this.verb() === "backup verify" ? "; or pass --allow-foreign to check everything but authenticity" : ""),
         );
       }
-      const keys = await localVerificationKeys(paths, this.context.env, this.secretFile === undefined ? undefined : this.resolvePath(this.secretFile)).catch((err: unknown) => {
-        throw err instanceof SecretError ? new CliFailure(err.message) : err;
-      });
+      const keys = await localVerificationKeys(paths, this.context.env, this.secretFile === undefined ? undefined : this.resolvePath(this.secretFile)).catch(
+        (err: unknown) => {
+          throw err instanceof SecretError ? new CliFailure(err.message) : err;
+        },
+      );
       secret = keys.secret;
       previousKeys = keys.previousKeys;
       const from = found ? found.from : `--secret-file ${this.secretFile}`;
@@ -214,7 +227,20 @@ export abstract class InspectingCommand extends ClientCommand {
       this.printJson({
         ok: v.ok,
         authenticityChecked: v.authenticityChecked,
-        manifest: v.manifest ? { caraVersion: v.manifest.caraVersion, createdAt: v.manifest.createdAt, host: v.manifest.host, foreign: v.manifest.foreign, keyId: v.manifest.keyId, signedWithPreviousSecret: v.manifest.signedWithPreviousSecret, sections: v.manifest.sections, totalFiles: v.manifest.totalFiles, totalBytes: v.manifest.totalBytes, archiveSha256: v.manifest.archiveSha256 } : null,
+        manifest: v.manifest
+          ? {
+              caraVersion: v.manifest.caraVersion,
+              createdAt: v.manifest.createdAt,
+              host: v.manifest.host,
+              foreign: v.manifest.foreign,
+              keyId: v.manifest.keyId,
+              signedWithPreviousSecret: v.manifest.signedWithPreviousSecret,
+              sections: v.manifest.sections,
+              totalFiles: v.manifest.totalFiles,
+              totalBytes: v.manifest.totalBytes,
+              archiveSha256: v.manifest.archiveSha256,
+            }
+          : null,
         problems: v.problems,
         ...(verbose ? { files: v.files.map((f) => ({ path: f.path, size: f.size, mode: f.mode.toString(8), sha256: f.sha256 })) } : {}),
       });
@@ -226,8 +252,10 @@ export abstract class InspectingCommand extends ClientCommand {
       for (const line of manifestLines(v.manifest)) out.write(`${line}\n`);
       if (v.manifest?.archiveSha256) out.write(`  SHA-256:  ${v.manifest.archiveSha256}\n`);
       for (const p of v.problems) out.write(`  problem: ${stripTerminalUnsafe(p.message)}\n`);
-      if (!v.authenticityChecked) out.write("  Authenticity NOT checked (--allow-foreign): the manifest's HMAC was not verified, so anyone could have made this archive.\n");
-      if (verbose) for (const f of v.files) out.write(`  ${f.mode.toString(8).padStart(4, "0")} ${String(f.size).padStart(10)}  ${stripTerminalUnsafe(f.path)}\n`);
+      if (!v.authenticityChecked)
+        out.write("  Authenticity NOT checked (--allow-foreign): the manifest's HMAC was not verified, so anyone could have made this archive.\n");
+      if (verbose)
+        for (const f of v.files) out.write(`  ${f.mode.toString(8).padStart(4, "0")} ${String(f.size).padStart(10)}  ${stripTerminalUnsafe(f.path)}\n`);
     }
     return v.ok ? 0 : 1;
   }

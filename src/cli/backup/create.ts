@@ -40,11 +40,15 @@ export class BackupCommand extends ClientCommand {
   override timeout = Option.String("--timeout", "1h", { description: "Give up after this long (default 1h)" });
 
   async run(): Promise<number> {
-    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+    const stamp = new Date()
+      .toISOString()
+      .replace(/[-:]/g, "")
+      .replace(/\.\d+Z$/, "Z");
     const output = this.resolvePath(this.output ?? `./carapace-backup-${stamp}.tar.gz`);
     try {
       const st = await lstat(output);
-      if (st.isSymbolicLink()) throw new CliFailure(`refusing to follow symlink at output path ${output} (cara backup writes only to regular files; remove the symlink and re-run)`);
+      if (st.isSymbolicLink())
+        throw new CliFailure(`refusing to follow symlink at output path ${output} (cara backup writes only to regular files; remove the symlink and re-run)`);
       if (!this.force) throw new CliFailure(`refusing to overwrite existing file ${output} (pass --force to overwrite)`);
       if (!st.isFile()) throw new CliFailure(`${output} exists and is not a regular file`);
     } catch (err) {
@@ -106,7 +110,14 @@ export class BackupCommand extends ClientCommand {
       shown.finish((n, seconds) => `Wrote ${bytes(n)} to ${output} in ${seconds} s`);
       const m = header?.manifest;
       if (this.json) {
-        this.printJson({ path: output, bytes: written, sha256: digest, sections: m?.sections.map((s) => s.name) ?? [], files: Number(m?.totalFiles ?? 0), excluded: (header?.excluded ?? []).map((e) => ({ path: e.path, reason: e.reason })) });
+        this.printJson({
+          path: output,
+          bytes: written,
+          sha256: digest,
+          sections: m?.sections.map((s) => s.name) ?? [],
+          files: Number(m?.totalFiles ?? 0),
+          excluded: (header?.excluded ?? []).map((e) => ({ path: e.path, reason: e.reason })),
+        });
       } else {
         const out = this.context.stdout;
         out.write(`Backup created successfully\n  Path:     ${output}\n  Size:     ${bytes(written)} (${written})\n  SHA-256:  ${digest}\n`);
@@ -138,4 +149,3 @@ function describeLocalWrite(err: unknown, output: string): string {
   if (isDiskFull(err)) return `${describeDiskFull(err, output, `cannot write ${output}`)}, or choose another --output. Nothing was written`;
   return `cannot write ${output}: ${(err as Error).message}. Nothing was written`;
 }
-

@@ -6,10 +6,12 @@ export class BackupInspectCommand extends InspectingCommand {
   static override usage = Command.Usage({
     category: "Backup",
     description: "Show what a backup holds (sections, files, sizes, versions) and verify it",
-    examples: [["Inspect", "cara backup inspect ./carapace-backup.tar.gz"], ["As JSON", "cara backup inspect ./carapace-backup.tar.gz --json"]],
+    examples: [
+      ["Inspect", "cara backup inspect ./carapace-backup.tar.gz"],
+      ["As JSON", "cara backup inspect ./carapace-backup.tar.gz --json"],
+    ],
   });
   async run(): Promise<number> {
     return this.report(await this.inspect(true), true);
   }
 }
-

@@ -10,8 +10,12 @@ export class BackupListCommand extends ClientCommand {
   static override usage = Command.Usage({
     category: "Backup",
     description: "List the archives in the server's <state>/backups/ (backup tasks, pre-restore and pre-update backups)",
-    details: "One line per archive, newest first: time, size, origin, name and the sections its manifest lists (only the head of each archive is read; use `cara backup verify` to check a whole archive). An archive whose marker or manifest cannot be read is listed as unreadable, with the reason.",
-    examples: [["List", "cara backup list"], ["As JSON", "cara backup list --json"]],
+    details:
+      "One line per archive, newest first: time, size, origin, name and the sections its manifest lists (only the head of each archive is read; use `cara backup verify` to check a whole archive). An archive whose marker or manifest cannot be read is listed as unreadable, with the reason.",
+    examples: [
+      ["List", "cara backup list"],
+      ["As JSON", "cara backup list --json"],
+    ],
   });
   json = Option.Boolean("--json", false, { description: "Print one JSON document" });
   async run(): Promise<number> {

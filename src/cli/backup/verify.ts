@@ -18,7 +18,9 @@ export class BackupVerifyCommand extends InspectingCommand {
       ["Made by another deployment: check integrity only", "cara backup verify ./other.tar.gz --allow-foreign"],
     ],
   });
-  allowForeign = Option.Boolean("--allow-foreign", false, { description: "Check the marker, manifest and every hash, but not the HMAC (authenticity); no secret needed" });
+  allowForeign = Option.Boolean("--allow-foreign", false, {
+    description: "Check the marker, manifest and every hash, but not the HMAC (authenticity); no secret needed",
+  });
 
   protected override checkAuthenticity(): boolean {
     return !this.allowForeign;
@@ -27,4 +29,3 @@ export class BackupVerifyCommand extends InspectingCommand {
     return this.report(await this.inspect(false), false);
   }
 }
-

@@ -6,7 +6,7 @@ import { overlapPolicyNames, parseIntervalText, ruleText, scheduleRunOutcomeName
 import { taskStateNames } from "../../wire/tasks.js";
 import { ClientCommand } from "../base.js";
 import { stripTerminalUnsafe } from "../terminal.js";
-import { CliFailure, CliUsageError, parseTimeout } from "../target.js";
+import { CliFailure, CliUsageError, } from "../target.js";
 import { payloadText } from "../../wire/payload-text.js";
 import { payloadJson } from "../task/common.js";
 
@@ -89,7 +89,15 @@ const iso = (v: bigint | number) => new Date(Number(v)).toISOString();
 
 /** "2026-01-02 03:00" in `timezone`. */
 function wallClock(v: bigint | number, timezone: string): string {
-  const f = new Intl.DateTimeFormat("sv-SE", { timeZone: timezone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const f = new Intl.DateTimeFormat("sv-SE", {
+    timeZone: timezone,
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+  });
   return f.format(new Date(Number(v)));
 }
 
@@ -123,11 +131,21 @@ export function formatSchedule(s: Schedule): string {
     `  Overlap:    ${overlapPolicyNames.name(s.overlap) ?? "skip"}`,
     `  Payload:    ${stripTerminalUnsafe(payloadText(t?.payload))}`,
   ];
-  if (p) lines.push(`  Policy:     maxAttempts ${p.maxAttempts ?? "-"}, maxTotalRuntimeMs ${p.maxTotalRuntimeMs ?? "-"}, maxTurns ${p.maxTurns ?? "-"}, maxRunTimeoutSeconds ${p.maxRunTimeoutSeconds ?? "-"}`);
+  if (p)
+    lines.push(
+      `  Policy:     maxAttempts ${p.maxAttempts ?? "-"}, maxTotalRuntimeMs ${p.maxTotalRuntimeMs ?? "-"}, maxTurns ${p.maxTurns ?? "-"}, maxRunTimeoutSeconds ${p.maxRunTimeoutSeconds ?? "-"}`,
+    );
   if (t?.priority) lines.push(`  Priority:   ${t.priority}`);
-  if (t && Object.keys(t.labels).length > 0) lines.push(`  Labels:     ${stripTerminalUnsafe(Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(", "))}`);
+  if (t && Object.keys(t.labels).length > 0)
+    lines.push(
+      `  Labels:     ${stripTerminalUnsafe(
+        Object.entries(t.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(", "),
+      )}`,
+    );
   if (s.nextDueMs.length === 0) lines.push(`  Next due:   - (${s.enabled ? "none" : "paused"})`);
-  s.nextDueMs.forEach((v, i) => lines.push(`  ${i === 0 ? "Next due:" : "         "}   ${dueText(v, s)}`));
+  for (const [i, v] of s.nextDueMs.entries()) lines.push(`  ${i === 0 ? "Next due:" : "         "}   ${dueText(v, s)}`);
   if (s.lastRun) {
     const r = s.lastRun;
     lines.push(`  Last run:   ${iso(r.atMs)}  ${runText(r)}${r.manual ? " (run now)" : ""}`);

@@ -17,7 +17,10 @@ export class ScheduleCreateCommand extends ScheduleCommand {
     `,
     examples: [
       ["Back up every night at 03:00 UTC, keep seven archives", `cara schedule create --name nightly-backup --cron '0 3 * * *' --payload ${BACKUP_PAYLOAD}`],
-      ["Every weekday at 08:30 Berlin time", `cara schedule create --name morning-brief --cron '30 8 * * 1-5' --tz Europe/Berlin --payload '{"kind":"agentTurn","message":"summarize the night"}'`],
+      [
+        "Every weekday at 08:30 Berlin time",
+        `cara schedule create --name morning-brief --cron '30 8 * * 1-5' --tz Europe/Berlin --payload '{"kind":"agentTurn","message":"summarize the night"}'`,
+      ],
       ["Check for updates every 6 hours", `cara schedule create --name update-check --every 6h --payload '{"kind":"updateCheck"}'`],
       ["Create it paused", `cara schedule create --name weekly --cron @weekly --payload ${BACKUP_PAYLOAD} --paused`],
     ],
@@ -38,7 +41,8 @@ export class ScheduleCreateCommand extends ScheduleCommand {
 
   async run(): Promise<number> {
     if ((this.cron === undefined) === (this.every === undefined)) throw new CliUsageError("give exactly one of --cron or --every");
-    const rule = this.cron !== undefined ? { case: "cron" as const, value: this.cron } : { case: "intervalMs" as const, value: BigInt(parseEvery(this.every!)) };
+    const rule =
+      this.cron !== undefined ? { case: "cron" as const, value: this.cron } : { case: "intervalMs" as const, value: BigInt(parseEvery(this.every!)) };
     const payload = parsePayloadFlag(this.payload);
     const policy = policyFromFlags(this);
     const priority = parsePriority(this.priority);

@@ -46,9 +46,12 @@ export class ScheduleUpdateCommand extends OneScheduleCommand {
     const priority = parsePriority(this.priority);
     const setLabels = parseLabels(this.label);
     const removeLabels = this.removeLabel ?? [];
-    const templateChanges = payload !== undefined || policy !== undefined || priority !== undefined || Object.keys(setLabels).length > 0 || removeLabels.length > 0;
+    const templateChanges =
+      payload !== undefined || policy !== undefined || priority !== undefined || Object.keys(setLabels).length > 0 || removeLabels.length > 0;
     if (this.name === undefined && this.cron === undefined && intervalMs === undefined && this.tz === undefined && overlap === undefined && !templateChanges) {
-      throw new CliUsageError("schedule update requires at least one of: --name, --cron, --every, --tz, --overlap, --payload, --max-attempts, --max-total-runtime-ms, --max-turns, --max-run-timeout-seconds, --priority, --label, --remove-label");
+      throw new CliUsageError(
+        "schedule update requires at least one of: --name, --cron, --every, --tz, --overlap, --payload, --max-attempts, --max-total-runtime-ms, --max-turns, --max-run-timeout-seconds, --priority, --label, --remove-label",
+      );
     }
     const res = await this.call(async (c) => {
       let template: MessageInitShape<typeof TaskTemplateSchema> | undefined;

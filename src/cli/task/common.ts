@@ -90,7 +90,13 @@ export function taskJson(t: Task): Record<string, unknown> {
     updatedAtMs: Number(t.updatedAtMs),
   };
   if (t.runIds.length > 0) out.runIds = t.runIds;
-  if (t.policy) out.policy = { maxAttempts: t.policy.maxAttempts, maxTotalRuntimeMs: Number(t.policy.maxTotalRuntimeMs), maxTurns: t.policy.maxTurns, maxRunTimeoutSeconds: t.policy.maxRunTimeoutSeconds };
+  if (t.policy)
+    out.policy = {
+      maxAttempts: t.policy.maxAttempts,
+      maxTotalRuntimeMs: Number(t.policy.maxTotalRuntimeMs),
+      maxTurns: t.policy.maxTurns,
+      maxRunTimeoutSeconds: t.policy.maxRunTimeoutSeconds,
+    };
   if (t.blockedReason) out.blockedReason = blockedReasonName(t.blockedReason);
   if (t.policyExplicit) out.policyExplicit = true;
   if (t.priority) out.priority = t.priority;
@@ -111,17 +117,24 @@ export function payloadSummary(t: Task): string {
   return payloadText(t.payload);
 }
 
-
 /** Human summary of one task. */
 export function formatTask(t: Task, p: Painter): string {
   const state = stateName(t.state);
   const colour = state === "done" ? p.green : state === "failed" || state === "cancelled" ? p.red : state === "blocked" ? p.yellow : (s: string) => s;
   const lines = [`Task ${t.id}  ${colour(state)}  (attempts ${t.attempts})`, `  Payload:    ${stripTerminalUnsafe(payloadSummary(t))}`];
-  if (t.policy) lines.push(`  Policy:     maxAttempts ${t.policy.maxAttempts}, maxTotalRuntimeMs ${t.policy.maxTotalRuntimeMs}, maxTurns ${t.policy.maxTurns}, maxRunTimeoutSeconds ${t.policy.maxRunTimeoutSeconds}`);
+  if (t.policy)
+    lines.push(
+      `  Policy:     maxAttempts ${t.policy.maxAttempts}, maxTotalRuntimeMs ${t.policy.maxTotalRuntimeMs}, maxTurns ${t.policy.maxTurns}, maxRunTimeoutSeconds ${t.policy.maxRunTimeoutSeconds}`,
+    );
   lines.push(`  Created:    ${iso(t.createdAtMs)}   Updated: ${iso(t.updatedAtMs)}`);
   if (t.nextRunAtMs !== undefined) lines.push(`  Next run:   ${iso(t.nextRunAtMs)}`);
   if (t.priority) lines.push(`  Priority:   ${t.priority}`);
-  if (Object.keys(t.labels).length > 0) lines.push(`  Labels:     ${Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+  if (Object.keys(t.labels).length > 0)
+    lines.push(
+      `  Labels:     ${Object.entries(t.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(", ")}`,
+    );
   if (t.blockedReason) lines.push(`  Blocked:    ${blockedReasonName(t.blockedReason)}`);
   if (t.lastError) lines.push(`  Last error: ${stripTerminalUnsafe(t.lastError)}`);
   if (t.note) lines.push(`  Note:       ${stripTerminalUnsafe(t.note)}`);
@@ -163,7 +176,12 @@ export abstract class PolicyTaskCommand extends TaskCommand {
   maxRunTimeoutSeconds = policyOptions.maxRunTimeoutSeconds();
 }
 
-export function policyFromFlags(f: { maxAttempts?: string | undefined; maxTotalRuntimeMs?: string | undefined; maxTurns?: string | undefined; maxRunTimeoutSeconds?: string | undefined }): MessageInitShape<typeof import("../../../gen/carapace/tasks/v1/tasks_pb.js").TaskPolicyOverridesSchema> | undefined {
+export function policyFromFlags(f: {
+  maxAttempts?: string | undefined;
+  maxTotalRuntimeMs?: string | undefined;
+  maxTurns?: string | undefined;
+  maxRunTimeoutSeconds?: string | undefined;
+}): MessageInitShape<typeof import("../../../gen/carapace/tasks/v1/tasks_pb.js").TaskPolicyOverridesSchema> | undefined {
   const p: Partial<TaskPolicyOverrides> = {};
   const a = parseUint(f.maxAttempts, "--max-attempts", 4_294_967_295);
   const r = parseUint(f.maxTotalRuntimeMs, "--max-total-runtime-ms");
@@ -224,4 +242,3 @@ export function requireId(id: string): string {
   if (trimmed === "") throw new CliUsageError("task id cannot be empty");
   return trimmed;
 }
-

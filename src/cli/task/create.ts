@@ -21,7 +21,10 @@ export class TaskCreateCommand extends PolicyTaskCommand {
     `,
     examples: [
       ["Ask the agent something", `cara task create --payload ${EXAMPLE_PAYLOAD}`],
-      ["Record an event in an hour", `cara task create --payload '{"kind":"systemEvent","text":"deploy done"}' --next-run-at-ms $(( $(date +%s%3N) + 3600000 ))`],
+      [
+        "Record an event in an hour",
+        `cara task create --payload '{"kind":"systemEvent","text":"deploy done"}' --next-run-at-ms $(( $(date +%s%3N) + 3600000 ))`,
+      ],
       ["At most 3 attempts, high priority", `cara task create --payload ${EXAMPLE_PAYLOAD} --max-attempts 3 --priority 10`],
       ["Many tasks, one JSON object per line", `cara task create --from-file tasks.jsonl`],
     ],
@@ -61,8 +64,20 @@ export class TaskCreateCommand extends PolicyTaskCommand {
 
   /** `--from-file`: every line checked first, then CreateTasks calls of up to BATCH tasks. */
   private async createFromFile(file: string): Promise<number> {
-    const flags = { "--payload": this.payload, "--next-run-at-ms": this.nextRunAtMs, "--priority": this.priority, "--idempotency-key": this.idempotencyKey, "--label": this.label, "--max-attempts": this.maxAttempts, "--max-total-runtime-ms": this.maxTotalRuntimeMs, "--max-turns": this.maxTurns, "--max-run-timeout-seconds": this.maxRunTimeoutSeconds };
-    const given = Object.entries(flags).filter(([, v]) => v !== undefined).map(([k]) => k);
+    const flags = {
+      "--payload": this.payload,
+      "--next-run-at-ms": this.nextRunAtMs,
+      "--priority": this.priority,
+      "--idempotency-key": this.idempotencyKey,
+      "--label": this.label,
+      "--max-attempts": this.maxAttempts,
+      "--max-total-runtime-ms": this.maxTotalRuntimeMs,
+      "--max-turns": this.maxTurns,
+      "--max-run-timeout-seconds": this.maxRunTimeoutSeconds,
+    };
+    const given = Object.entries(flags)
+      .filter(([, v]) => v !== undefined)
+      .map(([k]) => k);
     if (given.length > 0) throw new CliUsageError(`--from-file takes each task's fields from the file: leave out ${given.join(", ")}`);
     const source = file === "-" ? "stdin" : file;
     const tasks = parseTaskLines(await this.readInput(file), source);
@@ -89,7 +104,8 @@ export class TaskCreateCommand extends PolicyTaskCommand {
       { created, existing, ids },
       {
         json: this.json,
-        human: () => `Created ${created} task${created === 1 ? "" : "s"}${existing > 0 ? `; ${existing} existed already with the same idempotency key` : ""}.\n`,
+        human: () =>
+          `Created ${created} task${created === 1 ? "" : "s"}${existing > 0 ? `; ${existing} existed already with the same idempotency key` : ""}.\n`,
       },
     );
     return 0;

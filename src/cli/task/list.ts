@@ -25,15 +25,31 @@ export class TaskListCommand extends TaskCommand {
     const limit = parseUint(this.limit, "--limit", 1000);
     const labels = parseLabels(this.label);
     const res = await this.call((c) => c.listTasks({ states, ...(limit !== undefined ? { limit } : {}), pageToken: this.pageToken ?? "", labels }));
-    this.print({ tasks: res.tasks.map(taskJson), total: res.total, ...(res.nextPageToken ? { nextPageToken: res.nextPageToken } : {}) }, {
-      json: this.json,
-      human: () => {
-        if (res.tasks.length === 0) return [res.total === 0 ? "No tasks." : `${res.total === 1 ? "1 task matches" : `${res.total} tasks match`}; none on this page.`];
-        const rows = res.tasks.map((t) => [t.id, taskStateNames.name(t.state) ?? "?", String(t.attempts), new Date(Number(t.updatedAtMs)).toISOString(), stripTerminalUnsafe(payloadSummary(t)).slice(0, 40), stripTerminalUnsafe(t.lastError ?? "").slice(0, 60)]);
-        const [header, ...lines] = columns([["ID", "STATE", "ATT", "UPDATED", "PAYLOAD", "LAST ERROR"], ...rows]);
-        return [this.painter().bold(header!), ...lines, "", `${res.tasks.length} of ${res.total} shown${res.nextPageToken ? `; next page: --page-token ${res.nextPageToken}` : ""}`];
+    this.print(
+      { tasks: res.tasks.map(taskJson), total: res.total, ...(res.nextPageToken ? { nextPageToken: res.nextPageToken } : {}) },
+      {
+        json: this.json,
+        human: () => {
+          if (res.tasks.length === 0)
+            return [res.total === 0 ? "No tasks." : `${res.total === 1 ? "1 task matches" : `${res.total} tasks match`}; none on this page.`];
+          const rows = res.tasks.map((t) => [
+            t.id,
+            taskStateNames.name(t.state) ?? "?",
+            String(t.attempts),
+            new Date(Number(t.updatedAtMs)).toISOString(),
+            stripTerminalUnsafe(payloadSummary(t)).slice(0, 40),
+            stripTerminalUnsafe(t.lastError ?? "").slice(0, 60),
+          ]);
+          const [header, ...lines] = columns([["ID", "STATE", "ATT", "UPDATED", "PAYLOAD", "LAST ERROR"], ...rows]);
+          return [
+            this.painter().bold(header!),
+            ...lines,
+            "",
+            `${res.tasks.length} of ${res.total} shown${res.nextPageToken ? `; next page: --page-token ${res.nextPageToken}` : ""}`,
+          ];
+        },
       },
-    });
+    );
     return 0;
   }
 }

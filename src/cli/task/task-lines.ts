@@ -29,11 +29,11 @@ export function parseTaskLines(text: string, source: string): TaskLine[] {
     } catch (err) {
       fail(`invalid JSON: ${(err as Error).message}`);
     }
-    if (typeof value !== "object" || value === null || Array.isArray(value)) fail("expected a JSON object like {\"payload\":{\"kind\":\"systemEvent\",\"text\":\"hi\"}}");
+    if (typeof value !== "object" || value === null || Array.isArray(value)) fail('expected a JSON object like {"payload":{"kind":"systemEvent","text":"hi"}}');
     const o = value as Record<string, unknown>;
     const unknown = Object.keys(o).filter((k) => !KEYS.includes(k));
     if (unknown.length > 0) fail(`unknown field '${unknown[0]}' (known: ${KEYS.join(", ")})`);
-    if (o.payload === undefined) fail("missing \"payload\"");
+    if (o.payload === undefined) fail('missing "payload"');
     const task: TaskLine = { payload: withLine(i, source, () => parsePayloadValue(o.payload, "payload")) };
     if (o.policy !== undefined) {
       try {
@@ -43,12 +43,14 @@ export function parseTaskLines(text: string, source: string): TaskLine[] {
       }
     }
     if (o.priority !== undefined) {
-      if (!Number.isInteger(o.priority) || (o.priority as number) < -2_147_483_648 || (o.priority as number) > 2_147_483_647) fail("priority must be an integer from -2147483648 to 2147483647");
+      if (!Number.isInteger(o.priority) || (o.priority as number) < -2_147_483_648 || (o.priority as number) > 2_147_483_647)
+        fail("priority must be an integer from -2147483648 to 2147483647");
       task.priority = o.priority as number;
     }
     if (o.labels !== undefined) {
       const labels = o.labels;
-      if (typeof labels !== "object" || labels === null || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== "string")) fail("labels must be an object of strings, like {\"team\":\"ops\"}");
+      if (typeof labels !== "object" || labels === null || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== "string"))
+        fail('labels must be an object of strings, like {"team":"ops"}');
       task.labels = labels as Record<string, string>;
     }
     if (o.idempotencyKey !== undefined) {

@@ -31,8 +31,18 @@ export class TaskUpdateCommand extends PolicyTaskCommand {
       if (!/^-?\d+$/.test(this.priority)) throw new CliUsageError(`--priority must be an integer (got '${this.priority}')`);
       priority = Number(this.priority);
     }
-    if (!payload && !policy && this.reason === undefined && priority === undefined && next === undefined && Object.keys(setLabels).length === 0 && !this.removeLabel?.length) {
-      throw new CliUsageError("task update requires at least one of: --payload, --max-attempts, --max-total-runtime-ms, --max-turns, --max-run-timeout-seconds, --reason, --priority, --next-run-at-ms, --label, --remove-label");
+    if (
+      !payload &&
+      !policy &&
+      this.reason === undefined &&
+      priority === undefined &&
+      next === undefined &&
+      Object.keys(setLabels).length === 0 &&
+      !this.removeLabel?.length
+    ) {
+      throw new CliUsageError(
+        "task update requires at least one of: --payload, --max-attempts, --max-total-runtime-ms, --max-turns, --max-run-timeout-seconds, --reason, --priority, --next-run-at-ms, --label, --remove-label",
+      );
     }
     const res = await this.call((c) =>
       c.updateTask({

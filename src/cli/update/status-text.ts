@@ -67,7 +67,8 @@ function transactionLines(s: GetUpdateStatusResponse): string[] {
   else if (tx) {
     const state = nameOf(transactionStateNames, tx.state);
     // A failed transaction's phase is `failed`: say what it was doing instead, once.
-    const where = tx.state === UpdateTransactionState.FAILED ? (tx.failedPhase ? ` while ${failedWhile(tx.failedPhase)}` : "") : `, phase ${phaseName(tx.phase)}`;
+    const where =
+      tx.state === UpdateTransactionState.FAILED ? (tx.failedPhase ? ` while ${failedWhile(tx.failedPhase)}` : "") : `, phase ${phaseName(tx.phase)}`;
     lines.push(`Transaction:       v${tx.version} ${state}${where}, attempt ${tx.attempt}/${tx.maxAttempts}`);
     // After the last attempt the error itself says it gave up; "not retryable" is for errors that never are.
     const gaveUp = tx.attempt >= tx.maxAttempts;
@@ -80,7 +81,9 @@ function transactionLines(s: GetUpdateStatusResponse): string[] {
   const m = s.rollbackMarker;
   if (s.rollbackMarkerError) lines.push(`Rollback marker:   UNREADABLE: ${s.rollbackMarkerError}`);
   else if (m) {
-    lines.push(`Rollback marker:   ${nameOf(rollbackStateNames, m.state)} (v${m.fromVersion} -> v${m.toVersion}, applied ${new Date(Number(m.appliedAtMs)).toISOString()})`);
+    lines.push(
+      `Rollback marker:   ${nameOf(rollbackStateNames, m.state)} (v${m.fromVersion} -> v${m.toVersion}, applied ${new Date(Number(m.appliedAtMs)).toISOString()})`,
+    );
     if (m.reason) lines.push(`  Reason:          ${stripTerminalUnsafe(m.reason)}`);
     if (m.backupPath) lines.push(`  Pre-update backup: ${m.backupPath}`);
   }

@@ -118,7 +118,11 @@ export class UpdateCommand extends ClientCommand {
       );
     }, 1000);
     try {
-      return await client.checkForUpdate({ channel: this.channel ?? "", ...(this.version !== undefined ? { version: this.version } : {}), allowDowngrade: this.allowDowngrade });
+      return await client.checkForUpdate({
+        channel: this.channel ?? "",
+        ...(this.version !== undefined ? { version: this.version } : {}),
+        allowDowngrade: this.allowDowngrade,
+      });
     } finally {
       clearTimeout(slow);
     }
@@ -182,12 +186,18 @@ export class UpdateCommand extends ClientCommand {
     if (!install.managed) throw new CliFailure(`the server is not running and self-update does not apply here: ${install.reason}`);
     const paths = statePaths(this.resolveStateDir(this.stateDir));
     const owner = await lockOwner(paths.root);
-    if (owner !== undefined) throw new CliFailure(`a server (pid ${owner}) holds ${paths.root} but did not answer on this port; pass its --port, or stop it first`);
-    const r = await new UpdateLock(paths.updatesDir).run(() => rollbackInstall(install.installDir, paths.updatesDir, this.version, this.reason)).catch((err: Error) => {
-      throw new CliFailure(err.message);
-    });
+    if (owner !== undefined)
+      throw new CliFailure(`a server (pid ${owner}) holds ${paths.root} but did not answer on this port; pass its --port, or stop it first`);
+    const r = await new UpdateLock(paths.updatesDir)
+      .run(() => rollbackInstall(install.installDir, paths.updatesDir, this.version, this.reason))
+      .catch((err: Error) => {
+        throw new CliFailure(err.message);
+      });
     if (this.json) this.printJson({ fromVersion: r.from, toVersion: r.to, restartNeeded: true, restarting: false, offline: true });
-    else this.context.stdout.write(`The server is not running; rolled back the install in ${install.installDir}: current is now v${r.to} (was v${r.from}).\nStart cara to run v${r.to}.\n`);
+    else
+      this.context.stdout.write(
+        `The server is not running; rolled back the install in ${install.installDir}: current is now v${r.to} (was v${r.from}).\nStart cara to run v${r.to}.\n`,
+      );
     return 0;
   }
 
@@ -226,7 +236,13 @@ export class UpdateCommand extends ClientCommand {
       if (prev) s.previousVersion = prev;
     } else s.unmanagedReason = install.reason;
     if (this.json) {
-      const { currentVersion: _running, trustedRootOrigin: _origin, trustedRootPath: _path, trustRefresh: _refresh, ...local } = messageToCliJson(GetUpdateStatusResponseSchema, s) as Record<string, unknown>;
+      const {
+        currentVersion: _running,
+        trustedRootOrigin: _origin,
+        trustedRootPath: _path,
+        trustRefresh: _refresh,
+        ...local
+      } = messageToCliJson(GetUpdateStatusResponseSchema, s) as Record<string, unknown>;
       this.printJson({ serverRunning: false, updatesDir, ...local });
     } else {
       this.context.stderr.write(`(no server answers at ${down}: reading the update state here)\n`);
@@ -248,7 +264,12 @@ export class UpdateCommand extends ClientCommand {
       else throw err;
     }
     if (this.json) this.printJson({ reset: aside !== undefined, ...(aside ? { movedTo: aside } : {}) });
-    else this.context.stdout.write(aside ? `Moved the update transaction aside to ${aside}; the next \`cara update\` starts fresh.\n` : "There is no update transaction; nothing to reset.\n");
+    else
+      this.context.stdout.write(
+        aside
+          ? `Moved the update transaction aside to ${aside}; the next \`cara update\` starts fresh.\n`
+          : "There is no update transaction; nothing to reset.\n",
+      );
     return 0;
   }
 
@@ -256,7 +277,8 @@ export class UpdateCommand extends ClientCommand {
     const out = this.context.stdout;
     const status = await client.getUpdateStatus({});
     if (!status.managed) throw new CliFailure(`self-update does not apply to this installation: ${status.unmanagedReason ?? "not a managed install"}`);
-    const resuming = status.resumePending && status.transaction && (this.version === undefined || this.version.replace(/^v/, "") === status.transaction.version);
+    const resuming =
+      status.resumePending && status.transaction && (this.version === undefined || this.version.replace(/^v/, "") === status.transaction.version);
     let from = status.currentVersion;
     let to: string;
     if (resuming) {
@@ -295,7 +317,10 @@ export class UpdateCommand extends ClientCommand {
     let phaseLine = false;
     const stop = this.interruption();
     try {
-      for await (const msg of client.startUpdate({ version: to, channel: this.channel ?? "", allowDowngrade: this.allowDowngrade, restart: this.restart, yes: true }, { signal: stop.signal })) {
+      for await (const msg of client.startUpdate(
+        { version: to, channel: this.channel ?? "", allowDowngrade: this.allowDowngrade, restart: this.restart, yes: true },
+        { signal: stop.signal },
+      )) {
         if (msg.result) result = msg.result;
         if (this.json) continue;
         const bytesShown = msg.bytesTotal > 0n && msg.phase === UpdatePhase.DOWNLOADING;

@@ -21,7 +21,10 @@ export class UpdateVerifyCommand extends CaraCommand {
         "Verify a downloaded release",
         "cara update verify carapace-0.9.1.tar.gz --bundle carapace-0.9.1.tar.gz.bundle --certificate-identity https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/tags/v0.9.1 --certificate-oidc-issuer https://token.actions.githubusercontent.com",
       ],
-      ["Verify by digest, any v* tag of the workflow", "cara update verify sha256:acc4... --bundle SHA256SUMS.txt.bundle --certificate-identity-regexp 'https://github\\.com/OWNER/REPO/\\.github/workflows/release\\.yml@refs/tags/v.*' --certificate-oidc-issuer https://token.actions.githubusercontent.com"],
+      [
+        "Verify by digest, any v* tag of the workflow",
+        "cara update verify sha256:acc4... --bundle SHA256SUMS.txt.bundle --certificate-identity-regexp 'https://github\\.com/OWNER/REPO/\\.github/workflows/release\\.yml@refs/tags/v.*' --certificate-oidc-issuer https://token.actions.githubusercontent.com",
+      ],
     ],
   });
 
@@ -74,7 +77,10 @@ export class UpdateVerifyCommand extends CaraCommand {
       }
       return 0;
     } catch (err) {
-      if (this.json) this.printJson(jsonError(`verification failed: ${(err as Error).message}`, { code: "failed", details: { reason: "VERIFICATION_FAILED", metadata: { digest } } }));
+      if (this.json)
+        this.printJson(
+          jsonError(`verification failed: ${(err as Error).message}`, { code: "failed", details: { reason: "VERIFICATION_FAILED", metadata: { digest } } }),
+        );
       else this.context.stderr.write(`Verification failed: ${(err as Error).message}\n`);
       return 1;
     }

@@ -1,5 +1,10 @@
 import { useRef, useState } from "preact/hooks";
-import { BackupProblemKindSchema, type BackupEntry, type InspectBackupResponse, type RestoreBackupResponse } from "../../../gen/carapace/backup/v1/backup_pb.js";
+import {
+  BackupProblemKindSchema,
+  type BackupEntry,
+  type InspectBackupResponse,
+  type RestoreBackupResponse,
+} from "../../../gen/carapace/backup/v1/backup_pb.js";
 import { backups, unary } from "../api.js";
 import { DownloadCancelled, downloadBackup, type DownloadState } from "../backup-download.js";
 import { uploadArchive } from "../backup-upload.js";
@@ -55,7 +60,17 @@ export function BackupsPage() {
                   {b.origin} · {dateTime(tsMs(b.createdAt))} ({relative(tsMs(b.createdAt), now)}) · {bytes(b.sizeBytes)}
                   {b.caraVersion ? ` · cara ${b.caraVersion}` : ""}
                 </span>
-                <div>{b.error ? <Badge tone="fail">unreadable: {b.error}</Badge> : b.sections.map((s) => <Badge key={s} tone="muted">{s}</Badge>)}</div>
+                <div>
+                  {b.error ? (
+                    <Badge tone="fail">unreadable: {b.error}</Badge>
+                  ) : (
+                    b.sections.map((s) => (
+                      <Badge key={s} tone="muted">
+                        {s}
+                      </Badge>
+                    ))
+                  )}
+                </div>
               </div>
               <div class="actions">
                 <button type="button" onClick={() => open({ kind: "verify", name: b.name })}>
@@ -99,12 +114,18 @@ function CreateAndDownload({ onDone }: { onDone: () => void }) {
   };
   return (
     <Section title="Create a backup" id="create-backup">
-      <p class="muted">A consistent snapshot of the state, taken while the server runs, saved by this browser. The token and server secret are never included.</p>
+      <p class="muted">
+        A consistent snapshot of the state, taken while the server runs, saved by this browser. The token and server secret are never included.
+      </p>
       <fieldset class="inline-checks">
         <legend>Sections (none ticked = all present)</legend>
         {SECTIONS.map((s) => (
           <label key={s} class="check-label">
-            <input type="checkbox" checked={chosen.includes(s)} onChange={(e) => setChosen((e.target as HTMLInputElement).checked ? [...chosen, s] : chosen.filter((x) => x !== s))} />
+            <input
+              type="checkbox"
+              checked={chosen.includes(s)}
+              onChange={(e) => setChosen((e.target as HTMLInputElement).checked ? [...chosen, s] : chosen.filter((x) => x !== s))}
+            />
             {s}
           </label>
         ))}
@@ -118,7 +139,8 @@ function CreateAndDownload({ onDone }: { onDone: () => void }) {
         {state && (
           <>
             <p>
-              {state.phase === "snapshot" ? "Taking the snapshot…" : state.phase === "streaming" ? "Receiving" : "Saved"} <code class="break">{state.name}</code>:{" "}
+              {state.phase === "snapshot" ? "Taking the snapshot…" : state.phase === "streaming" ? "Receiving" : "Saved"}{" "}
+              <code class="break">{state.name}</code>:{" "}
               <span class="num" data-testid="download-bytes">
                 {bytes(state.bytes)}
               </span>
@@ -126,8 +148,11 @@ function CreateAndDownload({ onDone }: { onDone: () => void }) {
             </p>
             {state.phase === "done" && (
               <p class="muted">
-                {state.via === "file" ? "Written straight to the file you chose." : "Handed to the browser's downloads."} SHA-256 <code class="break" data-testid="download-sha256">{state.sha256}</code>. Check it with{" "}
-                <code>cara backup verify {state.name}</code>.
+                {state.via === "file" ? "Written straight to the file you chose." : "Handed to the browser's downloads."} SHA-256{" "}
+                <code class="break" data-testid="download-sha256">
+                  {state.sha256}
+                </code>
+                . Check it with <code>cara backup verify {state.name}</code>.
               </p>
             )}
             {state.excluded.length > 0 && state.phase === "done" && (
@@ -176,8 +201,8 @@ function UploadArchive({ onUploaded }: { onUploaded: (name: string) => void }) {
   return (
     <Section title="Verify or restore an archive from this computer" id="upload-backup">
       <p class="muted">
-        The archive is uploaded into the server's backups directory (as <code>upload-…tar.gz</code>) in 1 MiB pieces, then verified there: marker, manifest, every SHA-256 and the HMAC, as{" "}
-        <code>cara backup verify</code> does. From the list you can then restore it.
+        The archive is uploaded into the server's backups directory (as <code>upload-…tar.gz</code>) in 1 MiB pieces, then verified there: marker, manifest,
+        every SHA-256 and the HMAC, as <code>cara backup verify</code> does. From the list you can then restore it.
       </p>
       <label>
         Archive
@@ -212,7 +237,10 @@ function Verification({ res }: { res: InspectBackupResponse }) {
       {v?.ok ? (
         <Notice tone="ok" title="Verified: the archive is complete and was made by this deployment." />
       ) : (
-        <Notice tone="fail" title={`Not valid: ${v?.problems.length ?? 0} problem${v?.problems.length === 1 ? "" : "s"}${v?.problemsTruncated ? " (more not shown)" : ""}`}>
+        <Notice
+          tone="fail"
+          title={`Not valid: ${v?.problems.length ?? 0} problem${v?.problems.length === 1 ? "" : "s"}${v?.problemsTruncated ? " (more not shown)" : ""}`}
+        >
           <ul class="problems">
             {v?.problems.map((p, i) => (
               <li key={i}>
@@ -264,52 +292,54 @@ function VerifyPanel({ name, onClose }: { name: string; onClose: () => void }) {
 function DiffView({ res }: { res: RestoreBackupResponse }) {
   return (
     <>
-    <p class="table-title" id="diff-title">What the restore would change (dry run: nothing was changed yet)</p>
-    <div class="table-wrap">
-    <table class="diff" aria-labelledby="diff-title">
-      <thead>
-        <tr>
-          <th scope="col">Section</th>
-          <th scope="col">Added</th>
-          <th scope="col">Changed</th>
-          <th scope="col">Removed</th>
-          <th scope="col">Same</th>
-        </tr>
-      </thead>
-      <tbody>
-        {res.diffs.map((d) => (
-          <tr key={d.section} data-section={d.section}>
-            <th scope="row">
-              {d.section}
-              {d.addedCount + d.changedCount + d.removedCount > 0 && (
-                <details>
-                  <summary>paths</summary>
-                  <ul class="paths">
-                    {d.added.map((p) => (
-                      <li key={`a${p}`}>+ {p}</li>
-                    ))}
-                    {d.changed.map((p) => (
-                      <li key={`c${p}`}>~ {p}</li>
-                    ))}
-                    {d.removed.map((p) => (
-                      <li key={`r${p}`}>− {p}</li>
-                    ))}
-                    {d.truncated && <li>… (lists cut at 1000)</li>}
-                  </ul>
-                </details>
-              )}
-            </th>
-            <td class="num">{d.addedCount}</td>
-            <td class="num">{d.changedCount}</td>
-            <td class="num">{d.removedCount}</td>
-            <td class="num">{d.unchangedCount}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
-    </div>
-    {res.tasks && <TaskChanges changes={res.tasks} />}
-    {res.config && <ConfigChanges changes={res.config} />}
+      <p class="table-title" id="diff-title">
+        What the restore would change (dry run: nothing was changed yet)
+      </p>
+      <div class="table-wrap">
+        <table class="diff" aria-labelledby="diff-title">
+          <thead>
+            <tr>
+              <th scope="col">Section</th>
+              <th scope="col">Added</th>
+              <th scope="col">Changed</th>
+              <th scope="col">Removed</th>
+              <th scope="col">Same</th>
+            </tr>
+          </thead>
+          <tbody>
+            {res.diffs.map((d) => (
+              <tr key={d.section} data-section={d.section}>
+                <th scope="row">
+                  {d.section}
+                  {d.addedCount + d.changedCount + d.removedCount > 0 && (
+                    <details>
+                      <summary>paths</summary>
+                      <ul class="paths">
+                        {d.added.map((p) => (
+                          <li key={`a${p}`}>+ {p}</li>
+                        ))}
+                        {d.changed.map((p) => (
+                          <li key={`c${p}`}>~ {p}</li>
+                        ))}
+                        {d.removed.map((p) => (
+                          <li key={`r${p}`}>− {p}</li>
+                        ))}
+                        {d.truncated && <li>… (lists cut at 1000)</li>}
+                      </ul>
+                    </details>
+                  )}
+                </th>
+                <td class="num">{d.addedCount}</td>
+                <td class="num">{d.changedCount}</td>
+                <td class="num">{d.removedCount}</td>
+                <td class="num">{d.unchangedCount}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {res.tasks && <TaskChanges changes={res.tasks} />}
+      {res.config && <ConfigChanges changes={res.config} />}
     </>
   );
 }
@@ -430,7 +460,11 @@ function RestorePanel({ entry, onDone, onClose }: { entry: BackupEntry; onDone: 
             <legend>Sections to restore (each becomes exactly the backup's; the others are left alone)</legend>
             {entry.sections.map((s) => (
               <label key={s} class="check-label">
-                <input type="checkbox" checked={sections.includes(s)} onChange={(e) => change(() => setSections((e.target as HTMLInputElement).checked ? [...sections, s] : sections.filter((x) => x !== s)))} />
+                <input
+                  type="checkbox"
+                  checked={sections.includes(s)}
+                  onChange={(e) => change(() => setSections((e.target as HTMLInputElement).checked ? [...sections, s] : sections.filter((x) => x !== s)))}
+                />
                 {s}
               </label>
             ))}

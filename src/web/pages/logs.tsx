@@ -131,7 +131,16 @@ export function LogsPage() {
             if (res.event.case === "entry") {
               const e = res.event.value;
               lastSeq.current = e.seq;
-              push({ kind: "entry", key: `s${e.seq}`, seq: e.seq, time: tsMs(e.time) ?? 0, level: e.level, component: e.component, message: e.message, fields: e.fields });
+              push({
+                kind: "entry",
+                key: `s${e.seq}`,
+                seq: e.seq,
+                time: tsMs(e.time) ?? 0,
+                level: e.level,
+                component: e.component,
+                message: e.message,
+                fields: e.fields,
+              });
             } else if (res.event.case === "dropped") {
               dropped.current += res.event.value;
               push({ kind: "dropped", key: `d${lastSeq.current ?? 0n}-${dropped.current}`, count: res.event.value });
@@ -261,7 +270,12 @@ export function LogsPage() {
       <ProblemLine problem={problem} />
       <p class="muted log-meta">
         <span class="num">{all.length}</span> lines kept (at most {capacity.current}, like the server's ring)
-        {dropped.current > 0n && <> · <span class="num">{String(dropped.current)}</span> dropped by the server for this page</>}
+        {dropped.current > 0n && (
+          <>
+            {" "}
+            · <span class="num">{String(dropped.current)}</span> dropped by the server for this page
+          </>
+        )}
       </p>
       <div class="log-frame">
         <div
@@ -279,13 +293,31 @@ export function LogsPage() {
               const top = `${(first + i) * ROW_PX}px`;
               if (l.kind === "dropped") {
                 return (
-                  <div key={l.key} id={`log-${l.key}`} class={`log-row dropped ${selected === l.key ? "selected" : ""}`} style={{ top }} role="option" aria-selected={selected === l.key} onClick={() => setSelected(l.key)}>
+                  // biome-ignore lint/a11y/useKeyWithClickEvents lint/a11y/useFocusableInteractive: an option of the listbox, which takes the focus and the keys (aria-activedescendant)
+                  <div
+                    key={l.key}
+                    id={`log-${l.key}`}
+                    class={`log-row dropped ${selected === l.key ? "selected" : ""}`}
+                    style={{ top }}
+                    role="option"
+                    aria-selected={selected === l.key}
+                    onClick={() => setSelected(l.key)}
+                  >
                     — {String(l.count)} lines dropped (this page read too slowly) —
                   </div>
                 );
               }
               return (
-                <div key={l.key} id={`log-${l.key}`} class={`log-row ${selected === l.key ? "selected" : ""}`} style={{ top }} role="option" aria-selected={selected === l.key} onClick={() => setSelected(l.key)}>
+                // biome-ignore lint/a11y/useKeyWithClickEvents lint/a11y/useFocusableInteractive: an option of the listbox, which takes the focus and the keys (aria-activedescendant)
+                <div
+                  key={l.key}
+                  id={`log-${l.key}`}
+                  class={`log-row ${selected === l.key ? "selected" : ""}`}
+                  style={{ top }}
+                  role="option"
+                  aria-selected={selected === l.key}
+                  onClick={() => setSelected(l.key)}
+                >
                   <span class="log-time">{clock(l.time)}</span>
                   <span class={`log-level ${LEVEL_TONE[l.level] ?? "muted"}`}>{levelName(l.level)}</span>
                   <span class="log-comp">{l.component}</span>
@@ -318,8 +350,8 @@ export function LogsPage() {
             {selectedLine.kind === "entry" ? (
               <>
                 <p>
-                  <Badge tone={LEVEL_TONE[selectedLine.level] ?? "muted"}>{levelName(selectedLine.level)}</Badge> <span class="num">{new Date(selectedLine.time).toISOString()}</span> · {selectedLine.component} · seq{" "}
-                  {String(selectedLine.seq)}
+                  <Badge tone={LEVEL_TONE[selectedLine.level] ?? "muted"}>{levelName(selectedLine.level)}</Badge>{" "}
+                  <span class="num">{new Date(selectedLine.time).toISOString()}</span> · {selectedLine.component} · seq {String(selectedLine.seq)}
                 </p>
                 <pre class="wrap">{selectedLine.message}</pre>
                 {selectedLine.fields && Object.keys(selectedLine.fields).length > 0 && <pre class="wrap">{JSON.stringify(selectedLine.fields, null, 2)}</pre>}

@@ -54,7 +54,10 @@ export function DoctorPanel() {
         </button>
       }
     >
-      <p class="muted">The first-response checklist (<code>cara doctor</code>): server, token, configuration, the first failing component in the logs, stores, update, backups. Each step says what to do next.</p>
+      <p class="muted">
+        The first-response checklist (<code>cara doctor</code>): server, token, configuration, the first failing component in the logs, stores, update, backups.
+        Each step says what to do next.
+      </p>
       <ProblemLine problem={problem} />
       {result && verdict && (
         <>
@@ -149,7 +152,10 @@ export function BugreportPanel() {
         </button>
       }
     >
-      <p class="muted">What an issue needs in one .tar.gz (<code>cara bugreport</code>): the doctor report, status, recent logs, the configuration and versions, with every secret redacted.</p>
+      <p class="muted">
+        What an issue needs in one .tar.gz (<code>cara bugreport</code>): the doctor report, status, recent logs, the configuration and versions, with every
+        secret redacted.
+      </p>
       <label class="check-label">
         <input type="checkbox" checked={includePayloads} onChange={(e) => setIncludePayloads((e.target as HTMLInputElement).checked)} />
         Include task payloads (redacted)

@@ -16,7 +16,8 @@ export function verdict(s: GetStatusResponse): [Tone, string] {
   const warns = s.checks.filter((c) => c.status === CheckStatus.WARN).length;
   const fails = s.checks.filter((c) => c.status === CheckStatus.FAIL).length;
   const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
-  if (fails > 0 || s.shuttingDown) return ["fail", `FAILING (${fails} failing${warns ? `, ${plural(warns, "warning")}` : ""})${s.shuttingDown ? ", shutting down" : ""}`];
+  if (fails > 0 || s.shuttingDown)
+    return ["fail", `FAILING (${fails} failing${warns ? `, ${plural(warns, "warning")}` : ""})${s.shuttingDown ? ", shutting down" : ""}`];
   if (warns > 0) return ["warn", `DEGRADED (${plural(warns, "warning")})`];
   return ["ok", "HEALTHY"];
 }
@@ -42,8 +43,9 @@ export function OverviewPage() {
         <>
           {secretWarning && (
             <Notice tone="warn" title="Set CARAPACE_SERVER_SECRET in production">
-              This server uses a secret it generated into its state dir. Backup manifests and other integrity tags are keyed from it, and backups leave it out: a rebuilt deployment with a new secret cannot verify its old backups. Generate one with{" "}
-              <code>openssl rand -base64 48</code>, set it in the server's environment and restart.
+              This server uses a secret it generated into its state dir. Backup manifests and other integrity tags are keyed from it, and backups leave it out:
+              a rebuilt deployment with a new secret cannot verify its old backups. Generate one with <code>openssl rand -base64 48</code>, set it in the
+              server's environment and restart.
             </Notice>
           )}
           <div class="verdict" data-testid="verdict">
@@ -74,8 +76,16 @@ export function OverviewPage() {
                   ["Listening", `${s.bind}:${s.port} (${s.tls ? "TLS" : "plaintext"})`],
                   ["Started", dateTime(tsMs(s.startedAt))],
                   ["State dir", <code>{s.stateDir}</code>],
-                  ["Auth", `bearer token from ${s.authMode === AuthMode.TOKEN_ENV ? "CARAPACE_GATEWAY_TOKEN" : "<state>/auth/token"}; server secret ${s.secretSource === SecretSource.ENV ? "from CARAPACE_SERVER_SECRET" : "generated (<state>/auth/server-secret)"}`],
-                  ["Process", s.diagnostics ? `${bytes(s.diagnostics.memoryRssBytes)} RSS, ${s.diagnostics.openFds} open files, ${bytes(s.diagnostics.diskFreeBytes)} disk free` : "—"],
+                  [
+                    "Auth",
+                    `bearer token from ${s.authMode === AuthMode.TOKEN_ENV ? "CARAPACE_GATEWAY_TOKEN" : "<state>/auth/token"}; server secret ${s.secretSource === SecretSource.ENV ? "from CARAPACE_SERVER_SECRET" : "generated (<state>/auth/server-secret)"}`,
+                  ],
+                  [
+                    "Process",
+                    s.diagnostics
+                      ? `${bytes(s.diagnostics.memoryRssBytes)} RSS, ${s.diagnostics.openFds} open files, ${bytes(s.diagnostics.diskFreeBytes)} disk free`
+                      : "—",
+                  ],
                 ]}
               />
             </Section>
@@ -85,15 +95,32 @@ export function OverviewPage() {
                   [
                     "Tasks",
                     s.tasks
-                      ? `${s.tasks.total} stored (${Object.entries(s.tasks.countsByState)
-                          .filter(([, n]) => n > 0)
-                          .map(([k, n]) => `${n} ${k}`)
-                          .join(", ") || "none"}), worker ${s.tasks.workerAlive ? `${s.tasks.workerSlotsBusy}/${s.tasks.workerSlotsTotal} busy` : "stopped"}`
+                      ? `${s.tasks.total} stored (${
+                          Object.entries(s.tasks.countsByState)
+                            .filter(([, n]) => n > 0)
+                            .map(([k, n]) => `${n} ${k}`)
+                            .join(", ") || "none"
+                        }), worker ${s.tasks.workerAlive ? `${s.tasks.workerSlotsBusy}/${s.tasks.workerSlotsTotal} busy` : "stopped"}`
                       : "—",
                   ],
-                  ["Logs", s.logs ? `${s.logs.ringEntries} of ${s.logs.ringCapacity} kept in memory${s.logs.filePath ? `; file ${s.logs.filePath} (${bytes(s.logs.fileSizeBytes)})` : ""}` : "—"],
-                  ["Backup", s.backup?.lastBackupAt ? `last ${dateTime(tsMs(s.backup.lastBackupAt))} (${duration(Number(s.backup.lastBackupAgeSeconds))} ago), ${s.backup.archiveCount} archives` : `none yet, ${s.backup?.archiveCount ?? 0} archives`],
-                  ["Update", s.update ? `${s.update.managed ? "managed install" : "not managed"}${s.update.transactionState ? `; transaction ${s.update.transactionState} (${s.update.transactionPhase})` : ""}${s.update.rollbackState ? `; rollback marker ${s.update.rollbackState}` : ""}` : "—"],
+                  [
+                    "Logs",
+                    s.logs
+                      ? `${s.logs.ringEntries} of ${s.logs.ringCapacity} kept in memory${s.logs.filePath ? `; file ${s.logs.filePath} (${bytes(s.logs.fileSizeBytes)})` : ""}`
+                      : "—",
+                  ],
+                  [
+                    "Backup",
+                    s.backup?.lastBackupAt
+                      ? `last ${dateTime(tsMs(s.backup.lastBackupAt))} (${duration(Number(s.backup.lastBackupAgeSeconds))} ago), ${s.backup.archiveCount} archives`
+                      : `none yet, ${s.backup?.archiveCount ?? 0} archives`,
+                  ],
+                  [
+                    "Update",
+                    s.update
+                      ? `${s.update.managed ? "managed install" : "not managed"}${s.update.transactionState ? `; transaction ${s.update.transactionState} (${s.update.transactionPhase})` : ""}${s.update.rollbackState ? `; rollback marker ${s.update.rollbackState}` : ""}`
+                      : "—",
+                  ],
                 ]}
               />
             </Section>

@@ -27,7 +27,11 @@ function LastRun({ run, now }: { run: ScheduleRun | undefined; now: number }) {
           <a href={`/console/tasks/${run.taskId}`} onClick={onLinkClick} data-testid="schedule-last-task">
             task {run.taskId.slice(0, 8)}
           </a>{" "}
-          {run.taskState !== undefined ? <Badge tone={STATE_TONE[run.taskState] ?? "muted"}>{stateName(run.taskState)}</Badge> : <span class="muted">(removed)</span>}
+          {run.taskState !== undefined ? (
+            <Badge tone={STATE_TONE[run.taskState] ?? "muted"}>{stateName(run.taskState)}</Badge>
+          ) : (
+            <span class="muted">(removed)</span>
+          )}
         </>
       )}
       {run.error && <span class="muted"> {run.error}</span>}
@@ -35,7 +39,17 @@ function LastRun({ run, now }: { run: ScheduleRun | undefined; now: number }) {
   );
 }
 
-function ScheduleRow({ s, now, busy, act }: { s: Schedule; now: number; busy: string | undefined; act: (key: string, call: () => Promise<string | undefined>) => void }) {
+function ScheduleRow({
+  s,
+  now,
+  busy,
+  act,
+}: {
+  s: Schedule;
+  now: number;
+  busy: string | undefined;
+  act: (key: string, call: () => Promise<string | undefined>) => void;
+}) {
   const next = s.nextDueMs[0];
   const key = (verb: string) => `${verb}:${s.id}`;
   return (
@@ -50,7 +64,12 @@ function ScheduleRow({ s, now, busy, act }: { s: Schedule; now: number; busy: st
       </div>
       <div class="schedule-facts">
         <span data-testid="schedule-next">
-          Next due: {next !== undefined ? <span title={dateTime(next)}>{`${dateTime(next)} (${relative(next, now)})`}</span> : <span class="muted">{s.enabled ? "none" : "paused"}</span>}
+          Next due:{" "}
+          {next !== undefined ? (
+            <span title={dateTime(next)}>{`${dateTime(next)} (${relative(next, now)})`}</span>
+          ) : (
+            <span class="muted">{s.enabled ? "none" : "paused"}</span>
+          )}
         </span>
         <span>
           Last run: <LastRun run={s.lastRun} now={now} />
@@ -63,11 +82,19 @@ function ScheduleRow({ s, now, busy, act }: { s: Schedule; now: number; busy: st
             {busy === key("pause") ? "Pausing…" : "Pause"}
           </button>
         ) : (
-          <button type="button" disabled={!!busy} onClick={() => act(key("resume"), () => schedules.resumeSchedule({ id: s.id }, unary()).then(() => undefined))}>
+          <button
+            type="button"
+            disabled={!!busy}
+            onClick={() => act(key("resume"), () => schedules.resumeSchedule({ id: s.id }, unary()).then(() => undefined))}
+          >
             {busy === key("resume") ? "Resuming…" : "Resume"}
           </button>
         )}
-        <button type="button" disabled={!!busy} onClick={() => act(key("run"), async () => (await schedules.runScheduleNow({ id: s.id }, unary())).run?.taskId || undefined)}>
+        <button
+          type="button"
+          disabled={!!busy}
+          onClick={() => act(key("run"), async () => (await schedules.runScheduleNow({ id: s.id }, unary())).run?.taskId || undefined)}
+        >
           {busy === key("run") ? "Running…" : "Run now"}
         </button>
       </div>
@@ -100,11 +127,14 @@ export function SchedulesPanel({ now, onChanged }: { now: number; onChanged: () 
     <Section title="Schedules" id="schedules">
       {items && items.length === 0 && (
         <p class="muted">
-          No schedules. Create one with <code>cara schedule create</code>, e.g. <code>--name nightly-backup --cron '0 3 * * *' --payload '{'{"kind":"backup","keep":7}'}'</code>.
+          No schedules. Create one with <code>cara schedule create</code>, e.g.{" "}
+          <code>--name nightly-backup --cron '0 3 * * *' --payload '{'{"kind":"backup","keep":7}'}'</code>.
         </p>
       )}
       <ul class="rows">
-        {items?.map((s) => <ScheduleRow key={s.id} s={s} now={now} busy={busy} act={(k, c) => void act(k, c)} />)}
+        {items?.map((s) => (
+          <ScheduleRow key={s.id} s={s} now={now} busy={busy} act={(k, c) => void act(k, c)} />
+        ))}
       </ul>
       <ProblemLine problem={problem ?? list.problem} />
     </Section>

@@ -50,7 +50,10 @@ export function SignIn() {
     }
   };
 
-  const message = problem?.retryAfterS !== undefined && wait > 0 ? `Too many failed sign-in attempts: wrong tokens are refused for ${wait} s more (the right token is still accepted).` : problem?.text;
+  const message =
+    problem?.retryAfterS !== undefined && wait > 0
+      ? `Too many failed sign-in attempts: wrong tokens are refused for ${wait} s more (the right token is still accepted).`
+      : problem?.text;
   return (
     <main class="signin" id="main">
       <form class="panel signin-card" onSubmit={submit} noValidate>
@@ -80,8 +83,8 @@ export function SignIn() {
           {busy ? "Checking…" : "Sign in"}
         </button>
         <p id="token-help" class="help">
-          The token is in <code>&lt;state dir&gt;/auth/token</code> on the server (or its <code>CARAPACE_GATEWAY_TOKEN</code>). It is kept in this tab's session storage only, and
-          forgotten when you sign out or close the tab.
+          The token is in <code>&lt;state dir&gt;/auth/token</code> on the server (or its <code>CARAPACE_GATEWAY_TOKEN</code>). It is kept in this tab's session
+          storage only, and forgotten when you sign out or close the tab.
         </p>
       </form>
     </main>

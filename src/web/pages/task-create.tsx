@@ -19,9 +19,17 @@ export function CreateTask({ onCreated }: { onCreated: (id: string) => void }) {
 
   const parsed = parsePayload(text);
   const payloadError = "error" in parsed ? parsed.error : serverError?.field === "payload" ? serverError.text : undefined;
-  const policyErrors = Object.fromEntries(POLICY_FIELDS.map((f) => [f.key, policyError(f.key, policy[f.key]) ?? (serverError?.field === f.key ? serverError.text : undefined)])) as Record<PolicyKey, string | undefined>;
-  const priorityError = priority.trim() && !(/^-?\d+$/.test(priority.trim()) && Math.abs(Number(priority)) <= 1000) ? "priority must be between -1000 and 1000" : serverError?.field === "priority" ? serverError.text : undefined;
-  const delayError = delay.trim() && !(/^\d+$/.test(delay.trim()) && Number(delay) <= 31_536_000) ? "a delay is a whole number of seconds (at most a year)" : undefined;
+  const policyErrors = Object.fromEntries(
+    POLICY_FIELDS.map((f) => [f.key, policyError(f.key, policy[f.key]) ?? (serverError?.field === f.key ? serverError.text : undefined)]),
+  ) as Record<PolicyKey, string | undefined>;
+  const priorityError =
+    priority.trim() && !(/^-?\d+$/.test(priority.trim()) && Math.abs(Number(priority)) <= 1000)
+      ? "priority must be between -1000 and 1000"
+      : serverError?.field === "priority"
+        ? serverError.text
+        : undefined;
+  const delayError =
+    delay.trim() && !(/^\d+$/.test(delay.trim()) && Number(delay) <= 31_536_000) ? "a delay is a whole number of seconds (at most a year)" : undefined;
   const invalid = "error" in parsed || Object.values(policyErrors).some(Boolean) || !!priorityError || !!delayError;
 
   const submit = async (e: Event) => {
@@ -33,7 +41,9 @@ export function CreateTask({ onCreated }: { onCreated: (id: string) => void }) {
     setBusy(true);
     setServerError(undefined);
     try {
-      const overrides = Object.fromEntries(POLICY_FIELDS.filter((f) => policy[f.key].trim()).map((f) => [f.key, f.key === "maxTotalRuntimeMs" ? BigInt(policy[f.key]) : Number(policy[f.key])]));
+      const overrides = Object.fromEntries(
+        POLICY_FIELDS.filter((f) => policy[f.key].trim()).map((f) => [f.key, f.key === "maxTotalRuntimeMs" ? BigInt(policy[f.key]) : Number(policy[f.key])]),
+      );
       const res = await tasks.createTask(
         {
           payload: parsed.payload,
@@ -75,7 +85,9 @@ export function CreateTask({ onCreated }: { onCreated: (id: string) => void }) {
             ))}
           </select>
         </label>
-        <label for="payload">Payload (JSON, as for <code>cara task create --payload</code>)</label>
+        <label for="payload">
+          Payload (JSON, as for <code>cara task create --payload</code>)
+        </label>
         <textarea
           id="payload"
           class="code"
@@ -117,12 +129,24 @@ export function CreateTask({ onCreated }: { onCreated: (id: string) => void }) {
         <div class="fields">
           <label>
             Priority <span class="muted">(-1000..1000, higher first)</span>
-            <input inputMode="numeric" value={priority} placeholder="0" aria-invalid={priorityError ? "true" : undefined} onInput={(e) => setPriority((e.target as HTMLInputElement).value)} />
+            <input
+              inputMode="numeric"
+              value={priority}
+              placeholder="0"
+              aria-invalid={priorityError ? "true" : undefined}
+              onInput={(e) => setPriority((e.target as HTMLInputElement).value)}
+            />
             <span class={`field-error ${priorityError ? "shown" : ""}`}>{priorityError ?? ""}</span>
           </label>
           <label>
             Start after <span class="muted">(seconds; blank = now)</span>
-            <input inputMode="numeric" value={delay} placeholder="0" aria-invalid={delayError ? "true" : undefined} onInput={(e) => setDelay((e.target as HTMLInputElement).value)} />
+            <input
+              inputMode="numeric"
+              value={delay}
+              placeholder="0"
+              aria-invalid={delayError ? "true" : undefined}
+              onInput={(e) => setDelay((e.target as HTMLInputElement).value)}
+            />
             <span class={`field-error ${delayError ? "shown" : ""}`}>{delayError ?? ""}</span>
           </label>
         </div>

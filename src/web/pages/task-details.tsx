@@ -126,7 +126,14 @@ export function TaskDetails({ id, onChanged }: { id: string; onChanged: () => vo
           ["Attempts", `${task.attempts} of ${p?.maxAttempts ?? "?"}`],
           ["Created", dateTime(task.createdAtMs)],
           ["Updated", `${dateTime(task.updatedAtMs)} (${relative(task.updatedAtMs, now)})`],
-          ["Next run", task.nextRunAtMs !== undefined ? `${dateTime(task.nextRunAtMs)} (${relative(task.nextRunAtMs, now)})` : s === TaskState.QUEUED ? "as soon as a worker is free" : "—"],
+          [
+            "Next run",
+            task.nextRunAtMs !== undefined
+              ? `${dateTime(task.nextRunAtMs)} (${relative(task.nextRunAtMs, now)})`
+              : s === TaskState.QUEUED
+                ? "as soon as a worker is free"
+                : "—",
+          ],
           ["Finished", task.finishedAtMs !== undefined ? dateTime(task.finishedAtMs) : "—"],
           ["Priority", String(task.priority)],
           ...(s === TaskState.BLOCKED ? ([["Blocked", enumName(BlockedReasonSchema, task.blockedReason)]] as [string, string][]) : []),
@@ -134,8 +141,20 @@ export function TaskDetails({ id, onChanged }: { id: string; onChanged: () => vo
           ...(task.note ? ([["Note", <span class="break">{task.note}</span>]] as [string, preact.ComponentChildren][]) : []),
           ...(task.result ? ([["Result", <span class="break">{task.result}</span>]] as [string, preact.ComponentChildren][]) : []),
           ...(task.lease ? ([["Lease", `${task.lease.owner}, expires ${relative(task.lease.expiresAtMs, now)}`]] as [string, string][]) : []),
-          ["Policy", p ? `${p.maxAttempts} attempts, ${duration(Number(p.maxTotalRuntimeMs) / 1000)} in total, ${p.maxTurns} turns, ${duration(p.maxRunTimeoutSeconds)} per run${task.policyExplicit ? "" : " (not enforced: legacy task)"}` : "—"],
-          ["Labels", Object.keys(task.labels).length ? Object.entries(task.labels).map(([k, v]) => `${k}=${v}`).join(", ") : "—"],
+          [
+            "Policy",
+            p
+              ? `${p.maxAttempts} attempts, ${duration(Number(p.maxTotalRuntimeMs) / 1000)} in total, ${p.maxTurns} turns, ${duration(p.maxRunTimeoutSeconds)} per run${task.policyExplicit ? "" : " (not enforced: legacy task)"}`
+              : "—",
+          ],
+          [
+            "Labels",
+            Object.keys(task.labels).length
+              ? Object.entries(task.labels)
+                  .map(([k, v]) => `${k}=${v}`)
+                  .join(", ")
+              : "—",
+          ],
         ]}
       />
       <h3>Payload</h3>
@@ -174,7 +193,12 @@ export function TaskDetails({ id, onChanged }: { id: string; onChanged: () => vo
 
 function PolicyEditor({ task, busy, onSave }: { task: Task; busy: boolean; onSave: (o: Record<string, number | bigint>) => void }) {
   const current = (k: PolicyKey) => String(task.policy?.[k] ?? "");
-  const [values, setValues] = useState<Record<PolicyKey, string>>({ maxAttempts: current("maxAttempts"), maxTotalRuntimeMs: current("maxTotalRuntimeMs"), maxTurns: current("maxTurns"), maxRunTimeoutSeconds: current("maxRunTimeoutSeconds") });
+  const [values, setValues] = useState<Record<PolicyKey, string>>({
+    maxAttempts: current("maxAttempts"),
+    maxTotalRuntimeMs: current("maxTotalRuntimeMs"),
+    maxTurns: current("maxTurns"),
+    maxRunTimeoutSeconds: current("maxRunTimeoutSeconds"),
+  });
   const errors = Object.fromEntries(POLICY_FIELDS.map((f) => [f.key, policyError(f.key, values[f.key])])) as Record<PolicyKey, string | undefined>;
   const changed = POLICY_FIELDS.filter((f) => values[f.key].trim() && values[f.key].trim() !== current(f.key));
   return (
@@ -191,7 +215,12 @@ function PolicyEditor({ task, busy, onSave }: { task: Task; busy: boolean; onSav
           <label key={f.key}>
             {f.label}
             {f.unit && <span class="muted"> ({f.unit})</span>}
-            <input inputMode="numeric" value={values[f.key]} aria-invalid={errors[f.key] ? "true" : undefined} onInput={(e) => setValues({ ...values, [f.key]: (e.target as HTMLInputElement).value })} />
+            <input
+              inputMode="numeric"
+              value={values[f.key]}
+              aria-invalid={errors[f.key] ? "true" : undefined}
+              onInput={(e) => setValues({ ...values, [f.key]: (e.target as HTMLInputElement).value })}
+            />
             <span class={`field-error ${errors[f.key] ? "shown" : ""}`}>{errors[f.key] ?? ""}</span>
           </label>
         ))}

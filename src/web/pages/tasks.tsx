@@ -22,7 +22,6 @@ const COUNT_KEY: Record<number, "queued" | "running" | "blocked" | "retryWait" |
   [TaskState.CANCELLED]: "cancelled",
 };
 
-
 export function TasksPage({ id, create }: { id: string | undefined; create: boolean }) {
   const [filter, setFilter] = useState<TaskState[]>([]);
   const now = useNow(1000);
@@ -44,6 +43,7 @@ export function TasksPage({ id, create }: { id: string | undefined; create: bool
         </a>
       </PageHeader>
       <SchedulesPanel now={now} onChanged={refresh} />
+      {/* biome-ignore lint/a11y/useSemanticElements: a row of toggle buttons, labelled as a group; a fieldset would draw a box and want a legend */}
       <div class="chips" role="group" aria-label="Show tasks in these states">
         <button type="button" class="chip" aria-pressed={filter.length === 0} onClick={() => setFilter([])}>
           all <span class="num">{stats.data?.stats?.total ?? "–"}</span>
@@ -66,7 +66,13 @@ export function TasksPage({ id, create }: { id: string | undefined; create: bool
           <ul class="rows">
             {list.data?.tasks.map((t) => (
               <li key={t.id}>
-                <a class={`row-link ${t.id === id ? "current" : ""}`} href={`/console/tasks/${t.id}`} onClick={onLinkClick} aria-current={t.id === id ? "true" : undefined} data-task={t.id}>
+                <a
+                  class={`row-link ${t.id === id ? "current" : ""}`}
+                  href={`/console/tasks/${t.id}`}
+                  onClick={onLinkClick}
+                  aria-current={t.id === id ? "true" : undefined}
+                  data-task={t.id}
+                >
                   <Badge tone={STATE_TONE[t.state] ?? "muted"}>{stateName(t.state)}</Badge>
                   <span class="row-main">{payloadSummary(t.payload)}</span>
                   <span class="row-side muted">

@@ -94,8 +94,22 @@ export function UpdatePage() {
                 rows={[
                   ["Current", check.currentVersion],
                   ["Latest", `${check.latestVersion}${check.prerelease ? " (pre-release)" : ""}`],
-                  ["Update", check.updateAvailable ? `available: v${check.currentVersion} → v${check.latestVersion}${check.downgrade ? " (a downgrade)" : ""}` : "none: this is the latest"],
-                  ...(check.releaseNotesUrl ? ([["Notes", <a href={check.releaseNotesUrl} target="_blank" rel="noreferrer noopener">{check.releaseNotesUrl}</a>]] as [string, preact.ComponentChildren][]) : []),
+                  [
+                    "Update",
+                    check.updateAvailable
+                      ? `available: v${check.currentVersion} → v${check.latestVersion}${check.downgrade ? " (a downgrade)" : ""}`
+                      : "none: this is the latest",
+                  ],
+                  ...(check.releaseNotesUrl
+                    ? ([
+                        [
+                          "Notes",
+                          <a href={check.releaseNotesUrl} target="_blank" rel="noreferrer noopener">
+                            {check.releaseNotesUrl}
+                          </a>,
+                        ],
+                      ] as [string, preact.ComponentChildren][])
+                    : []),
                 ]}
               />
             )}
@@ -111,7 +125,11 @@ export function UpdatePage() {
       </div>
       <div class="grid-2">
         <Section title="Update transaction" id="transaction">
-          {s?.transactionError && <Notice tone="fail" title="The transaction file cannot be read">{s.transactionError}</Notice>}
+          {s?.transactionError && (
+            <Notice tone="fail" title="The transaction file cannot be read">
+              {s.transactionError}
+            </Notice>
+          )}
           {tx ? (
             <Facts
               rows={[
@@ -128,11 +146,18 @@ export function UpdatePage() {
           )}
         </Section>
         <Section title="Rollback" id="rollback">
-          {s?.rollbackMarkerError && <Notice tone="fail" title="The rollback marker cannot be read">{s.rollbackMarkerError}</Notice>}
+          {s?.rollbackMarkerError && (
+            <Notice tone="fail" title="The rollback marker cannot be read">
+              {s.rollbackMarkerError}
+            </Notice>
+          )}
           {marker ? (
             <Facts
               rows={[
-                ["Marker", <Badge tone={marker.state === 5 ? "fail" : marker.state === 4 ? "warn" : "info"}>{enumName(RollbackStateSchema, marker.state)}</Badge>],
+                [
+                  "Marker",
+                  <Badge tone={marker.state === 5 ? "fail" : marker.state === 4 ? "warn" : "info"}>{enumName(RollbackStateSchema, marker.state)}</Badge>,
+                ],
                 ["Versions", `v${marker.fromVersion} → v${marker.toVersion}`],
                 ["Applied", dateTime(marker.appliedAtMs)],
                 ["Reason", marker.reason ?? "—"],
@@ -173,7 +198,8 @@ function StartUpdate({ version, channel, onEnd }: { version: string; channel: st
     try {
       for await (const msg of updates.startUpdate({ version, channel, restart, yes: true }, { signal })) {
         setProgress(msg);
-        if (msg.phase === UpdatePhase.DOWNLOADING && msg.bytesTotal > 0n) setTransfer({ done: Number(msg.bytesDone), total: Number(msg.bytesTotal), what: msg.message.replace(/^downloading /, "") });
+        if (msg.phase === UpdatePhase.DOWNLOADING && msg.bytesTotal > 0n)
+          setTransfer({ done: Number(msg.bytesDone), total: Number(msg.bytesTotal), what: msg.message.replace(/^downloading /, "") });
         // One line per step (download progress repeats the same message).
         if (msg.message) setLines((l) => (l[l.length - 1] === msg.message ? l : [...l.slice(-49), msg.message]));
       }
@@ -233,8 +259,23 @@ function StartUpdate({ version, channel, onEnd }: { version: string; channel: st
         </div>
       )}
       {result && (
-        <Notice tone={result.outcome === UpdateOutcome.FAILED ? "fail" : "ok"} title={result.outcome === UpdateOutcome.APPLIED ? `v${result.toVersion} applied` : result.outcome === UpdateOutcome.ALREADY_UP_TO_DATE ? "Already up to date" : "Update failed"} live>
-          {result.error || (result.restarting ? "The server restarts on the new version now; this page reconnects." : result.restartNeeded ? "Restart the server to run the new version." : "")}
+        <Notice
+          tone={result.outcome === UpdateOutcome.FAILED ? "fail" : "ok"}
+          title={
+            result.outcome === UpdateOutcome.APPLIED
+              ? `v${result.toVersion} applied`
+              : result.outcome === UpdateOutcome.ALREADY_UP_TO_DATE
+                ? "Already up to date"
+                : "Update failed"
+          }
+          live
+        >
+          {result.error ||
+            (result.restarting
+              ? "The server restarts on the new version now; this page reconnects."
+              : result.restartNeeded
+                ? "Restart the server to run the new version."
+                : "")}
         </Notice>
       )}
       <ProblemLine problem={problem} />
