@@ -14,7 +14,7 @@ import { basename, dirname, join } from "node:path";
 import { create as createTar } from "tar";
 import { fsyncDir } from "../state/durable.js";
 import type { StatePaths } from "../state/paths.js";
-import { TaskStore } from "../tasks/store.js";
+import { FileTaskStore } from "../tasks/store.js";
 import { loadMarker } from "../update/rollback-marker.js";
 import { loadTransaction } from "../update/transaction.js";
 import type { DoctorReport } from "./doctor.js";
@@ -55,7 +55,7 @@ async function knownSecrets(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<
 /** Writes the report (temp name beside it, then renamed: never half a file at `output`). */
 export async function writeBugreport(input: BugreportInput): Promise<BugreportResult> {
   const secrets = await knownSecrets(input.paths, input.env);
-  const tasks = await TaskStore.readRecords(input.paths.tasksDir).catch((err: Error) => err);
+  const tasks = await FileTaskStore.readRecords(input.paths.tasksDir).catch((err: Error) => err);
   // Without --include-payloads, payload text is removed wherever it shows up: the fields known to
   // carry it (below), and any payload string of the queue found verbatim elsewhere.
   const payloadTexts = input.includePayloads || tasks instanceof Error ? [] : tasks.flatMap((t) => payloadStrings(t.payload));

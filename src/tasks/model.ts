@@ -205,6 +205,16 @@ export function isDue(task: TaskRecord, now: number): boolean {
   return false;
 }
 
+/** The order due tasks are claimed in: highest priority first, then earliest run-at (or creation). */
+export function claimOrder(a: TaskRecord, b: TaskRecord): number {
+  return (b.priority ?? 0) - (a.priority ?? 0) || (a.nextRunAtMs ?? a.createdAtMs) - (b.nextRunAtMs ?? b.createdAtMs);
+}
+
+/** A worker takes a due task: it runs, with one more attempt. */
+export function claimTransition(task: TaskRecord, now: number): TaskRecord {
+  return { ...task, state: "running", attempts: task.attempts + 1, nextRunAtMs: null, updatedAtMs: now };
+}
+
 function without<T extends object, K extends keyof T>(obj: T, ...keys: K[]): T {
   const copy = { ...obj };
   for (const k of keys) delete copy[k];

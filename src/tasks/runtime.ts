@@ -6,7 +6,8 @@ import type { Logger } from "../ops/logger.js";
 import type { CaraConfig } from "../state/config.js";
 import { agentTurnExecutor, RecentEvents, systemEventExecutor } from "./executors.js";
 import { queueStatsValue, tasksService } from "./service.js";
-import { DEFAULT_RETENTION_MS, TaskStore } from "./store.js";
+import { FileTaskStore } from "./store.js";
+import { DEFAULT_RETENTION_MS, type TaskStore } from "./task-store.js";
 import { summarizeSchedule, type ScheduleRecord, type ScheduleRun } from "./schedule.js";
 import { ScheduleStore } from "./schedule-store.js";
 import { Scheduler } from "./scheduler.js";
@@ -76,7 +77,7 @@ export async function startTasks(options: {
 }): Promise<TasksRuntime> {
   const { config, env, logger } = options;
   const cfg = config.tasks ?? {};
-  const store = await TaskStore.open({
+  const store: TaskStore = await FileTaskStore.open({
     dir: options.dir,
     ...(cfg.capacity !== undefined ? { capacity: cfg.capacity } : {}),
     retentionMs: cfg.retentionDays !== undefined ? cfg.retentionDays * 86_400_000 : DEFAULT_RETENTION_MS,

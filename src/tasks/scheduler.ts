@@ -1,7 +1,7 @@
 import { isTerminal, type TaskRecord } from "./model.js";
 import { dueNow, nextDueTimes, runKey, type ScheduleRecord, type ScheduleRun } from "./schedule.js";
 import type { ScheduleStore } from "./schedule-store.js";
-import { TaskQueueFullError, TaskStoreWriteError, type TaskStore } from "./store.js";
+import { TaskQueueFullError, TaskStoreWriteError, type TaskStore } from "./task-store.js";
 
 export interface SchedulerOptions {
   now?: () => number;

@@ -15,7 +15,7 @@ import { checkCron, checkInterval, checkName, checkTimezone, nextDueTimes, Sched
 import { ScheduleStoreClosedError, type ScheduleStore } from "./schedule-store.js";
 import type { Scheduler } from "./scheduler.js";
 import { payloadFromProto, payloadToProto, policyOverrides } from "./service.js";
-import type { TaskStore } from "./store.js";
+import type { TaskStore } from "./task-store.js";
 
 const OVERLAP_TO_PROTO: Record<OverlapName, OverlapPolicy> = { skip: OverlapPolicy.SKIP, allow: OverlapPolicy.ALLOW };
 const OUTCOME_TO_PROTO = { created: ScheduleRunOutcome.CREATED, skipped_overlap: ScheduleRunOutcome.SKIPPED_OVERLAP, failed_to_create: ScheduleRunOutcome.FAILED_TO_CREATE } as const;

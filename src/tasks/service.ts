@@ -32,7 +32,7 @@ import {
   type TaskRecord,
   type TaskStateName,
 } from "./model.js";
-import { TaskQueueFullError, TaskStoreWriteError, type TaskInit, type TaskStore } from "./store.js";
+import { TaskQueueFullError, TaskStoreWriteError, type TaskInit, type TaskStore } from "./task-store.js";
 import type { Worker } from "./worker.js";
 
 const MAX_LIST_LIMIT = 1000;

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { isDue, MAX_RESULT_CHARS, type BlockedReasonName, type TaskRecord } from "./model.js";
-import type { TaskStore } from "./store.js";
+import type { TaskStore } from "./task-store.js";
 
 /** What an executor decided about one attempt. */
 export type Outcome =
@@ -163,29 +163,39 @@ export class Worker {
     try {
       const free = this.concurrency - this.running.size;
       if (free <= 0) return;
+      // The store's reads are current (a shared store refreshes them on its change notices):
+      // ask it to claim only when something is due, so an idle worker costs no store round trip.
       const now = this.now();
-      const due: TaskRecord[] = [];
-      for (const t of this.store.all()) if (isDue(t, now) && !this.running.has(t.id)) due.push(t);
-      due.sort((a, b) => (b.priority ?? 0) - (a.priority ?? 0) || (a.nextRunAtMs ?? a.createdAtMs) - (b.nextRunAtMs ?? b.createdAtMs));
-      for (const candidate of due.slice(0, free)) {
-        if (this.stopped) break;
-        await this.claim(candidate.id).catch((err: Error) => this.options.log?.warn({ taskId: candidate.id, err: err.message }, "could not claim task"));
+      let anyDue = false;
+      for (const t of this.store.all()) {
+        if (isDue(t, now) && !this.running.has(t.id)) {
+          anyDue = true;
+          break;
+        }
+      }
+      if (!anyDue) return;
+      let claimed: TaskRecord[];
+      try {
+        claimed = await this.store.claimDue(free, now, new Set(this.running.keys()));
+      } catch (err) {
+        this.options.log?.warn({ err: (err as Error).message }, "could not claim tasks");
+        return;
+      }
+      for (const task of claimed) {
+        const run = this.begin(task);
+        if (this.stopped) {
+          // Claimed while stop() ran: hand the attempt straight back (retry_wait, due now).
+          run.abortReason = "shutdown";
+          run.controller.abort(new AttemptAborted("interrupted by shutdown"));
+        }
       }
     } finally {
       this.ticking = false;
     }
   }
 
-  private async claim(id: string): Promise<void> {
-    let claimed: TaskRecord | undefined;
-    await this.store.update(id, (cur) => {
-      const now = this.now();
-      if (!isDue(cur, now) || this.running.has(id)) return cur;
-      claimed = { ...cur, state: "running", attempts: cur.attempts + 1, nextRunAtMs: null, updatedAtMs: now };
-      return claimed;
-    });
-    if (!claimed || this.stopped) return;
-    const task = claimed;
+  /** Runs a claimed attempt under its lease. */
+  private begin(task: TaskRecord): Running {
     const timeoutMs = attemptTimeoutMs(task);
     const now = this.now();
     const run: Running = {
@@ -195,9 +205,10 @@ export class Worker {
       started: now,
       lease: { owner: this.id, acquiredAtMs: now, heartbeatAtMs: now, expiresAtMs: now + timeoutMs + this.graceMs },
     };
-    this.running.set(id, run);
+    this.running.set(task.id, run);
     const p = this.execute(run, timeoutMs).finally(() => this.settled.delete(p));
     this.settled.add(p);
+    return run;
   }
 
   private async execute(run: Running, timeoutMs: number): Promise<void> {

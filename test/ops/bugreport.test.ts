@@ -7,7 +7,7 @@ import { writeBugreport } from "../../src/ops/bugreport.js";
 import { runDoctor } from "../../src/ops/doctor.js";
 import { statePaths } from "../../src/state/paths.js";
 import { prepareStateDir } from "../../src/state/state-dir.js";
-import { TaskStore } from "../../src/tasks/store.js";
+import { FileTaskStore } from "../../src/tasks/store.js";
 import { tempDir } from "../helpers/cara.js";
 
 const TOKEN = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0ZZyyXXww";
@@ -22,7 +22,7 @@ async function planted(): Promise<{ dir: string; env: NodeJS.ProcessEnv }> {
   await writeFile(join(dir, "auth", "token"), `${TOKEN}\n`, { mode: 0o600 });
   await writeFile(join(dir, "config.json"), JSON.stringify({ agent: { baseUrl: `https://ops:${PASSWORD}@llm.example/v1`, model: "m" }, note: { apiKey: API_KEY } }));
   await writeFile(join(dir, "logs", "cara.log"), `${JSON.stringify({ level: "warn", time: "2026-12-05T10:00:00.000Z", component: "tasks", msg: `calling with ${TOKEN}`, header: `Bearer ${TOKEN}`, secret: SECRET })}\n`);
-  const store = await TaskStore.open({ dir: join(dir, "tasks") });
+  const store = await FileTaskStore.open({ dir: join(dir, "tasks") });
   await store.create({ payload: { kind: "systemEvent", text: `${PAYLOAD_TEXT} api_key=${API_KEY} ${SECRET}` } } as Parameters<typeof store.create>[0]);
   await store.close();
   return { dir, env: { CARAPACE_SERVER_SECRET: SECRET, CARAPACE_AGENT_API_KEY: API_KEY } };

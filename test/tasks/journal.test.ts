@@ -5,7 +5,7 @@ import { test } from "node:test";
 import type { FileHandle } from "node:fs/promises";
 import { writeFully } from "../../src/state/durable.js";
 import { parseJournal } from "../../src/tasks/journal.js";
-import { TaskStore, TaskStoreCorruptError } from "../../src/tasks/store.js";
+import { FileTaskStore, TaskStoreCorruptError } from "../../src/tasks/store.js";
 import { tempDir } from "../helpers/cara.js";
 
 const rec = (id: string) => ({ id, state: "queued", attempts: 0, nextRunAtMs: null, lastError: null, payload: { kind: "systemEvent", text: id }, createdAtMs: 1, updatedAtMs: 1, runIds: [], policy: { maxAttempts: 3, maxTotalRuntimeMs: 3_600_000, maxTurns: 25, maxRunTimeoutSeconds: 600 }, policyExplicit: false });
@@ -79,16 +79,16 @@ test("the store keeps committed batches, drops a torn tail and truncates it, and
   const kept = put("a") + COMMIT + put("b") + COMMIT;
   await writeFile(file, kept + put("c") + "\0\0\0");
   const warnings: string[] = [];
-  const store = await TaskStore.open({ dir, warn: (m) => warnings.push(m), retentionMs: 0 });
+  const store = await FileTaskStore.open({ dir, warn: (m) => warnings.push(m), retentionMs: 0 });
   assert.deepEqual([...store.all()].map((t) => t.id).sort(), ["a", "b"]);
   assert.equal(await readFile(file, "utf8"), kept, "the torn tail was cut off");
   assert.deepEqual(warnings, [`dropped the last ${Buffer.byteLength(put("c")) + 3} bytes of ${file} (1 changes of a batch that was never acknowledged): a write there was cut short (crash or full disk) and never acknowledged`]);
   // New writes continue right after the last commit, and survive a reopen.
-  const { task } = await store.create({ payload: { kind: "systemEvent", text: "d" } } as Parameters<TaskStore["create"]>[0]);
+  const { task } = await store.create({ payload: { kind: "systemEvent", text: "d" } } as Parameters<FileTaskStore["create"]>[0]);
   const after = await readFile(file, "utf8");
   assert.ok(after.startsWith(kept) && after.endsWith(COMMIT) && after.slice(kept.length).includes(task.id), after.slice(kept.length));
   await store.close();
-  const again = await TaskStore.open({ dir, retentionMs: 0 });
+  const again = await FileTaskStore.open({ dir, retentionMs: 0 });
   assert.deepEqual([...again.all()].map((t) => t.id).sort(), ["a", "b", task.id].sort());
   await again.close();
 });
@@ -98,7 +98,7 @@ test("the store loads around holes, keeps a copy of the damaged journal and rewr
   const file = join(dir, "queue.journal");
   await writeFile(file, Buffer.concat([Buffer.from(put("a") + '{"op":"pu'), Buffer.alloc(64), Buffer.from(put("c"))]));
   const warnings: string[] = [];
-  const store = await TaskStore.open({ dir, warn: (m) => warnings.push(m), retentionMs: 0, now: () => 5_000 });
+  const store = await FileTaskStore.open({ dir, warn: (m) => warnings.push(m), retentionMs: 0, now: () => 5_000 });
   assert.deepEqual([...store.all()].map((t) => t.id).sort(), ["a", "c"]);
   assert.equal(warnings.length, 1);
   assert.equal(warnings[0], `skipped 64 zero bytes in ${file} from offset ${Buffer.byteLength(put("a"))} (left by an interrupted write on a full disk); the changes around them were loaded, a copy of the damaged journal is at ${file}.corrupt.5000`);
@@ -111,5 +111,5 @@ test("the store loads around holes, keeps a copy of the damaged journal and rewr
 test("a damaged line inside a committed batch fails closed", async () => {
   const dir = await tempDir();
   await writeFile(join(dir, "queue.journal"), `${put("a")}{"op":"put","task":{"id":5}}\n${COMMIT}`);
-  await assert.rejects(TaskStore.open({ dir }), (err: unknown) => err instanceof TaskStoreCorruptError && /is corrupt \(line 2: /.test(err.message));
+  await assert.rejects(FileTaskStore.open({ dir }), (err: unknown) => err instanceof TaskStoreCorruptError && /is corrupt \(line 2: /.test(err.message));
 });

@@ -9,7 +9,7 @@ import { DEFAULT_POLICY } from "../../src/tasks/model.js";
 import { ScheduleStore } from "../../src/tasks/schedule-store.js";
 import type { ScheduleRecord } from "../../src/tasks/schedule.js";
 import { Scheduler } from "../../src/tasks/scheduler.js";
-import { TaskStore } from "../../src/tasks/store.js";
+import { FileTaskStore } from "../../src/tasks/store.js";
 import { Worker } from "../../src/tasks/worker.js";
 import { tempDir } from "../helpers/cara.js";
 
@@ -37,7 +37,7 @@ async function world(clock: { now: number }) {
   const dir = join(await tempDir(), "tasks");
   await mkdir(dir, { recursive: true });
   const open = async () => {
-    const tasks = await TaskStore.open({ dir, now: () => clock.now, retentionMs: 0 });
+    const tasks = await FileTaskStore.open({ dir, now: () => clock.now, retentionMs: 0 });
     const schedules = await ScheduleStore.open(dir);
     return { tasks, schedules };
   };
@@ -129,7 +129,7 @@ test("a nightly backup schedule writes one archive per night and keeps the newes
   const tasksDir = join(root, "tasks");
   await mkdir(tasksDir, { recursive: true });
   await mkdir(join(root, "backups"), { recursive: true });
-  const tasks = await TaskStore.open({ dir: tasksDir, retentionMs: 0 });
+  const tasks = await FileTaskStore.open({ dir: tasksDir, retentionMs: 0 });
   const schedules = await ScheduleStore.open(tasksDir);
   const backups = new BackupManager({
     stateDir: root,

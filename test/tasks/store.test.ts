@@ -3,7 +3,7 @@ import { copyFile, readdir, readFile, stat, symlink, writeFile, mkdir } from "no
 import { join } from "node:path";
 import { test } from "node:test";
 import { DEFAULT_POLICY } from "../../src/tasks/model.js";
-import { TaskQueueFullError, TaskStore, TaskStoreCorruptError, TaskStoreWriteError } from "../../src/tasks/store.js";
+import { TaskQueueFullError, FileTaskStore, TaskStoreCorruptError, TaskStoreWriteError } from "../../src/tasks/store.js";
 import { tempDir } from "../helpers/cara.js";
 
 const FIXTURE = new URL("../fixtures/reference-queue.json", import.meta.url).pathname;
@@ -19,7 +19,7 @@ test("a queue.json written by the reference loads unchanged; running becomes ret
   const dir = await tasksDir();
   await copyFile(FIXTURE, join(dir, "queue.json"));
   const now = 1_800_000_000_000;
-  const store = await TaskStore.open({ dir, now: () => now, retentionMs: 0 });
+  const store = await FileTaskStore.open({ dir, now: () => now, retentionMs: 0 });
   assert.equal(store.size, 4);
   const ids = [...store.all()].map((t) => t.id);
   assert.deepEqual(ids, ["0f6a3c1e-8b7d-4c2a-9e51-2d4b6f8a0c11", "1a2b3c4d-0000-4000-8000-000000000002", "legacy-task-without-policy", "2b3c4d5e-0000-4000-8000-000000000003"]);
@@ -44,7 +44,7 @@ test("a queue.json written by the reference loads unchanged; running becomes ret
 
 test("a mutation is journaled, not a rewrite of queue.json; reopen replays the journal", async () => {
   const dir = await tasksDir();
-  const store = await TaskStore.open({ dir, compactAfterEntries: 1_000_000 });
+  const store = await FileTaskStore.open({ dir, compactAfterEntries: 1_000_000 });
   const created = await Promise.all(Array.from({ length: 50 }, (_, i) => store.create(sys(`t${i}`))));
   assert.equal(store.size, 50);
   await assert.rejects(stat(join(dir, "queue.json")), { code: "ENOENT" }, "no whole-file rewrite per mutation");
@@ -54,7 +54,7 @@ test("a mutation is journaled, not a rewrite of queue.json; reopen replays the j
   const commits = journal.filter((l) => l === '{"op":"commit"}').length;
   assert.ok(commits >= 1 && commits < 50, `${commits} commit lines`);
   assert.equal(journal.at(-1), '{"op":"commit"}');
-  const reopened = await TaskStore.open({ dir: dir });
+  const reopened = await FileTaskStore.open({ dir: dir });
   assert.deepEqual([...reopened.all()].map((t) => t.id).sort(), created.map((c) => c.task.id).sort());
   await reopened.close();
   assert.equal((await readFile(join(dir, "queue.journal"))).length, 0, "close compacts the journal into queue.json");
@@ -64,16 +64,16 @@ test("a mutation is journaled, not a rewrite of queue.json; reopen replays the j
 
 test("a torn last journal line (crash mid-write) is ignored; a corrupt middle line fails closed", async () => {
   const dir = await tasksDir();
-  const store = await TaskStore.open({ dir, compactAfterEntries: 1_000_000 });
+  const store = await FileTaskStore.open({ dir, compactAfterEntries: 1_000_000 });
   const { task } = await store.create(sys("kept"));
   await writeFile(join(dir, "queue.journal"), `${await readFile(join(dir, "queue.journal"), "utf8")}{"op":"put","task":{"id":"half`);
-  const reopened = await TaskStore.open({ dir });
+  const reopened = await FileTaskStore.open({ dir });
   assert.deepEqual([...reopened.all()].map((t) => t.id), [task.id]);
   await reopened.close();
 
   const dir2 = await tasksDir();
   await writeFile(join(dir2, "queue.journal"), `{"op":"put","task":{"id":"x"\nnot json\n{"op":"del","id":"x"}\n`);
-  await assert.rejects(TaskStore.open({ dir: dir2 }), (err: unknown) => {
+  await assert.rejects(FileTaskStore.open({ dir: dir2 }), (err: unknown) => {
     assert.ok(err instanceof TaskStoreCorruptError);
     assert.match(err.message, new RegExp(`^task queue file ${join(dir2, "queue.journal")} is corrupt \\(line 1: `));
     return true;
@@ -86,7 +86,7 @@ test("corrupt queue.json: refused with both files named, a .corrupt copy kept (a
   await writeFile(file, "[{ truncated");
   let clock = 1_000;
   for (let i = 0; i < 10; i++) {
-    await assert.rejects(TaskStore.open({ dir, now: () => clock++ }), (err: unknown) => {
+    await assert.rejects(FileTaskStore.open({ dir, now: () => clock++ }), (err: unknown) => {
       assert.ok(err instanceof TaskStoreCorruptError);
       assert.match(err.message, new RegExp(`^task queue file ${file} is corrupt \\(.*\\); refusing to start rather than lose tasks\\. A copy was kept at ${file}\\.corrupt\\.\\d+\\. Repair or remove the file, or restore the state from a backup \\('cara restore FILE --offline'\\), then start again\\.$`));
       return true;
@@ -99,27 +99,27 @@ test("corrupt queue.json: refused with both files named, a .corrupt copy kept (a
   assert.equal(await readFile(join(dir, copies[0]!), "utf8"), "[{ truncated");
   assert.equal((await stat(join(dir, copies[0]!))).mode & 0o777, 0o600);
   await writeFile(file, '{"not":"an array"}');
-  await assert.rejects(TaskStore.open({ dir }), /is corrupt \(the top level is not a JSON array\)/);
+  await assert.rejects(FileTaskStore.open({ dir }), /is corrupt \(the top level is not a JSON array\)/);
   await writeFile(file, "");
-  await assert.rejects(TaskStore.open({ dir }), /is corrupt \(Unexpected end of JSON input\)/);
+  await assert.rejects(FileTaskStore.open({ dir }), /is corrupt \(Unexpected end of JSON input\)/);
 });
 
 test("symlinked and oversized queue files are refused", async () => {
   const dir = await tasksDir();
   await writeFile(join(dir, "elsewhere.json"), "[]");
   await symlink(join(dir, "elsewhere.json"), join(dir, "queue.json"));
-  await assert.rejects(TaskStore.open({ dir }), { message: `refusing to read task queue file ${join(dir, "queue.json")}: it is a symbolic link. Replace it with the real file, then start again.` });
+  await assert.rejects(FileTaskStore.open({ dir }), { message: `refusing to read task queue file ${join(dir, "queue.json")}: it is a symbolic link. Replace it with the real file, then start again.` });
   const dir2 = await tasksDir();
   const { truncate } = await import("node:fs/promises");
   await writeFile(join(dir2, "queue.json"), "[]");
   await truncate(join(dir2, "queue.json"), 64 * 1024 * 1024 + 1);
-  await assert.rejects(TaskStore.open({ dir: dir2 }), /is 67108865 bytes, over the 67108864-byte cap/);
+  await assert.rejects(FileTaskStore.open({ dir: dir2 }), /is 67108865 bytes, over the 67108864-byte cap/);
 });
 
 test("capacity: the oldest terminal task is evicted; with none, create is refused", async () => {
   const dir = await tasksDir();
   let clock = 1000;
-  const store = await TaskStore.open({ dir, capacity: 3, now: () => clock++ });
+  const store = await FileTaskStore.open({ dir, capacity: 3, now: () => clock++ });
   const a = (await store.create(sys("a"))).task;
   const b = (await store.create(sys("b"))).task;
   const c = (await store.create(sys("c"))).task;
@@ -135,7 +135,7 @@ test("capacity: the oldest terminal task is evicted; with none, create is refuse
 test("idempotency keys return the existing task; retention removes old terminal tasks", async () => {
   const dir = await tasksDir();
   let clock = 10_000;
-  const store = await TaskStore.open({ dir, retentionMs: 5_000, now: () => clock });
+  const store = await FileTaskStore.open({ dir, retentionMs: 5_000, now: () => clock });
   const first = await store.create({ ...sys("once"), idempotencyKey: "k1" });
   const again = await store.create({ ...sys("twice"), idempotencyKey: "k1" });
   assert.equal(first.created, true);
@@ -153,7 +153,7 @@ test("idempotency keys return the existing task; retention removes old terminal 
 
 test("a failed write fails the mutation and memory does not run ahead of disk", { skip: process.platform !== "linux" ? "needs /dev/full" : false }, async () => {
   const dir = await tasksDir();
-  const store = await TaskStore.open({ dir, compactAfterEntries: 1_000_000 });
+  const store = await FileTaskStore.open({ dir, compactAfterEntries: 1_000_000 });
   const { task } = await store.create(sys("before"));
   // Make the next journal write fail as a full disk would: point the journal handle at /dev/full.
   const priv = store as unknown as { journal: import("node:fs/promises").FileHandle };

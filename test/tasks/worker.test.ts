@@ -5,19 +5,19 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { DEFAULT_POLICY, type TaskRecord } from "../../src/tasks/model.js";
-import { TaskStore } from "../../src/tasks/store.js";
+import { FileTaskStore } from "../../src/tasks/store.js";
 import { agentTurnExecutor, RecentEvents, systemEventExecutor } from "../../src/tasks/executors.js";
 import { Worker, type Executor } from "../../src/tasks/worker.js";
 import { tempDir } from "../helpers/cara.js";
 
-async function openStore(): Promise<TaskStore> {
+async function openStore(): Promise<FileTaskStore> {
   const dir = join(await tempDir(), "tasks");
   await mkdir(dir, { mode: 0o700 });
-  return TaskStore.open({ dir });
+  return FileTaskStore.open({ dir });
 }
 
 /** Resolves with the task once `pred` holds (store change events), or rejects after `ms`. */
-function waitFor(store: TaskStore, id: string, pred: (t: TaskRecord) => boolean, ms = 5000): Promise<TaskRecord> {
+function waitFor(store: FileTaskStore, id: string, pred: (t: TaskRecord) => boolean, ms = 5000): Promise<TaskRecord> {
   const now = store.get(id);
   if (now && pred(now)) return Promise.resolve(now);
   return new Promise((resolve, reject) => {
@@ -54,7 +54,7 @@ function logRecorder() {
   };
 }
 
-const create = (store: TaskStore, payload: Record<string, unknown>, policy: Partial<typeof DEFAULT_POLICY> = {}) =>
+const create = (store: FileTaskStore, payload: Record<string, unknown>, policy: Partial<typeof DEFAULT_POLICY> = {}) =>
   store.create({ payload: payload as TaskRecord["payload"], policy: { ...DEFAULT_POLICY, ...policy }, policyExplicit: true, nextRunAtMs: null }).then((r) => r.task);
 
 async function llmServer(handler: http.RequestListener): Promise<{ url: string; requests: unknown[]; close(): Promise<void> }> {
