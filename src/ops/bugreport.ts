@@ -21,6 +21,7 @@ import type { DoctorReport } from "./doctor.js";
 import { readLogFiles } from "./log-files.js";
 import type { NewLogEntry } from "./log-ring.js";
 import { redactFields } from "./redact.js";
+import { urlPasswords } from "../tasks/postgres/redact.js";
 
 export interface BugreportInput {
   paths: StatePaths;
@@ -49,7 +50,9 @@ export interface BugreportResult {
 /** Values that must never appear, whatever field they hide in: the deployment's own secrets. */
 async function knownSecrets(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<string[]> {
   const read = (p: string) => readFile(p, "utf8").then((t) => t.trim(), () => "");
-  return [env.CARAPACE_GATEWAY_TOKEN, env.CARAPACE_SERVER_SECRET, env.CARAPACE_AGENT_API_KEY, await read(paths.token), await read(paths.serverSecret)].filter((s): s is string => !!s && s.length >= 6);
+  const configured = await readFile(paths.config, "utf8").then((t) => (JSON.parse(t) as { tasks?: { postgres?: { url?: unknown } } }).tasks?.postgres?.url, () => undefined);
+  const database = [env.CARAPACE_DATABASE_URL, typeof configured === "string" ? configured : undefined].flatMap((u) => (u ? urlPasswords(u) : []));
+  return [env.CARAPACE_GATEWAY_TOKEN, env.CARAPACE_SERVER_SECRET, env.CARAPACE_AGENT_API_KEY, await read(paths.token), await read(paths.serverSecret), ...database].filter((s): s is string => !!s && s.length >= 6);
 }
 
 /** Writes the report (temp name beside it, then renamed: never half a file at `output`). */

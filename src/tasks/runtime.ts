@@ -8,6 +8,8 @@ import { agentTurnExecutor, RecentEvents, systemEventExecutor } from "./executor
 import { queueStatsValue, tasksService } from "./service.js";
 import { FileTaskStore } from "./store.js";
 import { DEFAULT_RETENTION_MS, type TaskStore } from "./task-store.js";
+import { TaskDatabaseError } from "./postgres/errors.js";
+import { redactUrl } from "./postgres/redact.js";
 import { summarizeSchedule, type ScheduleRecord, type ScheduleRun } from "./schedule.js";
 import { ScheduleStore } from "./schedule-store.js";
 import { Scheduler } from "./scheduler.js";
@@ -77,13 +79,25 @@ export async function startTasks(options: {
 }): Promise<TasksRuntime> {
   const { config, env, logger } = options;
   const cfg = config.tasks ?? {};
-  const store: TaskStore = await FileTaskStore.open({
-    dir: options.dir,
+  const common = {
     ...(cfg.capacity !== undefined ? { capacity: cfg.capacity } : {}),
     retentionMs: cfg.retentionDays !== undefined ? cfg.retentionDays * 86_400_000 : DEFAULT_RETENTION_MS,
-    warn: (message) => logger.warn(message),
-    ...(options.onSync ? { onSync: options.onSync } : {}),
-  });
+    warn: (message: string) => logger.warn(message),
+  };
+  let store: TaskStore;
+  if (cfg.store === "postgres") {
+    const url = env.CARAPACE_DATABASE_URL || cfg.postgres?.url;
+    if (!url) throw new TaskDatabaseError('config tasks.store is "postgres" but no database URL is set: set CARAPACE_DATABASE_URL or tasks.postgres.url in config.json, then start again');
+    const source = env.CARAPACE_DATABASE_URL ? "CARAPACE_DATABASE_URL" : "config tasks.postgres.url";
+    if (!/^postgres(ql)?:\/\/./.test(url)) throw new TaskDatabaseError(`${source} is not a PostgreSQL URL (postgres://user:password@host:port/database); fix it, then start again`);
+    // The URL itself is never logged (redactUrl hides its password where a message names it).
+    const { PgTaskStore } = await import("./postgres/pg-store.js");
+    store = await PgTaskStore.open({ url, ...common, ...(cfg.postgres?.poolSize !== undefined ? { poolSize: cfg.postgres.poolSize } : {}) });
+    logger.info({ database: redactUrl(url) }, "tasks are stored in PostgreSQL");
+  } else {
+    if (env.CARAPACE_DATABASE_URL) logger.warn('CARAPACE_DATABASE_URL is set but config tasks.store is not "postgres": tasks stay in the state directory');
+    store = await FileTaskStore.open({ dir: options.dir, ...common, ...(options.onSync ? { onSync: options.onSync } : {}) });
+  }
   const schedules = await ScheduleStore.open(options.dir);
   if (store.recoveredOnOpen > 0) logger.warn({ count: store.recoveredOnOpen }, "tasks that were running when the server stopped are due again (recovered after restart)");
   const events = new RecentEvents();

@@ -15,6 +15,7 @@ import { EventEmitter } from "node:events";
 import pg from "pg";
 import { claimOrder, claimTransition, DEFAULT_POLICY, orderedRecord, recordFromDisk, TaskNotFoundError, TASK_STATES, type TaskRecord, type TaskStateName } from "../model.js";
 import { DEFAULT_CAPACITY, DEFAULT_RETENTION_MS, TaskQueueFullError, TaskStoreCorruptError, TaskStoreWriteError, type TaskInit, type TaskStore } from "../task-store.js";
+import { TaskDatabaseError } from "./errors.js";
 import { migrate } from "./migrate.js";
 import { redactUrl, scrub } from "./redact.js";
 
@@ -41,8 +42,7 @@ export interface PgTaskStoreOptions {
   warn?: (message: string) => void;
 }
 
-/** The database could not be reached or refused the store; the message names it (redacted) and the way out. */
-export class TaskDatabaseError extends Error {}
+export { TaskDatabaseError };
 
 /** A query failed (as opposed to a domain rule refusing the change). */
 class QueryFailed extends Error {}

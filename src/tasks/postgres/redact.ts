@@ -17,13 +17,7 @@ export function redactUrl(url: string): string {
 /** `message` with the URL and its password (raw and percent-decoded) replaced by their redacted forms. */
 export function scrub(message: string, url: string): string {
   let out = message.split(url).join(redactUrl(url));
-  let password = "";
-  try {
-    password = new URL(url).password;
-  } catch {
-    return out;
-  }
-  for (const secret of new Set([password, safeDecode(password)])) if (secret.length > 0) out = out.split(secret).join("***");
+  for (const secret of urlPasswords(url)) out = out.split(secret).join("***");
   return out;
 }
 
@@ -33,4 +27,15 @@ function safeDecode(s: string): string {
   } catch {
     return s;
   }
+}
+
+/** The password of a database URL as written and percent-decoded (none when it has none or does not parse). */
+export function urlPasswords(url: string): string[] {
+  let password: string;
+  try {
+    password = new URL(url).password;
+  } catch {
+    return [];
+  }
+  return password === "" ? [] : [...new Set([password, safeDecode(password)])];
 }
