@@ -215,6 +215,11 @@ export function claimTransition(task: TaskRecord, now: number): TaskRecord {
   return { ...task, state: "running", attempts: task.attempts + 1, nextRunAtMs: null, updatedAtMs: now };
 }
 
+/** A running task whose lease ended (its server stopped, or lost the store): due again now. */
+export function rescueTransition(task: TaskRecord, now: number): TaskRecord {
+  return { ...task, state: "retry_wait", nextRunAtMs: now, updatedAtMs: now, lastError: "lease expired: the server running this attempt stopped or lost the database before it finished" };
+}
+
 function without<T extends object, K extends keyof T>(obj: T, ...keys: K[]): T {
   const copy = { ...obj };
   for (const k of keys) delete copy[k];

@@ -92,7 +92,7 @@ export async function startTasks(options: {
     if (!/^postgres(ql)?:\/\/./.test(url)) throw new TaskDatabaseError(`${source} is not a PostgreSQL URL (postgres://user:password@host:port/database); fix it, then start again`);
     // The URL itself is never logged (redactUrl hides its password where a message names it).
     const { PgTaskStore } = await import("./postgres/pg-store.js");
-    store = await PgTaskStore.open({ url, ...common, ...(cfg.postgres?.poolSize !== undefined ? { poolSize: cfg.postgres.poolSize } : {}) });
+    store = await PgTaskStore.open({ url, ...common, ...(cfg.leaseGraceMs !== undefined ? { leaseGraceMs: cfg.leaseGraceMs } : {}), ...(cfg.postgres?.poolSize !== undefined ? { poolSize: cfg.postgres.poolSize } : {}) });
     logger.info({ database: redactUrl(url) }, "tasks are stored in PostgreSQL");
   } else {
     if (env.CARAPACE_DATABASE_URL) logger.warn('CARAPACE_DATABASE_URL is set but config tasks.store is not "postgres": tasks stay in the state directory');

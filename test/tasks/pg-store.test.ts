@@ -120,4 +120,30 @@ if (missing !== undefined) {
       await b.close();
     }
   });
+
+  test("a running task whose lease ended (its server died) is rescued and claimed by another store, once", async () => {
+    const url = await cluster.createDatabase();
+    const a = await PgTaskStore.open({ url, leaseGraceMs: 2_000 });
+    const b = await PgTaskStore.open({ url, leaseGraceMs: 2_000 });
+    try {
+      const { task } = await a.create({ ...init("lease"), policy: { maxAttempts: 5, maxTotalRuntimeMs: 604_800_000, maxTurns: 25, maxRunTimeoutSeconds: 10 } });
+      const [first] = await a.claimDue(1, 100_000, new Set());
+      assert.equal(first!.attempts, 1);
+      // Deadline 10 s, grace 2 s: the lease ends at 112_000. Not before:
+      assert.deepEqual(await b.claimDue(5, 112_000, new Set()), []);
+      // The claimer's own worker skips it (it abandons its attempts itself):
+      assert.deepEqual(await a.claimDue(5, 112_001, new Set([task.id])), []);
+      const [again] = await b.claimDue(5, 112_001, new Set());
+      assert.deepEqual([again!.id, again!.state, again!.attempts, again!.lastError], [task.id, "running", 2, "lease expired: the server running this attempt stopped or lost the database before it finished"]);
+      assert.equal(b.leasesRescued, 1);
+      assert.deepEqual(await a.claimDue(5, 112_001, new Set()), []);
+      // The old attempt's late result is refused by the worker's check (running, same attempt).
+      const late = await a.update(task.id, (cur) => (cur.state !== "running" || cur.attempts !== 1 ? cur : { ...cur, state: "done" }));
+      assert.equal(late.state, "running");
+      assert.equal(late.attempts, 2);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
 }

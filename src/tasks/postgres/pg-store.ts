@@ -13,9 +13,10 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import pg from "pg";
-import { claimOrder, claimTransition, DEFAULT_POLICY, orderedRecord, recordFromDisk, TaskNotFoundError, TASK_STATES, type TaskRecord, type TaskStateName } from "../model.js";
+import { claimOrder, claimTransition, DEFAULT_POLICY, rescueTransition, orderedRecord, recordFromDisk, TaskNotFoundError, TASK_STATES, type TaskRecord, type TaskStateName } from "../model.js";
 import { DEFAULT_CAPACITY, DEFAULT_RETENTION_MS, TaskQueueFullError, TaskStoreCorruptError, TaskStoreWriteError, type TaskInit, type TaskStore } from "../task-store.js";
 import { TaskDatabaseError } from "./errors.js";
+import { attemptTimeoutMs } from "../worker.js";
 import { migrate } from "./migrate.js";
 import { redactUrl, scrub } from "./redact.js";
 
@@ -36,6 +37,8 @@ export interface PgTaskStoreOptions {
   retentionMs?: number;
   /** Connections in the pool (default 10), besides the one that listens. */
   poolSize?: number;
+  /** Time past an attempt's deadline before its lease ends and any server may rescue it (default 5 s). */
+  leaseGraceMs?: number;
   /** How often the mirror is compared with the table, in case a notice was lost (default 10 s). */
   resyncMs?: number;
   now?: () => number;
@@ -82,6 +85,9 @@ export class PgTaskStore implements TaskStore {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private reconnectDelayMs = 500;
   private readonly resyncMs: number;
+  private readonly leaseGraceMs: number;
+  /** Running tasks rescued from ended leases by this store. */
+  leasesRescued = 0;
   private readonly now: () => number;
   private readonly warn: (message: string) => void;
   private closed = false;
@@ -93,6 +99,7 @@ export class PgTaskStore implements TaskStore {
     this.capacity = options.capacity ?? DEFAULT_CAPACITY;
     this.retentionMs = options.retentionMs ?? DEFAULT_RETENTION_MS;
     this.resyncMs = options.resyncMs ?? 10_000;
+    this.leaseGraceMs = options.leaseGraceMs ?? 5_000;
     this.now = options.now ?? Date.now;
     this.warn = options.warn ?? (() => undefined);
     this.events.setMaxListeners(0);
@@ -239,10 +246,25 @@ export class PgTaskStore implements TaskStore {
     return out.rec;
   }
 
+  /**
+   * Rescues running tasks whose lease ended (deadline plus grace, set at claim: their server
+   * stopped or lost the database; the ids in `skip` are this worker's own and are left to it),
+   * then claims due tasks; both under FOR UPDATE SKIP LOCKED, so concurrent claimers never
+   * take the same row. Each claim records its lease's end.
+   */
   async claimDue(limit: number, now: number, skip: ReadonlySet<string>): Promise<TaskRecord[]> {
     this.assertOpen();
     if (limit <= 0) return [];
     const out = await this.tx(async (c) => {
+      const ended = await this.q<Row>(
+        c,
+        `SELECT version, record FROM cara_tasks
+          WHERE state = 'running' AND (lease_expires_at_ms IS NULL OR lease_expires_at_ms < $1) AND NOT (id = ANY($2::text[]))
+          FOR UPDATE SKIP LOCKED`,
+        [now, [...skip]],
+      );
+      const rescued = ended.rows.map((row) => rescueTransition(this.parse(row), now));
+      if (rescued.length > 0) await this.write(c, rescued);
       const res = await this.q<Row>(
         c,
         `SELECT version, record FROM cara_tasks
@@ -254,13 +276,24 @@ export class PgTaskStore implements TaskStore {
         [now, limit, [...skip]],
       );
       const claimed = res.rows.map((row) => claimTransition(this.parse(row), now)).sort(claimOrder);
-      if (claimed.length === 0) return { claimed, versions: [] };
-      const versions = await this.write(c, claimed);
-      await this.notify(c, claimed.map((t) => t.id));
-      return { claimed, versions };
+      const versions = claimed.length > 0 ? await this.write(c, claimed, (t) => now + attemptTimeoutMs(t) + this.leaseGraceMs) : [];
+      const stillRescued = rescued.filter((r) => !claimed.some((t) => t.id === r.id));
+      const rescuedVersions = stillRescued.length > 0 ? await this.versions(c, stillRescued) : [];
+      await this.notify(c, [...rescued.map((t) => t.id), ...claimed.map((t) => t.id)]);
+      return { claimed, versions, rescued: stillRescued, rescuedVersions, rescuedCount: rescued.length };
     });
+    out.rescued.forEach((t, i) => this.apply(t, out.rescuedVersions[i]!));
     out.claimed.forEach((t, i) => this.apply(t, out.versions[i]!));
+    if (out.rescuedCount > 0) {
+      this.leasesRescued += out.rescuedCount;
+      this.warn(`rescued ${out.rescuedCount} running task(s) whose lease ended (their server stopped or lost the database); they run again`);
+    }
     return out.claimed;
+  }
+
+  private async versions(c: pg.ClientBase, recs: TaskRecord[]): Promise<bigint[]> {
+    const res = await this.q<{ id: string; version: string }>(c, "SELECT id, version FROM cara_tasks WHERE id = ANY($1::text[])", [recs.map((r) => r.id)]);
+    return versionsInOrder(recs, res.rows);
   }
 
   async sweepRetention(): Promise<number> {
@@ -374,15 +407,17 @@ export class PgTaskStore implements TaskStore {
     return versionsInOrder(recs, res.rows as unknown as { id: string; version: string }[]);
   }
 
-  private async write(c: pg.ClientBase, recs: TaskRecord[]): Promise<bigint[]> {
-    const cols = columns(recs);
+  /** Updates rows; `lease` gives the lease end of a claimed task (others keep theirs while running). */
+  private async write(c: pg.ClientBase, recs: TaskRecord[], lease?: (t: TaskRecord) => number): Promise<bigint[]> {
+    const cols = [...columns(recs), recs.map((r) => (lease ? lease(r) : null))];
     const res = await this.q<{ version: string }>(
       c,
       `UPDATE cara_tasks t SET state = u.state, priority = u.priority, next_run_at_ms = u.next_run_at_ms, created_at_ms = u.created_at_ms,
               updated_at_ms = u.updated_at_ms, finished_at_ms = u.finished_at_ms, idempotency_key = u.idempotency_key, record = u.record,
+              lease_expires_at_ms = CASE WHEN u.state = 'running' THEN coalesce(u.lease_expires_at_ms, t.lease_expires_at_ms) END,
               version = nextval('cara_task_version')
-         FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::jsonb[])
-              AS u(id, state, priority, next_run_at_ms, created_at_ms, updated_at_ms, finished_at_ms, idempotency_key, record)
+         FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::jsonb[], $10::bigint[])
+              AS u(id, state, priority, next_run_at_ms, created_at_ms, updated_at_ms, finished_at_ms, idempotency_key, record, lease_expires_at_ms)
         WHERE t.id = u.id
         RETURNING t.id, t.version`,
       cols,
