@@ -445,6 +445,11 @@ export class FileTaskStore implements TaskStore {
     return claimed;
   }
 
+  hasClaimable(now: number, skip: ReadonlySet<string>): boolean {
+    for (const t of this.committed.values()) if (isDue(t, now) && !skip.has(t.id)) return true;
+    return false;
+  }
+
   /** Waits until whatever is staged for `id` is durable. */
   private async whenDurable(id: string): Promise<void> {
     if (!this.pending.has(id)) return;

@@ -46,6 +46,8 @@ export interface TaskStore {
    * with the claimed records once the claims are durable; a task is claimed by one caller only.
    */
   claimDue(limit: number, now: number, skip: ReadonlySet<string>): Promise<TaskRecord[]>;
+  /** Whether claimDue would find something now, from the store's reads (no round trip). */
+  hasClaimable(now: number, skip: ReadonlySet<string>): boolean;
   /** Removes terminal tasks older than the retention age. Returns how many were removed. */
   sweepRetention(): Promise<number>;
   /** Runs `fn` while no write of this store lands (consistent backups of the store's files). */

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { isDue, MAX_RESULT_CHARS, type BlockedReasonName, type TaskRecord } from "./model.js";
+import { MAX_RESULT_CHARS, type BlockedReasonName, type TaskRecord } from "./model.js";
 import type { TaskStore } from "./task-store.js";
 
 /** What an executor decided about one attempt. */
@@ -164,19 +164,13 @@ export class Worker {
       const free = this.concurrency - this.running.size;
       if (free <= 0) return;
       // The store's reads are current (a shared store refreshes them on its change notices):
-      // ask it to claim only when something is due, so an idle worker costs no store round trip.
+      // ask it to claim only when they show work, so an idle worker costs no store round trip.
       const now = this.now();
-      let anyDue = false;
-      for (const t of this.store.all()) {
-        if (isDue(t, now) && !this.running.has(t.id)) {
-          anyDue = true;
-          break;
-        }
-      }
-      if (!anyDue) return;
+      const mine = new Set(this.running.keys());
+      if (!this.store.hasClaimable(now, mine)) return;
       let claimed: TaskRecord[];
       try {
-        claimed = await this.store.claimDue(free, now, new Set(this.running.keys()));
+        claimed = await this.store.claimDue(free, now, mine);
       } catch (err) {
         this.options.log?.warn({ err: (err as Error).message }, "could not claim tasks");
         return;

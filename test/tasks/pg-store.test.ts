@@ -128,7 +128,13 @@ if (missing !== undefined) {
     try {
       const { task } = await a.create({ ...init("lease"), policy: { maxAttempts: 5, maxTotalRuntimeMs: 604_800_000, maxTurns: 25, maxRunTimeoutSeconds: 10 } });
       const [first] = await a.claimDue(1, 100_000, new Set());
+      assert.equal(first!.updatedAtMs, 100_000);
       assert.equal(first!.attempts, 1);
+      // b learns of the claim by notice; its reads show the lease's end (no round trip).
+      if (b.get(task.id)?.state !== "running") await nextChange(b, task.id);
+      assert.equal(b.hasClaimable(112_000, new Set()), false);
+      assert.equal(b.hasClaimable(112_001, new Set()), true);
+      assert.equal(b.hasClaimable(112_001, new Set([task.id])), false);
       // Deadline 10 s, grace 2 s: the lease ends at 112_000. Not before:
       assert.deepEqual(await b.claimDue(5, 112_000, new Set()), []);
       // The claimer's own worker skips it (it abandons its attempts itself):

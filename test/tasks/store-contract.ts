@@ -131,6 +131,8 @@ export function storeContract(name: string, factory: StoreFactory): void {
     const early = (await store.create(init("early", { nextRunAtMs: 500 }))).task;
     const later = (await store.create(init("later", { nextRunAtMs: 9_000 }))).task;
     const skipped = (await store.create(init("skipped", { priority: 9 }))).task;
+    assert.equal(store.hasClaimable(400, new Set()), true);
+    assert.equal(store.hasClaimable(400, new Set([low.id, high.id, skipped.id])), false);
     const first = await store.claimDue(2, 2_000, new Set([skipped.id]));
     assert.deepEqual(
       first.map((t) => [t.id, t.state, t.attempts, t.nextRunAtMs, t.updatedAtMs]),
@@ -143,6 +145,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
     const second = await store.claimDue(10, 2_000, new Set());
     assert.deepEqual(second.map((t) => t.id), [skipped.id, low.id]);
     assert.deepEqual(await store.claimDue(10, 2_000, new Set()), []);
+    assert.equal(store.hasClaimable(2_000, new Set()), false);
     const due = await store.claimDue(10, 9_000, new Set());
     assert.deepEqual(due.map((t) => t.id), [later.id]);
     assert.equal(store.counts().running, 5);

@@ -13,7 +13,7 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import pg from "pg";
-import { claimOrder, claimTransition, DEFAULT_POLICY, rescueTransition, orderedRecord, recordFromDisk, TaskNotFoundError, TASK_STATES, type TaskRecord, type TaskStateName } from "../model.js";
+import { claimOrder, claimTransition, DEFAULT_POLICY, isDue, rescueTransition, orderedRecord, recordFromDisk, TaskNotFoundError, TASK_STATES, type TaskRecord, type TaskStateName } from "../model.js";
 import { DEFAULT_CAPACITY, DEFAULT_RETENTION_MS, TaskQueueFullError, TaskStoreCorruptError, TaskStoreWriteError, type TaskInit, type TaskStore } from "../task-store.js";
 import { TaskDatabaseError } from "./errors.js";
 import { attemptTimeoutMs } from "../worker.js";
@@ -289,6 +289,20 @@ export class PgTaskStore implements TaskStore {
       this.warn(`rescued ${out.rescuedCount} running task(s) whose lease ended (their server stopped or lost the database); they run again`);
     }
     return out.claimed;
+  }
+
+  /**
+   * Something is due, or a running task's lease ended. A running record was last written by its
+   * claim (nothing else writes a task that stays running), so its lease ends at its updatedAtMs
+   * plus the attempt's deadline and the grace, as claimDue recorded it.
+   */
+  hasClaimable(now: number, skip: ReadonlySet<string>): boolean {
+    for (const { rec } of this.mirror.values()) {
+      if (skip.has(rec.id)) continue;
+      if (isDue(rec, now)) return true;
+      if (rec.state === "running" && rec.updatedAtMs + attemptTimeoutMs(rec) + this.leaseGraceMs < now) return true;
+    }
+    return false;
   }
 
   private async versions(c: pg.ClientBase, recs: TaskRecord[]): Promise<bigint[]> {
