@@ -175,8 +175,8 @@ export interface TasksDomain {
 export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksService> {
   const { store, worker } = domain;
   const now = domain.now ?? Date.now;
-  const find = (id: string) => {
-    const rec = store.get(taskId(id));
+  const find = async (id: string) => {
+    const rec = await store.fetch(taskId(id));
     if (!rec) throw new TaskNotFoundError();
     return rec;
   };
@@ -215,7 +215,7 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       worker.wake();
       return { results: results.map(({ task, created }) => ({ task: taskToProto(task, worker), created })) };
     }),
-    getTask: guard(async (req) => ({ task: taskToProto(find(req.id), worker) })),
+    getTask: guard(async (req) => ({ task: taskToProto(await find(req.id), worker) })),
     listTasks: guard(async (req) => {
       const limit = req.limit ?? DEFAULT_LIST_LIMIT;
       if (limit > MAX_LIST_LIMIT) throw new TaskValidationError(`limit must be between 0 and ${MAX_LIST_LIMIT} (got ${limit})`, "limit");
@@ -280,9 +280,10 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
     retryTask: reschedule(retryTransition),
     resumeTask: reschedule(resumeTransition),
     async *watchTask(req, ctx: HandlerContext) {
-      let current: TaskRecord;
+      // Listen first: a change that lands while the task is read is not missed.
+      let id: string;
       try {
-        current = find(req.id);
+        id = taskId(req.id);
       } catch (err) {
         throw errors.map(err);
       }
@@ -290,19 +291,34 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       let wakeUp: (() => void) | undefined;
       let removed = false;
       const onChange = (rec: TaskRecord) => {
-        if (rec.id !== current.id) return;
+        if (rec.id !== id) return;
         updates.push(rec);
         wakeUp?.();
       };
-      const onRemoved = (id: string) => {
-        if (id !== current.id) return;
+      const onRemoved = (removedId: string) => {
+        if (removedId !== id) return;
         removed = true;
         wakeUp?.();
       };
-      const stop = AbortSignal.any([ctx.signal, domain.shutdown]);
-      const onStop = () => wakeUp?.();
       store.events.on("change", onChange);
       store.events.on("removed", onRemoved);
+      let current: TaskRecord;
+      try {
+        current = await find(id);
+      } catch (err) {
+        store.events.off("change", onChange);
+        store.events.off("removed", onRemoved);
+        throw errors.map(err);
+      }
+      // Changes that arrived while reading, up to the record read, are not news (stores emit the
+      // record object they then return).
+      const first = current;
+      const at = updates.indexOf(first);
+      const newer = at >= 0 ? updates.slice(at + 1) : updates.filter((u) => u.updatedAtMs > first.updatedAtMs);
+      updates.length = 0;
+      updates.push(...newer);
+      const stop = AbortSignal.any([ctx.signal, domain.shutdown]);
+      const onStop = () => wakeUp?.();
       stop.addEventListener("abort", onStop);
       try {
         yield { task: taskToProto(current, worker) };

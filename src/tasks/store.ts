@@ -292,6 +292,11 @@ export class FileTaskStore implements TaskStore {
     return this.committed.get(id);
   }
 
+  /** The file store's reads are its durable state. */
+  async fetch(id: string): Promise<TaskRecord | undefined> {
+    return this.committed.get(id);
+  }
+
   all(): IterableIterator<TaskRecord> {
     return this.committed.values();
   }

@@ -23,6 +23,11 @@ export interface TaskStore {
   readonly recoveredOnOpen: number;
 
   get(id: string): TaskRecord | undefined;
+  /**
+   * Reads one task from the durable state itself: for a shared store, a task another server
+   * has just written may not be in `get` yet (its notice is on the way).
+   */
+  fetch(id: string): Promise<TaskRecord | undefined>;
   all(): IterableIterator<TaskRecord>;
   readonly size: number;
   /** Counts per state over the durable state. */

@@ -147,6 +147,19 @@ export class PgTaskStore implements TaskStore {
     return this.mirror.get(id)?.rec;
   }
 
+  async fetch(id: string): Promise<TaskRecord | undefined> {
+    const known = this.mirror.get(id);
+    if (known) return known.rec;
+    const res = await this.q<Row>(this.pool, "SELECT version, record FROM cara_tasks WHERE id = $1", [id]).catch((err: Error) => {
+      throw new TaskStoreWriteError(`cannot read from the task database ${redactUrl(this.url)} (${err.message})`);
+    });
+    const row = res.rows[0];
+    if (!row) return undefined;
+    const rec = this.parse(row);
+    this.apply(rec, BigInt(row.version));
+    return this.mirror.get(id)?.rec ?? rec;
+  }
+
   *all(): IterableIterator<TaskRecord> {
     for (const e of this.mirror.values()) yield e.rec;
   }
