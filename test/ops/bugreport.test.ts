@@ -62,3 +62,19 @@ test("--include-payloads adds the tasks, still redacted", async () => {
   assert.ok(all.includes(PAYLOAD_TEXT), "the payload is there on request");
   for (const secret of [API_KEY, SECRET, TOKEN]) assert.ok(!all.includes(secret), `${secret.slice(0, 12)}... leaked`);
 });
+
+test("the task database's password (config tasks.postgres.url or CARAPACE_DATABASE_URL) is in no file of the report, wherever it shows up", async () => {
+  const { dir, env } = await planted();
+  const configured = "db-pw-from-config-31337";
+  const fromEnv = "db pw/from env 42";
+  await writeFile(join(dir, "config.json"), JSON.stringify({ tasks: { store: "postgres", postgres: { url: `postgres://cara:${configured}@db.example/cara` } } }));
+  await writeFile(join(dir, "logs", "cara.log"), `${JSON.stringify({ level: "warn", time: "2026-12-05T10:00:00.000Z", component: "tasks", msg: `odd text ${configured} and ${fromEnv}` })}\n`);
+  const paths = statePaths(dir);
+  const withDb = { ...env, CARAPACE_DATABASE_URL: `postgres://cara:${encodeURIComponent(fromEnv)}@db.example/cara` };
+  const doctor = await runDoctor({ paths, env: withDb, probes: { health: async () => ({ error: "down" }) } });
+  const output = join(await tempDir(), "report.tar.gz");
+  await writeBugreport({ paths, env: withDb, output, doctor, version: "0.1.0" });
+  const all = await unpack(output);
+  for (const secret of [configured, fromEnv, encodeURIComponent(fromEnv)]) assert.ok(!all.includes(secret), `${secret} leaked`);
+  assert.match(all, /odd text \[REDACTED\] and \[REDACTED\]/);
+});
