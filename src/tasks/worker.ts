@@ -86,6 +86,9 @@ export class Worker {
   private readonly settled = new Set<Promise<void>>();
   private readonly onChange = (rec: TaskRecord) => {
     if (rec.state === "queued" || rec.state === "retry_wait") this.wake();
+    // A cancel written by anyone (this server's CancelTask, or another server on a shared
+    // store) aborts the attempt running here.
+    if (rec.state === "cancelled") this.abort(rec.id);
   };
 
   constructor(
@@ -142,8 +145,10 @@ export class Worker {
   abort(id: string): boolean {
     const run = this.running.get(id);
     if (!run) return false;
-    run.abortReason = "cancel";
-    run.controller.abort(new AttemptAborted("cancelled by operator"));
+    if (run.abortReason !== "cancel") {
+      run.abortReason = "cancel";
+      run.controller.abort(new AttemptAborted("cancelled by operator"));
+    }
     return true;
   }
 

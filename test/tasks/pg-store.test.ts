@@ -8,6 +8,8 @@ import { MIGRATIONS } from "../../src/tasks/postgres/migrations.js";
 import { pendingMigrations, schemaVersion } from "../../src/tasks/postgres/migrate.js";
 import { PgTaskStore, TaskDatabaseError } from "../../src/tasks/postgres/pg-store.js";
 import { redactUrl } from "../../src/tasks/postgres/redact.js";
+import { cancelTransition } from "../../src/tasks/model.js";
+import { Worker } from "../../src/tasks/worker.js";
 import type { TaskInit } from "../../src/tasks/task-store.js";
 import { postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { nextChange } from "./store-contract.js";
@@ -148,6 +150,42 @@ if (missing !== undefined) {
       assert.equal(late.state, "running");
       assert.equal(late.attempts, 2);
     } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test("a cancel written on one store aborts the attempt running on another store's worker", async () => {
+    const url = await cluster.createDatabase();
+    const a = await PgTaskStore.open({ url });
+    const b = await PgTaskStore.open({ url });
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    let aborted!: (reason: unknown) => void;
+    const abortSeen = new Promise<unknown>((resolve) => (aborted = resolve));
+    const worker = new Worker(a, {
+      systemEvent: ({ signal }) =>
+        new Promise((resolve) => {
+          started();
+          signal.addEventListener("abort", () => {
+            aborted(signal.reason);
+            resolve({ kind: "done", result: "too late" });
+          });
+        }),
+    });
+    worker.start();
+    try {
+      const { task } = await b.create(init("long"));
+      await running;
+      const cancelled = await b.update(task.id, (cur) => cancelTransition(cur, "stop it", Date.now()));
+      assert.equal(((await abortSeen) as Error).message, "cancelled by operator");
+      await worker.stop(1_000);
+      assert.deepEqual(await a.fetch(task.id), a.get(task.id));
+      assert.equal(a.get(task.id)?.state, "cancelled");
+      assert.equal(a.get(task.id)?.result, undefined);
+      assert.equal(cancelled.lastError, "stop it");
+    } finally {
+      await worker.stop(0);
       await a.close();
       await b.close();
     }
