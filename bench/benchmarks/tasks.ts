@@ -1,6 +1,6 @@
 /**
  * Durable task creates with 10,000 tasks already stored, 32 concurrent clients: the real
- * TaskStore (journal + group commit) versus a whole-file-rewrite store (every create rewrites
+ * FileTaskStore (journal + group commit) versus a whole-file-rewrite store (every create rewrites
  * queue.json through the same durable-write helper), measured in the same run. Plus the time to
  * open (load + replay) a store of 10,000 tasks. And bulk submission over the API: CreateTasks calls
  * of 1,000 tasks against the real server, versus the store's own durable create rate above.
@@ -12,7 +12,7 @@ import { TasksService } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 import { startCara } from "../lib/cara.js";
 import { join } from "node:path";
 import { DEFAULT_POLICY, orderedRecord, type TaskRecord } from "../../src/tasks/model.js";
-import { TaskStore } from "../../src/tasks/store.js";
+import { FileTaskStore } from "../../src/tasks/store.js";
 import { writeFileDurable } from "../../src/state/durable.js";
 import { makeRow, percentileSorted } from "../lib/stats.js";
 import type { BenchOptions, BenchResult, Benchmark } from "../lib/types.js";
@@ -155,7 +155,7 @@ export const tasks: Benchmark = {
       const warm = rep === 0;
       // Journaled store (capacity above what the run can create, so no eviction scan).
       const dir = await seededDir(opts.tmp, "tasks-journal");
-      const store = await TaskStore.open({ dir, capacity: 1_000_000, retentionMs: 0 });
+      const store = await FileTaskStore.open({ dir, capacity: 1_000_000, retentionMs: 0 });
       const j = await drive(
         () => store.create({ payload: { kind: "systemEvent", text: "bench" }, policy: { ...DEFAULT_POLICY }, policyExplicit: true, nextRunAtMs: null }),
         duration,
@@ -165,7 +165,7 @@ export const tasks: Benchmark = {
       // create run grew can pass the 64 MiB file cap on a fast machine, and would measure more).
       const openDir = await seededDir(opts.tmp, "tasks-open");
       const t0 = performance.now();
-      const reopened = await TaskStore.open({ dir: openDir, capacity: 1_000_000, retentionMs: 0 });
+      const reopened = await FileTaskStore.open({ dir: openDir, capacity: 1_000_000, retentionMs: 0 });
       const opened = performance.now() - t0;
       await reopened.close();
       // Whole-file baseline.

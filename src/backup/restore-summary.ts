@@ -3,7 +3,7 @@
  * config keys by path. Config values are never part of the result, so no secret can leak from it.
  */
 import { readFile } from "node:fs/promises";
-import { TaskStore } from "../tasks/store.js";
+import { FileTaskStore } from "../tasks/store.js";
 import { TASK_STATES, type TaskRecord } from "../tasks/model.js";
 
 /** How many ids or key paths each list holds; the counts are exact. */
@@ -55,11 +55,11 @@ function limited<T extends string>(list: T[]): T[] {
  */
 export async function taskChanges(current: string, incoming: string): Promise<TaskChanges | undefined> {
   let currentUnreadable = false;
-  const before = await TaskStore.readRecords(current).catch((err: NodeJS.ErrnoException) => {
+  const before = await FileTaskStore.readRecords(current).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== "ENOENT") currentUnreadable = true;
     return [] as TaskRecord[];
   });
-  const after = await TaskStore.readRecords(incoming).catch(() => undefined);
+  const after = await FileTaskStore.readRecords(incoming).catch(() => undefined);
   if (!after) return undefined;
   const old = new Map(before.map((t) => [t.id, stable(t)]));
   const added: string[] = [];

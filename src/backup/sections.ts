@@ -206,9 +206,7 @@ export interface StateListing {
 export class StateListingError extends Error {
   constructor(readonly problems: Exclusion[]) {
     const first = problems[0];
-    super(
-      `cannot back up ${first?.path ?? "state"}: ${first?.reason ?? "unknown problem"}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""}`,
-    );
+    super(`cannot back up ${first?.path ?? "state"}: ${first?.reason ?? "unknown problem"}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ""}`);
     this.name = "StateListingError";
   }
 }

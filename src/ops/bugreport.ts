@@ -14,13 +14,14 @@ import { basename, dirname, join } from "node:path";
 import { create as createTar } from "tar";
 import { fsyncDir } from "../state/durable.js";
 import type { StatePaths } from "../state/paths.js";
-import { TaskStore } from "../tasks/store.js";
+import { FileTaskStore } from "../tasks/store.js";
 import { loadMarker } from "../update/rollback-marker.js";
 import { loadTransaction } from "../update/transaction.js";
 import type { DoctorReport } from "./doctor.js";
 import { readLogFiles } from "./log-files.js";
 import type { NewLogEntry } from "./log-ring.js";
 import { redactFields } from "./redact.js";
+import { urlPasswords } from "../tasks/postgres/redact.js";
 
 export interface BugreportInput {
   paths: StatePaths;
@@ -53,15 +54,25 @@ async function knownSecrets(paths: StatePaths, env: NodeJS.ProcessEnv): Promise<
       (t) => t.trim(),
       () => "",
     );
-  return [env.CARAPACE_GATEWAY_TOKEN, env.CARAPACE_SERVER_SECRET, env.CARAPACE_AGENT_API_KEY, await read(paths.token), await read(paths.serverSecret)].filter(
-    (s): s is string => !!s && s.length >= 6,
+  const configured = await readFile(paths.config, "utf8").then(
+    (t) => (JSON.parse(t) as { tasks?: { postgres?: { url?: unknown } } }).tasks?.postgres?.url,
+    () => undefined,
   );
+  const database = [env.CARAPACE_DATABASE_URL, typeof configured === "string" ? configured : undefined].flatMap((u) => (u ? urlPasswords(u) : []));
+  return [
+    env.CARAPACE_GATEWAY_TOKEN,
+    env.CARAPACE_SERVER_SECRET,
+    env.CARAPACE_AGENT_API_KEY,
+    await read(paths.token),
+    await read(paths.serverSecret),
+    ...database,
+  ].filter((s): s is string => !!s && s.length >= 6);
 }
 
 /** Writes the report (temp name beside it, then renamed: never half a file at `output`). */
 export async function writeBugreport(input: BugreportInput): Promise<BugreportResult> {
   const secrets = await knownSecrets(input.paths, input.env);
-  const tasks = await TaskStore.readRecords(input.paths.tasksDir).catch((err: Error) => err);
+  const tasks = await FileTaskStore.readRecords(input.paths.tasksDir).catch((err: Error) => err);
   // Without --include-payloads, payload text is removed wherever it shows up: the fields known to
   // carry it (below), and any payload string of the queue found verbatim elsewhere.
   const payloadTexts = input.includePayloads || tasks instanceof Error ? [] : tasks.flatMap((t) => payloadStrings(t.payload));

@@ -15,7 +15,7 @@ import { lockOwner } from "../state/lock.js";
 import type { StatePaths } from "../state/paths.js";
 import { liveServerAddress, type ServerAddress } from "../state/server-address.js";
 import { ScheduleStore } from "../tasks/schedule-store.js";
-import { TaskStore } from "../tasks/store.js";
+import { FileTaskStore } from "../tasks/store.js";
 import { loadMarker } from "../update/rollback-marker.js";
 import { loadTransaction } from "../update/transaction.js";
 import { readLogFiles } from "./log-files.js";
@@ -303,7 +303,7 @@ async function checkStores(o: DoctorOptions): Promise<{ steps: DoctorStep[]; age
   const steps: DoctorStep[] = [];
   let agentTurnTasks = 0;
   try {
-    const records = await TaskStore.readRecords(o.paths.tasksDir);
+    const records = await FileTaskStore.readRecords(o.paths.tasksDir);
     agentTurnTasks = records.filter((t) => (t.payload as { kind?: string }).kind === "agentTurn" && !["done", "failed", "cancelled"].includes(t.state)).length;
     steps.push({ id: "tasks", title: "task queue", status: "ok", summary: records.length === 1 ? "1 task loads" : `${records.length} tasks load` });
   } catch (err) {

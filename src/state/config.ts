@@ -66,6 +66,16 @@ const isConfig = t.isObject({
       capacity: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 1_000_000)])),
       retentionDays: t.isOptional(t.cascade(t.isNumber(), [t.isAtLeast(0)])),
       leaseGraceMs: t.isOptional(isPositiveInt),
+      /** Where tasks live: "file" (default: <state>/tasks) or "postgres" (a database several servers can share). */
+      store: t.isOptional(t.isEnum(["file", "postgres"] as const)),
+      postgres: t.isOptional(
+        t.isObject({
+          /** postgres://user:password@host:port/database; CARAPACE_DATABASE_URL, when set, is used instead. */
+          url: t.isOptional(t.isString()),
+          /** Connections in the pool (default 10). */
+          poolSize: t.isOptional(t.cascade(t.isNumber(), [t.isInteger(), t.isInInclusiveRange(1, 100)])),
+        }),
+      ),
       backoff: t.isOptional(
         t.isObject({
           baseMs: t.isOptional(isPositiveInt),

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { ScheduleStore } from "../tasks/schedule-store.js";
-import { TaskStore } from "../tasks/store.js";
+import { FileTaskStore } from "../tasks/store.js";
 import { loadConfig } from "./config.js";
 
 /** A staged state would not load: restoring it would leave a server that cannot start. */
@@ -17,7 +17,7 @@ export async function checkStateLoads(root: string, entries: readonly string[]):
     await loadConfig(join(root, "config.json")).catch((err: Error) => problems.push(err.message));
   }
   if (entries.includes("tasks")) {
-    await TaskStore.check(join(root, "tasks")).catch((err: Error) => problems.push(err.message));
+    await FileTaskStore.check(join(root, "tasks")).catch((err: Error) => problems.push(err.message));
     await ScheduleStore.check(join(root, "tasks")).catch((err: Error) => problems.push(err.message));
   }
   if (problems.length > 0) throw new StateNotLoadableError(problems.join("; "));

@@ -90,7 +90,11 @@ export function agentTurnExecutor(config: () => AgentConfig): Executor {
       return { kind: "blocked", reason: `LLM endpoint refused the credentials (HTTP ${res.status}); check CARAPACE_AGENT_API_KEY`, category: "config_missing" };
     }
     if (res.status === 404) {
-      return { kind: "blocked", reason: `LLM endpoint does not know model '${model}' or the path ${new URL(url).pathname} (HTTP 404); check agent.baseUrl and agent.model`, category: "config_missing" };
+      return {
+        kind: "blocked",
+        reason: `LLM endpoint does not know model '${model}' or the path ${new URL(url).pathname} (HTTP 404); check agent.baseUrl and agent.model`,
+        category: "config_missing",
+      };
     }
     if (res.status < 200 || res.status > 299) {
       return { kind: "failed", error: `LLM endpoint answered HTTP ${res.status}: ${body.slice(0, 300)}` };

@@ -117,7 +117,8 @@ function optString(src: Record<string, unknown>, key: string, out: Record<string
 function optBool(src: Record<string, unknown>, key: string, out: Record<string, unknown>): void {
   const v = src[key];
   if (v === undefined || v === null) return;
-  if (typeof v !== "boolean") throw new TaskValidationError(`Invalid task payload: ${key} must be a boolean`, `payload.${snake(String(src.kind))}.${snake(key)}`);
+  if (typeof v !== "boolean")
+    throw new TaskValidationError(`Invalid task payload: ${key} must be a boolean`, `payload.${snake(String(src.kind))}.${snake(key)}`);
   out[key] = v;
 }
 
@@ -131,12 +132,14 @@ export function normalizePayload(value: unknown): TaskPayloadRecord {
   let out: Record<string, unknown>;
   switch (kind) {
     case "systemEvent": {
-      if (typeof value.text !== "string" || value.text.trim() === "") throw new TaskValidationError("Invalid task payload: systemEvent needs a non-empty text", "payload.system_event.text");
+      if (typeof value.text !== "string" || value.text.trim() === "")
+        throw new TaskValidationError("Invalid task payload: systemEvent needs a non-empty text", "payload.system_event.text");
       out = { kind, text: value.text };
       break;
     }
     case "agentTurn": {
-      if (typeof value.message !== "string" || value.message.trim() === "") throw new TaskValidationError("Invalid task payload: agentTurn needs a non-empty message", "payload.agent_turn.message");
+      if (typeof value.message !== "string" || value.message.trim() === "")
+        throw new TaskValidationError("Invalid task payload: agentTurn needs a non-empty message", "payload.agent_turn.message");
       out = { kind, message: value.message };
       for (const k of ["model", "route", "thinking", "channel", "to"]) optString(value, k, out);
       for (const k of ["allowUnsafeExternalContent", "deliver", "bestEffortDeliver"]) optBool(value, k, out);
@@ -151,10 +154,12 @@ export function normalizePayload(value: unknown): TaskPayloadRecord {
     }
     case "backup": {
       const keep = value.keep ?? 7;
-      if (typeof keep !== "number" || !Number.isInteger(keep) || keep < 1 || keep > 1000) throw new TaskValidationError("Invalid task payload: backup keep must be between 1 and 1000", "payload.backup.keep");
+      if (typeof keep !== "number" || !Number.isInteger(keep) || keep < 1 || keep > 1000)
+        throw new TaskValidationError("Invalid task payload: backup keep must be between 1 and 1000", "payload.backup.keep");
       out = { kind, keep };
       if (value.sections !== undefined) {
-        if (!Array.isArray(value.sections) || !value.sections.every((s) => typeof s === "string")) throw new TaskValidationError("Invalid task payload: backup sections must be a list of names", "payload.backup.sections");
+        if (!Array.isArray(value.sections) || !value.sections.every((s) => typeof s === "string"))
+          throw new TaskValidationError("Invalid task payload: backup sections must be a list of names", "payload.backup.sections");
         out.sections = value.sections;
       }
       break;
@@ -167,7 +172,8 @@ export function normalizePayload(value: unknown): TaskPayloadRecord {
     default:
       throw new TaskValidationError("Invalid task payload: unrecognized payload kind", "payload");
   }
-  if (Buffer.byteLength(JSON.stringify(out)) > MAX_PAYLOAD_BYTES) throw new TaskValidationError(`Invalid task payload: larger than ${MAX_PAYLOAD_BYTES} bytes`, "payload");
+  if (Buffer.byteLength(JSON.stringify(out)) > MAX_PAYLOAD_BYTES)
+    throw new TaskValidationError(`Invalid task payload: larger than ${MAX_PAYLOAD_BYTES} bytes`, "payload");
   return out as TaskPayloadRecord;
 }
 
@@ -205,6 +211,27 @@ export function isDue(task: TaskRecord, now: number): boolean {
   return false;
 }
 
+/** The order due tasks are claimed in: highest priority first, then earliest run-at (or creation). */
+export function claimOrder(a: TaskRecord, b: TaskRecord): number {
+  return (b.priority ?? 0) - (a.priority ?? 0) || (a.nextRunAtMs ?? a.createdAtMs) - (b.nextRunAtMs ?? b.createdAtMs);
+}
+
+/** A worker takes a due task: it runs, with one more attempt. */
+export function claimTransition(task: TaskRecord, now: number): TaskRecord {
+  return { ...task, state: "running", attempts: task.attempts + 1, nextRunAtMs: null, updatedAtMs: now };
+}
+
+/** A running task whose lease ended (its server stopped, or lost the store): due again now. */
+export function rescueTransition(task: TaskRecord, now: number): TaskRecord {
+  return {
+    ...task,
+    state: "retry_wait",
+    nextRunAtMs: now,
+    updatedAtMs: now,
+    lastError: "lease expired: the server running this attempt stopped or lost the database before it finished",
+  };
+}
+
 function without<T extends object, K extends keyof T>(obj: T, ...keys: K[]): T {
   const copy = { ...obj };
   for (const k of keys) delete copy[k];
@@ -232,7 +259,13 @@ export function retryTransition(task: TaskRecord, reason: string | undefined, de
 /** Operator resume: only from blocked. */
 export function resumeTransition(task: TaskRecord, reason: string | undefined, delayMs: number, now: number): TaskRecord {
   if (task.state !== "blocked") throw new TaskStateError("Task is not blocked");
-  return { ...without(task, "blockedReason", "finishedAtMs"), state: "retry_wait", lastError: reason ?? "resumed by operator", nextRunAtMs: now + delayMs, updatedAtMs: now };
+  return {
+    ...without(task, "blockedReason", "finishedAtMs"),
+    state: "retry_wait",
+    lastError: reason ?? "resumed by operator",
+    nextRunAtMs: now + delayMs,
+    updatedAtMs: now,
+  };
 }
 
 export interface TaskPatch {
@@ -249,7 +282,14 @@ export interface TaskPatch {
 export function patchTransition(task: TaskRecord, patch: TaskPatch, now: number): TaskRecord {
   const policyKeys = patch.policy ? Object.values(patch.policy).filter((v) => v !== undefined).length : 0;
   const labelChanges = Object.keys(patch.setLabels ?? {}).length + (patch.removeLabels?.length ?? 0);
-  if (patch.payload === undefined && policyKeys === 0 && patch.reason === undefined && patch.priority === undefined && patch.nextRunAtMs === undefined && labelChanges === 0) {
+  if (
+    patch.payload === undefined &&
+    policyKeys === 0 &&
+    patch.reason === undefined &&
+    patch.priority === undefined &&
+    patch.nextRunAtMs === undefined &&
+    labelChanges === 0
+  ) {
     throw new TaskValidationError("Task patch requires payload, policy, or reason");
   }
   if (task.state === "running" || task.state === "done") throw new TaskStateError(`Task is ${task.state}; patch rejected`);
@@ -279,7 +319,8 @@ export function validateLabels(labels: Record<string, string>, field = "labels")
   const entries = Object.entries(labels);
   if (entries.length > 32) throw new TaskValidationError("labels: at most 32 labels per task", field);
   for (const [k, v] of entries) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$/.test(k)) throw new TaskValidationError(`labels: invalid key '${k.slice(0, 70)}' (1-63 characters of letters, digits, _ . - /)`, field);
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$/.test(k))
+      throw new TaskValidationError(`labels: invalid key '${k.slice(0, 70)}' (1-63 characters of letters, digits, _ . - /)`, field);
     if (v.length > 256) throw new TaskValidationError(`labels: value of '${k}' is longer than 256 characters`, field);
   }
 }

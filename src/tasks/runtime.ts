@@ -6,7 +6,10 @@ import type { Logger } from "../ops/logger.js";
 import type { CaraConfig } from "../state/config.js";
 import { agentTurnExecutor, RecentEvents, systemEventExecutor } from "./executors.js";
 import { queueStatsValue, tasksService } from "./service.js";
-import { DEFAULT_RETENTION_MS, TaskStore } from "./store.js";
+import { FileTaskStore } from "./store.js";
+import { DEFAULT_RETENTION_MS, type TaskStore } from "./task-store.js";
+import { TaskDatabaseError } from "./postgres/errors.js";
+import { redactUrl } from "./postgres/redact.js";
 import { summarizeSchedule, type ScheduleRecord, type ScheduleRun } from "./schedule.js";
 import { ScheduleStore } from "./schedule-store.js";
 import { Scheduler } from "./scheduler.js";
@@ -76,15 +79,37 @@ export async function startTasks(options: {
 }): Promise<TasksRuntime> {
   const { config, env, logger } = options;
   const cfg = config.tasks ?? {};
-  const store = await TaskStore.open({
-    dir: options.dir,
+  const common = {
     ...(cfg.capacity !== undefined ? { capacity: cfg.capacity } : {}),
     retentionMs: cfg.retentionDays !== undefined ? cfg.retentionDays * 86_400_000 : DEFAULT_RETENTION_MS,
-    warn: (message) => logger.warn(message),
-    ...(options.onSync ? { onSync: options.onSync } : {}),
-  });
+    warn: (message: string) => logger.warn(message),
+  };
+  let store: TaskStore;
+  if (cfg.store === "postgres") {
+    const url = env.CARAPACE_DATABASE_URL || cfg.postgres?.url;
+    if (!url)
+      throw new TaskDatabaseError(
+        'config tasks.store is "postgres" but no database URL is set: set CARAPACE_DATABASE_URL or tasks.postgres.url in config.json, then start again',
+      );
+    const source = env.CARAPACE_DATABASE_URL ? "CARAPACE_DATABASE_URL" : "config tasks.postgres.url";
+    if (!/^postgres(ql)?:\/\/./.test(url))
+      throw new TaskDatabaseError(`${source} is not a PostgreSQL URL (postgres://user:password@host:port/database); fix it, then start again`);
+    // The URL itself is never logged (redactUrl hides its password where a message names it).
+    const { PgTaskStore } = await import("./postgres/pg-store.js");
+    store = await PgTaskStore.open({
+      url,
+      ...common,
+      ...(cfg.leaseGraceMs !== undefined ? { leaseGraceMs: cfg.leaseGraceMs } : {}),
+      ...(cfg.postgres?.poolSize !== undefined ? { poolSize: cfg.postgres.poolSize } : {}),
+    });
+    logger.info({ database: redactUrl(url) }, "tasks are stored in PostgreSQL");
+  } else {
+    if (env.CARAPACE_DATABASE_URL) logger.warn('CARAPACE_DATABASE_URL is set but config tasks.store is not "postgres": tasks stay in the state directory');
+    store = await FileTaskStore.open({ dir: options.dir, ...common, ...(options.onSync ? { onSync: options.onSync } : {}) });
+  }
   const schedules = await ScheduleStore.open(options.dir);
-  if (store.recoveredOnOpen > 0) logger.warn({ count: store.recoveredOnOpen }, "tasks that were running when the server stopped are due again (recovered after restart)");
+  if (store.recoveredOnOpen > 0)
+    logger.warn({ count: store.recoveredOnOpen }, "tasks that were running when the server stopped are due again (recovered after restart)");
   const events = new RecentEvents();
   const apiKey = env.CARAPACE_AGENT_API_KEY;
   const executors: Record<string, Executor> = {
@@ -104,7 +129,12 @@ export async function startTasks(options: {
     ...(options.onAttempt ? { onAttempt: options.onAttempt } : {}),
   });
   const now = schedulerClock(env);
-  const scheduler = new Scheduler(schedules, store, { now, log: logger, afterCreate: testPauseAfterCreate(env), ...(options.onScheduleRun ? { onRun: options.onScheduleRun } : {}) });
+  const scheduler = new Scheduler(schedules, store, {
+    now,
+    log: logger,
+    afterCreate: testPauseAfterCreate(env),
+    ...(options.onScheduleRun ? { onRun: options.onScheduleRun } : {}),
+  });
   const retentionTimer = setInterval(() => void store.sweepRetention().catch(() => undefined), 3_600_000);
   retentionTimer.unref();
   let closed = false;
@@ -146,10 +176,16 @@ export async function startTasks(options: {
         if (!worker.alive) return { status: "warn", message: "the task worker is not running" };
         const failing = schedules.list().filter((sc) => summarizeSchedule(sc, (id) => store.get(id)?.state, Date.now()).lastRunFailed);
         if (failing.length > 0) {
-          return { status: "warn", message: `the last run of schedule ${failing.map((sc) => `'${sc.name}'`).join(", ")} failed; see cara schedule get <name> and its task` };
+          return {
+            status: "warn",
+            message: `the last run of schedule ${failing.map((sc) => `'${sc.name}'`).join(", ")} failed; see cara schedule get <name> and its task`,
+          };
         }
         const counts = store.counts();
-        return { status: "ok", message: `${formatCount(store.size, "task")} (${counts.queued} queued, ${counts.running} running, ${counts.blocked} blocked); worker ${worker.busy}/${worker.concurrency} busy` };
+        return {
+          status: "ok",
+          message: `${formatCount(store.size, "task")} (${counts.queued} queued, ${counts.running} running, ${counts.blocked} blocked); worker ${worker.busy}/${worker.concurrency} busy`,
+        };
       },
     },
     statusSection: () => {
@@ -167,7 +203,14 @@ export async function startTasks(options: {
         recentEvents: events.list().map((e) => ({ time: timestampFromMs(e.timeMs), text: e.text, taskId: e.taskId })),
         schedules: schedules.list().map((sc) => {
           const v = summarizeSchedule(sc, (id) => store.get(id)?.state, Date.now());
-          return { name: v.name, rule: v.rule, enabled: v.enabled, ...(v.nextDueMs !== undefined ? { nextDue: timestampFromMs(v.nextDueMs) } : {}), lastOutcome: v.lastOutcome, lastRunFailed: v.lastRunFailed };
+          return {
+            name: v.name,
+            rule: v.rule,
+            enabled: v.enabled,
+            ...(v.nextDueMs !== undefined ? { nextDue: timestampFromMs(v.nextDueMs) } : {}),
+            lastOutcome: v.lastOutcome,
+            lastRunFailed: v.lastRunFailed,
+          };
         }),
       };
     },

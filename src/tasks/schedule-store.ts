@@ -66,7 +66,8 @@ export class ScheduleStore {
     return this.change(() => {
       const current = this.get(id);
       const updated = fn(current);
-      if (updated.name !== current.name && this.byName(updated.name)) throw new ScheduleValidationError(`a schedule named '${updated.name}' exists already`, "name");
+      if (updated.name !== current.name && this.byName(updated.name))
+        throw new ScheduleValidationError(`a schedule named '${updated.name}' exists already`, "name");
       const next = new Map(this.schedules);
       next.set(current.id, updated);
       return { next, result: updated };
@@ -118,7 +119,8 @@ async function readSchedules(file: string, o: { keepCopy: boolean }): Promise<Ma
   try {
     const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      if ((await handle.stat()).size > MAX_FILE_BYTES) throw new ScheduleStoreCorruptError(`schedule file ${file} is larger than ${MAX_FILE_BYTES} bytes; restore it from a backup`);
+      if ((await handle.stat()).size > MAX_FILE_BYTES)
+        throw new ScheduleStoreCorruptError(`schedule file ${file} is larger than ${MAX_FILE_BYTES} bytes; restore it from a backup`);
       raw = await handle.readFile();
     } finally {
       await handle.close();
@@ -157,10 +159,18 @@ function parseProblem(raw: Buffer): Map<string, ScheduleRecord> | string {
   const out = new Map<string, ScheduleRecord>();
   for (const s of doc.schedules as ScheduleRecord[]) {
     const ok =
-      typeof s === "object" && s !== null && typeof s.id === "string" && typeof s.name === "string" && typeof s.timezone === "string" &&
-      (typeof s.cron === "string" || typeof s.intervalMs === "number") && typeof s.template === "object" && s.template !== null &&
-      typeof s.enabled === "boolean" && (OVERLAP_POLICIES as readonly string[]).includes(s.overlap) &&
-      typeof s.createdAtMs === "number" && typeof s.anchorMs === "number";
+      typeof s === "object" &&
+      s !== null &&
+      typeof s.id === "string" &&
+      typeof s.name === "string" &&
+      typeof s.timezone === "string" &&
+      (typeof s.cron === "string" || typeof s.intervalMs === "number") &&
+      typeof s.template === "object" &&
+      s.template !== null &&
+      typeof s.enabled === "boolean" &&
+      (OVERLAP_POLICIES as readonly string[]).includes(s.overlap) &&
+      typeof s.createdAtMs === "number" &&
+      typeof s.anchorMs === "number";
     if (!ok) return `schedule ${JSON.stringify((s as { id?: unknown })?.id ?? "?")} is incomplete`;
     out.set(s.id, { ...s, missedRuns: typeof s.missedRuns === "number" ? s.missedRuns : 0 });
   }

@@ -88,7 +88,10 @@ export function checkCron(expr: string, timezone: string): string {
   if (e.startsWith("@")) {
     if (!SHORTHANDS.has(e)) throw new ScheduleValidationError(`unknown cron shorthand '${e.slice(0, 40)}' (one of ${[...SHORTHANDS].join(", ")})`, "cron");
   } else if (e.split(" ").length !== 5) {
-    throw new ScheduleValidationError(`cron expression '${e.slice(0, 80)}' has ${e.split(" ").length} fields; use 5 (minute hour day-of-month month day-of-week), e.g. '0 3 * * *'`, "cron");
+    throw new ScheduleValidationError(
+      `cron expression '${e.slice(0, 80)}' has ${e.split(" ").length} fields; use 5 (minute hour day-of-month month day-of-week), e.g. '0 3 * * *'`,
+      "cron",
+    );
   }
   try {
     new Cron(e, { timezone, paused: true }).nextRun();
@@ -99,7 +102,8 @@ export function checkCron(expr: string, timezone: string): string {
 }
 
 export function checkInterval(ms: number): number {
-  if (!Number.isSafeInteger(ms) || ms < MIN_INTERVAL_MS) throw new ScheduleValidationError(`interval must be at least ${MIN_INTERVAL_MS / 1000} s (got ${ms} ms)`, "interval_ms");
+  if (!Number.isSafeInteger(ms) || ms < MIN_INTERVAL_MS)
+    throw new ScheduleValidationError(`interval must be at least ${MIN_INTERVAL_MS / 1000} s (got ${ms} ms)`, "interval_ms");
   return ms;
 }
 
@@ -117,7 +121,12 @@ export function checkTemplate(t: { payload: unknown; labels?: Record<string, str
 }
 
 /** The due times after `afterMs` up to and including `untilMs` (at most `max`, oldest first). */
-export function dueTimes(s: Pick<ScheduleRecord, "cron" | "intervalMs" | "timezone" | "createdAtMs">, afterMs: number, untilMs: number, max = 10_000): number[] {
+export function dueTimes(
+  s: Pick<ScheduleRecord, "cron" | "intervalMs" | "timezone" | "createdAtMs">,
+  afterMs: number,
+  untilMs: number,
+  max = 10_000,
+): number[] {
   const out: number[] = [];
   if (s.intervalMs) {
     // Intervals count from the creation: due at created + k * interval.

@@ -1,7 +1,7 @@
 import { isTerminal, type TaskRecord } from "./model.js";
 import { dueNow, nextDueTimes, runKey, type ScheduleRecord, type ScheduleRun } from "./schedule.js";
 import type { ScheduleStore } from "./schedule-store.js";
-import { TaskQueueFullError, TaskStoreWriteError, type TaskStore } from "./store.js";
+import { TaskQueueFullError, TaskStoreWriteError, type TaskStore } from "./task-store.js";
 
 export interface SchedulerOptions {
   now?: () => number;
@@ -92,7 +92,9 @@ export class Scheduler {
       if ((this.retryUntil.get(s.id) ?? 0) > now) continue;
       const due = dueNow(s, now);
       if (!due) continue;
-      await this.run(s, due.dueAtMs, due.missed).catch((err: Error) => this.options.log?.warn({ schedule: s.name, err: err.message }, "could not record a schedule's run; it is retried"));
+      await this.run(s, due.dueAtMs, due.missed).catch((err: Error) =>
+        this.options.log?.warn({ schedule: s.name, err: err.message }, "could not record a schedule's run; it is retried"),
+      );
     }
   }
 
@@ -118,7 +120,10 @@ export class Scheduler {
     }
     this.retryUntil.delete(s.id);
     if (missed.length > 0) {
-      this.options.log?.warn({ schedule: s.name, missed: missed.length, from: new Date(missed[0]!).toISOString() }, "due times passed while the server was down; ran once to catch up");
+      this.options.log?.warn(
+        { schedule: s.name, missed: missed.length, from: new Date(missed[0]!).toISOString() },
+        "due times passed while the server was down; ran once to catch up",
+      );
     }
     await this.schedules.update(s.id, (cur) => ({
       ...cur,

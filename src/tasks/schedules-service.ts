@@ -8,17 +8,32 @@ import {
   type SchedulesService,
   type TaskTemplate as ProtoTemplate,
 } from "../../gen/carapace/tasks/v1/schedules_pb.js";
-import { TaskState, type TaskPolicyOverrides } from "../../gen/carapace/tasks/v1/tasks_pb.js";
+import type { TaskState, TaskPolicyOverrides } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 import { invalidField, rpcError } from "../wire/error-details.js";
 import { applyPolicy, DEFAULT_POLICY, TaskValidationError, TASK_STATES, validateLabels } from "./model.js";
-import { checkCron, checkInterval, checkName, checkTimezone, nextDueTimes, ScheduleNotFoundError, type OverlapPolicy as OverlapName, type ScheduleRecord, type ScheduleRun, type TaskTemplate } from "./schedule.js";
+import {
+  checkCron,
+  checkInterval,
+  checkName,
+  checkTimezone,
+  nextDueTimes,
+  ScheduleNotFoundError,
+  type OverlapPolicy as OverlapName,
+  type ScheduleRecord,
+  type ScheduleRun,
+  type TaskTemplate,
+} from "./schedule.js";
 import { ScheduleStoreClosedError, type ScheduleStore } from "./schedule-store.js";
 import type { Scheduler } from "./scheduler.js";
 import { payloadFromProto, payloadToProto, policyOverrides } from "./service.js";
-import type { TaskStore } from "./store.js";
+import type { TaskStore } from "./task-store.js";
 
 const OVERLAP_TO_PROTO: Record<OverlapName, OverlapPolicy> = { skip: OverlapPolicy.SKIP, allow: OverlapPolicy.ALLOW };
-const OUTCOME_TO_PROTO = { created: ScheduleRunOutcome.CREATED, skipped_overlap: ScheduleRunOutcome.SKIPPED_OVERLAP, failed_to_create: ScheduleRunOutcome.FAILED_TO_CREATE } as const;
+const OUTCOME_TO_PROTO = {
+  created: ScheduleRunOutcome.CREATED,
+  skipped_overlap: ScheduleRunOutcome.SKIPPED_OVERLAP,
+  failed_to_create: ScheduleRunOutcome.FAILED_TO_CREATE,
+} as const;
 
 function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
@@ -26,7 +41,10 @@ function toConnectError(err: unknown): ConnectError {
   if (err instanceof ScheduleNotFoundError) return rpcError(err.message, Code.NotFound, { reason: "SCHEDULE_NOT_FOUND" });
   if (err instanceof ScheduleStoreClosedError) return rpcError(err.message, Code.Unavailable, { reason: "SCHEDULES_UNAVAILABLE", retryAfterMs: 2_000 });
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === "ENOSPC" || code === "EDQUOT") return rpcError(`the schedule could not be written: the filesystem is full (${code}); nothing was changed`, Code.ResourceExhausted, { reason: "DISK_FULL" });
+  if (code === "ENOSPC" || code === "EDQUOT")
+    return rpcError(`the schedule could not be written: the filesystem is full (${code}); nothing was changed`, Code.ResourceExhausted, {
+      reason: "DISK_FULL",
+    });
   return rpcError("internal error", Code.Internal, { reason: "INTERNAL" });
 }
 
@@ -84,7 +102,9 @@ export function scheduleToProto(s: ScheduleRecord, tasks: TaskStore, now: number
     timezone: s.timezone,
     template: {
       payload: payloadToProto(t.payload),
-      policy: t.policy ? { ...t.policy, maxTotalRuntimeMs: t.policy.maxTotalRuntimeMs !== undefined ? BigInt(t.policy.maxTotalRuntimeMs) : undefined } : undefined,
+      policy: t.policy
+        ? { ...t.policy, maxTotalRuntimeMs: t.policy.maxTotalRuntimeMs !== undefined ? BigInt(t.policy.maxTotalRuntimeMs) : undefined }
+        : undefined,
       labels: t.labels ?? {},
       priority: t.priority ?? 0,
     },
@@ -99,7 +119,12 @@ export function scheduleToProto(s: ScheduleRecord, tasks: TaskStore, now: number
 }
 
 /** Adapts the schedule store and the scheduler to `carapace.tasks.v1.SchedulesService`. */
-export function schedulesService(d: { schedules: ScheduleStore; scheduler: Scheduler; tasks: TaskStore; now?: () => number }): ServiceImpl<typeof SchedulesService> {
+export function schedulesService(d: {
+  schedules: ScheduleStore;
+  scheduler: Scheduler;
+  tasks: TaskStore;
+  now?: () => number;
+}): ServiceImpl<typeof SchedulesService> {
   const now = d.now ?? Date.now;
   const find = (idOrName: string) => {
     const key = idOrName.trim();
@@ -112,11 +137,27 @@ export function schedulesService(d: { schedules: ScheduleStore; scheduler: Sched
       const name = checkName(req.name);
       const timezone = checkTimezone(req.timezone);
       const rule: Pick<ScheduleRecord, "cron" | "intervalMs"> =
-        req.rule.case === "cron" ? { cron: checkCron(req.rule.value, timezone) } : req.rule.case === "intervalMs" ? { intervalMs: checkInterval(Number(req.rule.value)) } : {};
+        req.rule.case === "cron"
+          ? { cron: checkCron(req.rule.value, timezone) }
+          : req.rule.case === "intervalMs"
+            ? { intervalMs: checkInterval(Number(req.rule.value)) }
+            : {};
       if (rule.cron === undefined && rule.intervalMs === undefined) throw new TaskValidationError("a rule is required: cron or interval_ms", "cron");
       const template = templateFromProto(req.template);
       const at = now();
-      const created = await d.schedules.create({ id: randomUUID(), name, ...rule, timezone, template, enabled: !req.paused, overlap: overlapFromProto(req.overlap), createdAtMs: at, updatedAtMs: at, anchorMs: at, missedRuns: 0 });
+      const created = await d.schedules.create({
+        id: randomUUID(),
+        name,
+        ...rule,
+        timezone,
+        template,
+        enabled: !req.paused,
+        overlap: overlapFromProto(req.overlap),
+        createdAtMs: at,
+        updatedAtMs: at,
+        anchorMs: at,
+        missedRuns: 0,
+      });
       d.scheduler.wake();
       return answer(created);
     }),
@@ -151,7 +192,9 @@ export function schedulesService(d: { schedules: ScheduleStore; scheduler: Sched
     resumeSchedule: guard(async (req) => {
       const at = now();
       // Due times that passed while paused are not caught up: the next one after now runs.
-      const s = await d.schedules.update(find(req.id).id, (cur) => (cur.enabled ? cur : { ...cur, enabled: true, updatedAtMs: at, anchorMs: Math.max(cur.anchorMs, at) }));
+      const s = await d.schedules.update(find(req.id).id, (cur) =>
+        cur.enabled ? cur : { ...cur, enabled: true, updatedAtMs: at, anchorMs: Math.max(cur.anchorMs, at) },
+      );
       d.scheduler.wake();
       return answer(s);
     }),

@@ -5,7 +5,7 @@ import { blockedReasonNames, taskStateNames } from "../wire/tasks.js";
 import {
   TaskPayloadSchema,
   TaskSchema,
-  TasksService,
+  type TasksService,
   type CreateTaskRequest,
   type Task,
   type TaskPayload,
@@ -32,7 +32,7 @@ import {
   type TaskRecord,
   type TaskStateName,
 } from "./model.js";
-import { TaskQueueFullError, TaskStoreWriteError, type TaskInit, type TaskStore } from "./store.js";
+import { TaskQueueFullError, TaskStoreWriteError, type TaskInit, type TaskStore } from "./task-store.js";
 import type { Worker } from "./worker.js";
 
 const MAX_LIST_LIMIT = 1000;
@@ -63,7 +63,9 @@ const errors = errorTable(
     on(TaskNotFoundError, { code: Code.NotFound, reason: "TASK_NOT_FOUND" }),
     on(TaskStateError, { code: Code.FailedPrecondition, reason: "TASK_STATE_CONFLICT" }),
     on(TaskQueueFullError, { code: Code.ResourceExhausted, reason: "TASK_QUEUE_FULL" }),
-    on(TaskStoreWriteError, (e) => (e.diskFull ? { code: Code.ResourceExhausted, reason: "DISK_FULL" } : { code: Code.Unavailable, reason: "TASK_STORE_UNAVAILABLE" })),
+    on(TaskStoreWriteError, (e) =>
+      e.diskFull ? { code: Code.ResourceExhausted, reason: "DISK_FULL" } : { code: Code.Unavailable, reason: "TASK_STORE_UNAVAILABLE" },
+    ),
   ],
   { code: Code.Internal, reason: "INTERNAL", message: "internal error" },
 );
@@ -117,7 +119,12 @@ export function taskToProto(rec: TaskRecord, worker?: Worker): Task {
   if (rec.note) init.note = rec.note;
   if (rec.finishedAtMs !== undefined) init.finishedAtMs = BigInt(rec.finishedAtMs);
   if (lease) {
-    init.lease = { owner: lease.owner, acquiredAtMs: BigInt(lease.acquiredAtMs), heartbeatAtMs: BigInt(lease.heartbeatAtMs), expiresAtMs: BigInt(lease.expiresAtMs) };
+    init.lease = {
+      owner: lease.owner,
+      acquiredAtMs: BigInt(lease.acquiredAtMs),
+      heartbeatAtMs: BigInt(lease.heartbeatAtMs),
+      expiresAtMs: BigInt(lease.expiresAtMs),
+    };
   }
   return create(TaskSchema, init);
 }
@@ -175,8 +182,8 @@ export interface TasksDomain {
 export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksService> {
   const { store, worker } = domain;
   const now = domain.now ?? Date.now;
-  const find = (id: string) => {
-    const rec = store.get(taskId(id));
+  const find = async (id: string) => {
+    const rec = await store.fetch(taskId(id));
     if (!rec) throw new TaskNotFoundError();
     return rec;
   };
@@ -196,13 +203,15 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       return { task: taskToProto(task, worker), created };
     }),
     createTasks: guard(async (req) => {
-      if (req.tasks.length === 0 || req.tasks.length > MAX_BATCH) throw new TaskValidationError(`tasks must hold 1 to ${MAX_BATCH} requests (got ${req.tasks.length})`, "tasks");
+      if (req.tasks.length === 0 || req.tasks.length > MAX_BATCH)
+        throw new TaskValidationError(`tasks must hold 1 to ${MAX_BATCH} requests (got ${req.tasks.length})`, "tasks");
       const keys = new Set<string>();
       const inits = req.tasks.map((r, i) => {
         try {
           const init = taskInit(r);
           if (init.idempotencyKey !== undefined) {
-            if (keys.has(init.idempotencyKey)) throw new TaskValidationError(`idempotency_key '${init.idempotencyKey.slice(0, 60)}' appears more than once in the batch`, "idempotency_key");
+            if (keys.has(init.idempotencyKey))
+              throw new TaskValidationError(`idempotency_key '${init.idempotencyKey.slice(0, 60)}' appears more than once in the batch`, "idempotency_key");
             keys.add(init.idempotencyKey);
           }
           return init;
@@ -215,7 +224,7 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       worker.wake();
       return { results: results.map(({ task, created }) => ({ task: taskToProto(task, worker), created })) };
     }),
-    getTask: guard(async (req) => ({ task: taskToProto(find(req.id), worker) })),
+    getTask: guard(async (req) => ({ task: taskToProto(await find(req.id), worker) })),
     listTasks: guard(async (req) => {
       const limit = req.limit ?? DEFAULT_LIST_LIMIT;
       if (limit > MAX_LIST_LIMIT) throw new TaskValidationError(`limit must be between 0 and ${MAX_LIST_LIMIT} (got ${limit})`, "limit");
@@ -280,9 +289,10 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
     retryTask: reschedule(retryTransition),
     resumeTask: reschedule(resumeTransition),
     async *watchTask(req, ctx: HandlerContext) {
-      let current: TaskRecord;
+      // Listen first: a change that lands while the task is read is not missed.
+      let id: string;
       try {
-        current = find(req.id);
+        id = taskId(req.id);
       } catch (err) {
         throw errors.map(err);
       }
@@ -290,19 +300,34 @@ export function tasksService(domain: TasksDomain): ServiceImpl<typeof TasksServi
       let wakeUp: (() => void) | undefined;
       let removed = false;
       const onChange = (rec: TaskRecord) => {
-        if (rec.id !== current.id) return;
+        if (rec.id !== id) return;
         updates.push(rec);
         wakeUp?.();
       };
-      const onRemoved = (id: string) => {
-        if (id !== current.id) return;
+      const onRemoved = (removedId: string) => {
+        if (removedId !== id) return;
         removed = true;
         wakeUp?.();
       };
-      const stop = AbortSignal.any([ctx.signal, domain.shutdown]);
-      const onStop = () => wakeUp?.();
       store.events.on("change", onChange);
       store.events.on("removed", onRemoved);
+      let current: TaskRecord;
+      try {
+        current = await find(id);
+      } catch (err) {
+        store.events.off("change", onChange);
+        store.events.off("removed", onRemoved);
+        throw errors.map(err);
+      }
+      // Changes that arrived while reading, up to the record read, are not news (stores emit the
+      // record object they then return).
+      const first = current;
+      const at = updates.indexOf(first);
+      const newer = at >= 0 ? updates.slice(at + 1) : updates.filter((u) => u.updatedAtMs > first.updatedAtMs);
+      updates.length = 0;
+      updates.push(...newer);
+      const stop = AbortSignal.any([ctx.signal, domain.shutdown]);
+      const onStop = () => wakeUp?.();
       stop.addEventListener("abort", onStop);
       try {
         yield { task: taskToProto(current, worker) };
@@ -358,7 +383,15 @@ function queueStats(store: TaskStore, worker: Worker, now: number) {
   const v = queueStatsValue(store, worker, now);
   return {
     total: v.total,
-    counts: { queued: v.counts.queued, running: v.counts.running, blocked: v.counts.blocked, retryWait: v.counts.retry_wait, done: v.counts.done, failed: v.counts.failed, cancelled: v.counts.cancelled },
+    counts: {
+      queued: v.counts.queued,
+      running: v.counts.running,
+      blocked: v.counts.blocked,
+      retryWait: v.counts.retry_wait,
+      done: v.counts.done,
+      failed: v.counts.failed,
+      cancelled: v.counts.cancelled,
+    },
     capacity: v.capacity,
     ...(v.oldestQueuedAgeMs !== undefined ? { oldestQueuedAgeMs: BigInt(v.oldestQueuedAgeMs) } : {}),
     workerSlotsBusy: v.workerSlotsBusy,

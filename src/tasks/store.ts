@@ -6,7 +6,19 @@ import { basename, dirname, join } from "node:path";
 import { fsyncDir, writeFileDurable, writeFully, FILE_MODE } from "../state/durable.js";
 import { COMMIT_LINE, parseJournal } from "./journal.js";
 import {
+  DEFAULT_CAPACITY,
+  DEFAULT_RETENTION_MS,
+  TaskQueueFullError,
+  TaskStoreCorruptError,
+  TaskStoreWriteError,
+  type TaskInit,
+  type TaskStore,
+} from "./task-store.js";
+import {
+  claimOrder,
+  claimTransition,
   DEFAULT_POLICY,
+  isDue,
   isTerminal,
   orderedRecord,
   recordFromDisk,
@@ -17,27 +29,10 @@ import {
 } from "./model.js";
 
 export const MAX_QUEUE_FILE_BYTES = 64 * 1024 * 1024;
-export const DEFAULT_CAPACITY = 10_000;
-export const DEFAULT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 const MAX_CORRUPT_COPIES = 8;
 const CLOSED_FOR_SHUTDOWN = "the task store is closed (the server is shutting down)";
 
-export class TaskStoreCorruptError extends Error {}
-export class TaskQueueFullError extends Error {
-  constructor() {
-    super("task queue full: no terminal tasks available for eviction");
-  }
-}
-/** A durable write failed: nothing of the mutation was kept. */
-export class TaskStoreWriteError extends Error {
-  constructor(
-    message: string,
-    /** The filesystem is full (ENOSPC/EDQUOT): retrying helps only once space is freed. */
-    readonly diskFull = false,
-  ) {
-    super(message);
-  }
-}
+export { DEFAULT_CAPACITY, DEFAULT_RETENTION_MS, TaskQueueFullError, TaskStoreCorruptError, TaskStoreWriteError, type TaskInit } from "./task-store.js";
 
 export interface TaskStoreOptions {
   /** `<state>/tasks` */
@@ -58,9 +53,6 @@ export interface TaskStoreOptions {
 
 type Change = [id: string, record: TaskRecord | null];
 
-/** What a caller gives to create a task (the store assigns the rest). */
-export type TaskInit = Omit<TaskRecord, "id" | "state" | "attempts" | "lastError" | "createdAtMs" | "updatedAtMs">;
-
 interface Batch {
   changes: Change[];
   lines: string[];
@@ -76,7 +68,7 @@ interface Batch {
  * visible to readers and acknowledged to the caller. If the write fails, the batch (and the
  * batches staged on top of it) are rejected and memory is rolled back to what is on disk.
  */
-export class TaskStore {
+export class FileTaskStore implements TaskStore {
   readonly queueFile: string;
   readonly journalFile: string;
   readonly capacity: number;
@@ -129,8 +121,8 @@ export class TaskStore {
    * kept beside it and the error names both files and the way out. Tasks found `running` (the
    * server died under them) become `retry_wait`, due now.
    */
-  static async open(options: TaskStoreOptions): Promise<TaskStore> {
-    const store = new TaskStore(options);
+  static async open(options: TaskStoreOptions): Promise<FileTaskStore> {
+    const store = new FileTaskStore(options);
     await store.load();
     await store.recoverRunning();
     await store.sweepRetention();
@@ -142,12 +134,12 @@ export class TaskStore {
    * used on a staged restore before it replaces the live queue. Throws TaskStoreCorruptError.
    */
   static async check(dir: string): Promise<{ tasks: number }> {
-    return { tasks: (await TaskStore.readRecords(dir)).length };
+    return { tasks: (await FileTaskStore.readRecords(dir)).length };
   }
 
   /** The durable task records in `dir`, read and validated without writing (offline tools). */
   static async readRecords(dir: string): Promise<TaskRecord[]> {
-    const store = new TaskStore({ dir });
+    const store = new FileTaskStore({ dir });
     store.readOnly = true;
     await store.load();
     return [...store.committed.values()];
@@ -207,8 +199,13 @@ export class TaskStore {
     if (journal.holeBytes > 0) {
       // Zeros were never written by cara: an older version wrote past the end of the file after
       // a short write on a full disk. Changes that should have been there are lost; keep a copy.
-      const kept = await this.keepCopy(this.journalFile, jraw).then((c) => `a copy of the damaged journal is at ${c}`, (err: Error) => `no copy could be kept (${err.message})`);
-      this.warn(`skipped ${journal.holeBytes} zero bytes in ${this.journalFile} from offset ${journal.firstHoleAt} (left by an interrupted write on a full disk); the changes around them were loaded, ${kept}`);
+      const kept = await this.keepCopy(this.journalFile, jraw).then(
+        (c) => `a copy of the damaged journal is at ${c}`,
+        (err: Error) => `no copy could be kept (${err.message})`,
+      );
+      this.warn(
+        `skipped ${journal.holeBytes} zero bytes in ${this.journalFile} from offset ${journal.firstHoleAt} (left by an interrupted write on a full disk); the changes around them were loaded, ${kept}`,
+      );
     }
     this.journal = await open(this.journalFile, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, FILE_MODE);
     if (journal.goodEnd < jraw.length) {
@@ -300,6 +297,11 @@ export class TaskStore {
     return this.committed.get(id);
   }
 
+  /** The file store's reads are its durable state. */
+  async fetch(id: string): Promise<TaskRecord | undefined> {
+    return this.committed.get(id);
+  }
+
   all(): IterableIterator<TaskRecord> {
     return this.committed.values();
   }
@@ -359,7 +361,16 @@ export class TaskStore {
         results.push({ existingId });
         continue;
       }
-      const task: TaskRecord = { id: randomUUID(), state: "queued", attempts: 0, lastError: null, createdAtMs: now, updatedAtMs: now, ...init, policy: init.policy ?? { ...DEFAULT_POLICY } };
+      const task: TaskRecord = {
+        id: randomUUID(),
+        state: "queued",
+        attempts: 0,
+        lastError: null,
+        createdAtMs: now,
+        updatedAtMs: now,
+        ...init,
+        policy: init.policy ?? { ...DEFAULT_POLICY },
+      };
       fresh.push(task);
       results.push({ task, created: true });
     }
@@ -437,6 +448,28 @@ export class TaskStore {
     if (next === current) return current;
     await this.stage([[id, next]]);
     return next;
+  }
+
+  async claimDue(limit: number, now: number, skip: ReadonlySet<string>): Promise<TaskRecord[]> {
+    this.assertOpen();
+    if (limit <= 0) return [];
+    const due: TaskRecord[] = [];
+    for (const t of this.committed.values()) {
+      const cur = this.viewGet(t.id);
+      if (cur && isDue(cur, now) && !skip.has(t.id)) due.push(cur);
+    }
+    const claimed = due
+      .sort(claimOrder)
+      .slice(0, limit)
+      .map((t) => claimTransition(t, now));
+    if (claimed.length === 0) return [];
+    await this.stage(claimed.map((t) => [t.id, t]));
+    return claimed;
+  }
+
+  hasClaimable(now: number, skip: ReadonlySet<string>): boolean {
+    for (const t of this.committed.values()) if (isDue(t, now) && !skip.has(t.id)) return true;
+    return false;
   }
 
   /** Waits until whatever is staged for `id` is durable. */
@@ -567,7 +600,8 @@ export class TaskStore {
           if (rec) this.events.emit("change", rec);
           else this.events.emit("removed", id);
         }
-        if (this.journalEntries >= Math.max(this.compactAfter, 2 * this.committed.size, 1) && this.queue.length === 0) await this.compact().catch((err: Error) => this.warn(`task queue compaction failed (will retry): ${err.message}`));
+        if (this.journalEntries >= Math.max(this.compactAfter, 2 * this.committed.size, 1) && this.queue.length === 0)
+          await this.compact().catch((err: Error) => this.warn(`task queue compaction failed (will retry): ${err.message}`));
       }
     } finally {
       this.flushing = false;
@@ -630,14 +664,20 @@ async function readLimited(file: string): Promise<Buffer | undefined> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return undefined;
-    if (code === "ELOOP") throw new TaskStoreCorruptError(`refusing to read task queue file ${file}: it is a symbolic link. Replace it with the real file, then start again.`);
-    throw new TaskStoreCorruptError(`cannot read task queue file ${file} (${code ?? (err as Error).message}); persisted tasks were not loaded. Fix its permissions, then start again.`);
+    if (code === "ELOOP")
+      throw new TaskStoreCorruptError(`refusing to read task queue file ${file}: it is a symbolic link. Replace it with the real file, then start again.`);
+    throw new TaskStoreCorruptError(
+      `cannot read task queue file ${file} (${code ?? (err as Error).message}); persisted tasks were not loaded. Fix its permissions, then start again.`,
+    );
   }
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw new TaskStoreCorruptError(`task queue file ${file} is not a regular file; remove it or restore it from a backup, then start again.`);
+    if (!st.isFile())
+      throw new TaskStoreCorruptError(`task queue file ${file} is not a regular file; remove it or restore it from a backup, then start again.`);
     if (st.size > MAX_QUEUE_FILE_BYTES) {
-      throw new TaskStoreCorruptError(`task queue file ${file} is ${st.size} bytes, over the ${MAX_QUEUE_FILE_BYTES}-byte cap; it was not loaded. Repair it or restore it from a backup, then start again.`);
+      throw new TaskStoreCorruptError(
+        `task queue file ${file} is ${st.size} bytes, over the ${MAX_QUEUE_FILE_BYTES}-byte cap; it was not loaded. Repair it or restore it from a backup, then start again.`,
+      );
     }
     return await handle.readFile();
   } finally {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { isDue, MAX_RESULT_CHARS, type BlockedReasonName, type TaskRecord } from "./model.js";
-import type { TaskStore } from "./store.js";
+import { MAX_RESULT_CHARS, type BlockedReasonName, type TaskRecord } from "./model.js";
+import type { TaskStore } from "./task-store.js";
 
 /** What an executor decided about one attempt. */
 export type Outcome =
@@ -86,6 +86,9 @@ export class Worker {
   private readonly settled = new Set<Promise<void>>();
   private readonly onChange = (rec: TaskRecord) => {
     if (rec.state === "queued" || rec.state === "retry_wait") this.wake();
+    // A cancel written by anyone (this server's CancelTask, or another server on a shared
+    // store) aborts the attempt running here.
+    if (rec.state === "cancelled") this.abort(rec.id);
   };
 
   constructor(
@@ -142,8 +145,10 @@ export class Worker {
   abort(id: string): boolean {
     const run = this.running.get(id);
     if (!run) return false;
-    run.abortReason = "cancel";
-    run.controller.abort(new AttemptAborted("cancelled by operator"));
+    if (run.abortReason !== "cancel") {
+      run.abortReason = "cancel";
+      run.controller.abort(new AttemptAborted("cancelled by operator"));
+    }
     return true;
   }
 
@@ -163,29 +168,33 @@ export class Worker {
     try {
       const free = this.concurrency - this.running.size;
       if (free <= 0) return;
+      // The store's reads are current (a shared store refreshes them on its change notices):
+      // ask it to claim only when they show work, so an idle worker costs no store round trip.
       const now = this.now();
-      const due: TaskRecord[] = [];
-      for (const t of this.store.all()) if (isDue(t, now) && !this.running.has(t.id)) due.push(t);
-      due.sort((a, b) => (b.priority ?? 0) - (a.priority ?? 0) || (a.nextRunAtMs ?? a.createdAtMs) - (b.nextRunAtMs ?? b.createdAtMs));
-      for (const candidate of due.slice(0, free)) {
-        if (this.stopped) break;
-        await this.claim(candidate.id).catch((err: Error) => this.options.log?.warn({ taskId: candidate.id, err: err.message }, "could not claim task"));
+      const mine = new Set(this.running.keys());
+      if (!this.store.hasClaimable(now, mine)) return;
+      let claimed: TaskRecord[];
+      try {
+        claimed = await this.store.claimDue(free, now, mine);
+      } catch (err) {
+        this.options.log?.warn({ err: (err as Error).message }, "could not claim tasks");
+        return;
+      }
+      for (const task of claimed) {
+        const run = this.begin(task);
+        if (this.stopped) {
+          // Claimed while stop() ran: hand the attempt straight back (retry_wait, due now).
+          run.abortReason = "shutdown";
+          run.controller.abort(new AttemptAborted("interrupted by shutdown"));
+        }
       }
     } finally {
       this.ticking = false;
     }
   }
 
-  private async claim(id: string): Promise<void> {
-    let claimed: TaskRecord | undefined;
-    await this.store.update(id, (cur) => {
-      const now = this.now();
-      if (!isDue(cur, now) || this.running.has(id)) return cur;
-      claimed = { ...cur, state: "running", attempts: cur.attempts + 1, nextRunAtMs: null, updatedAtMs: now };
-      return claimed;
-    });
-    if (!claimed || this.stopped) return;
-    const task = claimed;
+  /** Runs a claimed attempt under its lease. */
+  private begin(task: TaskRecord): Running {
     const timeoutMs = attemptTimeoutMs(task);
     const now = this.now();
     const run: Running = {
@@ -195,9 +204,10 @@ export class Worker {
       started: now,
       lease: { owner: this.id, acquiredAtMs: now, heartbeatAtMs: now, expiresAtMs: now + timeoutMs + this.graceMs },
     };
-    this.running.set(id, run);
+    this.running.set(task.id, run);
     const p = this.execute(run, timeoutMs).finally(() => this.settled.delete(p));
     this.settled.add(p);
+    return run;
   }
 
   private async execute(run: Running, timeoutMs: number): Promise<void> {
@@ -215,7 +225,10 @@ export class Worker {
         const executor = typeof kind === "string" ? this.executors[kind] : undefined;
         outcome = executor
           ? await executor({ task, signal: run.controller.signal, timeoutMs })
-          : { kind: "failed", error: `task ${task.id} has an unknown payload kind '${String(kind)}' (likely written by a newer cara); update or cancel the task` };
+          : {
+              kind: "failed",
+              error: `task ${task.id} has an unknown payload kind '${String(kind)}' (likely written by a newer cara); update or cancel the task`,
+            };
       }
     } catch (err) {
       outcome = { kind: "retry", error: (err as Error).message || String(err) };
@@ -291,7 +304,12 @@ export class Worker {
       await this.store
         .update(run.task.id, (cur) => {
           if (cur.state !== "running" || cur.attempts !== run.attempt) return cur;
-          return this.retryOrFail({ ...cur, updatedAtMs: now }, "lease expired: the attempt did not finish by its deadline and did not stop when aborted", undefined, now);
+          return this.retryOrFail(
+            { ...cur, updatedAtMs: now },
+            "lease expired: the attempt did not finish by its deadline and did not stop when aborted",
+            undefined,
+            now,
+          );
         })
         .catch((err: Error) => this.options.log?.warn({ taskId: run.task.id, err: err.message }, "could not record a lease rescue"));
       this.wake();

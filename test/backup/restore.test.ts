@@ -39,13 +39,13 @@ test("one restore at a time: a second restore is refused while the first one run
 });
 
 test("a restored state that the live store cannot load is rolled back and the store reopens on the previous state", async () => {
-  const { TaskStore } = await import("../../src/tasks/store.js");
+  const { FileTaskStore } = await import("../../src/tasks/store.js");
   const { RestoreRolledBackError } = await import("../../src/backup/backups.js");
   const { readdir, readFile } = await import("node:fs/promises");
   const state = join(await tempDir(), "state");
   await mkdir(join(state, "backups"), { recursive: true });
   await mkdir(join(state, "tasks"), { recursive: true });
-  const store = await TaskStore.open({ dir: join(state, "tasks") });
+  const store = await FileTaskStore.open({ dir: join(state, "tasks") });
   const { task } = await store.create({ payload: { kind: "systemEvent", text: "before" } } as Parameters<typeof store.create>[0]);
   const live = {
     holdWrites: <T>(fn: () => Promise<T>) => store.withWritesHeld(fn),

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { serveCara, tempDir } from "../helpers/cara.js";
 import { runCli } from "../helpers/cli.js";
-import { TaskStore } from "../../src/tasks/store.js";
+import { FileTaskStore } from "../../src/tasks/store.js";
 
 const SECRET = "doctor-cli-test-secret-0123456789abcdefghij";
 const env = { CARAPACE_SERVER_SECRET: SECRET };
@@ -121,7 +121,7 @@ test("a corrupt queue: the step names the file and the kept copy, and the restor
   const d = s.stateDir;
   await writeFile(join(d, "tasks", "queue.json"), "[{ broken");
   // What the next start does before it refuses: keep a copy of the damaged file.
-  await TaskStore.open({ dir: join(d, "tasks") }).then(
+  await FileTaskStore.open({ dir: join(d, "tasks") }).then(
     (store) => store.close(),
     () => undefined,
   );

@@ -63,7 +63,12 @@ test("exactly one task per due time across a SIGKILL right at it; one catch-up r
 
   // Down for four nights: one catch-up run, three missed.
   s = await startCara({ stateDir, env: { CARAPACE_SERVER_SECRET: SECRET, CARA_TEST_CLOCK_START: "2026-01-06T09:00:00.000Z" } });
-  const caught = await until(async () => ((await tasksOf(s, id)).length === 2 ? (await call(s, "GetSchedule", { id })).json.schedule : undefined));
+  // The run's task is durable before the schedule records the run: wait for both.
+  const caught = await until(async () => {
+    if ((await tasksOf(s, id)).length !== 2) return undefined;
+    const schedule = (await call(s, "GetSchedule", { id })).json.schedule;
+    return schedule.lastRun?.dueAtMs === String(Date.parse("2026-01-06T03:00:00Z")) ? schedule : undefined;
+  });
   assert.equal(caught.missedRuns, 3);
   assert.equal(caught.lastRun.dueAtMs, String(Date.parse("2026-01-06T03:00:00Z")));
   // Status shows it; it has not failed.

@@ -7,7 +7,7 @@ import { writeBugreport } from "../../src/ops/bugreport.js";
 import { runDoctor } from "../../src/ops/doctor.js";
 import { statePaths } from "../../src/state/paths.js";
 import { prepareStateDir } from "../../src/state/state-dir.js";
-import { TaskStore } from "../../src/tasks/store.js";
+import { FileTaskStore } from "../../src/tasks/store.js";
 import { tempDir } from "../helpers/cara.js";
 
 const TOKEN = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0ZZyyXXww";
@@ -28,7 +28,7 @@ async function planted(): Promise<{ dir: string; env: NodeJS.ProcessEnv }> {
     join(dir, "logs", "cara.log"),
     `${JSON.stringify({ level: "warn", time: "2026-12-05T10:00:00.000Z", component: "tasks", msg: `calling with ${TOKEN}`, header: `Bearer ${TOKEN}`, secret: SECRET })}\n`,
   );
-  const store = await TaskStore.open({ dir: join(dir, "tasks") });
+  const store = await FileTaskStore.open({ dir: join(dir, "tasks") });
   await store.create({ payload: { kind: "systemEvent", text: `${PAYLOAD_TEXT} api_key=${API_KEY} ${SECRET}` } } as Parameters<typeof store.create>[0]);
   await store.close();
   return { dir, env: { CARAPACE_SERVER_SECRET: SECRET, CARAPACE_AGENT_API_KEY: API_KEY } };
@@ -70,4 +70,26 @@ test("--include-payloads adds the tasks, still redacted", async () => {
   const all = await unpack(output);
   assert.ok(all.includes(PAYLOAD_TEXT), "the payload is there on request");
   for (const secret of [API_KEY, SECRET, TOKEN]) assert.ok(!all.includes(secret), `${secret.slice(0, 12)}... leaked`);
+});
+
+test("the task database's password (config tasks.postgres.url or CARAPACE_DATABASE_URL) is in no file of the report, wherever it shows up", async () => {
+  const { dir, env } = await planted();
+  const configured = "db-pw-from-config-31337";
+  const fromEnv = "db pw/from env 42";
+  await writeFile(
+    join(dir, "config.json"),
+    JSON.stringify({ tasks: { store: "postgres", postgres: { url: `postgres://cara:${configured}@db.example/cara` } } }),
+  );
+  await writeFile(
+    join(dir, "logs", "cara.log"),
+    `${JSON.stringify({ level: "warn", time: "2026-12-05T10:00:00.000Z", component: "tasks", msg: `odd text ${configured} and ${fromEnv}` })}\n`,
+  );
+  const paths = statePaths(dir);
+  const withDb = { ...env, CARAPACE_DATABASE_URL: `postgres://cara:${encodeURIComponent(fromEnv)}@db.example/cara` };
+  const doctor = await runDoctor({ paths, env: withDb, probes: { health: async () => ({ error: "down" }) } });
+  const output = join(await tempDir(), "report.tar.gz");
+  await writeBugreport({ paths, env: withDb, output, doctor, version: "0.1.0" });
+  const all = await unpack(output);
+  for (const secret of [configured, fromEnv, encodeURIComponent(fromEnv)]) assert.ok(!all.includes(secret), `${secret} leaked`);
+  assert.match(all, /odd text \[REDACTED\] and \[REDACTED\]/);
 });

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { runDoctor, type DoctorReport } from "../../src/ops/doctor.js";
 import { statePaths } from "../../src/state/paths.js";
 import { prepareStateDir } from "../../src/state/state-dir.js";
-import { TaskStore } from "../../src/tasks/store.js";
+import { FileTaskStore } from "../../src/tasks/store.js";
 import { tempDir } from "../helpers/cara.js";
 
 const probes = { health: async () => ({ error: "no server in this test" }) };
@@ -77,12 +77,12 @@ test("a corrupt queue names the kept copy and gives the restore command for the 
     caraVersion: "0.1.0",
     writers: { holdWrites: (fn) => fn(), pause: async () => undefined, resume: async () => undefined },
   });
-  const store = await TaskStore.open({ dir: join(dir, "tasks") });
+  const store = await FileTaskStore.open({ dir: join(dir, "tasks") });
   await store.create({ payload: { kind: "systemEvent", text: "x" } } as Parameters<typeof store.create>[0]);
   await store.close();
   const backup = await manager.backupToDir("scheduled");
   await writeFile(join(dir, "tasks", "queue.json"), "[{ broken");
-  await TaskStore.open({ dir: join(dir, "tasks") }).catch(() => undefined); // what a start would do: keep a copy
+  await FileTaskStore.open({ dir: join(dir, "tasks") }).catch(() => undefined); // what a start would do: keep a copy
   const copy = (await readdir(join(dir, "tasks"))).find((n) => n.startsWith("queue.json.corrupt."))!;
   const r = await runDoctor({ paths: statePaths(dir), env: { CARAPACE_SERVER_SECRET: secret }, probes });
   const tasks = step(r, "tasks");
@@ -95,7 +95,7 @@ test("a corrupt queue names the kept copy and gives the restore command for the 
 
 test("agentTurn tasks without a provider, and a TLS certificate about to expire", async () => {
   const dir = await stateDir();
-  const store = await TaskStore.open({ dir: join(dir, "tasks") });
+  const store = await FileTaskStore.open({ dir: join(dir, "tasks") });
   await store.create({ payload: { kind: "agentTurn", message: "hi" } } as Parameters<typeof store.create>[0]);
   await store.close();
   const certDir = await tempDir();

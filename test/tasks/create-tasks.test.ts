@@ -5,20 +5,27 @@ import { test } from "node:test";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { TasksService } from "../../gen/carapace/tasks/v1/tasks_pb.js";
 import { tasksService } from "../../src/tasks/service.js";
-import { TaskStore } from "../../src/tasks/store.js";
+import { FileTaskStore } from "../../src/tasks/store.js";
 import { Worker } from "../../src/tasks/worker.js";
 import { tempDir } from "../helpers/cara.js";
 
 async function world(capacity = 10_000) {
   const dir = join(await tempDir(), "tasks");
   await mkdir(dir, { recursive: true });
-  const store = await TaskStore.open({ dir, capacity });
+  const store = await FileTaskStore.open({ dir, capacity });
   const worker = new Worker(store, {});
-  const client = createClient(TasksService, createRouterTransport(({ service }) => service(TasksService, tasksService({ store, worker, shutdown: new AbortController().signal }))));
+  const client = createClient(
+    TasksService,
+    createRouterTransport(({ service }) => service(TasksService, tasksService({ store, worker, shutdown: new AbortController().signal }))),
+  );
   return { dir, store, client };
 }
 
-const sys = (text: string, extra: object = {}) => ({ payload: { kind: { case: "systemEvent" as const, value: { text } } }, nextRunAtMs: BigInt(Date.now() + 3_600_000), ...extra });
+const sys = (text: string, extra: object = {}) => ({
+  payload: { kind: { case: "systemEvent" as const, value: { text } } },
+  nextRunAtMs: BigInt(Date.now() + 3_600_000),
+  ...extra,
+});
 
 test("CreateTasks: 1,000 tasks in one call and one durable write; known keys return their task", async () => {
   const { dir, store, client } = await world();

@@ -18,7 +18,19 @@ import { backoffDelay, policyViolation } from "../../src/tasks/worker.js";
 
 const T0 = 1_700_000_000_000;
 function task(state: TaskStateName, extra: Partial<TaskRecord> = {}): TaskRecord {
-  return { id: "t1", state, attempts: 2, nextRunAtMs: null, lastError: "old", payload: { kind: "systemEvent", text: "x" }, createdAtMs: T0, updatedAtMs: T0, policy: { ...DEFAULT_POLICY }, policyExplicit: true, ...extra };
+  return {
+    id: "t1",
+    state,
+    attempts: 2,
+    nextRunAtMs: null,
+    lastError: "old",
+    payload: { kind: "systemEvent", text: "x" },
+    createdAtMs: T0,
+    updatedAtMs: T0,
+    policy: { ...DEFAULT_POLICY },
+    policyExplicit: true,
+    ...extra,
+  };
 }
 
 test("state machine: every operator transition from every state", () => {
@@ -39,13 +51,21 @@ test("state machine: every operator transition from every state", () => {
     // cancel
     if (allowed.cancel.has(state)) {
       const r = cancelTransition(t, undefined, now);
-      assert.deepEqual([r.state, r.lastError, r.nextRunAtMs, r.blockedReason, r.updatedAtMs, r.attempts], ["cancelled", null, null, undefined, now, 2], `cancel from ${state}`);
+      assert.deepEqual(
+        [r.state, r.lastError, r.nextRunAtMs, r.blockedReason, r.updatedAtMs, r.attempts],
+        ["cancelled", null, null, undefined, now, 2],
+        `cancel from ${state}`,
+      );
       assert.equal(cancelTransition(t, "why", now).lastError, "why");
     } else assert.throws(() => cancelTransition(t, undefined, now), { message: refusals.cancel }, `cancel from ${state}`);
     // retry
     if (allowed.retry.has(state)) {
       const r = retryTransition(t, undefined, 500, now);
-      assert.deepEqual([r.state, r.lastError, r.nextRunAtMs, r.blockedReason, r.attempts], ["retry_wait", "retried by operator", now + 500, undefined, 2], `retry from ${state}`);
+      assert.deepEqual(
+        [r.state, r.lastError, r.nextRunAtMs, r.blockedReason, r.attempts],
+        ["retry_wait", "retried by operator", now + 500, undefined, 2],
+        `retry from ${state}`,
+      );
     } else assert.throws(() => retryTransition(t, undefined, 0, now), { message: refusals.retry }, `retry from ${state}`);
     // resume
     if (allowed.resume.has(state)) {
@@ -57,7 +77,11 @@ test("state machine: every operator transition from every state", () => {
     if (allowed.patch.has(state)) {
       // The reason is a note beside the last error, which stays.
       const r = patchTransition({ ...t, lastError: "HTTP 503" }, { reason: "note", policy: { maxAttempts: 5 } }, now);
-      assert.deepEqual([r.state, r.lastError, r.note, r.policy.maxAttempts, r.policy.maxTurns, r.policyExplicit], [state, "HTTP 503", "note", 5, 25, true], `patch ${state}`);
+      assert.deepEqual(
+        [r.state, r.lastError, r.note, r.policy.maxAttempts, r.policy.maxTurns, r.policyExplicit],
+        [state, "HTTP 503", "note", 5, 25, true],
+        `patch ${state}`,
+      );
     } else assert.throws(() => patchTransition(t, { reason: "note" }, now), { message: `Task is ${state}; patch rejected` }, `patch ${state}`);
   }
 });
@@ -65,7 +89,9 @@ test("state machine: every operator transition from every state", () => {
 test("patch needs something to change; nextRunAtMs only while waiting; labels set and removed", () => {
   assert.throws(() => patchTransition(task("queued"), {}, T0), { message: "Task patch requires payload, policy, or reason" });
   assert.throws(() => patchTransition(task("queued"), { policy: {} }, T0), { message: "Task patch requires payload, policy, or reason" });
-  assert.throws(() => patchTransition(task("failed"), { nextRunAtMs: 5 }, T0), { message: "nextRunAtMs can only be changed while the task is queued or retry_wait" });
+  assert.throws(() => patchTransition(task("failed"), { nextRunAtMs: 5 }, T0), {
+    message: "nextRunAtMs can only be changed while the task is queued or retry_wait",
+  });
   const legacy = task("queued", { policyExplicit: false });
   assert.equal(patchTransition(legacy, { reason: "r" }, T0).policyExplicit, false, "a reason-only patch leaves policyExplicit");
   const labelled = patchTransition(task("queued", { labels: { a: "1", b: "2" } }), { setLabels: { c: "3" }, removeLabels: ["a"] }, T0);
@@ -85,7 +111,12 @@ test("policy bounds use the reference's messages", () => {
 });
 
 test("payload normalization drops unknown fields and refuses bad kinds and fields", () => {
-  assert.deepEqual(normalizePayload({ kind: "agentTurn", message: "hi", extra: 1, model: "m", timeoutSeconds: 30 }), { kind: "agentTurn", message: "hi", model: "m", timeoutSeconds: 30 });
+  assert.deepEqual(normalizePayload({ kind: "agentTurn", message: "hi", extra: 1, model: "m", timeoutSeconds: 30 }), {
+    kind: "agentTurn",
+    message: "hi",
+    model: "m",
+    timeoutSeconds: 30,
+  });
   assert.deepEqual(normalizePayload({ kind: "systemEvent", text: "t", junk: true }), { kind: "systemEvent", text: "t" });
   assert.throws(() => normalizePayload({ kind: "shell", cmd: "rm" }), { message: "Invalid task payload: unrecognized payload kind" });
   assert.throws(() => normalizePayload({ kind: "agentTurn" }), { message: "Invalid task payload: agentTurn needs a non-empty message" });
@@ -102,7 +133,16 @@ test("reasons are trimmed, blank is absent, over 1024 characters refused", () =>
 });
 
 test("records load leniently like the reference: defaults, unknown state and reason", () => {
-  const rec = recordFromDisk({ id: "a", state: "paused", attempts: 1, payload: { kind: "systemEvent", text: "x" }, createdAtMs: 1, updatedAtMs: 2, blockedReason: "mystery", extra: 1 });
+  const rec = recordFromDisk({
+    id: "a",
+    state: "paused",
+    attempts: 1,
+    payload: { kind: "systemEvent", text: "x" },
+    createdAtMs: 1,
+    updatedAtMs: 2,
+    blockedReason: "mystery",
+    extra: 1,
+  });
   assert.ok(typeof rec !== "string");
   assert.equal(rec.state, "failed");
   assert.equal(rec.blockedReason, "unknown");
@@ -113,10 +153,22 @@ test("records load leniently like the reference: defaults, unknown state and rea
 
 test("backoff: full jitter within [0, min(cap, base*2^(n-1))]", () => {
   const opts = { baseMs: 1000, factor: 2, capMs: 300_000 };
-  assert.equal(backoffDelay(1, opts, () => 0.999999), 999);
-  assert.equal(backoffDelay(3, opts, () => 0.5), 2000);
-  assert.equal(backoffDelay(30, opts, () => 0.999999), 299_999);
-  assert.equal(backoffDelay(5, opts, () => 0), 0);
+  assert.equal(
+    backoffDelay(1, opts, () => 0.999999),
+    999,
+  );
+  assert.equal(
+    backoffDelay(3, opts, () => 0.5),
+    2000,
+  );
+  assert.equal(
+    backoffDelay(30, opts, () => 0.999999),
+    299_999,
+  );
+  assert.equal(
+    backoffDelay(5, opts, () => 0),
+    0,
+  );
   for (let n = 1; n < 40; n++) {
     const d = backoffDelay(n, opts);
     assert.ok(d >= 0 && d < Math.min(300_000, 1000 * 2 ** (n - 1)), `attempt ${n}: ${d}`);
@@ -124,11 +176,28 @@ test("backoff: full jitter within [0, min(cap, base*2^(n-1))]", () => {
 });
 
 test("policy violations before an attempt, with the reference's messages", () => {
-  assert.equal(policyViolation(task("running", { attempts: 2, policy: { ...DEFAULT_POLICY, maxAttempts: 1 } }), T0), "objective policy violation: attempts 2 exceeded maxAttempts 1");
-  assert.equal(policyViolation(task("running", { attempts: 1, policy: { ...DEFAULT_POLICY, maxTotalRuntimeMs: 1 } }), T0 + 5), "objective policy violation: task age 5ms exceeded maxTotalRuntimeMs 1");
   assert.equal(
-    policyViolation(task("running", { attempts: 1, payload: { kind: "agentTurn", message: "m", timeoutSeconds: 30 }, policy: { ...DEFAULT_POLICY, maxRunTimeoutSeconds: 10 } }), T0),
+    policyViolation(task("running", { attempts: 2, policy: { ...DEFAULT_POLICY, maxAttempts: 1 } }), T0),
+    "objective policy violation: attempts 2 exceeded maxAttempts 1",
+  );
+  assert.equal(
+    policyViolation(task("running", { attempts: 1, policy: { ...DEFAULT_POLICY, maxTotalRuntimeMs: 1 } }), T0 + 5),
+    "objective policy violation: task age 5ms exceeded maxTotalRuntimeMs 1",
+  );
+  assert.equal(
+    policyViolation(
+      task("running", {
+        attempts: 1,
+        payload: { kind: "agentTurn", message: "m", timeoutSeconds: 30 },
+        policy: { ...DEFAULT_POLICY, maxRunTimeoutSeconds: 10 },
+      }),
+      T0,
+    ),
     "objective policy violation: timeoutSeconds 30 exceeds maxRunTimeoutSeconds 10",
   );
-  assert.equal(policyViolation(task("running", { attempts: 500, policyExplicit: false, policy: { ...DEFAULT_POLICY, maxAttempts: 1 } }), T0), undefined, "legacy tasks are not policed");
+  assert.equal(
+    policyViolation(task("running", { attempts: 500, policyExplicit: false, policy: { ...DEFAULT_POLICY, maxAttempts: 1 } }), T0),
+    undefined,
+    "legacy tasks are not policed",
+  );
 });

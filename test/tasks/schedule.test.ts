@@ -1,6 +1,17 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { checkCron, checkInterval, checkName, checkTimezone, dueNow, dueTimes, nextDueTimes, runKey, ScheduleValidationError, type ScheduleRecord } from "../../src/tasks/schedule.js";
+import {
+  checkCron,
+  checkInterval,
+  checkName,
+  checkTimezone,
+  dueNow,
+  dueTimes,
+  nextDueTimes,
+  runKey,
+  ScheduleValidationError,
+  type ScheduleRecord,
+} from "../../src/tasks/schedule.js";
 
 const iso = (ms: number[]) => ms.map((t) => new Date(t).toISOString());
 const at = (s: string) => Date.parse(s);
@@ -50,12 +61,22 @@ test("fall back: a time that happens twice that night runs once (no double run)"
 });
 
 test("shorthands and fixed intervals", () => {
-  assert.deepEqual(iso(dueTimes(schedule({ cron: "@daily" }), at("2026-01-01T05:00:00Z"), at("2026-01-03T00:00:00Z"))), ["2026-01-02T00:00:00.000Z", "2026-01-03T00:00:00.000Z"]);
-  assert.deepEqual(iso(dueTimes(schedule({ cron: "@hourly" }), at("2026-01-01T05:10:00Z"), at("2026-01-01T07:00:00Z"))), ["2026-01-01T06:00:00.000Z", "2026-01-01T07:00:00.000Z"]);
+  assert.deepEqual(iso(dueTimes(schedule({ cron: "@daily" }), at("2026-01-01T05:00:00Z"), at("2026-01-03T00:00:00Z"))), [
+    "2026-01-02T00:00:00.000Z",
+    "2026-01-03T00:00:00.000Z",
+  ]);
+  assert.deepEqual(iso(dueTimes(schedule({ cron: "@hourly" }), at("2026-01-01T05:10:00Z"), at("2026-01-01T07:00:00Z"))), [
+    "2026-01-01T06:00:00.000Z",
+    "2026-01-01T07:00:00.000Z",
+  ]);
   // An interval counts from the creation, whatever the zone.
   const every6h = schedule({ intervalMs: 6 * 3600_000, createdAtMs: at("2026-01-01T01:15:00Z") });
   assert.deepEqual(iso(dueTimes(every6h, at("2026-01-01T08:00:00Z"), at("2026-01-02T00:00:00Z"))), ["2026-01-01T13:15:00.000Z", "2026-01-01T19:15:00.000Z"]);
-  assert.deepEqual(iso(nextDueTimes(every6h, at("2026-01-01T08:00:00Z"))), ["2026-01-01T13:15:00.000Z", "2026-01-01T19:15:00.000Z", "2026-01-02T01:15:00.000Z"]);
+  assert.deepEqual(iso(nextDueTimes(every6h, at("2026-01-01T08:00:00Z"))), [
+    "2026-01-01T13:15:00.000Z",
+    "2026-01-01T19:15:00.000Z",
+    "2026-01-02T01:15:00.000Z",
+  ]);
 });
 
 test("due now: the latest due time runs, earlier ones that passed are missed (one catch-up run)", () => {
@@ -79,13 +100,34 @@ test("bad input is refused with the field named", () => {
     }
     assert.fail("no error");
   };
-  assert.deepEqual(field(() => checkCron("61 * * * *", "UTC")), ["cron", "invalid cron expression '61 * * * *': Invalid value for minute: 61"]);
-  assert.deepEqual(field(() => checkCron("0 3 * *", "UTC")), ["cron", "cron expression '0 3 * *' has 4 fields; use 5 (minute hour day-of-month month day-of-week), e.g. '0 3 * * *'"]);
-  assert.deepEqual(field(() => checkCron("*/5 0 3 * * *", "UTC")), ["cron", "cron expression '*/5 0 3 * * *' has 6 fields; use 5 (minute hour day-of-month month day-of-week), e.g. '0 3 * * *'"]);
-  assert.deepEqual(field(() => checkCron("@sometimes", "UTC")), ["cron", "unknown cron shorthand '@sometimes' (one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly)"]);
-  assert.deepEqual(field(() => checkTimezone("Mars/Olympus_Mons")), ["timezone", "unknown time zone 'Mars/Olympus_Mons': use an IANA name such as UTC or Europe/Berlin"]);
-  assert.deepEqual(field(() => checkInterval(5_000)), ["interval_ms", "interval must be at least 60 s (got 5000 ms)"]);
-  assert.deepEqual(field(() => checkName("")), ["name", "name must be 1-100 characters: letters, digits, space, '.', '_', ':' or '-', starting with a letter or digit"]);
+  assert.deepEqual(
+    field(() => checkCron("61 * * * *", "UTC")),
+    ["cron", "invalid cron expression '61 * * * *': Invalid value for minute: 61"],
+  );
+  assert.deepEqual(
+    field(() => checkCron("0 3 * *", "UTC")),
+    ["cron", "cron expression '0 3 * *' has 4 fields; use 5 (minute hour day-of-month month day-of-week), e.g. '0 3 * * *'"],
+  );
+  assert.deepEqual(
+    field(() => checkCron("*/5 0 3 * * *", "UTC")),
+    ["cron", "cron expression '*/5 0 3 * * *' has 6 fields; use 5 (minute hour day-of-month month day-of-week), e.g. '0 3 * * *'"],
+  );
+  assert.deepEqual(
+    field(() => checkCron("@sometimes", "UTC")),
+    ["cron", "unknown cron shorthand '@sometimes' (one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly)"],
+  );
+  assert.deepEqual(
+    field(() => checkTimezone("Mars/Olympus_Mons")),
+    ["timezone", "unknown time zone 'Mars/Olympus_Mons': use an IANA name such as UTC or Europe/Berlin"],
+  );
+  assert.deepEqual(
+    field(() => checkInterval(5_000)),
+    ["interval_ms", "interval must be at least 60 s (got 5000 ms)"],
+  );
+  assert.deepEqual(
+    field(() => checkName("")),
+    ["name", "name must be 1-100 characters: letters, digits, space, '.', '_', ':' or '-', starting with a letter or digit"],
+  );
   assert.equal(checkTimezone(""), "UTC");
   assert.equal(checkCron(" 0  3 * * * ", "Europe/Berlin"), "0 3 * * *");
 });

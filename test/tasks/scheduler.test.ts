@@ -9,7 +9,7 @@ import { DEFAULT_POLICY } from "../../src/tasks/model.js";
 import { ScheduleStore } from "../../src/tasks/schedule-store.js";
 import type { ScheduleRecord } from "../../src/tasks/schedule.js";
 import { Scheduler } from "../../src/tasks/scheduler.js";
-import { TaskStore } from "../../src/tasks/store.js";
+import { FileTaskStore } from "../../src/tasks/store.js";
 import { Worker } from "../../src/tasks/worker.js";
 import { tempDir } from "../helpers/cara.js";
 
@@ -37,7 +37,7 @@ async function world(clock: { now: number }) {
   const dir = join(await tempDir(), "tasks");
   await mkdir(dir, { recursive: true });
   const open = async () => {
-    const tasks = await TaskStore.open({ dir, now: () => clock.now, retentionMs: 0 });
+    const tasks = await FileTaskStore.open({ dir, now: () => clock.now, retentionMs: 0 });
     const schedules = await ScheduleStore.open(dir);
     return { tasks, schedules };
   };
@@ -75,8 +75,14 @@ test("exactly one task per due time, even when the server dies between creating 
   clock.now = at("2026-01-03T03:00:05Z");
   await scheduler.tick();
   assert.equal(tasks.size, 2);
-  assert.deepEqual([...tasks.all()].map((t) => t.idempotencyKey).sort(), ["schedule:nightly-1:2026-01-02T03:00:00.000Z", "schedule:nightly-1:2026-01-03T03:00:00.000Z"]);
-  assert.deepEqual([...tasks.all()].map((t) => t.labels?.schedule), ["nightly-1", "nightly-1"]);
+  assert.deepEqual([...tasks.all()].map((t) => t.idempotencyKey).sort(), [
+    "schedule:nightly-1:2026-01-02T03:00:00.000Z",
+    "schedule:nightly-1:2026-01-03T03:00:00.000Z",
+  ]);
+  assert.deepEqual(
+    [...tasks.all()].map((t) => t.labels?.schedule),
+    ["nightly-1", "nightly-1"],
+  );
   await tasks.close();
 });
 
@@ -129,7 +135,7 @@ test("a nightly backup schedule writes one archive per night and keeps the newes
   const tasksDir = join(root, "tasks");
   await mkdir(tasksDir, { recursive: true });
   await mkdir(join(root, "backups"), { recursive: true });
-  const tasks = await TaskStore.open({ dir: tasksDir, retentionMs: 0 });
+  const tasks = await FileTaskStore.open({ dir: tasksDir, retentionMs: 0 });
   const schedules = await ScheduleStore.open(tasksDir);
   const backups = new BackupManager({
     stateDir: root,
@@ -141,7 +147,14 @@ test("a nightly backup schedule writes one archive per night and keeps the newes
   });
   const worker = new Worker(tasks, { backup: backupTaskExecutor(backups) }, { concurrency: 1, pollMs: 20 });
   worker.start();
-  await schedules.create(nightly({ overlap: "skip", createdAtMs: at("2026-03-01T00:00:00Z"), anchorMs: at("2026-03-01T00:00:00Z"), template: { payload: { kind: "backup", keep: 2 }, policy: { ...DEFAULT_POLICY } } }));
+  await schedules.create(
+    nightly({
+      overlap: "skip",
+      createdAtMs: at("2026-03-01T00:00:00Z"),
+      anchorMs: at("2026-03-01T00:00:00Z"),
+      template: { payload: { kind: "backup", keep: 2 }, policy: { ...DEFAULT_POLICY } },
+    }),
+  );
   const scheduler = new Scheduler(schedules, tasks, { now: () => clock.now });
   const nightDone = async () => {
     for (;;) {
@@ -159,7 +172,11 @@ test("a nightly backup schedule writes one archive per night and keeps the newes
   assert.equal(tasks.size, 3, "one backup task per night");
   const kept = await archives();
   assert.equal(kept.length, 2, `keep 2: ${kept.join(", ")}`);
-  assert.deepEqual(kept.map((n) => n.slice(0, "scheduled-20260303".length)), ["scheduled-20260302", "scheduled-20260303"], "the newest two nights");
+  assert.deepEqual(
+    kept.map((n) => n.slice(0, "scheduled-20260303".length)),
+    ["scheduled-20260302", "scheduled-20260303"],
+    "the newest two nights",
+  );
   assert.ok(kept.every((n) => n.startsWith("scheduled-")));
   await worker.stop(1_000);
   await tasks.close();

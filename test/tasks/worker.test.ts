@@ -5,19 +5,19 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { DEFAULT_POLICY, type TaskRecord } from "../../src/tasks/model.js";
-import { TaskStore } from "../../src/tasks/store.js";
+import { FileTaskStore } from "../../src/tasks/store.js";
 import { agentTurnExecutor, RecentEvents, systemEventExecutor } from "../../src/tasks/executors.js";
 import { Worker, type Executor } from "../../src/tasks/worker.js";
 import { tempDir } from "../helpers/cara.js";
 
-async function openStore(): Promise<TaskStore> {
+async function openStore(): Promise<FileTaskStore> {
   const dir = join(await tempDir(), "tasks");
   await mkdir(dir, { mode: 0o700 });
-  return TaskStore.open({ dir });
+  return FileTaskStore.open({ dir });
 }
 
 /** Resolves with the task once `pred` holds (store change events), or rejects after `ms`. */
-function waitFor(store: TaskStore, id: string, pred: (t: TaskRecord) => boolean, ms = 5000): Promise<TaskRecord> {
+function waitFor(store: FileTaskStore, id: string, pred: (t: TaskRecord) => boolean, ms = 5000): Promise<TaskRecord> {
   const now = store.get(id);
   if (now && pred(now)) return Promise.resolve(now);
   return new Promise((resolve, reject) => {
@@ -54,8 +54,10 @@ function logRecorder() {
   };
 }
 
-const create = (store: TaskStore, payload: Record<string, unknown>, policy: Partial<typeof DEFAULT_POLICY> = {}) =>
-  store.create({ payload: payload as TaskRecord["payload"], policy: { ...DEFAULT_POLICY, ...policy }, policyExplicit: true, nextRunAtMs: null }).then((r) => r.task);
+const create = (store: FileTaskStore, payload: Record<string, unknown>, policy: Partial<typeof DEFAULT_POLICY> = {}) =>
+  store
+    .create({ payload: payload as TaskRecord["payload"], policy: { ...DEFAULT_POLICY, ...policy }, policyExplicit: true, nextRunAtMs: null })
+    .then((r) => r.task);
 
 async function llmServer(handler: http.RequestListener): Promise<{ url: string; requests: unknown[]; close(): Promise<void> }> {
   const requests: unknown[] = [];
@@ -73,7 +75,11 @@ async function llmServer(handler: http.RequestListener): Promise<{ url: string; 
   return {
     url: `http://127.0.0.1:${port}/v1`,
     requests,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -103,7 +109,11 @@ test("agentTurn against a real local HTTP endpoint: 200 -> done with the reply; 
   assert.equal(done.result, "all quiet");
   assert.deepEqual(done.runIds, ["chatcmpl-1"]);
   assert.equal(done.turnsUsed, 1);
-  assert.deepEqual(llm.requests[0], { path: "/v1/chat/completions", auth: "Bearer sk-test", body: { model: "m1", messages: [{ role: "user", content: "status?" }] } });
+  assert.deepEqual(llm.requests[0], {
+    path: "/v1/chat/completions",
+    auth: "Bearer sk-test",
+    body: { model: "m1", messages: [{ role: "user", content: "status?" }] },
+  });
   await worker.stop(1000);
   await store.close();
   await llm.close();
@@ -117,7 +127,11 @@ test("agentTurn: 500 -> retry_wait with backoff; 401 -> blocked; no endpoint -> 
   });
   const store = await openStore();
   let baseUrl: string | undefined = llm.url;
-  const worker = new Worker(store, { agentTurn: agentTurnExecutor(() => ({ ...(baseUrl ? { baseUrl } : {}), model: "m" })) }, { pollMs: 50, backoff: { baseMs: 60_000, factor: 2, capMs: 300_000 } });
+  const worker = new Worker(
+    store,
+    { agentTurn: agentTurnExecutor(() => ({ ...(baseUrl ? { baseUrl } : {}), model: "m" })) },
+    { pollMs: 50, backoff: { baseMs: 60_000, factor: 2, capMs: 300_000 } },
+  );
   worker.start();
   const t1 = await create(store, { kind: "agentTurn", message: "a" });
   const waiting = await waitFor(store, t1.id, (x) => x.state === "retry_wait");
@@ -127,18 +141,24 @@ test("agentTurn: 500 -> retry_wait with backoff; 401 -> blocked; no endpoint -> 
   status = 401;
   const t2 = await create(store, { kind: "agentTurn", message: "b" });
   const blocked = await waitFor(store, t2.id, (x) => x.state === "blocked");
-  assert.deepEqual([blocked.blockedReason, blocked.lastError], ["config_missing", "LLM endpoint refused the credentials (HTTP 401); check CARAPACE_AGENT_API_KEY"]);
+  assert.deepEqual(
+    [blocked.blockedReason, blocked.lastError],
+    ["config_missing", "LLM endpoint refused the credentials (HTTP 401); check CARAPACE_AGENT_API_KEY"],
+  );
 
   baseUrl = undefined;
   // No provider: blocked at once (attempts left or not), naming every setting.
   const t3 = await create(store, { kind: "agentTurn", message: "c" }, { maxAttempts: 5 });
   const noProvider = await waitFor(store, t3.id, (x) => x.state === "blocked");
-  assert.deepEqual([noProvider.blockedReason, noProvider.lastError, noProvider.attempts, noProvider.nextRunAtMs], [
-    "config_missing",
-    "no LLM provider configured: set agent.baseUrl and agent.model in config.json and the key in CARAPACE_AGENT_API_KEY, then resume the task",
-    1,
-    null,
-  ]);
+  assert.deepEqual(
+    [noProvider.blockedReason, noProvider.lastError, noProvider.attempts, noProvider.nextRunAtMs],
+    [
+      "config_missing",
+      "no LLM provider configured: set agent.baseUrl and agent.model in config.json and the key in CARAPACE_AGENT_API_KEY, then resume the task",
+      1,
+      null,
+    ],
+  );
   await worker.stop(1000);
   await store.close();
   await llm.close();
@@ -161,7 +181,11 @@ test("the per-attempt timeout aborts the executor's work through its AbortSignal
     /* never answers */
   });
   const store = await openStore();
-  const worker = new Worker(store, { agentTurn: agentTurnExecutor(() => ({ baseUrl: llm.url, model: "m" })) }, { pollMs: 20, backoff: { baseMs: 60_000, factor: 2, capMs: 60_000 } });
+  const worker = new Worker(
+    store,
+    { agentTurn: agentTurnExecutor(() => ({ baseUrl: llm.url, model: "m" })) },
+    { pollMs: 20, backoff: { baseMs: 60_000, factor: 2, capMs: 60_000 } },
+  );
   worker.start();
   const t = await create(store, { kind: "agentTurn", message: "slow", timeoutSeconds: 1 });
   const waited = await waitFor(store, t.id, (x) => x.state === "retry_wait", 4000);

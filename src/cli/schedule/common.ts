@@ -6,7 +6,7 @@ import { overlapPolicyNames, parseIntervalText, ruleText, scheduleRunOutcomeName
 import { taskStateNames } from "../../wire/tasks.js";
 import { ClientCommand } from "../base.js";
 import { stripTerminalUnsafe } from "../terminal.js";
-import { CliFailure, CliUsageError, } from "../target.js";
+import { CliFailure, CliUsageError } from "../target.js";
 import { payloadText } from "../../wire/payload-text.js";
 import { payloadJson } from "../task/common.js";
 

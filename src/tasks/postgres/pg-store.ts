@@ -1,0 +1,674 @@
+/**
+ * The task store on PostgreSQL, for deployments where several cara servers share one queue.
+ *
+ * Driver: `pg` (node-postgres). It is the most used PostgreSQL client for Node, pure JavaScript
+ * (no native build, nothing run at install), with a connection pool, `LISTEN/NOTIFY` on a plain
+ * client, and parameterized queries; its few dependencies are its own packages.
+ *
+ * Durability: every mutation is one transaction and resolves after COMMIT. Reads are served from
+ * a mirror of the table kept in memory: it takes this store's own changes after they commit and
+ * other servers' changes when their NOTIFY arrives (the row is read back, the newest `version`
+ * wins); a slow resync compares every row's version as a safety net for lost notices.
+ */
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import pg from "pg";
+import {
+  claimOrder,
+  claimTransition,
+  DEFAULT_POLICY,
+  isDue,
+  rescueTransition,
+  orderedRecord,
+  recordFromDisk,
+  TaskNotFoundError,
+  TASK_STATES,
+  type TaskRecord,
+  type TaskStateName,
+} from "../model.js";
+import {
+  DEFAULT_CAPACITY,
+  DEFAULT_RETENTION_MS,
+  TaskQueueFullError,
+  TaskStoreCorruptError,
+  TaskStoreWriteError,
+  type TaskInit,
+  type TaskStore,
+} from "../task-store.js";
+import { TaskDatabaseError } from "./errors.js";
+import { attemptTimeoutMs } from "../worker.js";
+import { migrate } from "./migrate.js";
+import { redactUrl, scrub } from "./redact.js";
+
+/** The channel every store of a database listens on; a notice is `<origin> <id>,<id>,...`. */
+export const CHANGES_CHANNEL = "cara_tasks";
+/** Held (per transaction) by creates, so capacity and idempotency keys are exact across servers. */
+const CREATE_LOCK_KEY = 7_246_119_002;
+/** A NOTIFY payload must stay under 8000 bytes. */
+const NOTICE_BYTES = 7000;
+const CLOSED_FOR_SHUTDOWN = "the task store is closed (the server is shutting down)";
+const TERMINAL_SQL = "('done', 'failed', 'cancelled')";
+
+export interface PgTaskStoreOptions {
+  /** postgres://user:password@host:port/database (never logged; the password is redacted in messages). */
+  url: string;
+  capacity?: number;
+  /** Terminal tasks older than this are removed (default 30 days; 0 keeps them). */
+  retentionMs?: number;
+  /** Connections in the pool (default 10), besides the one that listens. */
+  poolSize?: number;
+  /** Time past an attempt's deadline before its lease ends and any server may rescue it (default 5 s). */
+  leaseGraceMs?: number;
+  /** How often the mirror is compared with the table, in case a notice was lost (default 10 s). */
+  resyncMs?: number;
+  now?: () => number;
+  warn?: (message: string) => void;
+}
+
+export { TaskDatabaseError };
+
+/** A query failed (as opposed to a domain rule refusing the change). */
+class QueryFailed extends Error {}
+
+interface Row {
+  version: string;
+  record: unknown;
+}
+
+interface Entry {
+  rec: TaskRecord;
+  version: bigint;
+  /** The value of `applied` when this entry was set (see resync). */
+  at: number;
+}
+
+export class PgTaskStore implements TaskStore {
+  readonly capacity: number;
+  readonly retentionMs: number;
+  readonly events = new EventEmitter();
+  evicted = 0;
+  retentionRemoved = 0;
+  /** Running tasks are left to their leases: another server may be running them. */
+  readonly recoveredOnOpen = 0;
+  /** This store's name in its notices (it skips its own). */
+  readonly origin = randomUUID();
+
+  private readonly url: string;
+  private readonly pool: pg.Pool;
+  private listener: pg.Client | undefined;
+  private readonly mirror = new Map<string, Entry>();
+  /** Counts applications to the mirror: an entry older than a read began was committed before it. */
+  private applied = 0;
+  private readonly fetchQueue = new Set<string>();
+  private fetching = false;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private reconnectDelayMs = 500;
+  private readonly resyncMs: number;
+  private readonly leaseGraceMs: number;
+  /** Running tasks rescued from ended leases by this store. */
+  leasesRescued = 0;
+  private readonly now: () => number;
+  private readonly warn: (message: string) => void;
+  private closed = false;
+  private closedReason = CLOSED_FOR_SHUTDOWN;
+  private lastWriteError: string | undefined;
+
+  private constructor(options: PgTaskStoreOptions) {
+    this.url = options.url;
+    this.capacity = options.capacity ?? DEFAULT_CAPACITY;
+    this.retentionMs = options.retentionMs ?? DEFAULT_RETENTION_MS;
+    this.resyncMs = options.resyncMs ?? 10_000;
+    this.leaseGraceMs = options.leaseGraceMs ?? 5_000;
+    this.now = options.now ?? Date.now;
+    this.warn = options.warn ?? (() => undefined);
+    this.events.setMaxListeners(0);
+    this.pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10, connectionTimeoutMillis: 10_000, application_name: "cara" });
+    // An idle connection that breaks must not crash the process; the next query reconnects.
+    this.pool.on("error", (err) => this.warn(`task database connection lost: ${this.scrub(err.message)}`));
+  }
+
+  /**
+   * Connects, applies the schema migrations (under an advisory lock), loads the tasks and starts
+   * listening for changes. An unreachable database or an unreadable row fails the open with a
+   * message naming the database (password redacted) and the way out.
+   */
+  static async open(options: PgTaskStoreOptions): Promise<PgTaskStore> {
+    const store = new PgTaskStore(options);
+    try {
+      const client = await store.pool.connect().catch((err: Error) => {
+        throw new TaskDatabaseError(
+          `cannot reach the task database ${redactUrl(options.url)}: ${store.scrub(err.message)}. Check that PostgreSQL runs there and that tasks.postgres.url (or CARAPACE_DATABASE_URL) is right, then start again`,
+        );
+      });
+      try {
+        await migrate(client);
+      } catch (err) {
+        throw new TaskDatabaseError(`the task database ${redactUrl(options.url)} could not be prepared: ${store.scrub((err as Error).message)}`);
+      } finally {
+        client.release();
+      }
+      await store.listen();
+      await store.load();
+      store.scheduleResync();
+      await store.sweepRetention();
+      return store;
+    } catch (err) {
+      await store.shutdown();
+      throw err;
+    }
+  }
+
+  private scrub(message: string): string {
+    return scrub(message, this.url);
+  }
+
+  // ---- reads (durable state only) ----
+
+  get(id: string): TaskRecord | undefined {
+    return this.mirror.get(id)?.rec;
+  }
+
+  async fetch(id: string): Promise<TaskRecord | undefined> {
+    const known = this.mirror.get(id);
+    if (known) return known.rec;
+    const res = await this.q<Row>(this.pool, "SELECT version, record FROM cara_tasks WHERE id = $1", [id]).catch((err: Error) => {
+      throw new TaskStoreWriteError(`cannot read from the task database ${redactUrl(this.url)} (${err.message})`);
+    });
+    const row = res.rows[0];
+    if (!row) return undefined;
+    const rec = this.parse(row);
+    this.apply(rec, BigInt(row.version));
+    return this.mirror.get(id)?.rec ?? rec;
+  }
+
+  *all(): IterableIterator<TaskRecord> {
+    for (const e of this.mirror.values()) yield e.rec;
+  }
+
+  get size(): number {
+    return this.mirror.size;
+  }
+
+  counts(): Record<TaskStateName, number> {
+    const counts = Object.fromEntries(TASK_STATES.map((s) => [s, 0])) as Record<TaskStateName, number>;
+    for (const e of this.mirror.values()) counts[e.rec.state]++;
+    return counts;
+  }
+
+  /** The store keeps no files in the state dir. */
+  get diskBytes(): number {
+    return 0;
+  }
+
+  get writeError(): string | undefined {
+    return this.lastWriteError;
+  }
+
+  get closedBecause(): string | undefined {
+    return this.closed ? this.closedReason : undefined;
+  }
+
+  // ---- mutations ----
+
+  async create(init: TaskInit): Promise<{ task: TaskRecord; created: boolean }> {
+    const [result] = await this.createMany([init]);
+    return result!;
+  }
+
+  async createMany(inits: TaskInit[]): Promise<{ task: TaskRecord; created: boolean }[]> {
+    const now = this.now();
+    const out = await this.tx(async (c) => {
+      await this.q(c, "SELECT pg_advisory_xact_lock($1)", [CREATE_LOCK_KEY]);
+      const keys = inits.map((i) => i.idempotencyKey).filter((k): k is string => k !== undefined);
+      const existing = new Map<string, { rec: TaskRecord; version: bigint }>();
+      if (keys.length > 0) {
+        const res = await this.q<Row>(c, "SELECT version, record FROM cara_tasks WHERE idempotency_key = ANY($1::text[])", [keys]);
+        for (const row of res.rows) {
+          const rec = this.parse(row);
+          if (rec.idempotencyKey) existing.set(rec.idempotencyKey, { rec, version: BigInt(row.version) });
+        }
+      }
+      const results: { task: TaskRecord; created: boolean }[] = [];
+      const fresh: TaskRecord[] = [];
+      const byKey = new Map<string, TaskRecord>();
+      for (const init of inits) {
+        const key = init.idempotencyKey;
+        const known = key !== undefined ? (existing.get(key)?.rec ?? byKey.get(key)) : undefined;
+        if (known) {
+          results.push({ task: known, created: false });
+          continue;
+        }
+        const task: TaskRecord = {
+          id: randomUUID(),
+          state: "queued",
+          attempts: 0,
+          lastError: null,
+          createdAtMs: now,
+          updatedAtMs: now,
+          ...init,
+          policy: init.policy ?? { ...DEFAULT_POLICY },
+        };
+        if (key !== undefined) byKey.set(key, task);
+        fresh.push(task);
+        results.push({ task, created: true });
+      }
+      let evicted: string[] = [];
+      if (fresh.length > 0) {
+        const count = Number((await this.q<{ n: string }>(c, "SELECT count(*) AS n FROM cara_tasks")).rows[0]!.n);
+        const need = fresh.length - (this.capacity - count);
+        if (need > 0) {
+          const res = await this.q<{ id: string }>(
+            c,
+            `DELETE FROM cara_tasks WHERE id IN (SELECT id FROM cara_tasks WHERE state IN ${TERMINAL_SQL} ORDER BY updated_at_ms, id LIMIT $1 FOR UPDATE) RETURNING id`,
+            [need],
+          );
+          if (res.rows.length < need) throw new TaskQueueFullError();
+          evicted = res.rows.map((r) => r.id);
+        }
+      }
+      const versions = fresh.length > 0 ? await this.insert(c, fresh) : [];
+      await this.notify(c, [...evicted, ...fresh.map((t) => t.id)]);
+      return { results, evicted, versions, existing: [...existing.values()], fresh };
+    });
+    for (const id of out.evicted) this.remove(id);
+    this.evicted += out.evicted.length;
+    for (const e of out.existing) this.apply(e.rec, e.version);
+    for (const [i, t] of out.fresh.entries()) this.apply(t, out.versions[i]!);
+    return out.results;
+  }
+
+  async update(id: string, fn: (current: TaskRecord) => TaskRecord): Promise<TaskRecord> {
+    const out = await this.tx(async (c) => {
+      const res = await this.q<Row>(c, "SELECT version, record FROM cara_tasks WHERE id = $1 FOR UPDATE", [id]);
+      const row = res.rows[0];
+      if (!row) throw new TaskNotFoundError();
+      const current = this.parse(row);
+      const next = fn(current);
+      if (next === current) return { rec: current, version: BigInt(row.version) };
+      const [version] = await this.write(c, [next]);
+      await this.notify(c, [id]);
+      return { rec: next, version: version! };
+    });
+    this.apply(out.rec, out.version);
+    return out.rec;
+  }
+
+  /**
+   * Rescues running tasks whose lease ended (deadline plus grace, set at claim: their server
+   * stopped or lost the database; the ids in `skip` are this worker's own and are left to it),
+   * then claims due tasks; both under FOR UPDATE SKIP LOCKED, so concurrent claimers never
+   * take the same row. Each claim records its lease's end.
+   */
+  async claimDue(limit: number, now: number, skip: ReadonlySet<string>): Promise<TaskRecord[]> {
+    this.assertOpen();
+    if (limit <= 0) return [];
+    const out = await this.tx(async (c) => {
+      const ended = await this.q<Row>(
+        c,
+        `SELECT version, record FROM cara_tasks
+          WHERE state = 'running' AND (lease_expires_at_ms IS NULL OR lease_expires_at_ms < $1) AND NOT (id = ANY($2::text[]))
+          FOR UPDATE SKIP LOCKED`,
+        [now, [...skip]],
+      );
+      const rescued = ended.rows.map((row) => rescueTransition(this.parse(row), now));
+      if (rescued.length > 0) await this.write(c, rescued);
+      const res = await this.q<Row>(
+        c,
+        `SELECT version, record FROM cara_tasks
+          WHERE ((state = 'queued' AND (next_run_at_ms IS NULL OR next_run_at_ms <= $1)) OR (state = 'retry_wait' AND next_run_at_ms <= $1))
+            AND NOT (id = ANY($3::text[]))
+          ORDER BY priority DESC, coalesce(next_run_at_ms, created_at_ms), id
+          LIMIT $2
+          FOR UPDATE SKIP LOCKED`,
+        [now, limit, [...skip]],
+      );
+      const claimed = res.rows.map((row) => claimTransition(this.parse(row), now)).sort(claimOrder);
+      const versions = claimed.length > 0 ? await this.write(c, claimed, (t) => now + attemptTimeoutMs(t) + this.leaseGraceMs) : [];
+      const stillRescued = rescued.filter((r) => !claimed.some((t) => t.id === r.id));
+      const rescuedVersions = stillRescued.length > 0 ? await this.versions(c, stillRescued) : [];
+      await this.notify(c, [...rescued.map((t) => t.id), ...claimed.map((t) => t.id)]);
+      return { claimed, versions, rescued: stillRescued, rescuedVersions, rescuedCount: rescued.length };
+    });
+    for (const [i, t] of out.rescued.entries()) this.apply(t, out.rescuedVersions[i]!);
+    for (const [i, t] of out.claimed.entries()) this.apply(t, out.versions[i]!);
+    if (out.rescuedCount > 0) {
+      this.leasesRescued += out.rescuedCount;
+      this.warn(`rescued ${out.rescuedCount} running task(s) whose lease ended (their server stopped or lost the database); they run again`);
+    }
+    return out.claimed;
+  }
+
+  /**
+   * Something is due, or a running task's lease ended. A running record was last written by its
+   * claim (nothing else writes a task that stays running), so its lease ends at its updatedAtMs
+   * plus the attempt's deadline and the grace, as claimDue recorded it.
+   */
+  hasClaimable(now: number, skip: ReadonlySet<string>): boolean {
+    for (const { rec } of this.mirror.values()) {
+      if (skip.has(rec.id)) continue;
+      if (isDue(rec, now)) return true;
+      if (rec.state === "running" && rec.updatedAtMs + attemptTimeoutMs(rec) + this.leaseGraceMs < now) return true;
+    }
+    return false;
+  }
+
+  private async versions(c: pg.ClientBase, recs: TaskRecord[]): Promise<bigint[]> {
+    const res = await this.q<{ id: string; version: string }>(c, "SELECT id, version FROM cara_tasks WHERE id = ANY($1::text[])", [recs.map((r) => r.id)]);
+    return versionsInOrder(recs, res.rows);
+  }
+
+  async sweepRetention(): Promise<number> {
+    if (this.retentionMs <= 0) return 0;
+    const cutoff = this.now() - this.retentionMs;
+    const removed = await this.tx(async (c) => {
+      const res = await this.q<{ id: string }>(
+        c,
+        `DELETE FROM cara_tasks WHERE state IN ${TERMINAL_SQL} AND coalesce(finished_at_ms, updated_at_ms) < $1 RETURNING id`,
+        [cutoff],
+      );
+      const ids = res.rows.map((r) => r.id);
+      await this.notify(c, ids);
+      return ids;
+    });
+    for (const id of removed) this.remove(id);
+    this.retentionRemoved += removed.length;
+    return removed.length;
+  }
+
+  /** The store has no files in the state dir: nothing to hold. */
+  async withWritesHeld<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
+  }
+
+  async suspend(reason = "the task store is paused; retry in a few seconds"): Promise<void> {
+    this.closedReason = reason;
+    this.closed = true;
+  }
+
+  async reopen(): Promise<void> {
+    if (!this.closed) return;
+    await this.resync();
+    this.closed = false;
+    this.closedReason = CLOSED_FOR_SHUTDOWN;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed && this.closedReason === CLOSED_FOR_SHUTDOWN) return;
+    this.closed = true;
+    this.closedReason = CLOSED_FOR_SHUTDOWN;
+    await this.shutdown();
+  }
+
+  private async shutdown(): Promise<void> {
+    clearTimeout(this.resyncTimer);
+    clearTimeout(this.reconnectTimer);
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.end().catch(() => undefined);
+    await this.pool.end().catch(() => undefined);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new TaskStoreWriteError(this.closedReason);
+  }
+
+  // ---- transactions ----
+
+  /**
+   * Runs `fn` in one transaction and resolves after COMMIT. A domain error thrown by `fn` rolls
+   * back and passes through; a database failure becomes TaskStoreWriteError.
+   */
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.writeFailed(`cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`);
+    }
+    let committing = false;
+    try {
+      await this.q(client, "BEGIN");
+      const out = await fn(client);
+      committing = true;
+      await this.q(client, "COMMIT");
+      this.lastWriteError = undefined;
+      return out;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      if (!(err instanceof QueryFailed)) throw err;
+      throw this.writeFailed(
+        committing
+          ? `the task database ${redactUrl(this.url)} failed while committing (${err.message}); the change may or may not have been kept: read the task again before retrying`
+          : `a write to the task database ${redactUrl(this.url)} failed (${err.message}); nothing was changed`,
+      );
+    } finally {
+      client.release();
+    }
+  }
+
+  private writeFailed(message: string): TaskStoreWriteError {
+    this.lastWriteError = message;
+    return new TaskStoreWriteError(message);
+  }
+
+  private async q<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    c: pg.ClientBase | pg.Pool,
+    sql: string,
+    params: unknown[] = [],
+  ): Promise<pg.QueryResult<R>> {
+    try {
+      return await c.query<R>(sql, params);
+    } catch (err) {
+      throw new QueryFailed(this.scrub((err as Error).message));
+    }
+  }
+
+  private async insert(c: pg.ClientBase, recs: TaskRecord[]): Promise<bigint[]> {
+    const cols = columns(recs);
+    const res = await this.q<{ version: string }>(
+      c,
+      `INSERT INTO cara_tasks (id, state, priority, next_run_at_ms, created_at_ms, updated_at_ms, finished_at_ms, idempotency_key, record)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::jsonb[])
+       RETURNING id, version`,
+      cols,
+    );
+    return versionsInOrder(recs, res.rows as unknown as { id: string; version: string }[]);
+  }
+
+  /** Updates rows; `lease` gives the lease end of a claimed task (others keep theirs while running). */
+  private async write(c: pg.ClientBase, recs: TaskRecord[], lease?: (t: TaskRecord) => number): Promise<bigint[]> {
+    const cols = [...columns(recs), recs.map((r) => (lease ? lease(r) : null))];
+    const res = await this.q<{ version: string }>(
+      c,
+      `UPDATE cara_tasks t SET state = u.state, priority = u.priority, next_run_at_ms = u.next_run_at_ms, created_at_ms = u.created_at_ms,
+              updated_at_ms = u.updated_at_ms, finished_at_ms = u.finished_at_ms, idempotency_key = u.idempotency_key, record = u.record,
+              lease_expires_at_ms = CASE WHEN u.state = 'running' THEN coalesce(u.lease_expires_at_ms, t.lease_expires_at_ms) END,
+              version = nextval('cara_task_version')
+         FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::jsonb[], $10::bigint[])
+              AS u(id, state, priority, next_run_at_ms, created_at_ms, updated_at_ms, finished_at_ms, idempotency_key, record, lease_expires_at_ms)
+        WHERE t.id = u.id
+        RETURNING t.id, t.version`,
+      cols,
+    );
+    return versionsInOrder(recs, res.rows as unknown as { id: string; version: string }[]);
+  }
+
+  /** Tells the other stores which ids changed (delivered at commit, dropped on rollback). */
+  private async notify(c: pg.ClientBase, ids: string[]): Promise<void> {
+    let chunk: string[] = [];
+    let bytes = 0;
+    const send = async () => {
+      if (chunk.length > 0) await this.q(c, "SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, `${this.origin} ${chunk.join(",")}`]);
+      chunk = [];
+      bytes = 0;
+    };
+    for (const id of ids) {
+      if (bytes + id.length + 1 > NOTICE_BYTES - this.origin.length - 1) await send();
+      chunk.push(id);
+      bytes += id.length + 1;
+    }
+    await send();
+  }
+
+  /** A row's record, validated as queue.json's are; a row that cannot be used fails closed. */
+  private parse(row: Row): TaskRecord {
+    const rec = recordFromDisk(row.record);
+    if (typeof rec === "string") {
+      throw new TaskStoreCorruptError(
+        `a row of table cara_tasks in the task database ${redactUrl(this.url)} cannot be used (${rec}); repair or delete that row, or restore the database from a backup`,
+      );
+    }
+    return rec;
+  }
+
+  // ---- the mirror ----
+
+  private apply(rec: TaskRecord, version: bigint): void {
+    const cur = this.mirror.get(rec.id);
+    if (cur && cur.version >= version) return;
+    this.mirror.set(rec.id, { rec, version, at: ++this.applied });
+    this.events.emit("change", rec);
+  }
+
+  private remove(id: string): void {
+    if (!this.mirror.delete(id)) return;
+    this.applied++;
+    this.events.emit("removed", id);
+  }
+
+  private async load(): Promise<void> {
+    const res = await this.q<Row>(this.pool, "SELECT version, record FROM cara_tasks").catch((err: Error) => {
+      throw new TaskDatabaseError(`cannot read the tasks from ${redactUrl(this.url)}: ${err.message}`);
+    });
+    for (const row of res.rows) {
+      const rec = this.parse(row);
+      this.mirror.set(rec.id, { rec, version: BigInt(row.version), at: ++this.applied });
+    }
+  }
+
+  /** Reads back the rows named by notices (batched) and applies them; a missing row was removed. */
+  private async fetchChanged(): Promise<void> {
+    if (this.fetching) return;
+    this.fetching = true;
+    try {
+      while (this.fetchQueue.size > 0) {
+        const ids = [...this.fetchQueue].slice(0, 1000);
+        for (const id of ids) this.fetchQueue.delete(id);
+        const before = this.applied;
+        const res = await this.q<Row>(this.pool, "SELECT version, record FROM cara_tasks WHERE id = ANY($1::text[])", [ids]);
+        const found = new Set<string>();
+        for (const row of res.rows) {
+          const rec = recordFromDisk(row.record);
+          if (typeof rec === "string") {
+            this.warn(`skipped a row of cara_tasks that cannot be used (${rec})`);
+            continue;
+          }
+          found.add(rec.id);
+          this.apply(rec, BigInt(row.version));
+        }
+        for (const id of ids) if (!found.has(id) && (this.mirror.get(id)?.at ?? Infinity) <= before) this.remove(id);
+      }
+    } catch (err) {
+      this.warn(`could not read changed tasks from the task database (the next resync catches up): ${(err as Error).message}`);
+    } finally {
+      this.fetching = false;
+    }
+  }
+
+  /** Compares every row's version with the mirror and reads back what differs. */
+  private async resync(): Promise<void> {
+    const before = this.applied;
+    const res = await this.q<{ id: string; version: string }>(this.pool, "SELECT id, version FROM cara_tasks");
+    const seen = new Set<string>();
+    for (const row of res.rows) {
+      seen.add(row.id);
+      const cur = this.mirror.get(row.id);
+      if (!cur || cur.version < BigInt(row.version)) this.fetchQueue.add(row.id);
+    }
+    for (const [id, e] of this.mirror) if (!seen.has(id) && e.at <= before) this.remove(id);
+    await this.fetchChanged();
+  }
+
+  private scheduleResync(): void {
+    clearTimeout(this.resyncTimer);
+    if (this.closed && this.closedReason === CLOSED_FOR_SHUTDOWN) return;
+    this.resyncTimer = setTimeout(() => {
+      void this.resync()
+        .catch((err: Error) => this.warn(`task database resync failed (will retry): ${err.message}`))
+        .finally(() => this.scheduleResync());
+    }, this.resyncMs);
+    this.resyncTimer.unref();
+  }
+
+  /** A dedicated connection LISTENs for changes; when it breaks it reconnects and resyncs. */
+  private async listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.url, application_name: "cara-listen", connectionTimeoutMillis: 10_000 });
+    client.on("notification", (msg) => {
+      if (msg.channel !== CHANGES_CHANNEL || !msg.payload) return;
+      const space = msg.payload.indexOf(" ");
+      if (space < 0 || msg.payload.slice(0, space) === this.origin) return;
+      for (const id of msg.payload.slice(space + 1).split(",")) if (id !== "") this.fetchQueue.add(id);
+      void this.fetchChanged();
+    });
+    const lost = (err?: Error) => {
+      if (this.listener !== client) return;
+      this.listener = undefined;
+      client.end().catch(() => undefined);
+      if (this.closed && this.closedReason === CLOSED_FOR_SHUTDOWN) return;
+      this.warn(`task database change notices stopped (${err ? this.scrub(err.message) : "connection ended"}); reconnecting`);
+      this.reconnectTimer = setTimeout(() => void this.relisten(), this.reconnectDelayMs);
+      this.reconnectTimer.unref();
+      this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, 30_000);
+    };
+    client.on("error", lost);
+    client.on("end", () => lost());
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANGES_CHANNEL}`);
+    } catch (err) {
+      client.end().catch(() => undefined);
+      throw new TaskDatabaseError(`cannot listen for task changes on ${redactUrl(this.url)}: ${this.scrub((err as Error).message)}`);
+    }
+    this.listener = client;
+  }
+
+  private async relisten(): Promise<void> {
+    if (this.closed && this.closedReason === CLOSED_FOR_SHUTDOWN) return;
+    try {
+      await this.listen();
+      this.reconnectDelayMs = 500;
+      await this.resync();
+    } catch (err) {
+      this.warn(`${(err as Error).message}; retrying`);
+      this.reconnectTimer = setTimeout(() => void this.relisten(), this.reconnectDelayMs);
+      this.reconnectTimer.unref();
+      this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, 30_000);
+    }
+  }
+}
+
+/** The column arrays of `recs` for the unnest() of insert and write. */
+function columns(recs: TaskRecord[]): unknown[] {
+  return [
+    recs.map((r) => r.id),
+    recs.map((r) => r.state),
+    recs.map((r) => r.priority ?? 0),
+    recs.map((r) => r.nextRunAtMs),
+    recs.map((r) => r.createdAtMs),
+    recs.map((r) => r.updatedAtMs),
+    recs.map((r) => r.finishedAtMs ?? null),
+    recs.map((r) => r.idempotencyKey ?? null),
+    recs.map((r) => JSON.stringify(orderedRecord(r))),
+  ];
+}
+
+function versionsInOrder(recs: TaskRecord[], rows: { id: string; version: string }[]): bigint[] {
+  const byId = new Map(rows.map((r) => [r.id, BigInt(r.version)]));
+  return recs.map((r) => {
+    const v = byId.get(r.id);
+    if (v === undefined) throw new QueryFailed(`task ${r.id} was not written`);
+    return v;
+  });
+}

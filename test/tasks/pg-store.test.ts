@@ -1,0 +1,207 @@
+// What only the PostgreSQL store has: migrations, change notices between stores on one
+// database, claims shared by several stores, and a URL whose password never shows. Runs against a
+// throwaway cluster (test/helpers/postgres.ts); skipped, saying why, when PostgreSQL is missing.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import pg from "pg";
+import { MIGRATIONS } from "../../src/tasks/postgres/migrations.js";
+import { pendingMigrations, schemaVersion } from "../../src/tasks/postgres/migrate.js";
+import { PgTaskStore, TaskDatabaseError } from "../../src/tasks/postgres/pg-store.js";
+import { redactUrl } from "../../src/tasks/postgres/redact.js";
+import { cancelTransition } from "../../src/tasks/model.js";
+import { Worker } from "../../src/tasks/worker.js";
+import type { TaskInit } from "../../src/tasks/task-store.js";
+import { postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
+import { nextChange } from "./store-contract.js";
+
+const init = (text: string): TaskInit => ({ payload: { kind: "systemEvent", text }, nextRunAtMs: null }) as TaskInit;
+
+test("redactUrl hides the password and keeps the rest", () => {
+  assert.equal(redactUrl("postgres://cara:s3cret@db.example:5432/cara?sslmode=require"), "postgres://cara:***@db.example:5432/cara?sslmode=require");
+  assert.equal(redactUrl("postgres://db.example/cara?password=s3cret"), "postgres://db.example/cara?password=***");
+  assert.equal(redactUrl("not a url s3cret"), "(a database URL that does not parse)");
+});
+
+test("a database schema newer than this cara is refused, naming both versions", () => {
+  const latest = MIGRATIONS.at(-1)!.version;
+  assert.deepEqual(
+    pendingMigrations(0).map((m) => m.version),
+    MIGRATIONS.map((m) => m.version),
+  );
+  assert.deepEqual(pendingMigrations(latest), []);
+  assert.throws(() => pendingMigrations(latest + 1), {
+    message: `the task database's schema is at version ${latest + 1}, newer than this cara knows (${latest}); a newer cara migrated it. Run that version (or newer), or point tasks.postgres.url at another database`,
+  });
+});
+
+const missing = postgresUnavailable();
+if (missing !== undefined) {
+  test("PostgreSQL store", { skip: `skipped: ${missing}` }, () => undefined);
+} else {
+  let cluster: TestPostgres;
+  before(async () => {
+    cluster = await startPostgres();
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  test("open migrates once, under the lock, when several stores start together", async () => {
+    const url = await cluster.createDatabase();
+    const stores = await Promise.all([1, 2, 3].map(() => PgTaskStore.open({ url })));
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      assert.equal(await schemaVersion(client), MIGRATIONS.at(-1)!.version);
+      const rows = (await client.query("SELECT version, name FROM cara_schema_migrations ORDER BY version")).rows;
+      assert.deepEqual(
+        rows,
+        MIGRATIONS.map((m) => ({ version: m.version, name: m.name })),
+      );
+    } finally {
+      await client.end();
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  test("a wrong password or an unreachable database fails the open without showing the password", async () => {
+    await cluster.createDatabase("pwcheck");
+    const bad = cluster.urlWithPassword("pwcheck", "wrong-secret-pw");
+    await assert.rejects(PgTaskStore.open({ url: bad }), (err: unknown) => {
+      assert.ok(err instanceof TaskDatabaseError);
+      assert.ok(!err.message.includes("wrong-secret-pw"), err.message);
+      assert.ok(err.message.startsWith(`cannot reach the task database ${redactUrl(bad)}: `), err.message);
+      assert.ok(
+        err.message.endsWith("Check that PostgreSQL runs there and that tasks.postgres.url (or CARAPACE_DATABASE_URL) is right, then start again"),
+        err.message,
+      );
+      return true;
+    });
+  });
+
+  test("a change on one store reaches another store on the same database by notice", async () => {
+    const url = await cluster.createDatabase();
+    const a = await PgTaskStore.open({ url, resyncMs: 3_600_000 });
+    const b = await PgTaskStore.open({ url, resyncMs: 3_600_000 });
+    try {
+      const { task } = await a.create(init("hello"));
+      const seen = b.get(task.id) ?? (await nextChange(b, task.id));
+      assert.deepEqual(seen, task);
+      const removed = new Promise<string>((resolve) => b.events.once("removed", resolve));
+      const claimedOnB = nextChange(b, task.id);
+      const [claimed] = await a.claimDue(1, Date.now(), new Set());
+      assert.deepEqual(await claimedOnB, claimed);
+      // Finished long ago: the retention sweep of a third store's open removes it, by notice on b.
+      await a.update(task.id, (cur) => ({ ...cur, state: "cancelled", finishedAtMs: 0, updatedAtMs: 0 }));
+      const c = await PgTaskStore.open({ url, retentionMs: 1 });
+      assert.equal(await removed, task.id);
+      assert.equal(b.size, 0);
+      await c.close();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test("two stores claiming one queue concurrently claim every task exactly once", async () => {
+    const url = await cluster.createDatabase();
+    const a = await PgTaskStore.open({ url });
+    const b = await PgTaskStore.open({ url });
+    try {
+      const n = 300;
+      await a.createMany(Array.from({ length: n }, (_, i) => init(`t${i}`)));
+      const claimAll = async (store: PgTaskStore) => {
+        const ids: string[] = [];
+        for (;;) {
+          const got = await store.claimDue(7, Date.now(), new Set());
+          if (got.length === 0) return ids;
+          ids.push(...got.map((t) => t.id));
+        }
+      };
+      const [fromA, fromB] = await Promise.all([claimAll(a), claimAll(b)]);
+      const all = [...fromA, ...fromB];
+      assert.equal(all.length, n);
+      assert.equal(new Set(all).size, n);
+      assert.ok(fromA.length > 0 && fromB.length > 0, `both claimed (a ${fromA.length}, b ${fromB.length})`);
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      const rows = (await client.query("SELECT state, (record->>'attempts')::int AS attempts, count(*)::int AS n FROM cara_tasks GROUP BY 1, 2")).rows;
+      await client.end();
+      assert.deepEqual(rows, [{ state: "running", attempts: 1, n }]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test("a running task whose lease ended (its server died) is rescued and claimed by another store, once", async () => {
+    const url = await cluster.createDatabase();
+    const a = await PgTaskStore.open({ url, leaseGraceMs: 2_000 });
+    const b = await PgTaskStore.open({ url, leaseGraceMs: 2_000 });
+    try {
+      const { task } = await a.create({ ...init("lease"), policy: { maxAttempts: 5, maxTotalRuntimeMs: 604_800_000, maxTurns: 25, maxRunTimeoutSeconds: 10 } });
+      const [first] = await a.claimDue(1, 100_000, new Set());
+      assert.equal(first!.updatedAtMs, 100_000);
+      assert.equal(first!.attempts, 1);
+      // b learns of the claim by notice; its reads show the lease's end (no round trip).
+      if (b.get(task.id)?.state !== "running") await nextChange(b, task.id);
+      assert.equal(b.hasClaimable(112_000, new Set()), false);
+      assert.equal(b.hasClaimable(112_001, new Set()), true);
+      assert.equal(b.hasClaimable(112_001, new Set([task.id])), false);
+      // Deadline 10 s, grace 2 s: the lease ends at 112_000. Not before:
+      assert.deepEqual(await b.claimDue(5, 112_000, new Set()), []);
+      // The claimer's own worker skips it (it abandons its attempts itself):
+      assert.deepEqual(await a.claimDue(5, 112_001, new Set([task.id])), []);
+      const [again] = await b.claimDue(5, 112_001, new Set());
+      assert.deepEqual(
+        [again!.id, again!.state, again!.attempts, again!.lastError],
+        [task.id, "running", 2, "lease expired: the server running this attempt stopped or lost the database before it finished"],
+      );
+      assert.equal(b.leasesRescued, 1);
+      assert.deepEqual(await a.claimDue(5, 112_001, new Set()), []);
+      // The old attempt's late result is refused by the worker's check (running, same attempt).
+      const late = await a.update(task.id, (cur) => (cur.state !== "running" || cur.attempts !== 1 ? cur : { ...cur, state: "done" }));
+      assert.equal(late.state, "running");
+      assert.equal(late.attempts, 2);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test("a cancel written on one store aborts the attempt running on another store's worker", async () => {
+    const url = await cluster.createDatabase();
+    const a = await PgTaskStore.open({ url });
+    const b = await PgTaskStore.open({ url });
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    let aborted!: (reason: unknown) => void;
+    const abortSeen = new Promise<unknown>((resolve) => (aborted = resolve));
+    const worker = new Worker(a, {
+      systemEvent: ({ signal }) =>
+        new Promise((resolve) => {
+          started();
+          signal.addEventListener("abort", () => {
+            aborted(signal.reason);
+            resolve({ kind: "done", result: "too late" });
+          });
+        }),
+    });
+    worker.start();
+    try {
+      const { task } = await b.create(init("long"));
+      await running;
+      const cancelled = await b.update(task.id, (cur) => cancelTransition(cur, "stop it", Date.now()));
+      assert.equal(((await abortSeen) as Error).message, "cancelled by operator");
+      await worker.stop(1_000);
+      assert.deepEqual(await a.fetch(task.id), a.get(task.id));
+      assert.equal(a.get(task.id)?.state, "cancelled");
+      assert.equal(a.get(task.id)?.result, undefined);
+      assert.equal(cancelled.lastError, "stop it");
+    } finally {
+      await worker.stop(0);
+      await a.close();
+      await b.close();
+    }
+  });
+}
