@@ -160,7 +160,8 @@ test("backups: restore shows the dry-run difference first and needs the archive'
   assert.deepEqual(await configRow.locator("td").allTextContents(), ["0", "1", "0", "0"]);
   assert.equal(await panel.locator("tr[data-section]").count(), 1);
   // Config by key path, never by value; no task list since tasks are not restored.
-  assert.equal(await panel.locator('[data-changes="config"]').textContent(), "Config keys (values not shown)\n\nReverted to the backup's value: 1\n~ logLevel");
+  // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText, which keeps the rendered line breaks.
+  assert.equal(await panel.locator('[data-changes="config"]').innerText(), "Config keys (values not shown)\n\nReverted to the backup's value: 1\n~ logLevel");
   assert.equal(await panel.locator('[data-changes="tasks"]').count(), 0);
   // The dry run changed nothing.
   assert.equal(await readFile(join(s.stateDir, "config.json"), "utf8"), JSON.stringify({ logLevel: "debug" }));
