@@ -32,6 +32,7 @@ import { RestoreCommand } from "./restore.js";
 import { InstallCommand } from "./install.js";
 import { UpdateCommand } from "./update/update.js";
 import { UpdateVerifyCommand } from "./update/verify.js";
+import { DbMigrateCommand } from "./db/migrate.js";
 import { CompletionCommand } from "./completion.js";
 import { HelpCommand } from "./help-command.js";
 
@@ -69,6 +70,7 @@ export function buildCli(context: CaraContext): Cli<CaraContext> {
   cli.register(BugreportCommand);
   for (const command of [BackupCommand, BackupVerifyCommand, BackupInspectCommand, BackupListCommand, RestoreCommand]) cli.register(command);
   for (const command of [UpdateCommand, UpdateVerifyCommand, InstallCommand]) cli.register(command);
+  cli.register(DbMigrateCommand);
   cli.register(HelpCommand);
   cli.register(CompletionCommand);
   cli.register(Builtins.HelpCommand);

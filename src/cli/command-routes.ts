@@ -44,6 +44,7 @@ export const COMMAND_ROUTES: readonly CommandRoute[] = [
   { paths: [["install"]], load: async () => (await import("./install.js")).InstallCommand },
   { paths: [["update"]], load: async () => (await import("./update/update.js")).UpdateCommand },
   { paths: [["update", "verify"]], load: async () => (await import("./update/verify.js")).UpdateVerifyCommand },
+  { paths: [["db", "migrate"]], load: async () => (await import("./db/migrate.js")).DbMigrateCommand },
 ];
 
 /**

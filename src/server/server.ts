@@ -431,6 +431,7 @@ function addServerChecks(
   monitor.addCheck(storesCheck(() => stores));
   monitor.addCheck(serverSecretCheck(d.credentials.secretSource));
   monitor.addCheck(d.domains.tasks.check);
+  if (d.domains.tasks.databaseCheck) monitor.addCheck(d.domains.tasks.databaseCheck);
   monitor.addCheck(logsCheck(d.logs));
   monitor.addCheck(d.domains.backupState.check());
   monitor.addCheck(d.domains.updates.check);

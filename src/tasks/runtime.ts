@@ -10,6 +10,7 @@ import { FileTaskStore } from "./store.js";
 import { DEFAULT_RETENTION_MS, type TaskStore } from "./task-store.js";
 import { TaskDatabaseError } from "./postgres/errors.js";
 import { redactUrl } from "./postgres/redact.js";
+import { databaseCheck } from "./postgres/database-check.js";
 import { summarizeSchedule, type ScheduleRecord, type ScheduleRun } from "./schedule.js";
 import { ScheduleStore } from "./schedule-store.js";
 import { Scheduler } from "./scheduler.js";
@@ -33,6 +34,8 @@ export interface TasksRuntime {
   service(shutdown: AbortSignal): ServiceImpl<typeof TasksService>;
   storeHealth: StoreHealth;
   check: HealthCheck;
+  /** The `database` check: present with the PostgreSQL store only. */
+  databaseCheck?: HealthCheck;
   statusSection: () => unknown;
   /** Stops the worker (waiting up to drainMs for running attempts) and closes the store. */
   close(drainMs: number): Promise<void>;
@@ -85,6 +88,7 @@ export async function startTasks(options: {
     warn: (message: string) => logger.warn(message),
   };
   let store: TaskStore;
+  let dbCheck: HealthCheck | undefined;
   if (cfg.store === "postgres") {
     const url = env.CARAPACE_DATABASE_URL || cfg.postgres?.url;
     if (!url)
@@ -96,12 +100,14 @@ export async function startTasks(options: {
       throw new TaskDatabaseError(`${source} is not a PostgreSQL URL (postgres://user:password@host:port/database); fix it, then start again`);
     // The URL itself is never logged (redactUrl hides its password where a message names it).
     const { PgTaskStore } = await import("./postgres/pg-store.js");
-    store = await PgTaskStore.open({
+    const opened = await PgTaskStore.open({
       url,
       ...common,
       ...(cfg.leaseGraceMs !== undefined ? { leaseGraceMs: cfg.leaseGraceMs } : {}),
       ...(cfg.postgres?.poolSize !== undefined ? { poolSize: cfg.postgres.poolSize } : {}),
     });
+    store = opened;
+    dbCheck = databaseCheck(() => opened.probe());
     logger.info({ database: redactUrl(url) }, "tasks are stored in PostgreSQL");
   } else {
     if (env.CARAPACE_DATABASE_URL) logger.warn('CARAPACE_DATABASE_URL is set but config tasks.store is not "postgres": tasks stay in the state directory');
@@ -168,6 +174,7 @@ export async function startTasks(options: {
       name: "tasks",
       loaded: () => (store.closedBecause !== undefined ? { ok: false, message: store.closedBecause } : { ok: true, message: formatCount(store.size, "task") }),
     },
+    ...(dbCheck ? { databaseCheck: dbCheck } : {}),
     check: {
       name: "tasks",
       run() {

@@ -37,7 +37,7 @@ import {
 } from "../task-store.js";
 import { TaskDatabaseError } from "./errors.js";
 import { attemptTimeoutMs } from "../worker.js";
-import { migrate } from "./migrate.js";
+import { migrate, schemaVersion } from "./migrate.js";
 import { redactUrl, scrub } from "./redact.js";
 
 /** The channel every store of a database listens on; a notice is `<origin> <id>,<id>,...`. */
@@ -67,6 +67,17 @@ export interface PgTaskStoreOptions {
 
 export { TaskDatabaseError };
 
+/** What the `database` health check reports: schema version and connection-pool use. */
+export interface DatabaseProbe {
+  version: number;
+  /** Connections open in the pool (in use + idle), of at most `max`. */
+  total: number;
+  idle: number;
+  /** Callers waiting for a connection. */
+  waiting: number;
+  max: number;
+}
+
 /** A query failed (as opposed to a domain rule refusing the change). */
 class QueryFailed extends Error {}
 
@@ -95,6 +106,7 @@ export class PgTaskStore implements TaskStore {
 
   private readonly url: string;
   private readonly pool: pg.Pool;
+  private readonly poolMax: number;
   private listener: pg.Client | undefined;
   private readonly mirror = new Map<string, Entry>();
   /** Counts applications to the mirror: an entry older than a read began was committed before it. */
@@ -123,7 +135,8 @@ export class PgTaskStore implements TaskStore {
     this.now = options.now ?? Date.now;
     this.warn = options.warn ?? (() => undefined);
     this.events.setMaxListeners(0);
-    this.pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10, connectionTimeoutMillis: 10_000, application_name: "cara" });
+    this.poolMax = options.poolSize ?? 10;
+    this.pool = new pg.Pool({ connectionString: options.url, max: this.poolMax, connectionTimeoutMillis: 10_000, application_name: "cara" });
     // An idle connection that breaks must not crash the process; the next query reconnects.
     this.pool.on("error", (err) => this.warn(`task database connection lost: ${this.scrub(err.message)}`));
   }
@@ -398,6 +411,28 @@ export class PgTaskStore implements TaskStore {
     this.closed = true;
     this.closedReason = CLOSED_FOR_SHUTDOWN;
     await this.shutdown();
+  }
+
+  /**
+   * One round trip for the `database` health check: the schema version (read on a pooled
+   * connection) and the pool's use. Throws a message without the URL's password when the
+   * database cannot be reached.
+   */
+  async probe(): Promise<DatabaseProbe> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw new TaskDatabaseError(`cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)})`);
+    }
+    try {
+      const version = await schemaVersion(client);
+      return { version, total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount, max: this.poolMax };
+    } catch (err) {
+      throw new TaskDatabaseError(`the task database ${redactUrl(this.url)} failed a query (${this.scrub((err as Error).message)})`);
+    } finally {
+      client.release();
+    }
   }
 
   private async shutdown(): Promise<void> {
