@@ -1,3 +1,4 @@
+import { formatCount } from "../../format-count.js";
 import { AuthMode, CheckStatus, SecretSource, type GetStatusResponse } from "../../../gen/carapace/ops/v1/ops_pb.js";
 import { ops, unary } from "../api.js";
 import { bytes, dateTime, duration, tsMs } from "../format.js";
@@ -112,8 +113,8 @@ export function OverviewPage() {
                   [
                     "Backup",
                     s.backup?.lastBackupAt
-                      ? `last ${dateTime(tsMs(s.backup.lastBackupAt))} (${duration(Number(s.backup.lastBackupAgeSeconds))} ago), ${s.backup.archiveCount} archives`
-                      : `none yet, ${s.backup?.archiveCount ?? 0} archives`,
+                      ? `last ${dateTime(tsMs(s.backup.lastBackupAt))} (${duration(Number(s.backup.lastBackupAgeSeconds))} ago), ${formatCount(s.backup.archiveCount, "archive")}`
+                      : `none yet, ${formatCount(s.backup?.archiveCount ?? 0, "archive")}`,
                   ],
                   [
                     "Update",
