@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { open, rename, unlink, mkdir, lstat, chmod, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -44,6 +44,47 @@ export async function writeFileDurable(path: string, data: string | Uint8Array, 
   } catch (err) {
     throw withPath(err, path);
   } finally {
+    if (!renamed) await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/**
+ * writeFileDurable for a large file copied from `source` (a platform executable is ~100 MB: it is
+ * streamed, never held in memory): the same temp file, exact mode, fsync, rename, fsync of the
+ * directory. `source` is opened with O_NOFOLLOW. Returns the SHA-256 (hex) of the bytes written,
+ * so a caller can prove the copy is the file it verified.
+ */
+export async function copyFileDurable(source: string, path: string, options: { mode?: number } = {}): Promise<string> {
+  const mode = options.mode ?? FILE_MODE;
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
+  const input = await open(source, constants.O_RDONLY | constants.O_NOFOLLOW);
+  let renamed = false;
+  try {
+    const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+    const hash = createHash("sha256");
+    try {
+      const buf = Buffer.allocUnsafe(1024 * 1024);
+      for (;;) {
+        const { bytesRead } = await input.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        const chunk = buf.subarray(0, bytesRead);
+        hash.update(chunk);
+        await writeFully(handle, chunk, null);
+      }
+      await handle.chmod(mode);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, path);
+    renamed = true;
+    await fsyncDir(dir);
+    return hash.digest("hex");
+  } catch (err) {
+    throw withPath(err, path);
+  } finally {
+    await input.close();
     if (!renamed) await unlink(tmp).catch(() => undefined);
   }
 }
