@@ -1,4 +1,5 @@
 import { Cli, type Command } from "clipanion";
+import { runningAsExecutable } from "../executable-form.js";
 import type { CaraContext } from "./base.js";
 import { newCli } from "./cara-cli.js";
 import { routeOf } from "./command-routes.js";
@@ -14,6 +15,12 @@ import { routeOf } from "./command-routes.js";
  * same answers as before.
  */
 export async function main(args: string[], context: CaraContext = Cli.defaultContext): Promise<number> {
+  // A platform executable copied to `<install>/bin/cara` is that install's launcher, not the CLI
+  // (../update/executable-launcher.ts); the launcher ends the process itself.
+  if (runningAsExecutable()) {
+    const { runAsInstallLauncher } = await import("../update/executable-launcher.js");
+    if (runAsInstallLauncher(args)) return new Promise<number>(() => {});
+  }
   const route = routeOf(args);
   if (route) {
     const cli = newCli(context);

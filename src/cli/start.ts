@@ -127,7 +127,10 @@ export class StartCommand extends CaraCommand {
     if (stopRequested()) return 0;
     if (this.context.env.CARA_LAUNCHER) return 75;
     const { spawn } = await import("node:child_process");
-    const child = spawn(process.execPath, [launcher, ...process.argv.slice(2)], { stdio: "inherit" });
+    const { runningAsExecutable } = await import("../executable-form.js");
+    // A script launcher runs on this Node; an executable install's launcher is itself an executable.
+    const [file, args] = runningAsExecutable() ? [launcher, process.argv.slice(2)] : [process.execPath, [launcher, ...process.argv.slice(2)]];
+    const child = spawn(file, args, { stdio: "inherit" });
     for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => child.kill(sig));
     return new Promise<number>((resolve) => child.once("exit", (c, s) => resolve(c ?? (s ? 1 : 0))));
   }

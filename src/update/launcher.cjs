@@ -10,6 +10,12 @@
  * points to, and it is plain CommonJS that needs only Node (no node_modules): a broken new
  * version cannot break it. Type-checked with the rest of the sources (allowJs + @ts-check).
  *
+ * The same logic serves both release forms. In a tarball install `<install>/bin/cara` is this
+ * file, run by the host's Node; a version is `versions/<v>/bin/cara.js`, run by that Node. In an
+ * executable install `<install>/bin/cara` is a copy of a platform executable, which calls
+ * launch() when it finds itself there (executable-launcher.ts); a version is the executable
+ * `versions/<v>/cara`, and other commands are handed to it with execve (no Node on the host).
+ *
  * When the arguments start the server (`start`, or no command), it supervises the server as a
  * child, holding `<state>/updates/launcher.lock` (one launcher per state dir), and runs the
  * start-time half of the rollback protocol (rollback-marker.ts):
@@ -20,7 +26,9 @@
  *   `rollback_failed`, which ends the probation).
  * A child on probation that exits with an error is rolled back at once. Exit code 75 asks for a
  * restart (after an update or rollback); at most 5 restarts a minute. A stop signal is forwarded
- * once and ends supervision. Every other command is imported in this same process.
+ * once and ends supervision. Every other command runs the current version directly: a tarball
+ * version is imported in this same process, an executable replaces this process (execve) or,
+ * where Node has no execve, runs as a child whose exit code or signal becomes ours.
  *
  * Required as a module (tests, launcher.ts), it runs nothing and exports its constants and pure
  * helpers.
@@ -37,6 +45,8 @@ const RESTART = 75;
 const SAFE_VERSION = /^[0-9A-Za-z][0-9A-Za-z.+-]*$/;
 /** Options of `cara start` that take a value (so their value is not mistaken for a command). */
 const START_VALUE_OPTIONS = ["--port", "-p", "--bind", "--state-dir", "--log-level", "--tls-cert", "--tls-key"];
+/** The file name of a version's platform executable: `versions/<v>/cara`. */
+const EXECUTABLE = "cara";
 /** rollback.json `startupState` values this launcher reads or writes. */
 const MARKER_STATES = /** @type {const} */ ({ pending: "pending", started: "started", rolledBack: "rolled_back", rollbackFailed: "rollback_failed" });
 
@@ -169,8 +179,7 @@ function currentVersion(installDir) {
  */
 function switchCurrent(installDir, version) {
   const target = path.join("versions", version);
-  if (!fs.existsSync(path.join(installDir, target, "bin", "cara.js")))
-    throw new Error(`version ${version} is not installed in ${path.join(installDir, "versions")}`);
+  if (!isInstalledVersion(path.join(installDir, target))) throw new Error(`version ${version} is not installed in ${path.join(installDir, "versions")}`);
   const old = currentVersion(installDir);
   if (old && old !== version) {
     const ptmp = path.join(installDir, `.previous-${crypto.randomBytes(6).toString("hex")}`);
@@ -181,6 +190,15 @@ function switchCurrent(installDir, version) {
   fs.symlinkSync(target, tmp);
   fs.renameSync(tmp, path.join(installDir, "current"));
   fsyncDir(installDir);
+}
+
+/**
+ * Whether a version directory holds a release of either form: the platform executable `cara`
+ * (executable form) or `bin/cara.js` (tarball form), as install-layout.ts isInstalledVersion.
+ * @param {string} dir
+ */
+function isInstalledVersion(dir) {
+  return fs.existsSync(path.join(dir, EXECUTABLE)) || fs.existsSync(path.join(dir, "bin", "cara.js"));
 }
 
 /** @param {number | undefined} pid */
@@ -310,30 +328,56 @@ function stillOnProbation(dir) {
 }
 
 /**
- * The current version's entry point (bin/cara.js), resolved.
- * @param {string} installDir
+ * @typedef {object} Program How to run the current version.
+ * @property {string} file what to execute
+ * @property {string[]} args its arguments before the command line's
+ * @property {string} [script] a tarball version's bin/cara.js (run by this launcher's Node)
  */
-function entry(installDir) {
-  const link = path.join(installDir, "current", "bin", "cara.js");
+
+/**
+ * How to run the current version: its platform executable `versions/<v>/cara`, or its
+ * `bin/cara.js` with this launcher's Node. `hasNode` is false in the executable launcher, whose
+ * own runtime runs only the code built into it, so a tarball version cannot run there.
+ * @param {string} installDir
+ * @param {boolean} hasNode
+ * @returns {Program}
+ */
+function program(installDir, hasNode) {
+  const link = path.join(installDir, "current");
+  let dir;
   try {
-    return fs.realpathSync(link);
+    dir = fs.realpathSync(link);
   } catch {
-    let prev = "";
-    try {
-      prev = ` (previous: ${path.basename(fs.readlinkSync(path.join(installDir, "previous")))})`;
-    } catch {}
-    throw new Error(
-      `the current version is missing: ${link} does not resolve${prev}; switch with \`cara update --rollback --version X\` from an installed version's bin/cara.js`,
-    );
+    dir = undefined;
   }
+  if (dir !== undefined) {
+    const executable = path.join(dir, EXECUTABLE);
+    if (fs.existsSync(executable)) return { file: executable, args: [] };
+    const script = path.join(dir, "bin", "cara.js");
+    if (fs.existsSync(script)) {
+      if (hasNode) return { file: process.execPath, args: [...process.execArgv, script], script };
+      throw new Error(
+        `the current version ${path.basename(dir)} is a tarball release (${script}), which needs Node; this install's launcher is a platform executable and runs only executable releases (cara-<arch>-<os>)`,
+      );
+    }
+  }
+  let prev = "";
+  try {
+    prev = ` (previous: ${path.basename(fs.readlinkSync(path.join(installDir, "previous")))})`;
+  } catch {}
+  throw new Error(
+    `the current version is missing: ${link} does not resolve to an installed version${prev}; switch with \`cara update --rollback --version X\` from an installed version`,
+  );
 }
 
 /**
  * Runs the server as a child (see the comment at the top) until it stops.
  * @param {string} installDir
  * @param {string[]} argv
+ * @param {string} launcherFile this launcher (told to the server in CARA_LAUNCHER)
+ * @param {boolean} hasNode
  */
-function supervise(installDir, argv) {
+function supervise(installDir, argv, launcherFile, hasNode) {
   const { spawn } = require("node:child_process");
   const dir = stateDir(argv, process.env);
   const owner = takeLauncherLock(dir);
@@ -358,9 +402,15 @@ function supervise(installDir, argv) {
     } catch (e) {
       process.stderr.write(`cara launcher: rollback check failed: ${messageOf(e)} (starting the current version)\n`);
     }
-    const env = { ...process.env, CARA_LAUNCHER: __filename, CARA_LAUNCHER_PID: String(process.pid), CARA_LAUNCHER_PROTOCOL: String(PROTOCOL) };
-    const started = spawn(process.execPath, [...process.execArgv, entry(installDir), ...argv], { stdio: "inherit", env, detached: true });
+    const env = { ...process.env, CARA_LAUNCHER: launcherFile, CARA_LAUNCHER_PID: String(process.pid), CARA_LAUNCHER_PROTOCOL: String(PROTOCOL) };
+    const prog = program(installDir, hasNode);
+    const started = spawn(prog.file, [...prog.args, ...argv], { stdio: "inherit", env, detached: true });
     child = started;
+    started.once("error", (e) => {
+      // Only a version that cannot be executed at all (a missing or non-executable file).
+      process.stderr.write(`cara launcher: cannot run ${prog.file}: ${messageOf(e)}\n`);
+      process.exit(1);
+    });
     started.once("exit", (code, signal) => {
       if (stopping) return process.exit(code === RESTART || code === null ? 0 : code);
       if (code === RESTART) {
@@ -389,22 +439,65 @@ function supervise(installDir, argv) {
   run();
 }
 
-/** The launcher's own program: supervise a server start, or run any other command in-process. */
-function main() {
-  const installDir = path.resolve(__dirname, "..");
-  const argv = process.argv.slice(2);
+/**
+ * Runs a command that does not start the server on the current version: a tarball version in
+ * this process (the launcher's Node already runs), an executable by replacing this process
+ * (execve, Node 22.15+), so its exit code and signals are the command's; on a Node without execve
+ * it runs as a child with our stdio, receives our stop signals, and its exit becomes ours.
+ * @param {string} installDir
+ * @param {string[]} argv
+ * @param {boolean} hasNode
+ */
+function runCommand(installDir, argv, hasNode) {
+  const prog = program(installDir, hasNode);
+  if (prog.script) {
+    import(pathToFileURL(prog.script).href).catch((e) => {
+      process.stderr.write(`cara launcher: ${e?.stack ? e.stack : e}\n`);
+      process.exit(1);
+    });
+    return;
+  }
+  const execve = /** @type {{ execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }} */ (/** @type {unknown} */ (process)).execve;
+  if (typeof execve === "function") execve.call(process, prog.file, [prog.file, ...prog.args, ...argv], process.env);
+  const { spawn } = require("node:child_process");
+  const child = spawn(prog.file, [...prog.args, ...argv], { stdio: "inherit" });
+  for (const sig of /** @type {const} */ (["SIGTERM", "SIGINT", "SIGHUP"])) process.on(sig, () => child.kill(sig));
+  child.once("error", (e) => {
+    process.stderr.write(`cara launcher: cannot run ${prog.file}: ${messageOf(e)}\n`);
+    process.exit(1);
+  });
+  child.once("exit", (code, signal) => {
+    if (signal) {
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+      return;
+    }
+    process.exit(code === null ? 1 : code);
+  });
+}
+
+/**
+ * The launcher's work for one command line: supervise a server start, or run any other command
+ * on the current version. A failure before the version runs is one line on stderr and exit 1.
+ * @param {string} installDir
+ * @param {string[]} argv
+ * @param {string} launcherFile
+ * @param {boolean} hasNode
+ */
+function launch(installDir, argv, launcherFile, hasNode) {
   try {
-    if (startsServer(argv)) supervise(installDir, argv);
-    else
-      import(pathToFileURL(entry(installDir)).href).catch((e) => {
-        process.stderr.write(`cara launcher: ${e?.stack ? e.stack : e}\n`);
-        process.exit(1);
-      });
+    if (startsServer(argv)) supervise(installDir, argv, launcherFile, hasNode);
+    else runCommand(installDir, argv, hasNode);
   } catch (e) {
     process.stderr.write(`cara launcher: ${messageOf(e)}\n`);
     process.exit(1);
   }
 }
 
+/** The script launcher's own program: `<install>/bin/cara` is this file, run by the host's Node. */
+function main() {
+  launch(path.resolve(__dirname, ".."), process.argv.slice(2), __filename, true);
+}
+
 if (require.main === module) main();
-else module.exports = { PROTOCOL, RESTART, START_VALUE_OPTIONS, MARKER_STATES, stateDir, startsServer };
+else module.exports = { PROTOCOL, RESTART, START_VALUE_OPTIONS, MARKER_STATES, EXECUTABLE, stateDir, startsServer, launch };

@@ -5,8 +5,8 @@
  * dist/src/update/launcher.cjs. This module gives the rest of the updater its text and protocol.
  */
 import { readFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import launcherModule from "./launcher.cjs";
 
 /** What launcher.cjs exports when it is required rather than run. */
 export interface LauncherModule {
@@ -20,10 +20,20 @@ export interface LauncherModule {
   MARKER_STATES: Readonly<Record<"pending" | "started" | "rolledBack" | "rollbackFailed", string>>;
   stateDir(argv: readonly string[], env: NodeJS.ProcessEnv): string;
   startsServer(argv: readonly string[]): boolean;
+  /** The file name of a version's platform executable (`versions/<v>/cara`). */
+  EXECUTABLE: string;
+  /**
+   * Acts as the launcher of `installDir` for one command line (supervises a server start, runs
+   * other commands on the current version); it ends the process itself. `hasNode` false: the
+   * caller is a platform executable, which can run only executable versions.
+   */
+  launch(installDir: string, argv: string[], launcherFile: string, hasNode: boolean): void;
 }
 
 export const LAUNCHER_FILE = fileURLToPath(new URL("./launcher.cjs", import.meta.url));
-export const launcher = createRequire(import.meta.url)(LAUNCHER_FILE) as LauncherModule;
+// A static import (not a require of LAUNCHER_FILE) so that a bundler follows it: the platform
+// executable carries the launcher's logic inside itself (./executable-launcher.ts).
+export const launcher = launcherModule as LauncherModule;
 export const LAUNCHER_PROTOCOL = launcher.PROTOCOL;
 
 /** The launcher program's text, as written to `<install>/bin/cara`. */
