@@ -3,8 +3,8 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { DownloadError, downloadFile } from "./download.js";
 import { UpdateError } from "./errors.js";
-import { ensureLayout, switchCurrent, unpackRelease } from "./install-layout.js";
-import { releaseAssets, verifyStagedRelease } from "./verify-staged-release.js";
+import { ensureExecutableLayout, ensureLayout, installForm, stageExecutable, switchCurrent, unpackRelease, type ReleaseForm } from "./install-layout.js";
+import { artifactFor, releaseAssetsOf, verifyStagedRelease } from "./verify-staged-release.js";
 import { refreshFailureNote, resolveTrustedRoot, type ResolvedTrustedRoot, type TrustedRootOrigin } from "./trust-root.js";
 import { ReleaseSource, ReleaseSourceError, type Release } from "./releases.js";
 import type { UpdateSettings } from "./settings.js";
@@ -16,11 +16,16 @@ export interface InstallRequest {
   channel?: string;
   settings: UpdateSettings;
   userAgent: string;
+  /** The release form to install: the tarball (run by the host's Node) or this host's platform executable. */
+  form: ReleaseForm;
   onProgress?: (message: string, done?: number, total?: number) => void;
 }
 
 export interface InstallResult {
   version: string;
+  form: ReleaseForm;
+  /** The release asset that was installed (`carapace-<v>.tar.gz`, `cara-x86_64-linux`). */
+  asset: string;
   installDir: string;
   installPath: string;
   launcher: string;
@@ -43,6 +48,14 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
     if (entries.length > 0 && !entries.includes("versions")) {
       throw new UpdateError("precondition", `${installDir} is not empty and is not a cara install (no versions/); pick an empty or new directory`, false);
     }
+    // One form per install: its launcher runs either scripts with the host's Node or executables.
+    const existing = await installForm(installDir);
+    if (existing && existing !== req.form)
+      throw new UpdateError(
+        "precondition",
+        `${installDir} is an install of the ${existing} form, and this would add the ${req.form} form; install into another directory (or pass --form ${existing})`,
+        false,
+      );
   }
   const source = new ReleaseSource({ baseUrl: req.settings.releasesUrl, userAgent: req.userAgent });
   let release: Release;
@@ -56,19 +69,24 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
   const version = normalizeVersion(release.version);
   if (req.version && version !== normalizeVersion(req.version))
     throw new UpdateError("precondition", `release source answered ${release.tag} when asked for v${normalizeVersion(req.version)}; refusing it`, false);
-  const names = releaseAssets(version);
+  const names = releaseAssetsOf(artifactFor(version, req.form));
   const downloads = join(installDir, ".downloads");
   await mkdir(downloads, { recursive: true, mode: 0o700 });
   const paths: Record<string, string> = {};
   let sha256 = "";
+  // Every asset is checked before anything is downloaded (an executable is ~100 MB).
   for (const name of [names.artifact, names.bundle, names.sums, names.sumsBundle]) {
-    const asset = release.assets.find((a) => a.name === name);
-    if (!asset)
+    if (!release.assets.some((a) => a.name === name)) {
+      const what = req.form === "executable" && name === names.artifact ? ", the platform executable for this host" : "";
       throw new UpdateError(
         "not_found",
-        `release ${release.tag} has no asset '${name}' (available: ${release.assets.map((a) => a.name).join(", ") || "none"})`,
+        `release ${release.tag} has no asset '${name}'${what} (available: ${release.assets.map((a) => a.name).join(", ") || "none"}); nothing was installed`,
         false,
       );
+    }
+  }
+  for (const name of [names.artifact, names.bundle, names.sums, names.sumsBundle]) {
+    const asset = release.assets.find((a) => a.name === name)!;
     const dest = join(downloads, name === names.sums || name === names.sumsBundle ? name.replace("SHA256SUMS", `SHA256SUMS-${version}`) : name);
     try {
       const r = await downloadFile({
@@ -106,13 +124,23 @@ export async function installRelease(req: InstallRequest): Promise<InstallResult
     await rm(downloads, { recursive: true, force: true });
     throw new UpdateError("precondition", `${(err as Error).message}${root ? refreshFailureNote(root) : ""}; nothing was installed`, false);
   }
-  req.onProgress?.(`unpacking into ${join(installDir, "versions", version)}`);
-  const unpacked = await unpackRelease(paths[names.artifact]!, installDir, version, sha256);
-  await ensureLayout(installDir);
+  const into = join(installDir, "versions", version);
+  let unpacked: { path: string };
+  if (req.form === "executable") {
+    req.onProgress?.(`installing ${names.artifact} into ${into}`);
+    unpacked = await stageExecutable(paths[names.artifact]!, installDir, version, sha256);
+    await ensureExecutableLayout(installDir, version, { replaceUnknown: true });
+  } else {
+    req.onProgress?.(`unpacking into ${into}`);
+    unpacked = await unpackRelease(paths[names.artifact]!, installDir, version, sha256);
+    await ensureLayout(installDir);
+  }
   const switched = await switchCurrent(installDir, version);
   await rm(downloads, { recursive: true, force: true });
   return {
     version,
+    form: req.form,
+    asset: names.artifact,
     installDir,
     installPath: unpacked.path,
     launcher: join(installDir, "bin", "cara"),

@@ -9,9 +9,14 @@ import type { Logger } from "../ops/logger.js";
 import { DownloadError, downloadFile } from "./download.js";
 import { runFailure, UpdateError } from "./errors.js";
 import { LAUNCHER_PROTOCOL, launcherProtocolOf } from "./launcher.js";
+import { runningAsExecutable } from "../executable-form.js";
 import {
   currentVersion,
+  ensureExecutableLayout,
   ensureLayout,
+  executableLauncherInfo,
+  stageExecutable,
+  writeExecutableLauncher,
   writeLauncher,
   installedVersions,
   previousVersion,
@@ -19,6 +24,7 @@ import {
   unpackedFrom,
   unpackRelease,
   type InstallInfo,
+  type ReleaseForm,
 } from "./install-layout.js";
 import { ReleaseSource, ReleaseSourceError, type Release, type ReleaseAsset } from "./releases.js";
 import { loadMarker, writeMarker, type RollbackMarkerFile } from "./rollback-marker.js";
@@ -35,7 +41,7 @@ import {
   type UpdateTransaction,
 } from "./transaction.js";
 import { UpdateBusyError, UpdateLock } from "./update-lock.js";
-import { releaseAssets, verifyStagedRelease } from "./verify-staged-release.js";
+import { artifactFor, releaseAssetsOf, verifyStagedRelease } from "./verify-staged-release.js";
 import { refreshFailureNote, resolveTrustedRoot, trustedRootLocation, type ResolvedTrustedRoot, type TrustedRootOrigin } from "./trust-root.js";
 import { sha256File } from "./sigstore-bundle.js";
 import { compareTarget, InvalidUpdateInput, isPrerelease, normalizeVersion, parseChannel, type Channel } from "./release-versions.js";
@@ -140,6 +146,14 @@ export interface UpdateManagerOptions {
   /** Drains and restarts the server on the current version (after the answer is sent). */
   requestRestart?: () => void;
   now?: () => number;
+  /**
+   * The release form of this install (default: what this process runs as): a tarball install
+   * downloads `carapace-<v>.tar.gz` and unpacks it, an executable install downloads this host's
+   * `cara-<arch>-<os>` and stages it as `versions/<v>/cara`.
+   */
+  form?: ReleaseForm;
+  /** The running platform executable (default process.execPath): the executable form's launcher is refreshed from it. */
+  executablePath?: string;
 }
 
 type Mode = "explicit" | "automatic";
@@ -165,6 +179,7 @@ export class UpdateManager {
   private readonly source: ReleaseSource;
   private readonly now: () => number;
   private readonly log: Logger;
+  readonly form: ReleaseForm;
 
   /** How long a client should wait before rerunning after a passing failure: the first retry delay. */
   get retryHintMs(): number {
@@ -176,6 +191,7 @@ export class UpdateManager {
     this.source = new ReleaseSource({ baseUrl: o.settings.releasesUrl, userAgent: `cara/${o.runningVersion}` });
     this.now = o.now ?? Date.now;
     this.log = o.logger;
+    this.form = o.form ?? (runningAsExecutable() ? "executable" : "tarball");
   }
 
   private get managed(): boolean {
@@ -254,8 +270,9 @@ export class UpdateManager {
         if (cmp.downgrade && !req.allowDowngrade) {
           throw new UpdateError("precondition", `v${target} is older than the running v${this.o.runningVersion}; pass --allow-downgrade`, false);
         }
-        requireAssets(release, target);
-        tx = this.newTransaction(target);
+        const artifact = artifactFor(target, this.form);
+        requireAssets(release, artifact, this.form);
+        tx = this.newTransaction(target, artifact);
         await this.discardStaged(tx); // files staged by an earlier transaction are not trusted
         await this.persist(tx);
       }
@@ -313,12 +330,12 @@ export class UpdateManager {
     }
   }
 
-  private newTransaction(version: string): UpdateTransaction {
+  private newTransaction(version: string, assetName: string): UpdateTransaction {
     const now = this.now();
     return {
       id: randomUUID(),
       version,
-      assetName: releaseAssets(version).artifact,
+      assetName,
       state: "in_progress",
       attempt: 0,
       maxAttempts: this.o.settings.maxAttempts,
@@ -544,7 +561,16 @@ export class UpdateManager {
   /** One pass over the phases, skipping work already proven by what is on disk. */
   private async runOnce(ctx: RunContext): Promise<void> {
     const { tx } = ctx;
-    const assets = releaseAssets(tx.version);
+    // A transaction stages one form's artifact; applying it as the other form would install
+    // a tarball as an executable (or the reverse).
+    const expected = artifactFor(tx.version, this.form);
+    if (tx.assetName !== expected)
+      throw runFailure(
+        `the update transaction stages ${tx.assetName}, but this ${this.form} install needs ${expected}; run \`cara update --reset-transaction\`, then \`cara update\``,
+        false,
+        tx.phase,
+      );
+    const assets = releaseAssetsOf(tx.assetName);
     const staged = stagedPaths(this.o.updatesDir, tx.assetName);
     const sumsPath = join(this.o.updatesDir, `SHA256SUMS-${tx.version}.txt`);
     const files = [
@@ -565,7 +591,7 @@ export class UpdateManager {
       ctx.release ??= await this.fetchRelease(tx.version, "beta").catch((err: UpdateError) => {
         throw runFailure(err.message, err.retryable, "downloading");
       });
-      requireAssets(ctx.release, tx.version);
+      requireAssets(ctx.release, tx.assetName, this.form);
       if (!artifactProven) {
         const asset = findAsset(ctx.release, assets.artifact)!;
         const result = await this.download(asset, staged.staged, ctx);
@@ -622,9 +648,18 @@ export class UpdateManager {
         throw runFailure(`pre-update backup failed: ${(err as Error).message}`, true, "applying");
       }
     }
-    ctx.progress({ phase: "applying", message: `unpacking into ${join(installDir, "versions", tx.version)}`, bytesDone: 0, bytesTotal: 0 });
+    const executable = this.form === "executable";
+    const into = join(installDir, "versions", tx.version);
+    ctx.progress({
+      phase: "applying",
+      message: executable ? `installing ${tx.assetName} into ${into}` : `unpacking into ${into}`,
+      bytesDone: 0,
+      bytesTotal: 0,
+    });
     try {
-      const unpacked = await unpackRelease(staged.staged, installDir, tx.version, tx.sha256!);
+      const unpacked = executable
+        ? await stageExecutable(staged.staged, installDir, tx.version, tx.sha256!)
+        : await unpackRelease(staged.staged, installDir, tx.version, tx.sha256!);
       ctx.outcome.installPath = unpacked.path;
       const from = (await currentVersion(installDir)) ?? this.o.runningVersion;
       if (from !== tx.version) {
@@ -637,7 +672,8 @@ export class UpdateManager {
           ...(ctx.outcome.preUpdateBackupPath ? { backupPath: ctx.outcome.preUpdateBackupPath } : {}),
         });
       }
-      await ensureLayout(installDir);
+      if (executable) await ensureExecutableLayout(installDir, tx.version, { replaceUnknown: false });
+      else await ensureLayout(installDir);
       await switchCurrent(installDir, tx.version);
       await testPause("switched");
     } catch (err) {
@@ -743,11 +779,23 @@ export class UpdateManager {
   async markHealthy(): Promise<void> {
     if (this.o.install.managed) {
       // A launcher fix ships with the version that brings it: refresh it once this version is good.
-      const installDir = this.o.install.installDir;
-      const current = await readFile(join(installDir, "bin", "cara"), "utf8").catch(() => "");
       // Only upgrade it: a rolled-back older version must not replace a newer launcher.
-      if (launcherProtocolOf(current) < LAUNCHER_PROTOCOL)
-        await writeLauncher(installDir).catch((err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"));
+      const installDir = this.o.install.installDir;
+      if (this.form === "executable") {
+        // The launcher is a copy of an executable: this one, now proven to start and become ready.
+        if (((await executableLauncherInfo(installDir))?.protocol ?? 0) < LAUNCHER_PROTOCOL)
+          await writeExecutableLauncher(installDir, this.o.executablePath ?? process.execPath, {
+            protocol: LAUNCHER_PROTOCOL,
+            version: this.o.runningVersion,
+          }).then(
+            () => this.log.info({ version: this.o.runningVersion, protocol: LAUNCHER_PROTOCOL }, "refreshed the launcher from this executable"),
+            (err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"),
+          );
+      } else {
+        const current = await readFile(join(installDir, "bin", "cara"), "utf8").catch(() => "");
+        if (launcherProtocolOf(current) < LAUNCHER_PROTOCOL)
+          await writeLauncher(installDir).catch((err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"));
+      }
     }
     const marker = await loadMarker(this.o.updatesDir).catch(() => undefined);
     if (marker?.startupState !== "started" || marker.toVersion !== this.o.runningVersion) return;
@@ -880,14 +928,15 @@ function findAsset(release: Release, name: string): ReleaseAsset | undefined {
 }
 
 /** A release must carry the artifact, its bundle, SHA256SUMS.txt and its bundle (fail closed). */
-function requireAssets(release: Release, version: string): void {
-  const names = releaseAssets(version);
+function requireAssets(release: Release, artifact: string, form: ReleaseForm): void {
+  const names = releaseAssetsOf(artifact);
   for (const name of [names.artifact, names.bundle, names.sums, names.sumsBundle]) {
     if (!findAsset(release, name)) {
       const available = release.assets.map((a) => a.name).join(", ") || "none";
+      const what = form === "executable" && name === artifact ? ", the platform executable this install runs on" : "";
       throw new UpdateError(
         "not_found",
-        `release ${release.tag} has no asset '${name}' (available: ${available}); nothing was downloaded or applied`,
+        `release ${release.tag} has no asset '${name}'${what} (available: ${available}); nothing was downloaded or applied`,
         false,
         "downloading",
       );

@@ -1,6 +1,7 @@
 import { constants } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { executableAssetName } from "../executable-form.js";
 import { fsyncDir, writeFileDurable } from "../state/durable.js";
 
 /** transaction.json `state` and `phase`, spelt as the original Rust cara writes them. */
@@ -61,6 +62,7 @@ export function stagedPaths(updatesDir: string, assetName: string) {
 }
 
 const SAFE_COMPONENT = /^[A-Za-z0-9._+-]+$/;
+const EXECUTABLE_ASSETS = ["linux", "darwin"].flatMap((os) => ["x64", "arm64"].map((arch) => executableAssetName(os, arch)!));
 
 /** Throws a plain message for every schema violation (the original Rust cara's wording). */
 export function validateTransaction(tx: UpdateTransaction, updatesDir: string): void {
@@ -73,7 +75,9 @@ export function validateTransaction(tx: UpdateTransaction, updatesDir: string): 
     fail(`update transaction version '${tx.version}' is not a safe path component`);
   if (typeof tx.assetName !== "string" || !SAFE_COMPONENT.test(tx.assetName))
     fail(`update transaction assetName '${String(tx.assetName)}' is not a safe file name`);
-  if (tx.assetName !== `carapace-${tx.version}.tar.gz`) fail(`update transaction assetName '${tx.assetName}' does not match its version '${tx.version}'`);
+  // The tarball of that version, or a platform executable (whose name carries no version).
+  if (tx.assetName !== `carapace-${tx.version}.tar.gz` && !EXECUTABLE_ASSETS.includes(tx.assetName))
+    fail(`update transaction assetName '${tx.assetName}' does not match its version '${tx.version}'`);
   if (!(TX_STATES as readonly string[]).includes(tx.state)) fail(`update transaction state '${String(tx.state)}' is unknown`);
   if (!(TX_PHASES as readonly string[]).includes(tx.phase)) fail(`update transaction phase '${String(tx.phase)}' is unknown`);
   const isCount = (n: unknown) => typeof n === "number" && Number.isInteger(n) && n >= 0;

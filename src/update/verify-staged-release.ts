@@ -1,13 +1,36 @@
 import { readFile } from "node:fs/promises";
 import { checksumFor } from "./checksums.js";
-import { runFailure } from "./errors.js";
+import { executableAssetName } from "../executable-form.js";
+import { runFailure, UpdateError } from "./errors.js";
+import type { ReleaseForm } from "./install-layout.js";
 import { expectedIdentity, type UpdateSettings } from "./settings.js";
 import { sha256File, verifyBundle, type TrustedRootSource, type VerifiedSignature } from "./sigstore-bundle.js";
 
-/** Asset names of a release of this project. */
-export function releaseAssets(version: string) {
-  const artifact = `carapace-${version}.tar.gz`;
+/** The files a release's artifact comes with: its Sigstore bundle, SHA256SUMS.txt and that file's bundle. */
+export function releaseAssetsOf(artifact: string) {
   return { artifact, bundle: `${artifact}.bundle`, sums: "SHA256SUMS.txt", sumsBundle: "SHA256SUMS.txt.bundle" };
+}
+
+/** Asset names of the tarball form of a release of this project. */
+export function releaseAssets(version: string) {
+  return releaseAssetsOf(`carapace-${version}.tar.gz`);
+}
+
+/**
+ * The artifact a managed install of `form` downloads for `version`: the tarball
+ * `carapace-<v>.tar.gz`, or the platform executable for this host (`cara-x86_64-linux`, the
+ * reference's naming). A host cara has no executable for is refused with its platform named.
+ */
+export function artifactFor(version: string, form: ReleaseForm, platform: string = process.platform, arch: string = process.arch): string {
+  if (form === "tarball") return releaseAssets(version).artifact;
+  const name = executableAssetName(platform, arch);
+  if (!name)
+    throw new UpdateError(
+      "precondition",
+      `cara has no platform executable for ${platform}/${arch}; use the tarball form (carapace-<version>.tar.gz) with the host's Node`,
+      false,
+    );
+  return name;
 }
 
 export interface StagedRelease {

@@ -44,20 +44,33 @@ export interface SignedReleaseOptions {
   /** SHA256SUMS.txt content to sign and serve (default: the right line). */
   sums?: string;
   prerelease?: boolean;
+  /** The artifact's asset name (default the tarball's, `carapace-<v>.tar.gz`; e.g. `cara-x86_64-linux`). */
+  assetName?: string;
+  /** More signed artifacts of the same release, listed in the same SHA256SUMS.txt (e.g. the tarball beside an executable). */
+  more?: { name: string; path: string }[];
 }
 
 /** A release of `artifact` signed by the test trust root, as the release server serves it. */
 export async function signedRelease(kit: TestTrustRoot, artifactPath: string, version: string, o: SignedReleaseOptions = {}): Promise<FakeRelease> {
   const artifact = await readFile(artifactPath);
-  const name = `carapace-${version}.tar.gz`;
+  const name = o.assetName ?? `carapace-${version}.tar.gz`;
   const identity = o.identity ?? identityFor(version);
   const issuer = o.issuer ?? TEST_ISSUER;
   const bundle = o.bundleBytes ?? Buffer.from(await kit.sign({ digest: sha256(artifact) }, { identity, issuer, ...(o.tamper ? { tamper: o.tamper } : {}) }));
-  const sums = o.sums ?? `${sha256(artifact)}  ${name}\n`;
+  const more = await Promise.all((o.more ?? []).map(async (m) => ({ name: m.name, body: await readFile(m.path) })));
+  const sums = o.sums ?? [{ name, body: artifact }, ...more].map((a) => `${sha256(a.body)}  ${a.name}\n`).join("");
   const sumsBundle = Buffer.from(await kit.sign({ digest: sha256(Buffer.from(sums)) }, { identity, issuer }));
   const assets: FakeAsset[] = [
     { name, body: o.servedArtifact ?? artifact },
     { name: `${name}.bundle`, body: bundle },
+    ...(
+      await Promise.all(
+        more.map(async (m) => [
+          { name: m.name, body: m.body },
+          { name: `${m.name}.bundle`, body: Buffer.from(await kit.sign({ digest: sha256(m.body) }, { identity, issuer })) },
+        ]),
+      )
+    ).flat(),
     { name: "SHA256SUMS.txt", body: sums },
     { name: "SHA256SUMS.txt.bundle", body: sumsBundle },
   ];
