@@ -26,6 +26,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Bundle, TransparencyLogEntry } from "@sigstore/bundle";
 import type { SignedEntity, TrustMaterial } from "@sigstore/verify";
+import { validityWindowProblem } from "./trusted-root-validity.js";
 
 // Types as @sigstore/verify sees them (it has its own copy of @sigstore/core).
 type SignatureContent = SignedEntity["signature"];
@@ -203,6 +204,8 @@ function trustMaterial(l: Libs, source: TrustedRootSource): TrustMaterial {
       throw trustedRootError(source.path, `not a usable Sigstore trusted root ('${field}' is missing or empty)`);
     }
   }
+  const window = validityWindowProblem(obj);
+  if (window !== undefined) throw trustedRootError(source.path, `malformed trusted root: ${window}`);
   let tm: TrustMaterial;
   try {
     tm = l.verify.toTrustMaterial(l.specs.TrustedRoot.fromJSON(json));
