@@ -14,6 +14,7 @@ import { createTestTrustRoot, slsaStatement, TEST_ISSUER } from "../update/sigst
 
 const REPO = "https://github.com/o/r";
 const REF = "refs/tags/v1.0.0";
+const RUNNER = "https://github.com/actions/runner/github-hosted";
 const IDENTITY = `${REPO}/.github/workflows/release.yml@${REF}`;
 const BYTES = "cara-x86_64-linux bytes\n";
 const digest = createHash("sha256").update(BYTES).digest("hex");
@@ -60,7 +61,7 @@ test("cara update verify: a provenance bundle verifies the artifact and shows bu
   assert.deepEqual(doc.provenance, {
     predicateType: "https://slsa.dev/provenance/v1",
     subject: "cara-x86_64-linux",
-    builderId: IDENTITY,
+    builderId: RUNNER,
     buildType: "https://actions.github.io/buildtypes/workflow/v1",
     sourceRepository: REPO,
     sourceRef: REF,
@@ -78,7 +79,7 @@ test("cara update verify: a provenance bundle verifies the artifact and shows bu
       `  Identity:          ${IDENTITY}`,
       `  Issuer:            ${TEST_ISSUER}`,
       "  Provenance:        https://slsa.dev/provenance/v1 (subject cara-x86_64-linux)",
-      `  Builder:           ${IDENTITY}`,
+      `  Builder:           ${RUNNER}`,
       `  Source repository: ${REPO}`,
       `  Source ref:        ${REF}`,
       `  Transparency log:  index ${doc.logIndex} at ${doc.integratedTime}`,

@@ -2,16 +2,21 @@
  * Build provenance (an in-toto statement in a DSSE bundle, as GitHub artifact attestations make it)
  * verified by the production verifier (src/update/sigstore-bundle.ts + provenance-statement.ts)
  * against bundles the test Sigstore (./sigstore-kit.ts) signs and logs for real: accepted with the
- * same identity, issuer and transparency-log rules as a signature; each refusal exact.
+ * same identity, issuer and transparency-log rules as a signature; each refusal exact. And a real
+ * GitHub artifact attestation (public-good Sigstore) against the pinned trusted root.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { before, describe, test } from "node:test";
-import { UpdateVerificationError, verifyBundle, type TrustedRootSource, type VerifyBundleInput } from "../../src/update/sigstore-bundle.js";
+import { fileURLToPath } from "node:url";
+import { loadTrustedRoot, UpdateVerificationError, verifyBundle, type TrustedRootSource, type VerifyBundleInput } from "../../src/update/sigstore-bundle.js";
 import { createTestTrustRoot, slsaStatement, TEST_ISSUER, type TestTamper, type TestTrustRoot } from "./sigstore-kit.js";
 
 const REPO = "https://github.com/o/r";
 const REF = "refs/tags/v1.0.0";
+const RUNNER = "https://github.com/actions/runner/github-hosted";
 const IDENTITY = `${REPO}/.github/workflows/release.yml@${REF}`;
 const SLSA = "https://slsa.dev/provenance/v1";
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
@@ -62,7 +67,7 @@ describe("provenance bundles (in-toto DSSE)", () => {
       provenance: {
         predicateType: SLSA,
         subject: "cara-x86_64-linux",
-        builderId: IDENTITY,
+        builderId: RUNNER,
         buildType: "https://actions.github.io/buildtypes/workflow/v1",
         sourceRepository: REPO,
         sourceRef: REF,
@@ -77,7 +82,7 @@ describe("provenance bundles (in-toto DSSE)", () => {
 
   test("an intoto 0.0.2 log entry (older Rekor entries of attestations) verifies too", async () => {
     const bundle = await kit.attest({ payload: statement }, { identity: IDENTITY, issuer: TEST_ISSUER, logKind: "intoto" });
-    assert.equal((await verify(bundle)).provenance?.builderId, IDENTITY);
+    assert.equal((await verify(bundle)).provenance?.builderId, RUNNER);
   });
 
   test("an attestation logged as a hashedrekord entry is refused", async () => {
@@ -234,4 +239,68 @@ describe("provenance bundles (in-toto DSSE)", () => {
       await refusedWith(() => verify(bundle), "bundle_verify", code, VERIFY + message);
     });
   }
+});
+
+/**
+ * A real attestation made by GitHub's attest-build-provenance (through the reusable workflow
+ * github/artifact-attestations-workflows) on public-good Sigstore, Rekor log index 96764485: the
+ * GitHub CLI's test data (cli/cli, pkg/cmd/attestation/test/data/reusable-workflow-attestation.sigstore.json,
+ * MIT licence), kept byte for byte. Its one subject is that directory's reusable-workflow-artifact.
+ */
+describe("a real GitHub artifact attestation against the pinned public-good root", () => {
+  const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+  const FIXTURE = join(ROOT, "test", "fixtures", "update", "gh-attestation-reusable-workflow.sigstore.json");
+  const REAL_DIGEST = "49a3aa6075e0f49f82843e74b5baa614ad2a588e6675612bf108a0a008c5ac25";
+  const REAL_IDENTITY = "https://github.com/github/artifact-attestations-workflows/.github/workflows/attest.yml@09b495c3f12c7881b3cc17209a327792065c1a1d";
+  const GITHUB_ISSUER = "https://token.actions.githubusercontent.com";
+  let real: VerifyBundleInput;
+
+  before(async () => {
+    real = {
+      bundle: await readFile(FIXTURE),
+      digest: REAL_DIGEST,
+      identity: { exact: REAL_IDENTITY },
+      issuer: GITHUB_ISSUER,
+      trustedRoot: await loadTrustedRoot(),
+      attestation: { predicateTypes: [SLSA] },
+    };
+  });
+
+  test("verifies (dsse 0.0.1 entry, SET and inclusion proof), with GitHub's builder, source repository and ref", async () => {
+    assert.deepEqual(await verifyBundle(real), {
+      identity: REAL_IDENTITY,
+      issuer: GITHUB_ISSUER,
+      digest: REAL_DIGEST,
+      tlogEntries: 1,
+      timestamps: 1,
+      logIndex: "96764485",
+      integratedTime: "2024-05-24T19:14:24.000Z",
+      provenance: {
+        predicateType: SLSA,
+        subject: "github_provenance_demo-0.0.0-py3-none-any.whl",
+        builderId: RUNNER,
+        buildType: "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1",
+        sourceRepository: "https://github.com/malancas/attest-demo",
+        sourceRef: "refs/heads/main",
+        workflowPath: ".github/workflows/shared.yml",
+      },
+    });
+  });
+
+  test("another artifact, another identity, or the updater's policy: refused", async () => {
+    await refusedWith(
+      () => verifyBundle({ ...real, digest }),
+      "bundle_verify",
+      "SUBJECT_DIGEST_MISMATCH",
+      `${VERIFY}no subject of the attestation has the artifact's SHA-256 (artifact sha256:${digest}; subjects: github_provenance_demo-0.0.0-py3-none-any.whl sha256:${REAL_DIGEST})`,
+    );
+    await refusedWith(
+      () => verifyBundle({ ...real, identity: { exact: "https://github.com/malancas/attest-demo/.github/workflows/shared.yml@refs/heads/main" } }),
+      "bundle_verify",
+      "UNTRUSTED_SIGNER_ERROR",
+      `${VERIFY}certificate identity '${REAL_IDENTITY}' does not match expected 'https://github.com/malancas/attest-demo/.github/workflows/shared.yml@refs/heads/main'`,
+    );
+    const { attestation: _, ...updater } = real;
+    await assert.rejects(verifyBundle(updater), { code: "BUNDLE_DSSE" });
+  });
 });

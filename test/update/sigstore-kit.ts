@@ -134,7 +134,6 @@ export interface AttestOptions extends Omit<SignOptions, "highS" | "leafCurve"> 
  * actions/attest-build-provenance makes it for a tag push of `.github/workflows/release.yml`.
  */
 export function slsaStatement(o: { subjects: { name: string; sha256: string }[]; repository: string; ref: string; predicateType?: string }) {
-  const workflow = `${o.repository}/.github/workflows/release.yml@${o.ref}`;
   return {
     _type: "https://in-toto.io/Statement/v1",
     subject: o.subjects.map((s) => ({ name: s.name, digest: { sha256: s.sha256 } })),
@@ -146,7 +145,11 @@ export function slsaStatement(o: { subjects: { name: string; sha256: string }[];
         internalParameters: { github: { event_name: "push", repository_id: "1", repository_owner_id: "2", runner_environment: "github-hosted" } },
         resolvedDependencies: [{ uri: `git+${o.repository}@${o.ref}`, digest: { gitCommit: "4f2c1b7e0d9a8c6b5a4f3e2d1c0b9a8f7e6d5c4b" } }],
       },
-      runDetails: { builder: { id: workflow }, metadata: { invocationId: `${o.repository}/actions/runs/7/attempts/1` } },
+      // GitHub names the runner, not the workflow, as the builder.
+      runDetails: {
+        builder: { id: "https://github.com/actions/runner/github-hosted" },
+        metadata: { invocationId: `${o.repository}/actions/runs/7/attempts/1` },
+      },
     },
   };
 }
