@@ -232,6 +232,12 @@ describe("provenance bundles (in-toto DSSE)", () => {
     ["noCodeSigning", "CERTIFICATE_ERROR", "the signing certificate is not a code-signing certificate (extended key usage)"],
     ["bodyOtherCert", "TLOG_BODY_ERROR", "the transparency-log entry does not match the attestation (it records a different signing certificate)"],
     ["otherPayloadInBody", "TLOG_BODY_ERROR", "the transparency-log entry does not match the bundle (DSSE payload hash mismatch)"],
+    // The library compares the hash's value only.
+    [
+      "payloadHashLabelledSha512",
+      "TLOG_BODY_ERROR",
+      "the transparency-log entry does not match the attestation (payload hash algorithm 'sha512', expected sha256)",
+    ],
   ];
   for (const [tamper, code, message] of tampers) {
     test(`tamper ${tamper} is refused: ${message}`, async () => {

@@ -95,7 +95,9 @@ export type TestTamper =
   /** the leaf's EKU is serverAuth, not codeSigning */
   | "noCodeSigning"
   /** attestations only: the log entry (honestly signed) records the hash of another payload */
-  | "otherPayloadInBody";
+  | "otherPayloadInBody"
+  /** attestations only: the log entry (honestly signed) labels the payload's SHA-256 as sha512 */
+  | "payloadHashLabelledSha512";
 
 export interface SignOptions {
   /** Certificate SAN URI. */
@@ -616,7 +618,7 @@ export async function createTestTrustRoot(opts: TestTrustRootOptions = {}): Prom
     const bodyCert = tamper === "bodyOtherCert" ? (await createCa("CN=unrelated, O=cara.test", notBefore)).der : leaf;
     const certB64 = Buffer.from(pem(bodyCert)).toString("base64");
     const loggedPayload = tamper === "otherPayloadInBody" ? Buffer.concat([payload, Buffer.from(" ")]) : payload;
-    const payloadHash = { algorithm: "sha256", value: sha256(loggedPayload).toString("hex") };
+    const payloadHash = { algorithm: tamper === "payloadHashLabelledSha512" ? "sha512" : "sha256", value: sha256(loggedPayload).toString("hex") };
     const kind = o.logKind ?? "dsse";
     const envelopeJson = JSON.stringify({ payload: b64(payload), payloadType, signatures: [{ keyid: "", sig: b64(signature) }] });
     const body = Buffer.from(
