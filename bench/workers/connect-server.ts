@@ -4,7 +4,7 @@
  *
  *   const   connectNodeAdapter, default options, GetStatus answers a constant message
  *           (the one captured from cara, so the same bytes are serialized): the library alone.
- *   gated   + cara's adapter options: requestGate (bearer-token auth + failed-auth limiter),
+ *   gated   + cara's adapter options: the auth gate (bearer-token auth + failed-auth limiter, here an interceptor),
  *           contextValues (peer address), jsonOptions, readMaxBytes. Still a constant message.
  *   live    + the real GetStatus work from src/: collectStatus (HealthMonitor with the same four
  *           checks, statfs + /proc/self/fd readdir per call) and statusToProto.
@@ -110,7 +110,15 @@ function build(config: Config) {
     },
   };
   if (config.variant !== "const") {
-    options.requestGate = authGate(config.token, new FailedAuthLimiter());
+    // cara runs its gate in its own adapter before the body is read (src/server/rpc-adapter.ts);
+    // on plain connect-node the nearest place is an interceptor.
+    const gate = authGate(config.token, new FailedAuthLimiter());
+    options.interceptors = [
+      (next) => async (req) => {
+        gate({ service: req.service, method: req.method, requestHeader: req.header, values: req.contextValues });
+        return next(req);
+      },
+    ];
     options.contextValues = (req) => createContextValues().set(kPeerAddress, req.socket.remoteAddress ?? "unknown");
     options.readMaxBytes = 8 * 1024 * 1024;
     options.jsonOptions = { ignoreUnknownFields: false };

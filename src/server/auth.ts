@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Code, type HandlerContext, createContextKey } from "@connectrpc/connect";
+import { Code, createContextKey } from "@connectrpc/connect";
+import type { RequestGate } from "./rpc-adapter.js";
 import { rpcError } from "../wire/error-details.js";
 
 /** The client's socket address, set per request by the server so interceptors can see it. */
@@ -150,7 +151,7 @@ export function authGate(
   limiter: FailedAuthLimiter,
   onFailure?: (address: string, reason: string) => void,
   onLimited?: (address: string) => void,
-): (ctx: HandlerContext) => void {
+): RequestGate {
   const check = tokenCheck(token);
   return (ctx) => {
     if (PUBLIC_SERVICES.has(ctx.service.typeName)) return;

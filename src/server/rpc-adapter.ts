@@ -4,10 +4,23 @@
  * - an RPC-shaped request for no route answers UNIMPLEMENTED in the caller's protocol
  *   (unknown-route.ts); a plain HTTP request goes to `fallback`;
  * - 415 names the accepted content types (`Accept-Post` and a JSON body), 405 the allowed
- *   methods (`Allow`), and 505 (a bidi stream over HTTP/1.1) says HTTP/2 is needed.
+ *   methods (`Allow`), and 505 (a bidi stream over HTTP/1.1) says HTTP/2 is needed;
+ * - a request gate (the bearer-token check) runs once the headers are in and before any of the
+ *   body is read, so a request it refuses is never read, decompressed or parsed. (connect 2.2
+ *   has this as `requestGate`; it declares Node >= 22, and cara stays on connect 2.1 while it
+ *   supports Node 20, so the gate lives here.)
  */
 import type { DescMethod } from "@bufbuild/protobuf";
-import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  type ConnectRouter,
+  type ConnectRouterOptions,
+  type ContextValues,
+  type HandlerContext,
+  createContextValues,
+} from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
@@ -19,8 +32,15 @@ type NodeHandlerFn = RequestHandler;
 type NodeServerRequest = Parameters<RequestHandler>[0];
 type NodeServerResponse = Parameters<typeof universalResponseToNodeResponse>[1];
 
+/** What a request gate sees of a call: its method and headers, before any of the body. */
+export type RequestGateContext = Pick<HandlerContext, "service" | "method" | "requestHeader" | "values">;
+/** Throws (a ConnectError) to refuse the call; the caller gets it in its protocol. */
+export type RequestGate = (ctx: RequestGateContext) => void;
+
 export interface RpcAdapterOptions extends ConnectRouterOptions {
   routes(router: ConnectRouter): void;
+  /** Runs before the body is read, for every request a handler would accept (method, content type). */
+  requestGate?: RequestGate;
   contextValues?: (req: NodeServerRequest) => ContextValues;
   /** A plain HTTP request (not RPC-shaped) for no RPC route: static files, a JSON 404, ... */
   fallback: NodeHandlerFn;
@@ -168,6 +188,17 @@ function rewriteEndStream(chunk: Uint8Array, handler: UniversalHandler): Uint8Ar
   return Buffer.concat([head, json]);
 }
 
+/**
+ * Whether the handler would take this request past its method and content-type checks: only
+ * then does the gate run, so a wrong method or content type still gets its 405/415 that says
+ * what to send (the same order as connect 2.2's requestGate).
+ */
+function gateApplies(handler: UniversalHandler, req: NodeServerRequest): boolean {
+  const method = req.method ?? "";
+  if (!handler.allowedMethods.includes(method)) return false;
+  return method === "GET" || handler.supportedContentType(req.headers["content-type"] ?? "");
+}
+
 /** The RPC handler: every service the routes register, on the given router options. */
 export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
   if (options.acceptCompression === undefined) options.acceptCompression = [compressionGzip, compressionBrotli];
@@ -189,6 +220,20 @@ export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
       return;
     }
     const uReq = universalRequestFromNodeRequest(req, res as NodeServerResponse, undefined, options.contextValues?.(req));
+    if (options.requestGate && gateApplies(handler, req)) {
+      try {
+        options.requestGate({
+          service: handler.service,
+          method: handler.method,
+          requestHeader: uReq.header,
+          values: uReq.contextValues ?? createContextValues(),
+        });
+      } catch (reason) {
+        // gateApplies means the request is RPC-shaped, so it has a protocol to answer in.
+        writeRpcError(req, res, rpcProtocolOf(req) ?? "connect-unary", ConnectError.from(reason));
+        return;
+      }
+    }
     handler(uReq)
       .then((uRes) =>
         uRes.status === 500

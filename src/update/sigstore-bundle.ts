@@ -1,9 +1,13 @@
 /**
  * Authenticity of release artifacts: verifies a Sigstore bundle (`cosign sign-blob --bundle`)
- * against the SHA-256 digest of the artifact, fully offline, with a pinned trusted root.
+ * against the SHA-256 digest of the artifact, fully offline, with a pinned trusted root. With an
+ * attestation policy (`cara update verify` passes one; the updater does not), an in-toto DSSE
+ * bundle — SLSA build provenance as GitHub artifact attestations make it — is verified for the
+ * artifact instead: see "Attestations" below.
  *
  * One code path, fail-closed, nothing can switch it off:
- * - the bundle is parsed and validated (@sigstore/bundle); DSSE and key-based bundles are refused;
+ * - the bundle is parsed and validated (@sigstore/bundle); key-based bundles are refused, and so
+ *   are DSSE bundles unless an attestation policy is given;
  * - the library verifier (@sigstore/verify) runs with its default thresholds (1 transparency-log
  *   entry, 1 SCT, 1 verified timestamp): timestamps, certificate chain to a trusted Fulcio CA at
  *   the signing time, SCT, tlog inclusion (SET and/or inclusion proof + signed checkpoint), tlog
@@ -16,6 +20,14 @@
  *   certificate, the leaf is a code-signing certificate, and the policy: exact issuer, identity
  *   (certificate SAN) matched by an anchored pattern — never a substring.
  *
+ * Attestations (DSSE): the envelope's payload type must be in-toto's; the library verifier checks
+ * the same things as above, with the signature over the DSSE pre-authentication encoding (PAE) of
+ * the payload and tlog bodies of kind dsse (0.0.1) or intoto (0.0.2) recording the payload's
+ * hash and signature; we add that those bodies record sha256 and this signing certificate. The
+ * same identity and issuer policy applies. Only then is the signed statement read
+ * (./provenance-statement.ts): an in-toto Statement v1 whose predicate type is allowed and one of
+ * whose subjects has the artifact's SHA-256.
+ *
  * The Sigstore modules are loaded lazily (on the first verification) so that importing this module
  * for its helpers stays cheap for the CLI.
  */
@@ -26,6 +38,16 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Bundle, TransparencyLogEntry } from "@sigstore/bundle";
 import type { SignedEntity, TrustMaterial } from "@sigstore/verify";
+import {
+  checkPayloadType,
+  checkPredicateType,
+  describeProvenance,
+  parseStatement,
+  StatementError,
+  subjectFor,
+  type VerifiedProvenance,
+} from "./provenance-statement.js";
+import { validityWindowProblem } from "./trusted-root-validity.js";
 
 // Types as @sigstore/verify sees them (it has its own copy of @sigstore/core).
 type SignatureContent = SignedEntity["signature"];
@@ -50,6 +72,11 @@ export interface VerifyBundleInput {
   /** Expected Fulcio OIDC issuer, exact match. */
   issuer: string;
   trustedRoot: TrustedRootSource;
+  /**
+   * Accept an in-toto DSSE attestation bundle for the artifact, with one of these predicate
+   * types. Without it, a DSSE bundle is refused (the updater wants the artifact's signature).
+   */
+  attestation?: { predicateTypes: readonly string[] };
 }
 
 export interface VerifiedSignature {
@@ -65,6 +92,8 @@ export interface VerifiedSignature {
   tlogEntries: number;
   /** Verified timestamps (RFC 3161 + tlog entries with an inclusion promise). */
   timestamps: number;
+  /** Set when the bundle was an attestation: what its verified statement says about the artifact. */
+  provenance?: VerifiedProvenance;
 }
 
 export type UpdateVerificationErrorKind = "bundle_parse" | "bundle_verify" | "trusted_root";
@@ -203,6 +232,8 @@ function trustMaterial(l: Libs, source: TrustedRootSource): TrustMaterial {
       throw trustedRootError(source.path, `not a usable Sigstore trusted root ('${field}' is missing or empty)`);
     }
   }
+  const window = validityWindowProblem(obj);
+  if (window !== undefined) throw trustedRootError(source.path, `malformed trusted root: ${window}`);
   let tm: TrustMaterial;
   try {
     tm = l.verify.toTrustMaterial(l.specs.TrustedRoot.fromJSON(json));
@@ -452,6 +483,61 @@ function checkTLogBodies(l: Libs, entries: TransparencyLogEntry[], digestHex: st
   }
 }
 
+/** A base64 PEM certificate as tlog bodies record it → DER; undefined when it is not one. */
+function certificateFromBase64Pem(l: Libs, value: unknown): Buffer | undefined {
+  if (typeof value !== "string") return undefined;
+  const pem = Buffer.from(value, "base64").toString("utf8");
+  if (!pem.includes("CERTIFICATE-----")) return undefined;
+  try {
+    return l.core.pem.toDER(pem);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Each tlog entry of an attestation must be a dsse 0.0.1 or intoto 0.0.2 entry whose payload
+ * hash is sha256 of this payload, with one signature made by this certificate (the library
+ * compares the hash value and the signature, not the algorithm, nor the certificate).
+ */
+function checkDsseTLogBodies(l: Libs, entries: TransparencyLogEntry[], payload: Buffer, leaf: Buffer): void {
+  const mismatch = (why: string) => verifyError(`the transparency-log entry does not match the attestation (${why})`, "TLOG_BODY_ERROR");
+  const payloadHash = createHash("sha256").update(payload).digest("hex");
+  for (const entry of entries) {
+    const kind = entry.kindVersion?.kind;
+    const version = entry.kindVersion?.version;
+    let body: unknown;
+    try {
+      body = JSON.parse(entry.canonicalizedBody.toString("utf8"));
+    } catch {
+      throw mismatch("malformed body");
+    }
+    let hash: { algorithm?: unknown; value?: unknown } | undefined;
+    let signatures: unknown[] | undefined;
+    let cert: Buffer | undefined;
+    if (kind === "dsse" && version === "0.0.1") {
+      const spec = (body as { spec?: { payloadHash?: typeof hash; signatures?: { verifier?: unknown }[] } }).spec;
+      hash = spec?.payloadHash;
+      signatures = spec?.signatures;
+      cert = certificateFromBase64Pem(l, spec?.signatures?.[0]?.verifier);
+    } else if (kind === "intoto" && version === "0.0.2") {
+      const content = (body as { spec?: { content?: { payloadHash?: typeof hash; envelope?: { signatures?: { publicKey?: unknown }[] } } } }).spec?.content;
+      hash = content?.payloadHash;
+      signatures = content?.envelope?.signatures;
+      cert = certificateFromBase64Pem(l, content?.envelope?.signatures?.[0]?.publicKey);
+    } else {
+      throw verifyError(
+        `transparency-log entry of kind '${kind} ${version}' is not accepted for an attestation (expected dsse 0.0.1 or intoto 0.0.2)`,
+        "TLOG_BODY_ERROR",
+      );
+    }
+    if (hash?.algorithm !== "sha256") throw mismatch(`payload hash algorithm '${String(hash?.algorithm)}', expected sha256`);
+    if (hash.value !== payloadHash) throw mismatch("it records a different payload");
+    if (signatures?.length !== 1) throw mismatch(`it records ${signatures?.length ?? 0} signatures, expected 1`);
+    if (!cert || !bufferEqual(cert, leaf)) throw mismatch("it records a different signing certificate");
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Error mapping
 
@@ -528,12 +614,7 @@ export async function verifyBundle(input: VerifyBundleInput): Promise<VerifiedSi
     throw parseError(`the bundle is not valid JSON (truncated or malformed: ${errorText(err)})`, "BUNDLE_JSON_ERROR", err);
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw parseError("not a Sigstore bundle (expected a JSON object)");
-  if ("dsseEnvelope" in json && (json as { dsseEnvelope?: unknown }).dsseEnvelope != null) {
-    throw parseError(
-      "DSSE bundles (attestations) are not accepted for artifacts; expected a message-signature bundle (cosign sign-blob --bundle)",
-      "BUNDLE_DSSE",
-    );
-  }
+  if (input.attestation === undefined && "dsseEnvelope" in json && (json as { dsseEnvelope?: unknown }).dsseEnvelope != null) throw dsseRefused();
   let bundle: Bundle;
   try {
     bundle = l.bundle.bundleFromJSON(json);
@@ -542,12 +623,8 @@ export async function verifyBundle(input: VerifyBundleInput): Promise<VerifiedSi
     const detail = Array.isArray(fields) && fields.length > 0 ? `invalid or missing: ${fields.join(", ")}` : errorText(err);
     throw parseError(`not a Sigstore bundle (${detail})`, undefined, err);
   }
-  if (bundle.content.$case !== "messageSignature") {
-    throw parseError(
-      "DSSE bundles (attestations) are not accepted for artifacts; expected a message-signature bundle (cosign sign-blob --bundle)",
-      "BUNDLE_DSSE",
-    );
-  }
+  const content = bundle.content;
+  if (content.$case === "dsseEnvelope" && input.attestation === undefined) throw dsseRefused();
   if (bundle.verificationMaterial.content.$case === "publicKey") {
     throw verifyError("the bundle is signed with a public key, not a Sigstore certificate (key-based signatures are not accepted)", "PUBLIC_KEY_ERROR");
   }
@@ -562,20 +639,25 @@ export async function verifyBundle(input: VerifyBundleInput): Promise<VerifiedSi
   if (entity.key.$case !== "certificate") throw verifyError("the bundle has no signing certificate", "CERTIFICATE_ERROR");
   const cert = entity.key.certificate;
 
-  // 2. The digest chain: artifact digest == bundle messageDigest (== tlog body hash, below).
-  const { messageSignature } = bundle.content;
-  const md = messageSignature.messageDigest;
-  if (!md || md.algorithm !== l.specs.HashAlgorithm.SHA2_256 || md.digest.length !== 32) {
-    const alg = md ? (l.specs.HashAlgorithm[md.algorithm] ?? String(md.algorithm)) : "none";
-    throw verifyError(`unsupported message digest algorithm ${alg} in the bundle (only SHA2_256 is accepted)`, "UNSUPPORTED_DIGEST");
-  }
-  if (!bufferEqual(md.digest, expectedDigest)) {
-    throw verifyError("the artifact's SHA-256 does not match the bundle (modified artifact?)", "ARTIFACT_DIGEST_MISMATCH");
+  // 2. A message signature: the digest chain, artifact digest == bundle messageDigest (== tlog
+  //    body hash, below). An attestation: an in-toto payload, signed over its PAE (the library's
+  //    own DSSE signature content); its statement is read once everything else is verified.
+  if (content.$case === "messageSignature") {
+    const md = content.messageSignature.messageDigest;
+    if (!md || md.algorithm !== l.specs.HashAlgorithm.SHA2_256 || md.digest.length !== 32) {
+      const alg = md ? (l.specs.HashAlgorithm[md.algorithm] ?? String(md.algorithm)) : "none";
+      throw verifyError(`unsupported message digest algorithm ${alg} in the bundle (only SHA2_256 is accepted)`, "UNSUPPORTED_DIGEST");
+    }
+    if (!bufferEqual(md.digest, expectedDigest)) {
+      throw verifyError("the artifact's SHA-256 does not match the bundle (modified artifact?)", "ARTIFACT_DIGEST_MISMATCH");
+    }
+    entity.signature = new DigestSignatureContent(content.messageSignature.signature, md.digest, expectedDigest, l.p256);
+  } else {
+    statementStep(() => checkPayloadType(content.dsseEnvelope.payloadType));
   }
   if (bundle.verificationMaterial.tlogEntries.length === 0) {
     throw verifyError("no transparency-log entry in the bundle (an artifact must be logged in Rekor)", "TLOG_MISSING");
   }
-  entity.signature = new DigestSignatureContent(messageSignature.signature, md.digest, expectedDigest, l.p256);
 
   // 3. The library verifier, default thresholds (tlog 1, ctlog 1, timestamp 1).
   try {
@@ -590,7 +672,8 @@ export async function verifyBundle(input: VerifyBundleInput): Promise<VerifiedSi
 
   // 4. Our checks: tlog bodies bound to this digest and certificate; code-signing leaf; policy.
   try {
-    checkTLogBodies(l, bundle.verificationMaterial.tlogEntries, digest, leaf, cert.publicKey);
+    if (content.$case === "messageSignature") checkTLogBodies(l, bundle.verificationMaterial.tlogEntries, digest, leaf, cert.publicKey);
+    else checkDsseTLogBodies(l, bundle.verificationMaterial.tlogEntries, content.dsseEnvelope.payload, leaf);
     checkCodeSigning(cert);
   } catch (err) {
     if (err instanceof UpdateVerificationError) throw err;
@@ -608,6 +691,17 @@ export async function verifyBundle(input: VerifyBundleInput): Promise<VerifiedSi
     throw verifyError(`certificate identity '${identity}' does not match expected '${describeIdentity(input.identity)}'`, "UNTRUSTED_SIGNER_ERROR");
   }
 
+  // 5. An attestation's signed statement: in-toto v1, an allowed predicate, about this artifact.
+  let provenance: VerifiedProvenance | undefined;
+  if (content.$case === "dsseEnvelope") {
+    const allowed = input.attestation?.predicateTypes ?? [];
+    provenance = statementStep(() => {
+      const statement = parseStatement(content.dsseEnvelope.payload);
+      checkPredicateType(statement, allowed);
+      return describeProvenance(statement, subjectFor(statement, digest));
+    });
+  }
+
   const entries = bundle.verificationMaterial.tlogEntries;
   const timed = entries.find((e) => e.integratedTime && e.integratedTime !== "0");
   const timestamps =
@@ -616,5 +710,23 @@ export async function verifyBundle(input: VerifyBundleInput): Promise<VerifiedSi
   const result: VerifiedSignature = { identity, issuer, digest, tlogEntries: entries.length, timestamps };
   if (entries[0]) result.logIndex = entries[0].logIndex;
   if (timed) result.integratedTime = new Date(Number(timed.integratedTime) * 1000).toISOString();
+  if (provenance) result.provenance = provenance;
   return result;
+}
+
+function dsseRefused(): UpdateVerificationError {
+  return parseError(
+    "a DSSE bundle (attestation) is not accepted as the artifact's signature; expected a message-signature bundle (cosign sign-blob --bundle). Check build provenance with `cara update verify`",
+    "BUNDLE_DSSE",
+  );
+}
+
+/** Runs a check of the statement, turning its refusal into a verification failure with its code. */
+function statementStep<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof StatementError) throw verifyError(err.message, err.code, err);
+    throw err;
+  }
 }

@@ -48,6 +48,12 @@ export interface StagedRelease {
  * the artifact's Sigstore bundle against its digest, SHA256SUMS.txt's bundle against its digest
  * (same exact identity and issuer, against `root`: see ./trust-root.ts), then the artifact's
  * SHA-256 cross-checked against SHA256SUMS.txt. Throws a non-retryable failure (phase verified).
+ *
+ * The updater accepts only the artifact's signature (a message-signature bundle, `cosign
+ * sign-blob --bundle`) here and refuses a DSSE attestation in its place: the release's build
+ * provenance (provenance.sigstore.json) is signed by the same workflow identity, so it would add
+ * no authenticity, and older releases do not have it; operators check it with `cara update
+ * verify` (which verifies it with the same identity, issuer and transparency-log rules).
  */
 export async function verifyStagedRelease(staged: StagedRelease, settings: UpdateSettings, root: TrustedRootSource): Promise<VerifiedSignature> {
   const identity = expectedIdentity(settings, staged.version);

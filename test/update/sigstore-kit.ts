@@ -5,7 +5,9 @@
  * certificate with the identity as SAN URI, the Fulcio issuer extensions, code-signing EKU and an
  * embedded precertificate SCT; a hashedrekord 0.0.1 tlog entry with an inclusion promise (SET)
  * and an inclusion proof in a small RFC 6962 tree with a signed checkpoint; an ECDSA P-256
- * signature over the digest itself.
+ * signature over the digest itself. `attest` makes DSSE attestation bundles the same way (the
+ * shape GitHub artifact attestations have): an in-toto payload signed over its DSSE PAE, logged
+ * as a dsse 0.0.1 (or intoto 0.0.2) entry.
  *
  * The bundles are verified by the production verifier (src/update/sigstore-bundle.ts) with
  * `trustedRootJson` as the trusted root. Tamper options break one thing each.
@@ -91,7 +93,11 @@ export type TestTamper =
   /** the log entry (honestly signed) records another signing certificate */
   | "bodyOtherCert"
   /** the leaf's EKU is serverAuth, not codeSigning */
-  | "noCodeSigning";
+  | "noCodeSigning"
+  /** attestations only: the log entry (honestly signed) records the hash of another payload */
+  | "otherPayloadInBody"
+  /** attestations only: the log entry (honestly signed) labels the payload's SHA-256 as sha512 */
+  | "payloadHashLabelledSha512";
 
 export interface SignOptions {
   /** Certificate SAN URI. */
@@ -109,12 +115,55 @@ export interface SignOptions {
   leafCurve?: "P-256" | "P-384";
 }
 
+/** What an attestation envelope carries: a statement (serialized as JSON) or raw payload bytes. */
+export interface AttestInput {
+  payload: unknown;
+  /** Default application/vnd.in-toto+json. */
+  payloadType?: string;
+}
+
+export interface AttestOptions extends Omit<SignOptions, "highS" | "leafCurve"> {
+  /**
+   * The Rekor entry type: dsse 0.0.1 (default, what Rekor v1 makes today), the older intoto 0.0.2,
+   * or a hashedrekord 0.0.1 of the payload's hash and the envelope's signature (which the library
+   * accepts as matching; an attestation must not be logged that way).
+   */
+  logKind?: "dsse" | "intoto" | "hashedrekord";
+}
+
+/**
+ * An in-toto Statement v1 with a SLSA provenance v1 predicate, shaped as GitHub's
+ * actions/attest-build-provenance makes it for a tag push of `.github/workflows/release.yml`.
+ */
+export function slsaStatement(o: { subjects: { name: string; sha256: string }[]; repository: string; ref: string; predicateType?: string }) {
+  return {
+    _type: "https://in-toto.io/Statement/v1",
+    subject: o.subjects.map((s) => ({ name: s.name, digest: { sha256: s.sha256 } })),
+    predicateType: o.predicateType ?? "https://slsa.dev/provenance/v1",
+    predicate: {
+      buildDefinition: {
+        buildType: "https://actions.github.io/buildtypes/workflow/v1",
+        externalParameters: { workflow: { ref: o.ref, repository: o.repository, path: ".github/workflows/release.yml" } },
+        internalParameters: { github: { event_name: "push", repository_id: "1", repository_owner_id: "2", runner_environment: "github-hosted" } },
+        resolvedDependencies: [{ uri: `git+${o.repository}@${o.ref}`, digest: { gitCommit: "4f2c1b7e0d9a8c6b5a4f3e2d1c0b9a8f7e6d5c4b" } }],
+      },
+      // GitHub names the runner, not the workflow, as the builder.
+      runDetails: {
+        builder: { id: "https://github.com/actions/runner/github-hosted" },
+        metadata: { invocationId: `${o.repository}/actions/runs/7/attempts/1` },
+      },
+    },
+  };
+}
+
 export interface TestTrustRoot {
   /** A TrustedRoot JSON document (application/vnd.dev.sigstore.trustedroot+json;version=0.1). */
   trustedRootJson: Record<string, unknown>;
   writeTo(path: string): Promise<void>;
   /** A Sigstore bundle (JSON bytes, v0.3) for the artifact with this SHA-256 (hex). */
   sign(input: { digest: string }, opts: SignOptions): Promise<Uint8Array>;
+  /** A DSSE attestation bundle (JSON bytes, v0.3), as GitHub artifact attestations make them. */
+  attest(input: AttestInput, opts: AttestOptions): Promise<Uint8Array>;
 }
 
 export interface TestTrustRootOptions {
@@ -210,6 +259,12 @@ function canonicalJSON(value: unknown): string {
     .sort()
     .map((k) => `${JSON.stringify(k)}:${canonicalJSON(obj[k])}`)
     .join(",")}}`;
+}
+
+/** DSSE pre-authentication encoding: what an envelope's signature signs. */
+function dssePae(payloadType: string, payload: Buffer): Buffer {
+  const type = Buffer.from(payloadType, "utf8");
+  return Buffer.concat([Buffer.from(`DSSEv1 ${type.length} `), type, Buffer.from(` ${payload.length} `), payload]);
 }
 
 function pem(certDer: Uint8Array): string {
@@ -410,6 +465,7 @@ export async function createTestTrustRoot(opts: TestTrustRootOptions = {}): Prom
   const ct = await ecKey();
   const ctLogId = sha256(ct.spki);
   let rogue: Authority | undefined;
+  const rogueCheckpointKey = (await ecKey()).priv;
 
   // The log: a few unrelated leaves first, so proofs have real hashes.
   const leaves: Buffer[] = [leafHash(randomBytes(64)), leafHash(randomBytes(64)), leafHash(randomBytes(64))];
@@ -445,14 +501,9 @@ export async function createTestTrustRoot(opts: TestTrustRootOptions = {}): Prom
     timestampAuthorities: [],
   };
 
-  async function sign(input: { digest: string }, o: SignOptions): Promise<Uint8Array> {
-    if (!/^[0-9a-f]{64}$/.test(input.digest)) throw new Error(`sign: digest must be 64 lowercase hex, got '${input.digest}'`);
+  /** A Fulcio-like leaf for the signing time (the certificate tampers apply here). */
+  async function issueLeaf(o: SignOptions, at: Date): Promise<{ leaf: Buffer; leafKey: EcKey; notBefore: Date }> {
     const tamper = o.tamper;
-    const at = o.at ?? new Date();
-    const integratedTime = Math.floor(at.getTime() / 1000);
-    const digest = Buffer.from(input.digest, "hex");
-
-    // Certificate.
     let issuing = authority;
     if (tamper === "otherCa") issuing = rogue ??= await createAuthority("cara-rogue-fulcio", intermediate, validFrom);
     const leafKey = await ecKey(o.leafCurve ?? "P-256");
@@ -471,6 +522,50 @@ export async function createTestTrustRoot(opts: TestTrustRootOptions = {}): Prom
       ctKey: ct,
       ctLogId,
     });
+    return { leaf, leafKey, notBefore };
+  }
+
+  /** Appends the body to the log and returns its bundle tlog entry: SET and inclusion proof (the log tampers apply here). */
+  function logEntry(body: Buffer, kindVersion: { kind: string; version: string }, at: Date, tamper: TestTamper | undefined) {
+    const integratedTime = Math.floor(at.getTime() / 1000);
+    leaves.push(leafHash(body));
+    const treeIndex = leaves.length - 1;
+    const treeSize = leaves.length;
+    const logIndex = globalIndexOffset + treeIndex;
+    const setPayload = canonicalJSON({ body: b64(body), integratedTime, logID: rekorLogId.toString("hex"), logIndex });
+    let set: Buffer = nodeSign("sha256", Buffer.from(setPayload), rekor.priv);
+    if (tamper === "badSet") set = flipByte(set, 10);
+    const snapshot = leaves.slice(0, treeSize);
+    const rootHash = treeHash(snapshot);
+    let hashes = auditPath(treeIndex, snapshot);
+    if (tamper === "badInclusionProof") hashes = hashes.map((h, i) => (i === 0 ? flipByte(h, 0) : h));
+    const note = `${LOG_ORIGIN}\n${treeSize}\n${b64(rootHash)}\n`;
+    const noteKey = tamper === "badCheckpoint" ? rogueCheckpointKey : rekor.priv;
+    const noteSig = Buffer.concat([rekorLogId.subarray(0, 4), nodeSign("sha256", Buffer.from(note), noteKey)]);
+    const envelope = `${note}\n\u2014 ${LOG_NAME} ${b64(noteSig)}\n`;
+    return {
+      logIndex: String(logIndex),
+      logId: { keyId: b64(rekorLogId) },
+      kindVersion,
+      integratedTime: String(integratedTime),
+      inclusionPromise: { signedEntryTimestamp: b64(set) },
+      inclusionProof: {
+        logIndex: String(treeIndex),
+        rootHash: b64(rootHash),
+        treeSize: String(treeSize),
+        hashes: hashes.map(b64),
+        checkpoint: { envelope },
+      },
+      canonicalizedBody: b64(body),
+    };
+  }
+
+  async function sign(input: { digest: string }, o: SignOptions): Promise<Uint8Array> {
+    if (!/^[0-9a-f]{64}$/.test(input.digest)) throw new Error(`sign: digest must be 64 lowercase hex, got '${input.digest}'`);
+    const tamper = o.tamper;
+    const at = o.at ?? new Date();
+    const digest = Buffer.from(input.digest, "hex");
+    const { leaf, leafKey, notBefore } = await issueLeaf(o, at);
 
     // Signature over the digest itself (no re-hashing).
     let signature: Buffer =
@@ -492,37 +587,7 @@ export async function createTestTrustRoot(opts: TestTrustRootOptions = {}): Prom
         },
       }),
     );
-    leaves.push(leafHash(body));
-    const treeIndex = leaves.length - 1;
-    const treeSize = leaves.length;
-    const logIndex = globalIndexOffset + treeIndex;
-    const setPayload = canonicalJSON({ body: b64(body), integratedTime, logID: rekorLogId.toString("hex"), logIndex });
-    let set: Buffer = nodeSign("sha256", Buffer.from(setPayload), rekor.priv);
-    if (tamper === "badSet") set = flipByte(set, 10);
-    const snapshot = leaves.slice(0, treeSize);
-    const rootHash = treeHash(snapshot);
-    let hashes = auditPath(treeIndex, snapshot);
-    if (tamper === "badInclusionProof") hashes = hashes.map((h, i) => (i === 0 ? flipByte(h, 0) : h));
-    const note = `${LOG_ORIGIN}\n${treeSize}\n${b64(rootHash)}\n`;
-    const noteKey = tamper === "badCheckpoint" ? (await ecKey()).priv : rekor.priv;
-    const noteSig = Buffer.concat([rekorLogId.subarray(0, 4), nodeSign("sha256", Buffer.from(note), noteKey)]);
-    const envelope = `${note}\n\u2014 ${LOG_NAME} ${b64(noteSig)}\n`;
-
-    const tlogEntry = {
-      logIndex: String(logIndex),
-      logId: { keyId: b64(rekorLogId) },
-      kindVersion: { kind: "hashedrekord", version: "0.0.1" },
-      integratedTime: String(integratedTime),
-      inclusionPromise: { signedEntryTimestamp: b64(set) },
-      inclusionProof: {
-        logIndex: String(treeIndex),
-        rootHash: b64(rootHash),
-        treeSize: String(treeSize),
-        hashes: hashes.map(b64),
-        checkpoint: { envelope },
-      },
-      canonicalizedBody: b64(body),
-    };
+    const tlogEntry = logEntry(body, { kind: "hashedrekord", version: "0.0.1" }, at, tamper);
     const bundle = {
       mediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
       verificationMaterial: {
@@ -538,11 +603,78 @@ export async function createTestTrustRoot(opts: TestTrustRootOptions = {}): Prom
     return Buffer.from(JSON.stringify(bundle));
   }
 
+  async function attest(input: AttestInput, o: AttestOptions): Promise<Uint8Array> {
+    const tamper = o.tamper;
+    const at = o.at ?? new Date();
+    const payload = input.payload instanceof Uint8Array ? Buffer.from(input.payload) : Buffer.from(JSON.stringify(input.payload));
+    const payloadType = input.payloadType ?? "application/vnd.in-toto+json";
+    const { leaf, leafKey, notBefore } = await issueLeaf(o, at);
+
+    // ECDSA P-256 with SHA-256 over the DSSE pre-authentication encoding.
+    let signature: Buffer = nodeSign("sha256", dssePae(payloadType, payload), leafKey.priv);
+    if (tamper === "flipSignature") signature = flipByte(signature, -1);
+
+    // The log entry, as Rekor v1 makes it for a DSSE envelope (dsse 0.0.1, or the older intoto 0.0.2).
+    const bodyCert = tamper === "bodyOtherCert" ? (await createCa("CN=unrelated, O=cara.test", notBefore)).der : leaf;
+    const certB64 = Buffer.from(pem(bodyCert)).toString("base64");
+    const loggedPayload = tamper === "otherPayloadInBody" ? Buffer.concat([payload, Buffer.from(" ")]) : payload;
+    const payloadHash = { algorithm: tamper === "payloadHashLabelledSha512" ? "sha512" : "sha256", value: sha256(loggedPayload).toString("hex") };
+    const kind = o.logKind ?? "dsse";
+    const envelopeJson = JSON.stringify({ payload: b64(payload), payloadType, signatures: [{ keyid: "", sig: b64(signature) }] });
+    const body = Buffer.from(
+      canonicalJSON(
+        kind === "hashedrekord"
+          ? {
+              apiVersion: "0.0.1",
+              kind: "hashedrekord",
+              spec: { data: { hash: payloadHash }, signature: { content: b64(signature), publicKey: { content: certB64 } } },
+            }
+          : kind === "dsse"
+            ? {
+                apiVersion: "0.0.1",
+                kind: "dsse",
+                spec: {
+                  envelopeHash: { algorithm: "sha256", value: sha256(Buffer.from(envelopeJson)).toString("hex") },
+                  payloadHash,
+                  signatures: [{ signature: b64(signature), verifier: certB64 }],
+                },
+              }
+            : {
+                apiVersion: "0.0.2",
+                kind: "intoto",
+                spec: {
+                  content: {
+                    envelope: {
+                      payloadType,
+                      // intoto 0.0.2 records the signature base64-encoded twice.
+                      signatures: [{ publicKey: certB64, sig: Buffer.from(b64(signature)).toString("base64") }],
+                    },
+                    hash: { algorithm: "sha256", value: sha256(Buffer.from(envelopeJson)).toString("hex") },
+                    payloadHash,
+                  },
+                },
+              },
+      ),
+    );
+    const tlogEntry = logEntry(body, { kind, version: kind === "intoto" ? "0.0.2" : "0.0.1" }, at, tamper);
+    const bundle = {
+      mediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
+      verificationMaterial: {
+        certificate: { rawBytes: b64(leaf) },
+        tlogEntries: tamper === "missingTlog" ? [] : [tlogEntry],
+        timestampVerificationData: {},
+      },
+      dsseEnvelope: { payload: b64(payload), payloadType, signatures: [{ sig: b64(signature), keyid: "" }] },
+    };
+    return Buffer.from(JSON.stringify(bundle));
+  }
+
   return {
     trustedRootJson,
     async writeTo(path: string) {
       await writeFile(path, `${JSON.stringify(trustedRootJson, null, 2)}\n`);
     },
     sign,
+    attest,
   };
 }

@@ -90,7 +90,7 @@ test("a refresh fetches trusted_root.json through TUF and stores it durably (060
   }
 });
 
-test("a refresh that is not proven by TUF changes nothing: tampered target, expired timestamp, a mirror that is down, a document that is no trusted root", async () => {
+test("a refresh that is not proven by TUF changes nothing: tampered target, expired timestamp, a mirror that is down, a document that is no trusted root or a malformed one", async () => {
   const dir = await updatesDir();
   assert.deepEqual(await refresh(dir), { ok: true, changed: true });
   const before = await readFile(refreshedRootPath(dir), "utf8");
@@ -113,6 +113,14 @@ test("a refresh that is not proven by TUF changes nothing: tampered target, expi
     assert.deepEqual(await refresh(dir), {
       ok: false,
       reason: `failed to initialize sigstore trust root from ${repo.url}/targets/trusted_root.json: not a usable Sigstore trusted root ('certificateAuthorities' is missing or empty)`,
+    });
+    // A root whose Rekor key lost the start of its window would trust that key for any date.
+    const unbounded = structuredClone(kit.trustedRootJson) as { tlogs: { publicKey: { validFor: { start?: string } } }[] };
+    delete unbounded.tlogs[0]!.publicKey.validFor.start;
+    repo.publish(JSON.stringify(unbounded));
+    assert.deepEqual(await refresh(dir), {
+      ok: false,
+      reason: `failed to initialize sigstore trust root from ${repo.url}/targets/trusted_root.json: malformed trusted root: tlogs[0].publicKey.validFor.start is missing (every entry needs the start of its validity window; without it the entry would be trusted for any date)`,
     });
   } finally {
     repo.publish(rootText);

@@ -144,7 +144,7 @@ describe("verifyBundle: the real v0.7.0 bundle against the pinned public-good ro
     await refused(() => verifyBundle({ ...base, bundle: Buffer.from([0xff, 0xfe, 0x7b]) }), "bundle_parse", "not UTF-8");
   });
 
-  test("a DSSE bundle is refused for an artifact", async () => {
+  test("a DSSE bundle is refused as the artifact's signature without an attestation policy", async () => {
     const json = JSON.parse(bundle.toString("utf8")) as Record<string, unknown>;
     delete json.messageSignature;
     json.dsseEnvelope = {
@@ -155,8 +155,7 @@ describe("verifyBundle: the real v0.7.0 bundle against the pinned public-good ro
     const err = await refused(
       () => verifyBundle({ ...base, bundle: Buffer.from(JSON.stringify(json)) }),
       "bundle_parse",
-      "DSSE bundles",
-      "not accepted for artifacts",
+      "a DSSE bundle (attestation) is not accepted as the artifact's signature",
     );
     assert.equal(err.code, "BUNDLE_DSSE");
   });
