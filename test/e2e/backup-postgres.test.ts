@@ -258,6 +258,32 @@ if (missing !== undefined) {
     }
   });
 
+  test("with the database down, a backup fails (unavailable, the password redacted) and leaves no archive", async () => {
+    const own = await startPostgres();
+    const url = await own.createDatabase();
+    const p = await pgServer(url);
+    try {
+      await create(p, { payload: { systemEvent: { text: "x" } }, nextRunAtMs: String(FAR) });
+      await own.stop();
+      const dir = await tempDir();
+      const out = join(dir, "down.tar.gz");
+      const failed = await cli(p, ["backup", "--output", out, "--json"]);
+      assert.equal(failed.code, 1);
+      const error = JSON.parse(failed.stdout).error;
+      assert.equal(error.code, "unavailable");
+      assert.equal(error.details.reason, "TASK_STORE_UNAVAILABLE");
+      assert.match(
+        error.message,
+        /^cannot read the tasks from the task database postgres:\/\/cara:\*\*\*@127\.0\.0\.1:\d+\/\w+ \(.*\); nothing was changed \(Unavailable\)$/,
+      );
+      assert.ok(!failed.stdout.includes(own.password));
+      assert.deepEqual(await readdir(dir), []);
+    } finally {
+      await p.stop();
+      await own.stop();
+    }
+  });
+
   /** The rows of cara_tasks (id, version, record) as the database holds them. */
   async function rows(url: string): Promise<unknown[]> {
     const client = new pg.Client({ connectionString: url });
