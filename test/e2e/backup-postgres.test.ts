@@ -109,6 +109,14 @@ if (missing !== undefined) {
     const f = await fileServer();
     try {
       await someTasks(p, "pg");
+      // A schedule lives in the state dir's tasks/schedules.json: it travels beside the tasks.
+      const schedule = await connectJson(
+        p,
+        "carapace.tasks.v1.SchedulesService/CreateSchedule",
+        { name: "nightly", cron: "0 3 * * *", timezone: "UTC", template: { payload: { systemEvent: { text: "nightly" } } }, paused: true },
+        p.token,
+      );
+      assert.equal(schedule.status, 200, JSON.stringify(schedule.json));
       const fromPg = await tasksOf(p);
       assert.equal(fromPg.length, 3);
       const archive = await backup(p, "pg.tar.gz");
@@ -118,12 +126,17 @@ if (missing !== undefined) {
         (JSON.parse(queue.text) as { id: string }[]).map((t) => t.id).sort(),
         fromPg.map((t) => t.id),
       );
-      assert.ok(!queue.tasksFiles.includes("queue.journal"), queue.tasksFiles.join(" "));
+      assert.deepEqual(queue.tasksFiles, ["queue.json", "schedules.json"]);
       assert.equal((await cli(p, ["backup", "verify", archive])).code, 0);
 
       const intoFile = await cli(f, ["restore", archive, "--force"]);
       assert.equal(intoFile.code, 0, intoFile.stderr);
       assert.deepEqual(await tasksOf(f), fromPg);
+      const schedules = await connectJson(f, "carapace.tasks.v1.SchedulesService/ListSchedules", {}, f.token);
+      assert.deepEqual(
+        schedules.json.schedules.map((x: { name: string }) => x.name),
+        ["nightly"],
+      );
 
       // Back: the file deployment's state (one more task) replaces the database's tasks exactly.
       await create(f, { payload: { systemEvent: { text: "added on file" } }, nextRunAtMs: String(FAR), idempotencyKey: "file-1" });
