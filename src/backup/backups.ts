@@ -409,23 +409,28 @@ export class BackupManager {
         const pre = await this.backupToDir("pre-restore");
         outcome.preRestoreBackupPath = pre.path;
         const previousTasks = db ? await db.snapshot() : undefined;
+        // The database's tasks are replaced (one transaction: it holds either its tasks or the
+        // archive's) once every file is in place and before the swap is recorded as done, so a
+        // crash before the commit rolls the files back too; only a crash between the commit and
+        // that one marker write leaves the new tasks beside the old files (never acknowledged).
+        let databaseFailed: Error | undefined;
+        const replaceTasks = async (entry: string) => {
+          if (!db || !restoredTasks || entry !== entries.at(-1)) return;
+          await db.replaceAll(restoredTasks).catch((err: Error) => {
+            databaseFailed = err;
+            throw err;
+          });
+        };
         let marker: SwapMarker;
         try {
-          marker = await swapIntoPlace(this.o.stateDir, ready, holding, entries);
+          marker = await swapIntoPlace(this.o.stateDir, ready, holding, entries, replaceTasks);
         } catch (err) {
           await recoverInterruptedSwap(this.o.stateDir, { removeLeftovers: false }).catch(() => undefined);
-          throw err;
-        }
-        if (db && restoredTasks) {
-          // One transaction: the database holds either its tasks or the archive's.
-          try {
-            await db.replaceAll(restoredTasks);
-          } catch (err) {
-            await rollBackSwap(this.o.stateDir, marker);
+          if (databaseFailed)
             throw new RestoreRolledBackError(
-              `${(err as Error).message.replace(/; nothing was changed$/, "")}; the previous state was put back and nothing was changed`,
+              `${databaseFailed.message.replace(/; nothing was changed$/, "")}; the previous state was put back and nothing was changed`,
             );
-          }
+          throw err;
         }
         try {
           await this.o.writers.resume();
