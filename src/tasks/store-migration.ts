@@ -56,8 +56,6 @@ export interface StoreMigrationOptions {
   env: NodeJS.ProcessEnv;
 }
 
-const storeLabel = (s: StoreName) => (s === "file" ? "file" : "postgres");
-
 export async function migrateTaskStore(o: StoreMigrationOptions): Promise<StoreMigrationReport> {
   const paths = statePaths(o.stateDir);
   let lock;
@@ -81,8 +79,7 @@ export async function migrateTaskStore(o: StoreMigrationOptions): Promise<StoreM
 async function migrateLocked(o: StoreMigrationOptions, paths: ReturnType<typeof statePaths>): Promise<StoreMigrationReport> {
   const config = await loadConfig(paths.config);
   const from: StoreName = config.tasks?.store === "postgres" ? "postgres" : "file";
-  if (from === o.to)
-    throw new StoreMigrationRefused(`the tasks are already in the ${storeLabel(o.to)} store (tasks.store in ${paths.config}): nothing to migrate`);
+  if (from === o.to) throw new StoreMigrationRefused(`the tasks are already in the ${o.to} store (tasks.store in ${paths.config}): nothing to migrate`);
   const url = o.env.CARAPACE_DATABASE_URL || config.tasks?.postgres?.url;
   if (!url) throw new StoreMigrationRefused("no database URL: set CARAPACE_DATABASE_URL (or tasks.postgres.url in config.json), then run again");
   if (!/^postgres(ql)?:\/\/./.test(url))
@@ -97,7 +94,7 @@ async function migrateLocked(o: StoreMigrationOptions, paths: ReturnType<typeof 
     if (targetTasks > 0 && !o.replace) {
       const where = o.to === "postgres" ? `the task database ${database}` : `the file store in ${paths.tasksDir}`;
       throw new StoreMigrationRefused(
-        `${where} already holds ${plural(targetTasks)}: pass --replace to replace them with the ${plural(records.length)} of the ${storeLabel(from)} store (take a backup first), or empty it`,
+        `${where} already holds ${plural(targetTasks)}: pass --replace to replace them with the ${plural(records.length)} of the ${from} store (take a backup first), or empty it`,
       );
     }
     const report: StoreMigrationReport = {
