@@ -1,6 +1,6 @@
 import { randomBytes, createHash } from "node:crypto";
 import { constants, createReadStream, createWriteStream } from "node:fs";
-import { copyFile, lstat, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { copyFile, lstat, mkdir, open, readdir, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
@@ -11,6 +11,10 @@ import { manifestKey, type Manifest, type VerificationKey } from "./manifest.js"
 import { listStateFiles, SECTIONS, checkSectionNames, type Exclusion, type SectionName, type StateFile, type StateListing } from "./sections.js";
 import { configChanges, isCorruptCopy, taskChanges, type ConfigChanges, type TaskChanges } from "./restore-summary.js";
 import { finishSwap, recoverInterruptedSwap, rollBackSwap, swapIntoPlace, type SwapMarker } from "./swap.js";
+import type { TaskRecord } from "../tasks/model.js";
+import { queueFileText } from "../tasks/queue-file.js";
+import type { TasksDatabase } from "../tasks/task-store.js";
+import { databaseQueueFile, FILE_STORE_FILES, takeStagedTasks, withDatabaseQueue } from "./database-tasks.js";
 
 /** What the running server lets a backup or restore pause: the stores that write into the state dir. */
 export interface StateWriters {
@@ -100,6 +104,13 @@ export interface BackupManagerOptions {
    * in) loads, writing nothing; throws with the reason when it would not.
    */
   checkRestored?: (root: string, entries: readonly string[]) => Promise<void>;
+  /**
+   * The task database, when tasks are stored in PostgreSQL: a backup writes the archive's
+   * `tasks/queue.json` from one snapshot of it (the file store's own queue.json and journal, if
+   * any are left in the tasks dir, are not the deployment's tasks and are not archived), and a
+   * restore of the tasks section replaces its tasks with the archive's.
+   */
+  tasksDatabase?: TasksDatabase;
   /** Clock for archive names (tests). */
   now?: () => number;
   /** Told about every backup and (non-dry-run) restore that finished or failed (metrics). */
@@ -144,11 +155,15 @@ export class BackupManager {
     try {
       const copies = new Map<string, string>();
       const listing = await this.o.writers.holdWrites(async () => {
-        const l = await listStateFiles(this.o.stateDir, sections);
+        let l = await listStateFiles(this.o.stateDir, sections);
+        const db = this.o.tasksDatabase;
+        // The database's tasks replace the file store's files: listed, then read in one snapshot.
+        if (db && (sections === undefined || sections.includes("tasks"))) l = withDatabaseQueue(l, this.o.stateDir);
         for (const f of l.files) {
           if (f.section !== "tasks") continue;
           const copy = join(snapDir, f.relPath.replaceAll("/", "__"));
-          await copyFile(f.absPath, copy);
+          if (db && f.relPath === databaseQueueFile) await writeFile(copy, queueFileText(await db.snapshot()), { mode: 0o600 });
+          else await copyFile(f.absPath, copy);
           const st = await stat(copy);
           copies.set(f.absPath, copy);
           (f as { size: number }).size = st.size;
@@ -329,10 +344,13 @@ export class BackupManager {
           throw new BackupPreconditionError(`the backup has no section ${missing.join(", ")} (it has: ${inArchive.join(", ") || "none"})`);
       }
       const sections = (wanted ?? inArchive).filter((s) => inArchive.includes(s));
-      const diffs = await this.diff(sections, read);
+      // With the PostgreSQL store, the current tasks are the database's (compared as queue.json).
+      const db = sections.includes("tasks") ? this.o.tasksDatabase : undefined;
+      const dbTasks = db ? await db.snapshot() : undefined;
+      const diffs = await this.diff(sections, read, dbTasks);
       const keptFiles = sections.includes("tasks") ? await this.corruptCopies(staging) : [];
       const tasks = sections.includes("tasks")
-        ? await taskChanges(join(this.o.stateDir, SECTIONS.tasks.statePath), join(staging, SECTIONS.tasks.archivePath))
+        ? await taskChanges(dbTasks ?? join(this.o.stateDir, SECTIONS.tasks.statePath), join(staging, SECTIONS.tasks.archivePath))
         : undefined;
       const outcome: RestoreOutcome = {
         dryRun: options.dryRun,
@@ -381,6 +399,8 @@ export class BackupManager {
           throw new BackupRefusedError(`the backup's state would not load, so nothing was changed: ${err.message.replaceAll(`${ready}/`, "")}`);
         });
       }
+      // The archive's tasks go to the database; the tasks dir keeps the file store's own files.
+      const restoredTasks = db ? await takeStagedTasks(join(ready, SECTIONS.tasks.statePath), join(this.o.stateDir, SECTIONS.tasks.statePath)) : undefined;
       // Writers stop first: a change acknowledged after the pre-restore backup would be in
       // neither that backup nor the restored state. Meanwhile they answer "retry shortly".
       await this.o.writers.pause();
@@ -388,21 +408,47 @@ export class BackupManager {
       try {
         const pre = await this.backupToDir("pre-restore");
         outcome.preRestoreBackupPath = pre.path;
+        const previousTasks = db ? await db.snapshot() : undefined;
+        // The database's tasks are replaced (one transaction: it holds either its tasks or the
+        // archive's) once every file is in place and before the swap is recorded as done, so a
+        // crash before the commit rolls the files back too; only a crash between the commit and
+        // that one marker write leaves the new tasks beside the old files (never acknowledged).
+        let databaseFailed: Error | undefined;
+        const replaceTasks = async (entry: string) => {
+          if (!db || !restoredTasks || entry !== entries.at(-1)) return;
+          await db.replaceAll(restoredTasks).catch((err: Error) => {
+            databaseFailed = err;
+            throw err;
+          });
+        };
         let marker: SwapMarker;
         try {
-          marker = await swapIntoPlace(this.o.stateDir, ready, holding, entries);
+          marker = await swapIntoPlace(this.o.stateDir, ready, holding, entries, replaceTasks);
         } catch (err) {
           await recoverInterruptedSwap(this.o.stateDir, { removeLeftovers: false }).catch(() => undefined);
+          if (databaseFailed)
+            throw new RestoreRolledBackError(
+              `${databaseFailed.message.replace(/; nothing was changed$/, "")}; the previous state was put back and nothing was changed`,
+            );
           throw err;
         }
         try {
           await this.o.writers.resume();
           resumed = true;
         } catch (err) {
-          // The stores refused the new files: put the previous state back (resumed below).
+          // The stores refused the new state: put the previous state back (resumed below).
           await rollBackSwap(this.o.stateDir, marker);
+          const putBack =
+            db && previousTasks
+              ? await db.replaceAll(previousTasks).then(
+                  () => undefined,
+                  (e: Error) => e.message,
+                )
+              : undefined;
           throw new RestoreRolledBackError(
-            `the restored state failed to load (${(err as Error).message}); the previous state was put back and nothing was changed`,
+            putBack === undefined
+              ? `the restored state failed to load (${(err as Error).message}); the previous state was put back and nothing was changed`
+              : `the restored state failed to load (${(err as Error).message}); the previous files were put back, but the task database still holds the restored tasks (${putBack}); restore ${pre.path} once the database is reachable`,
           );
         }
         await finishSwap(this.o.stateDir, marker);
@@ -418,13 +464,17 @@ export class BackupManager {
   }
 
   /** Per section: files the restore would add, change and remove (the section becomes the backup). */
-  private async diff(sections: SectionName[], read: ReadBackupResult): Promise<SectionDiff[]> {
+  private async diff(sections: SectionName[], read: ReadBackupResult, dbTasks?: readonly TaskRecord[]): Promise<SectionDiff[]> {
     const live = await listStateFiles(this.o.stateDir, sections).catch(() => undefined);
     const out: SectionDiff[] = [];
     for (const s of sections) {
       const incoming = new Map(read.files.filter((f) => f.section === s).map((f) => [f.path, f.sha256]));
       const current = new Map<string, string>();
-      for (const f of live?.files.filter((x) => x.section === s) ?? []) current.set(f.archivePath, await sha256File(f.absPath));
+      const fileStore = s === "tasks" && dbTasks ? new Set(FILE_STORE_FILES.map((n) => `tasks/${n}`)) : new Set<string>();
+      for (const f of live?.files.filter((x) => x.section === s && !fileStore.has(x.archivePath)) ?? [])
+        current.set(f.archivePath, await sha256File(f.absPath));
+      // The database's tasks count as the queue.json a backup would write of them now.
+      if (s === "tasks" && dbTasks && dbTasks.length > 0) current.set(databaseQueueFile, createHash("sha256").update(queueFileText(dbTasks)).digest("hex"));
       const d: SectionDiff = { section: s, added: [], changed: [], removed: [], unchanged: 0 };
       for (const [path, hash] of incoming) {
         const had = current.get(path);

@@ -49,16 +49,20 @@ function limited<T extends string>(list: T[]): T[] {
 }
 
 /**
- * Tasks the restore adds, removes and changes: `current` is the live tasks dir, `incoming` the
+ * Tasks the restore adds, removes and changes: `current` is the live tasks dir (or the tasks of
+ * the database, with the PostgreSQL store), `incoming` the
  * staged one. Undefined when the staged queue does not load (the restore's load check refuses it
  * and says why).
  */
-export async function taskChanges(current: string, incoming: string): Promise<TaskChanges | undefined> {
+export async function taskChanges(current: string | readonly TaskRecord[], incoming: string): Promise<TaskChanges | undefined> {
   let currentUnreadable = false;
-  const before = await FileTaskStore.readRecords(current).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== "ENOENT") currentUnreadable = true;
-    return [] as TaskRecord[];
-  });
+  const before =
+    typeof current !== "string"
+      ? [...current]
+      : await FileTaskStore.readRecords(current).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== "ENOENT") currentUnreadable = true;
+          return [] as TaskRecord[];
+        });
   const after = await FileTaskStore.readRecords(incoming).catch(() => undefined);
   if (!after) return undefined;
   const old = new Map(before.map((t) => [t.id, stable(t)]));

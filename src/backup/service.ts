@@ -10,6 +10,7 @@ import { MANIFEST_FORMAT_VERSION } from "./manifest.js";
 import { StateListingError, UnknownSectionError, type Exclusion } from "./sections.js";
 import { BackupUploads, UploadError } from "./uploads.js";
 import { describeDiskFull, isDiskFull } from "../state/disk-full.js";
+import { TaskStoreWriteError } from "../tasks/task-store.js";
 import { invalidField, rpcError } from "../wire/error-details.js";
 import { errorTable, on, onMatch, type WireFault } from "../wire/error-table.js";
 import { inspectAnswer, manifestSummary } from "../wire/backup-answers.js";
@@ -45,6 +46,8 @@ function backupErrors(directory: string, sectionsField: string) {
       on(StateChangedError, { code: Code.Aborted, reason: "BACKUP_STATE_CHANGED", retryAfterMs: 1000 }),
       on(RestoreRolledBackError, { code: Code.Aborted, reason: "RESTORE_ROLLED_BACK" }),
       on(UnknownSectionError, { code: Code.InvalidArgument, reason: "BACKUP_SECTION_UNKNOWN", field: sectionsField }),
+      // The task database (PostgreSQL store) could not be read or written: nothing was changed.
+      on(TaskStoreWriteError, { code: Code.Unavailable, reason: "TASK_STORE_UNAVAILABLE", retryAfterMs: 1000 }),
       on(UploadError, (e) => UPLOAD_FAULTS[e.kind]),
       onMatch(isDiskFull, (err) => ({
         code: Code.ResourceExhausted,

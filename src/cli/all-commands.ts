@@ -33,6 +33,7 @@ import { InstallCommand } from "./install.js";
 import { UpdateCommand } from "./update/update.js";
 import { UpdateVerifyCommand } from "./update/verify.js";
 import { DbMigrateCommand } from "./db/migrate.js";
+import { TasksMigrateCommand } from "./task/migrate.js";
 import { CompletionCommand } from "./completion.js";
 import { HelpCommand } from "./help-command.js";
 
@@ -71,6 +72,7 @@ export function buildCli(context: CaraContext): Cli<CaraContext> {
   for (const command of [BackupCommand, BackupVerifyCommand, BackupInspectCommand, BackupListCommand, RestoreCommand]) cli.register(command);
   for (const command of [UpdateCommand, UpdateVerifyCommand, InstallCommand]) cli.register(command);
   cli.register(DbMigrateCommand);
+  cli.register(TasksMigrateCommand);
   cli.register(HelpCommand);
   cli.register(CompletionCommand);
   cli.register(Builtins.HelpCommand);

@@ -24,6 +24,13 @@ export const COMMAND_ROUTES: readonly CommandRoute[] = [
   { paths: [["task", "retry"]], load: async () => (await import("./task/retry.js")).TaskRetryCommand },
   { paths: [["task", "update"]], load: async () => (await import("./task/update.js")).TaskUpdateCommand },
   { paths: [["task", "watch"]], load: async () => (await import("./task/watch.js")).TaskWatchCommand },
+  {
+    paths: [
+      ["tasks", "migrate"],
+      ["task", "migrate"],
+    ],
+    load: async () => (await import("./task/migrate.js")).TasksMigrateCommand,
+  },
   { paths: [["schedule", "create"]], load: async () => (await import("./schedule/create.js")).ScheduleCreateCommand },
   { paths: [["schedule", "delete"]], load: async () => (await import("./schedule/delete.js")).ScheduleDeleteCommand },
   { paths: [["schedule", "get"]], load: async () => (await import("./schedule/get.js")).ScheduleGetCommand },

@@ -28,6 +28,9 @@ export class RestoreCommand extends ClientCommand {
       and change (never config values). On a terminal, a restore without --force shows that summary and asks before
       it changes anything; elsewhere, overwriting or removing existing files needs --force (or --yes).
       Copies the task store kept of corrupt files (tasks/*.corrupt.*) stay in place.
+      With the PostgreSQL task store (config tasks.store "postgres"), the archive's tasks (its queue.json and journal,
+      whichever store made it) replace every task in the database in one transaction, and the other servers on the
+      database see them at once; if the database refuses them, nothing changes (neither the database nor the files).
       When the server cannot start (e.g. a corrupt queue.json), use --offline (with the server stopped).
     `,
     examples: [
@@ -132,7 +135,7 @@ export class RestoreCommand extends ClientCommand {
   private async restoreOffline(file: string, o: RestoreOptions): Promise<RestoreView> {
     const { statePaths } = await import("../state/paths.js");
     const { acquireStateLock, LockHeldError } = await import("../state/lock.js");
-    const { BackupManager, BackupPreconditionError, BackupRefusedError } = await import("../backup/backups.js");
+    const { BackupManager, BackupPreconditionError, BackupRefusedError, RestoreRolledBackError } = await import("../backup/backups.js");
     const { recoverInterruptedSwap } = await import("../backup/swap.js");
     const { checkStateLoads } = await import("../state/loadable.js");
     const { mkdir } = await import("node:fs/promises");
@@ -156,6 +159,8 @@ export class RestoreCommand extends ClientCommand {
           throw err instanceof SecretError ? new CliFailure(err.message) : err;
         },
       );
+      // With the PostgreSQL store (as the state dir's config names it now), the tasks go to the database.
+      const database = await this.offlineTaskDatabase(paths.config);
       const manager = new BackupManager({
         stateDir,
         backupsDir: paths.backupsDir,
@@ -163,11 +168,16 @@ export class RestoreCommand extends ClientCommand {
         caraVersion: "offline",
         writers: { holdWrites: (fn) => fn(), pause: async () => undefined, resume: async () => undefined },
         checkRestored: checkStateLoads,
+        ...(database ? { tasksDatabase: database } : {}),
       });
-      const res = await manager.restore(createReadStream(file), o).catch((err: Error) => {
-        if (err instanceof BackupRefusedError || err instanceof BackupPreconditionError) throw new CliFailure(err.message);
-        throw err;
-      });
+      const res = await manager
+        .restore(createReadStream(file), o)
+        .catch((err: Error) => {
+          if (err instanceof BackupRefusedError || err instanceof BackupPreconditionError || err instanceof RestoreRolledBackError)
+            throw new CliFailure(err.message);
+          throw err;
+        })
+        .finally(() => database?.close());
       return {
         notes: res.signedBy?.previous ? [`signed with a previous secret (key id ${res.signedBy.keyId})`] : [],
         dryRun: res.dryRun,
@@ -189,6 +199,17 @@ export class RestoreCommand extends ClientCommand {
     } finally {
       await lock.release();
     }
+  }
+
+  /** The task database when the state dir's config keeps tasks in PostgreSQL (a config that does not load: files). */
+  private async offlineTaskDatabase(configPath: string) {
+    const { loadConfig } = await import("../state/config.js");
+    const config = await loadConfig(configPath).catch(() => undefined);
+    if (config?.tasks?.store !== "postgres") return undefined;
+    const { configuredDatabaseUrl } = await import("../tasks/postgres/migrate-database.js");
+    const { OfflineTaskDatabase } = await import("../tasks/postgres/task-database.js");
+    const url = configuredDatabaseUrl(config, this.context.env);
+    return url === undefined ? undefined : OfflineTaskDatabase.connect(url, "cara restore --offline");
   }
 
   private report(v: RestoreView): number {

@@ -303,6 +303,10 @@ async function startDomains(d: {
 }): Promise<Domains> {
   const { paths, config, logger } = d;
   let tasksRef: TasksRuntime | undefined;
+  const openDatabase = () => {
+    if (!tasksRef?.database) throw new Error("the task database is not open yet; retry in a few seconds");
+    return tasksRef.database;
+  };
   const backupState = new BackupState(paths.backupsDir, config.backup?.warnAfterDays ?? 7);
   const backups = new BackupManager({
     stateDir: paths.root,
@@ -317,6 +321,15 @@ async function startDomains(d: {
     },
     onBackupWritten: (path) => void backupState.recordWritten(path),
     checkRestored: checkStateLoads,
+    // With the PostgreSQL store the tasks section is the database's (read once the store is open).
+    ...(config.tasks?.store === "postgres"
+      ? {
+          tasksDatabase: {
+            snapshot: () => openDatabase().snapshot(),
+            replaceAll: (records) => openDatabase().replaceAll(records),
+          },
+        }
+      : {}),
     onOperation: (op, ok, ms) => d.metrics.backupOperation(op, ok, ms),
   });
   let launcher: string | undefined;

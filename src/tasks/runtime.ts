@@ -7,7 +7,7 @@ import type { CaraConfig } from "../state/config.js";
 import { agentTurnExecutor, RecentEvents, systemEventExecutor } from "./executors.js";
 import { queueStatsValue, tasksService } from "./service.js";
 import { FileTaskStore } from "./store.js";
-import { DEFAULT_RETENTION_MS, type TaskStore } from "./task-store.js";
+import { DEFAULT_RETENTION_MS, type TaskStore, type TasksDatabase } from "./task-store.js";
 import { TaskDatabaseError } from "./postgres/errors.js";
 import { redactUrl } from "./postgres/redact.js";
 import { databaseCheck } from "./postgres/database-check.js";
@@ -36,6 +36,8 @@ export interface TasksRuntime {
   check: HealthCheck;
   /** The `database` check: present with the PostgreSQL store only. */
   databaseCheck?: HealthCheck;
+  /** The whole-table reads and writes of backup and restore: present with the PostgreSQL store only. */
+  database?: TasksDatabase;
   statusSection: () => unknown;
   /** Stops the worker (waiting up to drainMs for running attempts) and closes the store. */
   close(drainMs: number): Promise<void>;
@@ -89,6 +91,7 @@ export async function startTasks(options: {
   };
   let store: TaskStore;
   let dbCheck: HealthCheck | undefined;
+  let database: TasksDatabase | undefined;
   if (cfg.store === "postgres") {
     const url = env.CARAPACE_DATABASE_URL || cfg.postgres?.url;
     if (!url)
@@ -108,6 +111,7 @@ export async function startTasks(options: {
     });
     store = opened;
     dbCheck = databaseCheck(() => opened.probe());
+    database = opened;
     logger.info({ database: redactUrl(url) }, "tasks are stored in PostgreSQL");
   } else {
     if (env.CARAPACE_DATABASE_URL) logger.warn('CARAPACE_DATABASE_URL is set but config tasks.store is not "postgres": tasks stay in the state directory');
@@ -175,6 +179,7 @@ export async function startTasks(options: {
       loaded: () => (store.closedBecause !== undefined ? { ok: false, message: store.closedBecause } : { ok: true, message: formatCount(store.size, "task") }),
     },
     ...(dbCheck ? { databaseCheck: dbCheck } : {}),
+    ...(database ? { database } : {}),
     check: {
       name: "tasks",
       run() {

@@ -5,6 +5,7 @@ import { open, readdir, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { fsyncDir, writeFileDurable, writeFully, FILE_MODE } from "../state/durable.js";
 import { COMMIT_LINE, parseJournal } from "./journal.js";
+import { queueFileText } from "./queue-file.js";
 import {
   DEFAULT_CAPACITY,
   DEFAULT_RETENTION_MS,
@@ -632,8 +633,7 @@ export class FileTaskStore implements TaskStore {
 
   /** Writes the durable state to queue.json (atomically) and empties the journal. */
   async compact(): Promise<void> {
-    const records = [...this.committed.values()].map(orderedRecord);
-    const text = `${JSON.stringify(records, null, 2)}\n`;
+    const text = queueFileText(this.committed.values());
     await writeFileDurable(this.queueFile, text);
     this.queueFileBytes = Buffer.byteLength(text);
     await this.journal.truncate(0);

@@ -65,6 +65,17 @@ export interface TaskStore {
   close(): Promise<void>;
 }
 
+/**
+ * A store whose tasks live outside the state dir (PostgreSQL), as backup and restore see it:
+ * the archive's `tasks/queue.json` is written from `snapshot()` and restored with `replaceAll()`.
+ */
+export interface TasksDatabase {
+  /** Every task as of one instant (one consistent read). */
+  snapshot(): Promise<TaskRecord[]>;
+  /** Replaces every task in one transaction, acknowledged after commit; a failure changes nothing. */
+  replaceAll(records: readonly TaskRecord[]): Promise<void>;
+}
+
 /** What a caller gives to create a task (the store assigns the rest). */
 export type TaskInit = Omit<TaskRecord, "id" | "state" | "attempts" | "lastError" | "createdAtMs" | "updatedAtMs">;
 

@@ -19,7 +19,6 @@ import {
   DEFAULT_POLICY,
   isDue,
   rescueTransition,
-  orderedRecord,
   recordFromDisk,
   TaskNotFoundError,
   TASK_STATES,
@@ -39,13 +38,10 @@ import { TaskDatabaseError } from "./errors.js";
 import { attemptTimeoutMs } from "../worker.js";
 import { migrate, schemaVersion } from "./migrate.js";
 import { redactUrl, scrub } from "./redact.js";
+import { CHANGES_CHANNEL, CREATE_LOCK_KEY, columns, INSERT_SQL, notices } from "./rows.js";
+import { readAllTasks, replaceAllTasks } from "./table-copy.js";
 
-/** The channel every store of a database listens on; a notice is `<origin> <id>,<id>,...`. */
-export const CHANGES_CHANNEL = "cara_tasks";
-/** Held (per transaction) by creates, so capacity and idempotency keys are exact across servers. */
-const CREATE_LOCK_KEY = 7_246_119_002;
-/** A NOTIFY payload must stay under 8000 bytes. */
-const NOTICE_BYTES = 7000;
+export { CHANGES_CHANNEL };
 const CLOSED_FOR_SHUTDOWN = "the task store is closed (the server is shutting down)";
 const TERMINAL_SQL = "('done', 'failed', 'cancelled')";
 
@@ -414,6 +410,36 @@ export class PgTaskStore implements TaskStore {
   }
 
   /**
+   * Every task as of one instant (one REPEATABLE READ, READ ONLY transaction): what a backup
+   * archives. Works while the store is suspended (a restore's pre-restore backup).
+   */
+  async snapshot(): Promise<TaskRecord[]> {
+    return this.onConnection("read the tasks from", (c) => readAllTasks(c));
+  }
+
+  /**
+   * Replaces every task with `records` in one transaction, acknowledged after COMMIT; a failure
+   * changes nothing. Other servers on the database are told (NOTIFY); this store's reads catch up
+   * at `reopen()` (it is suspended by the restore that calls this).
+   */
+  async replaceAll(records: readonly TaskRecord[]): Promise<void> {
+    await this.onConnection("replace the tasks in", (c) => replaceAllTasks(c, records, { origin: this.origin }));
+  }
+
+  /** Runs `fn` on a pooled connection; a failure names the database (password redacted), never the URL. */
+  private async onConnection<T>(what: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient | undefined;
+    try {
+      client = await this.pool.connect();
+      return await fn(client);
+    } catch (err) {
+      throw new TaskStoreWriteError(`cannot ${what} the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`);
+    } finally {
+      client?.release();
+    }
+  }
+
+  /**
    * One round trip for the `database` health check: the schema version (read on a pooled
    * connection) and the pool's use. Throws a message without the URL's password when the
    * database cannot be reached.
@@ -502,13 +528,7 @@ export class PgTaskStore implements TaskStore {
 
   private async insert(c: pg.ClientBase, recs: TaskRecord[]): Promise<bigint[]> {
     const cols = columns(recs);
-    const res = await this.q<{ version: string }>(
-      c,
-      `INSERT INTO cara_tasks (id, state, priority, next_run_at_ms, created_at_ms, updated_at_ms, finished_at_ms, idempotency_key, record)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::jsonb[])
-       RETURNING id, version`,
-      cols,
-    );
+    const res = await this.q<{ version: string }>(c, INSERT_SQL, cols);
     return versionsInOrder(recs, res.rows as unknown as { id: string; version: string }[]);
   }
 
@@ -532,19 +552,7 @@ export class PgTaskStore implements TaskStore {
 
   /** Tells the other stores which ids changed (delivered at commit, dropped on rollback). */
   private async notify(c: pg.ClientBase, ids: string[]): Promise<void> {
-    let chunk: string[] = [];
-    let bytes = 0;
-    const send = async () => {
-      if (chunk.length > 0) await this.q(c, "SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, `${this.origin} ${chunk.join(",")}`]);
-      chunk = [];
-      bytes = 0;
-    };
-    for (const id of ids) {
-      if (bytes + id.length + 1 > NOTICE_BYTES - this.origin.length - 1) await send();
-      chunk.push(id);
-      bytes += id.length + 1;
-    }
-    await send();
+    for (const payload of notices(this.origin, ids)) await this.q(c, "SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, payload]);
   }
 
   /** A row's record, validated as queue.json's are; a row that cannot be used fails closed. */
@@ -682,21 +690,6 @@ export class PgTaskStore implements TaskStore {
       this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, 30_000);
     }
   }
-}
-
-/** The column arrays of `recs` for the unnest() of insert and write. */
-function columns(recs: TaskRecord[]): unknown[] {
-  return [
-    recs.map((r) => r.id),
-    recs.map((r) => r.state),
-    recs.map((r) => r.priority ?? 0),
-    recs.map((r) => r.nextRunAtMs),
-    recs.map((r) => r.createdAtMs),
-    recs.map((r) => r.updatedAtMs),
-    recs.map((r) => r.finishedAtMs ?? null),
-    recs.map((r) => r.idempotencyKey ?? null),
-    recs.map((r) => JSON.stringify(orderedRecord(r))),
-  ];
 }
 
 function versionsInOrder(recs: TaskRecord[], rows: { id: string; version: string }[]): bigint[] {

@@ -1,0 +1,72 @@
+/**
+ * The task database for the commands that run without a server (`cara restore --offline`,
+ * `cara tasks migrate`): one connection, the schema migrated on demand, the whole-table copies of
+ * table-copy.ts. Messages name the database with its password redacted, never the URL.
+ */
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import type { TaskRecord } from "../model.js";
+import type { TasksDatabase } from "../task-store.js";
+import { TaskDatabaseError } from "./errors.js";
+import { migrate, schemaVersion } from "./migrate.js";
+import { redactUrl, scrub } from "./redact.js";
+import { countTasks, readAllTasks, replaceAllTasks, TableNotEmptyError } from "./table-copy.js";
+
+export { TableNotEmptyError };
+
+export class OfflineTaskDatabase implements TasksDatabase {
+  /** The URL with its password redacted. */
+  readonly database: string;
+  private readonly origin = randomUUID();
+  private migrated = false;
+
+  private constructor(
+    private readonly client: pg.Client,
+    private readonly url: string,
+  ) {
+    this.database = redactUrl(url);
+  }
+
+  static async connect(url: string, applicationName: string): Promise<OfflineTaskDatabase> {
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000, application_name: applicationName });
+    client.on("error", () => undefined);
+    try {
+      await client.connect();
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw new TaskDatabaseError(`cannot reach the task database ${redactUrl(url)} (${scrub((err as Error).message, url)}); nothing was changed`);
+    }
+    return new OfflineTaskDatabase(client, url);
+  }
+
+  /** How many tasks the database holds (0 when it has no cara schema yet). Writes nothing. */
+  async count(): Promise<number> {
+    return this.run("read", async () => ((await schemaVersion(this.client)) === 0 ? 0 : countTasks(this.client)));
+  }
+
+  async snapshot(): Promise<TaskRecord[]> {
+    return this.run("read the tasks from", async () => ((await schemaVersion(this.client)) === 0 ? [] : readAllTasks(this.client)));
+  }
+
+  /** Migrates the schema if needed, then replaces every task in one transaction (TableNotEmptyError with `requireEmpty`). */
+  async replaceAll(records: readonly TaskRecord[], options: { requireEmpty?: boolean } = {}): Promise<void> {
+    await this.run("replace the tasks in", async () => {
+      if (!this.migrated) await migrate(this.client);
+      this.migrated = true;
+      await replaceAllTasks(this.client, records, { origin: this.origin, ...options });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.client.end().catch(() => undefined);
+  }
+
+  private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof TableNotEmptyError) throw err;
+      throw new TaskDatabaseError(`cannot ${what} the task database ${this.database} (${scrub((err as Error).message, this.url)}); nothing was changed`);
+    }
+  }
+}
