@@ -26,14 +26,15 @@
 //
 // Deterministic: the same commit and V give byte-identical executables (nothing in the bundle,
 // blob or injection depends on time or paths; the file's mtime is SOURCE_DATE_EPOCH, else the last
-// commit's time, as scripts/release.mjs does). test/release/executable.test.ts checks it.
+// commit's time, as scripts/release.mjs does). test/executable/executable.test.ts checks it.
 //
 // darwin (cara-x86_64-darwin, cara-aarch64-darwin) is not built here. Injecting into the Mach-O
-// node binary from the npm registry's node-darwin-* package works from Linux, but it invalidates
-// the binary's code signature, and macOS refuses to run an arm64 binary without a valid one
-// (Apple Silicon kills it at exec). It must be re-signed (ad hoc at least: `codesign --sign -`)
-// after injection; codesign exists only on macOS, and no Mach-O signer (rcodesign, ldid) is
-// installed here or available from this machine's package sources. Build darwin on a macOS
+// node of the npm registry's node-darwin-* packages works from Linux (postject handles Mach-O),
+// but it invalidates the binary's code signature, and macOS refuses to run a binary whose
+// signature does not match (on Apple Silicon every binary must carry a valid one). Node's
+// procedure is `codesign --remove-signature` before injecting and `codesign --sign -` (ad hoc)
+// after. What is missing here is a Mach-O signer: codesign exists only on macOS, and the Linux
+// ones (rcodesign from apple-codesign, ldid) are neither in Debian 12 nor on npm. On a macOS
 // runner: the same bundle and blob, `postject ... --macho-segment-name NODE_SEA`, then codesign.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
