@@ -7,10 +7,12 @@
  * Then the x64 executable is run as an operator would, with no Node on PATH: --help, version,
  * start + status + /health + the console, one task to done, a backup and its verification, and an
  * offline Sigstore verification (the embedded trusted root and the bundled sigstore libraries).
+ * The aarch64 executable runs under qemu-user where it is installed (version, start, /health).
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -129,16 +131,15 @@ test("the executable needs no Node: --help and version report the release's vers
   assert.deepEqual(JSON.parse(json.stdout), { version: VERSION, node: `v${NODE24}`, platform: "linux", arch: "x64" });
 });
 
-let server: ChildProcess | undefined;
+const servers: ChildProcess[] = [];
 after(() => {
-  if (server && server.exitCode === null && server.signalCode === null) server.kill("SIGKILL");
+  for (const p of servers) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
 });
 
-test("the executable serves: start, status, /health, the console, a task to done, a backup and its verification; SIGTERM exits 0", async () => {
-  const stateDir = join(home, "state");
-  await mkdir(stateDir, { mode: 0o700 });
-  const proc = spawn(exe, ["start", "--port", "0", "--state-dir", stateDir], { cwd: home, env: exeEnv(), stdio: ["ignore", "pipe", "pipe"] });
-  server = proc;
+/** Spawns `command args` (the executable, or qemu running it), which runs `cara start`, and waits for its "listening" log line. */
+async function startServer(command: string, args: string[]): Promise<{ proc: ChildProcess; port: number; lines: string[]; exited: Promise<number | null> }> {
+  const proc = spawn(command, args, { cwd: home, env: exeEnv(), stdio: ["ignore", "pipe", "pipe"] });
+  servers.push(proc);
   const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
   const lines: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
@@ -158,10 +159,17 @@ test("the executable serves: start, status, /health, the console, a task to done
         }
       }
     };
-    proc.stdout.on("data", onData);
-    proc.stderr.on("data", onData);
+    proc.stdout!.on("data", onData);
+    proc.stderr!.on("data", onData);
     void exited.then((code) => reject(new Error(`cara start exited with ${code} before listening:\n${lines.join("\n")}`)));
   });
+  return { proc, port, lines, exited };
+}
+
+test("the executable serves: start, status, /health, the console, a task to done, a backup and its verification; SIGTERM exits 0", async () => {
+  const stateDir = join(home, "state");
+  await mkdir(stateDir, { mode: 0o700 });
+  const { proc, port, lines, exited } = await startServer(exe, ["start", "--port", "0", "--state-dir", stateDir]);
   const listening = JSON.parse(lines.find((l) => l.includes('"listening on'))!) as Record<string, unknown>;
   assert.equal(listening.version, VERSION);
   assert.equal(listening.console, `http://127.0.0.1:${port}/`, "the embedded console is loaded");
@@ -235,4 +243,29 @@ test("the executable verifies a Sigstore bundle offline against its embedded tru
   assert.equal(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout) as { verified: boolean; digest: string; trustedRoot: string };
   assert.deepEqual([doc.verified, doc.digest, doc.trustedRoot], [true, V070_DIGEST, `${exe} (embedded assets/sigstore/trusted_root.json)`]);
+});
+
+// The aarch64 executable cannot run natively here; qemu-user runs it when installed (.ci/run
+// installs qemu-user and the arm64 C/C++ runtime libraries that Node links against).
+const QEMU = "/usr/bin/qemu-aarch64";
+const ARM64_SYSROOT = "/usr/aarch64-linux-gnu";
+const canEmulate = existsSync(QEMU) && existsSync(join(ARM64_SYSROOT, "lib", "ld-linux-aarch64.so.1"));
+
+test("the aarch64 executable runs (under qemu-user): version, start, /health and the console, SIGTERM exits 0", {
+  skip: canEmulate ? false : `SKIPPED: ${QEMU} or ${ARM64_SYSROOT} is missing (apt-get install qemu-user libc6-arm64-cross libstdc++6-arm64-cross)`,
+}, async () => {
+  const arm = join(outA, ARM64);
+  const version = spawnSync(QEMU, ["-L", ARM64_SYSROOT, arm, "version"], { cwd: home, env: exeEnv(), encoding: "utf8" });
+  assert.deepEqual([version.status, version.stdout, version.stderr], [0, `cara ${VERSION} (node v${NODE24}, linux/arm64)\n`, ""]);
+  const stateDir = join(home, "state-arm64");
+  await mkdir(stateDir, { mode: 0o700 });
+  const { proc, port, lines, exited } = await startServer(QEMU, ["-L", ARM64_SYSROOT, arm, "start", "--port", "0", "--state-dir", stateDir]);
+  const health = await fetch(`http://127.0.0.1:${port}/health`);
+  const h = (await health.json()) as { status: string; uptimeSeconds: number; version: string };
+  assert.deepEqual([health.status, h.status, h.version], [200, "ok", VERSION]);
+  const page = await fetch(`http://127.0.0.1:${port}/`);
+  assert.equal(page.status, 200);
+  assert.equal(await page.text(), await readFile(join(ROOT, "dist", "web", "index.html"), "utf8"));
+  proc.kill("SIGTERM");
+  assert.equal(await exited, 0, lines.join("\n"));
 });
