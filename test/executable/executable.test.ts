@@ -7,17 +7,19 @@
  * Then the x64 executable is run as an operator would, with no Node on PATH: --help, version,
  * start + status + /health + the console, one task to done, a backup and its verification, and an
  * offline Sigstore verification (the embedded trusted root and the bundled sigstore libraries).
- * The aarch64 executable runs under qemu-user where it is installed (version, start, /health).
+ * With a throwaway PostgreSQL cluster, a task runs in the PostgreSQL store (pg is bundled). The
+ * aarch64 executable runs under qemu-user where it is installed (version, start, /health).
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { ROOT, tempDir } from "../helpers/cara.js";
+import { postgresUnavailable, startPostgres } from "../helpers/postgres.js";
 
 const VERSION = "9.8.7-exe.1";
 const EPOCH = 1767225600; // 2026-01-01T00:00:00Z
@@ -108,9 +110,9 @@ function exeEnv(): NodeJS.ProcessEnv {
   return { PATH: emptyBin, HOME: home, NO_COLOR: "1" };
 }
 
-async function run(args: string[]): Promise<Run> {
+async function run(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(exe, args, { cwd: home, env: exeEnv(), encoding: "utf8", timeout: 120_000 });
+    const { stdout, stderr } = await promisify(execFile)(exe, args, { cwd: home, env: { ...exeEnv(), ...extraEnv }, encoding: "utf8", timeout: 120_000 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -137,8 +139,12 @@ after(() => {
 });
 
 /** Spawns `command args` (the executable, or qemu running it), which runs `cara start`, and waits for its "listening" log line. */
-async function startServer(command: string, args: string[]): Promise<{ proc: ChildProcess; port: number; lines: string[]; exited: Promise<number | null> }> {
-  const proc = spawn(command, args, { cwd: home, env: exeEnv(), stdio: ["ignore", "pipe", "pipe"] });
+async function startServer(
+  command: string,
+  args: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<{ proc: ChildProcess; port: number; lines: string[]; exited: Promise<number | null> }> {
+  const proc = spawn(command, args, { cwd: home, env: { ...exeEnv(), ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
   servers.push(proc);
   const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
   const lines: string[] = [];
@@ -243,6 +249,37 @@ test("the executable verifies a Sigstore bundle offline against its embedded tru
   assert.equal(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout) as { verified: boolean; digest: string; trustedRoot: string };
   assert.deepEqual([doc.verified, doc.digest, doc.trustedRoot], [true, V070_DIGEST, `${exe} (embedded assets/sigstore/trusted_root.json)`]);
+});
+
+const pgMissing = postgresUnavailable();
+
+test("the executable keeps tasks in PostgreSQL (pg, loaded only for that store, is in the bundle)", {
+  skip: pgMissing === undefined ? false : `SKIPPED: ${pgMissing}`,
+}, async () => {
+  const cluster = await startPostgres();
+  try {
+    const url = await cluster.createDatabase();
+    const stateDir = join(home, "state-pg");
+    await mkdir(stateDir, { mode: 0o700 });
+    await writeFile(join(stateDir, "config.json"), JSON.stringify({ tasks: { store: "postgres" } }));
+    const env = { CARAPACE_DATABASE_URL: url };
+    const { proc, port, lines, exited } = await startServer(exe, ["start", "--port", "0", "--state-dir", stateDir], env);
+    assert.ok(
+      lines.some((l) => l.includes("tasks are stored in PostgreSQL")),
+      lines.join("\n"),
+    );
+    const at = ["--port", String(port), "--state-dir", stateDir];
+    const created = await run(["task", "create", ...at, "--payload", '{"kind":"systemEvent","text":"in postgres"}', "--json"], env);
+    assert.equal(created.code, 0, created.stderr);
+    const id = (JSON.parse(created.stdout) as { task: { id: string } }).task.id;
+    const watched = await run(["task", "watch", id, ...at, "--json"], env);
+    assert.equal(watched.code, 0, watched.stderr);
+    assert.equal((JSON.parse(watched.stdout.trim().split("\n").at(-1)!) as { task: { state: string } }).task.state, "done");
+    proc.kill("SIGTERM");
+    assert.equal(await exited, 0, lines.join("\n"));
+  } finally {
+    await cluster.stop();
+  }
 });
 
 // The aarch64 executable cannot run natively here; qemu-user runs it when installed (.ci/run
