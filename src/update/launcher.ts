@@ -5,8 +5,11 @@
  * dist/src/update/launcher.cjs. This module gives the rest of the updater its text and protocol.
  */
 import { readFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import { runningAsExecutable } from "../executable-form.js";
+import { readPackageFile } from "../package-files.js";
+// A static import (not a require of LAUNCHER_FILE) so that the executable's bundle contains it.
+import launcherModule from "./launcher.cjs";
 
 /** What launcher.cjs exports when it is required rather than run. */
 export interface LauncherModule {
@@ -23,11 +26,13 @@ export interface LauncherModule {
 }
 
 export const LAUNCHER_FILE = fileURLToPath(new URL("./launcher.cjs", import.meta.url));
-export const launcher = createRequire(import.meta.url)(LAUNCHER_FILE) as LauncherModule;
+export const launcher: LauncherModule = launcherModule;
 export const LAUNCHER_PROTOCOL = launcher.PROTOCOL;
 
 /** The launcher program's text, as written to `<install>/bin/cara`. */
-export function readLauncherScript(): Promise<string> {
+export async function readLauncherScript(): Promise<string> {
+  // A platform executable carries the file as built into dist/ (scripts/build-executable.mjs).
+  if (runningAsExecutable()) return (await readPackageFile("dist/src/update/launcher.cjs")).toString("utf8");
   return readFile(LAUNCHER_FILE, "utf8");
 }
 
