@@ -1,13 +1,20 @@
 #!/usr/bin/env node
-// npm run release [-- --version X] [-- --out DIR] [-- --no-build]
+// npm run release [-- --version X] [-- --out DIR] [-- --no-build] [-- --no-executables]
 //
-// Builds cara (npm run build) and packs one platform-independent, self-contained release asset:
+// Builds cara (npm run build) and packs the release assets: one platform-independent,
+// self-contained tarball for hosts that bring their own Node, and the platform executables:
 //
 //   DIR/carapace-<version>.tar.gz   carapace-<version>/{package.json, bin/cara.js, dist/{src,gen,web},
 //                                   assets/ (if any), README.md, LICENSE* (if any), node_modules/
 //                                   (production dependencies only, copied from ./node_modules as
 //                                   listed in package-lock.json)}
+//   DIR/cara-x86_64-linux           Node single-executable applications of the same version, built
+//   DIR/cara-aarch64-linux          by scripts/build-executable.mjs (no Node needed on the host;
+//                                   darwin is not built here: that script's header says why)
 //   DIR/SHA256SUMS.txt              "<sha256 hex>  <file name>" lines (GNU format), sorted
+//
+// --no-executables packs the tarball only (tests that need a release to install and update
+// from, and hosts without the pinned runtimes; the executables take about half a minute each).
 //
 // The archive is deterministic: entries sorted, mtime fixed (SOURCE_DATE_EPOCH, else the time of
 // the last commit), uid/gid 0, no user or group names, modes normalized (0755 directories and files
@@ -26,6 +33,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync, constants as zc } from "node:zlib";
 import semver from "semver";
 import { Header, Pax } from "tar";
+import { buildExecutable, PLATFORMS, UsageError as ExecutableUsageError } from "./build-executable.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const BLOCK = 512;
@@ -33,7 +41,7 @@ const BLOCK = 512;
 class UsageError extends Error {}
 
 function parseArgs(argv) {
-  const opts = { version: undefined, out: "release", build: true };
+  const opts = { version: undefined, out: "release", build: true, executables: true };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let value;
@@ -58,9 +66,12 @@ function parseArgs(argv) {
       case "--no-build":
         opts.build = false;
         break;
+      case "--no-executables":
+        opts.executables = false;
+        break;
       case "-h":
       case "--help":
-        process.stdout.write("Usage: npm run release [-- --version X] [-- --out DIR] [-- --no-build]\n");
+        process.stdout.write("Usage: npm run release [-- --version X] [-- --out DIR] [-- --no-build] [-- --no-executables]\n");
         process.exit(0);
         break;
       default:
@@ -303,19 +314,31 @@ async function main() {
   const assetPath = join(outDir, assetName);
   await writeAtomic(assetPath, gz);
   const digest = sha256(gz);
-  const sums = `${digest}  ${assetName}\n`;
-  const sumsPath = join(outDir, "SHA256SUMS.txt");
-  await writeAtomic(sumsPath, sums);
-
   const files = members.map.size;
   process.stdout.write(
-    `Release ${version} (${packages.length} production packages, ${files} archive entries, mtime ${mtime.toISOString()}) in ${((Date.now() - started) / 1000).toFixed(1)} s\n` +
-      `  ${assetPath}  ${gz.length} bytes  sha256 ${digest}\n` +
-      `  ${sumsPath}  ${Buffer.byteLength(sums)} bytes  sha256 ${sha256(sums)}\n`,
+    `Release ${version} (${packages.length} production packages, ${files} archive entries, mtime ${mtime.toISOString()})\n` +
+      `  ${assetPath}  ${gz.length} bytes  sha256 ${digest}\n`,
+  );
+  const digests = new Map([[assetName, digest]]);
+  if (opts.executables) {
+    // dist/ is built (or checked) above; each executable bundles that same dist/.
+    for (const platform of Object.keys(PLATFORMS)) {
+      const exe = await buildExecutable({ version, out: outDir, platform, build: false, log: (line) => process.stdout.write(`${line}\n`) });
+      digests.set(exe.asset, exe.sha256);
+    }
+  }
+  const sums = [...digests]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, hex]) => `${hex}  ${name}\n`)
+    .join("");
+  const sumsPath = join(outDir, "SHA256SUMS.txt");
+  await writeAtomic(sumsPath, sums);
+  process.stdout.write(
+    `  ${sumsPath}  ${Buffer.byteLength(sums)} bytes  sha256 ${sha256(sums)}\nRelease ${version} done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
   );
 }
 
 main().catch((err) => {
   process.stderr.write(`release: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(err instanceof UsageError ? 2 : 1);
+  process.exit(err instanceof UsageError || err instanceof ExecutableUsageError ? 2 : 1);
 });

@@ -7,15 +7,12 @@ import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 
 // test/reliability is its own run (npm run test:reliability): minutes of crash and flood rounds.
+// test/executable too (npm run test:executable): it builds and runs the platform executables,
+// which embed the pinned Node 24, so it runs once, not once per Node version like npm test.
+const OWN_RUNS = [join("test", "reliability"), join("test", "executable")];
 function find(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory()
-      ? join(dir, e.name) === join("test", "reliability")
-        ? []
-        : find(join(dir, e.name))
-      : e.name.endsWith(".test.ts")
-        ? [join(dir, e.name)]
-        : [],
+    e.isDirectory() ? (OWN_RUNS.includes(join(dir, e.name)) ? [] : find(join(dir, e.name))) : e.name.endsWith(".test.ts") ? [join(dir, e.name)] : [],
   );
 }
 const args = process.argv.slice(2);

@@ -1,9 +1,18 @@
 import { readFileSync } from "node:fs";
+import { getAsset } from "node:sea";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runningAsExecutable } from "./executable-form.js";
 
 /** The package's own root and version, read once from the nearest package.json named carapace-cara. */
 function readPackage(): { root: string; version: string } {
+  if (runningAsExecutable()) {
+    // The executable carries the package.json it was built with as an embedded asset (the build
+    // writes the release's version into it, as release.mjs does into the tarball's). Its "root"
+    // is the directory holding the executable: the executable's files are embedded, not there.
+    const pkg = JSON.parse(getAsset("package.json", "utf8")) as { version: string };
+    return { root: dirname(process.execPath), version: pkg.version };
+  }
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     try {
@@ -19,5 +28,8 @@ function readPackage(): { root: string; version: string } {
 
 const PACKAGE = readPackage();
 export const VERSION = PACKAGE.version;
-/** Directory holding the running code's package.json (a git checkout, an npm install or `<install>/versions/<v>`). */
+/**
+ * Directory holding the running code's package.json (a git checkout, an npm install or
+ * `<install>/versions/<v>`); for a platform executable, the directory holding the executable.
+ */
 export const PACKAGE_ROOT = PACKAGE.root;

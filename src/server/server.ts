@@ -16,6 +16,8 @@ import { loadCredentials, type Credentials } from "../state/secrets.js";
 import { recordServerSecret } from "../backup/previous-secrets.js";
 import { manifestKey, type VerificationKey } from "../backup/manifest.js";
 import { prepareStateDir } from "../state/state-dir.js";
+import { runningAsExecutable } from "../executable-form.js";
+import { embeddedDirectory } from "../package-files.js";
 import { PACKAGE_ROOT, VERSION } from "../package-info.js";
 import { tokenCheck } from "./auth.js";
 import { healthRoutes } from "./health-routes.js";
@@ -246,7 +248,9 @@ async function plainRoutes(d: {
   const scrape = metricsRoute(d.metrics, d.config.server?.metrics ?? "token", authorized);
   const consoleOn = d.config.server?.console !== false;
   const consoleAssets = consoleOn
-    ? await loadAssetSet(join(PACKAGE_ROOT, "dist", "web")).catch((err: Error) => void d.log.error({ err: err.message }, "could not load the console"))
+    ? await loadAssetSet(runningAsExecutable() ? embeddedDirectory("dist/web") : join(PACKAGE_ROOT, "dist", "web")).catch(
+        (err: Error) => void d.log.error({ err: err.message }, "could not load the console"),
+      )
     : undefined;
   if (consoleOn && !consoleAssets) d.log.warn("the console is not available (no dist/web/index.html: run `npm run build`); the API is unaffected");
   const web = consoleOn ? consoleRoutes(consoleAssets) : () => false;

@@ -4,6 +4,7 @@ import { lstat, open, readdir } from "node:fs/promises";
 import type http from "node:http";
 import type http2 from "node:http2";
 import { extname, join } from "node:path";
+import type { EmbeddedDirectory } from "../package-files.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -91,42 +92,58 @@ async function readRegular(path: string): Promise<Buffer | undefined> {
  * `assets/`, each with its `.gz` / `.br` sibling when the build made one. Symlinks and anything
  * that is not a regular file are skipped, so the set can only ever contain files that were in
  * the directory at start; requests are answered from this map and never touch the disk.
- * Returns undefined when there is no built console at `dir`.
+ * `from` is the directory, or (in a platform executable) the embedded copy of it.
+ * Returns undefined when there is no built console there.
  */
-export async function loadAssetSet(dir: string): Promise<AssetSet | undefined> {
-  const indexBody = await readRegular(join(dir, "index.html"));
+export async function loadAssetSet(from: string | EmbeddedDirectory): Promise<AssetSet | undefined> {
+  const files = typeof from === "string" ? directoryFiles(from) : from;
+  const where = typeof from === "string" ? from : from.label;
+  const indexBody = await files.read("index.html");
   if (!indexBody) return undefined;
   let bytes = 0;
-  const load = async (path: string, cacheControl: string): Promise<Asset> => {
-    const body = path.endsWith("index.html") ? indexBody : await readRegular(path);
-    if (!body) throw new AssetError(`console asset ${path} vanished while loading`);
+  const load = async (rel: string, cacheControl: string): Promise<Asset> => {
+    const body = rel === "index.html" ? indexBody : await files.read(rel);
+    if (!body) throw new AssetError(`console asset ${join(where, rel)} vanished while loading`);
     const identity = { body, etag: etagOf(body, "") };
-    const asset: { -readonly [K in keyof Asset]: Asset[K] } = { type: TYPES[extname(path)] ?? "application/octet-stream", cacheControl, identity };
-    const gz = await readRegular(`${path}.gz`);
+    const asset: { -readonly [K in keyof Asset]: Asset[K] } = { type: TYPES[extname(rel)] ?? "application/octet-stream", cacheControl, identity };
+    const gz = await files.read(`${rel}.gz`);
     if (gz) asset.gzip = { body: gz, etag: etagOf(body, ".gz") };
-    const br = await readRegular(`${path}.br`);
+    const br = await files.read(`${rel}.br`);
     if (br) asset.br = { body: br, etag: etagOf(body, ".br") };
     bytes += body.length + (gz?.length ?? 0) + (br?.length ?? 0);
-    if (bytes > MAX_BYTES) throw new AssetError(`console assets in ${dir} exceed ${MAX_BYTES} bytes; is that the built console?`);
+    if (bytes > MAX_BYTES) throw new AssetError(`console assets in ${where} exceed ${MAX_BYTES} bytes; is that the built console?`);
     return asset;
   };
-  const index = await load(join(dir, "index.html"), "no-cache");
-  const files = new Map<string, Asset>();
-  const assetsDir = join(dir, "assets");
-  const entries = await readdir(assetsDir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === "ENOENT") return [];
-    throw err;
-  });
-  for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    if (!entry.isFile() || entry.name.endsWith(".gz") || entry.name.endsWith(".br") || entry.name.startsWith(".")) continue;
-    if (!/^[A-Za-z0-9._-]+$/.test(entry.name)) continue;
-    const st = await lstat(join(assetsDir, entry.name));
-    if (!st.isFile()) continue;
-    if (files.size >= MAX_FILES) throw new AssetError(`more than ${MAX_FILES} files in ${assetsDir}; is that the built console?`);
+  const index = await load("index.html", "no-cache");
+  const assets = new Map<string, Asset>();
+  for (const name of (await files.list("assets")).sort()) {
+    if (name.endsWith(".gz") || name.endsWith(".br") || name.startsWith(".")) continue;
+    if (!/^[A-Za-z0-9._-]+$/.test(name)) continue;
+    if (assets.size >= MAX_FILES) throw new AssetError(`more than ${MAX_FILES} files in ${join(where, "assets")}; is that the built console?`);
     // Only content-hashed names may be cached for a year; anything else is revalidated.
-    files.set(`/assets/${entry.name}`, await load(join(assetsDir, entry.name), HASHED_NAME.test(entry.name) ? IMMUTABLE : "no-cache"));
+    assets.set(`/assets/${name}`, await load(`assets/${name}`, HASHED_NAME.test(name) ? IMMUTABLE : "no-cache"));
   }
-  return { index, files, bytes };
+  return { index, files: assets, bytes };
+}
+
+/** The console's directory on disk, read without following symlinks. */
+function directoryFiles(dir: string): Pick<EmbeddedDirectory, "read" | "list"> {
+  return {
+    read: (rel) => readRegular(join(dir, rel)),
+    list: async (rel) => {
+      const entries = await readdir(join(dir, rel), { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === "ENOENT") return [];
+        throw err;
+      });
+      const names: string[] = [];
+      for (const entry of entries) {
+        if (!entry.isFile()) continue;
+        const st = await lstat(join(dir, rel, entry.name));
+        if (st.isFile()) names.push(entry.name);
+      }
+      return names;
+    },
+  };
 }
 
 /** Paths that show the page: `/`, `/console` and its deep links (`/console/tasks/<id>`). */

@@ -6,6 +6,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { runningAsExecutable } from "../executable-form.js";
+import { readPackageFile } from "../package-files.js";
 import launcherModule from "./launcher.cjs";
 
 /** What launcher.cjs exports when it is required rather than run. */
@@ -33,11 +35,13 @@ export interface LauncherModule {
 export const LAUNCHER_FILE = fileURLToPath(new URL("./launcher.cjs", import.meta.url));
 // A static import (not a require of LAUNCHER_FILE) so that a bundler follows it: the platform
 // executable carries the launcher's logic inside itself (./executable-launcher.ts).
-export const launcher = launcherModule as LauncherModule;
+export const launcher: LauncherModule = launcherModule;
 export const LAUNCHER_PROTOCOL = launcher.PROTOCOL;
 
 /** The launcher program's text, as written to `<install>/bin/cara`. */
-export function readLauncherScript(): Promise<string> {
+export async function readLauncherScript(): Promise<string> {
+  // A platform executable carries the file as built into dist/ (scripts/build-executable.mjs).
+  if (runningAsExecutable()) return (await readPackageFile("dist/src/update/launcher.cjs")).toString("utf8");
   return readFile(LAUNCHER_FILE, "utf8");
 }
 

@@ -1,6 +1,5 @@
 import { createReadStream } from "node:fs";
-import { dirname, join } from "node:path";
-import { runningAsExecutable } from "../executable-form.js";
+import { join } from "node:path";
 import type { BackupManager } from "../backup/backups.js";
 import type { HealthCheck } from "../ops/checks.js";
 import type { Logger } from "../ops/logger.js";
@@ -29,9 +28,7 @@ export async function createUpdateRuntime(options: {
   logger: Logger;
   requestRestart?: () => void;
 }): Promise<UpdateRuntime> {
-  // A platform executable's code lives in the executable itself, `<install>/versions/<v>/cara` in
-  // a managed install: its directory is the version directory, as a tarball's package root is.
-  const install = await detectInstall(runningAsExecutable() ? dirname(process.execPath) : options.packageRoot);
+  const install = await detectInstall(options.packageRoot);
   const manager = new UpdateManager({
     updatesDir: options.updatesDir,
     settings: resolveUpdateSettings(options.config),

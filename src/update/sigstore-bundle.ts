@@ -38,6 +38,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Bundle, TransparencyLogEntry } from "@sigstore/bundle";
 import type { SignedEntity, TrustMaterial } from "@sigstore/verify";
+import { runningAsExecutable } from "../executable-form.js";
+import { packageFileLabel, readPackageFile } from "../package-files.js";
 import {
   checkPayloadType,
   checkPredicateType,
@@ -171,9 +173,12 @@ function packageRoot(): string {
   return (packageRootCache = first);
 }
 
+const PINNED_ROOT = "assets/sigstore/trusted_root.json";
+
 /** The pinned Sigstore public-good trusted root shipped with cara (assets/sigstore/trusted_root.json). */
 export function defaultTrustedRootPath(): string {
-  return join(packageRoot(), "assets", "sigstore", "trusted_root.json");
+  // A platform executable has it embedded (src/package-files.ts); the label names the executable.
+  return runningAsExecutable() ? packageFileLabel(PINNED_ROOT) : join(packageRoot(), PINNED_ROOT);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,10 +256,12 @@ export async function checkTrustedRoot(source: TrustedRootSource): Promise<void>
 
 /** Reads and checks a trusted_root.json (default: the pinned one). Errors name the file. */
 export async function loadTrustedRoot(path?: string): Promise<TrustedRootSource> {
-  const file = resolve(path ?? defaultTrustedRootPath());
+  const pinned = path === undefined || path === defaultTrustedRootPath();
+  const file = pinned ? defaultTrustedRootPath() : resolve(path);
   let text: string;
   try {
-    text = await readFile(file, "utf8");
+    // The pinned root is read where cara ships it: its directory, or embedded in the executable.
+    text = pinned && runningAsExecutable() ? (await readPackageFile(PINNED_ROOT)).toString("utf8") : await readFile(file, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw trustedRootError(file, code === "ENOENT" ? "file not found" : `cannot read the file (${errorText(err)})`, err);

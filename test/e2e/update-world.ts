@@ -38,7 +38,7 @@ export function buildRelease(version: string): Promise<string> {
   if (!build) {
     const out = join(releasesDir, version);
     build = building.then(async () => {
-      await exec(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--version", version, "--out", out, "--no-build"]).catch(
+      await exec(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--version", version, "--out", out, "--no-build", "--no-executables"]).catch(
         (err: { stderr?: string }) => {
           throw new Error(`release ${version} failed: ${err.stderr}`);
         },
