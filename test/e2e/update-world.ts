@@ -15,6 +15,7 @@ import { runCli } from "../helpers/cli.js";
 import { startReleaseServer, type FakeRelease, type ReleaseServer } from "../helpers/release-server.js";
 import { signedRelease, TEST_REPO } from "../update/fixtures.js";
 import { createTestTrustRoot, type TestTrustRoot } from "../update/sigstore-kit.js";
+import { executableAssetName } from "../../src/executable-form.js";
 
 export let kit: TestTrustRoot;
 export let work: string;
@@ -52,6 +53,40 @@ export function buildRelease(version: string): Promise<string> {
     builds.set(version, build);
   }
   return build;
+}
+
+const executables = new Map<string, Promise<string>>();
+
+/**
+ * This host's platform executable of `version` (`cara-x86_64-linux`...), built by
+ * scripts/build-executable.mjs from the current dist/ once per version, in the same queue as the
+ * tarball releases (a build copies and injects a ~100 MB Node binary: one at a time).
+ */
+export function buildExecutable(version: string): Promise<string> {
+  let build = executables.get(version);
+  if (!build) {
+    const out = join(releasesDir, `executable-${version}`);
+    const platform = `${process.platform}-${process.arch}`;
+    build = building.then(async () => {
+      await exec(process.execPath, [join(ROOT, "scripts", "build-executable.mjs"), "--version", version, "--out", out, "--platform", platform, "--no-build"], {
+        maxBuffer: 16 * 1024 * 1024,
+      }).catch((err: { stderr?: string }) => {
+        throw new Error(`executable ${version} failed: ${err.stderr}`);
+      });
+      return join(out, executableAssetName()!);
+    });
+    building = build.then(
+      () => undefined,
+      () => undefined,
+    );
+    executables.set(version, build);
+  }
+  return build;
+}
+
+/** A release of `version` carrying this host's executable, signed by the test trust root. */
+export async function executableRelease(version: string): Promise<FakeRelease> {
+  return signedRelease(kit, await buildExecutable(version), version, { assetName: executableAssetName()! });
 }
 
 /** A validly signed release whose server cannot start (module-level throw). */
@@ -104,18 +139,20 @@ export async function status(port: number) {
 }
 
 /**
- * Registers the hooks: test releases v0.9.0 and v0.9.1, the release server, the state dir with
- * its update config. The releases of `later` versions are built in the background from the start.
+ * Registers the hooks: test releases v0.9.0 and v0.9.1 (tarballs, or this host's executables for
+ * the executable form), the release server, the state dir with its update config. The releases of
+ * `later` versions are built in the background from the start.
  */
-export function useUpdateWorld(later: string[] = []): void {
+export function useUpdateWorld(later: string[] = [], form: "tarball" | "executable" = "tarball"): void {
   before(async () => {
     work = await tempDir();
     releasesDir = join(work, "releases");
-    for (const v of ["0.9.0", "0.9.1", ...later]) void buildRelease(v).catch(() => undefined);
+    const build = form === "executable" ? buildExecutable : buildRelease;
+    for (const v of ["0.9.0", "0.9.1", ...later]) void build(v).catch(() => undefined);
     kit = await createTestTrustRoot();
     const rootPath = join(work, "trusted_root.json");
     await kit.writeTo(rootPath);
-    for (const v of ["0.9.0", "0.9.1"]) releases[v] = await signedRelease(kit, await buildRelease(v), v);
+    for (const v of ["0.9.0", "0.9.1"]) releases[v] = form === "executable" ? await executableRelease(v) : await signedRelease(kit, await buildRelease(v), v);
     server = await startReleaseServer(Object.values(releases));
     stateDir = join(work, "state");
     await mkdir(stateDir, { recursive: true, mode: 0o700 });

@@ -49,10 +49,12 @@ export interface CaraServer {
  * log line. Secrets of every server started are checked against its log at the end of the file.
  */
 export async function startCara(
-  options: { stateDir?: string; args?: string[]; env?: Record<string, string>; expectFailure?: boolean; bin?: string } = {},
+  options: { stateDir?: string; args?: string[]; env?: Record<string, string>; expectFailure?: boolean; bin?: string; executable?: string } = {},
 ): Promise<CaraServer> {
   const stateDir = options.stateDir ?? join(await tempDir(), "state");
-  const proc = spawn(process.execPath, [options.bin ?? CARA_BIN, "start", "--port", "0", "--state-dir", stateDir, ...(options.args ?? [])], {
+  // `bin` is a script run by this Node; `executable` a platform executable (or its launcher copy) run as it is.
+  const [file, prefix] = options.executable ? [options.executable, []] : [process.execPath, [options.bin ?? CARA_BIN]];
+  const proc = spawn(file, [...prefix, "start", "--port", "0", "--state-dir", stateDir, ...(options.args ?? [])], {
     env: cleanEnv(options.env),
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -163,10 +165,11 @@ export async function serveCara(
 /** Runs the CLI to completion. */
 export function runCara(
   args: string[],
-  options: { env?: Record<string, string>; timeoutMs?: number; bin?: string } = {},
+  options: { env?: Record<string, string>; timeoutMs?: number; bin?: string; executable?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [options.bin ?? CARA_BIN, ...args], { env: cleanEnv(options.env), stdio: ["ignore", "pipe", "pipe"] });
+    const [file, prefix] = options.executable ? [options.executable, []] : [process.execPath, [options.bin ?? CARA_BIN]];
+    const proc = spawn(file, [...prefix, ...args], { env: cleanEnv(options.env), stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     proc.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));
