@@ -777,32 +777,34 @@ export class UpdateManager {
 
   /** Marks the rollback marker cleared once this version is ready (the launcher will not roll back). */
   async markHealthy(): Promise<void> {
-    if (this.o.install.managed) {
-      // A launcher fix ships with the version that brings it: refresh it once this version is good.
-      // Only upgrade it: a rolled-back older version must not replace a newer launcher.
-      const installDir = this.o.install.installDir;
-      if (this.form === "executable") {
-        // The launcher is a copy of an executable: this one, now proven to start and become ready.
-        if (((await executableLauncherInfo(installDir))?.protocol ?? 0) < LAUNCHER_PROTOCOL)
-          await writeExecutableLauncher(installDir, this.o.executablePath ?? process.execPath, {
-            protocol: LAUNCHER_PROTOCOL,
-            version: this.o.runningVersion,
-          }).then(
-            () => this.log.info({ version: this.o.runningVersion, protocol: LAUNCHER_PROTOCOL }, "refreshed the launcher from this executable"),
-            (err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"),
-          );
-      } else {
-        const current = await readFile(join(installDir, "bin", "cara"), "utf8").catch(() => "");
-        if (launcherProtocolOf(current) < LAUNCHER_PROTOCOL)
-          await writeLauncher(installDir).catch((err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"));
-      }
-    }
+    // The marker first: it ends the probation, which refreshing the launcher (a ~100 MB copy in
+    // the executable form) must not delay.
     const marker = await loadMarker(this.o.updatesDir).catch(() => undefined);
-    if (marker?.startupState !== "started" || marker.toVersion !== this.o.runningVersion) return;
-    marker.startupState = "cleared";
-    marker.clearedAtMs = this.now();
-    await writeMarker(this.o.updatesDir, marker);
-    this.log.info({ version: this.o.runningVersion }, "update confirmed healthy; rollback marker cleared");
+    if (marker?.startupState === "started" && marker.toVersion === this.o.runningVersion) {
+      marker.startupState = "cleared";
+      marker.clearedAtMs = this.now();
+      await writeMarker(this.o.updatesDir, marker);
+      this.log.info({ version: this.o.runningVersion }, "update confirmed healthy; rollback marker cleared");
+    }
+    if (!this.o.install.managed) return;
+    // A launcher fix ships with the version that brings it: refresh it once this version is good.
+    // Only upgrade it: a rolled-back older version must not replace a newer launcher.
+    const installDir = this.o.install.installDir;
+    if (this.form === "executable") {
+      // The launcher is a copy of an executable: this one, now proven to start and become ready.
+      if (((await executableLauncherInfo(installDir))?.protocol ?? 0) < LAUNCHER_PROTOCOL)
+        await writeExecutableLauncher(installDir, this.o.executablePath ?? process.execPath, {
+          protocol: LAUNCHER_PROTOCOL,
+          version: this.o.runningVersion,
+        }).then(
+          () => this.log.info({ version: this.o.runningVersion, protocol: LAUNCHER_PROTOCOL }, "refreshed the launcher from this executable"),
+          (err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"),
+        );
+    } else {
+      const current = await readFile(join(installDir, "bin", "cara"), "utf8").catch(() => "");
+      if (launcherProtocolOf(current) < LAUNCHER_PROTOCOL)
+        await writeLauncher(installDir).catch((err: Error) => this.log.warn({ err: err.message }, "could not refresh the launcher"));
+    }
   }
 
   async rollback(req: RollbackRequest): Promise<RollbackResult> {

@@ -28,7 +28,7 @@ import {
 } from "../../src/update/install-layout.js";
 import { LAUNCHER_FILE, LAUNCHER_PROTOCOL } from "../../src/update/launcher.js";
 import { UpdateManager } from "../../src/update/manager.js";
-import { loadMarker } from "../../src/update/rollback-marker.js";
+import { loadMarker, writeMarker } from "../../src/update/rollback-marker.js";
 import { resolveUpdateSettings } from "../../src/update/settings.js";
 import { runCli } from "../helpers/cli.js";
 import { cleanEnv, tempDir } from "../helpers/cara.js";
@@ -339,7 +339,10 @@ describe("installing and updating the executable form (real release server, test
     assert.deepEqual([marker?.startupState, marker?.fromVersion, marker?.toVersion], ["pending", "0.9.0", "0.9.1"]);
     assert.deepEqual(await readFile(join(env.installDir, "bin", "cara")), await readFile(exes["0.9.0"]!), "not replaced before 0.9.1 is ready");
 
+    // The launcher's first start of 0.9.1, then 0.9.1 is ready.
+    await writeMarker(env.updatesDir, { ...marker!, startupState: "started", startedAtMs: 1 });
     await env.manager("0.9.1").markHealthy();
+    assert.equal((await loadMarker(env.updatesDir))?.startupState, "cleared");
     assert.deepEqual(await readFile(join(env.installDir, "bin", "cara")), await readFile(exes["0.9.1"]!));
     assert.deepEqual(await executableLauncherInfo(env.installDir), { protocol: LAUNCHER_PROTOCOL, version: "0.9.1" });
     // A rolled-back older version with the same protocol leaves it alone.
