@@ -25,6 +25,7 @@ import { PgTaskStore } from "../../src/tasks/postgres/pg-store.js";
 import { postgresUnavailable, startPostgres, type TestPostgres } from "../../test/helpers/postgres.js";
 import { startRecordingAgent, type RecordingAgent } from "../../test/helpers/recording-agent.js";
 import { startCara, type RunningCara } from "../lib/cara.js";
+import { cpuTimeMs } from "../lib/procs.js";
 import { makeRow, median, percentileSorted, unavailableRow } from "../lib/stats.js";
 import type { BenchOptions, BenchResult, Benchmark, Row } from "../lib/types.js";
 
@@ -51,7 +52,7 @@ function tasksClient(cara: RunningCara): Tasks {
 }
 
 /** CLIENTS loops of `create(client index)` for durationMs: creates/s and latency percentiles (ms). */
-async function drive(create: (i: number) => Promise<unknown>, durationMs: number): Promise<{ rate: number; p50: number; p99: number }> {
+async function drive(create: (i: number) => Promise<unknown>, durationMs: number): Promise<{ rate: number; p50: number; p99: number; count: number }> {
   const latencies: number[] = [];
   const start = performance.now();
   const end = start + durationMs;
@@ -66,7 +67,7 @@ async function drive(create: (i: number) => Promise<unknown>, durationMs: number
   );
   const elapsed = (performance.now() - start) / 1000;
   latencies.sort((a, b) => a - b);
-  return { rate: latencies.length / elapsed, p50: percentileSorted(latencies, 50), p99: percentileSorted(latencies, 99) };
+  return { rate: latencies.length / elapsed, p50: percentileSorted(latencies, 50), p99: percentileSorted(latencies, 99), count: latencies.length };
 }
 
 /** `n` servers on the store `tasks` config, each calling the agent under its own base URL. */
@@ -98,7 +99,10 @@ async function measureServers(servers: RunningCara[], agent: RecordingAgent, dur
   const due = BigInt(Date.now() + 86_400_000);
   const payload = { kind: { case: "systemEvent" as const, value: { text: "bench" } } };
   await drive((i) => clients[i % clients.length]!.createTask({ payload, nextRunAtMs: due }), Math.min(1000, durationMs / 3));
+  const cpuBefore = servers.reduce((sum, s) => sum + cpuTimeMs(s.pid), 0);
   const creates = await drive((i) => clients[i % clients.length]!.createTask({ payload, nextRunAtMs: due }), durationMs);
+  // All servers' CPU time (the one taking the RPC, and the others reading the change back) per create.
+  const cpuPerCreateMs = (servers.reduce((sum, s) => sum + cpuTimeMs(s.pid), 0) - cpuBefore) / creates.count;
   const latencies: number[] = [];
   for (let i = 0; i < samples + 5; i++) {
     const message = `claim ${i} ${Math.random()}`;
@@ -115,19 +119,23 @@ async function measureServers(servers: RunningCara[], agent: RecordingAgent, dur
   }
   agent.onRequest = undefined;
   latencies.sort((a, b) => a - b);
-  return { creates, claimP50: percentileSorted(latencies, 50), claimP99: percentileSorted(latencies, 99) };
+  return { creates, cpuPerCreateMs, claimP50: percentileSorted(latencies, 50), claimP99: percentileSorted(latencies, 99) };
 }
 
-/** pgbench's built-in simple-update script (-N) on its own database of the same cluster: transactions/s. */
+/**
+ * pgbench's built-in simple-update script (-N) on its own database of the same cluster:
+ * transactions/s, without the time its clients took to connect (which -T includes: 32 password
+ * handshakes can take seconds on a busy machine, hence the 3 s more).
+ */
 async function pgbench(cluster: TestPostgres, durationMs: number): Promise<number> {
   const env = { ...process.env, PGPASSWORD: cluster.password, PGHOST: "127.0.0.1", PGPORT: String(cluster.port), PGUSER: "cara" };
-  const { stdout } = await run(
+  const { stdout, stderr } = await run(
     join(cluster.bin, "pgbench"),
-    ["-N", "-n", "-c", String(CLIENTS), "-j", "2", "-T", String(Math.max(1, Math.round(durationMs / 1000))), "pgbench"],
+    ["-N", "-n", "-c", String(CLIENTS), "-j", "2", "-T", String(Math.round(durationMs / 1000) + 3), "pgbench"],
     { env },
   );
   const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(stdout);
-  if (!tps) throw new Error(`pgbench printed no tps:\n${stdout.slice(0, 500)}`);
+  if (!tps) throw new Error(`pgbench printed no tps: ${`${stdout}\n${stderr}`.replace(/\s+/g, " ").slice(0, 600)}`);
   return Number(tps[1]);
 }
 
@@ -153,8 +161,11 @@ export const tasksPostgres: Benchmark = {
       const ceiling: number[] = [];
       const store: number[] = [];
       const storeP99: number[] = [];
-      const file = { rate: [] as number[], p99: [] as number[], claimP50: [] as number[], claimP99: [] as number[] };
-      const pg = new Map(SERVER_COUNTS.map((n) => [n, { rate: [] as number[], p99: [] as number[], claimP50: [] as number[], claimP99: [] as number[] }]));
+      const storeCpu: number[] = [];
+      const file = { rate: [] as number[], p99: [] as number[], cpu: [] as number[], claimP50: [] as number[], claimP99: [] as number[] };
+      const pg = new Map(
+        SERVER_COUNTS.map((n) => [n, { rate: [] as number[], p99: [] as number[], cpu: [] as number[], claimP50: [] as number[], claimP99: [] as number[] }]),
+      );
       let db = 0;
       for (let rep = 0; rep < reps; rep++) {
         ceiling.push(await pgbench(cluster, durationMs));
@@ -167,7 +178,10 @@ export const tasksPostgres: Benchmark = {
             nextRunAtMs: Date.now() + 86_400_000,
           });
           await drive(() => direct.create(init()), 500);
+          const cpu0 = process.cpuUsage();
           const d = await drive(() => direct.create(init()), durationMs);
+          const cpu = process.cpuUsage(cpu0);
+          storeCpu.push((cpu.user + cpu.system) / 1000 / d.count);
           store.push(d.rate);
           storeP99.push(d.p99);
         } finally {
@@ -178,6 +192,7 @@ export const tasksPostgres: Benchmark = {
           const m = await measureServers(fileServers, agent, durationMs, samples);
           file.rate.push(m.creates.rate);
           file.p99.push(m.creates.p99);
+          file.cpu.push(m.cpuPerCreateMs);
           file.claimP50.push(m.claimP50);
           file.claimP99.push(m.claimP99);
         } finally {
@@ -191,6 +206,7 @@ export const tasksPostgres: Benchmark = {
             const into = pg.get(n)!;
             into.rate.push(m.creates.rate);
             into.p99.push(m.creates.p99);
+            into.cpu.push(m.cpuPerCreateMs);
             into.claimP50.push(m.claimP50);
             into.claimP99.push(m.claimP99);
             opts.log(
@@ -216,6 +232,7 @@ export const tasksPostgres: Benchmark = {
           goal: { on: "ratio", op: ">=", value: 0.5, label: "≥ 0.5× pgbench" },
         }),
         makeRow({ group: GROUP, name: "PgTaskStore alone: create p99 latency", unit: "ms", samples: storeP99 }),
+        makeRow({ group: GROUP, name: "PgTaskStore alone: CPU per create (this process)", unit: "ms", samples: storeCpu }),
         makeRow({
           group: GROUP,
           name: `1 server, file store, ${CLIENTS} clients (CreateTask): durable creates/s`,
@@ -223,6 +240,7 @@ export const tasksPostgres: Benchmark = {
           samples: file.rate,
           baseline: ceilingRow,
         }),
+        makeRow({ group: GROUP, name: "1 server, file store: server CPU per create", unit: "ms", samples: file.cpu }),
         makeRow({ group: GROUP, name: "1 server, file store: create-to-start p50", unit: "ms", samples: file.claimP50 }),
         makeRow({ group: GROUP, name: "1 server, file store: create-to-start p99", unit: "ms", samples: file.claimP99 }),
       ];
@@ -240,6 +258,13 @@ export const tasksPostgres: Benchmark = {
             note: `${ratioText(m.rate, file.rate)} of the file store's server`,
           }),
           makeRow({ group: GROUP, name: `${label}: create p99 latency`, unit: "ms", samples: m.p99 }),
+          makeRow({
+            group: GROUP,
+            name: `${label}: servers' CPU per create`,
+            unit: "ms",
+            samples: m.cpu,
+            baseline: { name: "file store server CPU per create", samples: file.cpu },
+          }),
           makeRow({
             group: GROUP,
             name: `${label}: create-to-start p50`,
