@@ -39,7 +39,8 @@ if (missing !== undefined) {
     for (const name of ["a", "b"]) {
       const dir = join(await tempDir(), "state");
       await mkdir(dir, { mode: 0o700 });
-      // A short lease grace: a dead server's attempts are rescued 2.5 s after their claim (2 s attempt timeout + 0.5 s).
+      // A short lease grace: a dead server's attempts are rescued 4.5 s after their claim (4 s attempt
+      // timeout + 0.5 s); the 4 s leave a live server's 30 ms attempts room on a busy machine.
       const config = { tasks: { store: "postgres", leaseGraceMs: 500, concurrency: 8 }, agent: { baseUrl: agent.urlFor(name), model: "m" } };
       await writeFile(join(dir, "config.json"), JSON.stringify(config));
       stateDirs[name] = dir;
@@ -59,7 +60,7 @@ if (missing !== undefined) {
       };
 
       const file = join(await tempDir(), "tasks.jsonl");
-      const lines = Array.from({ length: TASKS }, (_, i) => JSON.stringify({ payload: { kind: "agentTurn", message: `task ${i}`, timeoutSeconds: 2 } }));
+      const lines = Array.from({ length: TASKS }, (_, i) => JSON.stringify({ payload: { kind: "agentTurn", message: `task ${i}`, timeoutSeconds: 4 } }));
       await writeFile(file, `${lines.join("\n")}\n`);
       const created = await runCara(["task", "create", "--from-file", file, "--json", "--port", String(a.port), "--state-dir", a.stateDir], {
         timeoutMs: 60_000,
