@@ -220,6 +220,8 @@ export async function buildExecutable({ version, out, platform = "linux-x64", bu
     await copyFile(base, tmp);
     await chmod(tmp, 0o755);
     try {
+      // postject's ELF library (LIEF) prints "warning: Can't find string offset for section name
+      // '.note.100'" lines on stderr for Node's binary: known and harmless (nodejs/postject#83).
       const { inject } = createRequire(import.meta.url)("postject");
       await inject(tmp, "NODE_SEA_BLOB", blob, { sentinelFuse: SEA_FUSE });
       const mtime = sourceDate();
