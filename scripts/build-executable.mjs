@@ -181,7 +181,7 @@ export async function buildExecutable({ version, out, platform = "linux-x64", bu
   for (const needed of ["dist/src/cli/main.js", "dist/src/update/launcher.cjs", "dist/web/index.html"]) {
     if (!existsSync(join(ROOT, needed))) throw new Error(`${needed} is missing; the build is out of date (run npm run build)`);
   }
-  installRuntimes({ quiet: true });
+  installRuntimes();
   const builder = runtimeBinary("node24-linux-x64");
   const base = runtimeBinary(target.runtime);
 
