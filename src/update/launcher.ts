@@ -25,6 +25,7 @@ export interface LauncherModule {
   startsServer(argv: readonly string[]): boolean;
 }
 
+/** The launcher's file next to this module (src/ or dist/); a platform executable has none, it reads the embedded copy. */
 export const LAUNCHER_FILE = fileURLToPath(new URL("./launcher.cjs", import.meta.url));
 export const launcher: LauncherModule = launcherModule;
 export const LAUNCHER_PROTOCOL = launcher.PROTOCOL;
