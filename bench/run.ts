@@ -21,6 +21,7 @@ import { metrics } from "./benchmarks/metrics.js";
 import { profile } from "./benchmarks/profile.js";
 import { streaming } from "./benchmarks/streaming.js";
 import { tasks } from "./benchmarks/tasks.js";
+import { tasksPostgres } from "./benchmarks/tasks-postgres.js";
 import { logging } from "./benchmarks/logging.js";
 import { unary } from "./benchmarks/unary.js";
 import { verify } from "./benchmarks/verify.js";
@@ -31,7 +32,7 @@ import { unavailableRow } from "./lib/stats.js";
 import type { BenchOptions, Benchmark, Row } from "./lib/types.js";
 
 /** Every benchmark, in the order they run. Later features add their module here. */
-export const BENCHMARKS: Benchmark[] = [unary, profile, streaming, cli, memory, tasks, logging, backup, verify, download, metrics];
+export const BENCHMARKS: Benchmark[] = [unary, profile, streaming, cli, memory, tasks, tasksPostgres, logging, backup, verify, download, metrics];
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
 const BENCH = join(ROOT, "bench");

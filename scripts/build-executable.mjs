@@ -181,7 +181,7 @@ export async function buildExecutable({ version, out, platform = "linux-x64", bu
   for (const needed of ["dist/src/cli/main.js", "dist/src/update/launcher.cjs", "dist/web/index.html"]) {
     if (!existsSync(join(ROOT, needed))) throw new Error(`${needed} is missing; the build is out of date (run npm run build)`);
   }
-  installRuntimes({ quiet: true });
+  installRuntimes();
   const builder = runtimeBinary("node24-linux-x64");
   const base = runtimeBinary(target.runtime);
 
@@ -220,6 +220,8 @@ export async function buildExecutable({ version, out, platform = "linux-x64", bu
     await copyFile(base, tmp);
     await chmod(tmp, 0o755);
     try {
+      // postject's ELF library (LIEF) prints "warning: Can't find string offset for section name
+      // '.note.100'" lines on stderr for Node's binary: known and harmless (nodejs/postject#83).
       const { inject } = createRequire(import.meta.url)("postject");
       await inject(tmp, "NODE_SEA_BLOB", blob, { sentinelFuse: SEA_FUSE });
       const mtime = sourceDate();

@@ -83,6 +83,7 @@ export class Worker {
   private wakeScheduled = false;
   private stopped = true;
   private ticking = false;
+  private tickAgain = false;
   private readonly settled = new Set<Promise<void>>();
   private readonly onChange = (rec: TaskRecord) => {
     if (rec.state === "queued" || rec.state === "retry_wait") this.wake();
@@ -163,8 +164,15 @@ export class Worker {
   }
 
   private async tick(): Promise<void> {
-    if (this.stopped || this.ticking) return;
+    if (this.stopped) return;
+    if (this.ticking) {
+      // A wake-up during a claim (a slot freed, a task created) is not lost: it ticks again
+      // when this claim is done, not at the next poll.
+      this.tickAgain = true;
+      return;
+    }
     this.ticking = true;
+    this.tickAgain = false;
     try {
       const free = this.concurrency - this.running.size;
       if (free <= 0) return;
@@ -190,6 +198,7 @@ export class Worker {
       }
     } finally {
       this.ticking = false;
+      if (this.tickAgain) this.wake();
     }
   }
 

@@ -32,6 +32,7 @@ export interface LauncherModule {
   launch(installDir: string, argv: string[], launcherFile: string, hasNode: boolean): void;
 }
 
+/** The launcher's file next to this module (src/ or dist/); a platform executable has none, it reads the embedded copy. */
 export const LAUNCHER_FILE = fileURLToPath(new URL("./launcher.cjs", import.meta.url));
 // A static import (not a require of LAUNCHER_FILE) so that a bundler follows it: the platform
 // executable carries the launcher's logic inside itself (./executable-launcher.ts).

@@ -25,6 +25,9 @@ export interface TestPostgres {
   /** The URL of database `name` with another password (for refusals). */
   urlWithPassword(name: string, password: string): string;
   readonly password: string;
+  /** The directory of the PostgreSQL binaries (pgbench, psql) and the TCP port on 127.0.0.1. */
+  readonly bin: string;
+  readonly port: number;
   stop(): Promise<void>;
 }
 
@@ -70,7 +73,11 @@ export function postgresUnavailable(): string | undefined {
   return undefined;
 }
 
-export async function startPostgres(): Promise<TestPostgres> {
+/**
+ * `durable`: fsync on (PostgreSQL's default), for benchmarks of durable writes; tests run with
+ * fsync off.
+ */
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<TestPostgres> {
   const bin = findBin();
   if (!bin) throw new Error(postgresUnavailable());
   const asUser = process.getuid?.() === 0 ? postgresUser() : undefined;
@@ -91,12 +98,14 @@ export async function startPostgres(): Promise<TestPostgres> {
   );
   const port = await freePort();
   // fsync off: this cluster is thrown away; the tests check the store's transactions, not the disk.
-  const server = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`;
+  const server = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=${options.durable ? "on" : "off"} -c max_connections=200`;
   await run(join(bin, "pg_ctl"), ["-D", data, "-o", server, "-l", join(dir, "log"), "-w", "-t", "60", "start"], opts);
   const url = (db: string, password = PASSWORD) => `postgres://cara:${encodeURIComponent(password)}@127.0.0.1:${port}/${db}`;
   let n = 0;
   return {
     password: PASSWORD,
+    bin,
+    port,
     urlWithPassword: url,
     async createDatabase(name = `t${process.pid}_${++n}`) {
       const admin = new pg.Client({ connectionString: url("postgres") });

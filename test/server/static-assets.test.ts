@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { mkdir, symlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { brotliCompressSync, gzipSync } from "node:zlib";
 import { consoleRoutes, consoleUrl, loadAssetSet, SECURITY_HEADERS, type AssetSet } from "../../src/server/static-assets.js";
+import type { EmbeddedDirectory } from "../../src/package-files.js";
 import { tempDir } from "../helpers/cara.js";
 
 const JS = "console.log('app');\n".repeat(50);
@@ -74,6 +75,28 @@ test("loadAssetSet holds index.html and the regular files of assets/ only; symli
   await mkdir(other);
   await symlink(join(dir, "index.html"), join(other, "index.html"));
   assert.equal(await loadAssetSet(other), undefined);
+});
+
+test("loadAssetSet reads the executable's embedded dist/web as it reads the directory: the same set; no embedded index.html is undefined", async () => {
+  const { dir } = await fixture();
+  // What the executable embeds: the regular files of dist/web, by relative path (the symlinks
+  // never get there: the build embeds regular files only).
+  const files = new Map<string, Buffer>();
+  for (const rel of ["index.html", "index.html.gz"]) files.set(rel, await readFile(join(dir, rel)));
+  for (const name of ["app-ABCDEFGH.js", "app-ABCDEFGH.js.gz", "app-ABCDEFGH.js.br", "app-ABCDEFGH.css", "logo-QWERTY23.svg", "notes.txt"]) {
+    files.set(`assets/${name}`, await readFile(join(dir, "assets", name)));
+  }
+  const embedded = (map: Map<string, Buffer>): EmbeddedDirectory => ({
+    label: "/opt/cara-x86_64-linux (embedded dist/web)",
+    read: async (rel) => map.get(rel),
+    list: async (rel) => [...map.keys()].filter((k) => k.startsWith(`${rel}/`)).map((k) => k.slice(rel.length + 1)),
+  });
+  const fromDisk = await loadAssetSet(dir);
+  const fromExecutable = await loadAssetSet(embedded(files));
+  assert.ok(fromDisk && fromExecutable);
+  assert.deepEqual(fromExecutable, fromDisk);
+  files.delete("index.html");
+  assert.equal(await loadAssetSet(embedded(files)), undefined);
 });
 
 test("content types, caching (immutable for hashed names, no-cache for the page), ETag/304, precompressed variants, security headers", async () => {

@@ -289,3 +289,49 @@ test("priority: higher first; concurrency bounds the running attempts", async ()
   await worker.stop(1000);
   await store.close();
 });
+
+test("a task created while the worker is claiming is claimed right after that claim, not at the next poll", async () => {
+  const store = await openStore();
+  // The first task's attempt lasts until the second is done: its end wakes nothing in between.
+  const secondDone = signal();
+  const first = await create(store, { kind: "block" });
+  // The first claim takes the first task, then is held open until the second task exists (a slow
+  // shared database, say).
+  const claiming = signal();
+  const release = signal();
+  const claimDue = store.claimDue.bind(store);
+  let claims = 0;
+  store.claimDue = async (limit, now, skip) => {
+    const claimed = await claimDue(limit, now, skip);
+    if (++claims === 1) {
+      claiming.fire();
+      await release.fired;
+    }
+    return claimed;
+  };
+  // A poll far beyond the test's run: only a wake-up can start the second task.
+  const executors: Record<string, Executor> = {
+    block: async () => {
+      await secondDone.fired;
+      return { kind: "done" };
+    },
+    systemEvent: systemEventExecutor(new RecentEvents(), () => undefined),
+  };
+  const worker = new Worker(store, executors, { pollMs: 600_000 });
+  worker.start();
+  try {
+    await claiming.fired;
+    const second = await create(store, { kind: "systemEvent", text: "second" });
+    // Its wake-up (on the next turn of the event loop) comes while the first claim is still open.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    release.fire();
+    await waitFor(store, second.id, (t) => t.state === "done");
+    secondDone.fire();
+    await waitFor(store, first.id, (t) => t.state === "done");
+  } finally {
+    secondDone.fire();
+    await worker.stop(1000);
+    await store.close();
+  }
+});

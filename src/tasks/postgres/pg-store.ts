@@ -74,6 +74,15 @@ export interface DatabaseProbe {
   max: number;
 }
 
+/** Most creates one group-commit transaction takes (CreateTasks' own limit). */
+const MAX_CREATE_BATCH = 1000;
+
+interface PendingCreate {
+  init: TaskInit;
+  resolve(result: { task: TaskRecord; created: boolean }): void;
+  reject(err: unknown): void;
+}
+
 /** A query failed (as opposed to a domain rule refusing the change). */
 class QueryFailed extends Error {}
 
@@ -121,6 +130,9 @@ export class PgTaskStore implements TaskStore {
   private closed = false;
   private closedReason = CLOSED_FOR_SHUTDOWN;
   private lastWriteError: string | undefined;
+  /** Creates waiting for the next create transaction (see create). */
+  private readonly pendingCreates: PendingCreate[] = [];
+  private creating = false;
 
   private constructor(options: PgTaskStoreOptions) {
     this.url = options.url;
@@ -220,9 +232,42 @@ export class PgTaskStore implements TaskStore {
 
   // ---- mutations ----
 
-  async create(init: TaskInit): Promise<{ task: TaskRecord; created: boolean }> {
-    const [result] = await this.createMany([init]);
-    return result!;
+  /**
+   * Creates that arrive while another create transaction runs wait and go together in the next
+   * one (group commit): creates take one lock across servers and each COMMIT waits for the disk,
+   * so one transaction per create would cap a deployment at one create per fsync. Each still
+   * resolves after the COMMIT that holds it, with the same result as alone: keys repeated within a
+   * batch resolve to the first (as in sequence), and a batch that is refused before its COMMIT
+   * (queue full, an unusable row) is rolled back and its creates are run one by one, so each gets
+   * its own answer.
+   */
+  create(init: TaskInit): Promise<{ task: TaskRecord; created: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.pendingCreates.push({ init, resolve, reject });
+      if (!this.creating) void this.drainCreates();
+    });
+  }
+
+  private async drainCreates(): Promise<void> {
+    this.creating = true;
+    try {
+      while (this.pendingCreates.length > 0) {
+        const batch = this.pendingCreates.splice(0, MAX_CREATE_BATCH);
+        try {
+          const results = await this.createMany(batch.map((p) => p.init));
+          for (const [i, p] of batch.entries()) p.resolve(results[i]!);
+        } catch (err) {
+          // A write failure may have happened at COMMIT (kept or not): never run those again.
+          if (batch.length === 1 || err instanceof TaskStoreWriteError) {
+            for (const p of batch) p.reject(err);
+            continue;
+          }
+          for (const p of batch) await this.createMany([p.init]).then((r) => p.resolve(r[0]!), p.reject);
+        }
+      }
+    } finally {
+      this.creating = false;
+    }
   }
 
   async createMany(inits: TaskInit[]): Promise<{ task: TaskRecord; created: boolean }[]> {
