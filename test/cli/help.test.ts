@@ -48,7 +48,7 @@ test("install --help lays out the install directory as a list, options aligned",
   );
   assert.ok(
     r.stdout.includes(
-      "unpacks it into DIR:\n\n- `DIR/versions/<version>/`: the release\n\n- `DIR/current`: symlink to the version that runs\n\n- `DIR/bin/cara`: the launcher; put DIR/bin on PATH and run `cara start`\n\nRunning it again",
+      "installs it into DIR:\n\n- `DIR/versions/<version>/`: the release\n\n- `DIR/current`: symlink to the version that runs\n\n- `DIR/bin/cara`: the launcher; put DIR/bin on PATH and run `cara start`\n\nThe form follows what runs the command:",
     ),
     r.stdout,
   );

@@ -73,8 +73,13 @@ describe("self-update survives kill -9 and rolls back a version that is never re
     const gets = server.requests(`/${artifactName}`);
     assert.equal(gets.length, 1);
     assert.equal(gets[0]!.range, `bytes=${partSize}-`);
-    const st = await status(srv.port);
-    assert.equal(st.transaction?.state, "UPDATE_TRANSACTION_STATE_APPLIED");
+    // `current` is switched a moment before the transaction is marked applied (its own durable
+    // write): wait for the mark rather than read it once.
+    await waitFor(
+      "the transaction to be marked applied",
+      async () => ((await status(srv.port)).transaction?.state === "UPDATE_TRANSACTION_STATE_APPLIED" ? true : undefined),
+      10_000,
+    );
     await srv.stop();
   });
 

@@ -129,7 +129,12 @@ describe("self-update of the executable form", { concurrency: false }, () => {
     assert.equal(gets.length, 1);
     assert.equal(gets[0]!.range, `bytes=${partSize}-`);
     assert.deepEqual(await readFile(join(installDir, "versions", v, "cara")), artifact);
-    assert.equal((await status(srv.port)).transaction?.state, "UPDATE_TRANSACTION_STATE_APPLIED");
+    // `current` is switched a moment before the transaction is marked applied: wait for the mark.
+    await waitFor(
+      "the transaction to be marked applied",
+      async () => ((await status(srv.port)).transaction?.state === "UPDATE_TRANSACTION_STATE_APPLIED" ? true : undefined),
+      10_000,
+    );
     await srv.stop();
     // Its first start: 0.9.2 becomes ready and clears the marker.
     srv = await startCara({ stateDir, executable: launcher });
