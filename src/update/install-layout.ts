@@ -1,4 +1,6 @@
+import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { promisify } from "node:util";
 import { pipeline } from "node:stream/promises";
 import { constants, existsSync } from "node:fs";
 import { lstat, mkdir, open, readFile, readdir, readlink, realpath, rename, rm, symlink } from "node:fs/promises";
@@ -7,6 +9,8 @@ import * as tar from "tar";
 import { copyFileDurable, fsyncDir, writeFileDurable } from "../state/durable.js";
 import { readLauncherScript } from "./launcher.js";
 import { sortVersionsDescending } from "./release-versions.js";
+
+const execFileAsync = promisify(execFile);
 
 /**
  * The managed install layout (A/B), in one of the two release forms (../executable-form.ts):
@@ -291,6 +295,7 @@ export async function stageExecutable(artifact: string, installDir: string, vers
   try {
     const actual = await copyFileDurable(artifact, join(staging, EXECUTABLE_FILE), { mode: 0o755 });
     if (actual !== sha256) throw new InstallError(`staged artifact changed between verify and apply (sha256 ${actual}, verified ${sha256})`);
+    await requireReportedVersion(join(staging, EXECUTABLE_FILE), version);
     await writeFileDurable(join(staging, STAMP), `${sha256}\n`, { mode: 0o644 });
     await fsyncDir(staging);
     await renameIntoPlace(staging, dest, version);
@@ -299,6 +304,35 @@ export async function stageExecutable(artifact: string, installDir: string, vers
     await rm(staging, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * The executable must be the version it is installed as. Its name (`cara-x86_64-linux`) carries
+ * no version, and unlike the tarball (whose package.json is checked) nothing else ties it to one:
+ * with a signing identity that does not pin the tag, a mirror could serve an older signed
+ * release's executable under a newer version (a silent downgrade). The file is verified by now,
+ * so running `version --json` runs signed code; it also proves the executable starts on this host
+ * before anything switches to it.
+ */
+async function requireReportedVersion(executable: string, version: string): Promise<void> {
+  let out: string;
+  try {
+    out = (await execFileAsync(executable, ["version", "--json"], { timeout: 60_000, maxBuffer: 64 * 1024, env: { PATH: process.env.PATH ?? "" } })).stdout;
+  } catch (err) {
+    throw new InstallError(
+      `the executable of v${version} does not run on this host (\`cara version --json\` failed: ${(err as Error).message.split("\n")[0]})`,
+    );
+  }
+  let reported: unknown;
+  try {
+    reported = (JSON.parse(out) as { version?: unknown }).version;
+  } catch {
+    reported = undefined;
+  }
+  if (reported !== version)
+    throw new InstallError(
+      `the executable published as v${version} reports ${typeof reported === "string" ? `v${reported}` : "no version"}; refusing it (a release must carry its own version's executable)`,
+    );
 }
 
 async function isExecutableFile(path: string): Promise<boolean> {

@@ -49,6 +49,7 @@ async function fakeExecutable(dir: string, version: string): Promise<string> {
   await writeFile(
     path,
     `#!/bin/sh
+if [ "$*" = "version --json" ]; then echo '{"version":"${version}"}'; exit 0; fi
 echo "ran ${version} $*\${CARA_LAUNCHER:+ supervised}"
 if [ -n "$CARA_FAKE_SIGNAL" ]; then kill -s "$CARA_FAKE_SIGNAL" $$; fi
 exit \${CARA_FAKE_EXIT:-0}
@@ -84,6 +85,22 @@ describe("executable-form layout", () => {
     });
     assert.deepEqual((await readdir(join(installDir, "versions"))).sort(), ["1.0.0"], "no staging dir is left");
     assert.deepEqual(await installedVersions(installDir), ["1.0.0"]);
+  });
+
+  test("an executable that reports another version than the release's is refused (no downgrade under a newer tag) and leaves nothing", async () => {
+    const work = await tempDir();
+    const installDir = join(work, "install");
+    const old = await fakeExecutable(work, "0.9.0");
+    await assert.rejects(stageExecutable(old, installDir, "1.0.0", sha256(await readFile(old))), {
+      message: "the executable published as v1.0.0 reports v0.9.0; refusing it (a release must carry its own version's executable)",
+    });
+    const broken = join(work, "broken");
+    await writeFile(broken, "#!/bin/sh\necho not json\n");
+    await chmod(broken, 0o755);
+    await assert.rejects(stageExecutable(broken, installDir, "1.0.0", sha256(await readFile(broken))), {
+      message: "the executable published as v1.0.0 reports no version; refusing it (a release must carry its own version's executable)",
+    });
+    assert.deepEqual(await readdir(join(installDir, "versions")), [], "no staging dir is left");
   });
 
   test("current, previous and the form of an install; a tarball version next to it is still a version", async () => {
