@@ -9,7 +9,10 @@
  *      journal emptied, then queue.json written atomically);
  *   3. only then switch `tasks.store` in config.json (one atomic durable write).
  * The source is left as it was: the way back is the same command the other way (`--replace`,
- * since the old copy is still there), or setting tasks.store back, which resumes the old copy.
+ * since the old copy is still there). Setting tasks.store back by hand resumes the old copy as it
+ * was, so tasks finished since would run again: prefer the command.
+ * Refused while a cara server runs on the database when that could run a task twice: moving the
+ * tasks out of it, or replacing the tasks in it.
  * The records move exactly as stored (ids, states, attempts, payloads, idempotency keys, times).
  */
 import { mkdir } from "node:fs/promises";
@@ -96,6 +99,15 @@ async function migrateLocked(o: StoreMigrationOptions, paths: ReturnType<typeof 
       throw new StoreMigrationRefused(
         `${where} already holds ${plural(targetTasks)}: pass --replace to replace them with the ${plural(records.length)} of the ${from} store (take a backup first), or empty it`,
       );
+    }
+    // Servers on the database run its tasks: moving them out while they run (or replacing the
+    // tasks they are running) would run tasks twice. Adding tasks to a shared queue is safe.
+    if (from === "postgres" || (o.to === "postgres" && targetTasks > 0)) {
+      const servers = await db.runningServers();
+      if (servers > 0)
+        throw new StoreMigrationRefused(
+          `${servers === 1 ? "1 cara server is" : `${servers} cara servers are`} running on the task database ${database} and running its tasks: stop ${servers === 1 ? "it" : "them"} first (moving the tasks meanwhile would run tasks twice); nothing was changed`,
+        );
     }
     const report: StoreMigrationReport = {
       from,

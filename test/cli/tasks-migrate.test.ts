@@ -182,4 +182,29 @@ if (missing !== undefined) {
       await other.stop();
     }
   });
+
+  test("while a server runs on the database, moving its tasks out or replacing them is refused (a task would run twice); nothing changes", async () => {
+    const url = await cluster.createDatabase();
+    const env = { CARAPACE_DATABASE_URL: url };
+    const shown = url.replace(`:${encodeURIComponent(cluster.password)}@`, ":***@");
+    const other = await serveCara({ config: { tasks: { store: "postgres" } }, env });
+    try {
+      await create(other, { payload: { systemEvent: { text: "theirs" } }, nextRunAtMs: String(FAR) });
+      const theirs = await tasksOf(other);
+      const refusal = {
+        code: 1,
+        stdout: "",
+        stderr: `Error: 1 cara server is running on the task database ${shown} and running its tasks: stop it first (moving the tasks meanwhile would run tasks twice); nothing was changed\n`,
+      };
+      const onPg = await stateDirWith({ tasks: { store: "postgres" } });
+      assert.deepEqual(await runCli(["tasks", "migrate", "--to", "file", "--state-dir", onPg], { env }), refusal);
+      assert.deepEqual(JSON.parse(await readFile(join(onPg, "config.json"), "utf8")), { tasks: { store: "postgres" } });
+      const onFile = await stateDirWith();
+      assert.deepEqual(await runCli(["tasks", "migrate", "--to", "postgres", "--replace", "--state-dir", onFile], { env }), refusal);
+      assert.equal(await readFile(join(onFile, "config.json"), "utf8").catch(() => "none"), "none");
+      assert.deepEqual(await tasksOf(other), theirs);
+    } finally {
+      await other.stop();
+    }
+  });
 }

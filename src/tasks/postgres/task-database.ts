@@ -44,6 +44,20 @@ export class OfflineTaskDatabase implements TasksDatabase {
     return this.run("read", async () => ((await schemaVersion(this.client)) === 0 ? 0 : countTasks(this.client)));
   }
 
+  /**
+   * How many cara servers are running on this database: each holds one listening connection
+   * (application_name "cara-listen", pg-store.ts) while it runs. pg_stat_activity shows every
+   * session's database and application name to any role.
+   */
+  async runningServers(): Promise<number> {
+    return this.run("read", async () => {
+      const r = await this.client.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'cara-listen'",
+      );
+      return r.rows[0]?.n ?? 0;
+    });
+  }
+
   async snapshot(): Promise<TaskRecord[]> {
     return this.run("read the tasks from", async () => ((await schemaVersion(this.client)) === 0 ? [] : readAllTasks(this.client)));
   }
