@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import { PgTaskStore } from "../../src/tasks/postgres/pg-store.js";
-import { TaskQueueFullError, type TaskInit } from "../../src/tasks/task-store.js";
+import { TaskQueueFullError, TaskStoreWriteError, type TaskInit } from "../../src/tasks/task-store.js";
 import { postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
 
 const init = (text: string, idempotencyKey?: string): TaskInit =>
@@ -82,4 +82,106 @@ if (missing !== undefined) {
       await store.close();
     }
   });
+
+  const textOf = (t: { payload: unknown }) => (t.payload as { text: string }).text;
+
+  test("a create the database refuses (a NUL character) fails alone: the others of its batch are run one by one and succeed", async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url });
+    try {
+      // The first commits alone; the next three wait and go together, and the NUL fails the batch.
+      const settled = await Promise.allSettled([
+        store.create(init("first")),
+        store.create(init("a")),
+        store.create(init("bad\u0000")),
+        store.create(init("b")),
+      ]);
+      assert.deepEqual(
+        settled.map((s) => s.status),
+        ["fulfilled", "fulfilled", "rejected", "fulfilled"],
+      );
+      const bad = settled[2]!;
+      assert.ok(bad.status === "rejected" && bad.reason instanceof TaskStoreWriteError, String(bad.status === "rejected" && bad.reason));
+      assert.deepEqual([...store.all()].map(textOf).sort(), ["a", "b", "first"]);
+      assert.equal((await transactionsOf(url)).rows, 3);
+      // The store is not left reporting a write error: a later create commits and clears it.
+      await store.create(init("later"));
+      assert.equal(store.writeError, undefined);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a change listener that throws after COMMIT neither fails the committed creates nor runs the batch again", async () => {
+    const url = await cluster.createDatabase();
+    const warnings: string[] = [];
+    const store = await PgTaskStore.open({ url, warn: (m) => warnings.push(m) });
+    store.events.on("change", (t: { payload: unknown }) => {
+      if (textOf(t) === "boom" || textOf(t) === "first") throw new Error("listener failed");
+    });
+    try {
+      const settled = await Promise.allSettled([store.create(init("first")), store.create(init("a")), store.create(init("boom")), store.create(init("b"))]);
+      assert.deepEqual(
+        settled.map((s) => s.status),
+        ["fulfilled", "fulfilled", "fulfilled", "fulfilled"],
+      );
+      // Each task once: nothing was created twice.
+      assert.deepEqual(await transactionsOf(url), { rows: 4, transactions: 2 });
+      assert.deepEqual([...store.all()].map(textOf).sort(), ["a", "b", "boom", "first"]);
+      assert.equal(warnings.filter((w) => w.includes("listener failed")).length, 2);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a batch whose COMMIT fails is never run again: each create is told the outcome is unknown", async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url });
+    try {
+      await failAtCommit(url);
+      const settled = await Promise.allSettled([
+        store.create(init("first")),
+        store.create(init("a")),
+        store.create(init("fail-at-commit")),
+        store.create(init("b", "key-b")),
+      ]);
+      assert.deepEqual(
+        settled.map((s) => s.status),
+        ["fulfilled", "rejected", "rejected", "rejected"],
+      );
+      for (const s of settled.slice(1)) {
+        assert.ok(s.status === "rejected" && s.reason instanceof TaskStoreWriteError);
+        assert.match(s.reason.message, /failed while committing \(refused at commit\); the outcome is unknown: the task may or may not have been created/);
+      }
+      assert.match((settled[1] as PromiseRejectedResult).reason.message, /check with `cara task list` before creating it again/);
+      assert.match((settled[3] as PromiseRejectedResult).reason.message, /create it again with the same idempotency key 'key-b'/);
+      // Not replayed: the trigger refused the batch's COMMIT, and no create ran again on its own.
+      assert.deepEqual(await transactionsOf(url), { rows: 1, transactions: 1 });
+      // A single create whose COMMIT fails says the change may or may not have been kept.
+      await assert.rejects(store.create(init("fail-at-commit")), /failed while committing \(refused at commit\); the change may or may not have been kept/);
+    } finally {
+      await store.close();
+    }
+  });
+}
+
+/**
+ * Makes the COMMIT of a transaction that inserted a task with text "fail-at-commit" fail (a
+ * deferred constraint trigger raises at COMMIT): a COMMIT failure on a real cluster.
+ */
+export async function failAtCommit(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.record->'payload'->>'text' = 'fail-at-commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+        RETURN NULL;
+      END $$`);
+    await client.query(
+      "CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON cara_tasks DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit()",
+    );
+  } finally {
+    await client.end();
+  }
 }
