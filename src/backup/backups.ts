@@ -15,6 +15,7 @@ import type { TaskRecord } from "../tasks/model.js";
 import { queueFileText } from "../tasks/queue-file.js";
 import type { TasksDatabase } from "../tasks/task-store.js";
 import { databaseQueueFile, FILE_STORE_FILES, takeStagedTasks, withDatabaseQueue } from "./database-tasks.js";
+import { failedWhileCommitting } from "../tasks/postgres/transaction.js";
 
 /** What the running server lets a backup or restore pause: the stores that write into the state dir. */
 export interface StateWriters {
@@ -426,6 +427,11 @@ export class BackupManager {
           marker = await swapIntoPlace(this.o.stateDir, ready, holding, entries, replaceTasks);
         } catch (err) {
           await recoverInterruptedSwap(this.o.stateDir, { removeLeftovers: false }).catch(() => undefined);
+          if (databaseFailed && failedWhileCommitting(databaseFailed))
+            // The COMMIT was sent: the database may hold the archive's tasks or its previous ones.
+            throw new RestoreRolledBackError(
+              `${databaseFailed.message}; the previous files were put back, but the task database may or may not have kept the archive's tasks: run the restore again once the database is reachable (or restore the pre-restore backup ${pre.path} to go back)`,
+            );
           if (databaseFailed)
             throw new RestoreRolledBackError(
               `${databaseFailed.message.replace(/; nothing was changed$/, "")}; the previous state was put back and nothing was changed`,

@@ -7,7 +7,7 @@ import { after, before, test } from "node:test";
 import pg from "pg";
 import { PgTaskStore } from "../../src/tasks/postgres/pg-store.js";
 import { TaskQueueFullError, TaskStoreWriteError, type TaskInit } from "../../src/tasks/task-store.js";
-import { postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
+import { failAtCommit, postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
 
 const init = (text: string, idempotencyKey?: string): TaskInit =>
   ({ payload: { kind: "systemEvent", text }, nextRunAtMs: null, ...(idempotencyKey ? { idempotencyKey } : {}) }) as TaskInit;
@@ -163,25 +163,4 @@ if (missing !== undefined) {
       await store.close();
     }
   });
-}
-
-/**
- * Makes the COMMIT of a transaction that inserted a task with text "fail-at-commit" fail (a
- * deferred constraint trigger raises at COMMIT): a COMMIT failure on a real cluster.
- */
-export async function failAtCommit(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(`CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.record->'payload'->>'text' = 'fail-at-commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;
-        RETURN NULL;
-      END $$`);
-    await client.query(
-      "CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON cara_tasks DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit()",
-    );
-  } finally {
-    await client.end();
-  }
 }
