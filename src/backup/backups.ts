@@ -448,13 +448,15 @@ export class BackupManager {
             db && previousTasks
               ? await db.replaceAll(previousTasks).then(
                   () => undefined,
-                  (e: Error) => e.message,
+                  (e: Error) => e,
                 )
               : undefined;
+          // A put-back that failed at its COMMIT may have put the previous tasks back, or not.
+          const holds = putBack && failedWhileCommitting(putBack) ? "may still hold" : "still holds";
           throw new RestoreRolledBackError(
             putBack === undefined
               ? `the restored state failed to load (${(err as Error).message}); the previous state was put back and nothing was changed`
-              : `the restored state failed to load (${(err as Error).message}); the previous files were put back, but the task database still holds the restored tasks (${putBack}); restore ${pre.path} once the database is reachable`,
+              : `the restored state failed to load (${(err as Error).message}); the previous files were put back, but the task database ${holds} the restored tasks (${putBack.message}); restore ${pre.path} once the database is reachable`,
           );
         }
         await finishSwap(this.o.stateDir, marker);
