@@ -163,4 +163,27 @@ if (missing !== undefined) {
       await store.close();
     }
   });
+
+  test("a batch that cannot get a connection is refused whole, not run one by one (nothing was sent)", async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url });
+    const pool = (store as unknown as { pool: pg.Pool }).pool;
+    const connect = pool.connect.bind(pool);
+    let attempts = 0;
+    (pool as unknown as { connect: () => Promise<pg.PoolClient> }).connect = () => {
+      attempts++;
+      return Promise.reject(new Error("connect ECONNREFUSED"));
+    };
+    try {
+      const settled = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => store.create(init(`u${i}`))));
+      for (const s of settled)
+        assert.ok(s.status === "rejected" && /cannot reach the task database .*connect ECONNREFUSED.*nothing was changed/.test(s.reason.message));
+      // The first create alone, then the four that waited for it as one batch: two attempts.
+      assert.equal(attempts, 2);
+      assert.match(store.writeError ?? "", /cannot reach the task database/);
+    } finally {
+      (pool as unknown as { connect: typeof connect }).connect = connect;
+      await store.close();
+    }
+  });
 }

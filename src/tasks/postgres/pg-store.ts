@@ -99,6 +99,9 @@ class CommitOutcomeUnknownWriteError extends TaskStoreWriteError {
   }
 }
 
+/** No connection to the database could be had: nothing was sent (a batch is not run one by one then). */
+class UnreachableError extends TaskStoreWriteError {}
+
 /** What one create transaction committed (applied to the mirror after COMMIT). */
 interface CreateOutcome {
   results: { task: TaskRecord; created: boolean }[];
@@ -291,8 +294,9 @@ export class PgTaskStore implements TaskStore {
         try {
           out = await this.createTx(batch.map((p) => p.init));
         } catch (err) {
-          if (batch.length === 1) {
-            batch[0]!.reject(err);
+          // No connection, or the store closed: nothing was sent, and no create would fare better alone.
+          if (batch.length === 1 || err instanceof UnreachableError || this.closed) {
+            for (const p of batch) p.reject(err);
             continue;
           }
           if (failedWhileCommitting(err)) {
@@ -304,11 +308,17 @@ export class PgTaskStore implements TaskStore {
           // Rolled back: nothing of the batch was kept. The creates run one by one and only those
           // that fail alone report a failure (a failure of the batch is not the store's state).
           this.lastWriteError = writeErrorBefore;
+          let unreachable: unknown;
           for (const p of batch) {
+            if (unreachable !== undefined) {
+              p.reject(unreachable);
+              continue;
+            }
             let one: CreateOutcome;
             try {
               one = await this.createTx([p.init]);
             } catch (e) {
+              if (e instanceof UnreachableError) unreachable = e;
               p.reject(e);
               continue;
             }
@@ -614,7 +624,9 @@ export class PgTaskStore implements TaskStore {
     try {
       client = await this.pool.connect();
     } catch (err) {
-      throw this.writeFailed(`cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`);
+      const message = `cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`;
+      this.lastWriteError = message;
+      throw new UnreachableError(message);
     }
     try {
       const out = await inTransaction({ query: (sql) => this.q(client, sql) }, () => fn(client));
