@@ -15,6 +15,7 @@ import type { TaskRecord } from "../tasks/model.js";
 import { queueFileText } from "../tasks/queue-file.js";
 import type { TasksDatabase } from "../tasks/task-store.js";
 import { databaseQueueFile, FILE_STORE_FILES, takeStagedTasks, withDatabaseQueue } from "./database-tasks.js";
+import { failedWhileCommitting } from "../tasks/postgres/transaction.js";
 
 /** What the running server lets a backup or restore pause: the stores that write into the state dir. */
 export interface StateWriters {
@@ -426,6 +427,11 @@ export class BackupManager {
           marker = await swapIntoPlace(this.o.stateDir, ready, holding, entries, replaceTasks);
         } catch (err) {
           await recoverInterruptedSwap(this.o.stateDir, { removeLeftovers: false }).catch(() => undefined);
+          if (databaseFailed && failedWhileCommitting(databaseFailed))
+            // The COMMIT was sent: the database may hold the archive's tasks or its previous ones.
+            throw new RestoreRolledBackError(
+              `${databaseFailed.message}; the previous files were put back, but the task database may or may not have kept the archive's tasks: run the restore again once the database is reachable (or restore the pre-restore backup ${pre.path} to go back)`,
+            );
           if (databaseFailed)
             throw new RestoreRolledBackError(
               `${databaseFailed.message.replace(/; nothing was changed$/, "")}; the previous state was put back and nothing was changed`,
@@ -442,13 +448,15 @@ export class BackupManager {
             db && previousTasks
               ? await db.replaceAll(previousTasks).then(
                   () => undefined,
-                  (e: Error) => e.message,
+                  (e: Error) => e,
                 )
               : undefined;
+          // A put-back that failed at its COMMIT may have put the previous tasks back, or not.
+          const holds = putBack && failedWhileCommitting(putBack) ? "may still hold" : "still holds";
           throw new RestoreRolledBackError(
             putBack === undefined
               ? `the restored state failed to load (${(err as Error).message}); the previous state was put back and nothing was changed`
-              : `the restored state failed to load (${(err as Error).message}); the previous files were put back, but the task database still holds the restored tasks (${putBack}); restore ${pre.path} once the database is reachable`,
+              : `the restored state failed to load (${(err as Error).message}); the previous files were put back, but the task database ${holds} the restored tasks (${putBack.message}); restore ${pre.path} once the database is reachable`,
           );
         }
         await finishSwap(this.o.stateDir, marker);

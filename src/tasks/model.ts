@@ -95,6 +95,15 @@ export class TaskValidationError extends Error {
 
 /** camelCase (queue.json, JSON names) to snake_case (proto field names), for field paths. */
 const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/**
+ * Refuses a string holding a NUL character (U+0000): PostgreSQL's text and jsonb cannot store it,
+ * so a task holding one could not be written to the PostgreSQL store, migrated to it or restored
+ * into it. Refused for both stores, so a queue moves between them whole.
+ */
+export function rejectNul(value: string, field: string, what = field): void {
+  if (value.includes("\u0000")) throw new TaskValidationError(`${what} must not contain a NUL character (\\u0000)`, field);
+}
 export class TaskStateError extends Error {}
 export class TaskNotFoundError extends Error {
   constructor() {
@@ -111,7 +120,9 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object
 function optString(src: Record<string, unknown>, key: string, out: Record<string, unknown>): void {
   const v = src[key];
   if (v === undefined || v === null) return;
-  if (typeof v !== "string") throw new TaskValidationError(`Invalid task payload: ${key} must be a string`, `payload.${snake(String(src.kind))}.${snake(key)}`);
+  const field = `payload.${snake(String(src.kind))}.${snake(key)}`;
+  if (typeof v !== "string") throw new TaskValidationError(`Invalid task payload: ${key} must be a string`, field);
+  rejectNul(v, field, `Invalid task payload: ${key}`);
   out[key] = v;
 }
 function optBool(src: Record<string, unknown>, key: string, out: Record<string, unknown>): void {
@@ -134,12 +145,14 @@ export function normalizePayload(value: unknown): TaskPayloadRecord {
     case "systemEvent": {
       if (typeof value.text !== "string" || value.text.trim() === "")
         throw new TaskValidationError("Invalid task payload: systemEvent needs a non-empty text", "payload.system_event.text");
+      rejectNul(value.text, "payload.system_event.text", "Invalid task payload: text");
       out = { kind, text: value.text };
       break;
     }
     case "agentTurn": {
       if (typeof value.message !== "string" || value.message.trim() === "")
         throw new TaskValidationError("Invalid task payload: agentTurn needs a non-empty message", "payload.agent_turn.message");
+      rejectNul(value.message, "payload.agent_turn.message", "Invalid task payload: message");
       out = { kind, message: value.message };
       for (const k of ["model", "route", "thinking", "channel", "to"]) optString(value, k, out);
       for (const k of ["allowUnsafeExternalContent", "deliver", "bestEffortDeliver"]) optBool(value, k, out);
@@ -160,6 +173,7 @@ export function normalizePayload(value: unknown): TaskPayloadRecord {
       if (value.sections !== undefined) {
         if (!Array.isArray(value.sections) || !value.sections.every((s) => typeof s === "string"))
           throw new TaskValidationError("Invalid task payload: backup sections must be a list of names", "payload.backup.sections");
+        for (const name of value.sections as string[]) rejectNul(name, "payload.backup.sections", "Invalid task payload: backup sections");
         out.sections = value.sections;
       }
       break;
@@ -197,6 +211,7 @@ export function normalizeReason(reason: string | undefined): string | undefined 
   const trimmed = reason.trim();
   if (trimmed === "") return undefined;
   if ([...trimmed].length > MAX_REASON_CHARS) throw new TaskValidationError(`reason exceeds ${MAX_REASON_CHARS} characters`, "reason");
+  rejectNul(trimmed, "reason");
   return trimmed;
 }
 
@@ -322,6 +337,7 @@ export function validateLabels(labels: Record<string, string>, field = "labels")
     if (!/^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$/.test(k))
       throw new TaskValidationError(`labels: invalid key '${k.slice(0, 70)}' (1-63 characters of letters, digits, _ . - /)`, field);
     if (v.length > 256) throw new TaskValidationError(`labels: value of '${k}' is longer than 256 characters`, field);
+    rejectNul(v, field, `labels: value of '${k}'`);
   }
 }
 

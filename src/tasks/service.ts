@@ -17,6 +17,7 @@ import {
   DEFAULT_POLICY,
   isTerminal,
   normalizePayload,
+  rejectNul,
   normalizeReason,
   patchTransition,
   resumeTransition,
@@ -49,6 +50,7 @@ function taskInit(req: CreateTaskRequest): TaskInit {
   if (req.idempotencyKey !== undefined) {
     const key = req.idempotencyKey.trim();
     if (key === "" || key.length > 200) throw new TaskValidationError("idempotency_key must be 1..200 characters", "idempotency_key");
+    rejectNul(key, "idempotency_key");
     init.idempotencyKey = key;
   }
   if (Object.keys(req.labels).length > 0) init.labels = { ...req.labels };
@@ -148,6 +150,7 @@ function msField(name: string, v: bigint | undefined): number | undefined {
 function taskId(id: string): string {
   const trimmed = id.trim();
   if (trimmed === "") throw new TaskValidationError("task id cannot be empty", "id");
+  rejectNul(trimmed, "id", "task id");
   return trimmed;
 }
 

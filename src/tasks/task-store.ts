@@ -72,7 +72,11 @@ export interface TaskStore {
 export interface TasksDatabase {
   /** Every task as of one instant (one consistent read). */
   snapshot(): Promise<TaskRecord[]>;
-  /** Replaces every task in one transaction, acknowledged after commit; a failure changes nothing. */
+  /**
+   * Replaces every task in one transaction, acknowledged after commit; a failure before the commit
+   * changes nothing, one at the commit (`committing: true`, see failedWhileCommitting) may have
+   * kept the new tasks.
+   */
   replaceAll(records: readonly TaskRecord[]): Promise<void>;
 }
 

@@ -12,7 +12,7 @@ import pg from "pg";
 import { x as untar } from "tar";
 import { connectJson, serveCara, tempDir, type InProcessCara } from "../helpers/cara.js";
 import { runCli } from "../helpers/cli.js";
-import { postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
+import { failAtCommit, postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { SECRET } from "../backup/fixtures.js";
 
 const T = "carapace.tasks.v1.TasksService";
@@ -195,6 +195,33 @@ if (missing !== undefined) {
       // The server goes on: its store was reopened.
       await create(p, { payload: { systemEvent: { text: "after" } }, nextRunAtMs: String(FAR) });
       assert.equal((await tasksOf(p)).length, before.length + 1);
+    } finally {
+      await p.stop();
+      await f.stop();
+    }
+  });
+
+  test("a restore whose database COMMIT fails does not claim nothing changed: the database may or may not have kept the archive's tasks", async () => {
+    const url = await cluster.createDatabase();
+    const p = await pgServer(url);
+    const f = await fileServer();
+    try {
+      await create(p, { payload: { systemEvent: { text: "keep" } }, nextRunAtMs: String(FAR) });
+      await create(f, { payload: { systemEvent: { text: "fail-at-commit" } }, nextRunAtMs: String(FAR) });
+      const archive = await backup(f, "commit.tar.gz");
+      // The database refuses the restore's transaction at its COMMIT (a deferred trigger): what a
+      // connection lost while committing looks like to cara, whose outcome it cannot know.
+      await failAtCommit(url);
+      const refused = await cli(p, ["restore", archive, "--force"]);
+      assert.equal(refused.code, 1);
+      assert.match(
+        refused.stderr,
+        /^Error: cannot replace the tasks in the task database postgres:\/\/cara:\*\*\*@127\.0\.0\.1:\d+\/\w+: it failed while committing \(refused at commit\); the change may or may not have been kept; the previous files were put back, but the task database may or may not have kept the archive's tasks: run the restore again once the database is reachable \(or restore the pre-restore backup \S+ to go back\) \(Aborted\)\n$/,
+      );
+      assert.ok(!refused.stderr.includes("nothing was changed"));
+      assert.ok(!refused.stderr.includes(cluster.password));
+      // The server goes on: its store was reopened.
+      await create(p, { payload: { systemEvent: { text: "after" } }, nextRunAtMs: String(FAR) });
     } finally {
       await p.stop();
       await f.stop();

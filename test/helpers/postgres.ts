@@ -131,3 +131,24 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
     },
   };
 }
+
+/**
+ * Makes the COMMIT of a transaction that inserted a task with text "fail-at-commit" fail (a
+ * deferred constraint trigger raises at COMMIT): a COMMIT failure on a real cluster.
+ */
+export async function failAtCommit(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.record->'payload'->>'text' = 'fail-at-commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+        RETURN NULL;
+      END $$`);
+    await client.query(
+      "CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON cara_tasks DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit()",
+    );
+  } finally {
+    await client.end();
+  }
+}

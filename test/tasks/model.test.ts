@@ -8,11 +8,14 @@ import {
   normalizeReason,
   patchTransition,
   recordFromDisk,
+  rejectNul,
   resumeTransition,
   retryTransition,
   TASK_STATES,
   type TaskRecord,
   type TaskStateName,
+  TaskValidationError,
+  validateLabels,
 } from "../../src/tasks/model.js";
 import { backoffDelay, policyViolation } from "../../src/tasks/worker.js";
 
@@ -123,6 +126,25 @@ test("payload normalization drops unknown fields and refuses bad kinds and field
   assert.throws(() => normalizePayload({ kind: "systemEvent", text: "" }), { message: "Invalid task payload: systemEvent needs a non-empty text" });
   assert.throws(() => normalizePayload({ kind: "agentTurn", message: "x", deliver: "yes" }), { message: "Invalid task payload: deliver must be a boolean" });
   assert.throws(() => normalizePayload({ kind: "systemEvent", text: "x".repeat(131_073) }), { message: "Invalid task payload: larger than 131072 bytes" });
+});
+
+test("a NUL character is refused in payload strings, labels and reasons, naming the field", () => {
+  const nul = (what: string, field: string) => (err: unknown) => {
+    assert.ok(err instanceof TaskValidationError, String(err));
+    assert.deepEqual([err.message, err.field], [`${what} must not contain a NUL character (\\u0000)`, field]);
+    return true;
+  };
+  assert.throws(() => normalizePayload({ kind: "systemEvent", text: "a\u0000" }), nul("Invalid task payload: text", "payload.system_event.text"));
+  assert.throws(() => normalizePayload({ kind: "agentTurn", message: "\u0000" }), nul("Invalid task payload: message", "payload.agent_turn.message"));
+  for (const k of ["model", "route", "thinking", "channel", "to"])
+    assert.throws(() => normalizePayload({ kind: "agentTurn", message: "hi", [k]: "x\u0000" }), nul(`Invalid task payload: ${k}`, `payload.agent_turn.${k}`));
+  assert.throws(() => normalizePayload({ kind: "updateCheck", channel: "\u0000" }), nul("Invalid task payload: channel", "payload.update_check.channel"));
+  assert.throws(() => normalizePayload({ kind: "backup", sections: ["tasks\u0000"] }), nul("Invalid task payload: backup sections", "payload.backup.sections"));
+  assert.throws(() => validateLabels({ team: "a\u0000" }), nul("labels: value of 'team'", "labels"));
+  assert.throws(() => validateLabels({ team: "\u0000" }, "set_labels"), nul("labels: value of 'team'", "set_labels"));
+  assert.throws(() => normalizeReason("why\u0000"), nul("reason", "reason"));
+  assert.throws(() => rejectNul("k\u0000", "idempotency_key"), nul("idempotency_key", "idempotency_key"));
+  assert.doesNotThrow(() => rejectNul("\\u0000 spelled out is fine", "idempotency_key"));
 });
 
 test("reasons are trimmed, blank is absent, over 1024 characters refused", () => {

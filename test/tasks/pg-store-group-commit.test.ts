@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import { PgTaskStore } from "../../src/tasks/postgres/pg-store.js";
-import { TaskQueueFullError, type TaskInit } from "../../src/tasks/task-store.js";
-import { postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
+import { TaskQueueFullError, TaskStoreWriteError, type TaskInit } from "../../src/tasks/task-store.js";
+import { failAtCommit, postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
 
 const init = (text: string, idempotencyKey?: string): TaskInit =>
   ({ payload: { kind: "systemEvent", text }, nextRunAtMs: null, ...(idempotencyKey ? { idempotencyKey } : {}) }) as TaskInit;
@@ -79,6 +79,110 @@ if (missing !== undefined) {
       assert.deepEqual([...store.all()].map((t) => (t.payload as { text: string }).text).sort(), ["c0", "c1", "c2"]);
       assert.equal((await transactionsOf(url)).rows, 3);
     } finally {
+      await store.close();
+    }
+  });
+
+  const textOf = (t: { payload: unknown }) => (t.payload as { text: string }).text;
+
+  test("a create the database refuses (a NUL character) fails alone: the others of its batch are run one by one and succeed", async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url });
+    try {
+      // The first commits alone; the next three wait and go together, and the NUL fails the batch.
+      const settled = await Promise.allSettled([
+        store.create(init("first")),
+        store.create(init("a")),
+        store.create(init("bad\u0000")),
+        store.create(init("b")),
+      ]);
+      assert.deepEqual(
+        settled.map((s) => s.status),
+        ["fulfilled", "fulfilled", "rejected", "fulfilled"],
+      );
+      const bad = settled[2]!;
+      assert.ok(bad.status === "rejected" && bad.reason instanceof TaskStoreWriteError, String(bad.status === "rejected" && bad.reason));
+      assert.deepEqual([...store.all()].map(textOf).sort(), ["a", "b", "first"]);
+      assert.equal((await transactionsOf(url)).rows, 3);
+      // The store is not left reporting a write error: a later create commits and clears it.
+      await store.create(init("later"));
+      assert.equal(store.writeError, undefined);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a change listener that throws after COMMIT neither fails the committed creates nor runs the batch again", async () => {
+    const url = await cluster.createDatabase();
+    const warnings: string[] = [];
+    const store = await PgTaskStore.open({ url, warn: (m) => warnings.push(m) });
+    store.events.on("change", (t: { payload: unknown }) => {
+      if (textOf(t) === "boom" || textOf(t) === "first") throw new Error("listener failed");
+    });
+    try {
+      const settled = await Promise.allSettled([store.create(init("first")), store.create(init("a")), store.create(init("boom")), store.create(init("b"))]);
+      assert.deepEqual(
+        settled.map((s) => s.status),
+        ["fulfilled", "fulfilled", "fulfilled", "fulfilled"],
+      );
+      // Each task once: nothing was created twice.
+      assert.deepEqual(await transactionsOf(url), { rows: 4, transactions: 2 });
+      assert.deepEqual([...store.all()].map(textOf).sort(), ["a", "b", "boom", "first"]);
+      assert.equal(warnings.filter((w) => w.includes("listener failed")).length, 2);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a batch whose COMMIT fails is never run again: each create is told the outcome is unknown", async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url });
+    try {
+      await failAtCommit(url);
+      const settled = await Promise.allSettled([
+        store.create(init("first")),
+        store.create(init("a")),
+        store.create(init("fail-at-commit")),
+        store.create(init("b", "key-b")),
+      ]);
+      assert.deepEqual(
+        settled.map((s) => s.status),
+        ["fulfilled", "rejected", "rejected", "rejected"],
+      );
+      for (const s of settled.slice(1)) {
+        assert.ok(s.status === "rejected" && s.reason instanceof TaskStoreWriteError);
+        assert.match(s.reason.message, /failed while committing \(refused at commit\); the outcome is unknown: the task may or may not have been created/);
+      }
+      assert.match((settled[1] as PromiseRejectedResult).reason.message, /check with `cara task list` before creating it again/);
+      assert.match((settled[3] as PromiseRejectedResult).reason.message, /create it again with the same idempotency key 'key-b'/);
+      // Not replayed: the trigger refused the batch's COMMIT, and no create ran again on its own.
+      assert.deepEqual(await transactionsOf(url), { rows: 1, transactions: 1 });
+      // A single create whose COMMIT fails says the change may or may not have been kept.
+      await assert.rejects(store.create(init("fail-at-commit")), /failed while committing \(refused at commit\); the change may or may not have been kept/);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a batch that cannot get a connection is refused whole, not run one by one (nothing was sent)", async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url });
+    const pool = (store as unknown as { pool: pg.Pool }).pool;
+    const connect = pool.connect.bind(pool);
+    let attempts = 0;
+    (pool as unknown as { connect: () => Promise<pg.PoolClient> }).connect = () => {
+      attempts++;
+      return Promise.reject(new Error("connect ECONNREFUSED"));
+    };
+    try {
+      const settled = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => store.create(init(`u${i}`))));
+      for (const s of settled)
+        assert.ok(s.status === "rejected" && /cannot reach the task database .*connect ECONNREFUSED.*nothing was changed/.test(s.reason.message));
+      // The first create alone, then the four that waited for it as one batch: two attempts.
+      assert.equal(attempts, 2);
+      assert.match(store.writeError ?? "", /cannot reach the task database/);
+    } finally {
+      (pool as unknown as { connect: typeof connect }).connect = connect;
       await store.close();
     }
   });

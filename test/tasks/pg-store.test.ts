@@ -8,10 +8,12 @@ import { MIGRATIONS } from "../../src/tasks/postgres/migrations.js";
 import { pendingMigrations, schemaVersion } from "../../src/tasks/postgres/migrate.js";
 import { PgTaskStore, TaskDatabaseError } from "../../src/tasks/postgres/pg-store.js";
 import { redactUrl } from "../../src/tasks/postgres/redact.js";
+import { OfflineTaskDatabase } from "../../src/tasks/postgres/task-database.js";
+import { failedWhileCommitting } from "../../src/tasks/postgres/transaction.js";
 import { cancelTransition } from "../../src/tasks/model.js";
 import { Worker } from "../../src/tasks/worker.js";
 import type { TaskInit } from "../../src/tasks/task-store.js";
-import { postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
+import { failAtCommit, postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
 import { nextChange } from "./store-contract.js";
 
 const init = (text: string): TaskInit => ({ payload: { kind: "systemEvent", text }, nextRunAtMs: null }) as TaskInit;
@@ -202,6 +204,39 @@ if (missing !== undefined) {
       await worker.stop(0);
       await a.close();
       await b.close();
+    }
+  });
+
+  test("a replacement of every task whose COMMIT fails says the database may or may not have kept it, never that nothing changed", async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url });
+    const offline = await OfflineTaskDatabase.connect(url, "cara-test");
+    try {
+      const { task } = await store.create(init("kept"));
+      await failAtCommit(url);
+      const records = [{ ...task, id: "restored", payload: { kind: "systemEvent" as const, text: "fail-at-commit" } }];
+      for (const [what, replace] of [
+        ["the store (restores)", () => store.replaceAll(records)],
+        ["the offline database (restores --offline, cara tasks migrate)", () => offline.replaceAll(records)],
+      ] as const) {
+        const err = await replace().then(
+          () => assert.fail(`${what}: the replacement succeeded`),
+          (e: unknown) => e as Error,
+        );
+        assert.ok(failedWhileCommitting(err), `${what}: ${err.message}`);
+        assert.match(err.message, /failed while committing \(refused at commit\); the change may or may not have been kept$/, what);
+        assert.doesNotMatch(err.message, /nothing was changed/, what);
+      }
+      // A failure before COMMIT (here a duplicate id) still says nothing was changed.
+      const err = await store.replaceAll([task, task]).then(
+        () => assert.fail("the replacement succeeded"),
+        (e: unknown) => e as Error,
+      );
+      assert.equal(failedWhileCommitting(err), false);
+      assert.match(err.message, /; nothing was changed$/);
+    } finally {
+      await offline.close();
+      await store.close();
     }
   });
 }

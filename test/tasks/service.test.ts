@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { TaskPayloadSchema, TaskState } from "../../gen/carapace/tasks/v1/tasks_pb.js";
-import { errorInfoOf } from "../../src/wire/error-details.js";
+import { badRequestOf, errorInfoOf } from "../../src/wire/error-details.js";
 import { tasksUnderTest } from "../helpers/rpc.js";
 
 const systemEvent = (text: string) => create(TaskPayloadSchema, { kind: { case: "systemEvent", value: { text } } });
@@ -144,3 +144,76 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   for await (const v of it) out.push(v);
   return out;
 }
+
+test("a NUL character (which PostgreSQL cannot store) is refused in any string a task keeps, naming the field, for either store", async () => {
+  const { client } = await tasksUnderTest();
+  const { task } = await client.createTask({ payload: systemEvent("ok"), nextRunAtMs: future() });
+  const id = task!.id;
+  const cases: [string, Promise<unknown>, string, string][] = [
+    [
+      "text",
+      client.createTask({ payload: systemEvent("a\u0000b") }),
+      "Invalid task payload: text must not contain a NUL character (\\u0000)",
+      "payload.system_event.text",
+    ],
+    [
+      "agent message",
+      client.createTask({ payload: create(TaskPayloadSchema, { kind: { case: "agentTurn", value: { message: "\u0000" } } }) }),
+      "Invalid task payload: message must not contain a NUL character (\\u0000)",
+      "payload.agent_turn.message",
+    ],
+    [
+      "agent model",
+      client.createTask({ payload: create(TaskPayloadSchema, { kind: { case: "agentTurn", value: { message: "hi", model: "m\u0000" } } }) }),
+      "Invalid task payload: model must not contain a NUL character (\\u0000)",
+      "payload.agent_turn.model",
+    ],
+    [
+      "key",
+      client.createTask({ payload: systemEvent("x"), idempotencyKey: "k\u0000" }),
+      "idempotency_key must not contain a NUL character (\\u0000)",
+      "idempotency_key",
+    ],
+    [
+      "label",
+      client.createTask({ payload: systemEvent("x"), labels: { team: "a\u0000" } }),
+      "labels: value of 'team' must not contain a NUL character (\\u0000)",
+      "labels",
+    ],
+    [
+      "batch",
+      client.createTasks({ tasks: [{ payload: systemEvent("fine") }, { payload: systemEvent("\u0000") }] }),
+      "tasks[1]: Invalid task payload: text must not contain a NUL character (\\u0000)",
+      "tasks[1].payload.system_event.text",
+    ],
+    [
+      "update text",
+      client.updateTask({ id, payload: systemEvent("\u0000") }),
+      "Invalid task payload: text must not contain a NUL character (\\u0000)",
+      "payload.system_event.text",
+    ],
+    [
+      "update label",
+      client.updateTask({ id, setLabels: { team: "\u0000" } }),
+      "labels: value of 'team' must not contain a NUL character (\\u0000)",
+      "set_labels",
+    ],
+    ["update reason", client.updateTask({ id, priority: 2, reason: "why\u0000" }), "reason must not contain a NUL character (\\u0000)", "reason"],
+    ["cancel reason", client.cancelTask({ id, reason: "\u0000x" }), "reason must not contain a NUL character (\\u0000)", "reason"],
+    ["id", client.getTask({ id: "a\u0000" }), "task id must not contain a NUL character (\\u0000)", "id"],
+  ];
+  for (const [what, call, message, field] of cases) {
+    let caught: unknown;
+    await call.catch((err: unknown) => {
+      caught = err;
+    });
+    assert.ok(caught instanceof ConnectError, `${what}: ${String(caught)}`);
+    assert.deepEqual(
+      [Code[caught.code], caught.rawMessage, errorInfoOf(caught)?.reason, badRequestOf(caught)?.fieldViolations.map((v) => v.field)],
+      [Code[Code.InvalidArgument], message, "TASK_INVALID_ARGUMENT", [field]],
+      what,
+    );
+  }
+  assert.equal((await client.listTasks({})).total, 1, "nothing was created by the refused calls");
+  assert.deepEqual((await client.getTask({ id })).task, task, "nothing was changed by the refused calls");
+});

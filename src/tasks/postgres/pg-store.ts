@@ -40,6 +40,7 @@ import { migrate, schemaVersion } from "./migrate.js";
 import { redactUrl, scrub } from "./redact.js";
 import { CHANGES_CHANNEL, CREATE_LOCK_KEY, columns, INSERT_SQL, notices } from "./rows.js";
 import { readAllTasks, replaceAllTasks } from "./table-copy.js";
+import { failedWhileCommitting, inTransaction, markCommitting } from "./transaction.js";
 
 export { CHANGES_CHANNEL };
 const CLOSED_FOR_SHUTDOWN = "the task store is closed (the server is shutting down)";
@@ -85,6 +86,39 @@ interface PendingCreate {
 
 /** A query failed (as opposed to a domain rule refusing the change). */
 class QueryFailed extends Error {}
+
+/** A write whose COMMIT failed: the database may or may not have kept it (never replayed). */
+class CommitOutcomeUnknownWriteError extends TaskStoreWriteError {
+  /** Marks the failure as one at COMMIT (see failedWhileCommitting). */
+  readonly committing = true;
+  constructor(
+    message: string,
+    override readonly cause: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** No connection to the database could be had: nothing was sent (a batch is not run one by one then). */
+class UnreachableError extends TaskStoreWriteError {}
+
+/** What one create transaction committed (applied to the mirror after COMMIT). */
+interface CreateOutcome {
+  results: { task: TaskRecord; created: boolean }[];
+  evicted: string[];
+  versions: bigint[];
+  existing: { rec: TaskRecord; version: bigint }[];
+  fresh: TaskRecord[];
+}
+
+/** What a create of a batch whose COMMIT failed is told: it may exist, check before creating it again. */
+function commitUnknownMessage(url: string, init: TaskInit, cause: unknown): string {
+  const check =
+    init.idempotencyKey !== undefined
+      ? `create it again with the same idempotency key '${init.idempotencyKey}' (it is not created twice)`
+      : "check with `cara task list` before creating it again (an idempotency key makes retries safe)";
+  return `the task database ${redactUrl(url)} failed while committing (${cause instanceof Error ? cause.message : String(cause)}); the outcome is unknown: the task may or may not have been created; ${check}`;
+}
 
 interface Row {
   version: string;
@@ -237,9 +271,11 @@ export class PgTaskStore implements TaskStore {
    * one (group commit): creates take one lock across servers and each COMMIT waits for the disk,
    * so one transaction per create would cap a deployment at one create per fsync. Each still
    * resolves after the COMMIT that holds it, with the same result as alone: keys repeated within a
-   * batch resolve to the first (as in sequence), and a batch that is refused before its COMMIT
-   * (queue full, an unusable row) is rolled back and its creates are run one by one, so each gets
-   * its own answer.
+   * batch resolve to the first (as in sequence), and a batch that fails before its COMMIT (queue
+   * full, an unusable row, a value the database refuses, a lost connection) is rolled back and its
+   * creates are run one by one, so each gets its own answer. A batch whose COMMIT was sent is never
+   * run again: when the COMMIT fails, its outcome is unknown and each of its creates is refused
+   * saying so.
    */
   create(init: TaskInit): Promise<{ task: TaskRecord; created: boolean }> {
     return new Promise((resolve, reject) => {
@@ -253,17 +289,47 @@ export class PgTaskStore implements TaskStore {
     try {
       while (this.pendingCreates.length > 0) {
         const batch = this.pendingCreates.splice(0, MAX_CREATE_BATCH);
+        const writeErrorBefore = this.lastWriteError;
+        let out: CreateOutcome;
         try {
-          const results = await this.createMany(batch.map((p) => p.init));
-          for (const [i, p] of batch.entries()) p.resolve(results[i]!);
+          out = await this.createTx(batch.map((p) => p.init));
         } catch (err) {
-          // A write failure may have happened at COMMIT (kept or not): never run those again.
-          if (batch.length === 1 || err instanceof TaskStoreWriteError) {
+          // No connection, or the store closed: nothing was sent, and no create would fare better alone.
+          if (batch.length === 1 || err instanceof UnreachableError || this.closed) {
             for (const p of batch) p.reject(err);
             continue;
           }
-          for (const p of batch) await this.createMany([p.init]).then((r) => p.resolve(r[0]!), p.reject);
+          if (failedWhileCommitting(err)) {
+            // The COMMIT was sent: the batch may be in the table. Running it again could create
+            // every task twice, so each create is told the outcome is unknown.
+            for (const p of batch) p.reject(new TaskStoreWriteError(commitUnknownMessage(this.url, p.init, err.cause)));
+            continue;
+          }
+          // Rolled back: nothing of the batch was kept. The creates run one by one and only those
+          // that fail alone report a failure (a failure of the batch is not the store's state).
+          this.lastWriteError = writeErrorBefore;
+          let unreachable: unknown;
+          for (const p of batch) {
+            if (unreachable !== undefined) {
+              p.reject(unreachable);
+              continue;
+            }
+            let one: CreateOutcome;
+            try {
+              one = await this.createTx([p.init]);
+            } catch (e) {
+              if (e instanceof UnreachableError) unreachable = e;
+              p.reject(e);
+              continue;
+            }
+            p.resolve(one.results[0]!);
+            this.applyCreated(one);
+          }
+          continue;
         }
+        // Committed: acknowledged first, whatever applying the changes locally does.
+        for (const [i, p] of batch.entries()) p.resolve(out.results[i]!);
+        this.applyCreated(out);
       }
     } finally {
       this.creating = false;
@@ -271,8 +337,15 @@ export class PgTaskStore implements TaskStore {
   }
 
   async createMany(inits: TaskInit[]): Promise<{ task: TaskRecord; created: boolean }[]> {
+    const out = await this.createTx(inits);
+    this.applyCreated(out);
+    return out.results;
+  }
+
+  /** The creates' transaction; the mirror is left to applyCreated (after COMMIT). */
+  private async createTx(inits: TaskInit[]): Promise<CreateOutcome> {
     const now = this.now();
-    const out = await this.tx(async (c) => {
+    return this.tx(async (c) => {
       await this.q(c, "SELECT pg_advisory_xact_lock($1)", [CREATE_LOCK_KEY]);
       const keys = inits.map((i) => i.idempotencyKey).filter((k): k is string => k !== undefined);
       const existing = new Map<string, { rec: TaskRecord; version: bigint }>();
@@ -325,11 +398,24 @@ export class PgTaskStore implements TaskStore {
       await this.notify(c, [...evicted, ...fresh.map((t) => t.id)]);
       return { results, evicted, versions, existing: [...existing.values()], fresh };
     });
-    for (const id of out.evicted) this.remove(id);
+  }
+
+  /**
+   * Applies committed creates to the mirror. They are already acknowledged: a "change" or
+   * "removed" listener that throws is reported (warn) and the other changes are still applied.
+   */
+  private applyCreated(out: CreateOutcome): void {
+    const guarded = (fn: () => void) => {
+      try {
+        fn();
+      } catch (err) {
+        this.warn(`a task change listener failed (the change is committed): ${(err as Error).message}`);
+      }
+    };
+    for (const id of out.evicted) guarded(() => this.remove(id));
     this.evicted += out.evicted.length;
-    for (const e of out.existing) this.apply(e.rec, e.version);
-    for (const [i, t] of out.fresh.entries()) this.apply(t, out.versions[i]!);
-    return out.results;
+    for (const e of out.existing) guarded(() => this.apply(e.rec, e.version));
+    for (const [i, t] of out.fresh.entries()) guarded(() => this.apply(t, out.versions[i]!));
   }
 
   async update(id: string, fn: (current: TaskRecord) => TaskRecord): Promise<TaskRecord> {
@@ -464,7 +550,7 @@ export class PgTaskStore implements TaskStore {
 
   /**
    * Replaces every task with `records` in one transaction, acknowledged after COMMIT; a failure
-   * changes nothing. Other servers on the database are told (NOTIFY); this store's reads catch up
+   * before COMMIT changes nothing, a failure at COMMIT (failedWhileCommitting) may have kept them. Other servers on the database are told (NOTIFY); this store's reads catch up
    * at `reopen()` (it is suspended by the restore that calls this).
    */
   async replaceAll(records: readonly TaskRecord[]): Promise<void> {
@@ -478,6 +564,13 @@ export class PgTaskStore implements TaskStore {
       client = await this.pool.connect();
       return await fn(client);
     } catch (err) {
+      if (failedWhileCommitting(err))
+        throw markCommitting(
+          new TaskStoreWriteError(
+            `cannot ${what} the task database ${redactUrl(this.url)}: it failed while committing (${this.scrub((err.cause as Error).message)}); the change may or may not have been kept`,
+          ),
+          err.cause,
+        );
       throw new TaskStoreWriteError(`cannot ${what} the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`);
     } finally {
       client?.release();
@@ -531,24 +624,22 @@ export class PgTaskStore implements TaskStore {
     try {
       client = await this.pool.connect();
     } catch (err) {
-      throw this.writeFailed(`cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`);
+      const message = `cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`;
+      this.lastWriteError = message;
+      throw new UnreachableError(message);
     }
-    let committing = false;
     try {
-      await this.q(client, "BEGIN");
-      const out = await fn(client);
-      committing = true;
-      await this.q(client, "COMMIT");
+      const out = await inTransaction({ query: (sql) => this.q(client, sql) }, () => fn(client));
       this.lastWriteError = undefined;
       return out;
     } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
+      if (failedWhileCommitting(err)) {
+        const message = `the task database ${redactUrl(this.url)} failed while committing (${(err.cause as Error).message}); the change may or may not have been kept: read the task again before retrying`;
+        this.lastWriteError = message;
+        throw new CommitOutcomeUnknownWriteError(message, err.cause);
+      }
       if (!(err instanceof QueryFailed)) throw err;
-      throw this.writeFailed(
-        committing
-          ? `the task database ${redactUrl(this.url)} failed while committing (${err.message}); the change may or may not have been kept: read the task again before retrying`
-          : `a write to the task database ${redactUrl(this.url)} failed (${err.message}); nothing was changed`,
-      );
+      throw this.writeFailed(`a write to the task database ${redactUrl(this.url)} failed (${err.message}); nothing was changed`);
     } finally {
       client.release();
     }

@@ -7,6 +7,7 @@
 import type pg from "pg";
 import { recordFromDisk, type TaskRecord } from "../model.js";
 import { CHANGES_CHANNEL, columns, CREATE_LOCK_KEY, INSERT_SQL, notices } from "./rows.js";
+import { inTransaction } from "./transaction.js";
 
 /** A row of the table cannot be used: the snapshot fails rather than leave a task out. */
 export class UnusableRowError extends Error {}
@@ -46,8 +47,9 @@ export async function countTasks(client: pg.ClientBase): Promise<number> {
 }
 
 /**
- * Replaces every row with `records` in one transaction (resolves after COMMIT; on any failure it
- * rolls back and the table is as it was). The table is locked against other writers meanwhile,
+ * Replaces every row with `records` in one transaction (resolves after COMMIT; on a failure before
+ * COMMIT it rolls back and the table is as it was; a failure of the COMMIT itself throws
+ * CommitOutcomeUnknownError: the table may hold either). The table is locked against other writers meanwhile,
  * and the stores of other servers are told every id that went or came (NOTIFY, delivered at
  * commit), so they drop and read back exactly those. With `requireEmpty`, a table that holds a
  * task fails with TableNotEmptyError (checked under the lock). Returns how many rows went.
@@ -57,8 +59,7 @@ export async function replaceAllTasks(
   records: readonly TaskRecord[],
   options: { origin: string; requireEmpty?: boolean },
 ): Promise<{ removed: number }> {
-  await client.query("BEGIN");
-  try {
+  return inTransaction(client, async () => {
     await client.query("SELECT pg_advisory_xact_lock($1)", [CREATE_LOCK_KEY]);
     await client.query("LOCK TABLE cara_tasks IN EXCLUSIVE MODE");
     if (options.requireEmpty) {
@@ -70,10 +71,6 @@ export async function replaceAllTasks(
     for (let i = 0; i < records.length; i += 1000) await client.query(INSERT_SQL, columns(records.slice(i, i + 1000)));
     const ids = [...new Set([...removed, ...records.map((r) => r.id)])];
     for (const payload of notices(options.origin, ids)) await client.query("SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, payload]);
-    await client.query("COMMIT");
     return { removed: removed.length };
-  } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  }
+  });
 }

@@ -11,6 +11,7 @@ import { TaskDatabaseError } from "./errors.js";
 import { migrate, schemaVersion } from "./migrate.js";
 import { redactUrl, scrub } from "./redact.js";
 import { countTasks, readAllTasks, replaceAllTasks, TableNotEmptyError } from "./table-copy.js";
+import { failedWhileCommitting, markCommitting } from "./transaction.js";
 
 export { TableNotEmptyError };
 
@@ -80,6 +81,13 @@ export class OfflineTaskDatabase implements TasksDatabase {
       return await fn();
     } catch (err) {
       if (err instanceof TableNotEmptyError) throw err;
+      if (failedWhileCommitting(err))
+        throw markCommitting(
+          new TaskDatabaseError(
+            `cannot ${what} the task database ${this.database}: it failed while committing (${scrub((err.cause as Error).message, this.url)}); the change may or may not have been kept`,
+          ),
+          err.cause,
+        );
       throw new TaskDatabaseError(`cannot ${what} the task database ${this.database} (${scrub((err as Error).message, this.url)}); nothing was changed`);
     }
   }
