@@ -131,6 +131,8 @@ describe("self-update end to end", { concurrency: false }, () => {
       `checking ${server.baseUrl}...\nFailed to check for updates: release source returned HTTP 503 (unexpected response)\nThis may be a temporary issue; retry in a moment.\n`,
     );
 
+    // The log still holds the previous test's download of this asset: wait for this one's.
+    server.clearLog();
     server.hangNext("/carapace-0.9.1.tar.gz");
     const stop = new AbortController();
     const run = startCli(["update", "--yes", "--port", String(srv.port), "--state-dir", stateDir], { signal: stop.signal });
@@ -138,6 +140,9 @@ describe("self-update end to end", { concurrency: false }, () => {
     stop.abort();
     const r = await run.done;
     assert.equal(r.code, 130, r.stderr);
+    // Interrupted while the download hung (not before it began): the next test must not find the
+    // hang still armed, or its download waits out the 300 s stall timeout.
+    assert.equal(server.requests("/carapace-0.9.1.tar.gz")[0]?.status, -1);
     assert.match(
       r.stderr,
       /(^|\n)Interrupted: the update to v0\.9\.1 stops where it is and its transaction stays resumable \(nothing is switched before it is verified and applied\)\. Run `cara update` to resume it; `cara update --status` shows where it stopped\.\n$/,
