@@ -18,7 +18,7 @@
 //
 // The archive is deterministic: entries sorted, mtime fixed (SOURCE_DATE_EPOCH, else the time of
 // the last commit), uid/gid 0, no user or group names, modes normalized (0755 directories and files
-// inside a bin/ directory, 0644 other files), gzip level 9 without a name or timestamp. Two runs
+// inside a bin/ directory, 0644 other files), gzip level 6 without a name or timestamp. Two runs
 // over the same tree produce the same bytes.
 //
 // --version X sets the version written into the packaged package.json (the running cara reports
@@ -30,7 +30,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { gzipSync, constants as zc } from "node:zlib";
+import { gzipSync } from "node:zlib";
 import semver from "semver";
 import { Header, Pax } from "tar";
 import { buildExecutable, PLATFORMS, UsageError as ExecutableUsageError } from "./build-executable.mjs";
@@ -306,7 +306,9 @@ async function main() {
   const mtime = sourceDate();
   const tarball = packTar(members, mtime);
   // Node's gzip writes no file name and a zero timestamp: the output depends only on the input.
-  const gz = gzipSync(tarball, { level: zc.Z_BEST_COMPRESSION });
+  // Level 6 (zlib's default): on this ~30 MB tar, 0.6% larger than level 9 in 40% of its time
+  // (0.8 s against 2.0 s; the update tests pack a dozen releases).
+  const gz = gzipSync(tarball, { level: 6 });
 
   const outDir = resolve(process.cwd(), opts.out);
   await mkdir(outDir, { recursive: true });
