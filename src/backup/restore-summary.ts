@@ -15,13 +15,17 @@ export interface TaskStateChange {
   after: number;
 }
 
-export interface TaskChanges {
+/** Ids or key paths added, removed and changed: each list sorted and cut at SUMMARY_LIST_LIMIT, the counts exact. */
+export interface ListChanges {
   added: string[];
   removed: string[];
   changed: string[];
   addedCount: number;
   removedCount: number;
   changedCount: number;
+}
+
+export interface TaskChanges extends ListChanges {
   unchangedCount: number;
   /** Every state with a task before or after, in the model's order. */
   states: TaskStateChange[];
@@ -29,23 +33,24 @@ export interface TaskChanges {
   currentUnreadable: boolean;
 }
 
-export interface ConfigChanges {
-  /** Dotted key paths (`server.port`), sorted. Values are never included. */
-  added: string[];
-  removed: string[];
-  changed: string[];
-  addedCount: number;
-  removedCount: number;
-  changedCount: number;
-}
+/** Dotted key paths (`server.port`), sorted. Values are never included. */
+export type ConfigChanges = ListChanges;
 
 const stable = (v: unknown): string =>
   JSON.stringify(v, (_k, x: unknown) =>
     x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x,
   );
 
-function limited<T extends string>(list: T[]): T[] {
-  return list.sort().slice(0, SUMMARY_LIST_LIMIT);
+function listChanges(added: string[], removed: string[], changed: string[]): ListChanges {
+  const limited = (list: string[]) => list.sort().slice(0, SUMMARY_LIST_LIMIT);
+  return {
+    added: limited(added),
+    removed: limited(removed),
+    changed: limited(changed),
+    addedCount: added.length,
+    removedCount: removed.length,
+    changedCount: changed.length,
+  };
 }
 
 /**
@@ -80,12 +85,7 @@ export async function taskChanges(current: string | readonly TaskRecord[], incom
   const count = (list: TaskRecord[], state: string) => list.filter((t) => t.state === state).length;
   const states = TASK_STATES.map((state) => ({ state, before: count(before, state), after: count(after, state) })).filter((s) => s.before + s.after > 0);
   return {
-    added: limited(added),
-    removed: limited(removed),
-    changed: limited(changed),
-    addedCount: added.length,
-    removedCount: removed.length,
-    changedCount: changed.length,
+    ...listChanges(added, removed, changed),
     unchangedCount: unchanged,
     states,
     currentUnreadable,
@@ -120,14 +120,7 @@ export async function configChanges(current: string, incoming: string): Promise<
   const added = [...after.keys()].filter((k) => !before.has(k));
   const removed = [...before.keys()].filter((k) => !after.has(k));
   const changed = [...after.keys()].filter((k) => before.has(k) && before.get(k) !== after.get(k));
-  return {
-    added: limited(added),
-    removed: limited(removed),
-    changed: limited(changed),
-    addedCount: added.length,
-    removedCount: removed.length,
-    changedCount: changed.length,
-  };
+  return listChanges(added, removed, changed);
 }
 
 /** True for a copy the task or schedule store kept of a corrupt file (`queue.json.corrupt.<ms>`). */

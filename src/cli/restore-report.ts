@@ -1,4 +1,5 @@
 /** The text and JSON that `cara restore` prints for a restore or its dry run. */
+import type { ListChanges } from "../backup/restore-summary.js";
 import { stripTerminalUnsafe } from "./terminal.js";
 
 export interface FileDiffView {
@@ -9,16 +10,7 @@ export interface FileDiffView {
   counts: [number, number, number, number];
 }
 
-interface IdChanges {
-  added: string[];
-  removed: string[];
-  changed: string[];
-  addedCount: number;
-  removedCount: number;
-  changedCount: number;
-}
-
-export interface TaskChangesView extends IdChanges {
+export interface TaskChangesView extends ListChanges {
   unchangedCount: number;
   states: { state: string; before: number; after: number }[];
   currentUnreadable: boolean;
@@ -31,13 +23,38 @@ export interface RestoreView {
   pre: string | undefined;
   diffs: FileDiffView[];
   tasks: TaskChangesView | undefined;
-  config: IdChanges | undefined;
+  config: ListChanges | undefined;
   kept: string[];
+}
+
+/** What both restore paths report (over the API, or offline from the domain's result), as the report prints it. */
+export function restoreView(
+  res: {
+    dryRun: boolean;
+    restoredSections: string[];
+    preRestoreBackupPath?: string | undefined;
+    tasks?: TaskChangesView | undefined;
+    config?: ListChanges | undefined;
+    keptFiles: string[];
+  },
+  notes: string[],
+  diffs: FileDiffView[],
+): RestoreView {
+  return {
+    notes,
+    dryRun: res.dryRun,
+    restored: res.restoredSections,
+    pre: res.preRestoreBackupPath,
+    diffs: diffs.map(({ section, added, changed, removed, counts }) => ({ section, added, changed, removed, counts })),
+    tasks: res.tasks,
+    config: res.config,
+    kept: res.keptFiles,
+  };
 }
 
 const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? "" : "s"}`;
 
-function lists(c: IdChanges, indent: string): string {
+function lists(c: ListChanges, indent: string): string {
   let text = "";
   for (const [sign, list, count] of [
     ["+", c.added, c.addedCount],
@@ -86,7 +103,7 @@ export function restoreText(v: RestoreView): string {
   return text;
 }
 
-const ids = (c: IdChanges) => ({
+const ids = (c: ListChanges) => ({
   added: c.added,
   removed: c.removed,
   changed: c.changed,

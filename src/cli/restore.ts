@@ -7,7 +7,7 @@ import { ClientCommand } from "./base.js";
 import { describeError, isConnectionRefused, rpcClient } from "./rpc.js";
 import { isTerminal, progress } from "./progress.js";
 import { stripTerminalUnsafe } from "./terminal.js";
-import { restoreJson, restoreText, type FileDiffView, type RestoreView } from "./restore-report.js";
+import { restoreJson, restoreText, restoreView, type RestoreView } from "./restore-report.js";
 import { CliFailure, CliUsageError } from "./target.js";
 
 type RestoreOptions = { dryRun: boolean; sections: string[]; force: boolean; allowForeign: boolean };
@@ -111,24 +111,11 @@ export class RestoreCommand extends ClientCommand {
         `${why} If the server cannot start, restore offline: cara restore ${shellQuote(file)} --offline --state-dir ${shellQuote(stateDir)}${o.dryRun ? " --dry-run" : o.force ? " --force" : ""}`,
       );
     });
-    return {
-      notes: signatureNote(res.manifest),
-      dryRun: res.dryRun,
-      restored: res.restoredSections,
-      pre: res.preRestoreBackupPath,
-      diffs: res.diffs.map(
-        (d): FileDiffView => ({
-          section: d.section,
-          added: d.added,
-          changed: d.changed,
-          removed: d.removed,
-          counts: [d.addedCount, d.changedCount, d.removedCount, d.unchangedCount],
-        }),
-      ),
-      tasks: res.tasks,
-      config: res.config,
-      kept: res.keptFiles,
-    };
+    return restoreView(
+      res,
+      signatureNote(res.manifest),
+      res.diffs.map((d) => ({ ...d, counts: [d.addedCount, d.changedCount, d.removedCount, d.unchangedCount] })),
+    );
   }
 
   /** The offline recovery path: the same verified, atomic restore, run here under the state lock. */
@@ -178,24 +165,11 @@ export class RestoreCommand extends ClientCommand {
           throw err;
         })
         .finally(() => database?.close());
-      return {
-        notes: res.signedBy?.previous ? [`signed with a previous secret (key id ${res.signedBy.keyId})`] : [],
-        dryRun: res.dryRun,
-        restored: res.restoredSections,
-        pre: res.preRestoreBackupPath,
-        diffs: res.diffs.map(
-          (d): FileDiffView => ({
-            section: d.section,
-            added: d.added,
-            changed: d.changed,
-            removed: d.removed,
-            counts: [d.added.length, d.changed.length, d.removed.length, d.unchanged],
-          }),
-        ),
-        tasks: res.tasks,
-        config: res.config,
-        kept: res.keptFiles,
-      };
+      return restoreView(
+        res,
+        res.signedBy?.previous ? [`signed with a previous secret (key id ${res.signedBy.keyId})`] : [],
+        res.diffs.map((d) => ({ ...d, counts: [d.added.length, d.changed.length, d.removed.length, d.unchanged] })),
+      );
     } finally {
       await lock.release();
     }

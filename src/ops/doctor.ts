@@ -96,75 +96,58 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
 }
 
 async function checkServer(o: DoctorOptions): Promise<{ server: DoctorReport["server"]; step: DoctorStep }> {
-  const title = "server";
+  const result = (server: DoctorReport["server"], status: DoctorStep["status"], summary: string, next?: string) => ({
+    server,
+    step: { id: "server", title: "server", status, summary, ...(next !== undefined ? { next } : {}) },
+  });
   const pid = await lockOwner(o.paths.root).catch(() => undefined);
   if (pid === undefined) {
     const configured = await configuredListen(o);
-    return {
-      server: { running: false },
-      step: {
-        id: "server",
-        title,
-        status: "warn",
-        summary: `no server is running for ${o.paths.root} (no live lock); configured to listen on ${configured}`,
-        next: `start it: cara start --state-dir ${o.paths.root}`,
-      },
-    };
+    return result(
+      { running: false },
+      "warn",
+      `no server is running for ${o.paths.root} (no live lock); configured to listen on ${configured}`,
+      `start it: cara start --state-dir ${o.paths.root}`,
+    );
   }
   const address: ServerAddress | undefined = await liveServerAddress(o.paths.root);
   if (!address) {
-    return {
-      server: { running: true, pid },
-      step: {
-        id: "server",
-        title,
-        status: "warn",
-        summary: `a server (pid ${pid}) holds the lock but did not record where it listens (still starting, or an older version)`,
-        next: "wait a few seconds and run cara doctor again; check cara logs --file",
-      },
-    };
+    return result(
+      { running: true, pid },
+      "warn",
+      `a server (pid ${pid}) holds the lock but did not record where it listens (still starting, or an older version)`,
+      "wait a few seconds and run cara doctor again; check cara logs --file",
+    );
   }
   const server = { running: true, pid, url: address.url };
   const health = await o.probes.health(address.url);
   if ("error" in health) {
-    return {
+    return result(
       server,
-      step: {
-        id: "server",
-        title,
-        status: "fail",
-        summary: `server pid ${pid} listens on ${address.url} but GET /health failed: ${health.error}`,
-        next: `it may be hung: check cara logs --file --since 10m, then restart it (kill -TERM ${pid})`,
-      },
-    };
+      "fail",
+      `server pid ${pid} listens on ${address.url} but GET /health failed: ${health.error}`,
+      `it may be hung: check cara logs --file --since 10m, then restart it (kill -TERM ${pid})`,
+    );
   }
   if (health.status !== 200) {
-    return {
+    return result(
       server,
-      step: {
-        id: "server",
-        title,
-        status: "fail",
-        summary: `server pid ${pid} on ${address.url} answered GET /health with HTTP ${health.status}`,
-        next: `that is not a healthy cara: check what listens on port ${address.port}`,
-      },
-    };
+      "fail",
+      `server pid ${pid} on ${address.url} answered GET /health with HTTP ${health.status}`,
+      `that is not a healthy cara: check what listens on port ${address.port}`,
+    );
   }
   const configured = await configuredListen(o);
   const listening = `${address.bind}:${address.port}`;
   if (configured !== listening) {
-    return {
+    return result(
       server,
-      step: {
-        id: "server",
-        title,
-        status: "warn",
-        summary: `server pid ${pid} is healthy on ${address.url}, but the configuration says ${configured}`,
-        next: `local commands find it anyway; to make it listen where configured, restart it (or fix server.port / server.bind in ${o.paths.config})`,
-      },
-    };
+      "warn",
+      `server pid ${pid} is healthy on ${address.url}, but the configuration says ${configured}`,
+      `local commands find it anyway; to make it listen where configured, restart it (or fix server.port / server.bind in ${o.paths.config})`,
+    );
   }
-  return { server, step: { id: "server", title, status: "ok", summary: `server pid ${pid} is healthy on ${address.url}` } };
+  return result(server, "ok", `server pid ${pid} is healthy on ${address.url}`);
 }
 
 /** bind:port from flags' sources a server would use: env, then config.json, then defaults. */

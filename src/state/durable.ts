@@ -23,29 +23,8 @@ export async function fsyncDir(dir: string): Promise<void> {
  * as it was, and the error is thrown: the caller must not acknowledge the change.
  */
 export async function writeFileDurable(path: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
-  const mode = options.mode ?? FILE_MODE;
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
-  const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
-  let renamed = false;
-  try {
-    try {
-      // writeFile loops over short writes itself.
-      await handle.writeFile(data);
-      // open() applies the umask; make the mode exact.
-      await handle.chmod(mode);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, path);
-    renamed = true;
-    await fsyncDir(dir);
-  } catch (err) {
-    throw withPath(err, path);
-  } finally {
-    if (!renamed) await unlink(tmp).catch(() => undefined);
-  }
+  // writeFile loops over short writes itself.
+  await replaceDurably(path, options.mode ?? FILE_MODE, (handle) => handle.writeFile(data));
 }
 
 /**
@@ -55,15 +34,10 @@ export async function writeFileDurable(path: string, data: string | Uint8Array, 
  * so a caller can prove the copy is the file it verified.
  */
 export async function copyFileDurable(source: string, path: string, options: { mode?: number } = {}): Promise<string> {
-  const mode = options.mode ?? FILE_MODE;
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
   const input = await open(source, constants.O_RDONLY | constants.O_NOFOLLOW);
-  let renamed = false;
   try {
-    const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
-    const hash = createHash("sha256");
-    try {
+    return await replaceDurably(path, options.mode ?? FILE_MODE, async (handle) => {
+      const hash = createHash("sha256");
       const buf = Buffer.allocUnsafe(1024 * 1024);
       for (;;) {
         const { bytesRead } = await input.read(buf, 0, buf.length, null);
@@ -72,6 +46,25 @@ export async function copyFileDurable(source: string, path: string, options: { m
         hash.update(chunk);
         await writeFully(handle, chunk, null);
       }
+      return hash.digest("hex");
+    });
+  } finally {
+    await input.close();
+  }
+}
+
+/** The body of both: `fill` writes the temp file, then mode, fsync, rename, directory fsync. */
+async function replaceDurably<T>(path: string, mode: number, fill: (handle: FileHandle) => Promise<T>): Promise<T> {
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
+  // Opened before the try: a temp file this call did not create is never removed.
+  const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  let renamed = false;
+  try {
+    let result: T;
+    try {
+      result = await fill(handle);
+      // open() applies the umask; make the mode exact.
       await handle.chmod(mode);
       await handle.sync();
     } finally {
@@ -80,11 +73,10 @@ export async function copyFileDurable(source: string, path: string, options: { m
     await rename(tmp, path);
     renamed = true;
     await fsyncDir(dir);
-    return hash.digest("hex");
+    return result;
   } catch (err) {
     throw withPath(err, path);
   } finally {
-    await input.close();
     if (!renamed) await unlink(tmp).catch(() => undefined);
   }
 }

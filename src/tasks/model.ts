@@ -262,22 +262,21 @@ export function cancelTransition(task: TaskRecord, reason: string | undefined, n
 /** Operator retry: from failed, blocked, cancelled or retry_wait. Attempts are not reset. */
 export function retryTransition(task: TaskRecord, reason: string | undefined, delayMs: number, now: number): TaskRecord {
   if (!["failed", "blocked", "cancelled", "retry_wait"].includes(task.state)) throw new TaskStateError("Task is not retryable in its current state");
-  return {
-    ...without(task, "blockedReason", "finishedAtMs"),
-    state: "retry_wait",
-    lastError: reason ?? "retried by operator",
-    nextRunAtMs: now + delayMs,
-    updatedAtMs: now,
-  };
+  return operatorRequeue(task, reason ?? "retried by operator", delayMs, now);
 }
 
 /** Operator resume: only from blocked. */
 export function resumeTransition(task: TaskRecord, reason: string | undefined, delayMs: number, now: number): TaskRecord {
   if (task.state !== "blocked") throw new TaskStateError("Task is not blocked");
+  return operatorRequeue(task, reason ?? "resumed by operator", delayMs, now);
+}
+
+/** Retry and resume both put the task back in retry_wait, due after `delayMs`, with the operator's reason. */
+function operatorRequeue(task: TaskRecord, reason: string, delayMs: number, now: number): TaskRecord {
   return {
     ...without(task, "blockedReason", "finishedAtMs"),
     state: "retry_wait",
-    lastError: reason ?? "resumed by operator",
+    lastError: reason,
     nextRunAtMs: now + delayMs,
     updatedAtMs: now,
   };

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { constants } from "node:fs";
 import { open, readdir, unlink, type FileHandle } from "node:fs/promises";
@@ -12,13 +11,13 @@ import {
   TaskQueueFullError,
   TaskStoreCorruptError,
   TaskStoreWriteError,
+  newTaskRecord,
   type TaskInit,
   type TaskStore,
 } from "./task-store.js";
 import {
   claimOrder,
   claimTransition,
-  DEFAULT_POLICY,
   isDue,
   isTerminal,
   orderedRecord,
@@ -362,16 +361,7 @@ export class FileTaskStore implements TaskStore {
         results.push({ existingId });
         continue;
       }
-      const task: TaskRecord = {
-        id: randomUUID(),
-        state: "queued",
-        attempts: 0,
-        lastError: null,
-        createdAtMs: now,
-        updatedAtMs: now,
-        ...init,
-        policy: init.policy ?? { ...DEFAULT_POLICY },
-      };
+      const task: TaskRecord = newTaskRecord(init, now);
       fresh.push(task);
       results.push({ task, created: true });
     }
@@ -412,16 +402,7 @@ export class FileTaskStore implements TaskStore {
       }
     }
     const now = this.now();
-    const task: TaskRecord = {
-      id: randomUUID(),
-      state: "queued",
-      attempts: 0,
-      lastError: null,
-      createdAtMs: now,
-      updatedAtMs: now,
-      ...init,
-      policy: init.policy ?? { ...DEFAULT_POLICY },
-    };
+    const task: TaskRecord = newTaskRecord(init, now);
     const changes: Change[] = [];
     if (this.viewSize >= this.capacity) {
       let oldest: TaskRecord | undefined;

@@ -1,5 +1,6 @@
+import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
-import type { TaskRecord, TaskStateName } from "./model.js";
+import { DEFAULT_POLICY, type TaskRecord, type TaskStateName } from "./model.js";
 
 /**
  * What the task service, the worker, the scheduler and the runtime need of a task store. Two
@@ -82,6 +83,20 @@ export interface TasksDatabase {
 
 /** What a caller gives to create a task (the store assigns the rest). */
 export type TaskInit = Omit<TaskRecord, "id" | "state" | "attempts" | "lastError" | "createdAtMs" | "updatedAtMs">;
+
+/** The record a store creates for `init`: a fresh id, queued, no attempts, the default policy unless given. */
+export function newTaskRecord(init: TaskInit, now: number): TaskRecord {
+  return {
+    id: randomUUID(),
+    state: "queued",
+    attempts: 0,
+    lastError: null,
+    createdAtMs: now,
+    updatedAtMs: now,
+    ...init,
+    policy: init.policy ?? { ...DEFAULT_POLICY },
+  };
+}
 
 export const DEFAULT_CAPACITY = 10_000;
 export const DEFAULT_RETENTION_MS = 30 * 24 * 3600 * 1000;

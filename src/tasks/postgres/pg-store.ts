@@ -16,7 +16,6 @@ import pg from "pg";
 import {
   claimOrder,
   claimTransition,
-  DEFAULT_POLICY,
   isDue,
   rescueTransition,
   recordFromDisk,
@@ -31,6 +30,7 @@ import {
   TaskQueueFullError,
   TaskStoreCorruptError,
   TaskStoreWriteError,
+  newTaskRecord,
   type TaskInit,
   type TaskStore,
 } from "../task-store.js";
@@ -366,16 +366,7 @@ export class PgTaskStore implements TaskStore {
           results.push({ task: known, created: false });
           continue;
         }
-        const task: TaskRecord = {
-          id: randomUUID(),
-          state: "queued",
-          attempts: 0,
-          lastError: null,
-          createdAtMs: now,
-          updatedAtMs: now,
-          ...init,
-          policy: init.policy ?? { ...DEFAULT_POLICY },
-        };
+        const task: TaskRecord = newTaskRecord(init, now);
         if (key !== undefined) byKey.set(key, task);
         fresh.push(task);
         results.push({ task, created: true });

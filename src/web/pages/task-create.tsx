@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { useState } from "preact/hooks";
 import { tasks, unary } from "../api.js";
 import { report } from "../errors.js";
+import { PolicyInputs } from "../policy-inputs.js";
 import { PAYLOAD_KINDS, POLICY_FIELDS, TEMPLATES, parsePayload, policyError, type PayloadKind, type PolicyKey } from "../task-payload.js";
 import { Section } from "../ui.js";
 
@@ -106,25 +107,15 @@ export function CreateTask({ onCreated }: { onCreated: (id: string) => void }) {
         </p>
         <fieldset>
           <legend>Policy (blank = default)</legend>
-          <div class="fields">
-            {POLICY_FIELDS.map((f) => (
-              <label key={f.key}>
-                {f.label}
-                {f.unit && <span class="muted"> ({f.unit})</span>}
-                <input
-                  inputMode="numeric"
-                  value={policy[f.key]}
-                  placeholder={String(f.def)}
-                  aria-invalid={policyErrors[f.key] ? "true" : undefined}
-                  onInput={(e) => {
-                    setPolicy({ ...policy, [f.key]: (e.target as HTMLInputElement).value });
-                    if (serverError?.field === f.key) setServerError(undefined);
-                  }}
-                />
-                <span class={`field-error ${policyErrors[f.key] ? "shown" : ""}`}>{policyErrors[f.key] ?? ""}</span>
-              </label>
-            ))}
-          </div>
+          <PolicyInputs
+            values={policy}
+            errors={policyErrors}
+            placeholders
+            onInput={(key, value) => {
+              setPolicy({ ...policy, [key]: value });
+              if (serverError?.field === key) setServerError(undefined);
+            }}
+          />
         </fieldset>
         <div class="fields">
           <label>

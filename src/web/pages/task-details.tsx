@@ -6,6 +6,7 @@ import { isCancel, report, type Problem } from "../errors.js";
 import { dateTime, duration, enumName, relative } from "../format.js";
 import { useNow } from "../hooks.js";
 import { payloadJson } from "../task-payload.js";
+import { PolicyInputs } from "../policy-inputs.js";
 import { POLICY_FIELDS, policyError, type PolicyKey } from "../task-payload.js";
 import { Badge, Facts, ProblemLine, Section } from "../ui.js";
 import { STATE_TONE, stateName } from "../task-state.js";
@@ -210,21 +211,7 @@ function PolicyEditor({ task, busy, onSave }: { task: Task; busy: boolean; onSav
         onSave(Object.fromEntries(changed.map((f) => [f.key, f.key === "maxTotalRuntimeMs" ? BigInt(values[f.key]) : Number(values[f.key])])));
       }}
     >
-      <div class="fields">
-        {POLICY_FIELDS.map((f) => (
-          <label key={f.key}>
-            {f.label}
-            {f.unit && <span class="muted"> ({f.unit})</span>}
-            <input
-              inputMode="numeric"
-              value={values[f.key]}
-              aria-invalid={errors[f.key] ? "true" : undefined}
-              onInput={(e) => setValues({ ...values, [f.key]: (e.target as HTMLInputElement).value })}
-            />
-            <span class={`field-error ${errors[f.key] ? "shown" : ""}`}>{errors[f.key] ?? ""}</span>
-          </label>
-        ))}
-      </div>
+      <PolicyInputs values={values} errors={errors} onInput={(key, value) => setValues({ ...values, [key]: value })} />
       <div class="actions">
         <button type="submit" class="primary" disabled={busy || changed.length === 0 || Object.values(errors).some(Boolean)}>
           {busy ? "Saving…" : "Save policy"}
