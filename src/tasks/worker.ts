@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { MAX_RESULT_CHARS, type BlockedReasonName, type TaskRecord } from "./model.js";
+import { isDue, MAX_RESULT_CHARS, type BlockedReasonName, type TaskRecord } from "./model.js";
 import type { TaskStore } from "./task-store.js";
 
 /** What an executor decided about one attempt. */
@@ -85,8 +85,16 @@ export class Worker {
   private ticking = false;
   private tickAgain = false;
   private readonly settled = new Set<Promise<void>>();
+  /** A change showed a task due now: the next tick claims without asking the store first. */
+  private dueSeen = false;
   private readonly onChange = (rec: TaskRecord) => {
-    if (rec.state === "queued" || rec.state === "retry_wait") this.wake();
+    // Only a task due now is work for the next tick; one due later is found by the poll when its
+    // time comes. (Asking the store, hasClaimable, walks every task: once per create it made
+    // creates cost O(tasks stored) on every server of a shared queue.)
+    if (isDue(rec, this.now())) {
+      this.dueSeen = true;
+      this.wake();
+    }
     // A cancel written by anyone (this server's CancelTask, or another server on a shared
     // store) aborts the attempt running here.
     if (rec.state === "cancelled") this.abort(rec.id);
@@ -180,7 +188,9 @@ export class Worker {
       // ask it to claim only when they show work, so an idle worker costs no store round trip.
       const now = this.now();
       const mine = new Set(this.running.keys());
-      if (!this.store.hasClaimable(now, mine)) return;
+      const dueSeen = this.dueSeen;
+      this.dueSeen = false;
+      if (!dueSeen && !this.store.hasClaimable(now, mine)) return;
       let claimed: TaskRecord[];
       try {
         claimed = await this.store.claimDue(free, now, mine);

@@ -335,3 +335,33 @@ test("a task created while the worker is claiming is claimed right after that cl
     await store.close();
   }
 });
+
+test("creates of tasks due later do not make the worker walk the store; a task due now is claimed without asking it", async () => {
+  const store = await openStore();
+  // hasClaimable walks every stored task: it must not run once per create.
+  const hasClaimable = store.hasClaimable.bind(store);
+  let asked = 0;
+  store.hasClaimable = (now, skip) => {
+    asked++;
+    return hasClaimable(now, skip);
+  };
+  const worker = new Worker(store, { systemEvent: systemEventExecutor(new RecentEvents(), () => undefined) }, { pollMs: 600_000 });
+  worker.start();
+  try {
+    // The start-up tick asks once.
+    await new Promise((resolve) => setImmediate(resolve));
+    const atStart = asked;
+    const later = Date.now() + 3_600_000;
+    for (let i = 0; i < 50; i++) {
+      await store.create({ payload: { kind: "systemEvent", text: `later ${i}` }, policy: { ...DEFAULT_POLICY }, policyExplicit: true, nextRunAtMs: later });
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(asked, atStart, "no walk of the store for tasks due in an hour");
+    const now = await create(store, { kind: "systemEvent", text: "now" });
+    await waitFor(store, now.id, (t) => t.state === "done");
+    assert.equal(asked, atStart, "the created task itself showed the work");
+  } finally {
+    await worker.stop(1000);
+    await store.close();
+  }
+});
