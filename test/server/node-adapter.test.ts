@@ -26,6 +26,8 @@ let nextFollow: ((f: Follow) => void) | undefined;
 const handlerErrors: unknown[] = [];
 /** Messages per FollowLogs stream and the size of each one's text. */
 let streamShape = { count: Infinity, bytes: 10, everyMs: 5 };
+/** How long GetStatus takes to answer. */
+let slowUnaryMs = 0;
 
 const listeners: Listener[] = [];
 after(async () => {
@@ -36,7 +38,10 @@ async function serve(): Promise<Listener> {
   const handler = rpcAdapter({
     routes(router) {
       router.service(OpsService, {
-        getStatus: () => ({ version: "1.2.3" }),
+        async getStatus() {
+          if (slowUnaryMs > 0) await new Promise((r) => setTimeout(r, slowUnaryMs));
+          return { version: "1.2.3" };
+        },
         async *followLogs(_req, ctx: HandlerContext) {
           let onAborted!: (r: unknown) => void;
           let onEnded!: () => void;
@@ -179,6 +184,34 @@ test("a large stream to a slow reader arrives complete (the writer waits for 'dr
   }
   // 200 × 64 KiB: far more than the socket and stream buffers hold.
   assert.equal(n, 200);
+});
+
+test("a unary answer to a client that left (HTTP/1.1 close, HTTP/2 RST_STREAM) is dropped quietly", async () => {
+  const l = await serve();
+  slowUnaryMs = 200;
+  try {
+    const before = handlerErrors.length;
+    const socket = net.connect(l.port, "127.0.0.1");
+    socket.on("error", () => undefined);
+    await once(socket, "connect");
+    socket.write("POST /carapace.ops.v1.OpsService/GetStatus HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+    const session = http2.connect(`http://127.0.0.1:${l.port}`);
+    const stream = session.request({ ":method": "POST", ":path": "/carapace.ops.v1.OpsService/GetStatus", "content-type": "application/grpc", te: "trailers" });
+    stream.on("error", () => undefined);
+    stream.end(FOLLOW_BODY);
+    await new Promise((r) => setTimeout(r, 50));
+    socket.destroy();
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    await new Promise((r) => setTimeout(r, 400));
+    await until(() => l.inFlight === 0);
+    session.destroy();
+    assert.deepEqual(handlerErrors.slice(before), []);
+    const client = createClient(OpsService, createConnectTransport({ baseUrl: `http://127.0.0.1:${l.port}`, httpVersion: "2" }));
+    slowUnaryMs = 0;
+    assert.equal((await client.getStatus({})).version, "1.2.3");
+  } finally {
+    slowUnaryMs = 0;
+  }
 });
 
 async function until(cond: () => boolean, ms = 5_000): Promise<void> {
