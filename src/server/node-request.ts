@@ -98,8 +98,9 @@ function prematureClose(): Error {
 }
 
 /**
- * The request body as an async iterator over its 'data' events. Flow control: the request is
- * paused while 16 chunks wait to be read.
+ * The request body as an async iterator over its 'data' events, made when connect starts
+ * reading (a request the gate refuses is never read: Node discards its body). Flow control: the
+ * request is paused while 16 chunks wait to be read.
  */
 class BodyIterator implements AsyncIterator<Uint8Array> {
   private readonly chunks: Uint8Array[] = [];

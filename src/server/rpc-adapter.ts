@@ -1,6 +1,7 @@
 /**
- * The Node request handler for every RPC, like connect-node's `connectNodeAdapter` (same router,
- * same request/response conversion) plus what that adapter leaves bare:
+ * The Node request handler for every RPC, like connect-node's `connectNodeAdapter` (same router
+ * and protocol code; its own, cheaper request/response conversion: node-request.ts and
+ * node-response.ts, issue 17) plus what that adapter leaves bare:
  * - an RPC-shaped request for no route answers UNIMPLEMENTED in the caller's protocol
  *   (unknown-route.ts); a plain HTTP request goes to `fallback`;
  * - 415 names the accepted content types (`Accept-Post` and a JSON body), 405 the allowed
