@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import { Code, createContextKey } from "@connectrpc/connect";
 import type { RequestGate } from "./rpc-adapter.js";
 import { rpcError } from "../wire/error-details.js";
@@ -6,7 +6,8 @@ import { rpcError } from "../wire/error-details.js";
 /** The client's socket address, set per request by the server so interceptors can see it. */
 export const kPeerAddress = createContextKey<string>("unknown", { description: "peer address" });
 
-const digest = (value: string) => createHash("sha256").update(value, "utf8").digest();
+// One-shot hash (Node >= 20.12): no Hash object per call; it runs for every RPC (issue 17).
+const digest = (value: string) => hash("sha256", value, "buffer");
 
 /** Constant-time token check: compares SHA-256 digests, so neither content nor length leaks. */
 export function tokenMatches(expectedDigest: Buffer, presented: string): boolean {

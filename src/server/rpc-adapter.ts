@@ -1,6 +1,7 @@
 /**
- * The Node request handler for every RPC, like connect-node's `connectNodeAdapter` (same router,
- * same request/response conversion) plus what that adapter leaves bare:
+ * The Node request handler for every RPC, like connect-node's `connectNodeAdapter` (same router
+ * and protocol code; its own, cheaper request/response conversion: node-request.ts and
+ * node-response.ts, issue 17) plus what that adapter leaves bare:
  * - an RPC-shaped request for no route answers UNIMPLEMENTED in the caller's protocol
  *   (unknown-route.ts); a plain HTTP request goes to `fallback`;
  * - 415 names the accepted content types (`Accept-Post` and a JSON body), 405 the allowed
@@ -22,15 +23,16 @@ import {
   createContextValues,
 } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { rpcError } from "../wire/error-details.js";
 import type { RequestHandler } from "./listener.js";
+import { universalRequestFromNode } from "./node-request.js";
+import { writeUniversalResponse } from "./node-response.js";
 import { displayPath, requestPath, rpcProtocolOf, unknownMethodError, writeRpcError } from "./unknown-route.js";
 
 type NodeHandlerFn = RequestHandler;
 type NodeServerRequest = Parameters<RequestHandler>[0];
-type NodeServerResponse = Parameters<typeof universalResponseToNodeResponse>[1];
 
 /** What a request gate sees of a call: its method and headers, before any of the body. */
 export type RequestGateContext = Pick<HandlerContext, "service" | "method" | "requestHeader" | "values">;
@@ -219,7 +221,7 @@ export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
       else writeRpcError(req, res, protocol, unknownMethodError(path, services));
       return;
     }
-    const uReq = universalRequestFromNodeRequest(req, res as NodeServerResponse, undefined, options.contextValues?.(req));
+    const uReq = universalRequestFromNode(req, res, options.contextValues?.(req));
     if (options.requestGate && gateApplies(handler, req)) {
       try {
         options.requestGate({
@@ -242,7 +244,7 @@ export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
             ? uRes
             : malformedBinaryStreamIsInvalidArgument(uRes, handler),
       )
-      .then((uRes) => universalResponseToNodeResponse(explainRefusal(uRes, handler, req), res as NodeServerResponse))
+      .then((uRes) => writeUniversalResponse(explainRefusal(uRes, handler, req), res, handler.method.methodKind === "unary" || uRes.status !== 200))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
         onHandlerError(handler.method, reason);
