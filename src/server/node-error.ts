@@ -1,7 +1,8 @@
 /**
- * How connect-node turns Node stream errors and HTTP/2 reset codes into ConnectErrors (its
- * `connectErrorFromNodeReason` and `connectErrorFromH2ResetCode`, which the package does not
- * export), for our own request/response conversion (node-request.ts, node-response.ts).
+ * Node stream errors and HTTP/2 reset codes as ConnectErrors, for our own request/response
+ * conversion (node-request.ts, node-response.ts). The reset codes map as gRPC's HTTP/2 protocol
+ * specification says (CANCEL is CANCELLED, REFUSED_STREAM is UNAVAILABLE, ENHANCE_YOUR_CALM is
+ * RESOURCE_EXHAUSTED, ...), so a client sees the same codes it saw through connect-node's adapter.
  */
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
