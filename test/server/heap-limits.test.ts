@@ -26,7 +26,7 @@ function newSpaceAfterGarbage(limit: boolean, nodeArgs: string[] = []): { flags:
 test("limitHeapGrowth keeps the young generation at its initial size even when set after the heap exists", () => {
   const unlimited = newSpaceAfterGarbage(false);
   const limited = newSpaceAfterGarbage(true);
-  assert.deepEqual(limited.flags, ["--semi-space-growth-factor=1", "--heap-growing-percent=20"]);
+  assert.deepEqual(limited.flags, ["--semi-space-growth-factor=1", "--heap-growing-percent=50"]);
   assert.ok(unlimited.newSpaceMiB >= 16, `without the limit the new space grows (${unlimited.newSpaceMiB} MiB)`);
   // Whatever it grew to before the call (loading the TypeScript loader may double it once), no further.
   assert.ok(limited.newSpaceMiB <= 4, `with the limit it stays at 2 to 4 MiB (${limited.newSpaceMiB} MiB)`);
