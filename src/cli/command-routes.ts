@@ -13,7 +13,14 @@ export interface CommandRoute {
 }
 
 export const COMMAND_ROUTES: readonly CommandRoute[] = [
-  { paths: [["start"]], load: async () => (await import("./start.js")).StartCommand },
+  {
+    paths: [["start"]],
+    // The server's heap limits go on before its modules load (StartCommand sets them too, for the default command).
+    load: async () => {
+      (await import("../server/heap-limits.js")).limitHeapGrowth(process.execArgv, process.env.NODE_OPTIONS);
+      return (await import("./start.js")).StartCommand;
+    },
+  },
   { paths: [["status"]], load: async () => (await import("./status.js")).StatusCommand },
   { paths: [["version"]], load: async () => (await import("./version.js")).VersionCommand },
   { paths: [["task", "cancel"]], load: async () => (await import("./task/cancel.js")).TaskCancelCommand },

@@ -148,7 +148,8 @@ export class LogsCommand extends ClientCommand {
   /** Reads the log files (see the details above); `down` is the address that did not answer. */
   private async fromFiles(limit: number, minLevel: LogLevel | undefined, sinceMs: number | undefined, down: string | undefined): Promise<number> {
     const { logFiles, readLogFiles } = await import("../ops/log-files.js");
-    const { compileLogPattern } = await import("../ops/log-pattern.js");
+    const { compileLogPattern, loadLogPatternEngine } = await import("../ops/log-pattern.js");
+    await loadLogPatternEngine();
     let files: string[];
     let where: string;
     if (this.file !== undefined) {

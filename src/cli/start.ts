@@ -46,6 +46,9 @@ export class StartCommand extends CaraCommand {
     if (this.tlsKey !== undefined) flags.tlsKey = this.tlsKey;
     if (this.allowPlaintext !== undefined) flags.allowPlaintext = this.allowPlaintext;
 
+    // Before the server's modules load: a small young generation and a slowly growing old one.
+    const { limitHeapGrowth } = await import("../server/heap-limits.js");
+    limitHeapGrowth(process.execArgv, this.context.env.NODE_OPTIONS);
     const { startServer } = await import("../server/server.js");
     let restartWith: ((launcher: string) => void) | undefined;
     const restartRequested = new Promise<string>((resolve) => (restartWith = resolve));

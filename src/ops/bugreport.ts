@@ -11,7 +11,6 @@ import { constants } from "node:fs";
 import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { arch, platform, release } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { create as createTar } from "tar";
 import { fsyncDir } from "../state/durable.js";
 import type { StatePaths } from "../state/paths.js";
 import { FileTaskStore } from "../tasks/store.js";
@@ -184,6 +183,7 @@ async function pack(output: string, files: Map<string, string>): Promise<{ path:
     const top = basename(output).replace(/\.tar\.gz$|\.tgz$/, "");
     await mkdir(join(stage, top), { mode: 0o700 });
     for (const [name, text] of files) await writeFile(join(stage, top, name), text, { mode: 0o600 });
+    const { create: createTar } = await import("tar");
     await createTar({ gzip: true, cwd: stage, file: tmp, portable: true }, [top]);
     const handle = await open(tmp, constants.O_RDONLY);
     let bytes: number;

@@ -11,10 +11,11 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
 import type { OpsService, RunDoctorResponseSchema } from "../../gen/carapace/ops/v1/ops_pb.js";
 import type { StatePaths } from "../state/paths.js";
-import { errorTable, on } from "../wire/error-table.js";
+import { errorTable, on, type ErrorTable } from "../wire/error-table.js";
 import { doctorStepStatusNames } from "../wire/ops.js";
-import { bugreportFileName, bugreportLines, BugreportOptionError, BugreportTooLargeError, MAX_BUGREPORT_BYTES, writeBugreport } from "./bugreport.js";
-import { runDoctor, type DoctorProbes, type DoctorReport } from "./doctor.js";
+// The checklist and the bug report (with tar) are imported on first use: the server loads them
+// only when someone asks (about 1 MiB of heap otherwise held from the start, issue 17).
+import type { DoctorProbes, DoctorReport } from "./doctor.js";
 import type { LogRing } from "./log-ring.js";
 
 /** Another bug report is being packed. */
@@ -40,11 +41,18 @@ export interface DoctorServiceDeps {
   statusJson: () => Promise<unknown>;
 }
 
-const errors = errorTable([
-  on(BugreportOptionError, { code: Code.InvalidArgument, reason: "BUGREPORT_INVALID", field: "log_lines" }),
-  on(BugreportTooLargeError, { code: Code.ResourceExhausted, reason: "BUGREPORT_TOO_LARGE" }),
-  on(BugreportBusyError, { code: Code.ResourceExhausted, reason: "BUGREPORT_BUSY", retryAfterMs: 5_000 }),
-]);
+type BugreportModule = typeof import("./bugreport.js");
+
+let errorsTable: ErrorTable | undefined;
+/** The RPC errors of CreateBugreport (built once the bug report module is loaded). */
+function errorsOf(b: BugreportModule): ErrorTable {
+  errorsTable ??= errorTable([
+    on(b.BugreportOptionError, { code: Code.InvalidArgument, reason: "BUGREPORT_INVALID", field: "log_lines" }),
+    on(b.BugreportTooLargeError, { code: Code.ResourceExhausted, reason: "BUGREPORT_TOO_LARGE" }),
+    on(BugreportBusyError, { code: Code.ResourceExhausted, reason: "BUGREPORT_BUSY", retryAfterMs: 5_000 }),
+  ]);
+  return errorsTable;
+}
 
 /** The report as the wire message. */
 export function doctorReportToProto(r: DoctorReport): MessageInitShape<typeof RunDoctorResponseSchema> {
@@ -75,15 +83,20 @@ export function doctorService(d: DoctorServiceDeps): Pick<ServiceImpl<typeof Ops
   // share that run, and one bug report is packed at a time.
   let running: Promise<DoctorReport> | undefined;
   const doctor = () =>
-    (running ??= runDoctor({ paths: d.paths, env: d.env, probes }).finally(() => {
-      running = undefined;
-    }));
+    (running ??= import("./doctor.js")
+      .then(({ runDoctor }) => runDoctor({ paths: d.paths, env: d.env, probes }))
+      .finally(() => {
+        running = undefined;
+      }));
   let packing: object | undefined;
   return {
     async runDoctor() {
       return doctorReportToProto(await doctor());
     },
     async *createBugreport(req, ctx) {
+      const bugreport = await import("./bugreport.js");
+      const { bugreportFileName, bugreportLines, BugreportTooLargeError, MAX_BUGREPORT_BYTES, writeBugreport } = bugreport;
+      const errors = errorsOf(bugreport);
       let lines: number;
       try {
         lines = bugreportLines(req.logLines);

@@ -7,8 +7,18 @@
  * quantifier or an alternation is then matched by re2js (a port of RE2: linear time in the
  * input), because even "harmless looking" patterns such as `.*a.*b` take O(n³) steps in V8.
  * Plain patterns (literals, classes, anchors) use the built-in engine, which is faster.
+ *
+ * re2js (a quarter of a MiB of source) is imported on first use, not when the server starts:
+ * callers `await loadLogPatternEngine()` before `compileLogPattern`.
  */
-import { RE2JS } from "re2js";
+import type { RE2JS } from "re2js";
+
+let engine: typeof RE2JS | undefined;
+
+/** Imports the linear-time matcher that `compileLogPattern` needs (once; later calls return at once). */
+export async function loadLogPatternEngine(): Promise<void> {
+  engine ??= (await import("re2js")).RE2JS;
+}
 
 export const MAX_PATTERN_LENGTH = 256;
 /** Largest `{n,m}` count accepted (RE2 has the same limit). */
@@ -224,6 +234,7 @@ function checkTerms(alts: Term[][], src: string, ignoreCase: boolean, repeatedBy
  * catastrophically: a repeated group containing a variable quantifier (`(a+)+`, `(.*)*`,
  * `(\w+\.)+`), a repeated group with branches that can start alike (`(a|a)*`, `(\w|\d)+`),
  * backreferences, lookarounds, and counts over 1000. Callers treat "" as "no pattern".
+ * `loadLogPatternEngine()` must have completed first.
  */
 export function compileLogPattern(source: string): LogPattern {
   if (typeof source !== "string" || source.length === 0) throw new LogPatternError("is empty");
@@ -244,9 +255,10 @@ export function compileLogPattern(source: string): LogPattern {
   const shape: Shape = { complex: false };
   checkTerms(alts, body, ignoreCase, null, shape);
   if (!shape.complex) return { source, test: (text) => native.test(text) };
+  if (!engine) throw new Error("compileLogPattern: call loadLogPatternEngine() first");
   let re2: RE2JS;
   try {
-    re2 = RE2JS.compile(RE2JS.translateRegExp(body), ignoreCase ? RE2JS.CASE_INSENSITIVE : 0);
+    re2 = engine.compile(engine.translateRegExp(body), ignoreCase ? engine.CASE_INSENSITIVE : 0);
   } catch (err) {
     throw new LogPatternError(`uses syntax the linear-time matcher does not support: ${(err as Error).message}`);
   }

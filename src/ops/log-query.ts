@@ -55,7 +55,10 @@ export interface RawLogFilter {
   sinceMs?: number;
 }
 
-/** Validates filter parameters; a bad pattern throws LogPatternError (field `pattern`). */
+/**
+ * Validates filter parameters; a bad pattern throws LogPatternError (field `pattern`). A pattern
+ * needs `loadLogPatternEngine()` (./log-pattern.js) to have completed.
+ */
 export function checkLogFilter(raw: RawLogFilter): LogFilter {
   const filter: LogFilter = {};
   if (raw.minLevel) filter.minLevel = parseLogLevel(raw.minLevel);

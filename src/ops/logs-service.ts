@@ -6,6 +6,7 @@ import { errorTable, onMatch } from "../wire/error-table.js";
 import type { OpsService } from "../../gen/carapace/ops/v1/ops_pb.js";
 import type { LogFilter as ProtoLogFilter, LogLevel as LogLevelValue } from "../../gen/carapace/ops/v1/ops_pb.js";
 import { logLevelNames } from "../wire/ops.js";
+import { loadLogPatternEngine } from "./log-pattern.js";
 import { checkFollowQuery, checkTailQuery, isLogQueryError, LogQueryError } from "./log-query.js";
 import { isDroppedMarker, type LogEntry, type LogLevel, type LogRing } from "./log-ring.js";
 
@@ -65,7 +66,8 @@ export function logsService(
   const maxFollowers = options.maxFollowers ?? DEFAULT_MAX_FOLLOWERS;
   let followers = 0;
   return {
-    tailLogs(req) {
+    async tailLogs(req) {
+      if (req.filter?.pattern) await loadLogPatternEngine();
       let query;
       try {
         query = checkTailQuery({
@@ -81,6 +83,7 @@ export function logsService(
       return { entries: res.entries.map(toProtoEntry), nextSeq: BigInt(res.nextSeq), reset: res.reset, truncated: res.truncated };
     },
     async *followLogs(req, ctx: HandlerContext) {
+      if (req.filter?.pattern) await loadLogPatternEngine();
       let query;
       try {
         query = checkFollowQuery({

@@ -5,7 +5,8 @@ import { pipeline } from "node:stream/promises";
 import { constants, existsSync } from "node:fs";
 import { lstat, mkdir, open, readFile, readdir, readlink, realpath, rename, rm, symlink } from "node:fs/promises";
 import { basename, dirname, join, sep } from "node:path";
-import * as tar from "tar";
+// tar is imported when a release is unpacked, not when the server starts (issue 17).
+import type { ReadEntry } from "tar";
 import { copyFileDurable, fsyncDir, writeFileDurable } from "../state/durable.js";
 import { readLauncherScript } from "./launcher.js";
 import { sortVersionsDescending } from "./release-versions.js";
@@ -216,6 +217,7 @@ export async function unpackRelease(artifact: string, installDir: string, versio
   const dest = join(versionsDir, version);
   await mkdir(versionsDir, { recursive: true, mode: 0o755 });
   if ((await isCompleteVersion(dest, version)) && (await unpackedFrom(installDir, version)) === sha256) return { path: dest, reused: true };
+  const tar = await import("tar");
   const staging = join(versionsDir, `.staging-${version}-${randomBytes(6).toString("hex")}`);
   await mkdir(staging, { mode: 0o755 });
   try {
@@ -234,7 +236,7 @@ export async function unpackRelease(artifact: string, installDir: string, versio
           strict: true,
           preserveOwner: false,
           filter: (path, entry) => {
-            const type = (entry as tar.ReadEntry).type;
+            const type = (entry as ReadEntry).type;
             if (!path.startsWith(top) && path !== top.slice(0, -1)) refused ??= `entry '${path}' is outside ${top}`;
             else if (!ALLOWED_TYPES.has(type)) refused ??= `entry '${path}' is a ${type} (only files and directories are allowed)`;
             return refused === undefined;

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { compileLogPattern, LogPatternError } from "../../src/ops/log-pattern.js";
+import { compileLogPattern, LogPatternError, loadLogPatternEngine } from "../../src/ops/log-pattern.js";
+
+await loadLogPatternEngine();
 
 function refusal(source: string): string {
   try {

@@ -3,6 +3,9 @@ import { test } from "node:test";
 import { checkFollowQuery, checkTailQuery, isLogQueryError, parseLogLevel } from "../../src/ops/log-query.js";
 import { levelFromWire } from "../../src/ops/logs-service.js";
 import type { LogLevel as LogLevelValue } from "../../gen/carapace/ops/v1/ops_pb.js";
+import { loadLogPatternEngine } from "../../src/ops/log-pattern.js";
+
+await loadLogPatternEngine();
 
 function message(fn: () => unknown): string {
   try {

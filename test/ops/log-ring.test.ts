@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { compileLogPattern } from "../../src/ops/log-pattern.js";
+import { compileLogPattern, loadLogPatternEngine } from "../../src/ops/log-pattern.js";
 import { LogRing, isDroppedMarker, type FollowItem, type LogEntry, type LogLevel, type NewLogEntry } from "../../src/ops/log-ring.js";
+
+await loadLogPatternEngine();
 
 function rec(message: string, level: LogLevel = "info", component = "test", fields: Record<string, unknown> = {}): NewLogEntry {
   return { time: 1_700_000_000_000, level, component, message, fields };
