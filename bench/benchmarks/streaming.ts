@@ -1,14 +1,21 @@
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { GET_STATUS_PATH, startCara } from "../lib/cara.js";
+import { startCara } from "../lib/cara.js";
 import { LoadWorker } from "../lib/load.js";
 import { forkWorker, nextMessage, sleep, stopProcess } from "../lib/procs.js";
 import { makeRow, unavailableRow } from "../lib/stats.js";
 import type { BenchOptions, BenchResult, Benchmark, Goal, Row } from "../lib/types.js";
 
 const FOLLOW_WORKER = fileURLToPath(new URL("../workers/follow-worker.ts", import.meta.url));
-/** The warn line the server logs for every failed authentication: our log-line generator. */
-const LINE = "rejected an RPC: authentication failed";
+/**
+ * The info line the worker logs when a task's attempt ends: our log-line generator. (Failed-auth
+ * warnings were used before: the limiter now answers all but 100 wrong tokens a minute with 429
+ * and logs nothing more, so they cannot produce lines at any rate.)
+ */
+const LINE = "task attempt finished";
+const CREATE_TASK_PATH = "/carapace.tasks.v1.TasksService/CreateTask";
+const CREATE_BODY = JSON.stringify({ payload: { systemEvent: { text: "streaming bench" } } });
 const DELIVERY_GOAL: Goal = { on: "ratio", op: ">=", value: 0.99, label: "≥ 0.99× produced" };
 
 interface Report {
@@ -19,11 +26,11 @@ interface Report {
 }
 
 /**
- * FollowLogs delivery to 1 and to 50 followers. Log lines are produced by failed-auth RPCs (each
- * logs one warn line) from many loopback source addresses (127.x.y.z, 10 attempts each) so the
- * per-address failed-auth limiter never engages. "Produced" is counted from the server's own
- * output; every follower should receive every line (the goal), at whatever rate the server can
- * produce them while serving the followers.
+ * FollowLogs delivery to 1 and to 50 followers. Log lines are produced by tasks: two connections
+ * loop CreateTask (systemEvent), the worker (16 at a time) runs each and logs one line when its
+ * attempt ends. "Produced" is counted from the server's own output, once the tasks created in the
+ * window have finished; every follower should receive every line (the goal), at whatever rate the
+ * server can produce them while serving the followers.
  */
 export const streaming: Benchmark = {
   name: "streaming",
@@ -32,12 +39,14 @@ export const streaming: Benchmark = {
     const rows: Row[] = [];
     const notes: string[] = [];
     const load = await LoadWorker.start();
-    let nextAddress = 0;
     try {
       for (const followers of [1, 50]) {
         const group = "streaming";
         const label = `FollowLogs, ${followers} follower${followers > 1 ? "s" : ""}`;
-        const cara = await startCara(opts.root, join(opts.tmp, `stream-${followers}-state`), { count: [LINE] });
+        const stateDir = join(opts.tmp, `stream-${followers}-state`);
+        await mkdir(stateDir, { recursive: true, mode: 0o700 });
+        await writeFile(join(stateDir, "config.json"), JSON.stringify({ tasks: { concurrency: 16 } }));
+        const cara = await startCara(opts.root, stateDir, { count: [LINE] });
         const worker = forkWorker(FOLLOW_WORKER);
         worker.stdout?.resume();
         worker.stderr?.on("data", (c: Buffer) => process.stderr.write(`[follow-worker] ${c.toString()}`));
@@ -63,16 +72,14 @@ export const streaming: Benchmark = {
             const r = await load.run({
               mode: "h1",
               port: cara.port,
-              path: GET_STATUS_PATH,
-              headers: { "content-type": "application/json", authorization: "Bearer not-the-token" },
-              body: Buffer.from("{}").toString("base64"),
-              connections: 8,
+              path: CREATE_TASK_PATH,
+              headers: { "content-type": "application/json", authorization: `Bearer ${cara.token}` },
+              body: Buffer.from(CREATE_BODY).toString("base64"),
+              connections: 2,
               warmupMs: 0,
               durationMs,
-              expectStatus: 401,
-              rotateAddresses: { start: nextAddress, perAddress: 10 },
+              expectStatus: 200,
             });
-            nextAddress = r.nextAddress ?? nextAddress + 100_000;
             // Let delivery catch up: wait until the followers' counts stop moving (bounded).
             let last = -1;
             let report!: Report;
@@ -129,7 +136,7 @@ export const streaming: Benchmark = {
         }
       }
       notes.push(
-        "streaming: lines come from failed-auth RPCs (8 connections, 10 attempts per 127.x.y.z source address, below the limiter); the production rate is what the server sustains while it also serves the followers.",
+        "streaming: lines come from tasks (2 connections looping CreateTask, 16 attempts at a time, one line per finished attempt); the production rate is what the server sustains while it also serves the followers.",
       );
       return { rows, notes };
     } finally {
