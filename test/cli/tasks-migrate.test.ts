@@ -31,11 +31,14 @@ async function create(s: InProcessCara, body: object): Promise<string> {
   return res.json.task.id as string;
 }
 
-test("refusals that need no database: no --to, already there, no URL, no state dir, a server holding the state dir", async () => {
+test("refusals that need no database: no --to, an unknown --to, already there, no URL, no state dir, a server holding the state dir", async () => {
   const dir = await stateDirWith();
   const noTo = await runCli(["tasks", "migrate", "--state-dir", dir]);
   assert.equal(noTo.code, 2);
   assert.match(noTo.stderr, /^Error: --to postgres or --to file: which store should the tasks move to\?\n/);
+  const wrongTo = await runCli(["tasks", "migrate", "--to", "mysql", "--state-dir", dir]);
+  assert.equal(wrongTo.code, 2);
+  assert.match(wrongTo.stderr, /^Error: --to "mysql": the tasks can move to postgres or file\n/);
   assert.deepEqual(await runCli(["tasks", "migrate", "--to", "file", "--state-dir", dir]), {
     code: 1,
     stdout: "",

@@ -37,7 +37,13 @@ export class TasksMigrateCommand extends CaraCommand {
   json = Option.Boolean("--json", false, { description: "Print the result as one JSON document" });
 
   async run(): Promise<number> {
-    if (this.to !== "postgres" && this.to !== "file") throw new CliUsageError("--to postgres or --to file: which store should the tasks move to?");
+    if (this.to !== "postgres" && this.to !== "file") {
+      throw new CliUsageError(
+        this.to === undefined
+          ? "--to postgres or --to file: which store should the tasks move to?"
+          : `--to ${JSON.stringify(this.to)}: the tasks can move to postgres or file`,
+      );
+    }
     const to = this.to;
     const { migrateTaskStore, StoreMigrationRefused } = await import("../../tasks/store-migration.js");
     const report = await migrateTaskStore({
