@@ -17,6 +17,7 @@ export class HealthMonitor {
   private readonly events = new EventEmitter();
   private shutting = false;
   private cached: { at: number; value: Promise<HealthEvaluation> } | undefined;
+  private evaluations = 0;
 
   constructor(private readonly cacheMs = 500) {
     this.events.setMaxListeners(0);
@@ -25,10 +26,21 @@ export class HealthMonitor {
   addCheck(check: HealthCheck): void {
     this.checks.push(check);
     this.cached = undefined;
+    this.evaluations++;
   }
 
   get shuttingDown(): boolean {
     return this.shutting;
+  }
+
+  /**
+   * Changes whenever a newer verdict exists (a new evaluation began, a check was added, shutdown
+   * began): what is derived from an evaluation, such as the shared GetStatus answer, is stale
+   * once it differs, so that GetStatus never shows a check passing that /health/ready already saw
+   * failing (test/ops/health.test.ts).
+   */
+  get generation(): number {
+    return this.evaluations;
   }
 
   /** Marks the server as going away: every reader sees it not ready from now on. */
@@ -36,6 +48,7 @@ export class HealthMonitor {
     if (this.shutting) return;
     this.shutting = true;
     this.cached = undefined;
+    this.evaluations++;
     this.events.emit("change");
   }
 
@@ -44,6 +57,7 @@ export class HealthMonitor {
     if (this.cached && now - this.cached.at < this.cacheMs) return this.cached.value;
     const value = this.compute();
     this.cached = { at: now, value };
+    this.evaluations++;
     return value;
   }
 

@@ -140,7 +140,8 @@ async function startLocked(flags: StartFlags, env: NodeJS.ProcessEnv, deps: Star
     status: sharedFor(
       500,
       () => collectStatus(identity, monitor, sections),
-      () => monitor.shuttingDown,
+      // A newer health verdict (or the start of shutdown) makes the shared answer stale.
+      () => monitor.generation,
     ),
     paths,
     env,

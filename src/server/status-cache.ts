@@ -1,6 +1,6 @@
 /**
  * Shares one evaluation of `compute` among every caller within `ttlMs` (and while `key()` stays
- * the same): under load a GetStatus costs one statfs, one /proc read and one pass over the task
+ * the same, e.g. the health monitor's generation): under load a GetStatus costs one statfs, one /proc read and one pass over the task
  * store per half second, not per call. A failed evaluation is not kept.
  */
 export function sharedFor<T, K>(ttlMs: number, compute: () => Promise<T>, key: () => K): () => Promise<T> {
@@ -10,7 +10,9 @@ export function sharedFor<T, K>(ttlMs: number, compute: () => Promise<T>, key: (
     const k = key();
     if (!cached || now - cached.at > ttlMs || cached.key !== k) {
       const value = compute();
-      const entry = { at: now, key: k, value };
+      // The key as it is once compute has begun: compute may itself move it (GetStatus starts
+      // a health evaluation), and the next caller should not recompute for that.
+      const entry = { at: now, key: key(), value };
       value.catch(() => {
         if (cached === entry) cached = undefined;
       });
