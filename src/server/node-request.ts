@@ -26,6 +26,12 @@ const PLAIN_AUTHORITY = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 /** A path and query without characters `new URL` would escape or resolve. */
 const PLAIN_PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*$/;
 
+/** `new URL` refuses a port over 65535: such an authority takes the slow path, which throws. */
+function portInRange(authority: string): boolean {
+  const m = /:(\d+)$/.exec(authority);
+  return m === null || Number(m[1]) <= 65_535;
+}
+
 export function universalRequestFromNode(req: NodeRequest, res: NodeResponse, contextValues: ContextValues | undefined): UniversalServerRequest {
   const h2 = "stream" in req;
   const encrypted = h2 ? req.stream.session?.encrypted === true : (req.socket as TLSSocket).encrypted === true;
@@ -34,7 +40,7 @@ export function universalRequestFromNode(req: NodeRequest, res: NodeResponse, co
   const path = req.url ?? "";
   const scheme = encrypted ? "https" : "http";
   const url =
-    PLAIN_PATH.test(path) && !path.includes("/.") && PLAIN_AUTHORITY.test(authority)
+    PLAIN_PATH.test(path) && !path.includes("/.") && PLAIN_AUTHORITY.test(authority) && portInRange(authority)
       ? `${scheme}://${authority}${path}`
       : new URL(path, `${scheme}://${authority}`).toString();
   return {

@@ -221,7 +221,20 @@ export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
       else writeRpcError(req, res, protocol, unknownMethodError(path, services));
       return;
     }
-    const uReq = universalRequestFromNode(req, res, options.contextValues?.(req));
+    let uReq: ReturnType<typeof universalRequestFromNode>;
+    try {
+      uReq = universalRequestFromNode(req, res, options.contextValues?.(req));
+    } catch {
+      // No usable authority (HTTP/1.0 without Host, a Host that is not host[:port]): a request
+      // nobody authenticated yet must get an answer, not throw in the request listener.
+      const err = rpcError(
+        `the request's Host header is missing or is not host[:port] (${JSON.stringify(displayPath(String(req.headers.host ?? "")))})`,
+        Code.InvalidArgument,
+        { reason: "BAD_HOST" },
+      );
+      writeRpcError(req, res, rpcProtocolOf(req) ?? "connect-unary", err);
+      return;
+    }
     if (options.requestGate && gateApplies(handler, req)) {
       try {
         options.requestGate({
@@ -248,6 +261,9 @@ export function rpcAdapter(options: RpcAdapterOptions): NodeHandlerFn {
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
         onHandlerError(handler.method, reason);
+        // Never leave the client waiting: answer if nothing was sent yet, else cut the exchange.
+        if (!res.headersSent) writeRpcError(req, res, rpcProtocolOf(req) ?? "connect-unary", new ConnectError("the server failed to answer", Code.Internal));
+        else if (!res.writableEnded) (res as { destroy(): void }).destroy();
       });
   };
 }

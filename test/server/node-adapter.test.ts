@@ -221,3 +221,33 @@ async function until(cond: () => boolean, ms = 5_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** One raw request on a fresh connection; resolves with everything the server sent until it closed. */
+async function rawExchange(port: number, request: string): Promise<string> {
+  const socket = net.connect(port, "127.0.0.1");
+  await once(socket, "connect");
+  let text = "";
+  socket.on("data", (d: Buffer) => (text += d.toString("latin1")));
+  socket.write(request);
+  await within(once(socket, "close"), 5000, "the server closing the exchange");
+  return text;
+}
+
+test("a request without a usable Host is answered invalid_argument (400), and the server keeps serving", async () => {
+  const l = await serve();
+  const cases = [
+    // HTTP/1.0 needs no Host, so Node's parser lets it through: there is no authority to build the URL from.
+    "POST /carapace.ops.v1.OpsService/GetStatus HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    "POST /carapace.ops.v1.OpsService/GetStatus HTTP/1.1\r\nHost: a b\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+  ];
+  for (const request of cases) {
+    const text = await rawExchange(l.port, request);
+    const [head, body] = text.split("\r\n\r\n");
+    assert.match(head!, /^HTTP\/1\.[01] 400 /, text);
+    const answer = JSON.parse(body!.startsWith("{") ? body! : body!.split("\r\n")[1]!) as { code: string; message: string };
+    assert.equal(answer.code, "invalid_argument");
+    assert.match(answer.message, /^the request's Host header is missing or is not host\[:port\]/);
+  }
+  const client = createClient(OpsService, createConnectTransport({ baseUrl: `http://127.0.0.1:${l.port}`, httpVersion: "1.1" }));
+  assert.equal((await client.getStatus({})).version, "1.2.3");
+});
