@@ -7,7 +7,9 @@
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 
-const ABORTED = new Set(["ERR_STREAM_WRITE_AFTER_END", "ERR_STREAM_DESTROYED", "ERR_HTTP2_INVALID_STREAM", "ECONNRESET"]);
+// The client went away: a reset, a write to a destroyed stream, or (Node 22+) a write the closed
+// socket cancelled (ECANCELED) or that found the peer gone (EPIPE).
+const ABORTED = new Set(["ERR_STREAM_WRITE_AFTER_END", "ERR_STREAM_DESTROYED", "ERR_HTTP2_INVALID_STREAM", "ECONNRESET", "ECANCELED", "EPIPE"]);
 const UNAVAILABLE = new Set(["ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED"]);
 
 /** A client that hung up (a destroyed stream, a reset) is `aborted`, which the adapter does not log. */
