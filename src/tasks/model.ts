@@ -226,6 +226,13 @@ export function isDue(task: TaskRecord, now: number): boolean {
   return false;
 }
 
+/** The time from which `isDue(task, t)` holds (-Infinity: due now), or undefined: not due until it changes. */
+export function dueAt(task: TaskRecord): number | undefined {
+  if (task.state === "queued") return task.nextRunAtMs ?? -Infinity;
+  if (task.state === "retry_wait") return task.nextRunAtMs ?? undefined;
+  return undefined;
+}
+
 /** The order due tasks are claimed in: highest priority first, then earliest run-at (or creation). */
 export function claimOrder(a: TaskRecord, b: TaskRecord): number {
   return (b.priority ?? 0) - (a.priority ?? 0) || (a.nextRunAtMs ?? a.createdAtMs) - (b.nextRunAtMs ?? b.createdAtMs);

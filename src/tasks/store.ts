@@ -3,6 +3,7 @@ import { constants } from "node:fs";
 import { open, readdir, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { fsyncDir, writeFileDurable, writeFully, FILE_MODE } from "../state/durable.js";
+import { ClaimableBound } from "./claimable-bound.js";
 import { COMMIT_LINE, parseJournal } from "./journal.js";
 import { queueFileText } from "./queue-file.js";
 import {
@@ -18,6 +19,7 @@ import {
 import {
   claimOrder,
   claimTransition,
+  dueAt,
   isDue,
   isTerminal,
   orderedRecord,
@@ -81,6 +83,7 @@ export class FileTaskStore implements TaskStore {
   recoveredOnOpen = 0;
 
   private committed = new Map<string, TaskRecord>();
+  private readonly claimable = new ClaimableBound();
   private pending = new Map<string, TaskRecord | null>();
   private idempotency = new Map<string, string>();
   private viewSize = 0;
@@ -449,9 +452,9 @@ export class FileTaskStore implements TaskStore {
     return claimed;
   }
 
+  /** Whether a committed task other than `skip`'s is due (answered without a walk until one can be: ClaimableBound). */
   hasClaimable(now: number, skip: ReadonlySet<string>): boolean {
-    for (const t of this.committed.values()) if (isDue(t, now) && !skip.has(t.id)) return true;
-    return false;
+    return this.claimable.hasClaimable(now, skip, this.committed.values(), dueAt);
   }
 
   /** Waits until whatever is staged for `id` is durable. */
@@ -536,6 +539,7 @@ export class FileTaskStore implements TaskStore {
   async reopen(): Promise<void> {
     if (!this.closed) return;
     this.committed = new Map();
+    this.claimable.reset();
     try {
       await this.load();
     } catch (err) {
@@ -573,8 +577,10 @@ export class FileTaskStore implements TaskStore {
         this.journalEntries += batch.changes.length;
         this.lastWriteError = undefined;
         for (const [id, rec] of batch.changes) {
-          if (rec) this.committed.set(id, rec);
-          else this.committed.delete(id);
+          if (rec) {
+            this.committed.set(id, rec);
+            this.claimable.lower(dueAt(rec));
+          } else this.committed.delete(id);
           if (this.pending.get(id) === rec) this.pending.delete(id);
         }
         for (const w of batch.waiters) w.resolve();
