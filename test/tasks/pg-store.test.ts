@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import { MIGRATIONS } from "../../src/tasks/postgres/migrations.js";
-import { pendingMigrations, schemaVersion } from "../../src/tasks/postgres/migrate.js";
+import { migrate, pendingMigrations, schemaVersion } from "../../src/tasks/postgres/migrate.js";
+import { columns, INSERT_SQL } from "../../src/tasks/postgres/rows.js";
 import { PgTaskStore, TaskDatabaseError } from "../../src/tasks/postgres/pg-store.js";
 import { redactUrl } from "../../src/tasks/postgres/redact.js";
 import { OfflineTaskDatabase } from "../../src/tasks/postgres/task-database.js";
@@ -102,6 +103,71 @@ if (missing !== undefined) {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  test("another store's creates are applied from their notices, not read back; other changes and rows too large for a notice are read back", async () => {
+    const url = await cluster.createDatabase();
+    const a = await PgTaskStore.open({ url, resyncMs: 3_600_000 });
+    const b = await PgTaskStore.open({ url, resyncMs: 3_600_000 });
+    try {
+      // Separate transactions (one create at a time) and one group of 200 (several notices).
+      const one = [];
+      for (let i = 0; i < 20; i++) one.push((await a.create(init(`one ${i}`))).task);
+      const many = (await Promise.all(Array.from({ length: 200 }, (_, i) => a.create(init(`many ${i} ${"é".repeat(100)}`))))).map((r) => r.task);
+      for (const t of [...one, ...many]) assert.deepEqual(b.get(t.id) ?? (await nextChange(b, t.id)), t);
+      assert.equal(b.rowsReadBack, 0);
+      const large = (await a.create(init("L".repeat(10_000)))).task;
+      assert.deepEqual(b.get(large.id) ?? (await nextChange(b, large.id)), large);
+      assert.equal(b.rowsReadBack, 1);
+      const cancelled = await a.update(one[0]!.id, (cur) => cancelTransition(cur, "test", Date.now()));
+      assert.deepEqual(await nextChange(b, cancelled.id), cancelled);
+      assert.equal(b.rowsReadBack, 2);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test("table cara_task_count holds the number of rows through creates, eviction, the retention sweep, a replacement and a truncate; a database migrated from version 1 gets its count", async () => {
+    const url = await cluster.createDatabase();
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    const exact = async (what: string) => {
+      const { rows } = await client.query("SELECT (SELECT n FROM cara_task_count) AS n, (SELECT count(*) FROM cara_tasks) AS actual");
+      assert.equal(rows[0].n, rows[0].actual, what);
+      return Number(rows[0].n);
+    };
+    try {
+      // Version 1 only, with rows written as a version-1 cara writes them; then this cara migrates.
+      await migrate(client, MIGRATIONS.slice(0, 1));
+      const old = await PgTaskStore.open({ url: await cluster.createDatabase(), capacity: 10 });
+      const { task } = await old.create(init("from v1"));
+      await old.close();
+      await client.query(INSERT_SQL, columns([task, { ...task, id: "second" }, { ...task, id: "third" }]));
+      const store = await PgTaskStore.open({ url, capacity: 5, retentionMs: 60_000 });
+      try {
+        assert.equal(await exact("after the migration"), 3);
+        await Promise.all([store.create(init("4")), store.create(init("5"))]);
+        assert.equal(await exact("after creates"), 5);
+        // Full: finished tasks make way (eviction), else the create is refused and nothing changes.
+        await store.update("second", (cur) => cancelTransition(cur, "test", Date.now()));
+        await store.create(init("6"));
+        assert.equal(await exact("after an eviction"), 5);
+        await assert.rejects(store.create(init("7")), /full/);
+        assert.equal(await exact("after a refused create"), 5);
+        await store.update("third", (cur) => ({ ...cancelTransition(cur, "test", 0), updatedAtMs: 0, finishedAtMs: 0 }));
+        assert.equal(await store.sweepRetention(), 1);
+        assert.equal(await exact("after the retention sweep"), 4);
+        await store.replaceAll([{ ...task, id: "only" }]);
+        assert.equal(await exact("after a replacement"), 1);
+        await client.query("TRUNCATE cara_tasks");
+        assert.equal(await exact("after a truncate"), 0);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await client.end();
     }
   });
 

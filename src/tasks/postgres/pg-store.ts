@@ -16,7 +16,7 @@ import pg from "pg";
 import {
   claimOrder,
   claimTransition,
-  isDue,
+  dueAt,
   rescueTransition,
   recordFromDisk,
   TaskNotFoundError,
@@ -34,11 +34,13 @@ import {
   type TaskInit,
   type TaskStore,
 } from "../task-store.js";
+import { ClaimableBound } from "../claimable-bound.js";
 import { TaskDatabaseError } from "./errors.js";
 import { attemptTimeoutMs } from "../worker.js";
 import { migrate, schemaVersion } from "./migrate.js";
 import { redactUrl, scrub } from "./redact.js";
-import { CHANGES_CHANNEL, CREATE_LOCK_KEY, columns, INSERT_SQL, notices } from "./rows.js";
+import { createNotices, plainNotices, readNotice } from "./create-notices.js";
+import { CHANGES_CHANNEL, COUNT_SQL, CREATE_BEGIN, columns, INSERT_IF_ROOM_SQL, INSERT_SQL } from "./rows.js";
 import { readAllTasks, replaceAllTasks } from "./table-copy.js";
 import { failedWhileCommitting, inTransaction, markCommitting } from "./transaction.js";
 
@@ -74,6 +76,12 @@ export interface DatabaseProbe {
   waiting: number;
   max: number;
 }
+
+/**
+ * The create's insert as a prepared statement (parsed once per connection): parsing and planning
+ * its text was the largest part of the database's own work per create transaction.
+ */
+const PREPARED_INSERT_IF_ROOM = { name: "cara_insert_if_room", text: INSERT_IF_ROOM_SQL };
 
 /** Most creates one group-commit transaction takes (CreateTasks' own limit). */
 const MAX_CREATE_BATCH = 1000;
@@ -142,12 +150,14 @@ export class PgTaskStore implements TaskStore {
   readonly recoveredOnOpen = 0;
   /** This store's name in its notices (it skips its own). */
   readonly origin = randomUUID();
+  private readonly ownNoticePrefix = `${this.origin} `;
 
   private readonly url: string;
   private readonly pool: pg.Pool;
   private readonly poolMax: number;
   private listener: pg.Client | undefined;
   private readonly mirror = new Map<string, Entry>();
+  private readonly claimable = new ClaimableBound();
   /** Counts applications to the mirror: an entry older than a read began was committed before it. */
   private applied = 0;
   private readonly fetchQueue = new Set<string>();
@@ -159,6 +169,8 @@ export class PgTaskStore implements TaskStore {
   private readonly leaseGraceMs: number;
   /** Running tasks rescued from ended leases by this store. */
   leasesRescued = 0;
+  /** Rows read back after other servers' notices (a create's rows come with its notice instead). */
+  rowsReadBack = 0;
   private readonly now: () => number;
   private readonly warn: (message: string) => void;
   private closed = false;
@@ -346,7 +358,6 @@ export class PgTaskStore implements TaskStore {
   private async createTx(inits: TaskInit[]): Promise<CreateOutcome> {
     const now = this.now();
     return this.tx(async (c) => {
-      await this.q(c, "SELECT pg_advisory_xact_lock($1)", [CREATE_LOCK_KEY]);
       const keys = inits.map((i) => i.idempotencyKey).filter((k): k is string => k !== undefined);
       const existing = new Map<string, { rec: TaskRecord; version: bigint }>();
       if (keys.length > 0) {
@@ -371,24 +382,43 @@ export class PgTaskStore implements TaskStore {
         fresh.push(task);
         results.push({ task, created: true });
       }
-      let evicted: string[] = [];
-      if (fresh.length > 0) {
-        const count = Number((await this.q<{ n: string }>(c, "SELECT count(*) AS n FROM cara_tasks")).rows[0]!.n);
-        const need = fresh.length - (this.capacity - count);
-        if (need > 0) {
-          const res = await this.q<{ id: string }>(
-            c,
-            `DELETE FROM cara_tasks WHERE id IN (SELECT id FROM cara_tasks WHERE state IN ${TERMINAL_SQL} ORDER BY updated_at_ms, id LIMIT $1 FOR UPDATE) RETURNING id`,
-            [need],
-          );
-          if (res.rows.length < need) throw new TaskQueueFullError();
-          evicted = res.rows.map((r) => r.id);
-        }
+      if (fresh.length === 0) return { results, evicted: [], versions: [], existing: [...existing.values()], fresh };
+      // Usually one round trip: insert if there is room, and send the notices with the rows.
+      const cols = columns(fresh);
+      const sent = createNotices(this.origin, cols[0] as string[], cols[8] as string[]);
+      const res = await this.q<{ id: string; version: string }>(c, PREPARED_INSERT_IF_ROOM, [
+        ...cols,
+        this.capacity,
+        fresh.length,
+        sent.chunkOf,
+        sent.heads,
+        sent.bodies,
+        sent.plain,
+      ]);
+      if (res.rows.length > 0) return { results, evicted: [], versions: versionsInOrder(fresh, res.rows), existing: [...existing.values()], fresh };
+      // No room: the oldest finished tasks make way (as in the file store), else the queue is full.
+      const counted = (await this.q<{ n: string }>(c, COUNT_SQL)).rows[0];
+      if (!counted) {
+        throw new TaskStoreCorruptError(
+          `table cara_task_count in the task database ${redactUrl(this.url)} has no row; put it back with: INSERT INTO cara_task_count (n) SELECT count(*) FROM cara_tasks`,
+        );
       }
-      const versions = fresh.length > 0 ? await this.insert(c, fresh) : [];
+      const count = Number(counted.n);
+      const need = fresh.length - (this.capacity - count);
+      let evicted: string[] = [];
+      if (need > 0) {
+        const gone = await this.q<{ id: string }>(
+          c,
+          `DELETE FROM cara_tasks WHERE id IN (SELECT id FROM cara_tasks WHERE state IN ${TERMINAL_SQL} ORDER BY updated_at_ms, id LIMIT $1 FOR UPDATE) RETURNING id`,
+          [need],
+        );
+        if (gone.rows.length < need) throw new TaskQueueFullError();
+        evicted = gone.rows.map((r) => r.id);
+      }
+      const versions = await this.insert(c, fresh);
       await this.notify(c, [...evicted, ...fresh.map((t) => t.id)]);
       return { results, evicted, versions, existing: [...existing.values()], fresh };
-    });
+    }, CREATE_BEGIN);
   }
 
   /**
@@ -473,16 +503,16 @@ export class PgTaskStore implements TaskStore {
   /**
    * Something is due, or a running task's lease ended. A running record was last written by its
    * claim (nothing else writes a task that stays running), so its lease ends at its updatedAtMs
-   * plus the attempt's deadline and the grace, as claimDue recorded it.
+   * plus the attempt's deadline and the grace, as claimDue recorded it. Answered without a walk
+   * until that time can have come (ClaimableBound).
    */
   hasClaimable(now: number, skip: ReadonlySet<string>): boolean {
-    for (const { rec } of this.mirror.values()) {
-      if (skip.has(rec.id)) continue;
-      if (isDue(rec, now)) return true;
-      if (rec.state === "running" && rec.updatedAtMs + attemptTimeoutMs(rec) + this.leaseGraceMs < now) return true;
-    }
-    return false;
+    return this.claimable.hasClaimable(now, skip, this.all(), this.claimableAt);
   }
+
+  /** When `rec` can be claimed: its run-at, or (running) just after its lease ends. */
+  private readonly claimableAt = (rec: TaskRecord): number | undefined =>
+    rec.state === "running" ? rec.updatedAtMs + attemptTimeoutMs(rec) + this.leaseGraceMs + 1 : dueAt(rec);
 
   private async versions(c: pg.ClientBase, recs: TaskRecord[]): Promise<bigint[]> {
     const res = await this.q<{ id: string; version: string }>(c, "SELECT id, version FROM cara_tasks WHERE id = ANY($1::text[])", [recs.map((r) => r.id)]);
@@ -606,10 +636,10 @@ export class PgTaskStore implements TaskStore {
   // ---- transactions ----
 
   /**
-   * Runs `fn` in one transaction and resolves after COMMIT. A domain error thrown by `fn` rolls
-   * back and passes through; a database failure becomes TaskStoreWriteError.
+   * Runs `fn` in one transaction (opened with `begin`) and resolves after COMMIT. A domain error
+   * thrown by `fn` rolls back and passes through; a database failure becomes TaskStoreWriteError.
    */
-  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>, begin = "BEGIN"): Promise<T> {
     this.assertOpen();
     let client: pg.PoolClient;
     try {
@@ -620,7 +650,7 @@ export class PgTaskStore implements TaskStore {
       throw new UnreachableError(message);
     }
     try {
-      const out = await inTransaction({ query: (sql) => this.q(client, sql) }, () => fn(client));
+      const out = await inTransaction({ query: (sql) => this.q(client, sql) }, () => fn(client), begin);
       this.lastWriteError = undefined;
       return out;
     } catch (err) {
@@ -643,11 +673,11 @@ export class PgTaskStore implements TaskStore {
 
   private async q<R extends pg.QueryResultRow = pg.QueryResultRow>(
     c: pg.ClientBase | pg.Pool,
-    sql: string,
+    sql: string | { name: string; text: string },
     params: unknown[] = [],
   ): Promise<pg.QueryResult<R>> {
     try {
-      return await c.query<R>(sql, params);
+      return await (typeof sql === "string" ? c.query<R>(sql, params) : c.query<R>({ ...sql, values: params }));
     } catch (err) {
       throw new QueryFailed(this.scrub((err as Error).message));
     }
@@ -679,7 +709,7 @@ export class PgTaskStore implements TaskStore {
 
   /** Tells the other stores which ids changed (delivered at commit, dropped on rollback). */
   private async notify(c: pg.ClientBase, ids: string[]): Promise<void> {
-    for (const payload of notices(this.origin, ids)) await this.q(c, "SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, payload]);
+    for (const payload of plainNotices(this.origin, ids)) await this.q(c, "SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, payload]);
   }
 
   /** A row's record, validated as queue.json's are; a row that cannot be used fails closed. */
@@ -699,6 +729,7 @@ export class PgTaskStore implements TaskStore {
     const cur = this.mirror.get(rec.id);
     if (cur && cur.version >= version) return;
     this.mirror.set(rec.id, { rec, version, at: ++this.applied });
+    this.claimable.lower(this.claimableAt(rec));
     this.events.emit("change", rec);
   }
 
@@ -727,6 +758,7 @@ export class PgTaskStore implements TaskStore {
         const ids = [...this.fetchQueue].slice(0, 1000);
         for (const id of ids) this.fetchQueue.delete(id);
         const before = this.applied;
+        this.rowsReadBack += ids.length;
         const res = await this.q<Row>(this.pool, "SELECT version, record FROM cara_tasks WHERE id = ANY($1::text[])", [ids]);
         const found = new Set<string>();
         for (const row of res.rows) {
@@ -776,11 +808,18 @@ export class PgTaskStore implements TaskStore {
   private async listen(): Promise<void> {
     const client = new pg.Client({ connectionString: this.url, application_name: "cara-listen", connectionTimeoutMillis: 10_000 });
     client.on("notification", (msg) => {
-      if (msg.channel !== CHANGES_CHANNEL || !msg.payload) return;
-      const space = msg.payload.indexOf(" ");
-      if (space < 0 || msg.payload.slice(0, space) === this.origin) return;
-      for (const id of msg.payload.slice(space + 1).split(",")) if (id !== "") this.fetchQueue.add(id);
-      void this.fetchChanged();
+      // This store's own notices: already applied (checked before reading the rest).
+      if (msg.channel !== CHANGES_CHANNEL || !msg.payload || msg.payload.startsWith(this.ownNoticePrefix)) return;
+      const notice = readNotice(msg.payload);
+      if (!notice || notice.origin === this.origin) return;
+      for (const row of notice.rows) {
+        const rec = recordFromDisk(parseJson(row.record));
+        // A row that cannot be used here is read back (and then skipped with a warning, as any).
+        if (typeof rec === "string" || rec.id !== row.id) this.fetchQueue.add(row.id);
+        else this.apply(rec, BigInt(row.version));
+      }
+      for (const id of notice.ids) this.fetchQueue.add(id);
+      if (this.fetchQueue.size > 0) void this.fetchChanged();
     });
     const lost = (err?: Error) => {
       if (this.listener !== client) return;
@@ -816,6 +855,14 @@ export class PgTaskStore implements TaskStore {
       this.reconnectTimer.unref();
       this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, 30_000);
     }
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }
 

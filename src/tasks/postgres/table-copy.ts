@@ -6,7 +6,8 @@
  */
 import type pg from "pg";
 import { recordFromDisk, type TaskRecord } from "../model.js";
-import { CHANGES_CHANNEL, columns, CREATE_LOCK_KEY, INSERT_SQL, notices } from "./rows.js";
+import { plainNotices } from "./create-notices.js";
+import { CHANGES_CHANNEL, columns, CREATE_LOCK_KEY, INSERT_SQL } from "./rows.js";
 import { inTransaction } from "./transaction.js";
 
 /** A row of the table cannot be used: the snapshot fails rather than leave a task out. */
@@ -70,7 +71,7 @@ export async function replaceAllTasks(
     // In slices: one statement's parameters stay a few MiB whatever the queue's size.
     for (let i = 0; i < records.length; i += 1000) await client.query(INSERT_SQL, columns(records.slice(i, i + 1000)));
     const ids = [...new Set([...removed, ...records.map((r) => r.id)])];
-    for (const payload of notices(options.origin, ids)) await client.query("SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, payload]);
+    for (const payload of plainNotices(options.origin, ids)) await client.query("SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, payload]);
     return { removed: removed.length };
   });
 }
