@@ -29,6 +29,11 @@ export interface LoadSpec {
    * failed-auth log lines without hitting the per-address limiter.
    */
   rotateAddresses?: { start: number; perAddress: number };
+  /**
+   * h1 only: several servers under one load. The connections are spread round-robin over these
+   * (each with its own port and headers, e.g. its own token) instead of `port` and `headers`.
+   */
+  targets?: { port: number; headers: Record<string, string> }[];
 }
 
 export interface LoadResult {

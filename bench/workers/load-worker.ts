@@ -362,9 +362,13 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const runners: Runner[] = [];
   let agent: http.Agent | undefined;
   if (spec.mode === "h1") {
-    const req = rawRequest(spec);
+    const targets = (spec.targets ?? [{ port: spec.port, headers: spec.headers }]).map((t) => {
+      const one = { ...spec, ...t };
+      return { spec: one, req: rawRequest(one) };
+    });
     for (let i = 0; i < spec.connections; i++) {
-      const r = new RawH1(spec, req, rec, nextAddress);
+      const target = targets[i % targets.length]!;
+      const r = new RawH1(target.spec, target.req, rec, nextAddress);
       await r.connect();
       runners.push(r);
     }
