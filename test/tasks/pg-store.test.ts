@@ -129,6 +129,42 @@ if (missing !== undefined) {
     }
   });
 
+  test("changes made without a notice are caught by the periodic resync; at rest it compares one count and sum, not every row", async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url, resyncMs: 50 });
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const kept = (await store.create(init("kept"))).task;
+      const changed = (await store.create(init("changed"))).task;
+      const deleted = (await store.create(init("deleted"))).task;
+      const textOf = (id: string) => (store.get(id)?.payload as { text?: string } | undefined)?.text;
+      // Quiet: over 10 periods, only every sixth resync compares row by row.
+      const before = store.rowByRowResyncs;
+      await new Promise((r) => setTimeout(r, 600));
+      assert.ok(store.rowByRowResyncs - before <= 2, `${store.rowByRowResyncs - before} row-by-row resyncs in 600 ms`);
+      // Behind the store's back (as if their notices were lost): a write, a create, a removal.
+      await client.query(
+        "UPDATE cara_tasks SET record = jsonb_set(record, '{payload,text}', '\"edited\"'), version = nextval('cara_task_version') WHERE id = $1",
+        [changed.id],
+      );
+      const added = { ...kept, id: "added-behind", payload: { kind: "systemEvent" as const, text: "added" } };
+      await client.query(INSERT_SQL, columns([added]));
+      await client.query("DELETE FROM cara_tasks WHERE id = $1", [deleted.id]);
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && (store.get(deleted.id) || !store.get(added.id) || textOf(changed.id) !== "edited")) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(textOf(changed.id), "edited");
+      assert.deepEqual(store.get(added.id), added);
+      assert.equal(store.get(deleted.id), undefined);
+      assert.deepEqual(store.get(kept.id), kept);
+    } finally {
+      await client.end();
+      await store.close();
+    }
+  });
+
   test("table cara_task_count holds the number of rows through creates, eviction, the retention sweep, a replacement and a truncate; a database migrated from version 1 gets its count", async () => {
     const url = await cluster.createDatabase();
     const client = new pg.Client({ connectionString: url });

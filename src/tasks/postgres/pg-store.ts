@@ -161,6 +161,11 @@ export class PgTaskStore implements TaskStore {
   /** Counts applications to the mirror: an entry older than a read began was committed before it. */
   private applied = 0;
   private readonly fetchQueue = new Set<string>();
+  /** The sum of the mirror's versions (see resync). */
+  private versionSum = 0n;
+  private resyncs = 0;
+  /** A change could not be read back: the next resync compares every row. */
+  private readBackFailed = false;
   private fetching = false;
   private resyncTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -171,6 +176,8 @@ export class PgTaskStore implements TaskStore {
   leasesRescued = 0;
   /** Rows read back after other servers' notices (a create's rows come with its notice instead). */
   rowsReadBack = 0;
+  /** Resyncs that compared every row (see resync). */
+  rowByRowResyncs = 0;
   private readonly now: () => number;
   private readonly warn: (message: string) => void;
   private closed = false;
@@ -729,12 +736,16 @@ export class PgTaskStore implements TaskStore {
     const cur = this.mirror.get(rec.id);
     if (cur && cur.version >= version) return;
     this.mirror.set(rec.id, { rec, version, at: ++this.applied });
+    this.versionSum += version - (cur?.version ?? 0n);
     this.claimable.lower(this.claimableAt(rec));
     this.events.emit("change", rec);
   }
 
   private remove(id: string): void {
-    if (!this.mirror.delete(id)) return;
+    const cur = this.mirror.get(id);
+    if (!cur) return;
+    this.mirror.delete(id);
+    this.versionSum -= cur.version;
     this.applied++;
     this.events.emit("removed", id);
   }
@@ -745,7 +756,10 @@ export class PgTaskStore implements TaskStore {
     });
     for (const row of res.rows) {
       const rec = this.parse(row);
-      this.mirror.set(rec.id, { rec, version: BigInt(row.version), at: ++this.applied });
+      const version = BigInt(row.version);
+      const cur = this.mirror.get(rec.id);
+      this.mirror.set(rec.id, { rec, version, at: ++this.applied });
+      this.versionSum += version - (cur?.version ?? 0n);
     }
   }
 
@@ -773,16 +787,35 @@ export class PgTaskStore implements TaskStore {
         for (const id of ids) if (!found.has(id) && (this.mirror.get(id)?.at ?? Infinity) <= before) this.remove(id);
       }
     } catch (err) {
+      this.readBackFailed = true;
       this.warn(`could not read changed tasks from the task database (the next resync catches up): ${(err as Error).message}`);
     } finally {
       this.fetching = false;
     }
   }
 
-  /** Compares every row's version with the mirror and reads back what differs. */
-  private async resync(): Promise<void> {
+  /**
+   * Compares every row's version with the mirror and reads back what differs: after a change could
+   * not be read back, after the change notices stopped, after a restore, and every sixth periodic
+   * resync (once a minute by default). The periodic ones in between (`full` false) compare only
+   * the table's row count and sum of versions with the mirror's: one row instead of every id (with
+   * many tasks, reading every id every 10 s on every server cost more than anything else the store
+   * did at rest). A missed change makes them differ: versions only grow and are never reused, so
+   * a missed write raises the sum, a missed create or removal changes the count too. When changes
+   * were applied while the query ran they cannot be compared, and the next resync does.
+   */
+  private async resync(full = true): Promise<void> {
     const before = this.applied;
+    if (!full && !this.readBackFailed) {
+      const sumBefore = this.versionSum;
+      const sizeBefore = this.mirror.size;
+      const res = await this.q<{ n: string; s: string }>(this.pool, "SELECT count(*)::text AS n, coalesce(sum(version), 0)::text AS s FROM cara_tasks");
+      const row = res.rows[0]!;
+      if (this.applied !== before || (BigInt(row.n) === BigInt(sizeBefore) && BigInt(row.s) === sumBefore)) return;
+    }
     const res = await this.q<{ id: string; version: string }>(this.pool, "SELECT id, version FROM cara_tasks");
+    this.readBackFailed = false;
+    this.rowByRowResyncs++;
     const seen = new Set<string>();
     for (const row of res.rows) {
       seen.add(row.id);
@@ -797,7 +830,7 @@ export class PgTaskStore implements TaskStore {
     clearTimeout(this.resyncTimer);
     if (this.closed && this.closedReason === CLOSED_FOR_SHUTDOWN) return;
     this.resyncTimer = setTimeout(() => {
-      void this.resync()
+      void this.resync(++this.resyncs % 6 === 0)
         .catch((err: Error) => this.warn(`task database resync failed (will retry): ${err.message}`))
         .finally(() => this.scheduleResync());
     }, this.resyncMs);
