@@ -157,9 +157,98 @@ if (missing !== undefined) {
       assert.match((settled[3] as PromiseRejectedResult).reason.message, /create it again with the same idempotency key 'key-b'/);
       // Not replayed: the trigger refused the batch's COMMIT, and no create ran again on its own.
       assert.deepEqual(await transactionsOf(url), { rows: 1, transactions: 1 });
-      // A single create whose COMMIT fails says the change may or may not have been kept.
-      await assert.rejects(store.create(init("fail-at-commit")), /failed while committing \(refused at commit\); the change may or may not have been kept/);
+      // A single create in a transaction (it has a key) whose COMMIT fails says the change may or may not have been kept.
+      await assert.rejects(
+        store.create(init("fail-at-commit", "key-c")),
+        /failed while committing \(refused at commit\); the change may or may not have been kept/,
+      );
     } finally {
+      await store.close();
+    }
+  });
+
+  test("creates without keys commit in one statement: refused while committing (an ERROR), it was rolled back, so the batch runs one by one and only the refused create fails", async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url });
+    try {
+      await failAtCommit(url);
+      const settled = await Promise.allSettled([
+        store.create(init("first")),
+        store.create(init("a")),
+        store.create(init("fail-at-commit")),
+        store.create(init("b")),
+      ]);
+      assert.deepEqual(
+        settled.map((s) => s.status),
+        ["fulfilled", "fulfilled", "rejected", "fulfilled"],
+      );
+      const refused = (settled[2] as PromiseRejectedResult).reason as Error;
+      assert.match(refused.message, /failed \(refused at commit\); nothing was changed$/);
+      // first alone, the batch of three refused whole, then a and b each alone: three transactions kept.
+      assert.deepEqual(await transactionsOf(url), { rows: 3, transactions: 3 });
+      assert.deepEqual([...store.all()].map(textOf).sort(), ["a", "b", "first"]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("creates without keys whose statement loses its connection before the answer: the outcome is unknown and they are never run again", async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url });
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      // The commit of a batch holding 'slow' waits (a deferred trigger sleeps): its connection is cut then.
+      await admin.query(`CREATE FUNCTION slow_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.record->'payload'->>'text' = 'slow' THEN PERFORM pg_sleep(30); END IF;
+          RETURN NULL;
+        END $$`);
+      await admin.query(
+        "CREATE CONSTRAINT TRIGGER slow_at_commit AFTER INSERT ON cara_tasks DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_at_commit()",
+      );
+      const first = store.create(init("slow"));
+      const batch = Promise.allSettled([store.create(init("a")), store.create(init("b"))]);
+      let pid: number | undefined;
+      for (let i = 0; i < 200 && pid === undefined; i++) {
+        const res = await admin.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'");
+        pid = res.rows[0]?.pid;
+        if (pid === undefined) await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.ok(pid !== undefined, "the create's statement never reached its commit");
+      await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+      const err = await first.then(
+        () => assert.fail("the create succeeded"),
+        (e: unknown) => e as Error,
+      );
+      assert.ok(err instanceof TaskStoreWriteError);
+      assert.match(err.message, /failed while committing \(.+\); the change may or may not have been kept/);
+      // The two that waited went in the next statement, which commits (no 'slow' in it).
+      const after = await batch;
+      assert.deepEqual(
+        after.map((s) => s.status),
+        ["fulfilled", "fulfilled"],
+      );
+      // 'slow' was not run again on its own: only a and b are in the table.
+      assert.deepEqual([...store.all()].map(textOf).sort(), ["a", "b"]);
+      assert.deepEqual(await transactionsOf(url), { rows: 2, transactions: 1 });
+      // The same in a transaction (a create with a key): its COMMIT's answer is lost, and the
+      // session that ended is not handed to the next write.
+      const keyed = store.create(init("slow", "key-slow"));
+      pid = undefined;
+      for (let i = 0; i < 200 && pid === undefined; i++) {
+        const res = await admin.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'");
+        pid = res.rows[0]?.pid;
+        if (pid === undefined) await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.ok(pid !== undefined, "the keyed create never reached its commit");
+      await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+      await assert.rejects(keyed, /failed while committing \(terminating connection .+\); the change may or may not have been kept/);
+      const next = await store.create(init("c", "key-c"));
+      assert.equal(next.created, true);
+      assert.deepEqual([...store.all()].map(textOf).sort(), ["a", "b", "c"]);
+    } finally {
+      await admin.end();
       await store.close();
     }
   });

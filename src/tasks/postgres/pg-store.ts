@@ -92,8 +92,21 @@ interface PendingCreate {
   reject(err: unknown): void;
 }
 
-/** A query failed (as opposed to a domain rule refusing the change). */
+/** A query failed (as opposed to a domain rule refusing the change); `cause` is the driver's error. */
 class QueryFailed extends Error {}
+
+/**
+ * The connection of a failure that must not go back to the pool: the database ended its session
+ * (FATAL or PANIC, e.g. its backend was terminated). The message arrives before the socket closes,
+ * so the pool would still take the client as usable and hand it to the next query, which then
+ * fails too. Other failures leave the session usable, or are seen by the pool itself.
+ */
+function sessionEnded(err: unknown): Error | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof pg.DatabaseError && (e.severity === "FATAL" || e.severity === "PANIC")) return e;
+  }
+  return undefined;
+}
 
 /** A write whose COMMIT failed: the database may or may not have kept it (never replayed). */
 class CommitOutcomeUnknownWriteError extends TaskStoreWriteError {
@@ -200,6 +213,11 @@ export class PgTaskStore implements TaskStore {
     this.pool = new pg.Pool({ connectionString: options.url, max: this.poolMax, connectionTimeoutMillis: 10_000, application_name: "cara" });
     // An idle connection that breaks must not crash the process; the next query reconnects.
     this.pool.on("error", (err) => this.warn(`task database connection lost: ${this.scrub(err.message)}`));
+    // A connection that breaks while it is checked out (the database restarted, its backend was
+    // terminated) emits 'error' on its client, which the pool only listens for while the client is
+    // idle: unheard, it took the whole server down. The query in flight fails with that error and
+    // is answered where it was made (test/tasks/pg-store-group-commit.test.ts).
+    this.pool.on("connect", (client) => client.on("error", () => undefined));
   }
 
   /**
@@ -364,6 +382,13 @@ export class PgTaskStore implements TaskStore {
   /** The creates' transaction; the mirror is left to applyCreated (after COMMIT). */
   private async createTx(inits: TaskInit[]): Promise<CreateOutcome> {
     const now = this.now();
+    if (inits.every((i) => i.idempotencyKey === undefined)) {
+      // No key to look up: one statement, its own transaction (see insertAlone).
+      const fresh = inits.map((i) => newTaskRecord(i, now));
+      const versions = await this.insertAlone(fresh);
+      if (versions) return { results: fresh.map((task) => ({ task, created: true })), evicted: [], versions, existing: [], fresh };
+      // No room: the transaction below makes some, or finds the queue full.
+    }
     return this.tx(async (c) => {
       const keys = inits.map((i) => i.idempotencyKey).filter((k): k is string => k !== undefined);
       const existing = new Map<string, { rec: TaskRecord; version: bigint }>();
@@ -390,19 +415,8 @@ export class PgTaskStore implements TaskStore {
         results.push({ task, created: true });
       }
       if (fresh.length === 0) return { results, evicted: [], versions: [], existing: [...existing.values()], fresh };
-      // Usually one round trip: insert if there is room, and send the notices with the rows.
-      const cols = columns(fresh);
-      const sent = createNotices(this.origin, cols[0] as string[], cols[8] as string[]);
-      const res = await this.q<{ id: string; version: string }>(c, PREPARED_INSERT_IF_ROOM, [
-        ...cols,
-        this.capacity,
-        fresh.length,
-        sent.chunkOf,
-        sent.heads,
-        sent.bodies,
-        sent.plain,
-      ]);
-      if (res.rows.length > 0) return { results, evicted: [], versions: versionsInOrder(fresh, res.rows), existing: [...existing.values()], fresh };
+      const inserted = await this.insertIfRoom(c, fresh);
+      if (inserted) return { results, evicted: [], versions: inserted, existing: [...existing.values()], fresh };
       // No room: the oldest finished tasks make way (as in the file store), else the queue is full.
       const counted = (await this.q<{ n: string }>(c, COUNT_SQL)).rows[0];
       if (!counted) {
@@ -410,8 +424,7 @@ export class PgTaskStore implements TaskStore {
           `table cara_task_count in the task database ${redactUrl(this.url)} has no row; put it back with: INSERT INTO cara_task_count (n) SELECT count(*) FROM cara_tasks`,
         );
       }
-      const count = Number(counted.n);
-      const need = fresh.length - (this.capacity - count);
+      const need = fresh.length - (this.capacity - Number(counted.n));
       let evicted: string[] = [];
       if (need > 0) {
         const gone = await this.q<{ id: string }>(
@@ -421,11 +434,67 @@ export class PgTaskStore implements TaskStore {
         );
         if (gone.rows.length < need) throw new TaskQueueFullError();
         evicted = gone.rows.map((r) => r.id);
+        await this.notify(c, evicted);
       }
-      const versions = await this.insert(c, fresh);
-      await this.notify(c, [...evicted, ...fresh.map((t) => t.id)]);
+      // Checked again as it inserts: creates without keys do not take the create lock.
+      const versions = await this.insertIfRoom(c, fresh);
+      if (!versions) throw new TaskQueueFullError();
       return { results, evicted, versions, existing: [...existing.values()], fresh };
     }, CREATE_BEGIN);
+  }
+
+  /**
+   * Inserts `fresh` if the table has room for all of them and sends their notices, in one
+   * statement (INSERT_IF_ROOM_SQL). Returns their versions, or undefined when there was no room
+   * (nothing inserted, nothing sent).
+   */
+  private async insertIfRoom(c: pg.ClientBase, fresh: TaskRecord[]): Promise<bigint[] | undefined> {
+    const res = await this.q<{ id: string; version: string }>(c, PREPARED_INSERT_IF_ROOM, this.insertParams(fresh));
+    return res.rows.length > 0 ? versionsInOrder(fresh, res.rows) : undefined;
+  }
+
+  private insertParams(fresh: TaskRecord[]): unknown[] {
+    const cols = columns(fresh);
+    const sent = createNotices(this.origin, cols[0] as string[], cols[8] as string[]);
+    return [...cols, this.capacity, fresh.length, sent.chunkOf, sent.heads, sent.bodies, sent.plain];
+  }
+
+  /**
+   * The usual create (no idempotency key): insertIfRoom's statement alone, as its own transaction,
+   * one round trip where BEGIN, the create lock and COMMIT took three (the capacity stays exact:
+   * the statement locks the count's row and checks it as of the last commit before it). Committed
+   * when it answers. When the database answers with an error (severity ERROR, also one raised
+   * while committing), the transaction was rolled back: nothing was changed. When the answer is
+   * lost (the connection broke, the server stopped: FATAL), it may have committed: the outcome is
+   * unknown, and the creates are never run again.
+   */
+  private async insertAlone(fresh: TaskRecord[]): Promise<bigint[] | undefined> {
+    this.assertOpen();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      const message = `cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`;
+      this.lastWriteError = message;
+      throw new UnreachableError(message);
+    }
+    let failure: unknown;
+    try {
+      const res = await client.query<{ id: string; version: string }>({ ...PREPARED_INSERT_IF_ROOM, values: this.insertParams(fresh) });
+      this.lastWriteError = undefined;
+      return res.rows.length > 0 ? versionsInOrder(fresh, res.rows) : undefined;
+    } catch (err) {
+      failure = err;
+      const reason = this.scrub((err as Error).message);
+      if (err instanceof pg.DatabaseError && err.severity === "ERROR") {
+        throw this.writeFailed(`a write to the task database ${redactUrl(this.url)} failed (${reason}); nothing was changed`);
+      }
+      const message = `the task database ${redactUrl(this.url)} failed while committing (${reason}); the change may or may not have been kept: read the task again before retrying`;
+      this.lastWriteError = message;
+      throw new CommitOutcomeUnknownWriteError(message, new Error(reason));
+    } finally {
+      client.release(sessionEnded(failure));
+    }
   }
 
   /**
@@ -588,10 +657,12 @@ export class PgTaskStore implements TaskStore {
   /** Runs `fn` on a pooled connection; a failure names the database (password redacted), never the URL. */
   private async onConnection<T>(what: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient | undefined;
+    let failure: unknown;
     try {
       client = await this.pool.connect();
       return await fn(client);
     } catch (err) {
+      failure = err;
       if (failedWhileCommitting(err))
         throw markCommitting(
           new TaskStoreWriteError(
@@ -601,7 +672,7 @@ export class PgTaskStore implements TaskStore {
         );
       throw new TaskStoreWriteError(`cannot ${what} the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`);
     } finally {
-      client?.release();
+      client?.release(sessionEnded(failure));
     }
   }
 
@@ -617,13 +688,15 @@ export class PgTaskStore implements TaskStore {
     } catch (err) {
       throw new TaskDatabaseError(`cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)})`);
     }
+    let failure: unknown;
     try {
       const version = await schemaVersion(client);
       return { version, total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount, max: this.poolMax };
     } catch (err) {
+      failure = err;
       throw new TaskDatabaseError(`the task database ${redactUrl(this.url)} failed a query (${this.scrub((err as Error).message)})`);
     } finally {
-      client.release();
+      client.release(sessionEnded(failure));
     }
   }
 
@@ -656,11 +729,13 @@ export class PgTaskStore implements TaskStore {
       this.lastWriteError = message;
       throw new UnreachableError(message);
     }
+    let failure: unknown;
     try {
       const out = await inTransaction({ query: (sql) => this.q(client, sql) }, () => fn(client), begin);
       this.lastWriteError = undefined;
       return out;
     } catch (err) {
+      failure = err;
       if (failedWhileCommitting(err)) {
         const message = `the task database ${redactUrl(this.url)} failed while committing (${(err.cause as Error).message}); the change may or may not have been kept: read the task again before retrying`;
         this.lastWriteError = message;
@@ -669,7 +744,7 @@ export class PgTaskStore implements TaskStore {
       if (!(err instanceof QueryFailed)) throw err;
       throw this.writeFailed(`a write to the task database ${redactUrl(this.url)} failed (${err.message}); nothing was changed`);
     } finally {
-      client.release();
+      client.release(sessionEnded(failure));
     }
   }
 
@@ -686,7 +761,7 @@ export class PgTaskStore implements TaskStore {
     try {
       return await (typeof sql === "string" ? c.query<R>(sql, params) : c.query<R>({ ...sql, values: params }));
     } catch (err) {
-      throw new QueryFailed(this.scrub((err as Error).message));
+      throw new QueryFailed(this.scrub((err as Error).message), { cause: err });
     }
   }
 

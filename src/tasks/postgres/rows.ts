@@ -17,16 +17,19 @@ const UNNEST_COLUMNS = "unnest($1::text[], $2::text[], $3::integer[], $4::bigint
 export const INSERT_SQL = `INSERT INTO cara_tasks (${INSERT_COLUMNS}) SELECT * FROM ${UNNEST_COLUMNS} RETURNING id, version`;
 
 /**
- * A create's insert in one round trip, run under the create lock: inserts the rows of `columns()`
- * only if the table has room for all of them ($10 the capacity, $11 how many rows; the count comes
- * from `cara_task_count`, kept by triggers), then sends the notices of createNotices(): $12 the
+ * A create's insert in one statement: inserts the rows of `columns()` only if the table has room
+ * for all of them ($10 the capacity, $11 how many rows), then sends the notices of createNotices().
+ * The room is checked on `cara_task_count` (kept by triggers) by an UPDATE of its row: that locks
+ * the row until this transaction ends, waiting for any create or removal in progress, and checks
+ * the count as they left it (READ COMMITTED re-reads an updated row), so the capacity is exact
+ * whether or not the create lock is held. Notices: $12 the
  * notice of each row, $13 and $14 each notice's head and body, between which the database puts
  * the versions it gave the rows; $15 the plain notices. Returns every row's id and version, or no
  * row at all when there was no room (nothing inserted, nothing sent: the caller makes room and
  * inserts step by step).
  */
-export const INSERT_IF_ROOM_SQL = `WITH room AS (SELECT $10::bigint - n AS free FROM cara_task_count),
-  ins AS (INSERT INTO cara_tasks (${INSERT_COLUMNS}) SELECT * FROM ${UNNEST_COLUMNS} WHERE (SELECT free FROM room) >= $11::bigint RETURNING id, version),
+export const INSERT_IF_ROOM_SQL = `WITH room AS (UPDATE cara_task_count SET n = n WHERE n + $11::bigint <= $10::bigint RETURNING n),
+  ins AS (INSERT INTO cara_tasks (${INSERT_COLUMNS}) SELECT * FROM ${UNNEST_COLUMNS} WHERE EXISTS (SELECT 1 FROM room) RETURNING id, version),
   sent AS (
     SELECT pg_notify('${CHANGES_CHANNEL}', n.head || v.versions || n.body)
       FROM (SELECT c.chunk, string_agg(ins.version::text, ' ' ORDER BY c.ord) AS versions
