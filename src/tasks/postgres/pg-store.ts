@@ -553,7 +553,7 @@ export class PgTaskStore implements TaskStore {
       const res = await this.q<Row>(
         c,
         `SELECT version, record FROM cara_tasks
-          WHERE ((state = 'queued' AND (next_run_at_ms IS NULL OR next_run_at_ms <= $1)) OR (state = 'retry_wait' AND next_run_at_ms <= $1))
+          WHERE state IN ('queued', 'retry_wait') AND (next_run_at_ms <= $1 OR (next_run_at_ms IS NULL AND state = 'queued'))
             AND NOT (id = ANY($3::text[]))
           ORDER BY priority DESC, coalesce(next_run_at_ms, created_at_ms), id
           LIMIT $2
