@@ -206,3 +206,27 @@ test("a request body that stalls is cut after requestMs (HTTP/1.1: the whole req
   assert.equal(body, "got it");
   session.destroy();
 });
+
+test("every accepted socket has Nagle off (plain and TLS): a streamed message is not held for the client's delayed ACK", async (t) => {
+  const noDelay: { port: number; on: boolean | undefined }[] = [];
+  const original = net.Socket.prototype.setNoDelay;
+  t.mock.method(net.Socket.prototype, "setNoDelay", function (this: net.Socket, on?: boolean) {
+    noDelay.push({ port: this.remotePort ?? -1, on });
+    return original.call(this, on);
+  });
+  const plain = await serve({});
+  const client = await rawSocket(plain.l.port);
+  const files = await selfSignedCert();
+  const secure = await serve({}, { tls: { cert: await readFile(files.cert), key: await readFile(files.key) } });
+  const tlsClient = tls.connect({ port: secure.l.port, host: "127.0.0.1", rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] });
+  tlsClient.on("error", () => undefined);
+  await once(tlsClient, "secureConnect");
+  for (const port of [client.socket.localPort, tlsClient.localPort]) {
+    assert.ok(
+      noDelay.some((n) => n.port === port && n.on === true),
+      `the server's socket for client port ${port} got setNoDelay(true): ${JSON.stringify(noDelay)}`,
+    );
+  }
+  client.socket.destroy();
+  tlsClient.destroy();
+});
