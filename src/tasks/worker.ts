@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { isDue, MAX_RESULT_CHARS, type BlockedReasonName, type TaskRecord } from "./model.js";
+import { isDue, MAX_RESULT_CHARS, storableText, type BlockedReasonName, type TaskRecord } from "./model.js";
 import type { TaskStore } from "./task-store.js";
 
 /** What an executor decided about one attempt. */
@@ -272,7 +272,8 @@ export class Worker {
     }
   }
 
-  private async finish(run: Running, outcome: Outcome): Promise<void> {
+  private async finish(run: Running, given: Outcome): Promise<void> {
+    const outcome = storableOutcome(given);
     const elapsed = this.now() - run.started;
     await this.store.update(run.task.id, (cur) => {
       // A late result (cancelled meanwhile, or already rescued) is ignored.
@@ -359,4 +360,21 @@ export function policyViolation(task: TaskRecord, now: number): string | undefin
     return `objective policy violation: timeoutSeconds ${payload.timeoutSeconds} exceeds maxRunTimeoutSeconds ${p.maxRunTimeoutSeconds}`;
   }
   return undefined;
+}
+
+/** The outcome with its text made storable by every store (storableText). */
+function storableOutcome(outcome: Outcome): Outcome {
+  switch (outcome.kind) {
+    case "done":
+      return {
+        ...outcome,
+        ...(outcome.result !== undefined ? { result: storableText(outcome.result) } : {}),
+        ...(outcome.runId !== undefined ? { runId: storableText(outcome.runId) } : {}),
+      };
+    case "retry":
+    case "failed":
+      return { ...outcome, error: storableText(outcome.error) };
+    case "blocked":
+      return { ...outcome, reason: storableText(outcome.reason) };
+  }
 }

@@ -309,6 +309,42 @@ if (missing !== undefined) {
     }
   });
 
+  test("an attempt's reply or error holding a NUL character is stored with U+FFFD in its place (PostgreSQL refused the write, and the task ran again)", {
+    timeout: 20_000,
+  }, async () => {
+    const url = await cluster.createDatabase();
+    const store = await PgTaskStore.open({ url });
+    const worker = new Worker(store, {
+      systemEvent: async ({ task }) =>
+        (task.payload as { text: string }).text === "reply"
+          ? { kind: "done", result: "a\u0000b", runId: "run\u0000" }
+          : { kind: "failed", error: "bad\u0000byte" },
+    });
+    worker.start();
+    try {
+      const reply = (await store.create(init("reply"))).task;
+      const failing = (await store.create(init("error"))).task;
+      const settled = async (id: string) => {
+        for (;;) {
+          const t = store.get(id)!;
+          if (t.state === "done" || t.state === "failed") return t;
+          await nextChange(store, id);
+        }
+      };
+      const done = await settled(reply.id);
+      assert.deepEqual([done.state, done.result, done.runIds], ["done", "a\uFFFDb", ["run\uFFFD"]]);
+      const failed = await settled(failing.id);
+      assert.deepEqual([failed.state, failed.lastError], ["failed", "bad\uFFFDbyte"]);
+      // As stored: read back from the table by another store.
+      const other = await PgTaskStore.open({ url });
+      assert.equal(other.get(reply.id)?.result, "a\uFFFDb");
+      await other.close();
+    } finally {
+      await worker.stop(0);
+      await store.close();
+    }
+  });
+
   test("a replacement of every task whose COMMIT fails says the database may or may not have kept it, never that nothing changed", async () => {
     const url = await cluster.createDatabase();
     const store = await PgTaskStore.open({ url });

@@ -40,7 +40,7 @@ import { attemptTimeoutMs } from "../worker.js";
 import { migrate, schemaVersion } from "./migrate.js";
 import { redactUrl, scrub } from "./redact.js";
 import { createNotices, plainNotices, readNotice } from "./create-notices.js";
-import { CHANGES_CHANNEL, COUNT_SQL, CREATE_BEGIN, columns, INSERT_IF_ROOM_SQL, INSERT_SQL } from "./rows.js";
+import { CHANGES_CHANNEL, COUNT_SQL, CREATE_BEGIN, columns, INSERT_IF_ROOM_SQL } from "./rows.js";
 import { readAllTasks, replaceAllTasks } from "./table-copy.js";
 import { failedWhileCommitting, inTransaction, markCommitting } from "./transaction.js";
 
@@ -763,12 +763,6 @@ export class PgTaskStore implements TaskStore {
     } catch (err) {
       throw new QueryFailed(this.scrub((err as Error).message), { cause: err });
     }
-  }
-
-  private async insert(c: pg.ClientBase, recs: TaskRecord[]): Promise<bigint[]> {
-    const cols = columns(recs);
-    const res = await this.q<{ version: string }>(c, INSERT_SQL, cols);
-    return versionsInOrder(recs, res.rows as unknown as { id: string; version: string }[]);
   }
 
   /** Updates rows; `lease` gives the lease end of a claimed task (others keep theirs while running). */
