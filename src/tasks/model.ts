@@ -104,14 +104,18 @@ const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase(
 export function rejectNul(value: string, field: string, what = field): void {
   if (value.includes("\u0000")) throw new TaskValidationError(`${what} must not contain a NUL character (\\u0000)`, field);
 }
+/** Half of a UTF-16 surrogate pair without its other half (JSON writes it as `\ud83d`). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
 /**
  * What the worker writes of an attempt's outcome (an agent's reply, an error message) with each
- * NUL character (U+0000) replaced by U+FFFD: unlike a request's fields, which are refused, these
- * come from outside and must still be stored, and PostgreSQL refused the whole write (the attempt's
- * result was lost, and the task ran again when its lease ended).
+ * NUL character (U+0000) and each lone surrogate (a reply cut in the middle of an emoji, or sent
+ * that way) replaced by U+FFFD: unlike a request's fields, which are refused, these come from
+ * outside and must still be stored, and PostgreSQL refused the whole write (the attempt's result
+ * was lost, and the task ran again when its lease ended).
  */
 export function storableText(value: string): string {
-  return value.includes("\u0000") ? value.replaceAll("\u0000", "\uFFFD") : value;
+  return value.replaceAll("\u0000", "\uFFFD").replace(LONE_SURROGATE, "\uFFFD");
 }
 
 export class TaskStateError extends Error {}

@@ -284,7 +284,7 @@ export class Worker {
       switch (outcome.kind) {
         case "done": {
           const next: TaskRecord = { ...base, state: "done", lastError: null, nextRunAtMs: null, finishedAtMs: now };
-          if (outcome.result !== undefined) next.result = outcome.result.slice(0, MAX_RESULT_CHARS);
+          if (outcome.result !== undefined) next.result = outcome.result;
           if (outcome.runId) next.runIds = [...new Set([...(cur.runIds ?? []), outcome.runId])];
           if (outcome.turns) next.turnsUsed = (cur.turnsUsed ?? 0) + outcome.turns;
           return next;
@@ -362,13 +362,14 @@ export function policyViolation(task: TaskRecord, now: number): string | undefin
   return undefined;
 }
 
-/** The outcome with its text made storable by every store (storableText). */
+/** The outcome with its text made storable by every store (storableText), the reply cut to MAX_RESULT_CHARS. */
 function storableOutcome(outcome: Outcome): Outcome {
   switch (outcome.kind) {
     case "done":
       return {
         ...outcome,
-        ...(outcome.result !== undefined ? { result: storableText(outcome.result) } : {}),
+        // Cut first, then made storable: the cut may split a surrogate pair.
+        ...(outcome.result !== undefined ? { result: storableText(outcome.result.slice(0, MAX_RESULT_CHARS)) } : {}),
         ...(outcome.runId !== undefined ? { runId: storableText(outcome.runId) } : {}),
       };
     case "retry":

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
+  storableText,
   applyPolicy,
   cancelTransition,
   DEFAULT_POLICY,
@@ -222,4 +223,16 @@ test("policy violations before an attempt, with the reference's messages", () =>
     undefined,
     "legacy tasks are not policed",
   );
+});
+
+test("storableText: NUL and lone surrogates become U+FFFD, whole pairs and other text stay", () => {
+  assert.equal(storableText("plain é 日本"), "plain é 日本");
+  assert.equal(storableText("a\u0000b"), "a\uFFFDb");
+  assert.equal(storableText("😀"), "😀");
+  // A reply cut in the middle of an emoji, and halves on their own.
+  assert.equal(storableText("😀".slice(0, 1)), "\uFFFD");
+  assert.equal(storableText("x\ud83dy\ude00z"), "x\uFFFDy\uFFFDz");
+  assert.equal(storableText("\ude00\ud83d"), "\uFFFD\uFFFD");
+  // What PostgreSQL's jsonb takes: JSON without a lone \udXXX escape.
+  assert.doesNotMatch(JSON.stringify(storableText("a\ud83d")), /\\ud83d/);
 });

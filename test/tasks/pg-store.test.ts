@@ -129,6 +129,29 @@ if (missing !== undefined) {
     }
   });
 
+  test("a change listener that throws while another store's notice is applied is reported, and the notice's other rows are still applied", async () => {
+    const url = await cluster.createDatabase();
+    const a = await PgTaskStore.open({ url, resyncMs: 3_600_000 });
+    const warnings: string[] = [];
+    const b = await PgTaskStore.open({ url, resyncMs: 3_600_000, warn: (m) => warnings.push(m) });
+    b.events.on("change", (t: { payload: unknown }) => {
+      if ((t.payload as { text?: string }).text === "boom") throw new Error("listener boom");
+    });
+    try {
+      // One transaction, so one notice: boom first, then two more.
+      const made = await a.createMany([init("boom"), init("after 1"), init("after 2")]);
+      // Polled: a listener added now would come after the one that throws, and not be called.
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && made.some(({ task }) => b.get(task.id) === undefined)) await new Promise((r) => setTimeout(r, 10));
+      for (const { task } of made) assert.deepEqual(b.get(task.id), task);
+      assert.deepEqual(warnings, ["a task change listener failed (the change is applied): listener boom"]);
+      assert.equal(b.rowsReadBack, 0);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   test("changes made without a notice are caught by the periodic resync; at rest it compares one count and sum, not every row", async () => {
     const url = await cluster.createDatabase();
     const store = await PgTaskStore.open({ url, resyncMs: 50 });
@@ -309,7 +332,7 @@ if (missing !== undefined) {
     }
   });
 
-  test("an attempt's reply or error holding a NUL character is stored with U+FFFD in its place (PostgreSQL refused the write, and the task ran again)", {
+  test("an attempt's reply or error holding a NUL character or half a surrogate pair is stored with U+FFFD in its place (PostgreSQL refused the write, and the task ran again)", {
     timeout: 20_000,
   }, async () => {
     const url = await cluster.createDatabase();
@@ -317,7 +340,7 @@ if (missing !== undefined) {
     const worker = new Worker(store, {
       systemEvent: async ({ task }) =>
         (task.payload as { text: string }).text === "reply"
-          ? { kind: "done", result: "a\u0000b", runId: "run\u0000" }
+          ? { kind: "done", result: "a\u0000b\ud83d", runId: "run\u0000" }
           : { kind: "failed", error: "bad\u0000byte" },
     });
     worker.start();
@@ -332,12 +355,12 @@ if (missing !== undefined) {
         }
       };
       const done = await settled(reply.id);
-      assert.deepEqual([done.state, done.result, done.runIds], ["done", "a\uFFFDb", ["run\uFFFD"]]);
+      assert.deepEqual([done.state, done.result, done.runIds], ["done", "a\uFFFDb\uFFFD", ["run\uFFFD"]]);
       const failed = await settled(failing.id);
       assert.deepEqual([failed.state, failed.lastError], ["failed", "bad\uFFFDbyte"]);
       // As stored: read back from the table by another store.
       const other = await PgTaskStore.open({ url });
-      assert.equal(other.get(reply.id)?.result, "a\uFFFDb");
+      assert.equal(other.get(reply.id)?.result, "a\uFFFDb\uFFFD");
       await other.close();
     } finally {
       await worker.stop(0);

@@ -103,7 +103,10 @@ class QueryFailed extends Error {}
  */
 function sessionEnded(err: unknown): Error | undefined {
   for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    if (e instanceof pg.DatabaseError && (e.severity === "FATAL" || e.severity === "PANIC")) return e;
+    if (!(e instanceof pg.DatabaseError)) continue;
+    // SQLSTATE, not only the severity, which the server may send translated (lc_messages):
+    // class 08 is a connection exception, 57P0x an operator or crash shutdown.
+    if (e.severity === "FATAL" || e.severity === "PANIC" || e.code?.startsWith("08") || e.code?.startsWith("57P")) return e;
   }
   return undefined;
 }
@@ -418,28 +421,33 @@ export class PgTaskStore implements TaskStore {
       const inserted = await this.insertIfRoom(c, fresh);
       if (inserted) return { results, evicted: [], versions: inserted, existing: [...existing.values()], fresh };
       // No room: the oldest finished tasks make way (as in the file store), else the queue is full.
-      const counted = (await this.q<{ n: string }>(c, COUNT_SQL)).rows[0];
-      if (!counted) {
-        throw new TaskStoreCorruptError(
-          `table cara_task_count in the task database ${redactUrl(this.url)} has no row; put it back with: INSERT INTO cara_task_count (n) SELECT count(*) FROM cara_tasks`,
-        );
+      // Creates without keys do not take the create lock: one may take the room made here before
+      // the insert, so it counts and makes room again (a few times) before saying the queue is full.
+      const evicted: string[] = [];
+      for (let round = 0; round < 3; round++) {
+        const counted = (await this.q<{ n: string }>(c, COUNT_SQL)).rows[0];
+        if (!counted) {
+          throw new TaskStoreCorruptError(
+            `table cara_task_count in the task database ${redactUrl(this.url)} has no row; put it back with: INSERT INTO cara_task_count (n) SELECT count(*) FROM cara_tasks`,
+          );
+        }
+        const need = fresh.length - (this.capacity - Number(counted.n));
+        if (need > 0) {
+          const gone = await this.q<{ id: string }>(
+            c,
+            `DELETE FROM cara_tasks WHERE id IN (SELECT id FROM cara_tasks WHERE state IN ${TERMINAL_SQL} ORDER BY updated_at_ms, id LIMIT $1 FOR UPDATE) RETURNING id`,
+            [need],
+          );
+          const ids = gone.rows.map((r) => r.id);
+          evicted.push(...ids);
+          await this.notify(c, ids);
+          // None left to evict: full, unless a removal elsewhere (the sweep) made room meanwhile.
+          if (ids.length === 0 && round > 0) break;
+        }
+        const versions = await this.insertIfRoom(c, fresh);
+        if (versions) return { results, evicted, versions, existing: [...existing.values()], fresh };
       }
-      const need = fresh.length - (this.capacity - Number(counted.n));
-      let evicted: string[] = [];
-      if (need > 0) {
-        const gone = await this.q<{ id: string }>(
-          c,
-          `DELETE FROM cara_tasks WHERE id IN (SELECT id FROM cara_tasks WHERE state IN ${TERMINAL_SQL} ORDER BY updated_at_ms, id LIMIT $1 FOR UPDATE) RETURNING id`,
-          [need],
-        );
-        if (gone.rows.length < need) throw new TaskQueueFullError();
-        evicted = gone.rows.map((r) => r.id);
-        await this.notify(c, evicted);
-      }
-      // Checked again as it inserts: creates without keys do not take the create lock.
-      const versions = await this.insertIfRoom(c, fresh);
-      if (!versions) throw new TaskQueueFullError();
-      return { results, evicted, versions, existing: [...existing.values()], fresh };
+      throw new TaskQueueFullError();
     }, CREATE_BEGIN);
   }
 
@@ -486,7 +494,7 @@ export class PgTaskStore implements TaskStore {
     } catch (err) {
       failure = err;
       const reason = this.scrub((err as Error).message);
-      if (err instanceof pg.DatabaseError && err.severity === "ERROR") {
+      if (err instanceof pg.DatabaseError && sessionEnded(err) === undefined) {
         throw this.writeFailed(`a write to the task database ${redactUrl(this.url)} failed (${reason}); nothing was changed`);
       }
       const message = `the task database ${redactUrl(this.url)} failed while committing (${reason}); the change may or may not have been kept: read the task again before retrying`;
@@ -917,8 +925,16 @@ export class PgTaskStore implements TaskStore {
       for (const row of notice.rows) {
         const rec = recordFromDisk(parseJson(row.record));
         // A row that cannot be used here is read back (and then skipped with a warning, as any).
-        if (typeof rec === "string" || rec.id !== row.id) this.fetchQueue.add(row.id);
-        else this.apply(rec, BigInt(row.version));
+        if (typeof rec === "string" || rec.id !== row.id) {
+          this.fetchQueue.add(row.id);
+          continue;
+        }
+        // Called from the socket's data handler: a listener that throws must not end the process.
+        try {
+          this.apply(rec, BigInt(row.version));
+        } catch (err) {
+          this.warn(`a task change listener failed (the change is applied): ${(err as Error).message}`);
+        }
       }
       for (const id of notice.ids) this.fetchQueue.add(id);
       if (this.fetchQueue.size > 0) void this.fetchChanged();
