@@ -209,14 +209,7 @@ if (missing !== undefined) {
       );
       const first = store.create(init("slow"));
       const batch = Promise.allSettled([store.create(init("a")), store.create(init("b"))]);
-      let pid: number | undefined;
-      for (let i = 0; i < 200 && pid === undefined; i++) {
-        const res = await admin.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'");
-        pid = res.rows[0]?.pid;
-        if (pid === undefined) await new Promise((r) => setTimeout(r, 25));
-      }
-      assert.ok(pid !== undefined, "the create's statement never reached its commit");
-      await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+      await terminateSleeping(admin, "the create's statement never reached its commit");
       const err = await first.then(
         () => assert.fail("the create succeeded"),
         (e: unknown) => e as Error,
@@ -235,14 +228,7 @@ if (missing !== undefined) {
       // The same in a transaction (a create with a key): its COMMIT's answer is lost, and the
       // session that ended is not handed to the next write.
       const keyed = store.create(init("slow", "key-slow"));
-      pid = undefined;
-      for (let i = 0; i < 200 && pid === undefined; i++) {
-        const res = await admin.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'");
-        pid = res.rows[0]?.pid;
-        if (pid === undefined) await new Promise((r) => setTimeout(r, 25));
-      }
-      assert.ok(pid !== undefined, "the keyed create never reached its commit");
-      await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+      await terminateSleeping(admin, "the keyed create never reached its commit");
       await assert.rejects(keyed, /failed while committing \(terminating connection .+\); the change may or may not have been kept/);
       const next = await store.create(init("c", "key-c"));
       assert.equal(next.created, true);
@@ -252,6 +238,18 @@ if (missing !== undefined) {
       await store.close();
     }
   });
+
+  /** Ends the session whose commit sleeps in the slow_at_commit trigger (pg_terminate_backend). */
+  async function terminateSleeping(admin: pg.Client, never: string): Promise<void> {
+    let pid: number | undefined;
+    for (let i = 0; i < 200 && pid === undefined; i++) {
+      const res = await admin.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'");
+      pid = res.rows[0]?.pid;
+      if (pid === undefined) await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.ok(pid !== undefined, never);
+    await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+  }
 
   test("a batch that cannot get a connection is refused whole, not run one by one (nothing was sent)", async () => {
     const url = await cluster.createDatabase();

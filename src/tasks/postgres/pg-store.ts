@@ -477,15 +477,7 @@ export class PgTaskStore implements TaskStore {
    * unknown, and the creates are never run again.
    */
   private async insertAlone(fresh: TaskRecord[]): Promise<bigint[] | undefined> {
-    this.assertOpen();
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      const message = `cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`;
-      this.lastWriteError = message;
-      throw new UnreachableError(message);
-    }
+    const client = await this.writeConnection();
     let failure: unknown;
     try {
       const res = await client.query<{ id: string; version: string }>({ ...PREPARED_INSERT_IF_ROOM, values: this.insertParams(fresh) });
@@ -728,15 +720,7 @@ export class PgTaskStore implements TaskStore {
    * thrown by `fn` rolls back and passes through; a database failure becomes TaskStoreWriteError.
    */
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>, begin = "BEGIN"): Promise<T> {
-    this.assertOpen();
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      const message = `cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`;
-      this.lastWriteError = message;
-      throw new UnreachableError(message);
-    }
+    const client = await this.writeConnection();
     let failure: unknown;
     try {
       const out = await inTransaction({ query: (sql) => this.q(client, sql) }, () => fn(client), begin);
@@ -753,6 +737,18 @@ export class PgTaskStore implements TaskStore {
       throw this.writeFailed(`a write to the task database ${redactUrl(this.url)} failed (${err.message}); nothing was changed`);
     } finally {
       client.release(sessionEnded(failure));
+    }
+  }
+
+  /** A pooled connection for a write; none to be had is UnreachableError (nothing was sent). */
+  private async writeConnection(): Promise<pg.PoolClient> {
+    this.assertOpen();
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      const message = `cannot reach the task database ${redactUrl(this.url)} (${this.scrub((err as Error).message)}); nothing was changed`;
+      this.lastWriteError = message;
+      throw new UnreachableError(message);
     }
   }
 
