@@ -207,13 +207,14 @@ if (missing !== undefined) {
       await admin.query(
         "CREATE CONSTRAINT TRIGGER slow_at_commit AFTER INSERT ON cara_tasks DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_at_commit()",
       );
-      const first = store.create(init("slow"));
-      const batch = Promise.allSettled([store.create(init("a")), store.create(init("b"))]);
-      await terminateSleeping(admin, "the create's statement never reached its commit");
-      const err = await first.then(
+      // Handlers are attached at once: the refusal may arrive before terminateSleeping returns.
+      const first = store.create(init("slow")).then(
         () => assert.fail("the create succeeded"),
         (e: unknown) => e as Error,
       );
+      const batch = Promise.allSettled([store.create(init("a")), store.create(init("b"))]);
+      await terminateSleeping(admin, "the create's statement never reached its commit");
+      const err = await first;
       assert.ok(err instanceof TaskStoreWriteError);
       assert.match(err.message, /failed while committing \(.+\); the change may or may not have been kept/);
       // The two that waited went in the next statement, which commits (no 'slow' in it).
@@ -227,9 +228,12 @@ if (missing !== undefined) {
       assert.deepEqual(await transactionsOf(url), { rows: 2, transactions: 1 });
       // The same in a transaction (a create with a key): its COMMIT's answer is lost, and the
       // session that ended is not handed to the next write.
-      const keyed = store.create(init("slow", "key-slow"));
+      const keyed = assert.rejects(
+        store.create(init("slow", "key-slow")),
+        /failed while committing \(terminating connection .+\); the change may or may not have been kept/,
+      );
       await terminateSleeping(admin, "the keyed create never reached its commit");
-      await assert.rejects(keyed, /failed while committing \(terminating connection .+\); the change may or may not have been kept/);
+      await keyed;
       const next = await store.create(init("c", "key-c"));
       assert.equal(next.created, true);
       assert.deepEqual([...store.all()].map(textOf).sort(), ["a", "b", "c"]);
