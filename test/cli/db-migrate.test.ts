@@ -50,34 +50,35 @@ if (missing !== undefined) {
     const url = await cluster.createDatabase("dbmigrate1");
     const shown = url.replace(`:${encodeURIComponent(cluster.password)}@`, ":***@");
     const dir = await stateDirWith({ tasks: { store: "postgres", postgres: { url } } });
-    const head = `Database ${shown}: schema version 0 (this cara: 3)\n`;
+    const head = `Database ${shown}: schema version 0 (this cara: 4)\n`;
     const dry = await runCli(["db", "migrate", "--state-dir", dir, "--dry-run"]);
     assert.deepEqual(dry, {
       code: 0,
-      stdout: `${head}Pending migrations:\n  1  tasks\n  2  task count\n  3  claim indexes\nDry run: nothing applied. Run 'cara db migrate' to apply them.\n`,
+      stdout: `${head}Pending migrations:\n  1  tasks\n  2  task count\n  3  claim indexes\n  4  task room shards\nDry run: nothing applied. Run 'cara db migrate' to apply them.\n`,
       stderr: "",
     });
     const again = await runCli(["db", "migrate", "--state-dir", dir, "--dry-run", "--json"]);
     assert.deepEqual(JSON.parse(again.stdout), {
       database: shown,
       version: 0,
-      latest: 3,
+      latest: 4,
       pending: [
         { version: 1, name: "tasks" },
         { version: 2, name: "task count" },
         { version: 3, name: "claim indexes" },
+        { version: 4, name: "task room shards" },
       ],
       applied: [],
       dryRun: true,
     });
     assert.deepEqual(await runCli(["db", "migrate", "--state-dir", dir]), {
       code: 0,
-      stdout: `${head}Applied:\n  1  tasks\n  2  task count\n  3  claim indexes\nSchema version now 3.\n`,
+      stdout: `${head}Applied:\n  1  tasks\n  2  task count\n  3  claim indexes\n  4  task room shards\nSchema version now 4.\n`,
       stderr: "",
     });
     assert.deepEqual(await runCli(["db", "migrate", "--state-dir", dir]), {
       code: 0,
-      stdout: `Database ${shown}: schema version 3 (this cara: 3)\nNothing to migrate: the schema is up to date.\n`,
+      stdout: `Database ${shown}: schema version 4 (this cara: 4)\nNothing to migrate: the schema is up to date.\n`,
       stderr: "",
     });
   });
@@ -87,7 +88,7 @@ if (missing !== undefined) {
     const dir = await stateDirWith({ tasks: { store: "postgres", postgres: { url: "postgres://nobody:x@127.0.0.1:1/none" } } });
     const viaEnv = await runCli(["db", "migrate", "--state-dir", dir, "--json"], { env: { CARAPACE_DATABASE_URL: url } });
     assert.equal(viaEnv.code, 0, viaEnv.stderr);
-    assert.deepEqual(JSON.parse(viaEnv.stdout).applied, [1, 2, 3]);
+    assert.deepEqual(JSON.parse(viaEnv.stdout).applied, [1, 2, 3, 4]);
     const closed = url.replace(/:\d+\//, ":1/");
     const failed = await runCli(["db", "migrate", "--state-dir", dir, "--dry-run"], { env: { CARAPACE_DATABASE_URL: closed } });
     assert.equal(failed.code, 1);

@@ -37,7 +37,7 @@ test("the PostgreSQL store: database ok with its schema version, then failing an
       outputs.push(JSON.stringify(status.json));
       const check = status.json.checks.find((c: { name: string }) => c.name === "database");
       assert.equal(check.status, "CHECK_STATUS_OK", JSON.stringify(check));
-      assert.match(check.message, /^reachable, schema version 3; pool [0-3]\/3 in use, [0-3] idle, 0 waiting$/);
+      assert.match(check.message, /^reachable, schema version 4; pool [0-3]\/3 in use, [0-3] idle, 0 waiting$/);
       const ready = await fetch(`${s.baseUrl}/health/ready`, { headers: { authorization: `Bearer ${s.token}` } });
       assert.equal(ready.status, 200);
 

@@ -10,8 +10,14 @@
  * `cara_task_count` (version 2) holds how many rows `cara_tasks` has, kept by statement triggers
  * in the same transaction as the rows: a create reads it under the create lock instead of
  * counting the table (`count(*)` walks every row, once per create transaction, so it grew with
- * the queue and was the longest step while the lock was held).
+ * the queue and was the longest step while the lock was held). Version 4 spreads that count over
+ * the shards of `cara_task_room` (see there).
  */
+/** How many rows the count and the capacity are spread over (version 4). */
+export const ROOM_SHARDS = 16;
+/** The transaction-local setting that names the shard a transaction counts on (version 4). */
+export const ROOM_SHARD_SETTING = "cara.room_shard";
+
 export interface Migration {
   version: number;
   name: string;
@@ -91,6 +97,72 @@ CREATE TRIGGER cara_task_count_truncate AFTER TRUNCATE ON cara_tasks
     sql: `
 CREATE INDEX cara_tasks_runnable ON cara_tasks (next_run_at_ms) WHERE state IN ('queued', 'retry_wait');
 CREATE INDEX cara_tasks_running ON cara_tasks (lease_expires_at_ms) WHERE state = 'running';
+`,
+  },
+  {
+    version: 4,
+    name: "task room shards",
+    // The one count row serialized every create in the deployment through its disk flush (its
+    // lock is held until COMMIT): with 4 servers, 3.5 creates per WAL flush. The count is now
+    // spread over ROOM_SHARDS rows, and the capacity over their quotas (each shard's n may not
+    // pass its quota, so the total cannot pass the capacity): creates of different servers lock
+    // different rows, and their commits share flushes. A create that finds no shard with room
+    // locks them all and moves the free room (rows.ts, pg-store.ts). A transaction counts its
+    // inserts and deletes on one shard (cara_task_room_shard): the one its create chose, else any
+    // that is not locked, else shard 0 (waiting). n may go below zero on a shard (a delete counted
+    // where the insert was not); the sum is the number of rows. Quotas start at 0: the first create
+    // shares out the room of its own capacity.
+    sql: `
+LOCK TABLE cara_tasks IN SHARE ROW EXCLUSIVE MODE;
+CREATE TABLE cara_task_room (
+  shard integer PRIMARY KEY CHECK (shard >= 0 AND shard < ${ROOM_SHARDS}),
+  n bigint NOT NULL,
+  quota bigint NOT NULL DEFAULT 0,
+  capacity bigint NOT NULL DEFAULT 0
+);
+INSERT INTO cara_task_room (shard, n) SELECT g, CASE WHEN g = 0 THEN (SELECT count(*) FROM cara_tasks) ELSE 0 END FROM generate_series(0, ${ROOM_SHARDS - 1}) AS g;
+DROP TRIGGER cara_task_count_insert ON cara_tasks;
+DROP TRIGGER cara_task_count_delete ON cara_tasks;
+DROP TRIGGER cara_task_count_truncate ON cara_tasks;
+DROP FUNCTION cara_task_count_added();
+DROP FUNCTION cara_task_count_removed();
+DROP FUNCTION cara_task_count_truncated();
+DROP TABLE cara_task_count;
+CREATE FUNCTION cara_task_room_shard() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE s integer := nullif(current_setting('${ROOM_SHARD_SETTING}', true), '')::integer;
+BEGIN
+  IF s IS NULL THEN
+    SELECT shard INTO s FROM cara_task_room ORDER BY shard FOR UPDATE SKIP LOCKED LIMIT 1;
+    s := coalesce(s, 0);
+    PERFORM set_config('${ROOM_SHARD_SETTING}', s::text, true);
+  END IF;
+  RETURN s;
+END $$;
+CREATE FUNCTION cara_task_room_added() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE k bigint;
+BEGIN
+  SELECT count(*) INTO k FROM added;
+  IF k > 0 THEN UPDATE cara_task_room SET n = n + k WHERE shard = cara_task_room_shard(); END IF;
+  RETURN NULL;
+END $$;
+CREATE FUNCTION cara_task_room_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE k bigint;
+BEGIN
+  SELECT count(*) INTO k FROM removed;
+  IF k > 0 THEN UPDATE cara_task_room SET n = n - k WHERE shard = cara_task_room_shard(); END IF;
+  RETURN NULL;
+END $$;
+CREATE FUNCTION cara_task_room_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE cara_task_room SET n = 0;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER cara_task_room_insert AFTER INSERT ON cara_tasks REFERENCING NEW TABLE AS added
+  FOR EACH STATEMENT EXECUTE FUNCTION cara_task_room_added();
+CREATE TRIGGER cara_task_room_delete AFTER DELETE ON cara_tasks REFERENCING OLD TABLE AS removed
+  FOR EACH STATEMENT EXECUTE FUNCTION cara_task_room_removed();
+CREATE TRIGGER cara_task_room_truncate AFTER TRUNCATE ON cara_tasks
+  FOR EACH STATEMENT EXECUTE FUNCTION cara_task_room_truncated();
 `,
   },
 ];

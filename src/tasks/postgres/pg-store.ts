@@ -10,7 +10,7 @@
  * other servers' changes when their NOTIFY arrives (the row is read back, the newest `version`
  * wins); a slow resync compares every row's version as a safety net for lost notices.
  */
-import { randomUUID } from "node:crypto";
+import { randomInt, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import pg from "pg";
 import {
@@ -40,7 +40,8 @@ import { attemptTimeoutMs } from "../worker.js";
 import { migrate, schemaVersion } from "./migrate.js";
 import { redactUrl, scrub } from "./redact.js";
 import { createNotices, plainNotices, readNotice } from "./create-notices.js";
-import { CHANGES_CHANNEL, COUNT_SQL, CREATE_BEGIN, columns, INSERT_IF_ROOM_SQL } from "./rows.js";
+import { ROOM_SHARDS } from "./migrations.js";
+import { CHANGES_CHANNEL, CREATE_BEGIN, columns, INSERT_IF_ROOM_SQL, LOCK_ROOM_SQL, SHARE_ROOM_SQL } from "./rows.js";
 import { readAllTasks, replaceAllTasks } from "./table-copy.js";
 import { failedWhileCommitting, inTransaction, markCommitting } from "./transaction.js";
 
@@ -166,6 +167,11 @@ export class PgTaskStore implements TaskStore {
   readonly recoveredOnOpen = 0;
   /** This store's name in its notices (it skips its own). */
   readonly origin = randomUUID();
+  /**
+   * The shard of cara_task_room this store's creates try first (rows.ts): servers that pick
+   * different ones do not wait for each other's commits; a busy or full one is passed over.
+   */
+  private readonly roomShard = randomInt(ROOM_SHARDS);
   private readonly ownNoticePrefix = `${this.origin} `;
 
   private readonly url: string;
@@ -420,30 +426,29 @@ export class PgTaskStore implements TaskStore {
       if (fresh.length === 0) return { results, evicted: [], versions: [], existing: [...existing.values()], fresh };
       const inserted = await this.insertIfRoom(c, fresh);
       if (inserted) return { results, evicted: [], versions: inserted, existing: [...existing.values()], fresh };
-      // No room: the oldest finished tasks make way (as in the file store), else the queue is full.
-      // Creates without keys do not take the create lock: one may take the room made here before
-      // the insert, so it counts and makes room again (a few times) before saying the queue is full.
+      // No free shard had room: every shard is locked (waiting for the creates and removals in
+      // progress), so the count is exact; the oldest finished tasks make way (as in the file
+      // store), else the queue is full; the room left is shared out again.
+      const counted = (await this.q<{ n: string }>(c, LOCK_ROOM_SQL)).rows[0];
+      if (!counted) {
+        throw new TaskStoreCorruptError(
+          `table cara_task_room in the task database ${redactUrl(this.url)} lost rows; put them back with: DELETE FROM cara_task_room; INSERT INTO cara_task_room (shard, n) SELECT g, CASE WHEN g = 0 THEN (SELECT count(*) FROM cara_tasks) ELSE 0 END FROM generate_series(0, ${ROOM_SHARDS - 1}) AS g`,
+        );
+      }
       const evicted: string[] = [];
-      for (let round = 0; round < 3; round++) {
-        const counted = (await this.q<{ n: string }>(c, COUNT_SQL)).rows[0];
-        if (!counted) {
-          throw new TaskStoreCorruptError(
-            `table cara_task_count in the task database ${redactUrl(this.url)} has no row; put it back with: INSERT INTO cara_task_count (n) SELECT count(*) FROM cara_tasks`,
-          );
-        }
-        const need = fresh.length - (this.capacity - Number(counted.n));
-        if (need > 0) {
-          const gone = await this.q<{ id: string }>(
-            c,
-            `DELETE FROM cara_tasks WHERE id IN (SELECT id FROM cara_tasks WHERE state IN ${TERMINAL_SQL} ORDER BY updated_at_ms, id LIMIT $1 FOR UPDATE) RETURNING id`,
-            [need],
-          );
-          const ids = gone.rows.map((r) => r.id);
-          evicted.push(...ids);
-          await this.notify(c, ids);
-          // None left to evict: full, unless a removal elsewhere (the sweep) made room meanwhile.
-          if (ids.length === 0 && round > 0) break;
-        }
+      const need = fresh.length - (this.capacity - Number(counted.n));
+      if (need > 0) {
+        // SKIP LOCKED: a removal in progress may wait for a shard this transaction holds.
+        const gone = await this.q<{ id: string }>(
+          c,
+          `DELETE FROM cara_tasks WHERE id IN (SELECT id FROM cara_tasks WHERE state IN ${TERMINAL_SQL} ORDER BY updated_at_ms, id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id`,
+          [need],
+        );
+        evicted.push(...gone.rows.map((r) => r.id));
+        await this.notify(c, evicted);
+      }
+      const shared = await this.q(c, SHARE_ROOM_SQL, [this.capacity, fresh.length, this.roomShard]);
+      if (shared.rows.length > 0) {
         const versions = await this.insertIfRoom(c, fresh);
         if (versions) return { results, evicted, versions, existing: [...existing.values()], fresh };
       }
@@ -464,13 +469,13 @@ export class PgTaskStore implements TaskStore {
   private insertParams(fresh: TaskRecord[]): unknown[] {
     const cols = columns(fresh);
     const sent = createNotices(this.origin, cols[0] as string[], cols[8] as string[]);
-    return [...cols, this.capacity, fresh.length, sent.chunkOf, sent.heads, sent.bodies, sent.plain];
+    return [...cols, this.capacity, fresh.length, sent.chunkOf, sent.heads, sent.bodies, sent.plain, this.roomShard];
   }
 
   /**
    * The usual create (no idempotency key): insertIfRoom's statement alone, as its own transaction,
    * one round trip where BEGIN, the create lock and COMMIT took three (the capacity stays exact:
-   * the statement locks the count's row and checks it as of the last commit before it). Committed
+   * the statement locks a shard of the count and checks it as of the last commit before it). Committed
    * when it answers. When the database answers with an error (severity ERROR, also one raised
    * while committing), the transaction was rolled back: nothing was changed. When the answer is
    * lost (the connection broke, the server stopped: FATAL), it may have committed: the outcome is

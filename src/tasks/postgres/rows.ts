@@ -4,6 +4,7 @@
  * whole-table copies of backup, restore and `cara tasks migrate` (table-copy.ts).
  */
 import { orderedRecord, type TaskRecord } from "../model.js";
+import { ROOM_SHARD_SETTING, ROOM_SHARDS } from "./migrations.js";
 
 /** The channel every store of a database listens on; notices are described in create-notices.ts. */
 export const CHANGES_CHANNEL = "cara_tasks";
@@ -17,18 +18,22 @@ const UNNEST_COLUMNS = "unnest($1::text[], $2::text[], $3::integer[], $4::bigint
 export const INSERT_SQL = `INSERT INTO cara_tasks (${INSERT_COLUMNS}) SELECT * FROM ${UNNEST_COLUMNS} RETURNING id, version`;
 
 /**
- * A create's insert in one statement: inserts the rows of `columns()` only if the table has room
- * for all of them ($10 the capacity, $11 how many rows), then sends the notices of createNotices().
- * The room is checked on `cara_task_count` (kept by triggers) by an UPDATE of its row: that locks
- * the row until this transaction ends, waiting for any create or removal in progress, and checks
- * the count as they left it (READ COMMITTED re-reads an updated row), so the capacity is exact
- * whether or not the create lock is held. Notices: $12 the
+ * A create's insert in one statement: inserts the rows of `columns()` only if a shard of
+ * `cara_task_room` (migration 4) has room for all of them ($10 the capacity the quotas were shared
+ * for, $11 how many rows, $16 the shard to try first), then sends the notices of createNotices().
+ * The shard is locked (FOR UPDATE) until this transaction ends, skipping those another create or
+ * removal holds, and its count is read as they left it (READ COMMITTED re-reads a locked row), so
+ * no shard passes its quota and the total never passes the capacity, with or without the create
+ * lock; the triggers count the rows on the shard named in ROOM_SHARD_SETTING. Notices: $12 the
  * notice of each row, $13 and $14 each notice's head and body, between which the database puts
  * the versions it gave the rows; $15 the plain notices. Returns every row's id and version, or no
- * row at all when there was no room (nothing inserted, nothing sent: the caller makes room and
- * inserts step by step).
+ * row at all when no free shard had room (nothing inserted, nothing sent: the caller locks every
+ * shard, makes room and shares it out: LOCK_ROOM_SQL, SHARE_ROOM_SQL).
  */
-export const INSERT_IF_ROOM_SQL = `WITH room AS (UPDATE cara_task_count SET n = n WHERE n + $11::bigint <= $10::bigint RETURNING n),
+export const INSERT_IF_ROOM_SQL = `WITH room AS (
+    SELECT set_config('${ROOM_SHARD_SETTING}', shard::text, true) FROM (
+      SELECT shard FROM cara_task_room WHERE capacity = $10::bigint AND n + $11::bigint <= quota
+       ORDER BY shard <> $16::integer, shard LIMIT 1 FOR UPDATE SKIP LOCKED) AS free),
   ins AS (INSERT INTO cara_tasks (${INSERT_COLUMNS}) SELECT * FROM ${UNNEST_COLUMNS} WHERE EXISTS (SELECT 1 FROM room) RETURNING id, version),
   sent AS (
     SELECT pg_notify('${CHANGES_CHANNEL}', n.head || v.versions || n.body)
@@ -42,8 +47,24 @@ export const INSERT_IF_ROOM_SQL = `WITH room AS (UPDATE cara_task_count SET n = 
   )
 SELECT ins.id, ins.version FROM ins, (SELECT count(*) FROM sent) AS notices`;
 
-/** How many rows `cara_tasks` holds (kept by triggers, see migrations.ts). */
-export const COUNT_SQL = "SELECT n FROM cara_task_count";
+/**
+ * Locks every shard of `cara_task_room` (waiting for the creates and removals that hold one) and
+ * returns how many rows `cara_tasks` holds: exact until this transaction ends. No row: the table
+ * lost some of its rows (the count cannot be trusted).
+ */
+export const LOCK_ROOM_SQL = `SELECT sum(n) AS n FROM (SELECT n FROM cara_task_room ORDER BY shard FOR UPDATE) AS shards HAVING count(*) = ${ROOM_SHARDS}`;
+
+/**
+ * With every shard locked (LOCK_ROOM_SQL): shares the room left by $1 the capacity, after $2 rows
+ * about to be inserted on shard $3, out over the shards' quotas (shard $3 gets the $2 besides), so
+ * that the quotas add up to the capacity. Returns no row, and changes nothing, when there is not
+ * room for the $2.
+ */
+export const SHARE_ROOM_SQL = `WITH free AS (SELECT $1::bigint - sum(n)::bigint - $2::bigint AS f FROM cara_task_room)
+UPDATE cara_task_room AS r
+   SET capacity = $1::bigint,
+       quota = r.n + free.f / ${ROOM_SHARDS} + CASE WHEN r.shard < free.f % ${ROOM_SHARDS} THEN 1 ELSE 0 END + CASE WHEN r.shard = $3::integer THEN $2::bigint ELSE 0 END
+  FROM free WHERE free.f >= 0 RETURNING r.shard`;
 
 /** What a create transaction begins with: the transaction and the create lock in one round trip. */
 export const CREATE_BEGIN = `BEGIN; SELECT pg_advisory_xact_lock(${CREATE_LOCK_KEY})`;
