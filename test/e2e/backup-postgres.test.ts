@@ -245,14 +245,20 @@ if (missing !== undefined) {
           const res = await connectJson(p, `${T}/CreateTasks`, { tasks }, p.token);
           assert.equal(res.status, 200, JSON.stringify(res.json));
         }
-      })();
+        // Handled now, rethrown after the backups: a failed create must not be an unhandled rejection.
+      })().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       const archives: string[] = [];
+      let failed: unknown;
       try {
         for (let i = 0; i < 3; i++) archives.push(await backup(p, `during-${i}.tar.gz`));
       } finally {
         creating = false;
-        await creator;
+        failed = await creator;
       }
+      if (failed !== undefined) throw failed;
       for (const file of archives) {
         const records = JSON.parse((await archivedQueue(file)).text) as { labels?: { batch?: string } }[];
         const perBatch = new Map<string, number>();

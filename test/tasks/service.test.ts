@@ -11,6 +11,14 @@ import { tasksUnderTest } from "../helpers/rpc.js";
 const systemEvent = (text: string) => create(TaskPayloadSchema, { kind: { case: "systemEvent", value: { text } } });
 const future = () => BigInt(Date.now() + 3_600_000);
 
+/**
+ * Marks the refusals of calls that have all started as handled now: the tests await them one at a
+ * time, and a refusal that takes I/O would otherwise be an unhandled rejection meanwhile.
+ */
+function awaitedInTurn(cases: [string, Promise<unknown>, ...unknown[]][]): void {
+  for (const [, call] of cases) call.catch(() => undefined);
+}
+
 /** The call's failure as [code, message, ErrorInfo reason]. */
 async function failure(call: Promise<unknown>): Promise<[Code, string, string | undefined]> {
   try {
@@ -76,6 +84,7 @@ test("TasksService: every bad input is a clear error with the right code and cha
     ["cancel unknown", client.cancelTask({ id: "nope" }), Code.NotFound, "Task not found"],
     ["retry reason too long", client.retryTask({ id: "nope", reason: "x".repeat(1025) }), Code.InvalidArgument, "reason exceeds 1024 characters"],
   ];
+  awaitedInTurn(cases);
   for (const [what, call, code, message] of cases) {
     const [gotCode, gotMessage] = await failure(call);
     assert.deepEqual([Code[gotCode], gotMessage], [Code[code], message], what);
@@ -89,6 +98,7 @@ test("TasksService: every bad input is a clear error with the right code and cha
     ["resume", client.resumeTask({ id }), "Task is not blocked", "TASK_STATE_CONFLICT"],
     ["empty update", client.updateTask({ id }), "Task patch requires payload, policy, or reason", "TASK_INVALID_ARGUMENT"],
   ];
+  awaitedInTurn(refused);
   for (const [what, call, message, reason] of refused) {
     const [, gotMessage, gotReason] = await failure(call);
     assert.deepEqual([gotMessage, gotReason], [message, reason], what);
@@ -202,6 +212,7 @@ test("a NUL character (which PostgreSQL cannot store) is refused in any string a
     ["cancel reason", client.cancelTask({ id, reason: "\u0000x" }), "reason must not contain a NUL character (\\u0000)", "reason"],
     ["id", client.getTask({ id: "a\u0000" }), "task id must not contain a NUL character (\\u0000)", "id"],
   ];
+  awaitedInTurn(cases);
   for (const [what, call, message, field] of cases) {
     let caught: unknown;
     await call.catch((err: unknown) => {
