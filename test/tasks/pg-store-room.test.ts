@@ -112,6 +112,31 @@ if (missing !== undefined) {
     }
   });
 
+  test("after every row is replaced without a room check (a restore, tasks migrate), creates still stop at the capacity", async () => {
+    const url = await cluster.createDatabase();
+    const a = await PgTaskStore.open({ url, capacity: 10 });
+    const b = await PgTaskStore.open({ url, capacity: 10 });
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const { task } = await a.create(init("shares out the room"));
+      // All ten counted on one shard: the other shards' quotas would still let creates in.
+      await a.replaceAll(Array.from({ length: 10 }, (_, i) => ({ ...task, id: `restored-${i}` })));
+      await assert.rejects(b.create(init("b")), TaskQueueFullError);
+      await assert.rejects(a.create(init("a")), TaskQueueFullError);
+      assert.deepEqual(await room(admin), { rows: 10, counted: 10, quotas: 10, capacities: "0" });
+      // Room again (one removed): exactly one create gets in.
+      await admin.query("DELETE FROM cara_tasks WHERE id = 'restored-0'");
+      const settled = await Promise.allSettled([a.create(init("a1")), b.create(init("b1")), a.create(init("a2")), b.create(init("b2"))]);
+      assert.equal(settled.filter((x) => x.status === "fulfilled").length, 1);
+      assert.deepEqual(await room(admin), { rows: 10, counted: 10, quotas: 10, capacities: "10" });
+    } finally {
+      await admin.end();
+      await a.close();
+      await b.close();
+    }
+  });
+
   test("a shard row that went missing fails the create closed, naming the table and how to put it back", async () => {
     const url = await cluster.createDatabase();
     const store = await PgTaskStore.open({ url, capacity: 10 });

@@ -111,9 +111,11 @@ CREATE INDEX cara_tasks_running ON cara_tasks (lease_expires_at_ms) WHERE state 
     // inserts and deletes on one shard (cara_task_room_shard): the one its create chose, else any
     // that is not locked, else shard 0 (waiting). n may go below zero on a shard (a delete counted
     // where the insert was not); the sum is the number of rows. Quotas start at 0: the first create
-    // shares out the room of its own capacity.
+    // shares out the room of its own capacity. The table is locked as DROP TRIGGER will lock it
+    // (ACCESS EXCLUSIVE) from the start: taking a weaker lock first and raising it later could
+    // deadlock with a writer that came in between.
     sql: `
-LOCK TABLE cara_tasks IN SHARE ROW EXCLUSIVE MODE;
+LOCK TABLE cara_tasks IN ACCESS EXCLUSIVE MODE;
 CREATE TABLE cara_task_room (
   shard integer PRIMARY KEY CHECK (shard >= 0 AND shard < ${ROOM_SHARDS}),
   n bigint NOT NULL,

@@ -426,27 +426,25 @@ export class PgTaskStore implements TaskStore {
       if (fresh.length === 0) return { results, evicted: [], versions: [], existing: [...existing.values()], fresh };
       const inserted = await this.insertIfRoom(c, fresh);
       if (inserted) return { results, evicted: [], versions: inserted, existing: [...existing.values()], fresh };
-      // No free shard had room: every shard is locked (waiting for the creates and removals in
-      // progress), so the count is exact; the oldest finished tasks make way (as in the file
-      // store), else the queue is full; the room left is shared out again.
+      // No free shard had room. The oldest finished tasks make way (as in the file store), first
+      // as many as the count last committed asks, waiting for rows a removal holds: rows before
+      // shards, the order removals take them in. Then every shard is locked (waiting for the
+      // creates and removals in progress), so the count is exact: more make way if still needed
+      // (now passing over rows others hold: a removal holding them may wait for a shard held
+      // here), else the queue is full; the room left is shared out again.
+      const evicted: string[] = [];
+      const committed = (await this.q<{ n: string | null }>(c, "SELECT sum(n) AS n FROM cara_task_room")).rows[0];
+      const guess = fresh.length - (this.capacity - Number(committed?.n ?? 0));
+      if (guess > 0) evicted.push(...(await this.evictOldest(c, guess, false)));
       const counted = (await this.q<{ n: string }>(c, LOCK_ROOM_SQL)).rows[0];
       if (!counted) {
         throw new TaskStoreCorruptError(
           `table cara_task_room in the task database ${redactUrl(this.url)} lost rows; put them back with: DELETE FROM cara_task_room; INSERT INTO cara_task_room (shard, n) SELECT g, CASE WHEN g = 0 THEN (SELECT count(*) FROM cara_tasks) ELSE 0 END FROM generate_series(0, ${ROOM_SHARDS - 1}) AS g`,
         );
       }
-      const evicted: string[] = [];
       const need = fresh.length - (this.capacity - Number(counted.n));
-      if (need > 0) {
-        // SKIP LOCKED: a removal in progress may wait for a shard this transaction holds.
-        const gone = await this.q<{ id: string }>(
-          c,
-          `DELETE FROM cara_tasks WHERE id IN (SELECT id FROM cara_tasks WHERE state IN ${TERMINAL_SQL} ORDER BY updated_at_ms, id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id`,
-          [need],
-        );
-        evicted.push(...gone.rows.map((r) => r.id));
-        await this.notify(c, evicted);
-      }
+      if (need > 0) evicted.push(...(await this.evictOldest(c, need, true)));
+      await this.notify(c, evicted);
       const shared = await this.q(c, SHARE_ROOM_SQL, [this.capacity, fresh.length, this.roomShard]);
       if (shared.rows.length > 0) {
         const versions = await this.insertIfRoom(c, fresh);
@@ -454,6 +452,16 @@ export class PgTaskStore implements TaskStore {
       }
       throw new TaskQueueFullError();
     }, CREATE_BEGIN);
+  }
+
+  /** Deletes up to `n` of the oldest finished tasks (eviction); returns their ids. */
+  private async evictOldest(c: pg.ClientBase, n: number, skipLocked: boolean): Promise<string[]> {
+    const gone = await this.q<{ id: string }>(
+      c,
+      `DELETE FROM cara_tasks WHERE id IN (SELECT id FROM cara_tasks WHERE state IN ${TERMINAL_SQL} ORDER BY updated_at_ms, id LIMIT $1 FOR UPDATE${skipLocked ? " SKIP LOCKED" : ""}) RETURNING id`,
+      [n],
+    );
+    return gone.rows.map((r) => r.id);
   }
 
   /**

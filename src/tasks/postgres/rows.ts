@@ -66,6 +66,13 @@ UPDATE cara_task_room AS r
        quota = r.n + free.f / ${ROOM_SHARDS} + CASE WHEN r.shard < free.f % ${ROOM_SHARDS} THEN 1 ELSE 0 END + CASE WHEN r.shard = $3::integer THEN $2::bigint ELSE 0 END
   FROM free WHERE free.f >= 0 RETURNING r.shard`;
 
+/**
+ * After rows were written without a room check (a restore, `cara tasks migrate`): the quotas no
+ * longer add up with the counts, so they are marked as shared for no capacity, and the next create
+ * shares the room out again from the exact count (the slow path). Locks every shard, in order.
+ */
+export const RESET_ROOM_SQL = "UPDATE cara_task_room SET capacity = 0 WHERE shard IN (SELECT shard FROM cara_task_room ORDER BY shard FOR UPDATE)";
+
 /** What a create transaction begins with: the transaction and the create lock in one round trip. */
 export const CREATE_BEGIN = `BEGIN; SELECT pg_advisory_xact_lock(${CREATE_LOCK_KEY})`;
 

@@ -7,7 +7,7 @@
 import type pg from "pg";
 import { recordFromDisk, type TaskRecord } from "../model.js";
 import { plainNotices } from "./create-notices.js";
-import { CHANGES_CHANNEL, columns, CREATE_LOCK_KEY, INSERT_SQL } from "./rows.js";
+import { CHANGES_CHANNEL, columns, CREATE_LOCK_KEY, INSERT_SQL, RESET_ROOM_SQL } from "./rows.js";
 import { inTransaction } from "./transaction.js";
 
 /** A row of the table cannot be used: the snapshot fails rather than leave a task out. */
@@ -70,6 +70,7 @@ export async function replaceAllTasks(
     const removed = (await client.query<{ id: string }>("DELETE FROM cara_tasks RETURNING id")).rows.map((r) => r.id);
     // In slices: one statement's parameters stay a few MiB whatever the queue's size.
     for (let i = 0; i < records.length; i += 1000) await client.query(INSERT_SQL, columns(records.slice(i, i + 1000)));
+    await client.query(RESET_ROOM_SQL);
     const ids = [...new Set([...removed, ...records.map((r) => r.id)])];
     for (const payload of plainNotices(options.origin, ids)) await client.query("SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, payload]);
     return { removed: removed.length };
