@@ -106,7 +106,7 @@ if (missing !== undefined) {
     }
   });
 
-  test("another store's creates are applied from their notices, not read back; other changes and rows too large for a notice are read back", async () => {
+  test("another store's creates, updates and claims are applied from their notices, not read back; rows too large for a notice and removals are read back", async () => {
     const url = await cluster.createDatabase();
     const a = await PgTaskStore.open({ url, resyncMs: 3_600_000 });
     const b = await PgTaskStore.open({ url, resyncMs: 3_600_000 });
@@ -122,7 +122,16 @@ if (missing !== undefined) {
       assert.equal(b.rowsReadBack, 1);
       const cancelled = await a.update(one[0]!.id, (cur) => cancelTransition(cur, "test", Date.now()));
       assert.deepEqual(await nextChange(b, cancelled.id), cancelled);
-      assert.equal(b.rowsReadBack, 2);
+      assert.equal(b.rowsReadBack, 1);
+      // A claim of many (several notices), each applied with the claim's lease and version.
+      const claimed = await a.claimDue(300, Date.now(), new Set());
+      assert.equal(claimed.length, 220);
+      for (const t of claimed) assert.deepEqual(b.get(t.id)?.state === "running" ? b.get(t.id) : await nextChange(b, t.id), t);
+      assert.equal(b.rowsReadBack, 2, "only the large row's claim was read back");
+      // An update that makes a row too large for a notice is read back.
+      const grown = await a.update(one[1]!.id, (cur) => ({ ...cur, lastError: "E".repeat(10_000) }));
+      assert.deepEqual(await nextChange(b, grown.id), grown);
+      assert.equal(b.rowsReadBack, 3);
     } finally {
       await a.close();
       await b.close();

@@ -9,6 +9,8 @@
  * as ids and reads those rows back), then the rows' versions (given by the database in the insert
  * statement, see rows.ts), then each record's JSON on a line of its own (JSON.stringify never
  * writes a raw line break). A record too large for a notice goes in a plain one and is read back.
+ * Updates and claims send the same form (rowNotices): with 4 servers, every claim and finished
+ * attempt was read back by the 3 others.
  */
 
 /** A NOTIFY payload must stay under 8000 bytes. */
@@ -60,6 +62,22 @@ export function createNotices(origin: string, ids: readonly string[], records: r
   close();
   out.plain = plainNotices(origin, large);
   return out;
+}
+
+/**
+ * The notices of written rows whose versions are already known (updates and claims: the statement
+ * returned them), complete and ready to send: the same form as a create's, so the other servers
+ * apply a claim or a finished attempt without reading it back either. `record` is the row's JSON.
+ */
+export function rowNotices(origin: string, rows: readonly { id: string; version: bigint; record: string }[]): string[] {
+  const notices = createNotices(
+    origin,
+    rows.map((r) => r.id),
+    rows.map((r) => r.record),
+  );
+  const versions: string[][] = notices.heads.map(() => []);
+  for (const [i, chunk] of notices.chunkOf.entries()) if (chunk > 0) versions[chunk - 1]!.push(String(rows[i]!.version));
+  return [...notices.heads.map((head, k) => `${head}${versions[k]!.join(" ")}${notices.bodies[k]}`), ...notices.plain];
 }
 
 /** The plain notices `<origin> <id>,<id>` naming `ids` (each under the size limit). */

@@ -17,6 +17,7 @@ import {
   claimOrder,
   claimTransition,
   dueAt,
+  orderedRecord,
   rescueTransition,
   recordFromDisk,
   TaskNotFoundError,
@@ -39,7 +40,7 @@ import { TaskDatabaseError } from "./errors.js";
 import { attemptTimeoutMs } from "../worker.js";
 import { migrate, schemaVersion } from "./migrate.js";
 import { redactUrl, scrub } from "./redact.js";
-import { createNotices, plainNotices, readNotice } from "./create-notices.js";
+import { createNotices, plainNotices, readNotice, rowNotices } from "./create-notices.js";
 import { ROOM_SHARDS } from "./migrations.js";
 import { CHANGES_CHANNEL, CREATE_BEGIN, columns, INSERT_IF_ROOM_SQL, LOCK_ROOM_SQL, SHARE_ROOM_SQL } from "./rows.js";
 import { readAllTasks, replaceAllTasks } from "./table-copy.js";
@@ -537,7 +538,7 @@ export class PgTaskStore implements TaskStore {
       const next = fn(current);
       if (next === current) return { rec: current, version: BigInt(row.version) };
       const [version] = await this.write(c, [next]);
-      await this.notify(c, [id]);
+      await this.notifyRows(c, [next], [version!]);
       return { rec: next, version: version! };
     });
     this.apply(out.rec, out.version);
@@ -577,7 +578,7 @@ export class PgTaskStore implements TaskStore {
       const versions = claimed.length > 0 ? await this.write(c, claimed, (t) => now + attemptTimeoutMs(t) + this.leaseGraceMs) : [];
       const stillRescued = rescued.filter((r) => !claimed.some((t) => t.id === r.id));
       const rescuedVersions = stillRescued.length > 0 ? await this.versions(c, stillRescued) : [];
-      await this.notify(c, [...rescued.map((t) => t.id), ...claimed.map((t) => t.id)]);
+      await this.notifyRows(c, [...stillRescued, ...claimed], [...rescuedVersions, ...versions]);
       return { claimed, versions, rescued: stillRescued, rescuedVersions, rescuedCount: rescued.length };
     });
     for (const [i, t] of out.rescued.entries()) this.apply(t, out.rescuedVersions[i]!);
@@ -801,6 +802,13 @@ export class PgTaskStore implements TaskStore {
   }
 
   /** Tells the other stores which ids changed (delivered at commit, dropped on rollback). */
+  /** Tells the other servers about written rows, carrying them (rowNotices), in one round trip. */
+  private async notifyRows(c: pg.ClientBase, recs: readonly TaskRecord[], versions: readonly bigint[]): Promise<void> {
+    if (recs.length === 0) return;
+    const rows = recs.map((r, i) => ({ id: r.id, version: versions[i]!, record: JSON.stringify(orderedRecord(r)) }));
+    await this.q(c, "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", [CHANGES_CHANNEL, rowNotices(this.origin, rows)]);
+  }
+
   private async notify(c: pg.ClientBase, ids: string[]): Promise<void> {
     for (const payload of plainNotices(this.origin, ids)) await this.q(c, "SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, payload]);
   }
