@@ -3,6 +3,7 @@
 // throwaway cluster (test/helpers/postgres.ts); skipped, saying why, when PostgreSQL is missing.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { isDeepStrictEqual } from "node:util";
 import pg from "pg";
 import { MIGRATIONS } from "../../src/tasks/postgres/migrations.js";
 import { migrate, pendingMigrations, schemaVersion } from "../../src/tasks/postgres/migrate.js";
@@ -11,7 +12,7 @@ import { PgTaskStore, TaskDatabaseError } from "../../src/tasks/postgres/pg-stor
 import { redactUrl } from "../../src/tasks/postgres/redact.js";
 import { OfflineTaskDatabase } from "../../src/tasks/postgres/task-database.js";
 import { failedWhileCommitting } from "../../src/tasks/postgres/transaction.js";
-import { cancelTransition } from "../../src/tasks/model.js";
+import { cancelTransition, type TaskRecord } from "../../src/tasks/model.js";
 import { Worker } from "../../src/tasks/worker.js";
 import type { TaskInit } from "../../src/tasks/task-store.js";
 import { failAtCommit, postgresUnavailable, startPostgres, type TestPostgres } from "../helpers/postgres.js";
@@ -106,6 +107,23 @@ if (missing !== undefined) {
     }
   });
 
+  /**
+   * Waits until `store` shows `rec` exactly (now, or at a later change: a notice may be applied
+   * before or after the writer's call returns); fails after 10 s with what it shows.
+   */
+  async function reaches(store: PgTaskStore, rec: TaskRecord): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (isDeepStrictEqual(store.get(rec.id), rec)) return;
+      const left = deadline - Date.now();
+      const timedOut = Symbol("timed out");
+      let timer: NodeJS.Timeout | undefined;
+      const next = await Promise.race([nextChange(store, rec.id), new Promise<symbol>((r) => (timer = setTimeout(() => r(timedOut), Math.max(left, 0))))]);
+      clearTimeout(timer);
+      if (next === timedOut) assert.deepEqual(store.get(rec.id), rec, `task ${rec.id} never reached the other store`);
+    }
+  }
+
   test("another store's creates, updates and claims are applied from their notices, not read back; rows too large for a notice and removals are read back", async () => {
     const url = await cluster.createDatabase();
     const a = await PgTaskStore.open({ url, resyncMs: 3_600_000 });
@@ -115,22 +133,22 @@ if (missing !== undefined) {
       const one = [];
       for (let i = 0; i < 20; i++) one.push((await a.create(init(`one ${i}`))).task);
       const many = (await Promise.all(Array.from({ length: 200 }, (_, i) => a.create(init(`many ${i} ${"é".repeat(100)}`))))).map((r) => r.task);
-      for (const t of [...one, ...many]) assert.deepEqual(b.get(t.id) ?? (await nextChange(b, t.id)), t);
+      for (const t of [...one, ...many]) await reaches(b, t);
       assert.equal(b.rowsReadBack, 0);
       const large = (await a.create(init("L".repeat(10_000)))).task;
-      assert.deepEqual(b.get(large.id) ?? (await nextChange(b, large.id)), large);
+      await reaches(b, large);
       assert.equal(b.rowsReadBack, 1);
       const cancelled = await a.update(one[0]!.id, (cur) => cancelTransition(cur, "test", Date.now()));
-      assert.deepEqual(await nextChange(b, cancelled.id), cancelled);
+      await reaches(b, cancelled);
       assert.equal(b.rowsReadBack, 1);
       // A claim of many (several notices), each applied with the claim's lease and version.
       const claimed = await a.claimDue(300, Date.now(), new Set());
       assert.equal(claimed.length, 220);
-      for (const t of claimed) assert.deepEqual(b.get(t.id)?.state === "running" ? b.get(t.id) : await nextChange(b, t.id), t);
+      for (const t of claimed) await reaches(b, t);
       assert.equal(b.rowsReadBack, 2, "only the large row's claim was read back");
       // An update that makes a row too large for a notice is read back.
       const grown = await a.update(one[1]!.id, (cur) => ({ ...cur, lastError: "E".repeat(10_000) }));
-      assert.deepEqual(await nextChange(b, grown.id), grown);
+      await reaches(b, grown);
       assert.equal(b.rowsReadBack, 3);
     } finally {
       await a.close();

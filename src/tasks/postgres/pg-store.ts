@@ -7,8 +7,9 @@
  *
  * Durability: every mutation is one transaction and resolves after COMMIT. Reads are served from
  * a mirror of the table kept in memory: it takes this store's own changes after they commit and
- * other servers' changes when their NOTIFY arrives (the row is read back, the newest `version`
- * wins); a slow resync compares every row's version as a safety net for lost notices.
+ * other servers' changes when their NOTIFY arrives (the notice carries the row, or names it to be
+ * read back; the newest `version` wins); a slow resync compares the table with the mirror as a
+ * safety net for lost notices.
  */
 import { randomInt, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
@@ -801,14 +802,17 @@ export class PgTaskStore implements TaskStore {
     return versionsInOrder(recs, res.rows as unknown as { id: string; version: string }[]);
   }
 
-  /** Tells the other stores which ids changed (delivered at commit, dropped on rollback). */
-  /** Tells the other servers about written rows, carrying them (rowNotices), in one round trip. */
+  /**
+   * Tells the other servers about written rows, carrying them (rowNotices), in one round trip
+   * (delivered at commit, dropped on rollback).
+   */
   private async notifyRows(c: pg.ClientBase, recs: readonly TaskRecord[], versions: readonly bigint[]): Promise<void> {
     if (recs.length === 0) return;
     const rows = recs.map((r, i) => ({ id: r.id, version: versions[i]!, record: JSON.stringify(orderedRecord(r)) }));
     await this.q(c, "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", [CHANGES_CHANNEL, rowNotices(this.origin, rows)]);
   }
 
+  /** Tells the other servers which ids changed (removals: they read them back). */
   private async notify(c: pg.ClientBase, ids: string[]): Promise<void> {
     for (const payload of plainNotices(this.origin, ids)) await this.q(c, "SELECT pg_notify($1, $2)", [CHANGES_CHANNEL, payload]);
   }
